@@ -1,0 +1,88 @@
+import Foundation
+
+/// On-disk format of object and part files:
+///
+///     [data bytes][trailer: JSON][footer: UInt64 LE trailer length][8-byte magic "CSOBJv01"]
+///
+/// Data and metadata live in one file, so a single `rename` replaces both, and a reader that
+/// opened the file reads a consistent pair from its descriptor.
+struct FileTrailer: Codable, Sendable {
+    enum Kind: String, Codable, Sendable {
+        case object
+        case part
+    }
+
+    var version: Int = 1
+    var kind: Kind
+    /// Object key (objects) — the authority for the key; the file name is only its hash.
+    var key: String?
+    var size: Int
+    var etag: String
+    var lastModifiedNs: Int64
+    var metadata: ObjectMetadata?
+    var partCount: Int?
+    var partNumber: Int?
+    var uploadId: String?
+
+    static let magic: [UInt8] = Array("CSOBJv01".utf8)
+    static let footerSize = 16
+    static let maximumTrailerSize = 16 * 1024 * 1024
+
+    var lastModified: Date { Date(nanoseconds: lastModifiedNs) }
+
+    /// The trailer and footer bytes to append after the data.
+    func encoded() throws -> [UInt8] {
+        var bytes = [UInt8](try JSONEncoder().encode(self))
+        var length = UInt64(bytes.count).littleEndian
+        withUnsafeBytes(of: &length) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: FileTrailer.magic)
+        return bytes
+    }
+
+    struct Corrupt: Error, CustomStringConvertible {
+        var path: String
+        var reason: String
+        var description: String { "corrupt store file \(path): \(reason)" }
+    }
+
+    /// Reads the trailer of an open file. Returns it with the data length (bytes before the trailer).
+    static func read(fd: CInt, path: String) throws -> (trailer: FileTrailer, dataLength: Int) {
+        let fileSize = try Posix.fileSize(fd, path: path)
+        guard fileSize >= footerSize else { throw Corrupt(path: path, reason: "too short") }
+        var footer = [UInt8](repeating: 0, count: footerSize)
+        let n = try footer.withUnsafeMutableBytes {
+            try Posix.preadFull(fd, $0, offset: fileSize - footerSize, path: path)
+        }
+        guard n == footerSize, Array(footer[8..<16]) == magic else {
+            throw Corrupt(path: path, reason: "bad footer")
+        }
+        var length: UInt64 = 0
+        for i in (0..<8).reversed() { length = length << 8 | UInt64(footer[i]) }
+        guard length <= UInt64(maximumTrailerSize), Int(length) <= fileSize - footerSize else {
+            throw Corrupt(path: path, reason: "bad trailer length \(length)")
+        }
+        let trailerLength = Int(length)
+        let dataLength = fileSize - footerSize - trailerLength
+        var json = Data(count: trailerLength)
+        let m = try json.withUnsafeMutableBytes {
+            try Posix.preadFull(fd, $0, offset: dataLength, path: path)
+        }
+        guard m == trailerLength else { throw Corrupt(path: path, reason: "short trailer") }
+        let trailer: FileTrailer
+        do {
+            trailer = try JSONDecoder().decode(FileTrailer.self, from: json)
+        } catch {
+            throw Corrupt(path: path, reason: "undecodable trailer: \(error)")
+        }
+        guard trailer.size == dataLength else {
+            throw Corrupt(path: path, reason: "size \(trailer.size) != data length \(dataLength)")
+        }
+        return (trailer, dataLength)
+    }
+}
+
+extension Date {
+    init(nanoseconds: Int64) {
+        self.init(timeIntervalSince1970: Double(nanoseconds) / 1_000_000_000)
+    }
+}

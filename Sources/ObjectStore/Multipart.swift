@@ -1,0 +1,363 @@
+import Crypto
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension ObjectStore {
+    /// CreateMultipartUpload. Returns the upload id (32 lowercase hex digits).
+    public func createMultipartUpload(
+        bucket: String, key: String, metadata: ObjectMetadata = ObjectMetadata()
+    ) async throws -> String {
+        try Validation.validateKey(key, bucket: bucket)
+        _ = try bucketState(bucket)
+        try validateMetadata(metadata, bucket: bucket, key: key)
+        let id = randomHex()
+        let record = UploadRecord(
+            uploadId: id, bucket: bucket, key: key, initiatedNs: Posix.nowNanoseconds(), metadata: metadata)
+        let paths = self.paths
+        let fsync = configuration.fsync
+        do {
+            try await io {
+                let staging = paths.tmp + "/newupload-" + id
+                try Posix.mkdir(staging)
+                do {
+                    try StoreLoader.writeJSON(record, to: staging + "/upload.json", fsync: fsync)
+                    if fsync { try Posix.fsyncDirectory(staging) }
+                    try Posix.rename(staging, paths.upload(id))
+                    if fsync { try Posix.fsyncDirectory(paths.multipart) }
+                } catch {
+                    try? Posix.removeTree(staging)
+                    throw error
+                }
+            }
+        } catch {
+            throw ObjectStoreError.wrap(error, operation: "CreateMultipartUpload", bucket: bucket, key: key)
+        }
+        uploads.withLock { $0[id] = UploadEntry(info: record.info) }
+        return id
+    }
+
+    func lookupUpload(bucket: String, key: String, uploadId: String) throws -> UploadEntry {
+        let entry = Validation.isValidUploadId(uploadId) ? uploads.withLock { $0[uploadId] } : nil
+        guard let entry, entry.info.bucket == bucket, utf8Equal(entry.info.key, key) else {
+            _ = try bucketState(bucket)
+            throw ObjectStoreError(
+                .noSuchUpload,
+                "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.",
+                bucket: bucket, key: key, uploadId: uploadId)
+        }
+        return entry
+    }
+
+    /// Starts an UploadPart (part numbers 1...10000). Re-uploading a part number replaces it.
+    public func beginPart(bucket: String, key: String, uploadId: String, partNumber: Int) async throws -> PartWriter {
+        guard (1...configuration.maximumPartNumber).contains(partNumber) else {
+            throw ObjectStoreError(
+                .invalidArgument, "Part number must be an integer between 1 and \(configuration.maximumPartNumber), inclusive.",
+                bucket: bucket, key: key, uploadId: uploadId)
+        }
+        _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
+        let tmp = paths.tmp
+        let pool = threadPool
+        do {
+            let temp = try await io { try TempFile.create(in: tmp, threadPool: pool) }
+            return PartWriter(
+                store: self, bucket: bucket, key: key, uploadId: uploadId, partNumber: partNumber, temp: temp)
+        } catch {
+            throw ObjectStoreError.wrap(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
+        }
+    }
+
+    func commitPart(_ writer: PartWriter, contentMD5: String?) async throws -> PartInfo {
+        let temp = writer.temp
+        let (bucket, key, uploadId, partNumber) = (writer.bucket, writer.key, writer.uploadId, writer.partNumber)
+        let paths = self.paths
+        let fsync = configuration.fsync
+        do {
+            let expected = try contentMD5.map { try Self.decodeContentMD5($0, bucket: bucket, key: key) }
+            _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
+            return try await io {
+                let (md5, size) = try temp.digest()
+                if let expected, expected != md5 {
+                    temp.discardSync()
+                    throw ObjectStoreError(
+                        .badDigest, "The Content-MD5 you specified did not match what we received.",
+                        bucket: bucket, key: key, uploadId: uploadId)
+                }
+                let etag = hexString(md5)
+                let now = Posix.nowNanoseconds()
+                try temp.seal(
+                    FileTrailer(
+                        kind: .part, size: size, etag: etag, lastModifiedNs: now, partNumber: partNumber,
+                        uploadId: uploadId),
+                    fsync: fsync)
+                do {
+                    try Posix.rename(temp.path, paths.part(uploadId, partNumber))
+                    temp.markInstalled()
+                } catch let error as SystemCallError where error.errno == ENOENT {
+                    // The upload directory is gone: completed or aborted meanwhile.
+                    throw ObjectStoreError(
+                        .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
+                        uploadId: uploadId)
+                }
+                if fsync { try Posix.fsyncDirectory(paths.upload(uploadId)) }
+                return PartInfo(partNumber: partNumber, size: size, etag: etag, lastModified: Date(nanoseconds: now))
+            }
+        } catch {
+            _ = try? await io { temp.discardSync() }
+            throw ObjectStoreError.wrap(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
+        }
+    }
+
+    /// ListParts: parts with numbers > `partNumberMarker`, ascending, at most `maxParts` (clamped to 1000).
+    public func listParts(
+        bucket: String, key: String, uploadId: String, partNumberMarker: Int = 0, maxParts: Int = 1000
+    ) async throws -> PartListing {
+        let entry = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
+        guard maxParts >= 0, partNumberMarker >= 0 else {
+            throw ObjectStoreError(.invalidArgument, "max-parts and part-number-marker must be non-negative.", bucket: bucket, key: key, uploadId: uploadId)
+        }
+        let limit = min(maxParts, 1000)
+        let paths = self.paths
+        do {
+            return try await io {
+                let numbers = try Posix.listDirectory(paths.upload(uploadId))
+                    .compactMap(Self.partNumber(fromFileName:))
+                    .filter { $0 > partNumberMarker }
+                    .sorted()
+                var parts: [PartInfo] = []
+                var index = 0
+                while index < numbers.count && parts.count < limit {
+                    let number = numbers[index]
+                    index += 1
+                    let path = paths.part(uploadId, number)
+                    guard let fd = try Posix.openIfExists(path) else { continue }
+                    defer { Posix.close(fd) }
+                    let (trailer, _) = try FileTrailer.read(fd: fd, path: path)
+                    parts.append(
+                        PartInfo(partNumber: number, size: trailer.size, etag: trailer.etag, lastModified: trailer.lastModified))
+                }
+                let truncated = index < numbers.count
+                return PartListing(
+                    upload: entry.info, parts: parts, isTruncated: truncated,
+                    nextPartNumberMarker: truncated ? parts.last?.partNumber : nil)
+            }
+        } catch {
+            throw ObjectStoreError.wrap(error, operation: "ListParts", bucket: bucket, key: key, uploadId: uploadId)
+        }
+    }
+
+    static func partNumber(fromFileName name: String) -> Int? {
+        guard name.hasPrefix("part-"), name.utf8.count == 10 else { return nil }
+        return Int(name.dropFirst(5))
+    }
+
+    /// CompleteMultipartUpload: concatenates the listed parts into the object, atomically.
+    ///
+    /// Parts must be strictly ascending (`InvalidPartOrder`), exist with the given ETags
+    /// (`InvalidPart`), and all but the last be at least ``ObjectStoreConfiguration/minimumPartSize``
+    /// (`EntityTooSmall`). The ETag is `hex(md5(md5(part1) ‖ … ‖ md5(partN)))-N`.
+    /// On success the upload is gone; on a validation failure it is left intact.
+    @discardableResult
+    public func completeMultipartUpload(
+        bucket: String, key: String, uploadId: String, parts: [CompletedPart], conditions: WriteConditions = .none
+    ) async throws -> ObjectInfo {
+        guard !parts.isEmpty else {
+            throw ObjectStoreError(
+                .malformedXML, "You must specify at least one part.", bucket: bucket, key: key, uploadId: uploadId)
+        }
+        for (previous, next) in zip(parts, parts.dropFirst()) where next.partNumber <= previous.partNumber {
+            throw ObjectStoreError(
+                .invalidPartOrder, "The list of parts was not in ascending order. Parts must be ordered by part number.",
+                bucket: bucket, key: key, uploadId: uploadId)
+        }
+        let bucketState = try bucketState(bucket)
+        let entry = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
+        try uploads.withLock { map in
+            guard let current = map[uploadId] else {
+                throw ObjectStoreError(.noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key, uploadId: uploadId)
+            }
+            guard !current.completing else {
+                throw ObjectStoreError(
+                    .operationAborted, "A conflicting operation is currently in progress against this upload.",
+                    bucket: bucket, key: key, uploadId: uploadId)
+            }
+            map[uploadId]?.completing = true
+        }
+
+        let paths = self.paths
+        let pool = threadPool
+        let configuration = self.configuration
+        let logger = self.logger
+        let (info, sequencer): (ObjectInfo, Int64)
+        do {
+            (info, sequencer) = try await io {
+                func invalidPart(_ number: Int) -> ObjectStoreError {
+                    ObjectStoreError(
+                        .invalidPart,
+                        "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag (part \(number)).",
+                        bucket: bucket, key: key, uploadId: uploadId)
+                }
+                // Open every part once; validate and copy from the same descriptors.
+                var opened: [(fd: CInt, size: Int, md5: [UInt8])] = []
+                defer { for part in opened { Posix.close(part.fd) } }
+                var total = 0
+                for part in parts {
+                    guard (1...configuration.maximumPartNumber).contains(part.partNumber) else {
+                        throw invalidPart(part.partNumber)
+                    }
+                    let path = paths.part(uploadId, part.partNumber)
+                    guard let fd = try Posix.openIfExists(path) else { throw invalidPart(part.partNumber) }
+                    let trailer: FileTrailer
+                    do {
+                        trailer = try FileTrailer.read(fd: fd, path: path).trailer
+                    } catch {
+                        Posix.close(fd)
+                        throw error
+                    }
+                    opened.append((fd, trailer.size, Self.bytes(fromHex: trailer.etag)))
+                    guard trailer.kind == .part, Validation.normalizeETag(part.etag) == trailer.etag.lowercased() else {
+                        throw invalidPart(part.partNumber)
+                    }
+                    total += trailer.size
+                }
+                for (index, part) in opened.enumerated() where index < opened.count - 1 {
+                    if part.size < configuration.minimumPartSize {
+                        throw ObjectStoreError(
+                            .entityTooSmall,
+                            "Your proposed upload is smaller than the minimum allowed size (part \(parts[index].partNumber) is \(part.size) bytes; the minimum is \(configuration.minimumPartSize)).",
+                            bucket: bucket, key: key, uploadId: uploadId)
+                    }
+                }
+                if total > configuration.maximumObjectSize {
+                    throw ObjectStoreError(
+                        .entityTooLarge, "Your proposed upload exceeds the maximum allowed object size.",
+                        bucket: bucket, key: key, uploadId: uploadId)
+                }
+
+                let temp = try TempFile.create(in: paths.tmp, threadPool: pool)
+                defer { temp.discardSync() }
+                var etagHash = Insecure.MD5()
+                for part in opened {
+                    try temp.append(
+                        from: part.fd, offset: 0, length: part.size, hash: false, bufferSize: configuration.copyBufferSize)
+                    etagHash.update(data: part.md5)
+                }
+                let etag = hexString(etagHash.finalize()) + "-\(parts.count)"
+                let now = Posix.nowNanoseconds()
+                try temp.seal(
+                    FileTrailer(
+                        kind: .object, key: key, size: total, etag: etag, lastModifiedNs: now,
+                        metadata: entry.info.metadata, partCount: parts.count),
+                    fsync: configuration.fsync)
+                let sequencer = try self.install(
+                    temp, bucket: bucketState, entry: IndexEntry(key: key, size: total, etag: etag, lastModifiedNs: now),
+                    conditions: conditions)
+
+                // The object is committed; now retire the upload (best effort).
+                do {
+                    let trash = paths.tmp + "/completed-" + uploadId
+                    try Posix.rename(paths.upload(uploadId), trash)
+                    if configuration.fsync { try Posix.fsyncDirectory(paths.multipart) }
+                    try Posix.removeTree(trash)
+                } catch {
+                    logger.error(
+                        "could not remove a completed multipart upload",
+                        metadata: ["cinescale.uploadId": "\(uploadId)", "cinescale.error": "\(error)"])
+                }
+                let info = ObjectInfo(
+                    bucket: bucket, key: key, size: total, etag: etag, lastModified: Date(nanoseconds: now),
+                    metadata: entry.info.metadata, partCount: parts.count)
+                return (info, sequencer)
+            }
+        } catch {
+            uploads.withLock { map in map[uploadId]?.completing = false }
+            throw ObjectStoreError.wrap(
+                error, operation: "CompleteMultipartUpload", bucket: bucket, key: key, uploadId: uploadId)
+        }
+        uploads.withLock { _ = $0.removeValue(forKey: uploadId) }
+        try await notify(
+            ObjectStoreEvent(
+                kind: .completeMultipartUpload, bucket: bucket, key: key, size: info.size, etag: info.etag,
+                sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer)))
+        return info
+    }
+
+    /// AbortMultipartUpload: removes the upload and its parts. `NoSuchUpload` if unknown;
+    /// `OperationAborted` while it is being completed.
+    public func abortMultipartUpload(bucket: String, key: String, uploadId: String) async throws {
+        _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
+        try uploads.withLock { map in
+            guard let current = map[uploadId] else {
+                throw ObjectStoreError(.noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key, uploadId: uploadId)
+            }
+            guard !current.completing else {
+                throw ObjectStoreError(
+                    .operationAborted, "A conflicting operation is currently in progress against this upload.",
+                    bucket: bucket, key: key, uploadId: uploadId)
+            }
+            map[uploadId] = nil
+        }
+        do {
+            try await removeUploadDirectory(uploadId)
+        } catch {
+            throw ObjectStoreError.wrap(error, operation: "AbortMultipartUpload", bucket: bucket, key: key, uploadId: uploadId)
+        }
+    }
+
+    func removeUploadDirectory(_ uploadId: String) async throws {
+        let paths = self.paths
+        let fsync = configuration.fsync
+        try await io {
+            let trash = paths.tmp + "/aborted-" + uploadId
+            do {
+                try Posix.rename(paths.upload(uploadId), trash)
+            } catch let error as SystemCallError where error.errno == ENOENT {
+                return
+            }
+            if fsync { try Posix.fsyncDirectory(paths.multipart) }
+            try Posix.removeTree(trash)
+        }
+    }
+
+    /// In-progress multipart uploads of a bucket whose key starts with `prefix`, sorted by key
+    /// (UTF-8 order) then initiation time.
+    public func listMultipartUploads(bucket: String, prefix: String = "") async throws -> [MultipartUploadInfo] {
+        _ = try bucketState(bucket)
+        return uploads.withLock { map in
+            map.values.map(\.info).filter { $0.bucket == bucket && utf8HasPrefix($0.key, prefix) }
+        }.sorted { a, b in
+            let c = utf8Compare(a.key, b.key)
+            if c != 0 { return c < 0 }
+            if a.initiated != b.initiated { return a.initiated < b.initiated }
+            return a.uploadId < b.uploadId
+        }
+    }
+
+    static func bytes(fromHex hex: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var high: UInt8?
+        for c in hex.utf8 {
+            let v: UInt8
+            switch c {
+            case 0x30...0x39: v = c - 0x30
+            case 0x61...0x66: v = c - 0x61 + 10
+            case 0x41...0x46: v = c - 0x41 + 10
+            default: continue
+            }
+            if let h = high {
+                out.append(h << 4 | v)
+                high = nil
+            } else {
+                high = v
+            }
+        }
+        return out
+    }
+}

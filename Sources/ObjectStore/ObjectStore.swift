@@ -1,0 +1,429 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Buckets and objects on a local file system, with atomic, durable writes. No HTTP.
+///
+/// ## Layout (under ``ObjectStoreConfiguration/root``)
+///
+///     buckets/<bucket>/bucket.json                   creation date
+///     buckets/<bucket>/objects/ab/cd/<sha256(key)>   one file per object: data + JSON trailer + footer
+///     multipart/<uploadId>/upload.json               bucket, key, metadata, initiation date
+///     multipart/<uploadId>/part-00001                one file per part, same format as objects
+///     tmp/                                           temp files; emptied at start-up
+///
+/// Keys never become path components: an object's file name is the SHA-256 of its key and the
+/// key itself lives in the file's trailer.
+///
+/// ## Writes
+/// Data goes to a temp file in `tmp/`, is fsync'd, then renamed into place and the directory
+/// fsync'd. The commit (precondition check + rename + index update) is serialised per bucket;
+/// the temp file's fsync happens before taking the lock.
+///
+/// ## Threads
+/// Every blocking system call runs on the `NIOThreadPool` given at init, one hop per operation
+/// (per chunk for ``ObjectWriter/write(_:)``). Hops are not cancellable: an operation that was
+/// started completes even if the calling task is cancelled. Long copies (CopyObject,
+/// CompleteMultipartUpload) occupy one pool thread for their duration.
+public final class ObjectStore: Sendable {
+    public let configuration: ObjectStoreConfiguration
+    let threadPool: NIOThreadPool
+    let logger: Logger
+    let observer: ObjectStoreObserver?
+    let paths: StorePaths
+
+    let buckets: Mutex<[String: BucketSlot]>
+    let uploads: Mutex<[String: UploadEntry]>
+    private let lastSequencer: Mutex<Int64>
+    /// Holds an exclusive `flock` on `<root>/lock` for the store's lifetime.
+    private let lockFD: CInt
+
+    /// Opens (creating if needed) the store at `configuration.root`: creates the directories,
+    /// removes leftover temp files and rebuilds the in-memory key indexes from the object trailers.
+    ///
+    /// - Parameters:
+    ///   - threadPool: where blocking file I/O runs; must be started (the singleton is).
+    ///   - observer: called after each committed change; see ``ObjectStoreObserver``.
+    public init(
+        configuration: ObjectStoreConfiguration,
+        threadPool: NIOThreadPool = .singleton,
+        logger: Logger,
+        observer: ObjectStoreObserver? = nil
+    ) async throws {
+        let paths = StorePaths(root: configuration.root)
+        let loaded: LoadedState
+        do {
+            loaded = try await runIO(threadPool) { try StoreLoader.load(paths: paths, logger: logger) }
+        } catch {
+            throw ObjectStoreError.wrap(error, operation: "opening the store at \(configuration.root)")
+        }
+        self.configuration = configuration
+        self.threadPool = threadPool
+        self.logger = logger
+        self.observer = observer
+        self.paths = paths
+        self.lockFD = loaded.lockFD
+        self.buckets = Mutex(loaded.buckets.mapValues { .ready($0) })
+        self.uploads = Mutex(loaded.uploads)
+        self.lastSequencer = Mutex(0)
+    }
+
+    deinit {
+        // Releases the directory lock (a one-off, non-blocking close of a lock file).
+        Posix.close(lockFD)
+    }
+
+    // MARK: - Buckets
+
+    /// Creates a bucket. Throws `InvalidBucketName` or `BucketAlreadyOwnedByYou`.
+    @discardableResult
+    public func createBucket(_ name: String) async throws -> BucketInfo {
+        try Validation.validateBucketName(name)
+        try buckets.withLock { map in
+            if map[name] != nil {
+                throw ObjectStoreError(
+                    .bucketAlreadyOwnedByYou,
+                    "Your previous request to create the named bucket succeeded and you already own it.",
+                    bucket: name)
+            }
+            map[name] = .creating
+        }
+        do {
+            let paths = self.paths
+            let fsync = configuration.fsync
+            let state = try await io { try StoreLoader.createBucketOnDisk(name: name, paths: paths, fsync: fsync) }
+            buckets.withLock { $0[name] = .ready(state) }
+            logger.info("created bucket", metadata: ["cinescale.bucket": "\(name)"])
+            return state.info
+        } catch {
+            buckets.withLock { _ = $0.removeValue(forKey: name) }
+            throw ObjectStoreError.wrap(error, operation: "CreateBucket", bucket: name)
+        }
+    }
+
+    /// Deletes an empty bucket (`BucketNotEmpty` if it holds objects). In-progress multipart
+    /// uploads of the bucket are aborted.
+    public func deleteBucket(_ name: String) async throws {
+        let bucket = try bucketState(name)
+        let paths = self.paths
+        let fsync = configuration.fsync
+        let logger = self.logger
+        do {
+            try await io {
+                let trash = paths.tmp + "/bucket-" + randomHex()
+                try bucket.state.withLock { state in
+                    guard !state.deleted else {
+                        throw ObjectStoreError(.noSuchBucket, "The specified bucket does not exist.", bucket: name)
+                    }
+                    guard state.index.isEmpty else {
+                        throw ObjectStoreError(
+                            .bucketNotEmpty, "The bucket you tried to delete is not empty.", bucket: name)
+                    }
+                    try Posix.rename(bucket.directory, trash)
+                    state.deleted = true
+                }
+                if fsync { try Posix.fsyncDirectory(paths.buckets) }
+                do {
+                    try Posix.removeTree(trash)
+                } catch {
+                    logger.warning(
+                        "could not remove a deleted bucket's files",
+                        metadata: ["cinescale.bucket": "\(name)", "cinescale.error": "\(error)"])
+                }
+            }
+        } catch {
+            throw ObjectStoreError.wrap(error, operation: "DeleteBucket", bucket: name)
+        }
+        buckets.withLock { map in
+            if case .ready(let current) = map[name], current === bucket { map[name] = nil }
+        }
+        let orphaned = uploads.withLock { map -> [String] in
+            let ids = map.filter { $0.value.info.bucket == name }.map(\.key)
+            for id in ids { map[id] = nil }
+            return ids
+        }
+        for id in orphaned {
+            try? await removeUploadDirectory(id)
+        }
+        logger.info("deleted bucket", metadata: ["cinescale.bucket": "\(name)"])
+    }
+
+    /// `HeadBucket`: throws `NoSuchBucket` if it does not exist.
+    public func bucketInfo(_ name: String) async throws -> BucketInfo {
+        try bucketState(name).info
+    }
+
+    /// All buckets, sorted by name.
+    public func listBuckets() async throws -> [BucketInfo] {
+        buckets.withLock { map in
+            map.values.compactMap { slot -> BucketInfo? in
+                if case .ready(let b) = slot { return b.info }
+                return nil
+            }
+        }.sorted { $0.name < $1.name }
+    }
+
+    // MARK: - Internals shared by the operations
+
+    func bucketState(_ name: String) throws -> BucketState {
+        let slot = buckets.withLock { $0[name] }
+        guard case .ready(let bucket) = slot else {
+            throw ObjectStoreError(.noSuchBucket, "The specified bucket does not exist.", bucket: name)
+        }
+        return bucket
+    }
+
+    func io<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await runIO(threadPool, body)
+    }
+
+    /// A strictly increasing commit timestamp (ns since 1970).
+    func nextSequencer() -> Int64 {
+        lastSequencer.withLock { last in
+            let value = max(Posix.nowNanoseconds(), last + 1)
+            last = value
+            return value
+        }
+    }
+
+    func notify(_ event: ObjectStoreEvent) async throws {
+        guard let observer else { return }
+        do {
+            try await observer(event)
+        } catch {
+            logger.error(
+                "event observer failed after a committed change",
+                metadata: [
+                    "cinescale.bucket": "\(event.bucket)", "cinescale.key": "\(event.key)",
+                    "cinescale.event": "\(event.kind.rawValue)", "cinescale.error": "\(error)",
+                ])
+            throw ObjectStoreError(
+                .serviceUnavailable,
+                "The change was committed, but its event notification could not be delivered.",
+                bucket: event.bucket, key: event.key, underlying: error)
+        }
+    }
+
+    func validateMetadata(_ metadata: ObjectMetadata, bucket: String, key: String) throws {
+        var size = 0
+        for (name, value) in metadata.userMetadata { size += name.utf8.count + value.utf8.count }
+        if size > configuration.maximumUserMetadataSize {
+            throw ObjectStoreError(
+                .metadataTooLarge,
+                "Your metadata headers exceed the maximum allowed metadata size (\(size) > \(configuration.maximumUserMetadataSize) bytes).",
+                bucket: bucket, key: key)
+        }
+    }
+
+    /// Moves a committed temp file into place as object `key`, atomically with the precondition
+    /// check and the index update. Runs on the thread pool. On failure the temp file is removed.
+    /// Returns the commit's sequencer.
+    func install(
+        _ temp: TempFile, bucket: BucketState, entry: IndexEntry, conditions: WriteConditions
+    ) throws -> Int64 {
+        let location = bucket.location(of: entry.key)
+        let fsync = configuration.fsync
+        do {
+            if try Posix.mkdir(location.level1) {
+                if fsync { try Posix.fsyncDirectory(bucket.objectsDirectory) }
+            }
+            if try Posix.mkdir(location.level2) {
+                if fsync { try Posix.fsyncDirectory(location.level1) }
+            }
+            let sequencer = try bucket.state.withLock { state -> Int64 in
+                guard !state.deleted else {
+                    throw ObjectStoreError(.noSuchBucket, "The specified bucket does not exist.", bucket: bucket.name)
+                }
+                try checkConditions(conditions, current: state.index.find(entry.key), bucket: bucket.name, key: entry.key)
+                try Posix.rename(temp.path, location.file)
+                temp.markInstalled()
+                state.index.upsert(entry)
+                return nextSequencer()
+            }
+            if fsync { try Posix.fsyncDirectory(location.level2) }
+            logger.debug(
+                "object committed",
+                metadata: [
+                    "cinescale.bucket": "\(bucket.name)", "cinescale.key": "\(entry.key)",
+                    "cinescale.size": "\(entry.size)", "cinescale.etag": "\(entry.etag)",
+                ])
+            return sequencer
+        } catch {
+            temp.discardSync()
+            if bucket.isDeleted {
+                throw ObjectStoreError(.noSuchBucket, "The specified bucket does not exist.", bucket: bucket.name)
+            }
+            throw error
+        }
+    }
+
+    func checkConditions(_ conditions: WriteConditions, current: IndexEntry?, bucket: String, key: String) throws {
+        if let ifMatch = conditions.ifMatch {
+            guard let current else {
+                throw ObjectStoreError(.noSuchKey, "The specified key does not exist.", bucket: bucket, key: key)
+            }
+            let wanted = Validation.normalizeETag(ifMatch)
+            if wanted != "*" && wanted != current.etag.lowercased() {
+                throw ObjectStoreError(
+                    .preconditionFailed, "At least one of the pre-conditions you specified did not hold (If-Match).",
+                    bucket: bucket, key: key)
+            }
+        }
+        if let ifNoneMatch = conditions.ifNoneMatch, let current {
+            let wanted = Validation.normalizeETag(ifNoneMatch)
+            if wanted == "*" || wanted == current.etag.lowercased() {
+                throw ObjectStoreError(
+                    .preconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold (If-None-Match).",
+                    bucket: bucket, key: key)
+            }
+        }
+    }
+
+    /// Decodes a base64 Content-MD5 header value.
+    static func decodeContentMD5(_ value: String, bucket: String, key: String) throws -> [UInt8] {
+        guard let data = Data(base64Encoded: value.trimmingSpaces()), data.count == 16 else {
+            throw ObjectStoreError(
+                .invalidDigest, "The Content-MD5 you specified is not valid.", bucket: bucket, key: key)
+        }
+        return [UInt8](data)
+    }
+}
+
+// MARK: - Supporting types
+
+enum BucketSlot: Sendable {
+    /// Being created: invisible to lookups, but a second create fails.
+    case creating
+    case ready(BucketState)
+}
+
+struct UploadEntry: Sendable {
+    var info: MultipartUploadInfo
+    var completing = false
+}
+
+struct BucketMutableState: Sendable {
+    var index: KeyIndex
+    var deleted = false
+}
+
+/// One bucket: its directory and its key index, whose lock serialises commits.
+///
+/// Lock discipline: `state` is only locked on thread-pool threads (it is held across `rename`
+/// and `unlink`), or for pure in-memory work.
+final class BucketState: Sendable {
+    let name: String
+    let creationDate: Date
+    let directory: String
+    let objectsDirectory: String
+    let state: Mutex<BucketMutableState>
+
+    init(name: String, creationDate: Date, directory: String, index: KeyIndex) {
+        self.name = name
+        self.creationDate = creationDate
+        self.directory = directory
+        self.objectsDirectory = directory + "/objects"
+        self.state = Mutex(BucketMutableState(index: index))
+    }
+
+    var info: BucketInfo { BucketInfo(name: name, creationDate: creationDate) }
+    var isDeleted: Bool { state.withLock { $0.deleted } }
+
+    struct Location {
+        var level1: String
+        var level2: String
+        var file: String
+    }
+
+    /// `objects/ab/cd/<sha256 hex of the key>`.
+    func location(of key: String) -> Location {
+        let hash = objectHash(key)
+        let l1 = objectsDirectory + "/" + hash.prefix(2)
+        let l2 = l1 + "/" + hash.dropFirst(2).prefix(2)
+        return Location(level1: l1, level2: l2, file: l2 + "/" + hash)
+    }
+}
+
+struct StorePaths: Sendable {
+    let root: String
+    let buckets: String
+    let multipart: String
+    let tmp: String
+
+    init(root: String) {
+        var root = root
+        while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
+        self.root = root
+        self.buckets = root + "/buckets"
+        self.multipart = root + "/multipart"
+        self.tmp = root + "/tmp"
+    }
+
+    func bucket(_ name: String) -> String { buckets + "/" + name }
+    func upload(_ id: String) -> String { multipart + "/" + id }
+    func part(_ id: String, _ number: Int) -> String { upload(id) + "/" + partFileName(number) }
+}
+
+/// The object file name of a key: hex SHA-256 of its UTF-8 bytes.
+func objectHash(_ key: String) -> String {
+    hexString(SHA256.hash(data: Array(key.utf8)))
+}
+
+func partFileName(_ number: Int) -> String {
+    let digits = String(number)
+    return "part-" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits
+}
+
+/// Runs `body` on the pool. Not cancellable once submitted (a started operation completes).
+func runIO<T: Sendable>(_ pool: NIOThreadPool, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        pool.submit { state in
+            switch state {
+            case .active:
+                continuation.resume(with: Result(catching: body))
+            case .cancelled:
+                continuation.resume(
+                    throwing: ObjectStoreError(.serviceUnavailable, "The I/O thread pool is shut down."))
+            }
+        }
+    }
+}
+
+private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+func hexString<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
+    var out: [UInt8] = []
+    out.reserveCapacity(64)
+    for b in bytes {
+        out.append(hexDigits[Int(b >> 4)])
+        out.append(hexDigits[Int(b & 0x0F)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+func hexString<D: Digest>(_ digest: D) -> String {
+    hexString(Array(digest))
+}
+
+func randomHex(bytes: Int = 16) -> String {
+    var generator = SystemRandomNumberGenerator()
+    return hexString((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
+}
+
+/// Uppercase, zero-padded 16-digit hex (S3-style event sequencer).
+func sequencerString(_ value: Int64) -> String {
+    let hex = String(UInt64(bitPattern: value), radix: 16, uppercase: true)
+    return String(repeating: "0", count: max(0, 16 - hex.count)) + hex
+}

@@ -1,0 +1,177 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import ObjectStore
+import SigV4
+
+extension S3Responder {
+    static let ownerID = "cinescale"
+
+    func listBuckets(_ s3: S3Request) async throws -> Response {
+        let buckets = try await store.listBuckets()
+        var xml = XMLWriter(root: "ListAllMyBucketsResult")
+        xml.group("Owner") {
+            $0.element("ID", Self.ownerID)
+            $0.element("DisplayName", Self.ownerID)
+        }
+        xml.group("Buckets") { xml in
+            for bucket in buckets {
+                xml.group("Bucket") {
+                    $0.element("Name", bucket.name)
+                    $0.element("CreationDate", HTTPDates.iso8601(bucket.creationDate))
+                }
+            }
+        }
+        return Self.xmlResponse(xml.finish())
+    }
+
+    func createBucket(_ s3: S3Request, bucket: String, payload: PayloadReader) async throws -> Response {
+        let body = try await payload.collect(limit: 64 * 1024)
+        if body.readableBytes > 0 {
+            guard let root = XMLElement.parse(Data(body.readableBytesView)), root.name == "CreateBucketConfiguration" else {
+                throw S3ServerError.malformedXML
+            }
+            if let location = root.value("LocationConstraint"), !location.isEmpty, location != configuration.region {
+                throw S3ServerError(
+                    "InvalidLocationConstraint", .badRequest, "The specified location-constraint is not valid",
+                    details: [("LocationConstraint", location)])
+            }
+        }
+        _ = try await store.createBucket(bucket)
+        return Response(status: .ok, headers: [.location: "/\(bucket)"])
+    }
+
+    func bucketLocation(_ bucket: String) async throws -> Response {
+        _ = try await store.bucketInfo(bucket)
+        var text = #"<?xml version="1.0" encoding="UTF-8"?>"#
+        text += #"<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#
+        text += configuration.region == "us-east-1" ? "" : XMLWriter.escape(configuration.region)
+        text += "</LocationConstraint>"
+        return Self.xmlResponse(text)
+    }
+
+    func bucketVersioning(_ bucket: String) async throws -> Response {
+        _ = try await store.bucketInfo(bucket)
+        return Self.xmlResponse(XMLWriter(root: "VersioningConfiguration").finish())
+    }
+
+    // MARK: Listing
+
+    struct ListParameters {
+        var prefix: String
+        var delimiter: String?
+        var maxKeys: Int
+        var urlEncoded: Bool
+    }
+
+    func listParameters(_ s3: S3Request) throws -> ListParameters {
+        var maxKeys = 1000
+        if let value = s3.query["max-keys"] {
+            guard let parsed = Int(value), parsed >= 0 else {
+                throw S3ServerError.invalidArgument("Provided max-keys not an integer or within integer range", name: "max-keys", value: value)
+            }
+            maxKeys = min(parsed, 1000)
+        }
+        var urlEncoded = false
+        if let encoding = s3.query["encoding-type"] {
+            guard encoding == "url" else {
+                throw S3ServerError.invalidArgument("Invalid Encoding Method specified in Request", name: "encoding-type", value: encoding)
+            }
+            urlEncoded = true
+        }
+        let delimiter = s3.query["delimiter"].flatMap { $0.isEmpty ? nil : $0 }
+        return ListParameters(prefix: s3.query["prefix"] ?? "", delimiter: delimiter, maxKeys: maxKeys, urlEncoded: urlEncoded)
+    }
+
+    func encodeListValue(_ value: String, _ parameters: ListParameters) -> String {
+        parameters.urlEncoded ? S3URIEncoding.encode(value, encodeSlash: false) : value
+    }
+
+    func listObjectsV2(_ s3: S3Request, bucket: String) async throws -> Response {
+        let parameters = try listParameters(s3)
+        var startAfter = s3.query["start-after"]
+        let token = s3.query["continuation-token"]
+        if let token {
+            guard let marker = ContinuationToken.decode(token) else {
+                throw S3ServerError.invalidArgument("The continuation token provided is incorrect", name: "continuation-token", value: token)
+            }
+            startAfter = marker
+        }
+        let listing = try await store.listObjects(
+            bucket: bucket, prefix: parameters.prefix, delimiter: parameters.delimiter,
+            startAfter: startAfter, maxKeys: parameters.maxKeys)
+        var xml = XMLWriter(root: "ListBucketResult")
+        xml.element("Name", bucket)
+        xml.element("Prefix", encodeListValue(parameters.prefix, parameters))
+        if let delimiter = parameters.delimiter { xml.element("Delimiter", encodeListValue(delimiter, parameters)) }
+        xml.element("MaxKeys", parameters.maxKeys)
+        if parameters.urlEncoded { xml.element("EncodingType", "url") }
+        xml.element("KeyCount", listing.objects.count + listing.commonPrefixes.count)
+        xml.element("IsTruncated", listing.isTruncated)
+        if let token { xml.element("ContinuationToken", token) }
+        if listing.isTruncated, let next = listing.nextMarker {
+            xml.element("NextContinuationToken", ContinuationToken.encode(next))
+        }
+        if let after = s3.query["start-after"] { xml.element("StartAfter", encodeListValue(after, parameters)) }
+        writeContents(&xml, listing, parameters, owner: s3.query["fetch-owner"] == "true")
+        return Self.xmlResponse(xml.finish())
+    }
+
+    func listObjectsV1(_ s3: S3Request, bucket: String) async throws -> Response {
+        let parameters = try listParameters(s3)
+        let marker = s3.query["marker"].flatMap { $0.isEmpty ? nil : $0 }
+        let listing = try await store.listObjects(
+            bucket: bucket, prefix: parameters.prefix, delimiter: parameters.delimiter,
+            startAfter: marker, maxKeys: parameters.maxKeys)
+        var xml = XMLWriter(root: "ListBucketResult")
+        xml.element("Name", bucket)
+        xml.element("Prefix", encodeListValue(parameters.prefix, parameters))
+        xml.element("Marker", encodeListValue(marker ?? "", parameters))
+        if listing.isTruncated, parameters.delimiter != nil, let next = listing.nextMarker {
+            xml.element("NextMarker", encodeListValue(next, parameters))
+        }
+        xml.element("MaxKeys", parameters.maxKeys)
+        if let delimiter = parameters.delimiter { xml.element("Delimiter", encodeListValue(delimiter, parameters)) }
+        if parameters.urlEncoded { xml.element("EncodingType", "url") }
+        xml.element("IsTruncated", listing.isTruncated)
+        writeContents(&xml, listing, parameters, owner: true)
+        return Self.xmlResponse(xml.finish())
+    }
+
+    private func writeContents(_ xml: inout XMLWriter, _ listing: ObjectListing, _ parameters: ListParameters, owner: Bool) {
+        for object in listing.objects {
+            xml.group("Contents") {
+                $0.element("Key", encodeListValue(object.key, parameters))
+                $0.element("LastModified", HTTPDates.iso8601(object.lastModified))
+                $0.element("ETag", quoted(object.etag))
+                $0.element("Size", object.size)
+                if owner {
+                    $0.group("Owner") {
+                        $0.element("ID", Self.ownerID)
+                        $0.element("DisplayName", Self.ownerID)
+                    }
+                }
+                $0.element("StorageClass", "STANDARD")
+            }
+        }
+        for prefix in listing.commonPrefixes {
+            xml.group("CommonPrefixes") { $0.element("Prefix", encodeListValue(prefix, parameters)) }
+        }
+    }
+}
+
+/// Continuation tokens are the last key (or common prefix) of a page, base64url-encoded.
+enum ContinuationToken {
+    static func encode(_ marker: String) -> String {
+        Data(marker.utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
+    static func decode(_ token: String) -> String? {
+        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64) else { return nil }
+        return String(data: data, encoding: .utf8)
+    }
+}

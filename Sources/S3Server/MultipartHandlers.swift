@@ -1,0 +1,130 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import ObjectStore
+import SigV4
+
+extension S3Responder {
+    func createMultipartUpload(_ s3: S3Request, bucket: String, key: String) async throws -> Response {
+        let metadata = try objectMetadata(from: s3)
+        let uploadID = try await store.createMultipartUpload(bucket: bucket, key: key, metadata: metadata)
+        var xml = XMLWriter(root: "InitiateMultipartUploadResult")
+        xml.element("Bucket", bucket)
+        xml.element("Key", key)
+        xml.element("UploadId", uploadID)
+        var headers: HTTPFields = [:]
+        if let algorithm = s3.header("x-amz-checksum-algorithm") {
+            headers[HTTPField.Name("x-amz-checksum-algorithm")!] = algorithm
+        }
+        return Self.xmlResponse(xml.finish(), headers: headers)
+    }
+
+    func uploadPart(
+        _ s3: S3Request, bucket: String, key: String, uploadID: String, payload: PayloadReader
+    ) async throws -> Response {
+        guard let number = s3.query["partNumber"].flatMap({ Int($0) }), (1...10_000).contains(number) else {
+            throw S3ServerError.invalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive", name: "partNumber",
+                value: s3.query["partNumber"])
+        }
+        try requireLength(s3, payload: payload)
+        let contentMD5 = try validatedContentMD5(s3)
+        let writer = try await store.beginPart(bucket: bucket, key: key, uploadId: uploadID, partNumber: number)
+        let part: PartInfo
+        let result: PayloadResult
+        do {
+            result = try await payload.stream(limit: configuration.maxSinglePutSize) { try await writer.write($0) }
+            part = try await writer.commit(contentMD5: contentMD5)
+        } catch {
+            await writer.abort()
+            throw error
+        }
+        var headers: HTTPFields = [.eTag: quoted(part.etag)]
+        Self.addChecksumHeaders(result.checksums, to: &headers)
+        return Response(status: .ok, headers: headers)
+    }
+
+    func completeMultipartUpload(
+        _ s3: S3Request, bucket: String, key: String, uploadID: String, payload: PayloadReader
+    ) async throws -> Response {
+        let body = try await payload.collect(limit: 4 * 1024 * 1024)
+        guard let root = XMLElement.parse(Data(body.readableBytesView)), root.name == "CompleteMultipartUpload" else {
+            throw S3ServerError.malformedXML
+        }
+        var parts: [CompletedPart] = []
+        for element in root.children("Part") {
+            guard let number = element.value("PartNumber").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
+                  let etag = element.value("ETag")
+            else {
+                throw S3ServerError.malformedXML
+            }
+            parts.append(CompletedPart(partNumber: number, etag: unquoted(etag)))
+        }
+        guard !parts.isEmpty else {
+            throw S3ServerError(
+                "MalformedXML", .badRequest,
+                "The XML you provided was not well-formed or did not validate against our published schema.")
+        }
+        let info = try await store.completeMultipartUpload(
+            bucket: bucket, key: key, uploadId: uploadID, parts: parts, conditions: try writeConditions(s3))
+        var xml = XMLWriter(root: "CompleteMultipartUploadResult")
+        xml.element("Location", "/\(bucket)/\(S3URIEncoding.encodePath(key))")
+        xml.element("Bucket", bucket)
+        xml.element("Key", key)
+        xml.element("ETag", quoted(info.etag))
+        return Self.xmlResponse(xml.finish())
+    }
+
+    func listParts(_ s3: S3Request, bucket: String, key: String, uploadID: String) async throws -> Response {
+        let marker = Int(s3.query["part-number-marker"] ?? "0") ?? 0
+        let maxParts = min(Int(s3.query["max-parts"] ?? "1000") ?? 1000, 1000)
+        let listing = try await store.listParts(
+            bucket: bucket, key: key, uploadId: uploadID, partNumberMarker: marker, maxParts: maxParts)
+        var xml = XMLWriter(root: "ListPartsResult")
+        xml.element("Bucket", bucket)
+        xml.element("Key", key)
+        xml.element("UploadId", uploadID)
+        for role in ["Initiator", "Owner"] {
+            xml.group(role) {
+                $0.element("ID", Self.ownerID)
+                $0.element("DisplayName", Self.ownerID)
+            }
+        }
+        xml.element("StorageClass", "STANDARD")
+        xml.element("PartNumberMarker", marker)
+        if let next = listing.nextPartNumberMarker { xml.element("NextPartNumberMarker", next) }
+        xml.element("MaxParts", maxParts)
+        xml.element("IsTruncated", listing.isTruncated)
+        for part in listing.parts {
+            xml.group("Part") {
+                $0.element("PartNumber", part.partNumber)
+                $0.element("LastModified", HTTPDates.iso8601(part.lastModified))
+                $0.element("ETag", quoted(part.etag))
+                $0.element("Size", part.size)
+            }
+        }
+        return Self.xmlResponse(xml.finish())
+    }
+
+    func listMultipartUploads(_ s3: S3Request, bucket: String) async throws -> Response {
+        let prefix = s3.query["prefix"] ?? ""
+        let uploads = try await store.listMultipartUploads(bucket: bucket, prefix: prefix)
+        var xml = XMLWriter(root: "ListMultipartUploadsResult")
+        xml.element("Bucket", bucket)
+        xml.element("KeyMarker", "")
+        xml.element("UploadIdMarker", "")
+        xml.element("Prefix", prefix)
+        xml.element("MaxUploads", 1000)
+        xml.element("IsTruncated", false)
+        for upload in uploads {
+            xml.group("Upload") {
+                $0.element("Key", upload.key)
+                $0.element("UploadId", upload.uploadId)
+                $0.element("StorageClass", "STANDARD")
+                $0.element("Initiated", HTTPDates.iso8601(upload.initiated))
+            }
+        }
+        return Self.xmlResponse(xml.finish())
+    }
+}

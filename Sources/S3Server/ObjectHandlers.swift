@@ -1,0 +1,389 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ObjectStore
+import SigV4
+
+extension S3Responder {
+    // MARK: PutObject
+
+    func putObject(_ s3: S3Request, bucket: String, key: String, payload: PayloadReader) async throws -> Response {
+        try requireLength(s3, payload: payload)
+        let metadata = try objectMetadata(from: s3)
+        let conditions = try writeConditions(s3)
+        let contentMD5 = try validatedContentMD5(s3)
+        let writer = try await store.beginPut(bucket: bucket, key: key)
+        let info: ObjectInfo
+        let result: PayloadResult
+        do {
+            result = try await payload.stream(limit: configuration.maxSinglePutSize) { try await writer.write($0) }
+            var metadata = metadata
+            for (name, value) in result.checksums { metadata.checksums[Self.checksumAlgorithm(name)] = value }
+            info = try await writer.commit(metadata: metadata, conditions: conditions, contentMD5: contentMD5)
+        } catch {
+            await writer.abort()
+            throw error
+        }
+        var headers: HTTPFields = [.eTag: quoted(info.etag)]
+        Self.addChecksumHeaders(result.checksums, to: &headers)
+        return Response(status: .ok, headers: headers)
+    }
+
+    /// `x-amz-checksum-crc32` → `crc32`: objects keep checksums by algorithm name.
+    static func checksumAlgorithm(_ headerName: String) -> String {
+        let lowered = headerName.lowercased()
+        return lowered.hasPrefix("x-amz-checksum-") ? String(lowered.dropFirst("x-amz-checksum-".count)) : lowered
+    }
+
+    /// Echoes verified checksums as `x-amz-checksum-<algorithm>` headers.
+    static func addChecksumHeaders(_ checksums: [String: String], to headers: inout HTTPFields) {
+        for (name, value) in checksums {
+            if let field = HTTPField.Name("x-amz-checksum-\(checksumAlgorithm(name))") { headers[field] = value }
+        }
+    }
+
+    /// S3 needs to know a PUT's size: Content-Length, or x-amz-decoded-content-length for aws-chunked bodies.
+    func requireLength(_ s3: S3Request, payload: PayloadReader) throws {
+        if payload.isChunked {
+            guard s3.header("x-amz-decoded-content-length") != nil else {
+                throw S3ServerError.missingContentLength
+            }
+        } else if s3.headers[.contentLength] == nil {
+            throw S3ServerError.missingContentLength
+        }
+        if let length = s3.header("x-amz-decoded-content-length") ?? s3.headers[.contentLength] {
+            guard let size = Int(length), size >= 0 else {
+                throw S3ServerError.invalidArgument("Invalid content length", name: "Content-Length", value: length)
+            }
+            if size > configuration.maxSinglePutSize {
+                throw S3ServerError.entityTooLarge(max: configuration.maxSinglePutSize)
+            }
+        }
+    }
+
+    func validatedContentMD5(_ s3: S3Request) throws -> String? {
+        guard let md5 = s3.header("Content-MD5") else { return nil }
+        guard let raw = Data(base64Encoded: md5), raw.count == 16 else {
+            throw S3ServerError("InvalidDigest", .badRequest, "The Content-MD5 you specified was invalid.")
+        }
+        return md5
+    }
+
+    func writeConditions(_ s3: S3Request) throws -> WriteConditions {
+        var conditions = WriteConditions()
+        if let value = s3.headers[.ifNoneMatch] {
+            guard value.trimmingCharacters(in: .whitespaces) == "*" else {
+                throw S3ServerError.notImplemented("If-None-Match other than *")
+            }
+            conditions.ifNoneMatch = "*"
+        }
+        if let value = s3.headers[.ifMatch] {
+            conditions.ifMatch = unquoted(value)
+        }
+        return conditions
+    }
+
+    /// Content-Type, Content-* headers and x-amz-meta-* user metadata of a write.
+    func objectMetadata(from s3: S3Request) throws -> ObjectMetadata {
+        var metadata = ObjectMetadata()
+        metadata.contentType = s3.headers[.contentType] ?? "binary/octet-stream"
+        metadata.contentEncoding = s3.headers[.contentEncoding].flatMap { value in
+            // aws-chunked is transfer framing, not a property of the object.
+            let kept = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { $0.lowercased() != "aws-chunked" && !$0.isEmpty }
+            return kept.isEmpty ? nil : kept.joined(separator: ",")
+        }
+        metadata.contentDisposition = s3.headers[.contentDisposition]
+        metadata.contentLanguage = s3.headers[.contentLanguage]
+        metadata.cacheControl = s3.headers[.cacheControl]
+        metadata.expires = s3.headers[.expires]
+        var size = 0
+        for field in s3.headers {
+            let name = field.name.canonicalName
+            guard name.hasPrefix("x-amz-meta-") else { continue }
+            let short = String(name.dropFirst("x-amz-meta-".count))
+            size += short.utf8.count + field.value.utf8.count
+            if let existing = metadata.userMetadata[short] {
+                metadata.userMetadata[short] = existing + "," + field.value
+            } else {
+                metadata.userMetadata[short] = field.value
+            }
+        }
+        if size > 2048 {
+            throw S3ServerError(
+                "MetadataTooLarge", .badRequest, "Your metadata headers exceed the maximum allowed metadata size.",
+                details: [("Size", String(size)), ("MaxSizeAllowed", "2048")])
+        }
+        return metadata
+    }
+
+    // MARK: GetObject / HeadObject
+
+    func getObject(_ s3: S3Request, bucket: String, key: String, head: Bool) async throws -> Response {
+        // The reader holds the version it opened; dropping it closes its descriptor, so early exits
+        // (HEAD, 304, errors) need no explicit close.
+        let reader = try await store.openObject(bucket: bucket, key: key)
+        let info = reader.info
+        var headers = objectHeaders(info, s3: s3)
+
+        if let notModified = try evaluateReadConditions(s3, info: info) {
+            var h: HTTPFields = [.eTag: quoted(info.etag), .lastModified: HTTPDates.rfc1123(info.lastModified)]
+            if notModified == .notModified { h[.cacheControl] = info.metadata.cacheControl }
+            if notModified == .notModified {
+                return Response(status: .notModified, headers: h)
+            }
+            throw S3ServerError.preconditionFailed
+        }
+
+        var status = HTTPResponse.Status.ok
+        var offset = 0
+        var length = info.size
+        switch ByteRangeRequest.parse(s3.headers[.range], size: info.size) {
+        case .whole:
+            break
+        case .range(let lower, let upper):
+            status = .partialContent
+            offset = lower
+            length = upper - lower + 1
+            headers[.contentRange] = "bytes \(lower)-\(upper)/\(info.size)"
+            // Checksums describe the whole object; S3 sends none with a part of it.
+            for name in info.metadata.checksums.keys {
+                if let field = HTTPField.Name("x-amz-checksum-\(name)") { headers[field] = nil }
+            }
+        case .unsatisfiable:
+            throw S3ServerError(
+                "InvalidRange", .rangeNotSatisfiable, "The requested range is not satisfiable",
+                details: [("RangeRequested", s3.headers[.range] ?? ""), ("ActualObjectSize", String(info.size))],
+                headers: [.contentRange: "bytes */\(info.size)"])
+        }
+        headers[.contentLength] = String(length)
+        if head {
+            return Response(status: status, headers: headers)
+        }
+        let chunkSize = configuration.readChunkSize
+        let body = ResponseBody(contentLength: length) { [offset, length] writer in
+            var position = offset
+            let end = offset + length
+            while position < end {
+                let buffer = try await reader.read(offset: position, length: min(chunkSize, end - position))
+                guard buffer.readableBytes > 0 else {
+                    throw S3ServerError("InternalError", .internalServerError, "object shorter than recorded")
+                }
+                position += buffer.readableBytes
+                try await writer.write(buffer)
+            }
+            try await reader.close()
+            try await writer.finish(nil)
+        }
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// The headers describing an object, with `response-*` query overrides applied.
+    func objectHeaders(_ info: ObjectInfo, s3: S3Request) -> HTTPFields {
+        var headers: HTTPFields = [
+            .eTag: quoted(info.etag),
+            .lastModified: HTTPDates.rfc1123(info.lastModified),
+            .acceptRanges: "bytes",
+            .contentType: info.metadata.contentType ?? "binary/octet-stream",
+        ]
+        let m = info.metadata
+        headers[.contentEncoding] = m.contentEncoding
+        headers[.contentDisposition] = m.contentDisposition
+        headers[.contentLanguage] = m.contentLanguage
+        headers[.cacheControl] = m.cacheControl
+        headers[.expires] = m.expires
+        for (name, value) in m.userMetadata.sorted(by: { $0.key < $1.key }) {
+            if let field = HTTPField.Name("x-amz-meta-\(name)") { headers[field] = value }
+        }
+        if let parts = info.partCount {
+            headers[HTTPField.Name("x-amz-mp-parts-count")!] = String(parts)
+        }
+        if s3.header("x-amz-checksum-mode")?.uppercased() == "ENABLED" {
+            for (name, value) in m.checksums.sorted(by: { $0.key < $1.key }) {
+                if let field = HTTPField.Name("x-amz-checksum-\(name)") { headers[field] = value }
+            }
+        }
+        let overrides: [(String, HTTPField.Name)] = [
+            ("response-content-type", .contentType), ("response-content-language", .contentLanguage),
+            ("response-expires", .expires), ("response-cache-control", .cacheControl),
+            ("response-content-disposition", .contentDisposition), ("response-content-encoding", .contentEncoding),
+        ]
+        for (parameter, field) in overrides {
+            if let value = s3.query[parameter] { headers[field] = value }
+        }
+        return headers
+    }
+
+    enum ReadConditionFailure { case notModified, preconditionFailed }
+
+    /// RFC 7232 order, as S3 applies it: If-Match, else If-Unmodified-Since; If-None-Match, else If-Modified-Since.
+    func evaluateReadConditions(_ s3: S3Request, info: ObjectInfo) throws -> ReadConditionFailure? {
+        let modified = info.lastModified.timeIntervalSince1970.rounded(.down)
+        if let ifMatch = s3.headers[.ifMatch] {
+            if !etagList(ifMatch, matches: info.etag) { return .preconditionFailed }
+        } else if let since = s3.headers[.ifUnmodifiedSince].flatMap(HTTPDates.parse) {
+            if modified > since.timeIntervalSince1970 { return .preconditionFailed }
+        }
+        if let ifNoneMatch = s3.headers[.ifNoneMatch] {
+            if etagList(ifNoneMatch, matches: info.etag) { return .notModified }
+        } else if let since = s3.headers[.ifModifiedSince].flatMap(HTTPDates.parse) {
+            if modified <= since.timeIntervalSince1970 { return .notModified }
+        }
+        return nil
+    }
+
+    func etagList(_ header: String, matches etag: String) -> Bool {
+        header.split(separator: ",").contains { item in
+            let value = item.trimmingCharacters(in: .whitespaces)
+            return value == "*" || unquoted(value.hasPrefix("W/") ? String(value.dropFirst(2)) : value) == etag
+        }
+    }
+
+    // MARK: CopyObject
+
+    func copyObject(_ s3: S3Request, bucket: String, key: String) async throws -> Response {
+        let source = try copySource(s3)
+        let directive = (s3.header("x-amz-metadata-directive") ?? "COPY").uppercased()
+        let metadataDirective: MetadataDirective
+        switch directive {
+        case "COPY":
+            if source.bucket == bucket && source.key == key {
+                throw S3ServerError.invalidRequest(
+                    "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+            }
+            metadataDirective = .copy
+        case "REPLACE":
+            metadataDirective = .replace(try objectMetadata(from: s3))
+        default:
+            throw S3ServerError.invalidArgument("Unknown metadata directive.", name: "x-amz-metadata-directive", value: directive)
+        }
+        // Conditions on the source object.
+        let sourceInfo = try await store.headObject(bucket: source.bucket, key: source.key)
+        if let ifMatch = s3.header("x-amz-copy-source-if-match"), !etagList(ifMatch, matches: sourceInfo.etag) {
+            throw S3ServerError.preconditionFailed
+        }
+        if let ifNoneMatch = s3.header("x-amz-copy-source-if-none-match"), etagList(ifNoneMatch, matches: sourceInfo.etag) {
+            throw S3ServerError.preconditionFailed
+        }
+        let modified = sourceInfo.lastModified.timeIntervalSince1970.rounded(.down)
+        if let since = s3.header("x-amz-copy-source-if-unmodified-since").flatMap(HTTPDates.parse),
+           modified > since.timeIntervalSince1970
+        {
+            throw S3ServerError.preconditionFailed
+        }
+        if let since = s3.header("x-amz-copy-source-if-modified-since").flatMap(HTTPDates.parse),
+           modified <= since.timeIntervalSince1970
+        {
+            throw S3ServerError.preconditionFailed
+        }
+        let info = try await store.copyObject(
+            from: ObjectLocation(bucket: source.bucket, key: source.key),
+            to: ObjectLocation(bucket: bucket, key: key),
+            metadata: metadataDirective,
+            conditions: try writeConditions(s3))
+        var xml = XMLWriter(root: "CopyObjectResult")
+        xml.element("LastModified", HTTPDates.iso8601(info.lastModified))
+        xml.element("ETag", quoted(info.etag))
+        return Self.xmlResponse(xml.finish())
+    }
+
+    /// Parses `x-amz-copy-source`: `bucket/key` or `/bucket/key`, URL-encoded, optionally `?versionId=`.
+    func copySource(_ s3: S3Request) throws -> (bucket: String, key: String) {
+        var raw = s3.header("x-amz-copy-source") ?? ""
+        if let question = raw.firstIndex(of: "?") {
+            let query = raw[raw.index(after: question)...]
+            if query.hasPrefix("versionId=") && query != "versionId=null" {
+                throw S3ServerError.notImplemented("versioned copy source")
+            }
+            raw = String(raw[..<question])
+        }
+        guard let decoded = S3URIEncoding.decode(raw) else {
+            throw S3ServerError.invalidArgument("Invalid copy source encoding", name: "x-amz-copy-source", value: raw)
+        }
+        var path = Substring(decoded)
+        if path.hasPrefix("/") { path = path.dropFirst() }
+        guard let slash = path.firstIndex(of: "/"), slash != path.startIndex, path.index(after: slash) < path.endIndex else {
+            throw S3ServerError.invalidArgument(
+                "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+                name: "x-amz-copy-source", value: raw)
+        }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+
+    // MARK: DeleteObjects
+
+    func deleteObjects(_ s3: S3Request, bucket: String, payload: PayloadReader) async throws -> Response {
+        let body = try await payload.collect(limit: 2 * 1024 * 1024)
+        let data = Data(body.readableBytesView)
+        if let md5 = s3.header("Content-MD5") {
+            guard Data(base64Encoded: md5) == Data(Insecure.MD5.hash(data: data)) else {
+                throw S3ServerError("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
+            }
+        }
+        guard let root = XMLElement.parse(data), root.name == "Delete" else { throw S3ServerError.malformedXML }
+        let quiet = root.value("Quiet")?.lowercased() == "true"
+        let keys = root.children("Object").compactMap { $0.value("Key") }
+        guard keys.count == root.children("Object").count, !keys.isEmpty, keys.count <= 1000 else {
+            throw S3ServerError.malformedXML
+        }
+        _ = try await store.bucketInfo(bucket)
+        let results = try await store.deleteObjects(bucket: bucket, keys: keys)
+        var xml = XMLWriter(root: "DeleteResult")
+        for result in results {
+            if let error = result.error {
+                xml.group("Error") {
+                    $0.element("Key", result.key)
+                    $0.element("Code", error.code.rawValue)
+                    $0.element("Message", error.message)
+                }
+            } else if !quiet {
+                xml.group("Deleted") { $0.element("Key", result.key) }
+            }
+        }
+        return Self.xmlResponse(xml.finish())
+    }
+}
+
+func quoted(_ etag: String) -> String { "\"\(etag)\"" }
+
+func unquoted(_ etag: String) -> String {
+    var value = Substring(etag.trimmingCharacters(in: .whitespaces))
+    if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 {
+        value = value.dropFirst().dropLast()
+    }
+    return String(value)
+}
+
+/// A `Range: bytes=...` request header against an object of known size. Multiple ranges and malformed
+/// headers are ignored (the whole object is sent), as S3 does.
+enum ByteRangeRequest: Equatable {
+    case whole
+    case range(Int, Int)
+    case unsatisfiable
+
+    static func parse(_ header: String?, size: Int) -> ByteRangeRequest {
+        guard let header else { return .whole }
+        let trimmed = header.trimmingCharacters(in: .whitespaces)
+        guard trimmed.lowercased().hasPrefix("bytes=") else { return .whole }
+        let spec = trimmed.dropFirst("bytes=".count).trimmingCharacters(in: .whitespaces)
+        guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return .whole }
+        let first = spec[..<dash].trimmingCharacters(in: .whitespaces)
+        let last = spec[spec.index(after: dash)...].trimmingCharacters(in: .whitespaces)
+        if first.isEmpty {
+            guard let suffix = Int(last), suffix >= 0 else { return .whole }
+            if suffix == 0 || size == 0 { return .unsatisfiable }
+            return .range(max(0, size - suffix), size - 1)
+        }
+        guard let lower = Int(first), lower >= 0 else { return .whole }
+        var upper = size - 1
+        if !last.isEmpty {
+            guard let value = Int(last), value >= lower else { return .whole }
+            upper = min(value, size - 1)
+        }
+        guard lower < size else { return .unsatisfiable }
+        return .range(lower, upper)
+    }
+}

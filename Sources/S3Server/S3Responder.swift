@@ -1,0 +1,227 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ObjectStore
+import SigV4
+
+/// Answers the S3 REST API over an `ObjectStore`: authentication, addressing, dispatch and S3 XML errors.
+public struct S3Responder: HTTPResponder {
+    public typealias Context = BasicRequestContext
+
+    let store: ObjectStore
+    let configuration: S3ServerConfiguration
+    let verifier: SigV4Verifier
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    public init(
+        store: ObjectStore, configuration: S3ServerConfiguration, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.now = now
+        var secrets: [String: String] = [:]
+        for credential in configuration.credentials {
+            secrets[credential.accessKeyId] = credential.secretAccessKey
+        }
+        let lookup = secrets
+        self.verifier = SigV4Verifier(
+            region: configuration.region, allowedClockSkew: configuration.allowedClockSkewSeconds,
+            secretKey: { lookup[$0] })
+    }
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        let requestID = Self.makeRequestID()
+        var logger = self.logger
+        logger[metadataKey: "cinescale.request.id"] = .string(requestID)
+        let origin = request.headers[.origin]
+
+        if request.method == .options {
+            var response = cors.preflight(request)
+            response.headers[.init("x-amz-request-id")!] = requestID
+            return response
+        }
+
+        var resource = request.uri.path
+        var response: Response
+        do {
+            let s3 = try S3Request(request: request, requestID: requestID, virtualHostDomain: configuration.virtualHostDomain)
+            resource = s3.resource
+            let auth = try authenticate(request, s3)
+            response = try await dispatch(s3, body: request.body, auth: auth, logger: logger)
+        } catch {
+            let s3Error = Self.s3Error(error, logger: logger)
+            logger.debug("request failed", metadata: [
+                "cinescale.method": .string(request.method.rawValue), "cinescale.resource": .string(resource),
+                "cinescale.error": .string(s3Error.description),
+            ])
+            response = errorResponse(s3Error, resource: resource, requestID: requestID, head: request.method == .head)
+        }
+        response.headers[.init("x-amz-request-id")!] = requestID
+        response.headers[.init("x-amz-id-2")!] = requestID
+        response.headers[.server] = "CineScale"
+        if let origin { cors.decorate(&response, origin: origin) }
+        return response
+    }
+
+    var cors: CORS { CORS(configuration: configuration.cors) }
+
+    // MARK: Authentication
+
+    /// Verifies the request's signature; anonymous reads pass only for buckets configured public-read.
+    func authenticate(_ request: Request, _ s3: S3Request) throws -> VerifiedRequest? {
+        let incoming = S3Request.incoming(request, virtualHostedBucket: s3.virtualHostedBucket)
+        if SigV4Verifier.isAnonymous(incoming) {
+            if let bucket = s3.bucket, configuration.publicReadBuckets.contains(bucket),
+               s3.method == .get || s3.method == .head
+            {
+                return nil
+            }
+            throw S3ServerError("AccessDenied", .forbidden, "Access Denied")
+        }
+        do {
+            return try verifier.verify(incoming, now: now())
+        } catch {
+            throw S3ServerError(error)
+        }
+    }
+
+    // MARK: Dispatch
+
+    func dispatch(_ s3: S3Request, body: RequestBody, auth: VerifiedRequest?, logger: Logger) async throws -> Response {
+        let payload = PayloadReader(body: body, expectation: auth?.payload ?? .unsigned, headers: s3.headers)
+        guard let bucket = s3.bucket else {
+            guard s3.method == .get else { throw S3ServerError.methodNotAllowed(s3.method.rawValue) }
+            return try await listBuckets(s3)
+        }
+        guard let key = s3.key else {
+            return try await bucketOperation(s3, bucket: bucket, payload: payload)
+        }
+        return try await objectOperation(s3, bucket: bucket, key: key, payload: payload, logger: logger)
+    }
+
+    func bucketOperation(_ s3: S3Request, bucket: String, payload: PayloadReader) async throws -> Response {
+        let unsupported = ["acl", "policy", "lifecycle", "tagging", "website", "replication", "encryption",
+                           "logging", "requestPayment", "object-lock", "ownershipControls", "accelerate",
+                           "analytics", "inventory", "metrics", "intelligent-tiering", "publicAccessBlock"]
+        if let name = unsupported.first(where: s3.has) {
+            throw S3ServerError.notImplemented("?\(name)")
+        }
+        switch s3.method {
+        case .put:
+            if s3.has("versioning") || s3.has("cors") || s3.has("notification") {
+                throw S3ServerError.notImplemented("PUT ?\(s3.query.keys.sorted().joined(separator: "&"))")
+            }
+            return try await createBucket(s3, bucket: bucket, payload: payload)
+        case .delete:
+            if s3.has("cors") { throw S3ServerError.notImplemented("DELETE ?cors") }
+            try await store.deleteBucket(bucket)
+            return Response(status: .noContent)
+        case .head:
+            _ = try await store.bucketInfo(bucket)
+            return Response(status: .ok, headers: [.init("x-amz-bucket-region")!: configuration.region])
+        case .get:
+            if s3.has("location") { return try await bucketLocation(bucket) }
+            if s3.has("versioning") { return try await bucketVersioning(bucket) }
+            if s3.has("uploads") { return try await listMultipartUploads(s3, bucket: bucket) }
+            if s3.has("cors") || s3.has("notification") || s3.has("versions") {
+                throw S3ServerError.notImplemented("GET ?\(s3.query.keys.sorted().joined(separator: "&"))")
+            }
+            if s3.query["list-type"] == "2" { return try await listObjectsV2(s3, bucket: bucket) }
+            return try await listObjectsV1(s3, bucket: bucket)
+        case .post:
+            if s3.has("delete") { return try await deleteObjects(s3, bucket: bucket, payload: payload) }
+            throw S3ServerError.methodNotAllowed("POST")
+        default:
+            throw S3ServerError.methodNotAllowed(s3.method.rawValue)
+        }
+    }
+
+    func objectOperation(
+        _ s3: S3Request, bucket: String, key: String, payload: PayloadReader, logger: Logger
+    ) async throws -> Response {
+        let unsupported = ["acl", "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes"]
+        if let name = unsupported.first(where: s3.has) {
+            throw S3ServerError.notImplemented("?\(name)")
+        }
+        switch s3.method {
+        case .put:
+            if let uploadID = s3.query["uploadId"] {
+                if s3.header("x-amz-copy-source") != nil { throw S3ServerError.notImplemented("UploadPartCopy") }
+                return try await uploadPart(s3, bucket: bucket, key: key, uploadID: uploadID, payload: payload)
+            }
+            if s3.header("x-amz-copy-source") != nil {
+                return try await copyObject(s3, bucket: bucket, key: key)
+            }
+            return try await putObject(s3, bucket: bucket, key: key, payload: payload)
+        case .get:
+            if let uploadID = s3.query["uploadId"] {
+                return try await listParts(s3, bucket: bucket, key: key, uploadID: uploadID)
+            }
+            return try await getObject(s3, bucket: bucket, key: key, head: false)
+        case .head:
+            return try await getObject(s3, bucket: bucket, key: key, head: true)
+        case .delete:
+            if let uploadID = s3.query["uploadId"] {
+                try await store.abortMultipartUpload(bucket: bucket, key: key, uploadId: uploadID)
+                return Response(status: .noContent)
+            }
+            try await store.deleteObject(bucket: bucket, key: key)
+            return Response(status: .noContent)
+        case .post:
+            if s3.has("uploads") {
+                return try await createMultipartUpload(s3, bucket: bucket, key: key)
+            }
+            if let uploadID = s3.query["uploadId"] {
+                return try await completeMultipartUpload(s3, bucket: bucket, key: key, uploadID: uploadID, payload: payload)
+            }
+            throw S3ServerError.methodNotAllowed("POST")
+        default:
+            throw S3ServerError.methodNotAllowed(s3.method.rawValue)
+        }
+    }
+
+    // MARK: Responses
+
+    static func xmlResponse(_ document: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/xml"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: document)))
+    }
+
+    func errorResponse(_ error: S3ServerError, resource: String, requestID: String, head: Bool) -> Response {
+        var headers = error.headers
+        if head {
+            // HEAD answers carry no body; S3 names the code in a header instead.
+            headers[.init("x-amz-error-code")!] = error.code
+            return Response(status: error.status, headers: headers)
+        }
+        return Self.xmlResponse(error.document(resource: resource, requestID: requestID), status: error.status, headers: headers)
+    }
+
+    static func s3Error(_ error: any Error, logger: Logger) -> S3ServerError {
+        switch error {
+        case let error as S3ServerError: return error
+        case let error as ObjectStoreError:
+            if error.code == .internalError {
+                logger.error("storage failure", metadata: ["cinescale.error": .string(error.description)])
+            }
+            return S3ServerError(error)
+        case let error as SigV4Error: return S3ServerError(error)
+        default:
+            logger.error("unexpected failure", metadata: ["cinescale.error": .string(String(describing: error))])
+            return .internalError
+        }
+    }
+
+    static func makeRequestID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let value = generator.next() as UInt64
+        let hex = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct CineScale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cinescale",
+        abstract: "A self-hostable video pipeline: embedded S3 store, function gateway, media functions.",
+        subcommands: [StoreCommand.self, PresignCommand.self]
+    )
+}

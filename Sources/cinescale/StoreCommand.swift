@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import ObjectStore
+import S3Server
+import ServiceLifecycle
+import SigV4
+
+/// `cinescale store`: serves the embedded S3-compatible store.
+struct StoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store", abstract: "Serve the embedded S3-compatible object store.")
+
+    @Option(help: "Data directory (env CINESCALE_DATA_DIR).")
+    var dataDir: String?
+
+    @Option(help: "Address to bind.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free port).")
+    var port: Int = 9000
+
+    @OptionGroup var credentialOptions: CredentialOptions
+
+    @Option(help: "Origins allowed by CORS, comma-separated ('*' for any, 'none' to disable).")
+    var corsOrigins: String = "*"
+
+    @Option(name: .customLong("public-read-bucket"), help: "A bucket readable without authentication (repeatable).")
+    var publicReadBuckets: [String] = []
+
+    @Option(help: "Domain for virtual-host-style addressing (Host: <bucket>.<domain>).")
+    var virtualHostDomain: String?
+
+    @Option(help: "Create these buckets at start-up if missing (comma-separated).")
+    var createBuckets: String?
+
+    @Flag(help: "Skip fsync (faster, not crash-safe). For scratch data only.")
+    var noFsync = false
+
+    @Option(help: "Write the bound port to this file once listening (for scripts using --port 0).")
+    var portFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var logger = Logger(label: "cinescale.store")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let dataDirectory = dataDir ?? environment["CINESCALE_DATA_DIR"] ?? "./.data/store"
+        let credentials = credentialOptions.credentials(environment: environment)
+        if credentials.accessKeyId == CredentialOptions.defaultAccessKey
+            && credentials.secretAccessKey == CredentialOptions.defaultSecretKey
+        {
+            logger.warning("using the default development credentials; set CINESCALE_ACCESS_KEY and CINESCALE_SECRET_KEY")
+        }
+        let cors: CORSConfiguration = corsOrigins == "none"
+            ? .disabled
+            : CORSConfiguration(allowedOrigins: corsOrigins.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+        let serverConfiguration = S3ServerConfiguration(
+            credentials: [credentials], region: credentialOptions.resolvedRegion(environment: environment),
+            publicReadBuckets: Set(publicReadBuckets), cors: cors, virtualHostDomain: virtualHostDomain)
+
+        let store = try await ObjectStore(
+            configuration: ObjectStoreConfiguration(root: dataDirectory, fsync: !noFsync), logger: logger)
+        for bucket in (createBuckets ?? "").split(separator: ",").map(String.init) where !bucket.isEmpty {
+            do {
+                _ = try await store.createBucket(bucket)
+            } catch let error as ObjectStoreError where error.code == .bucketAlreadyOwnedByYou {}
+        }
+        let portFile = self.portFile
+        let runningLogger = logger
+        let host = self.host
+        let app = S3Server.makeApplication(
+            store: store, configuration: serverConfiguration, host: host, port: port, logger: logger,
+            onRunning: { port in
+                runningLogger.info("store listening", metadata: [
+                    "cinescale.endpoint": .string("http://\(host):\(port)"), "cinescale.data": .string(dataDirectory),
+                ])
+                if let portFile {
+                    try? String(port).write(toFile: portFile, atomically: true, encoding: .utf8)
+                }
+            })
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
