@@ -65,8 +65,9 @@ extension ObjectStore {
         _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
         let tmp = paths.tmp
         let pool = threadPool
+        let writeback = configuration.fsync ? Self.writebackInterval : 0
         do {
-            let temp = try await io { try TempFile.create(in: tmp, threadPool: pool) }
+            let temp = try await io { try TempFile.create(in: tmp, threadPool: pool, writebackInterval: writeback) }
             return PartWriter(
                 store: self, bucket: bucket, key: key, uploadId: uploadId, partNumber: partNumber, temp: temp)
         } catch {

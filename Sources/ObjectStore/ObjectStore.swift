@@ -37,6 +37,8 @@ import Darwin
 /// started completes even if the calling task is cancelled. Long copies (CopyObject,
 /// CompleteMultipartUpload) occupy one pool thread for their duration.
 public final class ObjectStore: Sendable {
+    /// Streaming writes start writeback every 8 MiB when fsync is on (see `TempFile`).
+    static let writebackInterval = 8 << 20
     public let configuration: ObjectStoreConfiguration
     let threadPool: NIOThreadPool
     let logger: Logger

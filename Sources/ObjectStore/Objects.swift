@@ -19,8 +19,9 @@ extension ObjectStore {
         let state = try bucketState(bucket)
         let tmp = paths.tmp
         let pool = threadPool
+        let writeback = configuration.fsync ? Self.writebackInterval : 0
         do {
-            let temp = try await io { try TempFile.create(in: tmp, threadPool: pool) }
+            let temp = try await io { try TempFile.create(in: tmp, threadPool: pool, writebackInterval: writeback) }
             return ObjectWriter(store: self, bucket: state, key: key, temp: temp)
         } catch {
             throw ObjectStoreError.wrap(error, operation: "PutObject", bucket: bucket, key: key)

@@ -68,6 +68,25 @@ enum Posix {
         return done
     }
 
+    /// Starts asynchronous writeback of a byte range (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the
+    /// fsync at commit finds little left to write. Best effort: errors are ignored, and it does nothing where
+    /// the call does not exist. Looked up at run time because Swift's Glibc module does not import it.
+    static func startWriteback(_ fd: CInt, offset: Int, length: Int) {
+        guard let syncFileRange = Self.syncFileRange else { return }
+        _ = syncFileRange(fd, Int64(offset), Int64(length), 2 /* SYNC_FILE_RANGE_WRITE */)
+    }
+
+    private typealias SyncFileRange = @convention(c) (CInt, Int64, Int64, UInt32) -> CInt
+
+    private static let syncFileRange: SyncFileRange? = {
+        #if os(Linux)
+        guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "sync_file_range") else { return nil }
+        return unsafeBitCast(symbol, to: SyncFileRange.self)
+        #else
+        return nil
+        #endif
+    }()
+
     static func fsync(_ fd: CInt, path: String? = nil) throws {
         while systemFsync(fd) != 0 {
             if errno == EINTR { continue }

@@ -27,6 +27,8 @@ final class TempFile: Sendable {
         var fd: CInt
         var md5 = Hasher()
         var bytesWritten = 0
+        /// How far writeback has been started (see `writebackInterval`).
+        var writebackStarted = 0
         /// Installed (renamed into place) or discarded: nothing left to clean up.
         var done = false
     }
@@ -34,18 +36,22 @@ final class TempFile: Sendable {
     let path: String
     let threadPool: NIOThreadPool
     let state: Mutex<State>
+    /// When non-zero, writeback to disk is started every this many bytes while the body streams in, so
+    /// the fsync before commit overlaps with receiving instead of following it.
+    let writebackInterval: Int
 
-    private init(path: String, fd: CInt, threadPool: NIOThreadPool) {
+    private init(path: String, fd: CInt, threadPool: NIOThreadPool, writebackInterval: Int) {
         self.path = path
         self.threadPool = threadPool
         self.state = Mutex(State(fd: fd))
+        self.writebackInterval = writebackInterval
     }
 
     /// Creates a new temp file. Blocking: thread pool only.
-    static func create(in directory: String, threadPool: NIOThreadPool) throws -> TempFile {
+    static func create(in directory: String, threadPool: NIOThreadPool, writebackInterval: Int = 0) throws -> TempFile {
         let path = directory + "/" + randomHex() + ".tmp"
         let fd = try Posix.open(path, O_CREAT | O_EXCL | O_WRONLY, mode: 0o644)
-        return TempFile(path: path, fd: fd, threadPool: threadPool)
+        return TempFile(path: path, fd: fd, threadPool: threadPool, writebackInterval: writebackInterval)
     }
 
     deinit {
@@ -85,6 +91,11 @@ final class TempFile: Sendable {
             }
             state.md5.update(bufferPointer: bytes)
             state.bytesWritten += bytes.count
+            if writebackInterval > 0, state.bytesWritten - state.writebackStarted >= writebackInterval {
+                Posix.startWriteback(
+                    state.fd, offset: state.writebackStarted, length: state.bytesWritten - state.writebackStarted)
+                state.writebackStarted = state.bytesWritten
+            }
         }
     }
 

@@ -6,17 +6,14 @@ import NIOHTTPTypes
 /// bodies without stalling. Authentication still happens before the body is stored.
 final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
     typealias OutboundOut = HTTPResponsePart
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(var head) = unwrapInboundIn(data),
+        // The header stays in place: some clients sign it.
+        if case .head(let head) = unwrapInboundIn(data),
            let expect = head.headerFields[.expect], expect.lowercased() == "100-continue"
         {
-            head.headerFields[.expect] = nil
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
-            context.fireChannelRead(wrapInboundOut(.head(head)))
-            return
         }
         context.fireChannelRead(data)
     }

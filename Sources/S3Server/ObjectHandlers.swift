@@ -165,15 +165,23 @@ extension S3Responder {
         }
         let chunkSize = configuration.readChunkSize
         let body = ResponseBody(contentLength: length) { [offset, length] writer in
-            var position = offset
+            // Read-ahead: the next chunk is read from disk while the current one goes to the socket.
             let end = offset + length
-            while position < end {
-                let buffer = try await reader.read(offset: position, length: min(chunkSize, end - position))
-                guard buffer.readableBytes > 0 else {
+            var position = offset
+            var current = try await reader.read(offset: position, length: min(chunkSize, end - position))
+            while true {
+                guard current.readableBytes > 0 else {
                     throw S3ServerError("InternalError", .internalServerError, "object shorter than recorded")
                 }
-                position += buffer.readableBytes
-                try await writer.write(buffer)
+                position += current.readableBytes
+                guard position < end else {
+                    try await writer.write(current)
+                    break
+                }
+                let nextOffset = position
+                async let next = reader.read(offset: nextOffset, length: min(chunkSize, end - nextOffset))
+                try await writer.write(current)
+                current = try await next
             }
             try await reader.close()
             try await writer.finish(nil)
