@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "cinescale", targets: ["cinescale"]),
         .library(name: "SigV4", targets: ["SigV4"]),
+        .library(name: "S3Wire", targets: ["S3Wire"]),
         .library(name: "S3Client", targets: ["S3Client"]),
         .library(name: "ObjectStore", targets: ["ObjectStore"]),
         .library(name: "S3Server", targets: ["S3Server"]),
@@ -33,14 +34,23 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        // S3 wire formats shared by client and server: XML tree, parser and writer; HTTP and ISO 8601 dates.
+        // Foundation only.
+        .target(
+            name: "S3Wire",
+            swiftSettings: swiftSettings
+        ),
         // S3 requests over AsyncHTTPClient: objects, multipart, ranged reads, listing, presigning.
         .target(
             name: "S3Client",
             dependencies: [
                 "SigV4",
+                "S3Wire",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -62,6 +72,7 @@ let package = Package(
             dependencies: [
                 "ObjectStore",
                 "SigV4",
+                "S3Wire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -91,6 +102,23 @@ let package = Package(
         .testTarget(
             name: "SigV4Tests",
             dependencies: ["SigV4"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "S3WireTests",
+            dependencies: ["S3Wire"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "S3ClientTests",
+            dependencies: [
+                "S3Client",
+                "S3Wire",
+                "SigV4",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import S3Wire
 
 /// An error answered by the S3 service: the `<Error>` XML body, or for body-less answers
 /// (HEAD) a code derived from the HTTP status (`NotFound`, `Forbidden`, …).

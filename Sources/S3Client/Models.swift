@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import S3Wire
 
 /// A byte range of an object, rendered as an HTTP `Range` header (`bytes=...`).
 public struct ByteRange: Sendable, Hashable, CustomStringConvertible {

@@ -1,5 +1,7 @@
 import Foundation
 import NIOCore
+import S3Wire
+import SigV4
 
 extension S3Client {
     /// One page of `ListObjectsV2`. Keys are requested with `encoding-type=url` (so keys with
@@ -32,7 +34,7 @@ extension S3Client {
         let urlEncoded = root.string("EncodingType")?.trimmingCharacters(in: .whitespaces).lowercased() == "url"
         func decode(_ value: String?) throws -> String? {
             guard let value, urlEncoded else { return value }
-            guard let decoded = URLFormDecoding.decode(value) else {
+            guard let decoded = Self.urlFormDecode(value) else {
                 throw S3ClientError.invalidResponse("invalid url-encoded value in listing: \(value)")
             }
             return decoded
@@ -63,6 +65,12 @@ extension S3Client {
             startAfter: try decode(root.string("StartAfter")),
             continuationToken: root.string("ContinuationToken")
         )
+    }
+
+    /// Decodes a listing value S3 wrote with `encoding-type=url`: form encoding, so `+` is a space.
+    /// Nil on a malformed escape or when the bytes are not UTF-8.
+    static func urlFormDecode(_ value: String) -> String? {
+        S3URIEncoding.decode(value.replacingOccurrences(of: "+", with: " "))
     }
 
     /// Every object under `prefix`, fetching pages lazily as the sequence is iterated.

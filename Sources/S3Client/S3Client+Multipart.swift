@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import S3Wire
 
 extension S3Client {
     /// Starts a multipart upload and returns its upload id.

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import S3Wire
 import SigV4
 
 // MARK: - Buckets
@@ -226,7 +227,7 @@ extension S3Client {
             let body = ByteBuffer(string: xml)
             var op = S3Operation(
                 "DeleteObjects", "POST", bucket: bucket, query: [("delete", "")],
-                headers: [("content-md5", Base64.encode(MD5.hash(body))), ("content-type", "application/xml")],
+                headers: [("content-md5", Data(MD5.hash(body)).base64EncodedString()), ("content-type", "application/xml")],
                 body: body
             )
             op.mayEmbedError = true

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import S3Wire
 import SigV4
 
 /// A client for S3-compatible object stores (the embedded CineScale store, MinIO, Ceph RGW, AWS).

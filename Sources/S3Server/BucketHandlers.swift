@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import ObjectStore
+import S3Wire
 import SigV4
 
 extension S3Responder {
@@ -10,7 +11,7 @@ extension S3Responder {
 
     func listBuckets(_ s3: S3Request) async throws -> Response {
         let buckets = try await store.listBuckets()
-        var xml = XMLWriter(root: "ListAllMyBucketsResult")
+        var xml = S3XMLWriter(root: "ListAllMyBucketsResult")
         xml.group("Owner") {
             $0.element("ID", Self.ownerID)
             $0.element("DisplayName", Self.ownerID)
@@ -19,7 +20,7 @@ extension S3Responder {
             for bucket in buckets {
                 xml.group("Bucket") {
                     $0.element("Name", bucket.name)
-                    $0.element("CreationDate", HTTPDates.iso8601(bucket.creationDate))
+                    $0.element("CreationDate", S3Date.iso8601(bucket.creationDate))
                 }
             }
         }
@@ -29,10 +30,10 @@ extension S3Responder {
     func createBucket(_ s3: S3Request, bucket: String, payload: PayloadReader) async throws -> Response {
         let body = try await payload.collect(limit: 64 * 1024)
         if body.readableBytes > 0 {
-            guard let root = XMLElement.parse(Data(body.readableBytesView)), root.name == "CreateBucketConfiguration" else {
+            guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "CreateBucketConfiguration" else {
                 throw S3ServerError.malformedXML
             }
-            if let location = root.value("LocationConstraint"), !location.isEmpty, location != configuration.region {
+            if let location = root.string("LocationConstraint"), !location.isEmpty, location != configuration.region {
                 throw S3ServerError(
                     "InvalidLocationConstraint", .badRequest, "The specified location-constraint is not valid",
                     details: [("LocationConstraint", location)])
@@ -46,14 +47,14 @@ extension S3Responder {
         _ = try await store.bucketInfo(bucket)
         var text = #"<?xml version="1.0" encoding="UTF-8"?>"#
         text += #"<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#
-        text += configuration.region == "us-east-1" ? "" : XMLWriter.escape(configuration.region)
+        text += configuration.region == "us-east-1" ? "" : S3XMLWriter.escape(configuration.region)
         text += "</LocationConstraint>"
         return Self.xmlResponse(text)
     }
 
     func bucketVersioning(_ bucket: String) async throws -> Response {
         _ = try await store.bucketInfo(bucket)
-        return Self.xmlResponse(XMLWriter(root: "VersioningConfiguration").finish())
+        return Self.xmlResponse(S3XMLWriter(root: "VersioningConfiguration").finish())
     }
 
     // MARK: Listing
@@ -101,7 +102,7 @@ extension S3Responder {
         let listing = try await store.listObjects(
             bucket: bucket, prefix: parameters.prefix, delimiter: parameters.delimiter,
             startAfter: startAfter, maxKeys: parameters.maxKeys)
-        var xml = XMLWriter(root: "ListBucketResult")
+        var xml = S3XMLWriter(root: "ListBucketResult")
         xml.element("Name", bucket)
         xml.element("Prefix", encodeListValue(parameters.prefix, parameters))
         if let delimiter = parameters.delimiter { xml.element("Delimiter", encodeListValue(delimiter, parameters)) }
@@ -124,7 +125,7 @@ extension S3Responder {
         let listing = try await store.listObjects(
             bucket: bucket, prefix: parameters.prefix, delimiter: parameters.delimiter,
             startAfter: marker, maxKeys: parameters.maxKeys)
-        var xml = XMLWriter(root: "ListBucketResult")
+        var xml = S3XMLWriter(root: "ListBucketResult")
         xml.element("Name", bucket)
         xml.element("Prefix", encodeListValue(parameters.prefix, parameters))
         xml.element("Marker", encodeListValue(marker ?? "", parameters))
@@ -139,11 +140,11 @@ extension S3Responder {
         return Self.xmlResponse(xml.finish())
     }
 
-    private func writeContents(_ xml: inout XMLWriter, _ listing: ObjectListing, _ parameters: ListParameters, owner: Bool) {
+    private func writeContents(_ xml: inout S3XMLWriter, _ listing: ObjectListing, _ parameters: ListParameters, owner: Bool) {
         for object in listing.objects {
             xml.group("Contents") {
                 $0.element("Key", encodeListValue(object.key, parameters))
-                $0.element("LastModified", HTTPDates.iso8601(object.lastModified))
+                $0.element("LastModified", S3Date.iso8601(object.lastModified))
                 $0.element("ETag", quoted(object.etag))
                 $0.element("Size", object.size)
                 if owner {

@@ -3,13 +3,14 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import ObjectStore
+import S3Wire
 import SigV4
 
 extension S3Responder {
     func createMultipartUpload(_ s3: S3Request, bucket: String, key: String) async throws -> Response {
         let metadata = try objectMetadata(from: s3)
         let uploadID = try await store.createMultipartUpload(bucket: bucket, key: key, metadata: metadata)
-        var xml = XMLWriter(root: "InitiateMultipartUploadResult")
+        var xml = S3XMLWriter(root: "InitiateMultipartUploadResult")
         xml.element("Bucket", bucket)
         xml.element("Key", key)
         xml.element("UploadId", uploadID)
@@ -49,13 +50,13 @@ extension S3Responder {
         _ s3: S3Request, bucket: String, key: String, uploadID: String, payload: PayloadReader
     ) async throws -> Response {
         let body = try await payload.collect(limit: 4 * 1024 * 1024)
-        guard let root = XMLElement.parse(Data(body.readableBytesView)), root.name == "CompleteMultipartUpload" else {
+        guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "CompleteMultipartUpload" else {
             throw S3ServerError.malformedXML
         }
         var parts: [CompletedPart] = []
         for element in root.children("Part") {
-            guard let number = element.value("PartNumber").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
-                  let etag = element.value("ETag")
+            guard let number = element.string("PartNumber").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
+                  let etag = element.string("ETag")
             else {
                 throw S3ServerError.malformedXML
             }
@@ -68,7 +69,7 @@ extension S3Responder {
         }
         let info = try await store.completeMultipartUpload(
             bucket: bucket, key: key, uploadId: uploadID, parts: parts, conditions: try writeConditions(s3))
-        var xml = XMLWriter(root: "CompleteMultipartUploadResult")
+        var xml = S3XMLWriter(root: "CompleteMultipartUploadResult")
         xml.element("Location", "/\(bucket)/\(S3URIEncoding.encodePath(key))")
         xml.element("Bucket", bucket)
         xml.element("Key", key)
@@ -81,7 +82,7 @@ extension S3Responder {
         let maxParts = min(Int(s3.query["max-parts"] ?? "1000") ?? 1000, 1000)
         let listing = try await store.listParts(
             bucket: bucket, key: key, uploadId: uploadID, partNumberMarker: marker, maxParts: maxParts)
-        var xml = XMLWriter(root: "ListPartsResult")
+        var xml = S3XMLWriter(root: "ListPartsResult")
         xml.element("Bucket", bucket)
         xml.element("Key", key)
         xml.element("UploadId", uploadID)
@@ -99,7 +100,7 @@ extension S3Responder {
         for part in listing.parts {
             xml.group("Part") {
                 $0.element("PartNumber", part.partNumber)
-                $0.element("LastModified", HTTPDates.iso8601(part.lastModified))
+                $0.element("LastModified", S3Date.iso8601(part.lastModified))
                 $0.element("ETag", quoted(part.etag))
                 $0.element("Size", part.size)
             }
@@ -110,7 +111,7 @@ extension S3Responder {
     func listMultipartUploads(_ s3: S3Request, bucket: String) async throws -> Response {
         let prefix = s3.query["prefix"] ?? ""
         let uploads = try await store.listMultipartUploads(bucket: bucket, prefix: prefix)
-        var xml = XMLWriter(root: "ListMultipartUploadsResult")
+        var xml = S3XMLWriter(root: "ListMultipartUploadsResult")
         xml.element("Bucket", bucket)
         xml.element("KeyMarker", "")
         xml.element("UploadIdMarker", "")
@@ -122,7 +123,7 @@ extension S3Responder {
                 $0.element("Key", upload.key)
                 $0.element("UploadId", upload.uploadId)
                 $0.element("StorageClass", "STANDARD")
-                $0.element("Initiated", HTTPDates.iso8601(upload.initiated))
+                $0.element("Initiated", S3Date.iso8601(upload.initiated))
             }
         }
         return Self.xmlResponse(xml.finish())

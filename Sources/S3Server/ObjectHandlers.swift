@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ObjectStore
+import S3Wire
 import SigV4
 
 extension S3Responder {
@@ -130,7 +131,7 @@ extension S3Responder {
         var headers = objectHeaders(info, s3: s3)
 
         if let notModified = try evaluateReadConditions(s3, info: info) {
-            var h: HTTPFields = [.eTag: quoted(info.etag), .lastModified: HTTPDates.rfc1123(info.lastModified)]
+            var h: HTTPFields = [.eTag: quoted(info.etag), .lastModified: S3Date.rfc1123(info.lastModified)]
             if notModified == .notModified { h[.cacheControl] = info.metadata.cacheControl }
             if notModified == .notModified {
                 return Response(status: .notModified, headers: h)
@@ -193,7 +194,7 @@ extension S3Responder {
     func objectHeaders(_ info: ObjectInfo, s3: S3Request) -> HTTPFields {
         var headers: HTTPFields = [
             .eTag: quoted(info.etag),
-            .lastModified: HTTPDates.rfc1123(info.lastModified),
+            .lastModified: S3Date.rfc1123(info.lastModified),
             .acceptRanges: "bytes",
             .contentType: info.metadata.contentType ?? "binary/octet-stream",
         ]
@@ -232,12 +233,12 @@ extension S3Responder {
         let modified = info.lastModified.timeIntervalSince1970.rounded(.down)
         if let ifMatch = s3.headers[.ifMatch] {
             if !etagList(ifMatch, matches: info.etag) { return .preconditionFailed }
-        } else if let since = s3.headers[.ifUnmodifiedSince].flatMap(HTTPDates.parse) {
+        } else if let since = s3.headers[.ifUnmodifiedSince].flatMap(S3Date.parseHTTP) {
             if modified > since.timeIntervalSince1970 { return .preconditionFailed }
         }
         if let ifNoneMatch = s3.headers[.ifNoneMatch] {
             if etagList(ifNoneMatch, matches: info.etag) { return .notModified }
-        } else if let since = s3.headers[.ifModifiedSince].flatMap(HTTPDates.parse) {
+        } else if let since = s3.headers[.ifModifiedSince].flatMap(S3Date.parseHTTP) {
             if modified <= since.timeIntervalSince1970 { return .notModified }
         }
         return nil
@@ -277,12 +278,12 @@ extension S3Responder {
             throw S3ServerError.preconditionFailed
         }
         let modified = sourceInfo.lastModified.timeIntervalSince1970.rounded(.down)
-        if let since = s3.header("x-amz-copy-source-if-unmodified-since").flatMap(HTTPDates.parse),
+        if let since = s3.header("x-amz-copy-source-if-unmodified-since").flatMap(S3Date.parseHTTP),
            modified > since.timeIntervalSince1970
         {
             throw S3ServerError.preconditionFailed
         }
-        if let since = s3.header("x-amz-copy-source-if-modified-since").flatMap(HTTPDates.parse),
+        if let since = s3.header("x-amz-copy-source-if-modified-since").flatMap(S3Date.parseHTTP),
            modified <= since.timeIntervalSince1970
         {
             throw S3ServerError.preconditionFailed
@@ -292,8 +293,8 @@ extension S3Responder {
             to: ObjectLocation(bucket: bucket, key: key),
             metadata: metadataDirective,
             conditions: try writeConditions(s3))
-        var xml = XMLWriter(root: "CopyObjectResult")
-        xml.element("LastModified", HTTPDates.iso8601(info.lastModified))
+        var xml = S3XMLWriter(root: "CopyObjectResult")
+        xml.element("LastModified", S3Date.iso8601(info.lastModified))
         xml.element("ETag", quoted(info.etag))
         return Self.xmlResponse(xml.finish())
     }
@@ -331,15 +332,15 @@ extension S3Responder {
                 throw S3ServerError("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
             }
         }
-        guard let root = XMLElement.parse(data), root.name == "Delete" else { throw S3ServerError.malformedXML }
-        let quiet = root.value("Quiet")?.lowercased() == "true"
-        let keys = root.children("Object").compactMap { $0.value("Key") }
+        guard let root = try? S3XMLElement.parse(data), root.name == "Delete" else { throw S3ServerError.malformedXML }
+        let quiet = root.string("Quiet")?.lowercased() == "true"
+        let keys = root.children("Object").compactMap { $0.string("Key") }
         guard keys.count == root.children("Object").count, !keys.isEmpty, keys.count <= 1000 else {
             throw S3ServerError.malformedXML
         }
         _ = try await store.bucketInfo(bucket)
         let results = try await store.deleteObjects(bucket: bucket, keys: keys)
-        var xml = XMLWriter(root: "DeleteResult")
+        var xml = S3XMLWriter(root: "DeleteResult")
         for result in results {
             if let error = result.error {
                 xml.group("Error") {

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import ObjectStore
+import S3Wire
 import SigV4
 
 /// An error answered to the client as an S3 XML `<Error>` document.
@@ -27,7 +28,7 @@ public struct S3ServerError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(code) (\(status.code)): \(message)" }
 
     func document(resource: String, requestID: String) -> String {
-        var xml = XMLWriter(root: "Error", namespace: false)
+        var xml = S3XMLWriter(root: "Error", namespace: false)
         xml.element("Code", code)
         xml.element("Message", message)
         for (name, value) in details { xml.element(name, value) }

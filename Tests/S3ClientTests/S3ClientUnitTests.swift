@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import S3Wire
 import SigV4
 import Testing
 
@@ -279,14 +280,8 @@ struct ValueTests {
         for (input, hex) in vectors {
             #expect(Hex.encode(MD5.hash(Array(input.utf8))) == hex)
         }
-        // Incremental updates across block boundaries.
-        let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        var md5 = MD5()
-        for chunk in stride(from: 0, to: data.count, by: 37) {
-            md5.update(Array(data[chunk..<min(chunk + 37, data.count)]))
-        }
-        #expect(md5.finalize() == MD5.hash(data))
-        #expect(Base64.encode(MD5.hash(Array("abc".utf8))) == "kAFQmDzST7DWlj99KOF/cg==")
+        #expect(MD5.hash(ByteBuffer(string: "abc")) == MD5.hash(Array("abc".utf8)))
+        #expect(Data(MD5.hash(Array("abc".utf8))).base64EncodedString() == "kAFQmDzST7DWlj99KOF/cg==")
     }
 
     @Test func etagUnquoting() {
@@ -344,10 +339,10 @@ struct ValueTests {
     }
 
     @Test func urlFormDecoding() {
-        #expect(URLFormDecoding.decode("a+b%2Bc%20d") == "a b+c d")
-        #expect(URLFormDecoding.decode("%E6%96%87") == "文")
-        #expect(URLFormDecoding.decode("%zz") == nil)
-        #expect(URLFormDecoding.decode("%FF") == nil)
+        #expect(S3Client.urlFormDecode("a+b%2Bc%20d") == "a b+c d")
+        #expect(S3Client.urlFormDecode("%E6%96%87") == "文")
+        #expect(S3Client.urlFormDecode("%zz") == nil)
+        #expect(S3Client.urlFormDecode("%FF") == nil)
     }
 }
 
