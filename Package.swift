@@ -10,6 +10,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "cinescale", targets: ["cinescale"]),
+        .executable(name: "hello", targets: ["hello"]),
+        .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
         .library(name: "SigV4", targets: ["SigV4"]),
         .library(name: "S3Wire", targets: ["S3Wire"]),
         .library(name: "S3Client", targets: ["S3Client"]),
@@ -96,6 +98,37 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Handler protocols, context, the Lambda Runtime API client loop, S3 event types. No project target.
+        .target(
+            name: "FunctionRuntime",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // `hello`: the example function (echo, sleep, crash, fail, init-fail, record).
+        .executableTarget(
+            name: "hello",
+            dependencies: ["FunctionRuntime", .product(name: "NIOCore", package: "swift-nio")],
+            path: "functions/hello",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FunctionRuntimeTests",
+            dependencies: [
+                "FunctionRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,485 @@
+import Foundation
+
+/// An S3 event notification as AWS S3 (event version 2.1), MinIO (2.0, webhook body) and Ceph RGW (2.2)
+/// deliver it, plus AWS's `s3:TestEvent` (which has no records).
+///
+/// Differences absorbed here:
+/// - `eventName`: AWS and Ceph send `ObjectCreated:Put`, MinIO `s3:ObjectCreated:Put`; ``Record/eventName``
+///   drops the prefix, ``Record/rawEventName`` keeps what was sent.
+/// - the object key: AWS form-encodes it (space as `+`, `+` as `%2B`, `/` kept), MinIO escapes it like Go's
+///   `url.QueryEscape` (`/` as `%2F`), Ceph RGW sends it unencoded (rgw_notify.cc copies the object name as
+///   is). ``Object/key`` is the decoded key; ``Object/rawKey`` what was sent.
+/// - metadata: Ceph sends `metadata` and `tags` as lists of `{key, val}`, MinIO `userMetadata` as an object;
+///   both land in ``Object/metadata`` (and Ceph's tags in ``Object/tags``).
+/// - `eventTime` with or without fractional seconds.
+///
+/// MinIO's top-level `EventName` and `Key` repeat what the record holds and are not kept.
+public struct S3Event: Codable, Sendable, Equatable {
+    /// `Records`; empty for a test event.
+    public var records: [Record]
+    /// Present for AWS's `s3:TestEvent`, sent when a notification configuration is created.
+    public var testEvent: TestEvent?
+
+    public init(records: [Record], testEvent: TestEvent? = nil) {
+        self.records = records
+        self.testEvent = testEvent
+    }
+
+    /// Whether this is AWS's `s3:TestEvent` rather than a change.
+    public var isTestEvent: Bool {
+        testEvent?.event == "s3:TestEvent"
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case records = "Records"
+        case service = "Service", event = "Event", time = "Time", bucket = "Bucket", requestID = "RequestId"
+        case hostID = "HostId"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        records = try container.decodeIfPresent([Record].self, forKey: .records) ?? []
+        if let event = try container.decodeIfPresent(String.self, forKey: .event) {
+            testEvent = TestEvent(
+                service: try container.decodeIfPresent(String.self, forKey: .service) ?? "",
+                event: event,
+                time: try container.decodeIfPresent(String.self, forKey: .time) ?? "",
+                bucket: try container.decodeIfPresent(String.self, forKey: .bucket) ?? "",
+                requestID: try container.decodeIfPresent(String.self, forKey: .requestID),
+                hostID: try container.decodeIfPresent(String.self, forKey: .hostID))
+        } else {
+            testEvent = nil
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        if let testEvent {
+            try container.encode(testEvent.service, forKey: .service)
+            try container.encode(testEvent.event, forKey: .event)
+            try container.encode(testEvent.time, forKey: .time)
+            try container.encode(testEvent.bucket, forKey: .bucket)
+            try container.encodeIfPresent(testEvent.requestID, forKey: .requestID)
+            try container.encodeIfPresent(testEvent.hostID, forKey: .hostID)
+        }
+        if testEvent == nil || !records.isEmpty {
+            try container.encode(records, forKey: .records)
+        }
+    }
+
+    /// AWS's `{"Service":"Amazon S3","Event":"s3:TestEvent","Time":…,"Bucket":…,"RequestId":…,"HostId":…}`.
+    public struct TestEvent: Sendable, Equatable {
+        public var service: String
+        public var event: String
+        public var time: String
+        public var bucket: String
+        public var requestID: String?
+        public var hostID: String?
+
+        public init(
+            service: String, event: String, time: String, bucket: String, requestID: String? = nil,
+            hostID: String? = nil
+        ) {
+            self.service = service
+            self.event = event
+            self.time = time
+            self.bucket = bucket
+            self.requestID = requestID
+            self.hostID = hostID
+        }
+    }
+
+    public struct Record: Codable, Sendable, Equatable {
+        /// "2.1" (AWS), "2.0" (MinIO), "2.2" (Ceph RGW).
+        public var eventVersion: String
+        /// "aws:s3", "minio:s3", "ceph:s3".
+        public var eventSource: String
+        /// Empty on MinIO and Ceph RGW.
+        public var awsRegion: String
+        public var eventTime: Date
+        /// `eventName` as sent, e.g. `s3:ObjectCreated:Put` (MinIO) or `ObjectCreated:Put`.
+        public var rawEventName: String
+        public var userIdentity: Identity?
+        public var requestParameters: [String: String]
+        public var responseElements: [String: String]
+        public var s3: Entity
+        /// MinIO's `source` (host, port, user agent).
+        public var source: Source?
+        /// Ceph RGW's `eventId`.
+        public var eventID: String?
+        /// Ceph RGW's `opaqueData` (set on the topic).
+        public var opaqueData: String?
+
+        public init(
+            eventVersion: String = "2.1", eventSource: String = "aws:s3", awsRegion: String = "",
+            eventTime: Date, eventName: String, userIdentity: Identity? = nil,
+            requestParameters: [String: String] = [:], responseElements: [String: String] = [:], s3: Entity,
+            source: Source? = nil, eventID: String? = nil, opaqueData: String? = nil
+        ) {
+            self.eventVersion = eventVersion
+            self.eventSource = eventSource
+            self.awsRegion = awsRegion
+            self.eventTime = eventTime
+            self.rawEventName = eventName
+            self.userIdentity = userIdentity
+            self.requestParameters = requestParameters
+            self.responseElements = responseElements
+            self.s3 = s3
+            self.source = source
+            self.eventID = eventID
+            self.opaqueData = opaqueData
+        }
+
+        /// The event name without MinIO's `s3:` prefix: `ObjectCreated:Put`, `ObjectRemoved:Delete`, ….
+        public var eventName: String {
+            rawEventName.hasPrefix("s3:") ? String(rawEventName.dropFirst(3)) : rawEventName
+        }
+
+        /// Whether the event reports a new object (`ObjectCreated:*`).
+        public var isObjectCreated: Bool { eventName.hasPrefix("ObjectCreated:") }
+
+        /// Whether the event reports a removal (`ObjectRemoved:*`).
+        public var isObjectRemoved: Bool { eventName.hasPrefix("ObjectRemoved:") }
+
+        private enum CodingKeys: String, CodingKey {
+            case eventVersion, eventSource, awsRegion, eventTime, eventName, userIdentity, requestParameters
+            case responseElements, s3, source, eventID = "eventId", opaqueData
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            eventVersion = try container.decodeIfPresent(String.self, forKey: .eventVersion) ?? ""
+            eventSource = try container.decodeIfPresent(String.self, forKey: .eventSource) ?? ""
+            awsRegion = try container.decodeIfPresent(String.self, forKey: .awsRegion) ?? ""
+            let time = try container.decode(String.self, forKey: .eventTime)
+            guard let date = ISO8601Timestamp.parse(time) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .eventTime, in: container, debugDescription: "'\(time)' is not an ISO 8601 timestamp")
+            }
+            eventTime = date
+            rawEventName = try container.decode(String.self, forKey: .eventName)
+            userIdentity = try container.decodeIfPresent(Identity.self, forKey: .userIdentity)
+            requestParameters = (try? container.decodeIfPresent([String: String].self, forKey: .requestParameters)) ?? [:]
+            responseElements = (try? container.decodeIfPresent([String: String].self, forKey: .responseElements)) ?? [:]
+            s3 = try container.decode(Entity.self, forKey: .s3)
+            source = try container.decodeIfPresent(Source.self, forKey: .source)
+            eventID = try container.decodeIfPresent(String.self, forKey: .eventID)
+            opaqueData = try container.decodeIfPresent(String.self, forKey: .opaqueData)
+            if eventSource == "ceph:s3" {
+                // Ceph RGW puts the object name into the event unencoded.
+                s3.object.key = s3.object.rawKey
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(eventVersion, forKey: .eventVersion)
+            try container.encode(eventSource, forKey: .eventSource)
+            try container.encode(awsRegion, forKey: .awsRegion)
+            try container.encode(ISO8601Timestamp.format(eventTime), forKey: .eventTime)
+            try container.encode(rawEventName, forKey: .eventName)
+            try container.encodeIfPresent(userIdentity, forKey: .userIdentity)
+            try container.encode(requestParameters, forKey: .requestParameters)
+            try container.encode(responseElements, forKey: .responseElements)
+            try container.encode(s3, forKey: .s3)
+            try container.encodeIfPresent(source, forKey: .source)
+            try container.encodeIfPresent(eventID, forKey: .eventID)
+            try container.encodeIfPresent(opaqueData, forKey: .opaqueData)
+        }
+    }
+
+    public struct Identity: Codable, Sendable, Equatable {
+        public var principalID: String
+
+        public init(principalID: String) {
+            self.principalID = principalID
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case principalID = "principalId"
+        }
+    }
+
+    public struct Source: Codable, Sendable, Equatable {
+        public var host: String?
+        public var port: String?
+        public var userAgent: String?
+
+        public init(host: String? = nil, port: String? = nil, userAgent: String? = nil) {
+            self.host = host
+            self.port = port
+            self.userAgent = userAgent
+        }
+    }
+
+    public struct Entity: Codable, Sendable, Equatable {
+        public var schemaVersion: String
+        public var configurationID: String
+        public var bucket: Bucket
+        public var object: Object
+
+        public init(schemaVersion: String = "1.0", configurationID: String, bucket: Bucket, object: Object) {
+            self.schemaVersion = schemaVersion
+            self.configurationID = configurationID
+            self.bucket = bucket
+            self.object = object
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case schemaVersion = "s3SchemaVersion", configurationID = "configurationId", bucket, object
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            schemaVersion = try container.decodeIfPresent(String.self, forKey: .schemaVersion) ?? ""
+            configurationID = try container.decodeIfPresent(String.self, forKey: .configurationID) ?? ""
+            bucket = try container.decode(Bucket.self, forKey: .bucket)
+            object = try container.decode(Object.self, forKey: .object)
+        }
+    }
+
+    public struct Bucket: Codable, Sendable, Equatable {
+        public var name: String
+        public var ownerIdentity: Identity?
+        public var arn: String?
+        /// Ceph RGW's bucket id.
+        public var id: String?
+
+        public init(name: String, ownerIdentity: Identity? = nil, arn: String? = nil, id: String? = nil) {
+            self.name = name
+            self.ownerIdentity = ownerIdentity
+            self.arn = arn
+            self.id = id
+        }
+    }
+
+    public struct Object: Codable, Sendable, Equatable {
+        /// The object key, decoded (see ``S3Event``).
+        public var key: String
+        /// The key as it appeared in the event.
+        public var rawKey: String
+        /// Absent on some delete events.
+        public var size: Int64?
+        public var eTag: String?
+        /// `nil` when absent or empty (unversioned buckets).
+        public var versionID: String?
+        public var sequencer: String?
+        /// MinIO's `contentType`.
+        public var contentType: String?
+        /// User metadata: MinIO's `userMetadata`, Ceph RGW's `metadata` list.
+        public var metadata: [String: String]
+        /// Ceph RGW's `tags` list.
+        public var tags: [String: String]
+
+        /// An object entry for `key` (decoded); ``rawKey`` is its AWS form encoding.
+        public init(
+            key: String, size: Int64? = nil, eTag: String? = nil, versionID: String? = nil,
+            sequencer: String? = nil, contentType: String? = nil, metadata: [String: String] = [:],
+            tags: [String: String] = [:]
+        ) {
+            self.key = key
+            self.rawKey = S3Event.formEncodeKey(key)
+            self.size = size
+            self.eTag = eTag
+            self.versionID = versionID
+            self.sequencer = sequencer
+            self.contentType = contentType
+            self.metadata = metadata
+            self.tags = tags
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case key, size, eTag, versionID = "versionId", sequencer, contentType, userMetadata, metadata, tags
+        }
+
+        private struct KeyValue: Codable {
+            var key: String
+            var val: String
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            rawKey = try container.decode(String.self, forKey: .key)
+            key = S3Event.formDecodeKey(rawKey) ?? rawKey
+            size = try container.decodeIfPresent(Int64.self, forKey: .size)
+            func nonEmpty(_ key: CodingKeys) throws -> String? {
+                try container.decodeIfPresent(String.self, forKey: key).flatMap { $0.isEmpty ? nil : $0 }
+            }
+            eTag = try nonEmpty(.eTag)
+            versionID = try nonEmpty(.versionID)
+            sequencer = try nonEmpty(.sequencer)
+            contentType = try nonEmpty(.contentType)
+            var metadata = (try? container.decodeIfPresent([String: String].self, forKey: .userMetadata)) ?? [:]
+            for pair in (try? container.decodeIfPresent([KeyValue].self, forKey: .metadata)) ?? [] {
+                metadata[pair.key] = pair.val
+            }
+            self.metadata = metadata
+            var tags: [String: String] = [:]
+            for pair in (try? container.decodeIfPresent([KeyValue].self, forKey: .tags)) ?? [] {
+                tags[pair.key] = pair.val
+            }
+            self.tags = tags
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(rawKey, forKey: .key)
+            try container.encodeIfPresent(size, forKey: .size)
+            try container.encodeIfPresent(eTag, forKey: .eTag)
+            try container.encodeIfPresent(versionID, forKey: .versionID)
+            try container.encodeIfPresent(sequencer, forKey: .sequencer)
+            try container.encodeIfPresent(contentType, forKey: .contentType)
+            if !metadata.isEmpty { try container.encode(metadata, forKey: .userMetadata) }
+            if !tags.isEmpty {
+                try container.encode(tags.sorted { $0.key < $1.key }.map { KeyValue(key: $0.key, val: $0.value) }, forKey: .tags)
+            }
+        }
+    }
+
+    /// Decodes a form-encoded key: `+` is a space, `%XX` a byte. `nil` if an escape is malformed or the
+    /// bytes are not UTF-8.
+    public static func formDecodeKey(_ encoded: String) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(encoded.utf8.count)
+        var iterator = encoded.utf8.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "+"):
+                bytes.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                    return nil
+                }
+                bytes.append(high << 4 | low)
+            default:
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    /// Encodes a key the way AWS S3 writes it into events: unreserved characters and `/` kept, space as `+`,
+    /// every other byte as `%XX`.
+    public static func formEncodeKey(_ key: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(key.utf8.count)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for byte in key.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: "~"), UInt8(ascii: "/"):
+                out.append(byte)
+            case UInt8(ascii: " "):
+                out.append(UInt8(ascii: "+"))
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}
+
+/// RFC 3339 timestamps as S3 servers write them: `2026-11-25T10:00:00Z`, `…00.123Z`, `…51.501072Z`, or
+/// with a `±hh:mm` offset. Parsed by hand so every fraction length works the same on every platform.
+enum ISO8601Timestamp {
+    static func parse(_ text: String) -> Date? {
+        let b = Array(text.utf8)
+        func number(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
+            var value = 0
+            for i in from..<(from + count) {
+                guard b[i] >= 48, b[i] <= 57 else { return nil }
+                value = value * 10 + Int(b[i] - 48)
+            }
+            return value
+        }
+        func expect(_ index: Int, _ chars: String) -> Bool {
+            index < b.count && chars.utf8.contains(b[index])
+        }
+        guard let year = number(0, 4), expect(4, "-"), let month = number(5, 2), expect(7, "-"),
+            let day = number(8, 2), expect(10, "Tt "), let hour = number(11, 2), expect(13, ":"),
+            let minute = number(14, 2), expect(16, ":"), let second = number(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var index = 19
+        var fraction = 0.0
+        if expect(index, ".") {
+            index += 1
+            var scale = 0.1
+            let start = index
+            while index < b.count, b[index] >= 48, b[index] <= 57 {
+                fraction += Double(b[index] - 48) * scale
+                scale /= 10
+                index += 1
+            }
+            guard index > start else { return nil }
+        }
+        var offset = 0
+        if expect(index, "Zz") {
+            index += 1
+        } else if expect(index, "+-") {
+            let sign = b[index] == UInt8(ascii: "-") ? -1 : 1
+            guard let hours = number(index + 1, 2), expect(index + 3, ":"), let minutes = number(index + 4, 2) else {
+                return nil
+            }
+            offset = sign * (hours * 3600 + minutes * 60)
+            index += 6
+        } else {
+            return nil
+        }
+        guard index == b.count else { return nil }
+        let days = daysFromCivil(year: year, month: month, day: day)
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+
+    /// `yyyy-MM-ddTHH:mm:ss.SSSZ` in UTC.
+    static func format(_ date: Date) -> String {
+        let totalMilliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let milliseconds = Int(((totalMilliseconds % 1000) + 1000) % 1000)
+        let seconds = (totalMilliseconds - Int64(milliseconds)) / 1000
+        let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
+        let secondOfDay = Int(seconds - Int64(days) * 86_400)
+        let (year, month, day) = civilFromDays(days)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):"
+            + "\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(milliseconds, 3))Z"
+    }
+
+    // Howard Hinnant's days_from_civil / civil_from_days.
+    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civilFromDays(_ days: Int) -> (Int, Int, Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+}
