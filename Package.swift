@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "cinescale", targets: ["cinescale"]),
         .executable(name: "hello", targets: ["hello"]),
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "SigV4", targets: ["SigV4"]),
         .library(name: "S3Wire", targets: ["S3Wire"]),
         .library(name: "S3Client", targets: ["S3Client"]),
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // Signs and verifies AWS SigV4 (and verifies SigV2); clock injected. Depends on swift-crypto only.
@@ -90,6 +92,7 @@ let package = Package(
         .executableTarget(
             name: "cinescale",
             dependencies: [
+                "Gateway",
                 "S3Server",
                 "S3Client",
                 "ObjectStore",
@@ -97,6 +100,35 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API.
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "SigV4",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "Gateway",
+                "SigV4",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Synchronization
+
+/// How a worker process ended, in the words Lambda uses ("exit status 1", "signal: killed").
+public struct ProcessExit: Sendable, Hashable, CustomStringConvertible {
+    public enum Reason: Sendable, Hashable {
+        case exited(code: Int32)
+        case signaled(signal: Int32, coreDumped: Bool)
+    }
+
+    public let reason: Reason
+
+    init(waitStatus status: Int32) {
+        let low = status & 0x7f
+        if low == 0 {
+            reason = .exited(code: (status >> 8) & 0xff)
+        } else {
+            reason = .signaled(signal: low, coreDumped: status & 0x80 != 0)
+        }
+    }
+
+    init(reason: Reason) { self.reason = reason }
+
+    public var description: String {
+        switch reason {
+        case .exited(let code):
+            return "exit status \(code)"
+        case .signaled(let signal, let coreDumped):
+            return "signal: \(Self.signalName(signal))" + (coreDumped ? " (core dumped)" : "")
+        }
+    }
+
+    /// Go's `syscall.Signal.String()` names, which Lambda's messages show.
+    static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGHUP: "hangup"
+        case SIGINT: "interrupt"
+        case SIGQUIT: "quit"
+        case SIGILL: "illegal instruction"
+        case SIGTRAP: "trace/breakpoint trap"
+        case SIGABRT: "aborted"
+        case SIGBUS: "bus error"
+        case SIGFPE: "floating point exception"
+        case SIGKILL: "killed"
+        case SIGUSR1: "user defined signal 1"
+        case SIGSEGV: "segmentation fault"
+        case SIGUSR2: "user defined signal 2"
+        case SIGPIPE: "broken pipe"
+        case SIGALRM: "alarm clock"
+        case SIGTERM: "terminated"
+        case SIGSYS: "bad system call"
+        case SIGXCPU: "CPU time limit exceeded"
+        case SIGXFSZ: "file size limit exceeded"
+        default: "signal \(signal)"
+        }
+    }
+}
+
+/// A worker process started with posix_spawn in its own process group, reaped by a dedicated thread
+/// (never on the cooperative pool). Signals go to the whole group, and only while the leader has not been
+/// reaped, so a recycled pid is never signalled.
+final class ChildProcess: Sendable {
+    let pid: pid_t
+    private let state: Mutex<State>
+
+    private enum State {
+        case running(waiters: [CheckedContinuation<ProcessExit, Never>])
+        case exited(ProcessExit)
+    }
+
+    private init(pid: pid_t) {
+        self.pid = pid
+        self.state = Mutex(.running(waiters: []))
+    }
+
+    /// Starts `executable` (an absolute path) with `arguments` (argv[1...]), exactly `environment`, in
+    /// `directory`, stdin from /dev/null, stdout and stderr inherited, every other descriptor closed,
+    /// default signal dispositions and an empty signal mask, as leader of a new process group.
+    static func spawn(
+        executable: String, arguments: [String], environment: [String: String], directory: String
+    ) throws(GatewayError) -> ChildProcess {
+        var fileActions = posix_spawn_file_actions_t()
+        var attributes = posix_spawnattr_t()
+        posix_spawn_file_actions_init(&fileActions)
+        posix_spawnattr_init(&attributes)
+        defer {
+            posix_spawn_file_actions_destroy(&fileActions)
+            posix_spawnattr_destroy(&attributes)
+        }
+        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+        _ = SpawnExtensions.closeFrom?(&fileActions, 3)
+        guard let addChdir = SpawnExtensions.chdir else {
+            throw GatewayError(.spawnFailed, "posix_spawn_file_actions_addchdir_np is not available (glibc ≥ 2.29 needed)")
+        }
+        let chdirResult = directory.withCString { addChdir(&fileActions, $0) }
+        guard chdirResult == 0 else {
+            throw GatewayError(.spawnFailed, "cannot set the working directory: \(String(cString: strerror(chdirResult)))")
+        }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        let flags = Int32(POSIX_SPAWN_SETPGROUP) | Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let result = argv.withUnsafeBufferPointer { argvBuffer in
+            envp.withUnsafeBufferPointer { envpBuffer in
+                posix_spawn(&pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, envpBuffer.baseAddress!)
+            }
+        }
+        guard result == 0 else {
+            throw GatewayError(
+                .spawnFailed, "cannot start \(executable): \(String(cString: strerror(result)))",
+                underlying: POSIXErrorCode(rawValue: result).map { POSIXError($0) })
+        }
+        let child = ChildProcess(pid: pid)
+        let reaper = Thread { child.reap() }
+        reaper.name = "cinescale-reaper-\(pid)"
+        reaper.stackSize = 256 * 1024
+        reaper.start()
+        return child
+    }
+
+    /// Runs on the reaper thread: wait for the exit without reaping, kill what is left of the group while the
+    /// zombie still holds the pid (so the group id cannot be recycled), then reap and publish the status.
+    private func reap() {
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
+        let (waiters, exit) = state.withLock { state -> ([CheckedContinuation<ProcessExit, Never>], ProcessExit) in
+            kill(-pid, SIGKILL)
+            var status: Int32 = 0
+            var r: pid_t
+            repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+            let e = r == pid ? ProcessExit(waitStatus: status) : ProcessExit(reason: .exited(code: 255))
+            guard case .running(let waiters) = state else { return ([], e) }
+            state = .exited(e)
+            return (waiters, e)
+        }
+        for waiter in waiters { waiter.resume(returning: exit) }
+    }
+
+    /// Waits for the process to exit (not cancellable: the process is always reaped).
+    func waitForExit() async -> ProcessExit {
+        await withCheckedContinuation { (continuation: CheckedContinuation<ProcessExit, Never>) in
+            let done: ProcessExit? = state.withLock { state in
+                switch state {
+                case .exited(let e): return e
+                case .running(var waiters):
+                    waiters.append(continuation)
+                    state = .running(waiters: waiters)
+                    return nil
+                }
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+    }
+
+    /// The exit, if the process has been reaped.
+    var exitStatus: ProcessExit? {
+        state.withLock { if case .exited(let e) = $0 { e } else { nil } }
+    }
+
+    /// Sends `signal` to the process group unless the leader has already been reaped.
+    @discardableResult
+    func signalGroup(_ signal: Int32) -> Bool {
+        state.withLock { state in
+            guard case .running = state else { return false }
+            return kill(-pid, signal) == 0
+        }
+    }
+}
+
+/// glibc's posix_spawn extensions, which Swift's Glibc module does not import: looked up once with dlsym.
+private enum SpawnExtensions {
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+
+    /// `posix_spawn_file_actions_addchdir_np` (glibc 2.29).
+    static let chdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np").map {
+        unsafeBitCast($0, to: AddChdir.self)
+    }
+    /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34): no descriptor leaks into workers.
+    static let closeFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: AddCloseFrom.self)
+    }
+}
+
+/// Resolves a bare command name through `PATH` (of the worker's environment); paths are returned unchanged.
+func resolveExecutable(_ command: String, path: String?) -> String? {
+    if command.contains("/") { return access(command, X_OK) == 0 ? command : nil }
+    for directory in (path ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") where !directory.isEmpty {
+        let candidate = "\(directory)/\(command)"
+        if access(candidate, X_OK) == 0 { return candidate }
+    }
+    return nil
+}

@@ -1,0 +1,348 @@
+import Foundation
+import SigV4
+import Yams
+
+/// One function the gateway serves: the worker command and its limits.
+public struct FunctionConfiguration: Sendable, Hashable {
+    /// The Lambda function name (`[A-Za-z0-9_-]{1,64}`).
+    public var name: String
+    /// Executable and arguments. A relative executable path containing '/' is resolved against the
+    /// configuration's base directory; a bare name is looked up in `PATH` when the worker starts.
+    public var command: [String]
+    /// Added to the worker's environment (after the inherited one, before the Lambda variables).
+    public var environment: [String: String]
+    /// Per-invocation timeout. Default 3 s, like Lambda.
+    public var timeout: Duration
+    /// Number of worker processes. Default 1.
+    public var concurrency: Int
+    /// Informational (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), in MB. Default 128.
+    public var memoryMB: Int
+    /// Largest request payload; larger ones are refused with 413. Default 6 MB (6 291 456 bytes).
+    public var maxPayloadBytes: Int
+    /// Largest response a worker may post; larger ones fail the invocation with Function.ResponseSizeTooLarge.
+    /// Default 6 MB.
+    public var maxResponseBytes: Int
+    /// Invocations that may wait for a free worker before new ones get 429. Default 1000.
+    public var maxQueued: Int
+    /// Exported as `_HANDLER` when set.
+    public var handler: String?
+    /// The worker's working directory and `LAMBDA_TASK_ROOT`. Default: the configuration's base directory.
+    public var workingDirectory: String
+
+    public static let defaultTimeout: Duration = .seconds(3)
+    public static let defaultMemoryMB = 128
+    public static let defaultMaxPayloadBytes = 6_291_456
+    public static let defaultMaxQueued = 1000
+
+    public init(
+        name: String, command: [String], environment: [String: String] = [:],
+        timeout: Duration = FunctionConfiguration.defaultTimeout, concurrency: Int = 1,
+        memoryMB: Int = FunctionConfiguration.defaultMemoryMB,
+        maxPayloadBytes: Int = FunctionConfiguration.defaultMaxPayloadBytes,
+        maxResponseBytes: Int = FunctionConfiguration.defaultMaxPayloadBytes,
+        maxQueued: Int = FunctionConfiguration.defaultMaxQueued, handler: String? = nil,
+        workingDirectory: String = FileManager.default.currentDirectoryPath
+    ) {
+        self.name = name
+        self.command = command
+        self.environment = environment
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.memoryMB = memoryMB
+        self.maxPayloadBytes = maxPayloadBytes
+        self.maxResponseBytes = maxResponseBytes
+        self.maxQueued = maxQueued
+        self.handler = handler
+        self.workingDirectory = workingDirectory
+    }
+
+    /// Timeout in whole seconds as Lambda reports it (rounded up, at least 1).
+    var timeoutSeconds: Int { max(1, Int((timeout.seconds).rounded(.up))) }
+
+    /// Checks the values a YAML file cannot type-check, naming the field.
+    func validate() throws(GatewayError) {
+        let prefix = "functions.\(name)"
+        guard FunctionConfiguration.isValidName(name) else {
+            throw .configuration(prefix, "invalid function name (expected 1-64 of A-Z a-z 0-9 - _)", function: name)
+        }
+        guard let executable = command.first, !executable.isEmpty else {
+            throw .configuration("\(prefix).command", "must name an executable", function: name)
+        }
+        guard timeout > .zero else {
+            throw .configuration("\(prefix).timeout", "must be a positive number of seconds", function: name)
+        }
+        guard (1...1024).contains(concurrency) else {
+            throw .configuration("\(prefix).concurrency", "must be between 1 and 1024", function: name)
+        }
+        guard memoryMB >= 1 else { throw .configuration("\(prefix).memory", "must be at least 1 (MB)", function: name) }
+        guard maxPayloadBytes >= 1 else {
+            throw .configuration("\(prefix).maxPayloadBytes", "must be at least 1", function: name)
+        }
+        guard maxResponseBytes >= 1 else {
+            throw .configuration("\(prefix).maxResponseBytes", "must be at least 1", function: name)
+        }
+        guard maxQueued >= 0 else { throw .configuration("\(prefix).maxQueued", "must not be negative", function: name) }
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        let utf8 = name.utf8
+        return (1...64).contains(utf8.count)
+            && utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D
+                    || c == 0x5F
+            }
+    }
+}
+
+/// Everything the gateway needs, read once at start-up (see `load(yaml:baseDirectory:environment:)`).
+public struct GatewayConfiguration: Sendable {
+    /// The functions, sorted by name.
+    public var functions: [FunctionConfiguration]
+    /// Region of ARNs, of SigV4 verification and of the workers' `AWS_REGION`. Default us-east-1.
+    public var region: String
+    /// Account id shown in ARNs. Default 000000000000.
+    public var accountId: String
+    /// Address of the public Invoke API server. Default 127.0.0.1.
+    public var host: String
+    /// Port of the public Invoke API server (0 picks a free one). Default 9001.
+    public var port: Int
+    /// Credentials accepted on the Invoke API (SigV4, service `lambda`). Never logged.
+    public var credentials: [Credentials]
+    /// Allowed difference between a request's signing time and now. Default 15 minutes.
+    public var allowedClockSkew: TimeInterval
+    /// Environment workers inherit, minus secrets (see `secretVariablePatterns`). Read by the composition root.
+    public var inheritedEnvironment: [String: String]
+    /// Inherited variables whose upper-cased name contains one of these are not passed to workers.
+    public var secretVariablePatterns: [String]
+    /// First restart delay after a failed start; doubles per consecutive failure. Default 50 ms.
+    public var restartBackoffInitial: Duration
+    /// Longest restart delay. Default 10 s.
+    public var restartBackoffMax: Duration
+    /// A worker that lived this long (or served an invocation) resets its backoff. Default 10 s.
+    public var healthyUptime: Duration
+    /// Consecutive init failures after which a function is marked failing. Default 3.
+    public var maxConsecutiveInitFailures: Int
+    /// How long shutdown waits after SIGTERM before it SIGKILLs workers. Default 5 s.
+    public var shutdownGracePeriod: Duration
+
+    public init(
+        functions: [FunctionConfiguration], region: String = "us-east-1", accountId: String = "000000000000",
+        host: String = "127.0.0.1", port: Int = 9001, credentials: [Credentials] = [],
+        allowedClockSkew: TimeInterval = 900, inheritedEnvironment: [String: String] = [:],
+        secretVariablePatterns: [String] = GatewayConfiguration.defaultSecretVariablePatterns,
+        restartBackoffInitial: Duration = .milliseconds(50), restartBackoffMax: Duration = .seconds(10),
+        healthyUptime: Duration = .seconds(10), maxConsecutiveInitFailures: Int = 3,
+        shutdownGracePeriod: Duration = .seconds(5)
+    ) {
+        self.functions = functions.sorted { $0.name < $1.name }
+        self.region = region
+        self.accountId = accountId
+        self.host = host
+        self.port = port
+        self.credentials = credentials
+        self.allowedClockSkew = allowedClockSkew
+        self.inheritedEnvironment = inheritedEnvironment
+        self.secretVariablePatterns = secretVariablePatterns
+        self.restartBackoffInitial = restartBackoffInitial
+        self.restartBackoffMax = restartBackoffMax
+        self.healthyUptime = healthyUptime
+        self.maxConsecutiveInitFailures = maxConsecutiveInitFailures
+        self.shutdownGracePeriod = shutdownGracePeriod
+    }
+
+    public static let defaultSecretVariablePatterns = [
+        "SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "PRIVATE_KEY", "AWS_ACCESS_KEY_ID", "CINESCALE_ACCESS_KEY",
+    ]
+
+    /// Parses a gateway file:
+    ///
+    /// ```yaml
+    /// region: us-east-1          # optional
+    /// functions:
+    ///   echo:
+    ///     command: [".build/debug/hello", "echo"]
+    ///     environment: {LOG_LEVEL: info}
+    ///     timeout: 3             # seconds (default 3)
+    ///     concurrency: 2         # worker processes (default 1)
+    ///     memory: 128            # MB, informational
+    ///     maxPayloadBytes: 6291456
+    ///     maxResponseBytes: 6291456
+    ///     maxQueued: 1000
+    ///     handler: app.handler   # optional, exported as _HANDLER
+    ///     workingDirectory: .    # optional, relative to baseDirectory
+    /// ```
+    ///
+    /// Relative paths are resolved against `baseDirectory`. `environment` is what workers inherit (secrets
+    /// removed). Errors name the function and the field (`functions.echo.timeout: ...`).
+    public static func load(
+        yaml: String, baseDirectory: String, environment: [String: String] = [:]
+    ) throws(GatewayError) -> GatewayConfiguration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw GatewayError(.invalidConfiguration, "the gateway file is not valid YAML: \(error)", underlying: error)
+        }
+        guard let root, case .mapping(let top) = root else {
+            throw .configuration("(top level)", "expected a mapping with a 'functions' key")
+        }
+        let base = URL(fileURLWithPath: baseDirectory).standardizedFileURL.path
+        var configuration = GatewayConfiguration(functions: [], inheritedEnvironment: environment)
+        var functions: [FunctionConfiguration] = []
+        for (keyNode, value) in top {
+            let key = try scalarKey(keyNode, path: "(top level)")
+            switch key {
+            case "functions":
+                if case .scalar(let s) = value, s.string.isEmpty || s.string == "~" || s.string == "null" { continue }
+                guard case .mapping(let entries) = value else {
+                    throw .configuration("functions", "expected a mapping of function name to settings")
+                }
+                for (nameNode, settings) in entries {
+                    let name = try scalarKey(nameNode, path: "functions")
+                    functions.append(try parseFunction(name: name, node: settings, base: base))
+                }
+            case "region":
+                guard let region = value.scalar?.string, !region.isEmpty else {
+                    throw .configuration("region", "expected a region name")
+                }
+                configuration.region = region
+            default:
+                throw .configuration(key, "unknown field (expected 'functions' or 'region')")
+            }
+        }
+        var seen: Set<String> = []
+        for function in functions where !seen.insert(function.name).inserted {
+            throw .configuration("functions.\(function.name)", "defined twice", function: function.name)
+        }
+        configuration.functions = functions.sorted { $0.name < $1.name }
+        return configuration
+    }
+
+    private static func scalarKey(_ node: Node, path: String) throws(GatewayError) -> String {
+        guard case .scalar(let scalar) = node else { throw .configuration(path, "keys must be plain strings") }
+        return scalar.string
+    }
+
+    private static func parseFunction(name: String, node: Node, base: String) throws(GatewayError)
+        -> FunctionConfiguration
+    {
+        let prefix = "functions.\(name)"
+        guard FunctionConfiguration.isValidName(name) else {
+            throw .configuration(prefix, "invalid function name (expected 1-64 of A-Z a-z 0-9 - _)", function: name)
+        }
+        guard case .mapping(let fields) = node else {
+            throw .configuration(prefix, "expected a mapping of settings", function: name)
+        }
+        var function = FunctionConfiguration(name: name, command: [], workingDirectory: base)
+        var sawCommand = false
+        for (keyNode, value) in fields {
+            let field = try scalarKey(keyNode, path: prefix)
+            let path = "\(prefix).\(field)"
+            func fail(_ message: String) -> GatewayError { .configuration(path, message, function: name) }
+            func integer(min: Int) throws(GatewayError) -> Int {
+                guard let scalar = value.scalar, let n = Int(scalar.string.replacingOccurrences(of: "_", with: "")),
+                    n >= min
+                else { throw fail("expected an integer ≥ \(min), got \(describe(value))") }
+                return n
+            }
+            switch field {
+            case "command":
+                sawCommand = true
+                switch value {
+                case .sequence(let items):
+                    var parts: [String] = []
+                    for item in items {
+                        guard case .scalar(let s) = item else { throw fail("expected a list of strings") }
+                        parts.append(s.string)
+                    }
+                    function.command = parts
+                case .scalar(let s):
+                    function.command = [s.string]
+                default:
+                    throw fail("expected a list: [executable, arguments...]")
+                }
+                guard let executable = function.command.first, !executable.isEmpty else {
+                    throw fail("must name an executable")
+                }
+            case "environment":
+                guard case .mapping(let variables) = value else { throw fail("expected a mapping of NAME: value") }
+                for (k, v) in variables {
+                    let variable = try scalarKey(k, path: path)
+                    guard !variable.isEmpty, !variable.contains("="), !variable.utf8.contains(0) else {
+                        throw fail("invalid variable name '\(variable)'")
+                    }
+                    guard case .scalar(let s) = v else { throw fail("the value of \(variable) must be a scalar") }
+                    function.environment[variable] = s.string
+                }
+            case "timeout":
+                guard let scalar = value.scalar, let seconds = Double(scalar.string), seconds > 0, seconds <= 86_400
+                else { throw fail("expected a positive number of seconds, got \(describe(value))") }
+                function.timeout = .milliseconds(Int64((seconds * 1000).rounded()))
+            case "concurrency":
+                function.concurrency = try integer(min: 1)
+            case "memory":
+                function.memoryMB = try integer(min: 1)
+            case "maxPayloadBytes":
+                function.maxPayloadBytes = try integer(min: 1)
+            case "maxResponseBytes":
+                function.maxResponseBytes = try integer(min: 1)
+            case "maxQueued":
+                function.maxQueued = try integer(min: 0)
+            case "handler":
+                guard let scalar = value.scalar, !scalar.string.isEmpty else { throw fail("expected a string") }
+                function.handler = scalar.string
+            case "workingDirectory":
+                guard let scalar = value.scalar, !scalar.string.isEmpty else { throw fail("expected a path") }
+                function.workingDirectory = resolve(scalar.string, base: base)
+            default:
+                throw fail(
+                    "unknown field (expected command, environment, timeout, concurrency, memory, maxPayloadBytes, maxResponseBytes, maxQueued, handler or workingDirectory)"
+                )
+            }
+        }
+        guard sawCommand else { throw .configuration("\(prefix).command", "is required", function: name) }
+        if function.command[0].contains("/") {
+            function.command[0] = resolve(function.command[0], base: base)
+        }
+        try function.validate()
+        return function
+    }
+
+    private static func resolve(_ path: String, base: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: base, isDirectory: true))
+            .standardizedFileURL.path
+    }
+
+    private static func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s): "'\(s.string)'"
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
+        }
+    }
+
+    /// Validates every function (for configurations built in code).
+    public func validate() throws(GatewayError) {
+        var seen: Set<String> = []
+        for function in functions {
+            try function.validate()
+            guard seen.insert(function.name).inserted else {
+                throw .configuration("functions.\(function.name)", "defined twice", function: function.name)
+            }
+        }
+    }
+
+    func function(named name: String) -> FunctionConfiguration? { functions.first { $0.name == name } }
+
+    func arn(of function: String) -> String { "arn:aws:lambda:\(region):\(accountId):function:\(function)" }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    var seconds: Double {
+        let (s, attoseconds) = components
+        return Double(s) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,162 @@
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The gateway as a `Service`: one Runtime API listener per worker slot (127.0.0.1, free ports), the public
+/// Invoke API server, and the supervised worker processes. `run()` returns after a clean shutdown: on
+/// graceful shutdown it stops handing out work, SIGTERMs every worker, SIGKILLs stragglers after the grace
+/// period, reaps them all, then stops its HTTP servers. Cancellation kills the workers at once.
+public final class GatewayService: Service, FunctionInvoker {
+    public let configuration: GatewayConfiguration
+    /// The Invoke API routes, to mount on another router as well if wanted.
+    public let invokeAPI: InvokeAPI
+    /// Where `Event` invocations go.
+    public let asyncSink: any AsyncInvocationSink
+    let core: GatewayCore
+    let logger: Logger
+    private let additionalRoutes: @Sendable (Router<BasicRequestContext>) -> Void
+    private let publicPort = AsyncValue<Int>()
+    private let started = Atomic<Bool>(false)
+
+    /// - Parameters:
+    ///   - asyncSink: builds the sink for `Event` invocations from the invoker it should use; default an
+    ///     `InMemoryAsyncInvocationSink`.
+    ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
+    public init(
+        configuration: GatewayConfiguration, logger: Logger,
+        asyncSink: (@Sendable (any FunctionInvoker) -> any AsyncInvocationSink)? = nil,
+        additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in }
+    ) throws(GatewayError) {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        self.core = GatewayCore(configuration: configuration, logger: logger)
+        let sink = asyncSink?(core) ?? InMemoryAsyncInvocationSink(invoker: core, logger: logger)
+        self.asyncSink = sink
+        self.invokeAPI = InvokeAPI(core: core, sink: sink, logger: logger)
+        self.additionalRoutes = additionalRoutes
+    }
+
+    // MARK: Public API
+
+    /// The bound port of the public Invoke API server, once listening (useful with port 0). Throws if the
+    /// server could not start.
+    public func listeningPort() async throws(GatewayError) -> Int {
+        try await publicPort.get()
+    }
+
+    /// Status of every function, sorted by name.
+    public func status() -> [FunctionStatus] { core.ordered.map { $0.status() } }
+
+    /// Status of one function.
+    public func status(of function: String) -> FunctionStatus? { core.dispatchers[function]?.status() }
+
+    /// Invokes `function` synchronously (RequestResponse) in-process.
+    public func invoke(function: String, payload: ByteBuffer, requestID: String? = nil) async throws(GatewayError)
+        -> InvocationResult
+    {
+        try await core.invoke(function: function, payload: payload, requestID: requestID)
+    }
+
+    public func submit(
+        function: String, payload: ByteBuffer, requestID: String?,
+        completion: @escaping @Sendable (Result<InvocationResult, GatewayError>) -> Void
+    ) throws(GatewayError) {
+        try core.submit(function: function, payload: payload, requestID: requestID, completion: completion)
+    }
+
+    // MARK: Service
+
+    public func run() async throws {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
+            throw GatewayError(.serverFailed, "GatewayService.run() can only be called once")
+        }
+        var serverLogger = logger
+        if logger.logLevel > .trace { serverLogger.logLevel = max(logger.logLevel, .warning) }
+
+        // Every server is pinned to one event loop, spread round-robin over the group: a request is
+        // parsed, handled and answered on one thread.
+        let loops = MultiThreadedEventLoopGroup.singleton
+
+        // Runtime API listeners, one per worker slot, up before any worker starts.
+        var runtimeServers: [RuntimeAPIServer] = []
+        var ports: [[Int]] = []
+        do throws(GatewayError) {
+            for dispatcher in core.ordered {
+                var row: [Int] = []
+                for slot in 0..<dispatcher.configuration.concurrency {
+                    let server = try await RuntimeAPIServer.start(dispatcher: dispatcher, slot: slot, on: loops.next())
+                    runtimeServers.append(server)
+                    row.append(server.port)
+                }
+                ports.append(row)
+            }
+        } catch {
+            for server in runtimeServers { await server.close() }
+            publicPort.set(.failure(error))
+            throw error
+        }
+
+        // The public Invoke API.
+        let router = Router(context: BasicRequestContext.self)
+        invokeAPI.addRoutes(to: router)
+        additionalRoutes(router)
+        let publicPort = self.publicPort
+        let host = configuration.host
+        let publicLoop = loops.next()
+        let publicApp = Application(
+            router: router, server: .http1(),
+            configuration: .init(address: .hostname(host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in
+                publicPort.set(.success(channel.localAddress?.port ?? 0))
+            },
+            eventLoopGroupProvider: .shared(publicLoop),
+            logger: serverLogger)
+        let servers = ServiceGroup(
+            configuration: .init(
+                services: [PinnedService(base: publicApp, executor: EventLoopTaskExecutor(publicLoop), name: "invoke-api")],
+                logger: serverLogger))
+        let supervisor = WorkerSupervisor(configuration: configuration, dispatchers: core.ordered, logger: logger)
+        let logger = self.logger
+        let functionCount = core.ordered.count
+        let slotPorts = ports
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        try await servers.run()
+                    } catch {
+                        let failure = GatewayError(
+                            .serverFailed, "the Invoke API server failed: \(error)", underlying: error)
+                        publicPort.set(.failure(failure))
+                        throw failure
+                    }
+                    publicPort.set(.failure(GatewayError(.shuttingDown, "the Invoke API server stopped")))
+                }
+                group.addTask {
+                    // Workers run while the gateway runs, even if the public server is still binding.
+                    await supervisor.run(ports: slotPorts)
+                    await servers.triggerGracefulShutdown()
+                }
+                group.addTask {
+                    if let port = try? await publicPort.get() {
+                        logger.debug("gateway listening", metadata: [
+                            "cinescale.endpoint": .string("http://\(host):\(port)"),
+                            "cinescale.functions": .stringConvertible(functionCount),
+                        ])
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch {
+            for dispatcher in core.ordered { dispatcher.markStopped() }
+            for server in runtimeServers { await server.close() }
+            throw error
+        }
+        for server in runtimeServers { await server.close() }
+        logger.info("gateway stopped")
+    }
+}

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import Logging
+import ServiceLifecycle
+
+/// `cinescale gateway`: runs the invocation gateway — function workers over the Lambda Runtime API and
+/// the Lambda Invoke API for clients.
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Run the invocation gateway: supervise function workers and serve the Lambda Invoke API.")
+
+    @Option(help: "Functions file (YAML): executables, environment, timeout, concurrency, limits.")
+    var config: String
+
+    @Option(help: "Address to bind the Invoke API.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port of the Invoke API (0 picks a free port).")
+    var port: Int = 9001
+
+    @OptionGroup var credentialOptions: CredentialOptions
+
+    @Option(help: "Write the bound port to this file once listening (for scripts using --port 0).")
+    var portFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var logger = Logger(label: "cinescale.gateway")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let yaml: String
+        do {
+            yaml = try String(contentsOfFile: config, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot read \(config): \(error.localizedDescription)")
+        }
+        let baseDirectory = URL(fileURLWithPath: config).deletingLastPathComponent().path
+        var configuration = try GatewayConfiguration.load(yaml: yaml, baseDirectory: baseDirectory, environment: environment)
+        configuration.host = host
+        configuration.port = port
+        configuration.region = credentialOptions.region ?? environment["CINESCALE_REGION"] ?? configuration.region
+        configuration.credentials = [credentialOptions.credentials(environment: environment)]
+
+        let gateway = try GatewayService(configuration: configuration, logger: logger)
+        let portFile = self.portFile
+        let host = configuration.host
+        let functionNames = configuration.functions.map(\.name).joined(separator: ",")
+        let runningLogger = logger
+        let group = ServiceGroup(configuration: .init(
+            services: [gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                let bound = try await gateway.listeningPort()
+                runningLogger.info("gateway listening", metadata: [
+                    "cinescale.endpoint": .string("http://\(host):\(bound)"),
+                    "cinescale.functions": .string(functionNames),
+                ])
+                if let portFile { try String(bound).write(toFile: portFile, atomically: true, encoding: .utf8) }
+            }
+            try await tasks.waitForAll()
+        }
+    }
+}

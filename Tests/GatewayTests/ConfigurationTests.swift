@@ -1,0 +1,135 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import Gateway
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test func parsesTheDocumentedFile() throws {
+        let yaml = """
+            region: eu-west-1
+            functions:
+              echo:
+                command: [".build/debug/hello", "echo"]
+                environment: {LOG_LEVEL: info, RETRIES: 3}
+                timeout: 3
+                concurrency: 2
+                memory: 256
+                maxPayloadBytes: 6291456
+                maxQueued: 10
+                handler: app.handler
+              probe:
+                command: ["python3", "-m", "awslambdaric", "probe.handler"]
+                timeout: 1.5
+                workingDirectory: fns/probe
+            """
+        let configuration = try GatewayConfiguration.load(
+            yaml: yaml, baseDirectory: "/srv/app", environment: ["PATH": "/usr/bin"])
+        #expect(configuration.region == "eu-west-1")
+        #expect(configuration.functions.map(\.name) == ["echo", "probe"])
+        let echo = configuration.functions[0]
+        #expect(echo.command == ["/srv/app/.build/debug/hello", "echo"])
+        #expect(echo.environment == ["LOG_LEVEL": "info", "RETRIES": "3"])
+        #expect(echo.timeout == .seconds(3))
+        #expect(echo.concurrency == 2)
+        #expect(echo.memoryMB == 256)
+        #expect(echo.maxQueued == 10)
+        #expect(echo.handler == "app.handler")
+        #expect(echo.workingDirectory == "/srv/app")
+        let probe = configuration.functions[1]
+        #expect(probe.command[0] == "python3")
+        #expect(probe.timeout == .milliseconds(1500))
+        #expect(probe.concurrency == 1)
+        #expect(probe.maxPayloadBytes == 6_291_456)
+        #expect(probe.maxQueued == 1000)
+        #expect(probe.workingDirectory == "/srv/app/fns/probe")
+        #expect(configuration.inheritedEnvironment == ["PATH": "/usr/bin"])
+    }
+
+    @Test(arguments: [
+        ("functions:\n  echo:\n    timeout: 3\n", "functions.echo.command: is required"),
+        ("functions:\n  echo:\n    command: [x]\n    timeout: -1\n", "functions.echo.timeout:"),
+        ("functions:\n  echo:\n    command: [x]\n    concurrency: two\n", "functions.echo.concurrency:"),
+        ("functions:\n  echo:\n    command: [x]\n    timout: 3\n", "functions.echo.timout: unknown field"),
+        ("functions:\n  echo:\n    command: []\n", "functions.echo.command: must name an executable"),
+        ("functions:\n  'bad name':\n    command: [x]\n", "functions.bad name: invalid function name"),
+        ("functions:\n  echo:\n    command: [x]\n    environment: [A]\n", "functions.echo.environment:"),
+        ("functions:\n  echo:\n    command: [x]\n    maxQueued: -1\n", "functions.echo.maxQueued:"),
+        ("functions: [a, b]\n", "functions: expected a mapping"),
+        ("funtions: {}\n", "funtions: unknown field"),
+        ("functions: {echo: {command: [x]\n", "not valid YAML"),
+    ])
+    func reportsTheFunctionAndField(yaml: String, expected: String) {
+        let error = #expect(throws: GatewayError.self) {
+            _ = try GatewayConfiguration.load(yaml: yaml, baseDirectory: "/tmp")
+        }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.description.contains(expected) == true, "\(error?.description ?? "no error")")
+    }
+
+    @Test func emptyFunctionsIsAllowed() throws {
+        let configuration = try GatewayConfiguration.load(yaml: "functions: {}\n", baseDirectory: "/tmp")
+        #expect(configuration.functions.isEmpty)
+    }
+}
+
+@Suite("JSON validation")
+struct JSONValidatorTests {
+    static func valid(_ s: String) -> Bool {
+        Array(s.utf8).withUnsafeBytes { (try? JSONValidator.validate($0)) != nil }
+    }
+
+    @Test func acceptsJSON() {
+        for s in [
+            "{}", "[]", "0", "-0.5e+10", "\"x\"", "true", "null", " { \"a\" : [1, 2, {\"b\": null}], \"c\": \"\\u00e9\\n\" } ",
+            "[[[[]]]]", "\"héllo ✓ 😀\"", "{\"a\":{\"b\":{\"c\":[true,false]}}}",
+        ] {
+            #expect(Self.valid(s), "\(s)")
+        }
+    }
+
+    @Test func rejectsNonJSON() {
+        for s in [
+            "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{a:1}", "'x'", "01", "1.", ".5", "-", "tru", "nul", "[1 2]",
+            "{\"a\" 1}", "\"unterminated", "\"\\x\"", "\"\u{01}\"", "{} {}", "[\"\\u12\"]", "NaN",
+        ] {
+            #expect(!Self.valid(s), "\(s)")
+        }
+        #expect(!([0x22, 0xFF, 0x22] as [UInt8]).withUnsafeBytes { (try? JSONValidator.validate($0)) != nil })
+        #expect(!([0x22, 0xED, 0xA0, 0x80, 0x22] as [UInt8]).withUnsafeBytes { (try? JSONValidator.validate($0)) != nil })
+    }
+
+    @Test func deepNestingDoesNotCrash() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(!Self.valid(deep))
+        let ok = String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)
+        #expect(Self.valid(ok))
+    }
+}
+
+@Suite("Formats")
+struct FormatTests {
+    @Test func exitDescriptionsMatchLambda() {
+        #expect(ProcessExit(waitStatus: 1 << 8).description == "exit status 1")
+        #expect(ProcessExit(waitStatus: 9).description == "signal: killed")
+        #expect(ProcessExit(waitStatus: 6 | 0x80).description == "signal: aborted (core dumped)")
+        #expect(ProcessExit(waitStatus: 15).description == "signal: terminated")
+    }
+
+    @Test func identifiers() {
+        let id = LambdaFormat.requestID()
+        #expect(id.wholeMatch(of: /[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/) != nil)
+        #expect(LambdaFormat.timestamp(epochMilliseconds: 1_714_564_800_123) == "2024-05-01T12:00:00.123Z")
+        #expect(LambdaFormat.seconds(.seconds(3)) == "3.00")
+        #expect(LambdaFormat.seconds(.milliseconds(1500)) == "1.50")
+        #expect(LambdaFormat.quote("a\"b\\\n\u{01}") == "\"a\\\"b\\\\\\n\\u0001\"")
+    }
+
+    @Test func functionNamesInPaths() {
+        #expect(InvokeAPI.parseName("echo") == ("echo", nil))
+        #expect(InvokeAPI.parseName("echo:$LATEST") == ("echo", "$LATEST"))
+        #expect(InvokeAPI.parseName("arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Aecho") == ("echo", nil))
+        #expect(InvokeAPI.parseName("000000000000:function:echo:1") == ("echo", "1"))
+    }
+}
