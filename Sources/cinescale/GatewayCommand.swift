@@ -22,16 +22,11 @@ struct GatewayCommand: AsyncParsableCommand {
 
     @OptionGroup var credentialOptions: CredentialOptions
 
-    @Option(help: "Write the bound port to this file once listening (for scripts using --port 0).")
-    var portFile: String?
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @OptionGroup var processOptions: ProcessOptions
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        var logger = Logger(label: "cinescale.gateway")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let logger = processOptions.makeLogger(label: "cinescale.gateway")
         let yaml: String
         do {
             yaml = try String(contentsOfFile: config, encoding: .utf8)
@@ -46,21 +41,20 @@ struct GatewayCommand: AsyncParsableCommand {
         configuration.credentials = [credentialOptions.credentials(environment: environment)]
 
         let gateway = try GatewayService(configuration: configuration, logger: logger)
-        let portFile = self.portFile
+        let portFile = processOptions.portFile
         let host = configuration.host
         let functionNames = configuration.functions.map(\.name).joined(separator: ",")
-        let runningLogger = logger
         let group = ServiceGroup(configuration: .init(
             services: [gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 let bound = try await gateway.listeningPort()
-                runningLogger.info("gateway listening", metadata: [
+                logger.info("gateway listening", metadata: [
                     "cinescale.endpoint": .string("http://\(host):\(bound)"),
                     "cinescale.functions": .string(functionNames),
                 ])
-                if let portFile { try String(bound).write(toFile: portFile, atomically: true, encoding: .utf8) }
+                try ProcessOptions.announce(port: bound, to: portFile)
             }
             try await tasks.waitForAll()
         }

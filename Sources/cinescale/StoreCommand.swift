@@ -38,16 +38,11 @@ struct StoreCommand: AsyncParsableCommand {
     @Flag(help: "Skip fsync (faster, not crash-safe). For scratch data only.")
     var noFsync = false
 
-    @Option(help: "Write the bound port to this file once listening (for scripts using --port 0).")
-    var portFile: String?
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @OptionGroup var processOptions: ProcessOptions
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        var logger = Logger(label: "cinescale.store")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let logger = processOptions.makeLogger(label: "cinescale.store")
         let dataDirectory = dataDir ?? environment["CINESCALE_DATA_DIR"] ?? "./.data/store"
         let credentials = credentialOptions.credentials(environment: environment)
         if credentials.accessKeyId == CredentialOptions.defaultAccessKey
@@ -69,17 +64,18 @@ struct StoreCommand: AsyncParsableCommand {
                 _ = try await store.createBucket(bucket)
             } catch let error as ObjectStoreError where error.code == .bucketAlreadyOwnedByYou {}
         }
-        let portFile = self.portFile
-        let runningLogger = logger
+        let portFile = processOptions.portFile
         let host = self.host
         let app = S3Server.makeApplication(
             store: store, configuration: serverConfiguration, host: host, port: port, logger: logger,
             onRunning: { port in
-                runningLogger.info("store listening", metadata: [
+                logger.info("store listening", metadata: [
                     "cinescale.endpoint": .string("http://\(host):\(port)"), "cinescale.data": .string(dataDirectory),
                 ])
-                if let portFile {
-                    try? String(port).write(toFile: portFile, atomically: true, encoding: .utf8)
+                do {
+                    try ProcessOptions.announce(port: port, to: portFile)
+                } catch {
+                    logger.error("cannot write the port file", metadata: ["cinescale.error": .string("\(error)")])
                 }
             })
         let group = ServiceGroup(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import S3Server
 import SigV4
 
@@ -26,5 +27,25 @@ struct CredentialOptions: ParsableArguments {
 
     func resolvedRegion(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         region ?? environment["CINESCALE_REGION"] ?? "us-east-1"
+    }
+}
+
+/// Logging and start-up reporting shared by the long-running subcommands.
+struct ProcessOptions: ParsableArguments {
+    @Option(help: "Write the bound port to this file once listening (for scripts using --port 0).")
+    var portFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func makeLogger(label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        return logger
+    }
+
+    /// Writes the bound port to `--port-file`, if one was given.
+    static func announce(port: Int, to portFile: String?) throws {
+        if let portFile { try String(port).write(toFile: portFile, atomically: true, encoding: .utf8) }
     }
 }
