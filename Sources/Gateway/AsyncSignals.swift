@@ -69,8 +69,6 @@ final class AsyncValue<Value: Sendable>: Sendable {
 
     init() {}
 
-    var current: Value? { state.withLock { s in if case .success(let v) = s.value { v } else { nil } } }
-
     func set(_ result: Result<Value, GatewayError>) {
         let waiters = state.withLock { s -> [CheckedContinuation<Result<Value, GatewayError>, Never>] in
             guard s.value == nil else { return [] }

@@ -9,13 +9,13 @@ import Foundation
 import Synchronization
 
 /// How a worker process ended, in the words Lambda uses ("exit status 1", "signal: killed").
-public struct ProcessExit: Sendable, Hashable, CustomStringConvertible {
-    public enum Reason: Sendable, Hashable {
+struct ProcessExit: Sendable, Hashable, CustomStringConvertible {
+    enum Reason: Sendable, Hashable {
         case exited(code: Int32)
         case signaled(signal: Int32, coreDumped: Bool)
     }
 
-    public let reason: Reason
+    let reason: Reason
 
     init(waitStatus status: Int32) {
         let low = status & 0x7f
@@ -170,11 +170,6 @@ final class ChildProcess: Sendable {
             }
             if let done { continuation.resume(returning: done) }
         }
-    }
-
-    /// The exit, if the process has been reaped.
-    var exitStatus: ProcessExit? {
-        state.withLock { if case .exited(let e) = $0 { e } else { nil } }
     }
 
     /// Sends `signal` to the process group unless the leader has already been reaped.

@@ -5,8 +5,7 @@ import ServiceLifecycle
 /// Runs Swift concurrency jobs on a NIO event loop. A server whose listener, connections and handler tasks
 /// all live on one event loop answers without a thread hop per request (jobs enqueued from the loop itself
 /// are queued in-loop, without waking another thread). swift-nio 2.101 does not provide this conformance.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    // @unchecked: the only stored property is an EventLoop, which is Sendable; the class has no mutable state.
+final class EventLoopTaskExecutor: TaskExecutor {
     let eventLoop: any EventLoop
 
     init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }

@@ -206,7 +206,9 @@ final class FunctionDispatcher: Sendable {
     }
 
     private func failedByInit(_ failure: InitFailure, requestID: String) -> InvocationResult {
-        .failure(requestID: requestID, type: failure.invocationErrorType, message: failure.message)
+        let message = failure.invocationErrorType == "Runtime.InitError"
+            ? failure.message : "RequestId: \(requestID) Error: \(failure.message)"
+        return .failure(requestID: requestID, type: failure.invocationErrorType, message: message)
     }
 
     // MARK: Runtime API

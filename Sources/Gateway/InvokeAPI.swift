@@ -281,7 +281,7 @@ public struct InvokeAPI: Sendable {
         }
         body += "\"Type\":\(status >= 500 ? "\"Service\"" : "\"User\""),\"message\":"
         body += LambdaFormat.quote(status >= 500 && error.code == .serverFailed ? "Internal error" : error.message) + "}"
-        if status >= 500 || error.code == .invalidSignature || error.code == .unrecognizedClient {
+        if error.code == .serverFailed || error.code == .invalidSignature || error.code == .unrecognizedClient {
             logger.notice("invoke API request refused", metadata: [
                 "cinescale.request.id": .string(requestID), "cinescale.error": .string(error.description),
             ])
