@@ -134,6 +134,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `gateway-bench`: invocations/s and latency through the gateway next to a bare Hummingbird echo.
+        .executableTarget(
+            name: "gateway-bench",
+            dependencies: [
+                "Gateway",
+                "SigV4",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Handler protocols, context, the Lambda Runtime API client loop, S3 event types. No project target.
         .target(
             name: "FunctionRuntime",
