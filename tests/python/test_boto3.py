@@ -64,7 +64,9 @@ def test_tampered_and_expired_urls_refused(store, bucket, signature_version):
     tampered = []
     for k, v in query:
         if k == name:
-            v = ("A" if v[0] != "A" else "B") + v[1:]
+            # Change the value, not just its case: hex signatures compare case-insensitively.
+            replacement = "0" if v[0] != "0" else "1"
+            v = replacement + v[1:]
         tampered.append((k, v))
     tampered_url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(tampered)))
     status, _, body = raw_request("GET", tampered_url)
