@@ -3,6 +3,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -45,40 +46,60 @@ def _binary():
     return path
 
 
-def start_store(tmp_root, extra_args=()):
-    data_dir = os.path.join(tmp_root, "data")
-    port_file = os.path.join(tmp_root, "port")
-    log_path = os.path.join(tmp_root, "store.log")
+def start_process(args, tmp_root, name):
+    """Starts a cinescale server with `--port 0 --port-file`, waits until it listens; returns (proc, port)."""
+    port_file = os.path.join(tmp_root, f"{name}.port")
+    log_path = os.path.join(tmp_root, f"{name}.log")
     log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [
-            _binary(), "store", "--data-dir", data_dir, "--host", "127.0.0.1", "--port", "0",
-            "--port-file", port_file, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
-            "--log-level", "debug", *extra_args,
-        ],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen([*args, "--port", "0", "--port-file", port_file], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 30
     while not os.path.exists(port_file):
         if proc.poll() is not None:
-            raise RuntimeError("store exited at start-up:\n" + open(log_path).read())
+            raise RuntimeError(f"{name} exited at start-up:\n" + open(log_path).read())
         if time.time() > deadline:
             proc.kill()
-            raise RuntimeError("store did not start in 30 s")
+            raise RuntimeError(f"{name} did not start in 30 s")
         time.sleep(0.05)
     time.sleep(0.05)
-    port = int(open(port_file).read().strip())
-    return proc, Store(f"http://127.0.0.1:{port}", data_dir, log_path)
+    return proc, int(open(port_file).read().strip())
 
 
-def stop_store(proc):
+def start_store(tmp_root, extra_args=()):
+    data_dir = os.path.join(tmp_root, "data")
+    proc, port = start_process(
+        [
+            _binary(), "store", "--data-dir", data_dir, "--host", "127.0.0.1",
+            "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "debug", *extra_args,
+        ],
+        tmp_root, "store",
+    )
+    return proc, Store(f"http://127.0.0.1:{port}", data_dir, os.path.join(tmp_root, "store.log"))
+
+
+def stop_process(proc):
+    """SIGTERM, then SIGKILL if it has not exited within 15 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def aws_cli(endpoint, home, *args):
+    """Runs aws-cli from the project venv against `endpoint`, with configuration isolated under `home`."""
+    aws_bin = os.path.join(os.path.dirname(sys.executable), "aws")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": os.path.join(str(home), "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.path.join(str(home), "aws-credentials"),
+    }
+    return subprocess.run([aws_bin, "--endpoint-url", endpoint, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +109,7 @@ def store():
     try:
         yield s
     finally:
-        stop_store(proc)
+        stop_process(proc)
         shutil.rmtree(tmp_root, ignore_errors=True)
 
 
@@ -100,23 +121,9 @@ def bucket(store):
 @pytest.fixture
 def aws(store, tmp_path):
     """Runs aws-cli (from the project venv) against the store with isolated configuration."""
-    aws_bin = os.path.join(os.path.dirname(os.path.realpath(__import__("sys").executable)), "aws")
-    if not os.path.exists(aws_bin):
-        aws_bin = shutil.which("aws")
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
-    }
 
     def run(*args, check=True):
-        result = subprocess.run(
-            [aws_bin, "--endpoint-url", store.endpoint, *args], env=env, capture_output=True, text=True, timeout=300,
-        )
+        result = aws_cli(store.endpoint, tmp_path, *args)
         if check and result.returncode != 0:
             raise AssertionError(f"aws {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result

@@ -233,7 +233,7 @@ def test_hostile_keys_stay_data(store, bucket):
     assert listed == sorted(keys, key=lambda k: k.encode())
     # Nothing was written outside the data directory.
     root = os.path.dirname(store.data_dir)
-    assert sorted(os.listdir(root)) == sorted(["data", "port", "store.log"])
+    assert sorted(os.listdir(root)) == sorted(["data", "store.port", "store.log"])
     with pytest.raises(botocore.exceptions.ClientError) as err:
         s3.put_object(Bucket=bucket, Key="k" * 1025, Body=b"x")
     assert err.value.response["Error"]["Code"] == "KeyTooLongError"

@@ -9,7 +9,7 @@ import urllib.parse
 import botocore
 import pytest
 
-from conftest import start_store, stop_store
+from conftest import start_store, stop_process
 
 
 def test_interrupted_upload_leaves_nothing(store, bucket):
@@ -46,9 +46,9 @@ def test_restart_keeps_acknowledged_objects():
         for key, body in payloads.items():
             s3.put_object(Bucket="keep", Key=key, Body=body)
         upload = s3.create_multipart_upload(Bucket="keep", Key="pending")
-        stop_store(proc)
+        stop_process(proc)
 
-        os.remove(os.path.join(root, "port"))
+        os.remove(os.path.join(root, "store.port"))
         proc, store = start_store(root)
         s3 = store.client()
         for key, body in payloads.items():
@@ -57,6 +57,6 @@ def test_restart_keeps_acknowledged_objects():
         assert listed == sorted(payloads)
         uploads = s3.list_multipart_uploads(Bucket="keep").get("Uploads", [])
         assert [u["UploadId"] for u in uploads] == [upload["UploadId"]]
-        stop_store(proc)
+        stop_process(proc)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -14,7 +14,7 @@ import botocore
 import pytest
 from botocore.config import Config
 
-from conftest import ACCESS_KEY, REGION, SECRET_KEY
+from conftest import ACCESS_KEY, REGION, SECRET_KEY, aws_cli, start_process, stop_process
 
 PY_HANDLERS = '''
 import json, os, time
@@ -87,58 +87,33 @@ def gateway():
     config_path = os.path.join(root, "gateway.yaml")
     with open(config_path, "w") as f:
         json.dump(config, f)  # JSON is YAML
-    port_file = os.path.join(root, "port")
-    log = open(os.path.join(root, "gateway.log"), "wb")
-    proc = subprocess.Popen(
-        [cinescale, "gateway", "--config", config_path, "--port", "0", "--port-file", port_file,
-         "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "info"],
-        stdout=log, stderr=subprocess.STDOUT,
+    proc, port = start_process(
+        [cinescale, "gateway", "--config", config_path, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+         "--log-level", "info"],
+        root, "gateway",
     )
-    deadline = time.time() + 30
-    while not os.path.exists(port_file):
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError("gateway did not start:\n" + open(os.path.join(root, "gateway.log")).read())
-        time.sleep(0.05)
-    time.sleep(0.05)
-    gw = Gateway(proc, f"http://127.0.0.1:{int(open(port_file).read())}", root)
+    gw = Gateway(proc, f"http://127.0.0.1:{port}", root)
     try:
         yield gw
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def aws_cli(gateway, tmp_path, *args):
-    env = {
-        "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": str(tmp_path / "cfg"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "creds"),
-    }
-    aws = os.path.join(os.path.dirname(sys.executable), "aws")
-    return subprocess.run([aws, "--endpoint-url", gateway.endpoint, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_aws_cli_request_response_and_event(gateway, tmp_path):
     out = tmp_path / "out.json"
-    result = aws_cli(gateway, tmp_path, "lambda", "invoke", "--function-name", "echo",
+    result = aws_cli(gateway.endpoint, tmp_path, "lambda", "invoke", "--function-name", "echo",
                      "--invocation-type", "RequestResponse", "--payload", '{"hello": "world"}', str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["StatusCode"] == 200
     assert json.loads(out.read_text()) == {"hello": "world"}
 
-    result = aws_cli(gateway, tmp_path, "lambda", "invoke", "--function-name", "echo",
+    result = aws_cli(gateway.endpoint, tmp_path, "lambda", "invoke", "--function-name", "echo",
                      "--invocation-type", "Event", "--payload", '{"async": true}', str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["StatusCode"] == 202
 
-    result = aws_cli(gateway, tmp_path, "lambda", "invoke", "--function-name", "nope", "--payload", "{}", str(out))
+    result = aws_cli(gateway.endpoint, tmp_path, "lambda", "invoke", "--function-name", "nope", "--payload", "{}", str(out))
     assert result.returncode != 0 and "ResourceNotFoundException" in result.stderr
 
 
