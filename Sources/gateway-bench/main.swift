@@ -4,6 +4,9 @@
 // AsyncHTTPClient for a fixed time. Prints the figures and the ratios.
 //
 // usage: gateway-bench HELLO_BINARY [seconds=10] [connections=16] [workers=2]
+//        gateway-bench HELLO_BINARY --serve DIR [workers=2]
+//   --serve starts the same two servers, writes wrk scripts and ports to DIR, and runs until SIGTERM, so that
+//   an external load generator (scripts/bench-gateway uses wrk) does the driving.
 import AsyncHTTPClient
 import Foundation
 import Gateway
@@ -19,8 +22,9 @@ guard arguments.count >= 2 else {
     exit(2)
 }
 let hello = arguments[1]
-let seconds = arguments.count > 2 ? Int(arguments[2]) ?? 10 : 10
-let connections = arguments.count > 3 ? Int(arguments[3]) ?? 16 : 16
+let serveDirectory: String? = arguments.count > 3 && arguments[2] == "--serve" ? arguments[3] : nil
+let seconds = serveDirectory == nil && arguments.count > 2 ? Int(arguments[2]) ?? 10 : 10
+let connections = serveDirectory == nil && arguments.count > 3 ? Int(arguments[3]) ?? 16 : 16
 let workers = arguments.count > 4 ? Int(arguments[4]) ?? 2 : 2
 
 var logger = Logger(label: "gateway-bench")
@@ -104,7 +108,8 @@ let gateway = try GatewayService(
         functions: [FunctionConfiguration(name: "noop", command: [hello, "echo"], concurrency: workers, maxQueued: 100_000)],
         port: 0, credentials: [credentials], inheritedEnvironment: ProcessInfo.processInfo.environment),
     logger: logger)
-let group = ServiceGroup(configuration: .init(services: [echoApp, gateway], logger: logger))
+let group = ServiceGroup(configuration: .init(
+    services: [echoApp, gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 
 var clientConfiguration = HTTPClient.Configuration()
 clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connections
@@ -124,6 +129,21 @@ try await withThrowingTaskGroup(of: Void.self) { tasks in
         for: SigningRequest(method: "POST", path: path, headers: [(name: "host", value: "127.0.0.1:\(gatewayPort)")]),
         payload: .sha256(Array(payload.utf8)), date: Date())
 
+    if let serveDirectory {
+        func lua(_ headers: [(name: String, value: String)]) -> String {
+            var script = "wrk.method = \"POST\"\nwrk.body = '\(payload)'\n"
+            for header in headers where header.name.lowercased() != "host" {
+                script += "wrk.headers[\"\(header.name)\"] = \"\(header.value)\"\n"
+            }
+            return script
+        }
+        try lua([]).write(toFile: serveDirectory + "/echo.lua", atomically: true, encoding: .utf8)
+        try lua(signed).write(toFile: serveDirectory + "/invoke.lua", atomically: true, encoding: .utf8)
+        let urls = "http://127.0.0.1:\(echoPort)/echo\nhttp://127.0.0.1:\(gatewayPort)\(path)\n"
+        try urls.write(toFile: serveDirectory + "/urls", atomically: true, encoding: .utf8)
+        try await tasks.waitForAll()
+        return
+    }
     print("gateway-bench: \(seconds) s each, \(connections) connections, \(workers) `hello echo` workers")
     let echo = try await drive(client, url: "http://127.0.0.1:\(echoPort)/echo", headers: [], duration: seconds)
     let invoke = try await drive(
