@@ -128,21 +128,25 @@ extension S3Responder {
         // (HEAD, 304, errors) need no explicit close.
         let reader = try await store.openObject(bucket: bucket, key: key)
         let info = reader.info
-        var headers = objectHeaders(info, s3: s3)
 
-        if let notModified = try evaluateReadConditions(s3, info: info) {
-            var h: HTTPFields = [.eTag: quoted(info.etag), .lastModified: S3Date.rfc1123(info.lastModified)]
-            if notModified == .notModified { h[.cacheControl] = info.metadata.cacheControl }
-            if notModified == .notModified {
-                return Response(status: .notModified, headers: h)
-            }
+        switch try evaluateReadConditions(s3, info: info) {
+        case .notModified:
+            var headers: HTTPFields = [.eTag: quoted(info.etag), .lastModified: S3Date.rfc1123(info.lastModified)]
+            headers[.cacheControl] = info.metadata.cacheControl
+            return Response(status: .notModified, headers: headers)
+        case .preconditionFailed:
             throw S3ServerError.preconditionFailed
+        case nil:
+            break
         }
 
         var status = HTTPResponse.Status.ok
         var offset = 0
         var length = info.size
-        switch ByteRangeRequest.parse(s3.headers[.range], size: info.size) {
+        let range = ByteRangeRequest.parse(s3.headers[.range], size: info.size)
+        // Checksums describe the whole object; S3 sends none with a part of it.
+        var headers = objectHeaders(info, s3: s3, wholeObject: range == .whole)
+        switch range {
         case .whole:
             break
         case .range(let lower, let upper):
@@ -150,10 +154,6 @@ extension S3Responder {
             offset = lower
             length = upper - lower + 1
             headers[.contentRange] = "bytes \(lower)-\(upper)/\(info.size)"
-            // Checksums describe the whole object; S3 sends none with a part of it.
-            for name in info.metadata.checksums.keys {
-                if let field = HTTPField.Name("x-amz-checksum-\(name)") { headers[field] = nil }
-            }
         case .unsatisfiable:
             throw S3ServerError(
                 "InvalidRange", .rangeNotSatisfiable, "The requested range is not satisfiable",
@@ -191,7 +191,7 @@ extension S3Responder {
     }
 
     /// The headers describing an object, with `response-*` query overrides applied.
-    func objectHeaders(_ info: ObjectInfo, s3: S3Request) -> HTTPFields {
+    func objectHeaders(_ info: ObjectInfo, s3: S3Request, wholeObject: Bool) -> HTTPFields {
         var headers: HTTPFields = [
             .eTag: quoted(info.etag),
             .lastModified: S3Date.rfc1123(info.lastModified),
@@ -210,7 +210,7 @@ extension S3Responder {
         if let parts = info.partCount {
             headers[HTTPField.Name("x-amz-mp-parts-count")!] = String(parts)
         }
-        if s3.header("x-amz-checksum-mode")?.uppercased() == "ENABLED" {
+        if wholeObject, s3.header("x-amz-checksum-mode")?.uppercased() == "ENABLED" {
             for (name, value) in m.checksums.sorted(by: { $0.key < $1.key }) {
                 if let field = HTTPField.Name("x-amz-checksum-\(name)") { headers[field] = value }
             }

@@ -74,9 +74,6 @@ extension S3ServerError {
     }
     static let internalError = S3ServerError(
         "InternalError", .internalServerError, "We encountered an internal error. Please try again.")
-    static func slowDown(_ message: String) -> Self {
-        .init("SlowDown", .serviceUnavailable, message, headers: [.retryAfter: "1"])
-    }
 
     /// Maps the storage layer's errors onto S3 codes and statuses.
     init(_ error: ObjectStoreError) {
