@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "hello", targets: ["hello"]),
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
         .library(name: "Gateway", targets: ["Gateway"]),
+        .library(name: "InvocationQueue", targets: ["InvocationQueue"]),
         .library(name: "SigV4", targets: ["SigV4"]),
         .library(name: "S3Wire", targets: ["S3Wire"]),
         .library(name: "S3Client", targets: ["S3Client"]),
@@ -30,6 +31,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Signs and verifies AWS SigV4 (and verifies SigV2); clock injected. Depends on swift-crypto only.
@@ -104,11 +108,32 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // SQLite (WAL, synchronous=FULL) with group commit: many concurrent durable writes, one fsync.
+        .target(
+            name: "DurableSQLite",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The gateway's durable queue of asynchronous invocations: states, attempts, dead letters, dedupe.
+        .target(
+            name: "InvocationQueue",
+            dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InvocationQueueTests",
+            dependencies: ["InvocationQueue", "DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
         // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API.
         .target(
             name: "Gateway",
             dependencies: [
                 "SigV4",
+                "InvocationQueue",
+                "FunctionRuntime",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
