@@ -28,6 +28,8 @@ public struct FunctionConfiguration: Sendable, Hashable {
     public var handler: String?
     /// The worker's working directory and `LAMBDA_TASK_ROOT`. Default: the configuration's base directory.
     public var workingDirectory: String
+    /// How asynchronous invocations (events, `Event` invokes) are retried and when they are dead-lettered.
+    public var retry: RetryPolicy
 
     public static let defaultTimeout: Duration = .seconds(3)
     public static let defaultMemoryMB = 128
@@ -41,8 +43,9 @@ public struct FunctionConfiguration: Sendable, Hashable {
         maxPayloadBytes: Int = FunctionConfiguration.defaultMaxPayloadBytes,
         maxResponseBytes: Int = FunctionConfiguration.defaultMaxPayloadBytes,
         maxQueued: Int = FunctionConfiguration.defaultMaxQueued, handler: String? = nil,
-        workingDirectory: String = FileManager.default.currentDirectoryPath
+        workingDirectory: String = FileManager.default.currentDirectoryPath, retry: RetryPolicy = RetryPolicy()
     ) {
+        self.retry = retry
         self.name = name
         self.command = command
         self.environment = environment
@@ -82,6 +85,7 @@ public struct FunctionConfiguration: Sendable, Hashable {
             throw .configuration("\(prefix).maxResponseBytes", "must be at least 1", function: name)
         }
         guard maxQueued >= 0 else { throw .configuration("\(prefix).maxQueued", "must not be negative", function: name) }
+        try retry.validate(path: "\(prefix).retry", function: name)
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -124,6 +128,12 @@ public struct GatewayConfiguration: Sendable {
     public var maxConsecutiveInitFailures: Int
     /// How long shutdown waits after SIGTERM before it SIGKILLs workers. Default 5 s.
     public var shutdownGracePeriod: Duration
+    /// Object-store events → functions.
+    public var triggers: [TriggerRule]
+    /// When set, the event webhook (`POST /events`) requires `Authorization: Bearer <token>`. Never logged.
+    public var eventToken: String?
+    /// The durable queue of asynchronous invocations.
+    public var queue: QueueConfiguration
 
     public init(
         functions: [FunctionConfiguration], region: String = "us-east-1", accountId: String = "000000000000",
@@ -132,8 +142,12 @@ public struct GatewayConfiguration: Sendable {
         secretVariablePatterns: [String] = GatewayConfiguration.defaultSecretVariablePatterns,
         restartBackoffInitial: Duration = .milliseconds(50), restartBackoffMax: Duration = .seconds(10),
         healthyUptime: Duration = .seconds(10), maxConsecutiveInitFailures: Int = 3,
-        shutdownGracePeriod: Duration = .seconds(5)
+        shutdownGracePeriod: Duration = .seconds(5), triggers: [TriggerRule] = [], eventToken: String? = nil,
+        queue: QueueConfiguration = QueueConfiguration()
     ) {
+        self.triggers = triggers
+        self.eventToken = eventToken
+        self.queue = queue
         self.functions = functions.sorted { $0.name < $1.name }
         self.region = region
         self.accountId = accountId
@@ -170,6 +184,23 @@ public struct GatewayConfiguration: Sendable {
     ///     maxQueued: 1000
     ///     handler: app.handler   # optional, exported as _HANDLER
     ///     workingDirectory: .    # optional, relative to baseDirectory
+    ///     retry:                 # asynchronous invocations (events, Event invokes)
+    ///       maxAttempts: 3       # attempts in all (default 3, as Lambda: 1 + 2 retries)
+    ///       backoff: 1           # seconds before the first retry, doubled per attempt, with jitter
+    ///       maxBackoff: 300      # seconds
+    ///       maxEventAge: 21600   # seconds; older events are dead-lettered
+    /// triggers:                  # object-store events → functions
+    ///   - function: echo
+    ///     bucket: ingest
+    ///     events: ["s3:ObjectCreated:*"]   # default; `s3:` prefix optional, `*` matches the rest
+    ///     prefix: uploads/
+    ///     suffix: .mp4
+    /// events:
+    ///   token: secret            # webhook bearer token (or the command's --event-token)
+    /// queue:
+    ///   path: data/queue.sqlite  # relative to baseDirectory
+    ///   maxPending: 100000       # pending invocations before events get 503 and Event invokes 429
+    ///   retention: 259200        # seconds finished invocations are kept (and deduplicated)
     /// ```
     ///
     /// Relative paths are resolved against `baseDirectory`. `environment` is what workers inherit (secrets
@@ -206,8 +237,22 @@ public struct GatewayConfiguration: Sendable {
                     throw .configuration("region", "expected a region name")
                 }
                 configuration.region = region
+            case "triggers":
+                configuration.triggers = try TriggerRule.parseList(value)
+            case "events":
+                guard case .mapping(let fields) = value else { throw .configuration("events", "expected a mapping") }
+                for (k, v) in fields {
+                    let field = try scalarKey(k, path: "events")
+                    guard field == "token" else { throw .configuration("events.\(field)", "unknown field (expected token)") }
+                    guard let token = v.scalar?.string, !token.isEmpty else {
+                        throw .configuration("events.token", "expected a non-empty string")
+                    }
+                    configuration.eventToken = token
+                }
+            case "queue":
+                configuration.queue = try QueueConfiguration.parse(value, base: base)
             default:
-                throw .configuration(key, "unknown field (expected 'functions' or 'region')")
+                throw .configuration(key, "unknown field (expected functions, region, triggers, events or queue)")
             }
         }
         var seen: Set<String> = []
@@ -215,10 +260,11 @@ public struct GatewayConfiguration: Sendable {
             throw .configuration("functions.\(function.name)", "defined twice", function: function.name)
         }
         configuration.functions = functions.sorted { $0.name < $1.name }
+        try configuration.validateTriggers()
         return configuration
     }
 
-    private static func scalarKey(_ node: Node, path: String) throws(GatewayError) -> String {
+    static func scalarKey(_ node: Node, path: String) throws(GatewayError) -> String {
         guard case .scalar(let scalar) = node else { throw .configuration(path, "keys must be plain strings") }
         return scalar.string
     }
@@ -294,9 +340,11 @@ public struct GatewayConfiguration: Sendable {
             case "workingDirectory":
                 guard let scalar = value.scalar, !scalar.string.isEmpty else { throw fail("expected a path") }
                 function.workingDirectory = resolve(scalar.string, base: base)
+            case "retry":
+                function.retry = try RetryPolicy.parse(value, path: path, function: name)
             default:
                 throw fail(
-                    "unknown field (expected command, environment, timeout, concurrency, memory, maxPayloadBytes, maxResponseBytes, maxQueued, handler or workingDirectory)"
+                    "unknown field (expected command, environment, timeout, concurrency, memory, maxPayloadBytes, maxResponseBytes, maxQueued, handler, workingDirectory or retry)"
                 )
             }
         }
@@ -308,13 +356,13 @@ public struct GatewayConfiguration: Sendable {
         return function
     }
 
-    private static func resolve(_ path: String, base: String) -> String {
+    static func resolve(_ path: String, base: String) -> String {
         if path.hasPrefix("/") { return path }
         return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: base, isDirectory: true))
             .standardizedFileURL.path
     }
 
-    private static func describe(_ node: Node) -> String {
+    static func describe(_ node: Node) -> String {
         switch node {
         case .scalar(let s): "'\(s.string)'"
         case .mapping: "a mapping"
@@ -330,6 +378,19 @@ public struct GatewayConfiguration: Sendable {
             try function.validate()
             guard seen.insert(function.name).inserted else {
                 throw .configuration("functions.\(function.name)", "defined twice", function: function.name)
+            }
+        }
+        try validateTriggers()
+        try queue.validate()
+    }
+
+    /// Every trigger names a configured function.
+    func validateTriggers() throws(GatewayError) {
+        let names = Set(functions.map(\.name))
+        for (index, trigger) in triggers.enumerated() {
+            try trigger.validate(path: "triggers[\(index)]")
+            guard names.contains(trigger.function) else {
+                throw .configuration("triggers[\(index)].function", "no function named '\(trigger.function)'")
             }
         }
     }

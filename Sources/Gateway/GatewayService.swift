@@ -1,4 +1,6 @@
+import Foundation
 import Hummingbird
+import InvocationQueue
 import Logging
 import NIOCore
 import NIOPosix
@@ -13,30 +15,46 @@ public final class GatewayService: Service, FunctionInvoker {
     public let configuration: GatewayConfiguration
     /// The Invoke API routes, to mount on another router as well if wanted.
     public let invokeAPI: InvokeAPI
-    /// Where `Event` invocations go.
-    public let asyncSink: any AsyncInvocationSink
+    /// The durable queue of asynchronous invocations (events, `Event` invokes).
+    public let invocationQueue: SQLiteInvocationQueue
+    /// Served at `/metrics`.
+    public let metrics: GatewayMetrics
     let core: GatewayCore
+    let scheduler: AsyncScheduler
+    let operatorAPI: OperatorAPI
     let logger: Logger
     private let additionalRoutes: @Sendable (Router<BasicRequestContext>) -> Void
     private let publicPort = AsyncValue<Int>()
     private let started = Atomic<Bool>(false)
 
+    /// Opens the durable queue (`configuration.queue.path`, required).
+    ///
     /// - Parameters:
-    ///   - asyncSink: builds the sink for `Event` invocations from the invoker it should use; default an
-    ///     `InMemoryAsyncInvocationSink`.
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
     public init(
         configuration: GatewayConfiguration, logger: Logger,
-        asyncSink: (@Sendable (any FunctionInvoker) -> any AsyncInvocationSink)? = nil,
         additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in }
     ) throws(GatewayError) {
         try configuration.validate()
+        guard let path = configuration.queue.path else {
+            throw .configuration("queue.path", "is required (the durable invocation queue's SQLite file)")
+        }
         self.configuration = configuration
         self.logger = logger
         self.core = GatewayCore(configuration: configuration, logger: logger)
-        let sink = asyncSink?(core) ?? InMemoryAsyncInvocationSink(invoker: core, logger: logger)
-        self.asyncSink = sink
-        self.invokeAPI = InvokeAPI(core: core, sink: sink, logger: logger)
+        do {
+            invocationQueue = try SQLiteInvocationQueue(path: path)
+        } catch {
+            throw GatewayError(.invalidConfiguration, "queue.path: \(error.description)", underlying: error)
+        }
+        metrics = GatewayMetrics(functions: configuration.functions.map(\.name))
+        scheduler = AsyncScheduler(
+            queue: invocationQueue, core: core, metrics: metrics, maxPending: configuration.queue.maxPending,
+            logger: logger)
+        invokeAPI = InvokeAPI(core: core, scheduler: scheduler, logger: logger)
+        operatorAPI = OperatorAPI(
+            core: core, scheduler: scheduler, intake: EventIntake(configuration: configuration), invokeAPI: invokeAPI,
+            metrics: metrics, token: configuration.eventToken, logger: logger)
         self.additionalRoutes = additionalRoutes
     }
 
@@ -100,9 +118,20 @@ public final class GatewayService: Service, FunctionInvoker {
             throw error
         }
 
-        // The public Invoke API.
+        // Pending invocations from before a crash or restart, scheduled before any new one is accepted.
+        do {
+            try scheduler.recover()
+        } catch {
+            for server in runtimeServers { await server.close() }
+            let failure = GatewayError(.serverFailed, "the invocation queue could not be recovered: \(error)", underlying: error)
+            publicPort.set(.failure(failure))
+            throw failure
+        }
+
+        // The public Invoke API, event webhook and operator routes.
         let router = Router(context: BasicRequestContext.self)
         invokeAPI.addRoutes(to: router)
+        operatorAPI.addRoutes(to: router)
         additionalRoutes(router)
         let publicPort = self.publicPort
         let host = configuration.host
@@ -123,6 +152,10 @@ public final class GatewayService: Service, FunctionInvoker {
         let logger = self.logger
         let functionCount = core.ordered.count
         let slotPorts = ports
+        let scheduler = self.scheduler
+        let queue = invocationQueue
+        let retention = configuration.queue.retention
+        let shutdownGrace = configuration.shutdownGracePeriod
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -135,6 +168,16 @@ public final class GatewayService: Service, FunctionInvoker {
                         throw failure
                     }
                     publicPort.set(.failure(GatewayError(.shuttingDown, "the Invoke API server stopped")))
+                }
+                group.addTask {
+                    await withGracefulShutdownHandler {
+                        await scheduler.run(drainFor: shutdownGrace + .seconds(2))
+                    } onGracefulShutdown: {
+                        scheduler.stop()
+                    }
+                }
+                group.addTask {
+                    await Self.pruneFinished(queue: queue, retention: retention, logger: logger)
                 }
                 group.addTask {
                     // Workers run while the gateway runs, even if the public server is still binding.
@@ -158,5 +201,22 @@ public final class GatewayService: Service, FunctionInvoker {
         }
         for server in runtimeServers { await server.close() }
         logger.info("gateway stopped")
+    }
+
+    /// Deletes finished invocations older than `retention`, hourly, until graceful shutdown.
+    static func pruneFinished(queue: SQLiteInvocationQueue, retention: Duration, logger: Logger) async {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                do {
+                    let removed = try await queue.prune(finishedBefore: Date().addingTimeInterval(-retention.seconds))
+                    if removed > 0 {
+                        logger.info("pruned finished invocations", metadata: ["cinescale.count": .stringConvertible(removed)])
+                    }
+                } catch {
+                    logger.warning("could not prune finished invocations", metadata: ["cinescale.error": "\(error)"])
+                }
+                try await Task.sleep(for: .seconds(3600))
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import InvocationQueue
 import Logging
 import NIOCore
 import SigV4
@@ -9,13 +10,13 @@ import SigV4
 /// request SigV4-authenticated (service `lambda`). Mount it on any Hummingbird router with `addRoutes(to:)`.
 public struct InvokeAPI: Sendable {
     let core: GatewayCore
-    let sink: any AsyncInvocationSink
+    let scheduler: AsyncScheduler
     let verifier: SigV4Verifier
     let logger: Logger
 
-    init(core: GatewayCore, sink: any AsyncInvocationSink, logger: Logger) {
+    init(core: GatewayCore, scheduler: AsyncScheduler, logger: Logger) {
         self.core = core
-        self.sink = sink
+        self.scheduler = scheduler
         self.logger = logger
         var secrets: [String: String] = [:]
         for credential in core.configuration.credentials { secrets[credential.accessKeyId] = credential.secretAccessKey }
@@ -84,9 +85,21 @@ public struct InvokeAPI: Sendable {
                 if let functionError = result.functionError { headers[Self.functionErrorName] = functionError }
                 return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: result.payload))
             case "Event":
-                let (_, payload) = try core.prepare(function: function, payload: body)
-                try await sink.enqueue(
-                    AsyncInvocation(requestID: requestID, function: function, payload: payload, receivedAt: Date()))
+                // Durable before 202, then run with the function's retry policy (see AsyncScheduler).
+                let (dispatcher, payload) = try core.prepare(function: function, payload: body)
+                try scheduler.admit(1)
+                let policy = dispatcher.configuration.retry
+                let now = Date()
+                let invocation = QueuedInvocation(
+                    id: requestID, function: function, source: "invoke", dedupeKey: nil,
+                    payload: Data(payload.readableBytesView), maxAttempts: policy.maxAttempts, createdAt: now,
+                    expiresAt: now.addingTimeInterval(policy.maxEventAge.seconds), nextAttemptAt: now)
+                do {
+                    _ = try await scheduler.enqueue([invocation])
+                } catch {
+                    logger.error("could not commit an Event invocation", metadata: ["cinescale.error": "\(error)"])
+                    throw GatewayError(.serverFailed, "The invocation queue could not commit the invocation.")
+                }
                 return Response(status: .accepted, headers: [Self.requestIDName: requestID])
             case "DryRun":
                 return Response(status: .noContent, headers: [Self.requestIDName: requestID])

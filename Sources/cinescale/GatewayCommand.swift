@@ -20,6 +20,12 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Port of the Invoke API (0 picks a free port).")
     var port: Int = 9001
 
+    @Option(help: "Data directory; the invocation queue is <data-dir>/queue.sqlite unless the file sets queue.path (env CINESCALE_GATEWAY_DATA_DIR).")
+    var dataDir: String?
+
+    @Option(help: "Bearer token the event webhook (POST /events) requires (env CINESCALE_EVENT_TOKEN; overrides events.token).")
+    var eventToken: String?
+
     @OptionGroup var credentialOptions: CredentialOptions
 
     @OptionGroup var processOptions: ProcessOptions
@@ -39,6 +45,13 @@ struct GatewayCommand: AsyncParsableCommand {
         configuration.port = port
         configuration.region = credentialOptions.region ?? environment["CINESCALE_REGION"] ?? configuration.region
         configuration.credentials = [credentialOptions.credentials(environment: environment)]
+        if let token = eventToken ?? environment["CINESCALE_EVENT_TOKEN"], !token.isEmpty {
+            configuration.eventToken = token
+        }
+        if configuration.queue.path == nil {
+            let directory = dataDir ?? environment["CINESCALE_GATEWAY_DATA_DIR"] ?? "./.data/gateway"
+            configuration.queue.path = URL(fileURLWithPath: directory).appendingPathComponent("queue.sqlite").path
+        }
 
         let gateway = try GatewayService(configuration: configuration, logger: logger)
         let portFile = processOptions.portFile

@@ -103,11 +103,14 @@ let echoApp = Application(
     router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
     onServerRunning: { echoPortContinuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
 
+let queueDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-bench-\(UUID().uuidString)")
 let gateway = try GatewayService(
     configuration: GatewayConfiguration(
         functions: [FunctionConfiguration(name: "noop", command: [hello, "echo"], concurrency: workers, maxQueued: 100_000)],
-        port: 0, credentials: [credentials], inheritedEnvironment: ProcessInfo.processInfo.environment),
+        port: 0, credentials: [credentials], inheritedEnvironment: ProcessInfo.processInfo.environment,
+        queue: QueueConfiguration(path: queueDirectory.appendingPathComponent("queue.sqlite").path)),
     logger: logger)
+defer { try? FileManager.default.removeItem(at: queueDirectory) }
 let group = ServiceGroup(configuration: .init(
     services: [echoApp, gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 

@@ -203,7 +203,8 @@ struct AwslambdaricTests {
         let polite = dir.function("polite", concurrency: 2)
         let configuration = GatewayConfiguration(
             functions: [stubborn, polite], port: 0, credentials: [LiveGateway.credentials],
-            inheritedEnvironment: ProcessInfo.processInfo.environment, shutdownGracePeriod: .seconds(1))
+            inheritedEnvironment: ProcessInfo.processInfo.environment, shutdownGracePeriod: .seconds(1),
+            queue: QueueConfiguration(path: dir.path + "/queue.sqlite"))
         let service = try GatewayService(configuration: configuration, logger: LiveGateway.logger)
         let group = ServiceGroup(configuration: .init(services: [service], logger: LiveGateway.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -47,6 +47,51 @@ struct ConfigurationTests {
         #expect(configuration.inheritedEnvironment == ["PATH": "/usr/bin"])
     }
 
+    @Test func parsesTriggersRetryAndQueue() throws {
+        let yaml = """
+            functions:
+              probe:
+                command: [probe]
+                retry: {maxAttempts: 5, backoff: 0.5, maxBackoff: 30, maxEventAge: 600}
+            triggers:
+              - function: probe
+                bucket: ingest
+                prefix: uploads/
+                suffix: .mp4
+              - {function: probe, bucket: media, events: "s3:ObjectRemoved:*"}
+            events: {token: s3cr3t}
+            queue: {path: data/q.sqlite, maxPending: 50, retention: 3600}
+            """
+        let c = try GatewayConfiguration.load(yaml: yaml, baseDirectory: "/srv/app")
+        #expect(c.functions[0].retry == RetryPolicy(
+            maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(30), maxEventAge: .seconds(600)))
+        #expect(c.triggers == [
+            TriggerRule(function: "probe", bucket: "ingest", prefix: "uploads/", suffix: ".mp4"),
+            TriggerRule(function: "probe", bucket: "media", events: ["s3:ObjectRemoved:*"]),
+        ])
+        #expect(c.eventToken == "s3cr3t")
+        #expect(c.queue == QueueConfiguration(path: "/srv/app/data/q.sqlite", maxPending: 50, retention: .seconds(3600)))
+        let upload = c.triggers[0]
+        #expect(upload.matches(bucket: "ingest", eventName: "s3:ObjectCreated:Put", key: "uploads/a.mp4"))
+        #expect(upload.matches(bucket: "ingest", eventName: "ObjectCreated:CompleteMultipartUpload", key: "uploads/a.mp4"))
+        #expect(!upload.matches(bucket: "ingest", eventName: "ObjectRemoved:Delete", key: "uploads/a.mp4"))
+        #expect(!upload.matches(bucket: "ingest", eventName: "ObjectCreated:Put", key: "uploads/a.mov"))
+        #expect(!upload.matches(bucket: "media", eventName: "ObjectCreated:Put", key: "uploads/a.mp4"))
+        #expect(c.triggers[1].matches(bucket: "media", eventName: "ObjectRemoved:Delete", key: "x"))
+    }
+
+    @Test func retryDelaysGrowExponentiallyWithBoundedJitter() {
+        let policy = RetryPolicy(maxAttempts: 10, initialBackoff: .seconds(1), maxBackoff: .seconds(8))
+        #expect(policy.delay(after: 1, random: 1) == .seconds(1))
+        #expect(policy.delay(after: 1, random: 0) == .milliseconds(500))
+        #expect(policy.delay(after: 3, random: 1) == .seconds(4))
+        #expect(policy.delay(after: 9, random: 1) == .seconds(8))
+        for _ in 0..<100 {
+            let d = policy.delay(after: 2)
+            #expect(d >= .seconds(1) && d <= .seconds(2))
+        }
+    }
+
     @Test(arguments: [
         ("functions:\n  echo:\n    timeout: 3\n", "functions.echo.command: is required"),
         ("functions:\n  echo:\n    command: [x]\n    timeout: -1\n", "functions.echo.timeout:"),
@@ -58,6 +103,12 @@ struct ConfigurationTests {
         ("functions:\n  echo:\n    command: [x]\n    maxQueued: -1\n", "functions.echo.maxQueued:"),
         ("functions: [a, b]\n", "functions: expected a mapping"),
         ("funtions: {}\n", "funtions: unknown field"),
+        ("functions:\n  echo:\n    command: [x]\n    retry: {maxAttempts: 0}\n", "functions.echo.retry.maxAttempts:"),
+        ("functions:\n  echo:\n    command: [x]\n    retry: {tries: 2}\n", "functions.echo.retry.tries: unknown field"),
+        ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: nope, bucket: b}\n", "triggers[0].function: no function named 'nope'"),
+        ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: echo}\n", "triggers[0].bucket: is required"),
+        ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: echo, bucket: b, events: [Put]}\n", "triggers[0].events:"),
+        ("functions:\n  echo:\n    command: [x]\nqueue: {maxPending: 0}\n", "queue.maxPending:"),
         ("functions: {echo: {command: [x]\n", "not valid YAML"),
     ])
     func reportsTheFunctionAndField(yaml: String, expected: String) {

@@ -28,9 +28,9 @@ struct InvokeAPITests {
 
     @Test func additionalRoutesAreServed() async throws {
         try await LiveGateway.run([Self.idle("idle")], additionalRoutes: { router in
-            router.get("/healthz") { _, _ in "ok" }
+            router.get("/extra") { _, _ in "ok" }
         }) { gw in
-            let reply = try await gw.send("GET", "/healthz", credentials: nil)
+            let reply = try await gw.send("GET", "/extra", credentials: nil)
             #expect(reply.status == 200)
             #expect(reply.text == "ok")
         }

@@ -52,6 +52,7 @@ final class HandlerDirectory: Sendable {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-gw-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try Self.handlers.write(toFile: path + "/handlers.py", atomically: true, encoding: .utf8)
+        try Self.recorder.write(toFile: path + "/recorder.py", atomically: true, encoding: .utf8)
         try "import module_that_does_not_exist_cinescale\n\ndef handler(event, context):\n    return event\n"
             .write(toFile: path + "/broken.py", atomically: true, encoding: .utf8)
     }
@@ -92,6 +93,43 @@ final class HandlerDirectory: Sendable {
             return {"unknown": action}
         """
 
+    /// Records every run (`runs.log`, one JSON line each) and, unless `FAIL=1`, its effect: one file per
+    /// request id (`effects/<id>.json`), so a re-run of the same invocation overwrites rather than adds.
+    static let recorder = """
+        import json, os, time
+
+        def handler(event, context):
+            d = os.environ["RECORD_DIR"]
+            rec = {"requestId": context.aws_request_id, "event": event, "t": time.time()}
+            with open(os.path.join(d, "runs.log"), "a") as f:
+                f.write(json.dumps(rec) + "\\n")
+                f.flush()
+                os.fsync(f.fileno())
+            if os.environ.get("FAIL") == "1":
+                raise RuntimeError("always fails")
+            time.sleep(float(os.environ.get("SLEEP", "0")))
+            os.makedirs(os.path.join(d, "effects"), exist_ok=True)
+            tmp = os.path.join(d, "effects", context.aws_request_id + ".tmp")
+            with open(tmp, "w") as f:
+                json.dump(rec, f)
+            os.rename(tmp, os.path.join(d, "effects", context.aws_request_id + ".json"))
+            return {"ok": True}
+        """
+
+    /// Lines of `runs.log` as JSON objects.
+    func runs() -> [[String: Any]] {
+        guard let text = try? String(contentsOfFile: path + "/runs.log", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Request ids with a recorded effect.
+    func effects() -> Set<String> {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path + "/effects")) ?? []
+        return Set(names.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) })
+    }
+
     /// A function running `module.handler` under awslambdaric.
     func function(
         _ name: String, module: String = "handlers", timeout: Duration = .seconds(3), concurrency: Int = 1,
@@ -129,6 +167,9 @@ struct LiveGateway: Sendable {
             functions: functions, port: 0, credentials: [credentials],
             inheritedEnvironment: ProcessInfo.processInfo.environment)
         configure(&configuration)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        if configuration.queue.path == nil { configuration.queue.path = scratch.appendingPathComponent("queue.sqlite").path }
         let service = try GatewayService(
             configuration: configuration, logger: logger, additionalRoutes: additionalRoutes)
         let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
@@ -176,8 +217,14 @@ struct LiveGateway: Sendable {
         var headers = extra + [(name: "host", value: "127.0.0.1:\(port)")]
         if let credentials {
             let signer = SigV4Signer(credentials: credentials, region: "us-east-1", service: "lambda")
+            let parts = path.split(separator: "?", maxSplits: 1).map(String.init)
+            let query = (parts.count > 1 ? parts[1] : "").split(separator: "&").map { pair -> (name: String, value: String) in
+                let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+                return (name: kv[0], value: kv.count > 1 ? kv[1] : "")
+            }
             headers += signer.signedHeaders(
-                for: SigningRequest(method: method, path: path, headers: headers), payload: .sha256(body), date: date)
+                for: SigningRequest(method: method, path: parts[0], query: query, headers: headers), payload: .sha256(body),
+                date: date)
         }
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = .init(rawValue: method)

@@ -1,0 +1,235 @@
+import Foundation
+import Yams
+
+/// How a function's asynchronous invocations are retried, like Lambda's `MaximumRetryAttempts` and
+/// `MaximumEventAgeInSeconds`: after `maxAttempts` failed attempts, or once the event is older than
+/// `maxEventAge`, the invocation goes to the dead-letter queue.
+public struct RetryPolicy: Sendable, Hashable {
+    /// Attempts in all, the first included. Default 3 (Lambda's default: 1 + 2 retries).
+    public var maxAttempts: Int
+    /// Delay before the first retry; doubled for each further one, up to `maxBackoff`. Each delay is
+    /// drawn uniformly from [delay/2, delay] ("equal jitter"). Default 1 s.
+    public var initialBackoff: Duration
+    /// Default 300 s.
+    public var maxBackoff: Duration
+    /// Default 6 h (Lambda's default and maximum).
+    public var maxEventAge: Duration
+
+    public init(
+        maxAttempts: Int = 3, initialBackoff: Duration = .seconds(1), maxBackoff: Duration = .seconds(300),
+        maxEventAge: Duration = .seconds(21_600)
+    ) {
+        self.maxAttempts = maxAttempts
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+        self.maxEventAge = maxEventAge
+    }
+
+    /// The delay before the attempt after `failedAttempt` (1-based), jitter drawn from `random`.
+    public func delay(after failedAttempt: Int, random: Double = Double.random(in: 0...1)) -> Duration {
+        let exponent = min(max(failedAttempt - 1, 0), 40)
+        let base = min(maxBackoff.seconds, initialBackoff.seconds * pow(2, Double(exponent)))
+        let jittered = base / 2 + base / 2 * min(max(random, 0), 1)
+        return .milliseconds(Int64((jittered * 1000).rounded()))
+    }
+
+    func validate(path: String, function: String) throws(GatewayError) {
+        guard (1...100).contains(maxAttempts) else {
+            throw .configuration("\(path).maxAttempts", "must be between 1 and 100", function: function)
+        }
+        guard initialBackoff >= .zero, maxBackoff >= initialBackoff else {
+            throw .configuration("\(path).maxBackoff", "must be at least backoff (and both ≥ 0)", function: function)
+        }
+        guard maxEventAge >= .seconds(1) else {
+            throw .configuration("\(path).maxEventAge", "must be at least 1 second", function: function)
+        }
+    }
+
+    static func parse(_ node: Node, path: String, function: String) throws(GatewayError) -> RetryPolicy {
+        guard case .mapping(let fields) = node else {
+            throw .configuration(path, "expected a mapping (maxAttempts, backoff, maxBackoff, maxEventAge)", function: function)
+        }
+        var policy = RetryPolicy()
+        for (k, value) in fields {
+            let field = try GatewayConfiguration.scalarKey(k, path: path)
+            func seconds() throws(GatewayError) -> Duration {
+                guard let s = value.scalar.flatMap({ Double($0.string) }), s >= 0, s <= 31_536_000 else {
+                    throw .configuration(
+                        "\(path).\(field)", "expected a number of seconds, got \(GatewayConfiguration.describe(value))",
+                        function: function)
+                }
+                return .milliseconds(Int64((s * 1000).rounded()))
+            }
+            switch field {
+            case "maxAttempts":
+                guard let n = value.scalar.flatMap({ Int($0.string) }) else {
+                    throw .configuration("\(path).maxAttempts", "expected an integer", function: function)
+                }
+                policy.maxAttempts = n
+            case "backoff": policy.initialBackoff = try seconds()
+            case "maxBackoff": policy.maxBackoff = try seconds()
+            case "maxEventAge": policy.maxEventAge = try seconds()
+            default:
+                throw .configuration(
+                    "\(path).\(field)", "unknown field (expected maxAttempts, backoff, maxBackoff or maxEventAge)",
+                    function: function)
+            }
+        }
+        try policy.validate(path: path, function: function)
+        return policy
+    }
+}
+
+/// Routes object-store events to a function: every record whose bucket, event name and key match is queued
+/// as one invocation of `function` (a record matching several rules invokes each function once).
+public struct TriggerRule: Sendable, Hashable {
+    public var function: String
+    /// Exact bucket name.
+    public var bucket: String
+    /// Event-name patterns, with or without the `s3:` prefix; a trailing `*` matches any rest
+    /// (`s3:ObjectCreated:*`). Default: every `ObjectCreated` event.
+    public var events: [String]
+    public var prefix: String
+    public var suffix: String
+
+    public init(
+        function: String, bucket: String, events: [String] = ["s3:ObjectCreated:*"], prefix: String = "",
+        suffix: String = ""
+    ) {
+        self.function = function
+        self.bucket = bucket
+        self.events = events
+        self.prefix = prefix
+        self.suffix = suffix
+    }
+
+    /// Whether a record (decoded key, event name with or without `s3:`) matches.
+    public func matches(bucket: String, eventName: String, key: String) -> Bool {
+        guard bucket == self.bucket, key.hasPrefix(prefix), key.hasSuffix(suffix) else { return false }
+        let name = Self.stripPrefix(eventName)
+        return events.contains { pattern in
+            let p = Self.stripPrefix(pattern)
+            if p.hasSuffix("*") { return name.hasPrefix(p.dropLast()) }
+            return name == p
+        }
+    }
+
+    static func stripPrefix(_ name: String) -> Substring {
+        name.hasPrefix("s3:") ? name.dropFirst(3) : Substring(name)
+    }
+
+    func validate(path: String) throws(GatewayError) {
+        guard !bucket.isEmpty else { throw .configuration("\(path).bucket", "is required") }
+        guard !events.isEmpty else { throw .configuration("\(path).events", "must name at least one event") }
+        for event in events {
+            let name = Self.stripPrefix(event)
+            guard name.hasPrefix("ObjectCreated:") || name.hasPrefix("ObjectRemoved:") || name == "*" else {
+                throw .configuration(
+                    "\(path).events", "'\(event)' is not an S3 event name (s3:ObjectCreated:*, s3:ObjectRemoved:Delete...)")
+            }
+        }
+    }
+
+    static func parseList(_ node: Node) throws(GatewayError) -> [TriggerRule] {
+        guard case .sequence(let items) = node else {
+            throw .configuration("triggers", "expected a list of {function, bucket, events, prefix, suffix}")
+        }
+        var rules: [TriggerRule] = []
+        for (index, item) in items.enumerated() {
+            let path = "triggers[\(index)]"
+            guard case .mapping(let fields) = item else { throw .configuration(path, "expected a mapping") }
+            var function: String?
+            var bucket: String?
+            var rule = TriggerRule(function: "", bucket: "")
+            for (k, value) in fields {
+                let field = try GatewayConfiguration.scalarKey(k, path: path)
+                func string() throws(GatewayError) -> String {
+                    guard let s = value.scalar?.string else {
+                        throw .configuration("\(path).\(field)", "expected a string")
+                    }
+                    return s
+                }
+                switch field {
+                case "function": function = try string()
+                case "bucket": bucket = try string()
+                case "prefix": rule.prefix = try string()
+                case "suffix": rule.suffix = try string()
+                case "events":
+                    switch value {
+                    case .scalar(let s): rule.events = [s.string]
+                    case .sequence(let names):
+                        rule.events = []
+                        for name in names {
+                            guard let s = name.scalar?.string else {
+                                throw .configuration("\(path).events", "expected a list of event names")
+                            }
+                            rule.events.append(s)
+                        }
+                    default: throw .configuration("\(path).events", "expected a list of event names")
+                    }
+                default:
+                    throw .configuration(
+                        "\(path).\(field)", "unknown field (expected function, bucket, events, prefix or suffix)")
+                }
+            }
+            guard let function else { throw .configuration("\(path).function", "is required") }
+            guard let bucket else { throw .configuration("\(path).bucket", "is required") }
+            rule.function = function
+            rule.bucket = bucket
+            rules.append(rule)
+        }
+        return rules
+    }
+}
+
+/// The durable queue of asynchronous invocations.
+public struct QueueConfiguration: Sendable, Hashable {
+    /// The SQLite file. `nil`: the composition root must set one (the `cinescale gateway` command uses
+    /// `<data dir>/gateway/queue.sqlite`).
+    public var path: String?
+    /// Pending invocations (queued, running, awaiting retry) past which events are refused with 503 and
+    /// `Event` invokes with 429. Default 100 000.
+    public var maxPending: Int
+    /// How long finished invocations are kept, listed and deduplicated against. Default 3 days.
+    public var retention: Duration
+
+    public init(path: String? = nil, maxPending: Int = 100_000, retention: Duration = .seconds(259_200)) {
+        self.path = path
+        self.maxPending = maxPending
+        self.retention = retention
+    }
+
+    func validate() throws(GatewayError) {
+        guard maxPending >= 1 else { throw .configuration("queue.maxPending", "must be at least 1") }
+        guard retention >= .seconds(60) else { throw .configuration("queue.retention", "must be at least 60 seconds") }
+    }
+
+    static func parse(_ node: Node, base: String) throws(GatewayError) -> QueueConfiguration {
+        guard case .mapping(let fields) = node else {
+            throw .configuration("queue", "expected a mapping (path, maxPending, retention)")
+        }
+        var queue = QueueConfiguration()
+        for (k, value) in fields {
+            let field = try GatewayConfiguration.scalarKey(k, path: "queue")
+            switch field {
+            case "path":
+                guard let s = value.scalar?.string, !s.isEmpty else { throw .configuration("queue.path", "expected a path") }
+                queue.path = GatewayConfiguration.resolve(s, base: base)
+            case "maxPending":
+                guard let n = value.scalar.flatMap({ Int($0.string) }) else {
+                    throw .configuration("queue.maxPending", "expected an integer")
+                }
+                queue.maxPending = n
+            case "retention":
+                guard let s = value.scalar.flatMap({ Double($0.string) }), s > 0 else {
+                    throw .configuration("queue.retention", "expected a number of seconds")
+                }
+                queue.retention = .milliseconds(Int64(s * 1000))
+            default:
+                throw .configuration("queue.\(field)", "unknown field (expected path, maxPending or retention)")
+            }
+        }
+        try queue.validate()
+        return queue
+    }
+}
