@@ -74,11 +74,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The embedded store's event notifications: bucket rules, durable event queue, webhook delivery.
+        .target(
+            name: "StoreNotifications",
+            dependencies: [
+                "ObjectStore",
+                "S3Wire",
+                "DurableSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The embedded S3-compatible HTTP server: routes, authentication, S3 XML errors, CORS.
         .target(
             name: "S3Server",
             dependencies: [
                 "ObjectStore",
+                "StoreNotifications",
                 "SigV4",
                 "S3Wire",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -97,6 +115,10 @@ let package = Package(
             name: "cinescale",
             dependencies: [
                 "Gateway",
+                "StoreNotifications",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 "S3Server",
                 "S3Client",
                 "ObjectStore",

@@ -215,6 +215,22 @@ public struct ObjectStoreEvent: Sendable, Equatable {
     /// commits, so comparing two sequencers of one key tells which change is newer.
     public var sequencer: String
     public var time: Date
+    /// Content type and user metadata of the new object (`nil` for deletes).
+    public var metadata: ObjectMetadata?
+
+    public init(
+        kind: Kind, bucket: String, key: String, size: Int, etag: String?, sequencer: String, time: Date,
+        metadata: ObjectMetadata? = nil
+    ) {
+        self.kind = kind
+        self.bucket = bucket
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.sequencer = sequencer
+        self.time = time
+        self.metadata = metadata
+    }
 }
 
 /// Called after a change is committed, before the mutating call returns.

@@ -286,7 +286,7 @@ extension ObjectStore {
         try await notify(
             ObjectStoreEvent(
                 kind: .completeMultipartUpload, bucket: bucket, key: key, size: info.size, etag: info.etag,
-                sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer)))
+                sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer), metadata: info.metadata))
         return info
     }
 

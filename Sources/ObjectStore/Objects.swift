@@ -284,7 +284,7 @@ extension ObjectStore {
         try await notify(
             ObjectStoreEvent(
                 kind: .copy, bucket: info.bucket, key: info.key, size: info.size, etag: info.etag,
-                sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer)))
+                sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer), metadata: info.metadata))
         return info
     }
 

@@ -233,7 +233,7 @@ public final class ObjectWriter: Sendable {
         try await store.notify(
             ObjectStoreEvent(
                 kind: .put, bucket: info.bucket, key: key, size: info.size, etag: info.etag,
-                sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer)))
+                sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer), metadata: info.metadata))
         return info
     }
 

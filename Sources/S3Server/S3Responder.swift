@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import ObjectStore
 import SigV4
+import StoreNotifications
 
 /// Answers the S3 REST API over an `ObjectStore`: authentication, addressing, dispatch and S3 XML errors.
 public struct S3Responder: HTTPResponder {
@@ -15,12 +16,22 @@ public struct S3Responder: HTTPResponder {
     let verifier: SigV4Verifier
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Bucket notification rules and the admission check for writes; nil: notifications not configured.
+    let notifier: EventNotifier?
+    /// Renders `GET /metrics` (Prometheus text); nil: no metrics route.
+    let metrics: (@Sendable () -> [UInt8])?
+
+    /// Bucket names answered by the store itself, never buckets.
+    static let reservedBucketNames: Set<String> = ["metrics", "healthz"]
 
     public init(
         store: ObjectStore, configuration: S3ServerConfiguration, logger: Logger,
+        notifier: EventNotifier? = nil, metrics: (@Sendable () -> [UInt8])? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
+        self.notifier = notifier
+        self.metrics = metrics
         self.configuration = configuration
         self.logger = logger
         self.now = now
@@ -46,13 +57,30 @@ public struct S3Responder: HTTPResponder {
             return response
         }
 
+        if request.method == .get, request.uri.query == nil, request.headers[.authorization] == nil {
+            switch request.uri.path {
+            case "/metrics" where metrics != nil:
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics!())))
+            case "/healthz":
+                return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
+            default: break
+            }
+        }
+
         var resource = request.uri.path
         var response: Response
         do {
             let s3 = try S3Request(request: request, requestID: requestID, virtualHostDomain: configuration.virtualHostDomain)
             resource = s3.resource
             let auth = try authenticate(request, s3)
-            response = try await dispatch(s3, body: request.body, auth: auth, logger: logger)
+            let info = EventRequestInfo(
+                principalID: auth?.accessKeyId ?? "", sourceIP: "", requestID: requestID,
+                userAgent: request.headers[.userAgent] ?? "", host: request.head.authority ?? "")
+            response = try await EventRequestInfo.$current.withValue(info) {
+                try await dispatch(s3, body: request.body, auth: auth, logger: logger)
+            }
         } catch {
             let s3Error = Self.s3Error(error, logger: logger)
             logger.debug("request failed", metadata: [
@@ -113,13 +141,18 @@ public struct S3Responder: HTTPResponder {
         }
         switch s3.method {
         case .put:
-            if s3.has("versioning") || s3.has("cors") || s3.has("notification") {
+            if s3.has("notification") { return try await putBucketNotification(bucket: bucket, payload: payload) }
+            if s3.has("versioning") || s3.has("cors") {
                 throw S3ServerError.notImplemented("PUT ?\(s3.query.keys.sorted().joined(separator: "&"))")
+            }
+            guard !Self.reservedBucketNames.contains(bucket) else {
+                throw S3ServerError("InvalidBucketName", .badRequest, "The bucket name '\(bucket)' is reserved by the store.")
             }
             return try await createBucket(s3, bucket: bucket, payload: payload)
         case .delete:
             if s3.has("cors") { throw S3ServerError.notImplemented("DELETE ?cors") }
             try await store.deleteBucket(bucket)
+            try await notifier?.bucketDeleted(bucket)
             return Response(status: .noContent)
         case .head:
             _ = try await store.bucketInfo(bucket)
@@ -128,13 +161,17 @@ public struct S3Responder: HTTPResponder {
             if s3.has("location") { return try await bucketLocation(bucket) }
             if s3.has("versioning") { return try await bucketVersioning(bucket) }
             if s3.has("uploads") { return try await listMultipartUploads(s3, bucket: bucket) }
-            if s3.has("cors") || s3.has("notification") || s3.has("versions") {
+            if s3.has("notification") { return try await getBucketNotification(bucket: bucket) }
+            if s3.has("cors") || s3.has("versions") {
                 throw S3ServerError.notImplemented("GET ?\(s3.query.keys.sorted().joined(separator: "&"))")
             }
             if s3.query["list-type"] == "2" { return try await listObjectsV2(s3, bucket: bucket) }
             return try await listObjectsV1(s3, bucket: bucket)
         case .post:
-            if s3.has("delete") { return try await deleteObjects(s3, bucket: bucket, payload: payload) }
+            if s3.has("delete") {
+                try admit(bucket)
+                return try await deleteObjects(s3, bucket: bucket, payload: payload)
+            }
             throw S3ServerError.methodNotAllowed("POST")
         default:
             throw S3ServerError.methodNotAllowed(s3.method.rawValue)
@@ -154,6 +191,7 @@ public struct S3Responder: HTTPResponder {
                 if s3.header("x-amz-copy-source") != nil { throw S3ServerError.notImplemented("UploadPartCopy") }
                 return try await uploadPart(s3, bucket: bucket, key: key, uploadID: uploadID, payload: payload)
             }
+            try admit(bucket)
             if s3.header("x-amz-copy-source") != nil {
                 return try await copyObject(s3, bucket: bucket, key: key)
             }
@@ -170,6 +208,7 @@ public struct S3Responder: HTTPResponder {
                 try await store.abortMultipartUpload(bucket: bucket, key: key, uploadId: uploadID)
                 return Response(status: .noContent)
             }
+            try admit(bucket)
             try await store.deleteObject(bucket: bucket, key: key)
             return Response(status: .noContent)
         case .post:
@@ -177,12 +216,46 @@ public struct S3Responder: HTTPResponder {
                 return try await createMultipartUpload(s3, bucket: bucket, key: key)
             }
             if let uploadID = s3.query["uploadId"] {
+                try admit(bucket)
                 return try await completeMultipartUpload(s3, bucket: bucket, key: key, uploadID: uploadID, payload: payload)
             }
             throw S3ServerError.methodNotAllowed("POST")
         default:
             throw S3ServerError.methodNotAllowed(s3.method.rawValue)
         }
+    }
+
+    // MARK: Notifications
+
+    /// Refuses a write with 503 SlowDown while the bucket's event queue is full (nothing is dropped).
+    func admit(_ bucket: String) throws {
+        do throws(NotificationError) {
+            try notifier?.admit(bucket: bucket)
+        } catch {
+            throw S3ServerError(error)
+        }
+    }
+
+    func putBucketNotification(bucket: String, payload: PayloadReader) async throws -> Response {
+        _ = try await store.bucketInfo(bucket)
+        let body = try await payload.collect(limit: 256 * 1024)
+        guard let notifier else {
+            throw S3ServerError.notImplemented("PUT ?notification (start the store with --notify-webhook ID=URL)")
+        }
+        do {
+            let configuration = try BucketNotificationConfiguration.parse(
+                Data(body.readableBytesView), targets: notifier.targetIDs)
+            try await notifier.setConfiguration(configuration, for: bucket)
+        } catch let error as NotificationError {
+            throw S3ServerError(error)
+        }
+        return Response(status: .ok)
+    }
+
+    func getBucketNotification(bucket: String) async throws -> Response {
+        _ = try await store.bucketInfo(bucket)
+        let configuration = notifier?.configuration(for: bucket) ?? BucketNotificationConfiguration()
+        return Self.xmlResponse(configuration.xml())
     }
 
     // MARK: Responses

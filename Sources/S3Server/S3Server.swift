@@ -3,6 +3,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import ObjectStore
+import StoreNotifications
 
 /// The embedded S3-compatible server: an `ObjectStore` behind the S3 REST API.
 public enum S3Server {
@@ -14,9 +15,12 @@ public enum S3Server {
         host: String = "127.0.0.1",
         port: Int = 9000,
         logger: Logger,
+        notifier: EventNotifier? = nil,
+        metrics: (@Sendable () -> [UInt8])? = nil,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let responder = S3Responder(store: store, configuration: configuration, logger: logger)
+        let responder = S3Responder(
+            store: store, configuration: configuration, logger: logger, notifier: notifier, metrics: metrics)
         return Application(
             responder: responder,
             server: .http1(configuration: .init(

@@ -4,6 +4,7 @@ import NIOCore
 import ObjectStore
 import S3Wire
 import SigV4
+import StoreNotifications
 
 /// An error answered to the client as an S3 XML `<Error>` document.
 public struct S3ServerError: Error, Sendable, CustomStringConvertible {
@@ -84,6 +85,13 @@ extension S3ServerError {
         if let uploadID = error.uploadId { details.append(("UploadId", uploadID)) }
         let message = status.code == 500 ? "We encountered an internal error. Please try again." : error.message
         self.init(error.code.rawValue, status, message, details: details)
+    }
+
+    /// Maps notification configuration errors and the full-queue refusal (503 SlowDown with Retry-After).
+    init(_ error: NotificationError) {
+        self.init(
+            error.code, .init(code: error.status), error.message,
+            headers: error.status == 503 ? [.retryAfter: "1"] : [:])
     }
 
     /// Maps authentication failures.

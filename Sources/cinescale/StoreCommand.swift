@@ -5,7 +5,9 @@ import Logging
 import ObjectStore
 import S3Server
 import ServiceLifecycle
+import Prometheus
 import SigV4
+import StoreNotifications
 
 /// `cinescale store`: serves the embedded S3-compatible store.
 struct StoreCommand: AsyncParsableCommand {
@@ -38,6 +40,17 @@ struct StoreCommand: AsyncParsableCommand {
     @Flag(help: "Skip fsync (faster, not crash-safe). For scratch data only.")
     var noFsync = false
 
+    @Option(
+        name: .customLong("notify-webhook"),
+        help: "A webhook target for bucket notifications, ID=URL (repeatable); rules name it as arn:minio:sqs::ID:webhook.")
+    var notifyWebhooks: [String] = []
+
+    @Option(help: "Bearer token sent to the webhook targets (env CINESCALE_NOTIFY_TOKEN).")
+    var notifyToken: String?
+
+    @Option(help: "Undelivered events past which writes to buckets with notification rules get 503 SlowDown.")
+    var notifyQueueLimit: Int = 100_000
+
     @OptionGroup var processOptions: ProcessOptions
 
     func run() async throws {
@@ -57,8 +70,27 @@ struct StoreCommand: AsyncParsableCommand {
             credentials: [credentials], region: credentialOptions.resolvedRegion(environment: environment),
             publicReadBuckets: Set(publicReadBuckets), cors: cors, virtualHostDomain: virtualHostDomain)
 
+        guard notifyQueueLimit >= 1 else { throw ValidationError("--notify-queue-limit must be at least 1") }
+        let token = notifyToken ?? environment["CINESCALE_NOTIFY_TOKEN"]
+        var targets: [WebhookTarget] = []
+        for text in notifyWebhooks {
+            do {
+                targets.append(try WebhookTarget.parse(text, token: token.flatMap { $0.isEmpty ? nil : $0 }))
+            } catch {
+                throw ValidationError("--notify-webhook: \(error.message)")
+            }
+        }
+        guard Set(targets.map(\.id)).count == targets.count else {
+            throw ValidationError("--notify-webhook: two targets have the same ID")
+        }
+        let registry = PrometheusCollectorRegistry()
+        let notifier = try EventNotifier(
+            settings: NotificationSettings(
+                targets: targets, queuePath: dataDirectory + "/notifications/queue.sqlite", maxQueued: notifyQueueLimit),
+            registry: registry, logger: logger)
         let store = try await ObjectStore(
-            configuration: ObjectStoreConfiguration(root: dataDirectory, fsync: !noFsync), logger: logger)
+            configuration: ObjectStoreConfiguration(root: dataDirectory, fsync: !noFsync), logger: logger,
+            observer: { event in try await notifier.record(event) })
         for bucket in (createBuckets ?? "").split(separator: ",").map(String.init) where !bucket.isEmpty {
             do {
                 _ = try await store.createBucket(bucket)
@@ -68,6 +100,7 @@ struct StoreCommand: AsyncParsableCommand {
         let host = self.host
         let app = S3Server.makeApplication(
             store: store, configuration: serverConfiguration, host: host, port: port, logger: logger,
+            notifier: notifier, metrics: { registry.emitToBuffer() },
             onRunning: { port in
                 logger.info("store listening", metadata: [
                     "cinescale.endpoint": .string("http://\(host):\(port)"), "cinescale.data": .string(dataDirectory),
@@ -79,7 +112,7 @@ struct StoreCommand: AsyncParsableCommand {
                 }
             })
         let group = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: [app, notifier], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -88,8 +88,8 @@ def gateway():
     with open(config_path, "w") as f:
         json.dump(config, f)  # JSON is YAML
     proc, port = start_process(
-        [cinescale, "gateway", "--config", config_path, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
-         "--log-level", "info"],
+        [cinescale, "gateway", "--config", config_path, "--data-dir", os.path.join(root, "data"),
+         "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "info"],
         root, "gateway",
     )
     gw = Gateway(proc, f"http://127.0.0.1:{port}", root)
