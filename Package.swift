@@ -91,6 +91,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "StoreNotificationsTests",
+            dependencies: [
+                "StoreNotifications",
+                "ObjectStore",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The embedded S3-compatible HTTP server: routes, authentication, S3 XML errors, CORS.
         .target(
             name: "S3Server",
@@ -152,6 +162,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "SigV4",
+                "S3Wire",
                 "InvocationQueue",
                 "FunctionRuntime",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -193,6 +204,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // `trigger-bench`: uploads/s with and without notifications, notifications/s, upload → handler latency.
+        .executableTarget(
+            name: "trigger-bench",
+            dependencies: [
+                "S3Client",
+                "SigV4",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -2,6 +2,7 @@ import Foundation
 import FunctionRuntime
 import InvocationQueue
 import NIOCore
+import S3Wire
 
 /// Turns an S3 event notification (MinIO's webhook body, AWS's S3 event 2.1, Ceph RGW's 2.2 — a `Records`
 /// array of one or more records) into invocations: one per record and matching trigger rule. Each function
@@ -24,36 +25,37 @@ struct EventIntake: Sendable {
     }
 
     func invocations(from body: ByteBuffer, now: Date) throws(GatewayError) -> Batch {
-        let data = Data(body.readableBytesView)
-        guard let top = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        let bytes = Array(body.readableBytesView)
+        let event: S3Event
+        do {
+            event = try JSONDecoder().decode(S3Event.self, from: Data(bytes))
+        } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
             throw GatewayError(.invalidRequestContent, "The body is not a JSON object.")
+        } catch {
+            throw GatewayError(.invalidRequestContent, "The body is not an S3 event notification: \(Self.describe(error))")
         }
-        guard let records = top["Records"] as? [Any] else {
-            if top["Event"] as? String == "s3:TestEvent" { return Batch(records: 0, invocations: []) }
+        // The records exactly as sent, to hand on without re-serialising them.
+        guard let raw = JSONText.arrayElements(ofTopLevelKey: "Records", in: bytes) else {
+            if event.isTestEvent { return Batch(records: 0, invocations: []) }
             throw GatewayError(
                 .invalidRequestContent, "The body is not an S3 event notification (no 'Records' array).")
         }
+        guard raw.count == event.records.count else {
+            throw GatewayError(.invalidRequestContent, "The 'Records' array could not be read.")
+        }
         var invocations: [QueuedInvocation] = []
-        let decoder = JSONDecoder()
-        for (index, element) in records.enumerated() {
-            guard let object = element as? [String: Any],
-                let raw = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])
-            else {
-                throw GatewayError(.invalidRequestContent, "Records[\(index)] is not a JSON object.")
-            }
-            let record: S3Event.Record
-            do {
-                record = try decoder.decode(S3Event.Record.self, from: raw)
-            } catch {
-                throw GatewayError(
-                    .invalidRequestContent, "Records[\(index)] is not an S3 event record: \(Self.describe(error))")
-            }
+        for (record, range) in zip(event.records, raw) {
             let bucket = record.s3.bucket.name
             let key = record.s3.object.key
-            var payload = Data(#"{"Records":["#.utf8)
-            payload.append(raw)
-            payload.append(contentsOf: Array("]}".utf8))
+            var payload: Data?
             for rule in rules where rule.matches(bucket: bucket, eventName: record.eventName, key: key) {
+                if payload == nil {
+                    var data = Data(capacity: range.count + 14)
+                    data.append(contentsOf: Self.payloadPrefix)
+                    data.append(contentsOf: bytes[range])
+                    data.append(contentsOf: Self.payloadSuffix)
+                    payload = data
+                }
                 let policy = policies[rule.function] ?? RetryPolicy()
                 let object = record.s3.object
                 let version = [object.eTag ?? "", object.sequencer ?? "", object.versionID ?? ""]
@@ -63,12 +65,15 @@ struct EventIntake: Sendable {
                     QueuedInvocation(
                         id: LambdaFormat.requestID(), function: rule.function, source: "s3",
                         dedupeKey: [rule.function, bucket, key, record.eventName, identity].joined(separator: "\n"),
-                        payload: payload, maxAttempts: policy.maxAttempts, createdAt: now,
+                        payload: payload!, maxAttempts: policy.maxAttempts, createdAt: now,
                         expiresAt: now.addingTimeInterval(policy.maxEventAge.seconds), nextAttemptAt: now))
             }
         }
-        return Batch(records: records.count, invocations: invocations)
+        return Batch(records: event.records.count, invocations: invocations)
     }
+
+    private static let payloadPrefix = Array(#"{"Records":["#.utf8)
+    private static let payloadSuffix = Array("]}".utf8)
 
     private static func describe(_ error: any Error) -> String {
         switch error {

@@ -72,8 +72,10 @@ struct OperatorAPI: Sendable {
         do {
             let results = try await scheduler.enqueue(batch.invocations)
             let queued = results.filter { if case .inserted = $0 { true } else { false } }.count
-            return Self.json(
-                200, ["records": batch.records, "queued": queued, "duplicates": results.count - queued])
+            let text = #"{"records":\#(batch.records),"queued":\#(queued),"duplicates":\#(results.count - queued)}"#
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         } catch {
             logger.error("could not commit events to the queue", metadata: ["cinescale.error": "\(error)"])
             return Self.error(503, "QueueUnavailable", "The invocation queue could not commit the events; retry.")

@@ -10,51 +10,40 @@ enum EventFormat {
     static func body(
         _ event: ObjectStoreEvent, ruleID: String, region: String, origin: String, request: EventRequestInfo?
     ) -> Data {
-        let name = eventName(event.kind)
-        let principal = request?.principalID ?? ""
+        let q = JSONText.quote
+        let name = q(eventName(event.kind))
+        let principal = q(request?.principalID ?? "")
+        let requestID = q(request?.requestID ?? "")
         let origin = origin.isEmpty ? request.map { "http://\($0.host)" } ?? "" : origin
-        var object: [String: Any] = [
-            "key": queryEscape(event.key),
-            "sequencer": event.sequencer,
-        ]
+        var object = #"{"key":"# + q(queryEscape(event.key))
         if event.kind != .delete {
-            object["size"] = event.size
-            if let etag = event.etag { object["eTag"] = etag }
+            object += #","size":\#(event.size)"#
+            if let etag = event.etag { object += #","eTag":"# + q(etag) }
             if let metadata = event.metadata {
-                let contentType = metadata.contentType ?? "application/octet-stream"
-                object["contentType"] = contentType
-                var user: [String: String] = ["content-type": contentType]
-                for (k, v) in metadata.userMetadata { user["X-Amz-Meta-" + k] = v }
-                object["userMetadata"] = user
+                let contentType = q(metadata.contentType ?? "application/octet-stream")
+                object += #","contentType":"# + contentType + #","userMetadata":{"content-type":"# + contentType
+                for (k, v) in metadata.userMetadata.sorted(by: { $0.key < $1.key }) {
+                    object += "," + q("X-Amz-Meta-" + k) + ":" + q(v)
+                }
+                object += "}"
             }
         }
-        let record: [String: Any] = [
-            "eventVersion": "2.0",
-            "eventSource": "minio:s3",
-            "awsRegion": region,
-            "eventTime": S3Date.iso8601(event.time),
-            "eventName": name,
-            "userIdentity": ["principalId": principal],
-            "requestParameters": [
-                "principalId": principal, "region": region, "sourceIPAddress": request?.sourceIP ?? "",
-            ],
-            "responseElements": [
-                "x-amz-id-2": request?.requestID ?? "", "x-amz-request-id": request?.requestID ?? "",
-                "x-minio-deployment-id": "", "x-minio-origin-endpoint": origin,
-            ],
-            "s3": [
-                "s3SchemaVersion": "1.0",
-                "configurationId": ruleID,
-                "bucket": [
-                    "name": event.bucket, "ownerIdentity": ["principalId": principal],
-                    "arn": "arn:aws:s3:::\(event.bucket)",
-                ],
-                "object": object,
-            ],
-            "source": ["host": request?.host ?? "", "port": "", "userAgent": request?.userAgent ?? ""],
-        ]
-        let top: [String: Any] = ["EventName": name, "Key": "\(event.bucket)/\(event.key)", "Records": [record]]
-        return (try? JSONSerialization.data(withJSONObject: top, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        object += #","sequencer":"# + q(event.sequencer) + "}"
+        var json = #"{"EventName":"# + name + #","Key":"# + q("\(event.bucket)/\(event.key)")
+        json += #","Records":[{"eventVersion":"2.0","eventSource":"minio:s3","awsRegion":"# + q(region)
+        json += #","eventTime":"# + q(S3Date.iso8601(event.time)) + #","eventName":"# + name
+        json += #","userIdentity":{"principalId":"# + principal + "}"
+        json += #","requestParameters":{"principalId":"# + principal + #","region":"# + q(region)
+        json += #","sourceIPAddress":"# + q(request?.sourceIP ?? "") + "}"
+        json += #","responseElements":{"x-amz-id-2":"# + requestID + #","x-amz-request-id":"# + requestID
+        json += #","x-minio-deployment-id":"","x-minio-origin-endpoint":"# + q(origin) + "}"
+        json += #","s3":{"s3SchemaVersion":"1.0","configurationId":"# + q(ruleID)
+        json += #","bucket":{"name":"# + q(event.bucket) + #","ownerIdentity":{"principalId":"# + principal + "}"
+        json += #","arn":"# + q("arn:aws:s3:::\(event.bucket)") + "}"
+        json += #","object":"# + object + "}"
+        json += #","source":{"host":"# + q(request?.host ?? "") + #","port":"","userAgent":"#
+        json += q(request?.userAgent ?? "") + "}}]}"
+        return Data(json.utf8)
     }
 
     /// Go's `url.QueryEscape`: unreserved bytes kept, space as `+`, every other byte `%XX` (upper case).

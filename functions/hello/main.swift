@@ -6,7 +6,8 @@
 //   crash      dies mid-invocation (fatalError)
 //   fail       throws HelloFailure → error response with errorType "HelloFailure"
 //   init-fail  throws while creating the handler → init error, exit 1
-//   record     appends the event as one line to HELLO_RECORD_FILE (fsync'd), then returns it
+//   record     appends the event as one line to HELLO_RECORD_FILE (fsync'd), then returns it; with
+//              HELLO_RECORD_STAMP=1 the line is {"startedAtNs": <wall clock at handler start>, "event": <event>}
 import Foundation
 import FunctionRuntime
 import NIOCore
@@ -36,8 +37,10 @@ struct HelloInitFailure: Error, CustomStringConvertible {
 final class RecordHandler: ByteHandler {
     private let descriptor: Int32
     private let path: String
+    private let stamp: Bool
 
-    init(path: String) throws {
+    init(path: String, stamp: Bool) throws {
+        self.stamp = stamp
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw HelloInitFailure(description: "cannot open HELLO_RECORD_FILE '\(path)': errno \(errno)")
@@ -51,8 +54,15 @@ final class RecordHandler: ByteHandler {
     }
 
     func handle(_ event: ByteBuffer, context: FunctionContext) async throws -> ByteBuffer {
+        var line: [UInt8] = []
+        if stamp {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            line = Array("{\"startedAtNs\":\(Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)),\"event\":".utf8)
+        }
         // A JSON document may only hold raw newlines as whitespace, so blanking them keeps it valid.
-        var line = Array(event.readableBytesView)
+        line += event.readableBytesView
+        if stamp { line.append(UInt8(ascii: "}")) }
         for index in line.indices where line[index] == 0x0A || line[index] == 0x0D { line[index] = 0x20 }
         line.append(0x0A)
         // One write(2) per event: appends from several workers never interleave within a line.
@@ -93,7 +103,7 @@ case "record":
         guard let path = environment["HELLO_RECORD_FILE"], !path.isEmpty else {
             throw HelloInitFailure(description: "record mode needs HELLO_RECORD_FILE")
         }
-        return try RecordHandler(path: path)
+        return try RecordHandler(path: path, stamp: environment["HELLO_RECORD_STAMP"] == "1")
     })
 default:
     await FunctionRuntime.run(makeHandler: { () throws -> ClosureByteHandler in

@@ -1,0 +1,212 @@
+// trigger-bench: what upload notifications cost and how fast they start the function, with real processes:
+// a `cinescale store` (bucket notifications to a webhook target), a `cinescale gateway` (trigger rule →
+// `hello record` worker that stamps the wall clock at handler start), and N concurrent uploaders of small
+// objects driven from here through S3Client (AsyncHTTPClient, keep-alive).
+//
+// Phase 1 uploads to a bucket without notification rules, phase 2 to one with a rule to the gateway. Prints
+// uploads/s of both and the cost, notifications/s committed into the gateway's durable queue, and the
+// latency from each upload's 200 to its handler starting (p50/p99), against the issue's targets and the
+// figures measured for Ceph RGW here.
+//
+// usage: trigger-bench CINESCALE_BINARY HELLO_BINARY [objects=3000] [uploaders=8] [size=1024]
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import S3Client
+import SigV4
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 3 else {
+    print("usage: trigger-bench CINESCALE_BINARY HELLO_BINARY [objects=3000] [uploaders=8] [size=1024]")
+    exit(2)
+}
+let cinescale = URL(fileURLWithPath: arguments[1]).standardizedFileURL.path
+let hello = URL(fileURLWithPath: arguments[2]).standardizedFileURL.path
+let objects = arguments.count > 3 ? Int(arguments[3]) ?? 3000 : 3000
+let uploaders = arguments.count > 4 ? Int(arguments[4]) ?? 8 : 8
+let size = arguments.count > 5 ? Int(arguments[5]) ?? 1024 : 1024
+let credentials = Credentials(accessKeyId: "AKIDTRIGGERBENCH", secretAccessKey: "trigger-bench-secret")
+let token = "trigger-bench-token"
+
+let root = FileManager.default.temporaryDirectory.appendingPathComponent("trigger-bench-\(UUID().uuidString)").path
+try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+defer { if ProcessInfo.processInfo.environment["TRIGGER_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) } else { print("kept \(root)") } }
+
+/// Starts a cinescale server with `--port 0 --port-file`; returns the process and its port.
+func start(_ name: String, _ args: [String]) throws -> (Process, Int) {
+    let portFile = "\(root)/\(name).port"
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: cinescale)
+    process.arguments = args + [
+        "--port", "0", "--port-file", portFile, "--access-key", credentials.accessKeyId, "--secret-key",
+        credentials.secretAccessKey, "--log-level", "warning",
+    ]
+    _ = FileManager.default.createFile(atPath: "\(root)/\(name).log", contents: nil)
+    let log = FileHandle(forWritingAtPath: "\(root)/\(name).log")
+    process.standardOutput = log
+    process.standardError = log
+    try process.run()
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline {
+        if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) { return (process, port) }
+        guard process.isRunning else { break }
+        usleep(20_000)
+    }
+    process.terminate()
+    throw NSError(domain: "trigger-bench", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) did not start; see its log"])
+}
+
+let records = "\(root)/records.log"
+let gatewayConfig = """
+    functions:
+      rec:
+        command: ["\(hello)", "record"]
+        environment: {HELLO_RECORD_FILE: "\(records)", HELLO_RECORD_STAMP: "1"}
+        concurrency: 2
+    triggers:
+      - {function: rec, bucket: ingest}
+    """
+try gatewayConfig.write(toFile: "\(root)/gateway.yaml", atomically: true, encoding: .utf8)
+let (gateway, gatewayPort) = try start(
+    "gateway", ["gateway", "--config", "\(root)/gateway.yaml", "--data-dir", "\(root)/gateway", "--event-token", token])
+let (store, storePort) = try start(
+    "store", [
+        "store", "--data-dir", "\(root)/store", "--notify-webhook", "gw=http://127.0.0.1:\(gatewayPort)/events",
+        "--notify-token", token,
+    ])
+defer {
+    for process in [store, gateway] where process.isRunning {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+var clientConfiguration = HTTPClient.Configuration()
+clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = uploaders
+let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+let s3 = S3Client(
+    configuration: S3ClientConfiguration(
+        endpoint: URL(string: "http://127.0.0.1:\(storePort)")!, region: "us-east-1", credentials: credentials),
+    httpClient: http)
+try await s3.createBucket("plain")
+try await s3.createBucket("ingest")
+try await s3.putBucketNotificationConfiguration(
+    bucket: "ingest",
+    xml: """
+        <NotificationConfiguration><QueueConfiguration><Id>bench</Id><Queue>arn:minio:sqs::gw:webhook</Queue>\
+        <Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>
+        """)
+
+func wallNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+}
+
+/// Uploads `count` objects with `uploaders` concurrent loops; returns (seconds, answer time per key).
+func upload(bucket: String, count: Int, prefix: String) async throws -> (Double, [String: Int64]) {
+    let body = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
+    let next = ManagedCounter()
+    let started = ContinuousClock.now
+    let answered = try await withThrowingTaskGroup(of: [String: Int64].self) { group in
+        for _ in 0..<uploaders {
+            group.addTask {
+                var mine: [String: Int64] = [:]
+                while true {
+                    let n = next.increment()
+                    guard n < count else { break }
+                    let key = "\(prefix)/object-\(n)"
+                    _ = try await s3.putObject(bucket: bucket, key: key, body: body)
+                    mine[key] = wallNanoseconds()
+                }
+                return mine
+            }
+        }
+        var all: [String: Int64] = [:]
+        for try await part in group { all.merge(part) { a, _ in a } }
+        return all
+    }
+    let elapsed = ContinuousClock.now - started
+    return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, answered)
+}
+
+final class ManagedCounter: Sendable {
+    private let value = Mutex(0)
+    func increment() -> Int { value.withLock { v in defer { v += 1 }; return v } }
+}
+
+import Synchronization
+
+/// The gateway's count of invocations committed to its queue.
+func enqueued() async throws -> Int {
+    let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(gatewayPort)/metrics"), timeout: .seconds(10))
+    let text = String(buffer: try await response.body.collect(upTo: 16 << 20))
+    for line in text.split(separator: "\n") where line.hasPrefix("cinescale_gateway_invocations_enqueued_total ") {
+        return Int(Double(line.split(separator: " ").last ?? "0") ?? 0)
+    }
+    return 0
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+// Warm-up: connections, the worker, both buckets' code paths.
+_ = try await upload(bucket: "plain", count: 200, prefix: "warm")
+_ = try await upload(bucket: "ingest", count: 50, prefix: "warm")
+while try await enqueued() < 50 { try await Task.sleep(for: .milliseconds(20)) }
+try await Task.sleep(for: .milliseconds(500))
+let warmLines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").count ?? 0
+
+print("trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B per phase, store and gateway as processes")
+let (plainSeconds, _) = try await upload(bucket: "plain", count: objects, prefix: "run")
+let plainRate = Double(objects) / plainSeconds
+
+let notifyStart = ContinuousClock.now
+let (ingestSeconds, answered) = try await upload(bucket: "ingest", count: objects, prefix: "run")
+let ingestRate = Double(objects) / ingestSeconds
+var committedAt = ContinuousClock.now
+while try await enqueued() < 50 + objects {
+    try await Task.sleep(for: .milliseconds(5))
+    committedAt = ContinuousClock.now
+}
+let committedSeconds = Double((committedAt - notifyStart).components.seconds)
+    + Double((committedAt - notifyStart).components.attoseconds) / 1e18
+let notificationRate = Double(objects) / committedSeconds
+
+// Every handler start, matched to its upload's answer.
+var latencies: [Double] = []
+let deadline = Date().addingTimeInterval(120)
+while latencies.count < objects && Date() < deadline {
+    latencies = []
+    let lines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").dropFirst(warmLines) ?? []
+    for line in lines {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            let started = (object["startedAtNs"] as? NSNumber)?.int64Value,
+            let records = (object["event"] as? [String: Any])?["Records"] as? [[String: Any]],
+            let rawKey = ((records.first?["s3"] as? [String: Any])?["object"] as? [String: Any])?["key"] as? String,
+            let key = rawKey.replacingOccurrences(of: "+", with: " ").removingPercentEncoding,
+            let answer = answered[key]
+        else { continue }
+        latencies.append(Double(started - answer) / 1e6)
+    }
+    if latencies.count < objects { try await Task.sleep(for: .milliseconds(100)) }
+}
+if latencies.isEmpty, let line = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").last { print("unmatched line: \(line.prefix(400))") }
+latencies.sort()
+let cost = (1 - ingestRate / plainRate) * 100
+let p50 = percentile(latencies, 0.50)
+let p99 = percentile(latencies, 0.99)
+
+func f(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", v) }
+print("")
+print("uploads/s without notifications  \(f(plainRate))")
+print("uploads/s with notifications     \(f(ingestRate))   cost \(f(cost, 1)) %   (target < 20 %)")
+print("notifications/s into the queue   \(f(notificationRate))   = \(f(notificationRate / 1000, 2))× the 1 000/s target, \(f(notificationRate / 550, 2))× Ceph RGW (~550/s here)")
+print("upload 200 → handler start       p50 \(f(p50, 2)) ms (target ≤ 10; RGW persistent 50 → \(f(50 / p50, 1))×)   p99 \(f(p99, 2)) ms (target ≤ 50; RGW 104 → \(f(104 / p99, 1))×)")
+print("handler starts matched           \(latencies.count) of \(objects)")
+try await http.shutdown().get()
+struct IncompleteRun: Error, CustomStringConvertible {
+    var description: String { "not every upload's handler start was found" }
+}
+if latencies.count < objects { throw IncompleteRun() }
