@@ -23,6 +23,10 @@ public struct DurableDatabaseError: Error, CustomStringConvertible, Sendable {
 ///
 /// Each write runs in its own savepoint: one that throws is rolled back alone and its caller gets the error;
 /// the others in the batch still commit. Reads run concurrently on the pool's readers.
+///
+/// A write may be submitted as not `durable` (bookkeeping whose loss after a power cut is harmless, such as
+/// "this attempt started"): a batch made only of such writes commits without an fsync (`synchronous=NORMAL`:
+/// still atomic, and safe against a process crash); a batch with at least one durable write is fsync'd.
 public final class DurableDatabase: Sendable {
     public let path: String
     private let pool: DatabasePool
@@ -32,6 +36,7 @@ public final class DurableDatabase: Sendable {
     private struct Entry: Sendable {
         var run: @Sendable (Database) throws -> Void
         var done: @Sendable ((any Error)?) -> Void
+        var durable: Bool
     }
 
     private struct Batch {
@@ -59,10 +64,11 @@ public final class DurableDatabase: Sendable {
     }
 
     /// Runs `work` in the next group commit and returns its result once the transaction is durable.
-    public func write<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    public func write<T: Sendable>(durable: Bool = true, _ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let result = Mutex<T?>(nil)
             submit(
+                durable: durable,
                 { db in
                     let value = try work(db)
                     result.withLock { $0 = value }
@@ -80,10 +86,11 @@ public final class DurableDatabase: Sendable {
     /// Queues `work` for the next group commit without waiting; `done` runs once after the commit (nil) or
     /// with the error. Writes submitted from one thread commit in submission order.
     public func submit(
-        _ work: @escaping @Sendable (Database) throws -> Void, done: @escaping @Sendable ((any Error)?) -> Void = { _ in }
+        durable: Bool = true, _ work: @escaping @Sendable (Database) throws -> Void,
+        done: @escaping @Sendable ((any Error)?) -> Void = { _ in }
     ) {
         let lead = batch.withLock { batch -> Bool in
-            batch.entries.append(Entry(run: work, done: done))
+            batch.entries.append(Entry(run: work, done: done, durable: durable))
             if batch.leading { return false }
             batch.leading = true
             return true
@@ -93,6 +100,7 @@ public final class DurableDatabase: Sendable {
 
     /// Commits batches until none is waiting.
     private func drain() {
+        var synchronousFull = true
         while true {
             let entries = batch.withLock { batch -> [Entry] in
                 let taken = batch.entries
@@ -102,18 +110,31 @@ public final class DurableDatabase: Sendable {
             }
             if entries.isEmpty { return }
             var errors = [(any Error)?](repeating: nil, count: entries.count)
+            let durable = entries.contains { $0.durable }
             do {
                 try pool.writeWithoutTransaction { db in
+                    if durable != synchronousFull {
+                        try db.execute(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+                        synchronousFull = durable
+                    }
                     try db.inTransaction(.immediate) {
+                        if entries.count == 1 {
+                            // Alone in its batch: a failure rolls back the whole transaction.
+                            try entries[0].run(db)
+                            return .commit
+                        }
+                        let savepoint = try db.cachedStatement(sql: "SAVEPOINT entry")
+                        let release = try db.cachedStatement(sql: "RELEASE SAVEPOINT entry")
+                        let rollback = try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT entry")
                         for (i, entry) in entries.enumerated() {
+                            try savepoint.execute()
                             do {
-                                try db.inSavepoint {
-                                    try entry.run(db)
-                                    return .commit
-                                }
+                                try entry.run(db)
                             } catch {
                                 errors[i] = error
+                                try rollback.execute()
                             }
+                            try release.execute()
                         }
                         return .commit
                     }
@@ -123,6 +144,11 @@ public final class DurableDatabase: Sendable {
             }
             for (entry, error) in zip(entries, errors) { entry.done(error) }
         }
+    }
+
+    /// Returns once every write submitted before it is committed and on disk (fsync'd).
+    public func flush() async throws {
+        try await write(durable: true) { _ in }
     }
 
     /// Runs `work` on a reader (concurrently with writes, on the last committed state).

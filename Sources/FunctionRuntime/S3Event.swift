@@ -483,3 +483,59 @@ enum ISO8601Timestamp {
         return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }
+
+extension S3Event {
+    /// What routes and deduplicates a record, and nothing else: decoding it costs a fraction of a full
+    /// ``Record`` (the gateway decodes one per incoming event). Same key rules as ``Object/key``.
+    public struct Summary: Decodable, Sendable, Equatable {
+        public var eventSource: String
+        /// Without the `s3:` prefix MinIO adds.
+        public var eventName: String
+        /// As sent.
+        public var eventTime: String
+        public var bucket: String
+        /// Decoded.
+        public var key: String
+        public var eTag: String?
+        public var sequencer: String?
+        public var versionID: String?
+
+        private enum RecordKeys: String, CodingKey { case eventSource, eventName, eventTime, s3 }
+        private enum EntityKeys: String, CodingKey { case bucket, object }
+        private enum BucketKeys: String, CodingKey { case name }
+        private enum ObjectKeys: String, CodingKey { case key, eTag, sequencer, versionID = "versionId" }
+
+        public init(from decoder: any Decoder) throws {
+            let record = try decoder.container(keyedBy: RecordKeys.self)
+            eventSource = try record.decodeIfPresent(String.self, forKey: .eventSource) ?? ""
+            let name = try record.decode(String.self, forKey: .eventName)
+            eventName = name.hasPrefix("s3:") ? String(name.dropFirst(3)) : name
+            eventTime = try record.decodeIfPresent(String.self, forKey: .eventTime) ?? ""
+            let s3 = try record.nestedContainer(keyedBy: EntityKeys.self, forKey: .s3)
+            bucket = try s3.nestedContainer(keyedBy: BucketKeys.self, forKey: .bucket).decode(String.self, forKey: .name)
+            let object = try s3.nestedContainer(keyedBy: ObjectKeys.self, forKey: .object)
+            let rawKey = try object.decode(String.self, forKey: .key)
+            key = eventSource == "ceph:s3" ? rawKey : S3Event.formDecodeKey(rawKey) ?? rawKey
+            func nonEmpty(_ field: ObjectKeys) throws -> String? {
+                try object.decodeIfPresent(String.self, forKey: field).flatMap { $0.isEmpty ? nil : $0 }
+            }
+            eTag = try nonEmpty(.eTag)
+            sequencer = try nonEmpty(.sequencer)
+            versionID = try nonEmpty(.versionID)
+        }
+    }
+
+    /// The ``Summary`` of every record of a notification, and whether it is AWS's `s3:TestEvent`.
+    public struct Summaries: Decodable, Sendable {
+        public var records: [Summary]
+        public var isTestEvent: Bool
+
+        private enum CodingKeys: String, CodingKey { case records = "Records", event = "Event" }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            records = try container.decodeIfPresent([Summary].self, forKey: .records) ?? []
+            isTestEvent = try container.decodeIfPresent(String.self, forKey: .event) == "s3:TestEvent"
+        }
+    }
+}

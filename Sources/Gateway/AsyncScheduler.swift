@@ -145,7 +145,7 @@ final class AsyncScheduler: Sendable {
             await wake.wait(timeout: .milliseconds(50))
         }
         // Every recorded transition on disk before returning (writes commit in submission order).
-        _ = try? await queue.database.write { _ in }
+        try? await queue.database.flush()
     }
 
     /// Stops starting attempts.

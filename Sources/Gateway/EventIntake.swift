@@ -26,9 +26,9 @@ struct EventIntake: Sendable {
 
     func invocations(from body: ByteBuffer, now: Date) throws(GatewayError) -> Batch {
         let bytes = Array(body.readableBytesView)
-        let event: S3Event
+        let event: S3Event.Summaries
         do {
-            event = try JSONDecoder().decode(S3Event.self, from: Data(bytes))
+            event = try JSONDecoder().decode(S3Event.Summaries.self, from: Data(bytes))
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
             throw GatewayError(.invalidRequestContent, "The body is not a JSON object.")
         } catch {
@@ -45,8 +45,8 @@ struct EventIntake: Sendable {
         }
         var invocations: [QueuedInvocation] = []
         for (record, range) in zip(event.records, raw) {
-            let bucket = record.s3.bucket.name
-            let key = record.s3.object.key
+            let bucket = record.bucket
+            let key = record.key
             var payload: Data?
             for rule in rules where rule.matches(bucket: bucket, eventName: record.eventName, key: key) {
                 if payload == nil {
@@ -57,10 +57,8 @@ struct EventIntake: Sendable {
                     payload = data
                 }
                 let policy = policies[rule.function] ?? RetryPolicy()
-                let object = record.s3.object
-                let version = [object.eTag ?? "", object.sequencer ?? "", object.versionID ?? ""]
-                let identity = version.allSatisfy(\.isEmpty)
-                    ? record.eventTime.timeIntervalSince1970.description : version.joined(separator: "/")
+                let version = [record.eTag ?? "", record.sequencer ?? "", record.versionID ?? ""]
+                let identity = version.allSatisfy(\.isEmpty) ? record.eventTime : version.joined(separator: "/")
                 invocations.append(
                     QueuedInvocation(
                         id: LambdaFormat.requestID(), function: rule.function, source: "s3",

@@ -79,22 +79,25 @@ public final class SQLiteInvocationQueue: Sendable {
         ])
     }
 
-    /// Records the start of attempt `attempt` (queued for the next group commit; not awaited).
+    /// Records the start of attempt `attempt` (queued for the next group commit; not awaited, not fsync'd:
+    /// lost only to a power cut, after which the attempt simply runs again).
     public func recordStart(id: String, attempt: Int, at time: Date) {
-        database.submit { db in
+        database.submit(durable: false) { db in
             try db.cachedStatement(
                 sql: "UPDATE invocation SET state = 'running', attempts = ?, started_at = ? WHERE id = ?"
             ).execute(arguments: [attempt, time.timeIntervalSince1970, id])
         }
     }
 
-    /// Records how an attempt ended. `done` runs after the commit.
+    /// Records how an attempt ended. `done` runs after the commit. Not fsync'd: a power cut may lose the
+    /// record, and the invocation then runs again (at least once; functions write deterministic outputs).
     public func recordOutcome(
         id: String, outcome: AttemptOutcome, finishedAt: Date, durationMs: Double?,
         done: @escaping @Sendable ((any Error)?) -> Void = { _ in }
     ) {
         let finished = finishedAt.timeIntervalSince1970
         database.submit(
+            durable: false,
             { db in
                 switch outcome {
                 case .succeeded:

@@ -245,7 +245,7 @@ public final class EventNotifier: Service, Sendable {
         }
         try? await client.shutdown()
         // Every delete of a delivered event on disk before returning.
-        _ = try? await database.write { _ in }
+        try? await database.flush()
     }
 
     private func stop() {
@@ -305,7 +305,8 @@ public final class EventNotifier: Service, Sendable {
             }
             let id = item.id
             if delivered {
-                database.submit { db in
+                // Not fsync'd: after a power cut the event may be delivered again, and the gateway dedupes it.
+                database.submit(durable: false) { db in
                     try db.cachedStatement(sql: "DELETE FROM event WHERE id = ?").execute(arguments: [id])
                 }
                 metrics.delivered(target: target.id, latency: ContinuousClock.now - item.enqueuedAt)

@@ -33,12 +33,13 @@ try FileManager.default.createDirectory(atPath: root, withIntermediateDirectorie
 defer { if ProcessInfo.processInfo.environment["TRIGGER_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) } else { print("kept \(root)") } }
 
 /// Starts a cinescale server with `--port 0 --port-file`; returns the process and its port.
-func start(_ name: String, _ args: [String]) throws -> (Process, Int) {
+func start(_ name: String, _ args: [String], port: Int = 0) throws -> (Process, Int) {
     let portFile = "\(root)/\(name).port"
+    try? FileManager.default.removeItem(atPath: portFile)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: cinescale)
     process.arguments = args + [
-        "--port", "0", "--port-file", portFile, "--access-key", credentials.accessKeyId, "--secret-key",
+        "--port", String(port), "--port-file", portFile, "--access-key", credentials.accessKeyId, "--secret-key",
         credentials.secretAccessKey, "--log-level", "warning",
     ]
     _ = FileManager.default.createFile(atPath: "\(root)/\(name).log", contents: nil)
@@ -61,13 +62,13 @@ let gatewayConfig = """
     functions:
       rec:
         command: ["\(hello)", "record"]
-        environment: {HELLO_RECORD_FILE: "\(records)", HELLO_RECORD_STAMP: "1"}
+        environment: {HELLO_RECORD_FILE: "\(records)", HELLO_RECORD_STAMP: "1", HELLO_RECORD_FSYNC: "0"}
         concurrency: 2
     triggers:
       - {function: rec, bucket: ingest}
     """
 try gatewayConfig.write(toFile: "\(root)/gateway.yaml", atomically: true, encoding: .utf8)
-let (gateway, gatewayPort) = try start(
+var (gateway, gatewayPort) = try start(
     "gateway", ["gateway", "--config", "\(root)/gateway.yaml", "--data-dir", "\(root)/gateway", "--event-token", token])
 let (store, storePort) = try start(
     "store", [
@@ -147,6 +148,57 @@ func enqueued() async throws -> Int {
     return 0
 }
 
+let storePID = store.processIdentifier
+let gatewayPID = gateway.processIdentifier
+let gatewayArguments = ["gateway", "--config", "\(root)/gateway.yaml", "--data-dir", "\(root)/gateway", "--event-token", token]
+
+/// CPU seconds (user + system) used so far by `pid` and, with `children`, by its child processes.
+func cpuSeconds(_ pid: Int32, children: Bool = false) -> Double {
+    func ticks(_ pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command: state(0) ppid(1) ... utime(11) stime(12)
+        return (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
+    }
+    var total = ticks(pid)
+    if children, let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") {
+        for entry in entries {
+            guard let child = Int32(entry),
+                let text = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")"),
+                Int32(text[text.index(after: close)...].split(separator: " ")[1]) == pid
+            else { continue }
+            total += ticks(child)
+        }
+    }
+    return total / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+struct CPU {
+    var store: Double
+    var gateway: Double
+    var workers: Double
+    var bench: Double
+
+    static func now() -> CPU {
+        CPU(
+            store: cpuSeconds(storePID), gateway: cpuSeconds(gatewayPID),
+            workers: cpuSeconds(gatewayPID, children: true) - cpuSeconds(gatewayPID),
+            bench: cpuSeconds(getpid()))
+    }
+
+    static func - (a: CPU, b: CPU) -> CPU {
+        CPU(store: a.store - b.store, gateway: a.gateway - b.gateway, workers: a.workers - b.workers, bench: a.bench - b.bench)
+    }
+
+    func perUpload(_ n: Int) -> String {
+        func ms(_ v: Double) -> String { String(format: "%.3f", v / Double(n) * 1000) }
+        return "store \(ms(store))  gateway \(ms(gateway))  workers \(ms(workers))  uploaders \(ms(bench))  (CPU ms per upload)"
+    }
+}
+
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
 }
@@ -159,8 +211,10 @@ try await Task.sleep(for: .milliseconds(500))
 let warmLines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").count ?? 0
 
 print("trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B per phase, store and gateway as processes")
+let cpu0 = CPU.now()
 let (plainSeconds, _) = try await upload(bucket: "plain", count: objects, prefix: "run")
 let plainRate = Double(objects) / plainSeconds
+let cpu1 = CPU.now()
 
 let notifyStart = ContinuousClock.now
 let (ingestSeconds, answered) = try await upload(bucket: "ingest", count: objects, prefix: "run")
@@ -193,7 +247,26 @@ while latencies.count < objects && Date() < deadline {
     if latencies.count < objects { try await Task.sleep(for: .milliseconds(100)) }
 }
 if latencies.isEmpty, let line = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").last { print("unmatched line: \(line.prefix(400))") }
+let cpu2 = CPU.now()
 latencies.sort()
+
+// Backlog: the gateway is down while `objects` uploads queue their events in the store; once it is back,
+// how fast do they flow into its durable queue (the store retries at most 2 s apart)?
+gateway.terminate()
+gateway.waitUntilExit()
+_ = try await upload(bucket: "ingest", count: objects, prefix: "backlog")
+(gateway, _) = try start("gateway", gatewayArguments, port: gatewayPort)
+var firstCommit: ContinuousClock.Instant?
+var lastCommit = ContinuousClock.now
+var committed = 0
+while committed < objects {
+    committed = (try? await enqueued()) ?? 0
+    if committed > 0, firstCommit == nil { firstCommit = ContinuousClock.now }
+    lastCommit = ContinuousClock.now
+    if committed < objects { try await Task.sleep(for: .milliseconds(2)) }
+}
+let drain = lastCommit - (firstCommit ?? lastCommit)
+let drainRate = Double(objects) / (Double(drain.components.seconds) + Double(drain.components.attoseconds) / 1e18)
 let cost = (1 - ingestRate / plainRate) * 100
 let p50 = percentile(latencies, 0.50)
 let p99 = percentile(latencies, 0.99)
@@ -202,9 +275,12 @@ func f(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f"
 print("")
 print("uploads/s without notifications  \(f(plainRate))")
 print("uploads/s with notifications     \(f(ingestRate))   cost \(f(cost, 1)) %   (target < 20 %)")
-print("notifications/s into the queue   \(f(notificationRate))   = \(f(notificationRate / 1000, 2))× the 1 000/s target, \(f(notificationRate / 550, 2))× Ceph RGW (~550/s here)")
+print("notifications/s into the queue   \(f(notificationRate)) while uploading (bounded by the uploads)")
+print("  draining a backlog             \(f(drainRate))   = \(f(drainRate / 1000, 2))× the 1 000/s target, \(f(drainRate / 550, 2))× Ceph RGW (~550/s here)")
 print("upload 200 → handler start       p50 \(f(p50, 2)) ms (target ≤ 10; RGW persistent 50 → \(f(50 / p50, 1))×)   p99 \(f(p99, 2)) ms (target ≤ 50; RGW 104 → \(f(104 / p99, 1))×)")
 print("handler starts matched           \(latencies.count) of \(objects)")
+print("CPU without notifications        \((cpu1 - cpu0).perUpload(objects))")
+print("CPU with notifications           \((cpu2 - cpu1).perUpload(objects))")
 try await http.shutdown().get()
 struct IncompleteRun: Error, CustomStringConvertible {
     var description: String { "not every upload's handler start was found" }

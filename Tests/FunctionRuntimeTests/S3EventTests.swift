@@ -182,6 +182,27 @@ struct S3EventTests {
         }
     }
 
+    @Test("the summary agrees with the full record on every fixture")
+    func summaries() throws {
+        for fixture in [S3Fixtures.cephRGW16Put, S3Fixtures.localStackPut, S3Fixtures.minIOWebhookPut] {
+            let full = try S3Fixtures.decode(fixture).records
+            let summaries = try JSONDecoder().decode(S3Event.Summaries.self, from: Data(fixture.utf8))
+            #expect(!summaries.isTestEvent)
+            #expect(summaries.records.count == full.count)
+            for (summary, record) in zip(summaries.records, full) {
+                #expect(summary.bucket == record.s3.bucket.name)
+                #expect(summary.key == record.s3.object.key)
+                #expect(summary.eventName == record.eventName)
+                #expect(summary.eventSource == record.eventSource)
+                #expect(summary.eTag == record.s3.object.eTag)
+                #expect(summary.sequencer == record.s3.object.sequencer)
+                #expect(summary.versionID == record.s3.object.versionID)
+            }
+        }
+        let test = try JSONDecoder().decode(S3Event.Summaries.self, from: Data(S3Fixtures.localStackTestEvent.utf8))
+        #expect(test.isTestEvent && test.records.isEmpty)
+    }
+
     @Test("encoding round-trips every fixture")
     func roundTrip() throws {
         for body in [S3Fixtures.cephRGW16Put, S3Fixtures.localStackPut, S3Fixtures.minIOWebhookPut] {

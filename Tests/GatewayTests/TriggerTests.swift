@@ -217,7 +217,7 @@ struct TriggerTests {
             _ = try await queue.enqueue(invocations)
             queue.recordStart(id: "crash-1", attempt: 1, at: now)
             queue.recordStart(id: "crash-2", attempt: 1, at: now)
-            _ = try await queue.database.write { _ in }
+            try await queue.database.flush()
         }
         try await LiveGateway.run([recorder(dir)], configure: { c in
             configure(&c)

@@ -7,7 +7,8 @@
 //   fail       throws HelloFailure → error response with errorType "HelloFailure"
 //   init-fail  throws while creating the handler → init error, exit 1
 //   record     appends the event as one line to HELLO_RECORD_FILE (fsync'd), then returns it; with
-//              HELLO_RECORD_STAMP=1 the line is {"startedAtNs": <wall clock at handler start>, "event": <event>}
+//              HELLO_RECORD_STAMP=1 the line is {"startedAtNs": <wall clock at handler start>, "event": <event>};
+//              HELLO_RECORD_FSYNC=0 skips the fsync (benchmarks: the handler's own disk flush is not under test)
 import Foundation
 import FunctionRuntime
 import NIOCore
@@ -38,9 +39,11 @@ final class RecordHandler: ByteHandler {
     private let descriptor: Int32
     private let path: String
     private let stamp: Bool
+    private let sync: Bool
 
-    init(path: String, stamp: Bool) throws {
+    init(path: String, stamp: Bool, sync: Bool) throws {
         self.stamp = stamp
+        self.sync = sync
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw HelloInitFailure(description: "cannot open HELLO_RECORD_FILE '\(path)': errno \(errno)")
@@ -70,7 +73,7 @@ final class RecordHandler: ByteHandler {
         guard written == line.count else {
             throw HelloInitFailure(description: "writing to '\(path)' failed: errno \(errno)")
         }
-        guard fsync(descriptor) == 0 else {
+        guard !sync || fsync(descriptor) == 0 else {
             throw HelloInitFailure(description: "fsync of '\(path)' failed: errno \(errno)")
         }
         context.logger.debug("recorded event", metadata: ["cinescale.hello.bytes": "\(event.readableBytes)"])
@@ -103,7 +106,8 @@ case "record":
         guard let path = environment["HELLO_RECORD_FILE"], !path.isEmpty else {
             throw HelloInitFailure(description: "record mode needs HELLO_RECORD_FILE")
         }
-        return try RecordHandler(path: path, stamp: environment["HELLO_RECORD_STAMP"] == "1")
+        return try RecordHandler(
+            path: path, stamp: environment["HELLO_RECORD_STAMP"] == "1", sync: environment["HELLO_RECORD_FSYNC"] != "0")
     })
 default:
     await FunctionRuntime.run(makeHandler: { () throws -> ClosureByteHandler in
