@@ -35,8 +35,19 @@ final class AsyncScheduler: Sendable {
         var running = 0
     }
 
+    /// An attempt whose start is not on disk yet: recorded only once it has run for `startRecordDelay`
+    /// (most finish sooner, and their outcome record carries the start).
+    private struct Started {
+        var attempt: Int
+        var at: Date
+        var clock: ContinuousClock.Instant
+    }
+
+    static let startRecordDelay: Duration = .milliseconds(200)
+
     private struct State {
         var functions: [String: PerFunction] = [:]
+        var unrecordedStarts: [String: Started] = [:]
         var sequence: UInt64 = 0
         var stopping = false
         var pending: Int {
@@ -110,8 +121,9 @@ final class AsyncScheduler: Sendable {
             // it once the function is back).
             let error = GatewayError.notFound(arn: core.configuration.arn(of: invocation.function), function: invocation.function)
             queue.recordOutcome(
-                id: invocation.id, outcome: .dead(errorType: error.code.lambdaErrorType, message: error.message),
-                finishedAt: Date(), durationMs: nil)
+                id: invocation.id, attempt: invocation.attempts, startedAt: nil,
+                outcome: .dead(errorType: error.code.lambdaErrorType, message: error.message), finishedAt: Date(),
+                durationMs: nil)
             metrics.outcome(function: invocation.function, "dead")
         }
         updateDepth()
@@ -136,8 +148,10 @@ final class AsyncScheduler: Sendable {
             let (due, nextDue, stopping) = takeDue(now: Date())
             if stopping { break }
             for invocation in due { start(invocation) }
+            let longRunning = recordLongRunningStarts()
             let wait = nextDue.map { max(0, $0.timeIntervalSinceNow) } ?? 1
-            await wake.wait(timeout: .milliseconds(Int64(min(wait, 1) * 1000) + 1))
+            let cap = longRunning ? Self.startRecordDelay.seconds / 2 : 1
+            await wake.wait(timeout: .milliseconds(Int64(min(wait, cap) * 1000) + 1))
         }
         // Let running attempts finish (workers are being stopped; their outcomes are recorded).
         let deadline = ContinuousClock.now + drainFor
@@ -146,6 +160,19 @@ final class AsyncScheduler: Sendable {
         }
         // Every recorded transition on disk before returning (writes commit in submission order).
         try? await queue.database.flush()
+    }
+
+    /// Writes the start of attempts running for longer than `startRecordDelay`; returns whether any attempt
+    /// is still unrecorded.
+    private func recordLongRunningStarts() -> Bool {
+        let now = ContinuousClock.now
+        let (due, remaining) = state.withLock { s -> ([(String, Started)], Bool) in
+            let due = s.unrecordedStarts.filter { now - $0.value.clock >= Self.startRecordDelay }
+            for (id, _) in due { s.unrecordedStarts[id] = nil }
+            return (due.map { ($0.key, $0.value) }, !s.unrecordedStarts.isEmpty)
+        }
+        for (id, started) in due { queue.recordStart(id: id, attempt: started.attempt, at: started.at) }
+        return remaining
     }
 
     /// Stops starting attempts.
@@ -183,31 +210,30 @@ final class AsyncScheduler: Sendable {
         let policy = core.dispatchers[function]!.configuration.retry
         if now >= invocation.expiresAt {
             finish(
-                invocation, attempt: invocation.attempts,
+                invocation,
                 outcome: .dead(
                     errorType: "EventAgeExceeded",
                     message: "The event is older than the maximum event age (\(Int(policy.maxEventAge.seconds)) s)."),
-                started: nil)
+                attempt: nil)
             return
         }
-        let attempt = invocation.attempts + 1
-        queue.recordStart(id: invocation.id, attempt: attempt, at: now)
-        let started = ContinuousClock.now
+        let attempt = Started(attempt: invocation.attempts + 1, at: now, clock: .now)
+        state.withLock { $0.unrecordedStarts[invocation.id] = attempt }
         metrics.started(function: function, waited: now.timeIntervalSince(invocation.nextAttemptAt))
         do throws(GatewayError) {
             try core.submit(function: function, payload: ByteBuffer(bytes: invocation.payload), requestID: invocation.id) {
                 result in
-                self.completed(invocation, attempt: attempt, result: result, started: started)
+                self.completed(invocation, attempt: attempt, result: result)
             }
         } catch {
-            completed(invocation, attempt: attempt, result: .failure(error), started: started)
+            completed(invocation, attempt: attempt, result: .failure(error))
         }
     }
 
     private func completed(
-        _ invocation: QueuedInvocation, attempt: Int, result: Result<InvocationResult, GatewayError>,
-        started: ContinuousClock.Instant
+        _ invocation: QueuedInvocation, attempt started: Started, result: Result<InvocationResult, GatewayError>
     ) {
+        let attempt = started.attempt
         let policy = core.dispatchers[invocation.function]!.configuration.retry
         let now = Date()
         let outcome: AttemptOutcome
@@ -234,15 +260,16 @@ final class AsyncScheduler: Sendable {
         case .failure(let error):
             outcome = .dead(errorType: error.code.lambdaErrorType, message: error.message)
         }
-        finish(invocation, attempt: attempt, outcome: outcome, started: started)
+        finish(invocation, outcome: outcome, attempt: started)
     }
 
-    private func finish(
-        _ invocation: QueuedInvocation, attempt: Int, outcome: AttemptOutcome, started: ContinuousClock.Instant?
-    ) {
-        let duration = started.map { (ContinuousClock.now - $0).seconds }
+    /// Records the outcome of `started` (nil: dead-lettered without running) and reschedules or forgets it.
+    private func finish(_ invocation: QueuedInvocation, outcome: AttemptOutcome, attempt started: Started?) {
+        let attempt = started?.attempt ?? invocation.attempts
+        let duration = started.map { (ContinuousClock.now - $0.clock).seconds }
         queue.recordOutcome(
-            id: invocation.id, outcome: outcome, finishedAt: Date(), durationMs: duration.map { $0 * 1000 })
+            id: invocation.id, attempt: attempt, startedAt: started?.at, outcome: outcome, finishedAt: Date(),
+            durationMs: duration.map { $0 * 1000 })
         var again: QueuedInvocation?
         switch outcome {
         case .succeeded:
@@ -274,6 +301,7 @@ final class AsyncScheduler: Sendable {
         }
         state.withLock { s in
             s.functions[invocation.function]!.running -= 1
+            s.unrecordedStarts[invocation.id] = nil
             if let again, !s.stopping {
                 s.sequence += 1
                 s.functions[invocation.function]!.ready.insert(Entry(invocation: again, sequence: s.sequence))

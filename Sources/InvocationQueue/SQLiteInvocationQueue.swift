@@ -79,23 +79,27 @@ public final class SQLiteInvocationQueue: Sendable {
         ])
     }
 
-    /// Records the start of attempt `attempt` (queued for the next group commit; not awaited, not fsync'd:
-    /// lost only to a power cut, after which the attempt simply runs again).
+    /// Records that attempt `attempt` is running (queued for the next group commit; not awaited, not fsync'd).
+    /// Optional bookkeeping for the operator view: `recordOutcome` sets the attempt count and start time
+    /// itself, and `recover()` treats a running attempt like a queued one.
     public func recordStart(id: String, attempt: Int, at time: Date) {
         database.submit(durable: false) { db in
+            // A no-op when the attempt's outcome is already recorded (that sets attempts to `attempt`).
             try db.cachedStatement(
-                sql: "UPDATE invocation SET state = 'running', attempts = ?, started_at = ? WHERE id = ?"
-            ).execute(arguments: [attempt, time.timeIntervalSince1970, id])
+                sql: "UPDATE invocation SET state = 'running', attempts = ?, started_at = ? WHERE id = ? AND attempts < ?"
+            ).execute(arguments: [attempt, time.timeIntervalSince1970, id, attempt])
         }
     }
 
-    /// Records how an attempt ended. `done` runs after the commit. Not fsync'd: a power cut may lose the
-    /// record, and the invocation then runs again (at least once; functions write deterministic outputs).
+    /// Records how attempt `attempt` (started at `startedAt`; nil when it never ran) ended. `done` runs after
+    /// the commit. Not fsync'd: a power cut may lose the record, and the invocation then runs again (at least
+    /// once; functions write deterministic outputs).
     public func recordOutcome(
-        id: String, outcome: AttemptOutcome, finishedAt: Date, durationMs: Double?,
+        id: String, attempt: Int, startedAt: Date?, outcome: AttemptOutcome, finishedAt: Date, durationMs: Double?,
         done: @escaping @Sendable ((any Error)?) -> Void = { _ in }
     ) {
         let finished = finishedAt.timeIntervalSince1970
+        let started = startedAt?.timeIntervalSince1970
         database.submit(
             durable: false,
             { db in
@@ -103,34 +107,37 @@ public final class SQLiteInvocationQueue: Sendable {
                 case .succeeded:
                     try db.cachedStatement(
                         sql: """
-                            UPDATE invocation SET state = 'succeeded', finished_at = ?, duration_ms = ?
+                            UPDATE invocation SET state = 'succeeded', attempts = ?, started_at = COALESCE(?, started_at),
+                                finished_at = ?, duration_ms = ?
                             WHERE id = ?
                             """
-                    ).execute(arguments: [finished, durationMs, id])
+                    ).execute(arguments: [attempt, started, finished, durationMs, id])
                 case .failed(let type, let message, let retryAt):
                     try db.cachedStatement(
                         sql: """
-                            UPDATE invocation SET state = 'failed', finished_at = ?, duration_ms = ?, error_type = ?,
-                                error_message = ?, next_attempt_at = ?
+                            UPDATE invocation SET state = 'failed', attempts = ?, started_at = COALESCE(?, started_at),
+                                finished_at = ?, duration_ms = ?, error_type = ?, error_message = ?, next_attempt_at = ?
                             WHERE id = ?
                             """
-                    ).execute(arguments: [finished, durationMs, type, message, retryAt.timeIntervalSince1970, id])
+                    ).execute(arguments: [
+                        attempt, started, finished, durationMs, type, message, retryAt.timeIntervalSince1970, id,
+                    ])
                 case .dead(let type, let message):
                     try db.cachedStatement(
                         sql: """
-                            UPDATE invocation SET state = 'dead', finished_at = ?, duration_ms = ?, error_type = ?,
-                                error_message = ?
+                            UPDATE invocation SET state = 'dead', attempts = ?, started_at = COALESCE(?, started_at),
+                                finished_at = ?, duration_ms = ?, error_type = ?, error_message = ?
                             WHERE id = ?
                             """
-                    ).execute(arguments: [finished, durationMs, type, message, id])
+                    ).execute(arguments: [attempt, started, finished, durationMs, type, message, id])
                 case .returned(let retryAt):
                     try db.cachedStatement(
                         sql: """
-                            UPDATE invocation SET state = 'queued', attempts = MAX(attempts - 1, 0),
-                                next_attempt_at = ?
+                            UPDATE invocation SET state = CASE WHEN error_type IS NULL THEN 'queued' ELSE 'failed' END,
+                                attempts = ?, next_attempt_at = ?
                             WHERE id = ?
                             """
-                    ).execute(arguments: [retryAt.timeIntervalSince1970, id])
+                    ).execute(arguments: [max(attempt - 1, 0), retryAt.timeIntervalSince1970, id])
                 }
             }, done: done)
     }

@@ -85,6 +85,10 @@ import Testing
         #expect(redriven.state == .queued && redriven.attempts == 0 && redriven.source == "redrive")
 
         try await record(reopened, "x", .succeeded)
+        // A start recorded late (after the outcome of the same attempt) changes nothing.
+        reopened.recordStart(id: "x", attempt: 1, at: now)
+        try await reopened.database.flush()
+        #expect(try await reopened.get(id: "x")?.state == .succeeded)
         let counts = try await reopened.counts()
         #expect(counts["probe"]?[.succeeded] == 1)
         #expect(counts["probe"]?[.queued] == 2)
@@ -106,7 +110,7 @@ import Testing
 
     private func record(_ queue: SQLiteInvocationQueue, _ id: String, _ outcome: AttemptOutcome) async throws {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            queue.recordOutcome(id: id, outcome: outcome, finishedAt: Date(), durationMs: 1) { error in
+            queue.recordOutcome(id: id, attempt: 1, startedAt: Date(), outcome: outcome, finishedAt: Date(), durationMs: 1) { error in
                 if let error { c.resume(throwing: error) } else { c.resume() }
             }
         }
