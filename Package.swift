@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "hello", targets: ["hello"]),
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
         .library(name: "Gateway", targets: ["Gateway"]),
+        .library(name: "MediaKit", targets: ["MediaKit"]),
         .library(name: "InvocationQueue", targets: ["InvocationQueue"]),
         .library(name: "SigV4", targets: ["SigV4"]),
         .library(name: "S3Wire", targets: ["S3Wire"]),
@@ -216,6 +217,23 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // FFmpeg (Debian's libav*-dev) through pkg-config, with a header-only shim for the macros Swift cannot import.
+        .systemLibrary(
+            name: "CFFmpeg",
+            pkgConfig: "libavformat libavcodec libswscale libswresample libavutil",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libswresample-dev", "libavutil-dev"])]
+        ),
+        // Media work over FFmpeg: probing (custom AVIO over any byte source). Owns every C pointer.
+        .target(
+            name: "MediaKit",
+            dependencies: ["CFFmpeg"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MediaKitTests",
+            dependencies: ["MediaKit"],
             swiftSettings: swiftSettings
         ),
         // Handler protocols, context, the Lambda Runtime API client loop, S3 event types. No project target.

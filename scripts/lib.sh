@@ -22,6 +22,12 @@ apt_ensure() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# build_deps_ensure: the C libraries the package links (FFmpeg 5.1 from Debian, found through pkg-config)
+# and the ffmpeg/ffprobe CLI the tests use as an oracle.
+build_deps_ensure() {
+    apt_ensure pkg-config libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
+}
+
 # venv_ensure: a project-local Python venv with the pinned test clients (tests/python/requirements.txt).
 venv_ensure() {
     local req="$ROOT/tests/python/requirements.txt"

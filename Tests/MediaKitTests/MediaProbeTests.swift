@@ -1,0 +1,164 @@
+import Foundation
+import MediaKit
+import Testing
+
+/// Clips made by the `ffmpeg` CLI (the test oracle, installed by scripts/test), compared with `ffprobe`.
+enum Clips {
+    static let directory: String = {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mediakit-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }()
+
+    static func run(_ tool: String, _ arguments: [String]) throws -> Data {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/\(tool)")
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "\(tool) \(arguments) failed"])
+        }
+        return data
+    }
+
+    /// Makes `name` with ffmpeg once.
+    static func make(_ name: String, _ arguments: [String]) throws -> String {
+        let path = "\(directory)/\(name)"
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = try run("ffmpeg", ["-v", "error", "-y"] + arguments + [path])
+        }
+        return path
+    }
+
+    static func video() throws -> String {
+        try make("clip.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
+            "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-ac", "2", "-metadata:s:a:0", "language=eng", "-movflags", "+faststart",
+        ])
+    }
+
+    static func ffprobe(_ path: String) throws -> [String: Any] {
+        let data = try run("ffprobe", ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path])
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+}
+
+@Suite("MediaProbe")
+struct MediaProbeTests {
+    @Test func fieldsEqualFFprobes() async throws {
+        let path = try Clips.video()
+        let info = try await MediaProbe.probe(try FileSource(path: path))
+        let expected = try Clips.ffprobe(path)
+        let format = try #require(expected["format"] as? [String: Any])
+        #expect(info.container == format["format_name"] as? String)
+        #expect(abs(info.duration - Double(format["duration"] as! String)!) < 0.001)
+        #expect(info.bitRate == Int(format["bit_rate"] as! String))
+        #expect(info.size == Int64(format["size"] as! String))
+        let streams = try #require(expected["streams"] as? [[String: Any]])
+        #expect(info.streams.count == streams.count)
+        let video = try #require(info.video)
+        let v = try #require(streams.first { $0["codec_type"] as? String == "video" })
+        #expect(video.codec == v["codec_name"] as? String)
+        #expect(video.profile == v["profile"] as? String)
+        #expect(video.width == v["width"] as? Int && video.height == v["height"] as? Int)
+        #expect(video.displayAspectRatio == v["display_aspect_ratio"] as? String)
+        #expect(video.pixelFormat == v["pix_fmt"] as? String)
+        #expect(video.frameRate == 25)
+        #expect(video.rotation == 0)
+        let audio = try #require(info.audio)
+        let a = try #require(streams.first { $0["codec_type"] as? String == "audio" })
+        #expect(audio.codec == a["codec_name"] as? String)
+        #expect(audio.profile == a["profile"] as? String)
+        #expect(audio.sampleRate == Int(a["sample_rate"] as! String))
+        #expect(audio.channels == a["channels"] as? Int)
+        #expect(audio.language == "eng")
+    }
+
+    @Test func rotationAndAspectRatioComeFromTheContainer() async throws {
+        let encoded = try Clips.make("aspect.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
+            "-aspect", "16:9",
+        ])
+        // A rotation tag is written as a display matrix when the stream is copied.
+        let rotated = try Clips.make("rotated.mp4", ["-i", encoded, "-c", "copy", "-metadata:s:v:0", "rotate=90"])
+        let info = try await MediaProbe.probe(try FileSource(path: rotated))
+        let data = try Clips.run("ffprobe", ["-v", "error", "-print_format", "json", "-show_streams", rotated])
+        let stream = ((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["streams"] as? [[String: Any]])?.first
+        let sideData = (stream?["side_data_list"] as? [[String: Any]])?.first
+        #expect(info.video?.rotation == sideData?["rotation"] as? Int)
+        #expect(info.video?.rotation != 0)
+        #expect(info.video?.displayAspectRatio == "16:9")
+        #expect(info.video?.displayAspectRatio == stream?["display_aspect_ratio"] as? String)
+    }
+
+    @Test func rangedReadsFetchLittleOfAFaststartFile() async throws {
+        let path = try Clips.make("big.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset", "ultrafast",
+            "-b:v", "20M", "-movflags", "+faststart",
+        ])
+        let file = try FileSource(path: path)
+        let source = ChunkedRangeSource(size: file.size, chunkSize: 128 * 1024) { range in
+            var bytes = [UInt8](repeating: 0, count: range.count)
+            let n = try bytes.withUnsafeMutableBytes { try file.read(at: range.lowerBound, into: $0) }
+            return Array(bytes.prefix(n))
+        }
+        let info = try await MediaProbe.probe(source)
+        #expect(info.video?.width == 1280)
+        #expect(file.size > 20_000_000)
+        #expect(source.bytesFetched < file.size / 50, "fetched \(source.bytesFetched) of \(file.size)")
+    }
+
+    @Test(arguments: [
+        ("empty.mp4", MediaError.Code.unreadableMedia),
+        ("garbage.mp4", .unreadableMedia),
+        ("truncated.mp4", .unreadableMedia),
+        ("image.mp4", .zeroDuration),
+        ("audio.mp4", .noVideoStream),
+    ])
+    func hostileInputIsRefusedWithAReason(name: String, code: MediaError.Code) async throws {
+        let path = Clips.directory + "/" + name
+        switch name {
+        case "empty.mp4": _ = FileManager.default.createFile(atPath: path, contents: Data())
+        case "garbage.mp4": _ = FileManager.default.createFile(atPath: path, contents: Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }))
+        case "truncated.mp4":
+            // The header of a file whose moov is at the end, cut before it.
+            let full = try Clips.make("moov-at-end.mp4", [
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "libx264", "-preset", "ultrafast",
+            ])
+            let data = try Data(contentsOf: URL(fileURLWithPath: full))
+            _ = FileManager.default.createFile(atPath: path, contents: data.prefix(data.count / 2))
+        case "image.mp4":
+            let png = try Clips.make("still.png", ["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1"])
+            try? FileManager.default.removeItem(atPath: path)
+            try FileManager.default.copyItem(atPath: png, toPath: path)
+        default:
+            _ = try Clips.make(name, ["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac"])
+        }
+        do {
+            let info = try await MediaProbe.probe(try FileSource(path: path))
+            Issue.record("\(name) was accepted: \(info)")
+        } catch {
+            #expect(error.code == code, "\(name): \(error)")
+            #expect(!error.message.isEmpty)
+        }
+    }
+
+    @Test func limitsAreEnforced() async throws {
+        let path = try Clips.video()
+        await #expect(throws: MediaError.self) {
+            try await MediaProbe.probe(try FileSource(path: path), limits: ProbeLimits(maxWidth: 100, maxHeight: 100))
+        }
+        do {
+            _ = try await MediaProbe.probe(try FileSource(path: path), limits: ProbeLimits(maxDuration: 1))
+        } catch {
+            #expect(error.code == .durationTooLong)
+        }
+    }
+}
