@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "cinescale", targets: ["cinescale"]),
         .executable(name: "hello", targets: ["hello"]),
+        .executable(name: "probe", targets: ["probe"]),
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
         .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "MediaKit", targets: ["MediaKit"]),
@@ -229,6 +230,15 @@ let package = Package(
         .target(
             name: "MediaKit",
             dependencies: ["CFFmpeg"],
+            swiftSettings: swiftSettings
+        ),
+        // `probe`: upload → metadata.json (or status.json and a failed invocation), reading through ranged GETs.
+        .executableTarget(
+            name: "probe",
+            dependencies: [
+                "FunctionRuntime", "MediaKit", "S3Client", "SigV4", .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "functions/probe",
             swiftSettings: swiftSettings
         ),
         .testTarget(

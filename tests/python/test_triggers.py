@@ -7,18 +7,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, start_process, start_store, stop_process
+from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, free_port, metric, start_store, stop_process, wait_for
 
 TOKEN = "trigger-test-token"
 
@@ -49,30 +48,6 @@ def _bin(name):
     if not path or not os.path.exists(path):
         pytest.skip(f"{name} not set (run scripts/test)")
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, condition, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def metric(endpoint, name):
-    text = urllib.request.urlopen(endpoint + "/metrics", timeout=10).read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 class Pipeline:
@@ -223,8 +198,6 @@ def pipeline_factory():
         p.close()
         shutil.rmtree(p.root, ignore_errors=True)
 
-
-import urllib.parse  # noqa: E402
 
 
 def test_aws_s3_cp_invokes_the_function_with_the_object(pipeline_factory, tmp_path):

@@ -1,0 +1,195 @@
+// `probe`: triggered by an upload to the ingest bucket. Reads the object through ranged GETs (never the
+// whole file for a faststart MP4), and writes `<video-id>/metadata.json` to the media bucket — container,
+// duration, bit rate, size and every stream's parameters — or, for what is not a playable video,
+// `<video-id>/status.json` saying why, and fails the invocation (so it ends in the dead-letter queue).
+//
+// The video id is the object's file name without its extension (`uploads/7f3a.mp4` → `7f3a`).
+//
+// Environment (the Lambda ones first, so the binary runs unchanged on AWS Lambda):
+//   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION
+//   CINESCALE_S3_ENDPOINT or AWS_ENDPOINT_URL_S3   the S3 endpoint (default: AWS S3 in AWS_REGION)
+//   MEDIA_BUCKET                                   where outputs go (default: media)
+//   PROBE_MAX_WIDTH, PROBE_MAX_HEIGHT, PROBE_MAX_DURATION (seconds)   refusal limits (7680, 4320, 14400)
+import Dispatch
+import Foundation
+import FunctionRuntime
+import MediaKit
+import NIOCore
+import S3Client
+import SigV4
+import Synchronization
+
+struct ProbeConfiguration: Sendable {
+    var s3: S3ClientConfiguration
+    var mediaBucket: String
+    var limits: ProbeLimits
+
+    static func load(_ environment: [String: String]) throws -> ProbeConfiguration {
+        let region = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
+        guard let accessKey = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"] else {
+            throw ConfigurationError(message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
+        }
+        let endpointText = environment["CINESCALE_S3_ENDPOINT"] ?? environment["AWS_ENDPOINT_URL_S3"]
+            ?? "https://s3.\(region).amazonaws.com"
+        guard let endpoint = URL(string: endpointText), endpoint.host != nil else {
+            throw ConfigurationError(message: "invalid S3 endpoint '\(endpointText)'")
+        }
+        func number(_ name: String, _ fallback: Double) throws -> Double {
+            guard let text = environment[name] else { return fallback }
+            guard let value = Double(text), value > 0 else {
+                throw ConfigurationError(message: "\(name) must be a positive number, got '\(text)'")
+            }
+            return value
+        }
+        return ProbeConfiguration(
+            s3: S3ClientConfiguration(
+                endpoint: endpoint, region: region,
+                credentials: Credentials(
+                    accessKeyId: accessKey, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])),
+            mediaBucket: environment["MEDIA_BUCKET"] ?? "media",
+            limits: ProbeLimits(
+                maxWidth: Int(try number("PROBE_MAX_WIDTH", 7680)), maxHeight: Int(try number("PROBE_MAX_HEIGHT", 4320)),
+                maxDuration: try number("PROBE_MAX_DURATION", 14_400)))
+    }
+}
+
+struct ConfigurationError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// A refusal, reported with the MediaKit code as the Lambda error type (`NoVideoStream`, `UnreadableMedia`...).
+struct ProbeRefused: FunctionError {
+    var error: MediaError
+    var videoID: String
+    var errorType: String { error.code.rawValue }
+    var errorMessage: String { "video \(videoID): \(error.message)" }
+}
+
+/// `<video-id>/metadata.json`.
+struct Metadata: Codable, Sendable {
+    struct Source: Codable, Sendable {
+        var bucket: String
+        var key: String
+        var eTag: String?
+        var size: Int64
+    }
+
+    struct Reads: Codable, Sendable {
+        var requests: Int
+        var bytesRead: Int64
+    }
+
+    var videoId: String
+    var source: Source
+    var media: MediaInfo
+    var probe: Reads
+}
+
+/// `<video-id>/status.json` when the probe refuses the upload.
+struct Status: Codable, Sendable {
+    struct Failure: Codable, Sendable {
+        var code: String
+        var message: String
+    }
+
+    var videoId: String
+    var state: String
+    var stage: String
+    var error: Failure
+    var source: Metadata.Source
+}
+
+struct Summary: Encodable, Sendable {
+    var probed: [String]
+}
+
+enum VideoID {
+    /// The file name without its extension.
+    static func from(key: String) -> String {
+        let name = key.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? key
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return name }
+        return String(name[..<dot])
+    }
+}
+
+struct ProbeHandler: FunctionHandler {
+    let configuration: ProbeConfiguration
+    let s3: S3Client
+
+    init() throws {
+        configuration = try ProbeConfiguration.load(ProcessInfo.processInfo.environment)
+        s3 = S3Client(configuration: configuration.s3)
+    }
+
+    func handle(_ event: S3Event, context: FunctionContext) async throws -> Summary {
+        var probed: [String] = []
+        for record in event.records where record.isObjectCreated {
+            probed.append(try await probe(bucket: record.s3.bucket.name, key: record.s3.object.key, context: context))
+        }
+        return Summary(probed: probed)
+    }
+
+    func probe(bucket: String, key: String, context: FunctionContext) async throws -> String {
+        let videoID = VideoID.from(key: key)
+        let head = try await s3.headObject(bucket: bucket, key: key)
+        let sourceInfo = Metadata.Source(bucket: bucket, key: key, eTag: head.etag, size: Int64(head.size))
+        let s3 = self.s3
+        let source = ChunkedRangeSource(size: Int64(head.size), chunkSize: 128 * 1024) { range in
+            try Blocking.run {
+                let output = try await s3.getObject(
+                    bucket: bucket, key: key, range: ByteRange(Int(range.lowerBound)..<Int(range.upperBound)))
+                return Array(output.body.readableBytesView)
+            }
+        }
+        let info: MediaInfo
+        do {
+            info = try await MediaProbe.probe(source, limits: configuration.limits)
+        } catch {
+            if error.code == .sourceUnavailable { throw error }  // transient: let the retry policy handle it
+            let status = Status(
+                videoId: videoID, state: "failed", stage: "probe",
+                error: .init(code: error.code.rawValue, message: error.message), source: sourceInfo)
+            try await put(status, key: "\(videoID)/status.json")
+            context.logger.warning("upload refused", metadata: [
+                "cinescale.video": .string(videoID), "cinescale.error": .string(error.description),
+            ])
+            throw ProbeRefused(error: error, videoID: videoID)
+        }
+        let metadata = Metadata(
+            videoId: videoID, source: sourceInfo, media: info,
+            probe: .init(requests: source.requests, bytesRead: source.bytesFetched))
+        try await put(metadata, key: "\(videoID)/metadata.json")
+        context.logger.info("probed", metadata: [
+            "cinescale.video": .string(videoID), "cinescale.bytes.read": .stringConvertible(source.bytesFetched),
+            "cinescale.size": .stringConvertible(head.size),
+        ])
+        return videoID
+    }
+
+    func put(_ value: some Encodable, key: String) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        _ = try await s3.putObject(
+            bucket: configuration.mediaBucket, key: key, body: ByteBuffer(bytes: data), contentType: "application/json")
+    }
+}
+
+/// Runs async work from a thread that may block (MediaKit's FFmpeg thread), waiting for its result.
+enum Blocking {
+    static func run<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let outcome: Result<T, any Error>
+            do { outcome = .success(try await work()) } catch { outcome = .failure(error) }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        done.wait()
+        return try result.withLock { $0! }.get()
+    }
+}
+
+await FunctionRuntime.run(makeHandler: { try ProbeHandler() })

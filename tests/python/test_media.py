@@ -1,0 +1,175 @@
+"""The probe function end to end: an upload to the embedded store triggers `probe` (a real function process
+behind the gateway), which reads the object with ranged GETs and writes metadata.json — compared with
+ffprobe's view of the same file — or refuses hostile input with status.json and a dead letter."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+
+import pytest
+
+from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, free_port, start_store, stop_process, wait_for
+
+TOKEN = "media-test-token"
+
+
+def _bin(name):
+    path = os.environ.get(name)
+    if not path or not os.path.exists(path):
+        pytest.skip(f"{name} not set (run scripts/test)")
+    return path
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=300)
+
+
+def ffprobe(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", path],
+                         check=True, capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout)
+
+
+class Media:
+    def __init__(self, root):
+        self.root = root
+        gateway_port = free_port()
+        self.gateway = f"http://127.0.0.1:{gateway_port}"
+        self.store_proc, self.store = start_store(
+            root, ["--notify-webhook", f"gw={self.gateway}/events", "--notify-token", TOKEN])
+        self.s3 = self.store.client()
+        for bucket in ("ingest", "media"):
+            self.s3.create_bucket(Bucket=bucket)
+        result = aws_cli(self.store.endpoint, root, "s3api", "put-bucket-notification-configuration", "--bucket", "ingest",
+                         "--notification-configuration", json.dumps({"QueueConfigurations": [{
+                             "QueueArn": "arn:minio:sqs::gw:webhook", "Events": ["s3:ObjectCreated:*"]}]}))
+        assert result.returncode == 0, result.stderr
+        config = {
+            "functions": {
+                "probe": {
+                    "command": [_bin("CINESCALE_PROBE_BIN")], "timeout": 60, "concurrency": 2,
+                    "environment": {
+                        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                        "CINESCALE_S3_ENDPOINT": self.store.endpoint, "MEDIA_BUCKET": "media",
+                        "PROBE_MAX_WIDTH": "4096", "PROBE_MAX_HEIGHT": "4096",
+                    },
+                    "retry": {"maxAttempts": 1},
+                }
+            },
+            "triggers": [{"function": "probe", "bucket": "ingest"}],
+        }
+        path = os.path.join(root, "gateway.yaml")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        log = open(os.path.join(root, "gateway.log"), "ab")
+        self.gateway_proc = subprocess.Popen(
+            [_bin("CINESCALE_BIN"), "gateway", "--config", path, "--port", str(gateway_port),
+             "--data-dir", os.path.join(root, "gw"), "--event-token", TOKEN,
+             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY], stdout=log, stderr=subprocess.STDOUT)
+        wait_for("the gateway", self._healthy)
+
+    def _healthy(self):
+        try:
+            return urllib.request.urlopen(self.gateway + "/healthz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    def media_object(self, key):
+        try:
+            return json.loads(self.s3.get_object(Bucket="media", Key=key)["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
+    def dead_letters(self):
+        out = subprocess.run([_bin("CINESCALE_BIN"), "invocations", "list", "--state", "dead", "--json",
+                              "--gateway", self.gateway, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["invocations"]
+
+    def close(self):
+        stop_process(self.gateway_proc)
+        stop_process(self.store_proc)
+
+
+@pytest.fixture(scope="module")
+def media():
+    root = tempfile.mkdtemp(prefix="cinescale-media-")
+    m = Media(root)
+    try:
+        yield m
+    finally:
+        m.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_probe_writes_metadata_equal_to_ffprobes(media, tmp_path):
+    clip = str(tmp_path / "clip.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=4",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=4",
+           "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "main", "-c:a", "aac", "-ac", "2",
+           "-metadata:s:a:0", "language=fra", "-movflags", "+faststart", clip)
+    result = aws_cli(media.store.endpoint, tmp_path, "s3", "cp", "--no-progress", clip, "s3://ingest/uploads/vid-001.mp4")
+    assert result.returncode == 0, result.stderr
+    metadata = wait_for("metadata.json", lambda: media.media_object("vid-001/metadata.json"))
+    expected = ffprobe(clip)
+    assert metadata["videoId"] == "vid-001"
+    assert metadata["source"] == {"bucket": "ingest", "key": "uploads/vid-001.mp4",
+                                  "eTag": media.s3.head_object(Bucket="ingest", Key="uploads/vid-001.mp4")["ETag"].strip('"'),
+                                  "size": os.path.getsize(clip)}
+    info = metadata["media"]
+    assert info["container"] == expected["format"]["format_name"]
+    assert abs(info["duration"] - float(expected["format"]["duration"])) < 0.001
+    assert info["bitRate"] == int(expected["format"]["bit_rate"])
+    by_type = {s["codec_type"]: s for s in expected["streams"]}
+    video = next(s for s in info["streams"] if s["type"] == "video")
+    audio = next(s for s in info["streams"] if s["type"] == "audio")
+    v, a = by_type["video"], by_type["audio"]
+    assert (video["codec"], video["profile"], video["width"], video["height"], video["pixelFormat"]) == \
+        (v["codec_name"], v["profile"], v["width"], v["height"], v["pix_fmt"])
+    assert video["displayAspectRatio"] == v["display_aspect_ratio"]
+    assert video["frameRate"] == 30
+    assert (audio["codec"], audio["sampleRate"], audio["channels"], audio["language"]) == \
+        (a["codec_name"], int(a["sample_rate"]), a["channels"], "fra")
+
+
+def test_probe_reads_under_2_percent_of_a_50_mb_faststart_mp4(media, tmp_path):
+    clip = str(tmp_path / "big.mp4")
+    # Lossless H.264 of a synthetic pattern: ~2 MB per second at 720p.
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=25", "-c:v", "libx264",
+           "-preset", "ultrafast", "-qp", "0", "-movflags", "+faststart", clip)
+    size = os.path.getsize(clip)
+    assert size > 45_000_000
+    media.s3.upload_file(clip, "ingest", "uploads/big-001.mp4")
+    metadata = wait_for("metadata.json", lambda: media.media_object("big-001/metadata.json"), timeout=120)
+    assert metadata["media"]["streams"][0]["width"] == 1280
+    print(f"probe read {metadata['probe']['bytesRead']} of {size} bytes in {metadata['probe']['requests']} requests")
+    assert metadata["probe"]["bytesRead"] < size * 0.02, metadata["probe"]
+    assert metadata["probe"]["requests"] <= 8
+
+
+@pytest.mark.parametrize("name,make,code", [
+    ("empty", lambda p: open(p, "wb").close(), "UnreadableMedia"),
+    ("image", lambda p: ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1", "-f", "image2",
+                               "-c:v", "png", p), "ZeroDuration"),
+    ("audio", lambda p: ffmpeg("-f", "lavfi", "-i", "sine=duration=2", "-c:a", "aac", "-f", "mp4", p), "NoVideoStream"),
+    ("huge", lambda p: ffmpeg("-f", "lavfi", "-i", "color=size=4112x16:duration=1", "-c:v", "libx264",
+                              "-preset", "ultrafast", "-f", "mp4", p), "DimensionsTooLarge"),
+    ("garbage", lambda p: open(p, "wb").write(os.urandom(200_000)), "UnreadableMedia"),
+])
+def test_hostile_uploads_end_as_dead_letters_with_a_status(media, tmp_path, name, make, code):
+    path = str(tmp_path / f"{name}.mp4")
+    make(path)
+    media.s3.upload_file(path, "ingest", f"uploads/bad-{name}.mp4")
+    status = wait_for("status.json", lambda: media.media_object(f"bad-{name}/status.json"))
+    assert status["state"] == "failed" and status["stage"] == "probe"
+    assert status["error"]["code"] == code, status
+    assert status["error"]["message"]
+    assert media.media_object(f"bad-{name}/metadata.json") is None
+    letters = wait_for("the dead letter", lambda: [d for d in media.dead_letters()
+                                                   if f"bad-{name}" in json.dumps(d["event"])])
+    assert letters[0]["errorType"] == code
+    # The worker is still serving: a good upload after the bad one is probed.
+    assert urllib.request.urlopen(media.gateway + "/healthz", timeout=5).status == 200
