@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// What the server received, unparsed.
 public struct IncomingRequest: Sendable {
@@ -115,6 +116,8 @@ public struct SigV4Verifier: Sendable {
     public let service: String
     public let allowedClockSkew: TimeInterval
     private let secretKey: @Sendable (String) -> String?
+    /// Derived signing keys: four HMACs per request saved; a key changes once a day per credential scope.
+    private let signingKeys = SigningKeyCache()
 
     /// `secretKey` returns the secret for an access key id, nil if unknown (-> InvalidAccessKeyId).
     public init(
@@ -321,7 +324,7 @@ public struct SigV4Verifier: Sendable {
         guard let payloadHash = headers.first("x-amz-content-sha256") else {
             throw SigV4Error(.invalidRequest, "Missing required header for this request: x-amz-content-sha256")
         }
-        let key = SigV4Core.signingKey(secret: secret, date: cred.date, region: cred.region, service: cred.service)
+        let key = signingKeys.key(secret: secret, date: cred.date, region: cred.region, service: cred.service)
         // Classify first so a malformed x-amz-content-sha256 reports InvalidArgument.
         _ = try classify(payloadHash: payloadHash, signature: "", datetime: datetime, cred: cred, key: key)
         let signature = try checkSignature(
@@ -382,7 +385,7 @@ public struct SigV4Verifier: Sendable {
         if now.timeIntervalSince(requestDate) > TimeInterval(expires) { throw SigV4Error.expired }
 
         let payloadHash = param("X-Amz-Content-Sha256") ?? PayloadSignature.unsignedPayloadValue
-        let key = SigV4Core.signingKey(secret: secret, date: cred.date, region: cred.region, service: cred.service)
+        let key = signingKeys.key(secret: secret, date: cred.date, region: cred.region, service: cred.service)
         _ = try classify(payloadHash: payloadHash, signature: "", datetime: datetime, cred: cred, key: key)
         let computed = try checkSignature(
             request: request, headers: headers,
@@ -557,5 +560,29 @@ public struct SigV4Verifier: Sendable {
         return VerifiedRequest(
             accessKeyId: accessKeyId, scheme: .sigV2Query, payload: .unsigned,
             sessionToken: amz["x-amz-security-token"])
+    }
+}
+
+/// A small cache of derived SigV4 signing keys, keyed by the secret and the credential scope.
+final class SigningKeyCache: Sendable {
+    private struct Scope: Hashable {
+        var secret: String
+        var date: String
+        var region: String
+        var service: String
+    }
+
+    private let keys = Mutex<[Scope: [UInt8]]>([:])
+    private static let capacity = 64
+
+    func key(secret: String, date: String, region: String, service: String) -> [UInt8] {
+        let scope = Scope(secret: secret, date: date, region: region, service: service)
+        if let key = keys.withLock({ $0[scope] }) { return key }
+        let key = SigV4Core.signingKey(secret: secret, date: date, region: region, service: service)
+        keys.withLock { keys in
+            if keys.count >= Self.capacity { keys.removeAll(keepingCapacity: true) }
+            keys[scope] = key
+        }
+        return key
     }
 }
