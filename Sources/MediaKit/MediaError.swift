@@ -13,6 +13,8 @@ public struct MediaError: Error, Sendable, CustomStringConvertible {
         case dimensionsTooLarge = "DimensionsTooLarge"
         /// Longer than the configured limit.
         case durationTooLong = "DurationTooLong"
+        /// Decoding, scaling, encoding or writing failed.
+        case transcodeFailed = "TranscodeFailed"
     }
 
     public var code: Code

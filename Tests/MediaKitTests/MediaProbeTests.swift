@@ -162,3 +162,63 @@ struct MediaProbeTests {
         }
     }
 }
+
+@Suite("Transcoder")
+struct TranscoderTests {
+    @Test func laddersAreNeverUpscaledAndWidthsAreEven() {
+        let ladder = Rung.defaultLadder
+        #expect(Transcoder.rungs(for: 1080, ladder: ladder).map(\.height) == [240, 360, 720, 1080])
+        #expect(Transcoder.rungs(for: 480, ladder: ladder).map(\.height) == [240, 360])
+        #expect(Transcoder.rungs(for: 144, ladder: ladder).map(\.height) == [240])
+    }
+
+    @Test func decodesOnceAndWritesFaststartMP4sCheckedWithFFprobe() async throws {
+        let source = try Clips.make("ladder-source.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30:duration=5",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=5",
+            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
+        ])
+        let directory = Clips.directory + "/ladder-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let seen = ProgressLog()
+        let renditions = try await Transcoder.transcode(
+            input: source, ladder: Rung.defaultLadder, settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 2),
+            directory: directory, progress: { seen.add($0) })
+        #expect(renditions.map(\.rung.name) == ["240p", "360p"])
+        #expect(renditions.map { "\($0.width)x\($0.height)" } == ["426x240", "640x360"])
+        #expect(seen.last == 1)
+        for rendition in renditions {
+            let probe = try Clips.ffprobe(rendition.path)
+            let streams = try #require(probe["streams"] as? [[String: Any]])
+            let video = try #require(streams.first { $0["codec_type"] as? String == "video" })
+            #expect(video["codec_name"] as? String == "h264")
+            #expect(video["width"] as? Int == rendition.width && video["height"] as? Int == rendition.height)
+            let audio = try #require(streams.first { $0["codec_type"] as? String == "audio" })
+            #expect(audio["codec_name"] as? String == "aac")
+            let duration = Double((probe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
+            #expect(abs(duration - 5) < 0.2)
+            // moov before mdat: the index comes first.
+            let head = try FileHandle(forReadingFrom: URL(fileURLWithPath: rendition.path)).read(upToCount: 64 * 1024) ?? Data()
+            let moov = head.range(of: Data("moov".utf8))
+            let mdat = head.range(of: Data("mdat".utf8))
+            #expect(moov != nil && (mdat == nil || moov!.lowerBound < mdat!.lowerBound))
+            // Keyframes every 2 s in every rung (aligned).
+            let frames = try Clips.run("ffprobe", [
+                "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time",
+                "-of", "csv=p=0", rendition.path,
+            ])
+            let keyframes = String(decoding: frames, as: UTF8.self).split(separator: "\n").compactMap { line in
+                line.split(separator: ",").first.flatMap { Double($0) }
+            }
+            #expect(keyframes.map { ($0 * 10).rounded() / 10 } == [0, 2, 4])
+        }
+    }
+}
+
+final class ProgressLog: Sendable {
+    private let values = Mutex<[Double]>([])
+    func add(_ v: Double) { values.withLock { $0.append(v) } }
+    var last: Double? { values.withLock { $0.last } }
+}
+
+import Synchronization
