@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "cinescale", targets: ["cinescale"]),
         .executable(name: "hello", targets: ["hello"]),
         .executable(name: "probe", targets: ["probe"]),
+        .executable(name: "transcode", targets: ["transcode"]),
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
         .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "MediaKit", targets: ["MediaKit"]),
@@ -232,13 +233,27 @@ let package = Package(
             dependencies: ["CFFmpeg"],
             swiftSettings: swiftSettings
         ),
+        // What the media functions share: configuration from the (Lambda) environment, output keys, JSON objects.
+        .target(
+            name: "MediaFunctionSupport",
+            dependencies: ["S3Client", "SigV4", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // `probe`: upload → metadata.json (or status.json and a failed invocation), reading through ranged GETs.
         .executableTarget(
             name: "probe",
             dependencies: [
-                "FunctionRuntime", "MediaKit", "S3Client", "SigV4", .product(name: "NIOCore", package: "swift-nio"),
+                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/probe",
+            swiftSettings: swiftSettings
+        ),
+        // `transcode`: metadata.json → the MP4 ladder in the media bucket, status.json with progress.
+        .executableTarget(
+            name: "transcode",
+            dependencies: ["FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client"],
+            path: "functions/transcode",
             swiftSettings: swiftSettings
         ),
         .testTarget(

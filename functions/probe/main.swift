@@ -5,10 +5,7 @@
 //
 // The video id is the object's file name without its extension (`uploads/7f3a.mp4` → `7f3a`).
 //
-// Environment (the Lambda ones first, so the binary runs unchanged on AWS Lambda):
-//   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION
-//   CINESCALE_S3_ENDPOINT or AWS_ENDPOINT_URL_S3   the S3 endpoint (default: AWS S3 in AWS_REGION)
-//   MEDIA_BUCKET                                   where outputs go (default: media)
+// Environment: see MediaFunctionEnvironment (AWS credentials and region, S3 endpoint, MEDIA_BUCKET), and
 //   PROBE_MAX_WIDTH, PROBE_MAX_HEIGHT, PROBE_MAX_DURATION (seconds)   refusal limits (7680, 4320, 14400)
 import Dispatch
 import Foundation
@@ -16,46 +13,22 @@ import FunctionRuntime
 import MediaKit
 import NIOCore
 import S3Client
-import SigV4
+import MediaFunctionSupport
 import Synchronization
 
 struct ProbeConfiguration: Sendable {
-    var s3: S3ClientConfiguration
-    var mediaBucket: String
+    var environment: MediaFunctionEnvironment
     var limits: ProbeLimits
 
-    static func load(_ environment: [String: String]) throws -> ProbeConfiguration {
-        let region = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
-        guard let accessKey = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"] else {
-            throw ConfigurationError(message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
-        }
-        let endpointText = environment["CINESCALE_S3_ENDPOINT"] ?? environment["AWS_ENDPOINT_URL_S3"]
-            ?? "https://s3.\(region).amazonaws.com"
-        guard let endpoint = URL(string: endpointText), endpoint.host != nil else {
-            throw ConfigurationError(message: "invalid S3 endpoint '\(endpointText)'")
-        }
-        func number(_ name: String, _ fallback: Double) throws -> Double {
-            guard let text = environment[name] else { return fallback }
-            guard let value = Double(text), value > 0 else {
-                throw ConfigurationError(message: "\(name) must be a positive number, got '\(text)'")
-            }
-            return value
-        }
+    static func load() throws -> ProbeConfiguration {
+        let environment = try MediaFunctionEnvironment()
         return ProbeConfiguration(
-            s3: S3ClientConfiguration(
-                endpoint: endpoint, region: region,
-                credentials: Credentials(
-                    accessKeyId: accessKey, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])),
-            mediaBucket: environment["MEDIA_BUCKET"] ?? "media",
+            environment: environment,
             limits: ProbeLimits(
-                maxWidth: Int(try number("PROBE_MAX_WIDTH", 7680)), maxHeight: Int(try number("PROBE_MAX_HEIGHT", 4320)),
-                maxDuration: try number("PROBE_MAX_DURATION", 14_400)))
+                maxWidth: Int(try environment.number("PROBE_MAX_WIDTH", 7680)),
+                maxHeight: Int(try environment.number("PROBE_MAX_HEIGHT", 4320)),
+                maxDuration: try environment.number("PROBE_MAX_DURATION", 14_400)))
     }
-}
-
-struct ConfigurationError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
 }
 
 /// A refusal, reported with the MediaKit code as the Lambda error type (`NoVideoStream`, `UnreadableMedia`...).
@@ -104,22 +77,13 @@ struct Summary: Encodable, Sendable {
     var probed: [String]
 }
 
-enum VideoID {
-    /// The file name without its extension.
-    static func from(key: String) -> String {
-        let name = key.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? key
-        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return name }
-        return String(name[..<dot])
-    }
-}
-
 struct ProbeHandler: FunctionHandler {
     let configuration: ProbeConfiguration
     let s3: S3Client
 
     init() throws {
-        configuration = try ProbeConfiguration.load(ProcessInfo.processInfo.environment)
-        s3 = S3Client(configuration: configuration.s3)
+        configuration = try ProbeConfiguration.load()
+        s3 = S3Client(configuration: configuration.environment.s3)
     }
 
     func handle(_ event: S3Event, context: FunctionContext) async throws -> Summary {
@@ -131,7 +95,7 @@ struct ProbeHandler: FunctionHandler {
     }
 
     func probe(bucket: String, key: String, context: FunctionContext) async throws -> String {
-        let videoID = VideoID.from(key: key)
+        let videoID = VideoKeys.videoID(forUpload: key)
         let head = try await s3.headObject(bucket: bucket, key: key)
         let sourceInfo = Metadata.Source(bucket: bucket, key: key, eTag: head.etag, size: Int64(head.size))
         let s3 = self.s3
@@ -150,7 +114,7 @@ struct ProbeHandler: FunctionHandler {
             let status = Status(
                 videoId: videoID, state: "failed", stage: "probe",
                 error: .init(code: error.code.rawValue, message: error.message), source: sourceInfo)
-            try await put(status, key: "\(videoID)/status.json")
+            try await s3.putJSON(status, bucket: configuration.environment.mediaBucket, key: VideoKeys.status(videoID))
             context.logger.warning("upload refused", metadata: [
                 "cinescale.video": .string(videoID), "cinescale.error": .string(error.description),
             ])
@@ -159,20 +123,12 @@ struct ProbeHandler: FunctionHandler {
         let metadata = Metadata(
             videoId: videoID, source: sourceInfo, media: info,
             probe: .init(requests: source.requests, bytesRead: source.bytesFetched))
-        try await put(metadata, key: "\(videoID)/metadata.json")
+        try await s3.putJSON(metadata, bucket: configuration.environment.mediaBucket, key: VideoKeys.metadata(videoID))
         context.logger.info("probed", metadata: [
             "cinescale.video": .string(videoID), "cinescale.bytes.read": .stringConvertible(source.bytesFetched),
             "cinescale.size": .stringConvertible(head.size),
         ])
         return videoID
-    }
-
-    func put(_ value: some Encodable, key: String) async throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(value)
-        _ = try await s3.putObject(
-            bucket: configuration.mediaBucket, key: key, body: ByteBuffer(bytes: data), contentType: "application/json")
     }
 }
 

@@ -42,23 +42,35 @@ class Media:
         self.s3 = self.store.client()
         for bucket in ("ingest", "media"):
             self.s3.create_bucket(Bucket=bucket)
-        result = aws_cli(self.store.endpoint, root, "s3api", "put-bucket-notification-configuration", "--bucket", "ingest",
-                         "--notification-configuration", json.dumps({"QueueConfigurations": [{
-                             "QueueArn": "arn:minio:sqs::gw:webhook", "Events": ["s3:ObjectCreated:*"]}]}))
-        assert result.returncode == 0, result.stderr
+        for bucket, rule in (("ingest", {}), ("media", {"Filter": {"Key": {"FilterRules": [
+                {"Name": "suffix", "Value": "/metadata.json"}]}}})):
+            result = aws_cli(self.store.endpoint, root, "s3api", "put-bucket-notification-configuration", "--bucket", bucket,
+                             "--notification-configuration", json.dumps({"QueueConfigurations": [{
+                                 "QueueArn": "arn:minio:sqs::gw:webhook", "Events": ["s3:ObjectCreated:*"], **rule}]}))
+            assert result.returncode == 0, result.stderr
+        environment = {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "CINESCALE_S3_ENDPOINT": self.store.endpoint, "MEDIA_BUCKET": "media",
+        }
         config = {
             "functions": {
                 "probe": {
                     "command": [_bin("CINESCALE_PROBE_BIN")], "timeout": 60, "concurrency": 2,
-                    "environment": {
-                        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-                        "CINESCALE_S3_ENDPOINT": self.store.endpoint, "MEDIA_BUCKET": "media",
-                        "PROBE_MAX_WIDTH": "4096", "PROBE_MAX_HEIGHT": "4096",
-                    },
+                    "environment": {**environment, "PROBE_MAX_WIDTH": "4096", "PROBE_MAX_HEIGHT": "4096"},
                     "retry": {"maxAttempts": 1},
-                }
+                },
+                "transcode": {
+                    "command": [_bin("CINESCALE_TRANSCODE_BIN")], "timeout": 300, "concurrency": 1,
+                    "environment": {**environment, "LADDER": "240,360,720", "X264_PRESET": "ultrafast",
+                                    "KEYFRAME_SECONDS": "2"},
+                    "retry": {"maxAttempts": 2},
+                },
             },
-            "triggers": [{"function": "probe", "bucket": "ingest"}],
+            "triggers": [
+                {"function": "probe", "bucket": "ingest"},
+                # Only ids starting with tx- are transcoded here, to keep the suite quick.
+                {"function": "transcode", "bucket": "media", "prefix": "tx-", "suffix": "/metadata.json"},
+            ],
         }
         path = os.path.join(root, "gateway.yaml")
         with open(path, "w") as f:
@@ -173,3 +185,27 @@ def test_hostile_uploads_end_as_dead_letters_with_a_status(media, tmp_path, name
     assert letters[0]["errorType"] == code
     # The worker is still serving: a good upload after the bad one is probed.
     assert urllib.request.urlopen(media.gateway + "/healthz", timeout=5).status == 200
+
+
+def test_upload_is_probed_then_transcoded_into_the_ladder(media, tmp_path):
+    clip = str(tmp_path / "tx.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30:duration=6",
+           "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000:duration=6",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
+    media.s3.upload_file(clip, "ingest", "uploads/tx-001.mp4")
+    status = wait_for("ready", lambda: (lambda s: s if s and s["state"] == "ready" else None)(
+        media.media_object("tx-001/status.json")), timeout=180)
+    assert status["percent"] == 100
+    assert [(r["name"], r["width"], r["height"]) for r in status["renditions"]] == [("240p", 426, 240), ("360p", 640, 360)]
+    for rendition in status["renditions"]:
+        path = str(tmp_path / f"{rendition['name']}.mp4")
+        media.s3.download_file("media", rendition["key"], path)
+        assert os.path.getsize(path) == rendition["size"]
+        probe = ffprobe(path)
+        kinds = {s["codec_type"]: s for s in probe["streams"]}
+        assert kinds["video"]["codec_name"] == "h264" and kinds["audio"]["codec_name"] == "aac"
+        assert (kinds["video"]["width"], kinds["video"]["height"]) == (rendition["width"], rendition["height"])
+        assert abs(float(probe["format"]["duration"]) - 6) < 0.2
+        with open(path, "rb") as f:
+            head = f.read(65536)
+        assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))

@@ -1,0 +1,163 @@
+// `transcode`: triggered by the probe's `<video-id>/metadata.json` in the media bucket, so the pipeline is
+// chained by events. Downloads the source once, decodes it once and encodes every rung of the ladder at or
+// below its height (MediaKit.Transcoder: H.264 + the AAC audio, aligned keyframes, faststart MP4), uploads
+// each rendition (multipart when large) under deterministic keys — a retried invocation overwrites — and
+// keeps `<video-id>/status.json` current: `transcoding` with a percentage while it runs, then `ready` with
+// the renditions.
+//
+// Environment: see MediaFunctionEnvironment, and
+//   LADDER            comma-separated heights (default 240,360,720,1080)
+//   X264_PRESET       libx264 preset (default veryfast)
+//   KEYFRAME_SECONDS  seconds between keyframes, the same frames in every rung (default 4)
+//   WORK_DIR          scratch space (default the system temporary directory)
+import Foundation
+import FunctionRuntime
+import MediaFunctionSupport
+import MediaKit
+import S3Client
+import Synchronization
+
+struct TranscodeConfiguration: Sendable {
+    var environment: MediaFunctionEnvironment
+    var ladder: [Rung]
+    var settings: EncodingSettings
+    var workDirectory: String
+
+    static func load() throws -> TranscodeConfiguration {
+        let environment = try MediaFunctionEnvironment()
+        var ladder = Rung.defaultLadder
+        if let text = environment.variables["LADDER"] {
+            let heights = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !heights.isEmpty, heights.allSatisfy({ $0 >= 16 && $0 <= 4320 }) else {
+                throw MediaFunctionConfigurationError(message: "LADDER must list heights like 240,360,720, got '\(text)'")
+            }
+            ladder = heights.map { height in
+                Rung.defaultLadder.first { $0.height == height }
+                    ?? Rung(name: "\(height)p", height: height, maxBitRate: max(200_000, height * height * 5))
+            }
+        }
+        return TranscodeConfiguration(
+            environment: environment, ladder: ladder,
+            settings: EncodingSettings(
+                preset: environment.variables["X264_PRESET"] ?? "veryfast",
+                keyframeInterval: try environment.number("KEYFRAME_SECONDS", 4)),
+            workDirectory: environment.variables["WORK_DIR"] ?? NSTemporaryDirectory())
+    }
+}
+
+/// The parts of the probe's metadata.json this function reads.
+struct ProbeMetadata: Decodable, Sendable {
+    struct Source: Decodable, Sendable {
+        var bucket: String
+        var key: String
+        var eTag: String?
+    }
+
+    var videoId: String
+    var source: Source
+}
+
+/// `<video-id>/status.json`.
+struct Status: Codable, Sendable {
+    struct RenditionInfo: Codable, Sendable {
+        var name: String
+        var width: Int
+        var height: Int
+        var bitRate: Int
+        var size: Int64
+        var key: String
+    }
+
+    var videoId: String
+    var state: String
+    var percent: Int
+    var renditions: [RenditionInfo]?
+}
+
+struct Done: Encodable, Sendable {
+    var videoId: String
+    var renditions: [String]
+}
+
+struct TranscodeFailed: FunctionError {
+    var error: MediaError
+    var videoID: String
+    var errorType: String { error.code.rawValue }
+    var errorMessage: String { "video \(videoID): \(error.message)" }
+}
+
+struct TranscodeHandler: FunctionHandler {
+    let configuration: TranscodeConfiguration
+    let s3: S3Client
+
+    init() throws {
+        configuration = try TranscodeConfiguration.load()
+        s3 = S3Client(configuration: configuration.environment.s3)
+    }
+
+    func handle(_ event: S3Event, context: FunctionContext) async throws -> [Done] {
+        var done: [Done] = []
+        for record in event.records where record.isObjectCreated {
+            guard VideoKeys.videoID(forMetadata: record.s3.object.key) != nil else { continue }
+            done.append(try await transcode(metadataBucket: record.s3.bucket.name, key: record.s3.object.key, context: context))
+        }
+        return done
+    }
+
+    func transcode(metadataBucket: String, key: String, context: FunctionContext) async throws -> Done {
+        let metadata = try await s3.getJSON(ProbeMetadata.self, bucket: metadataBucket, key: key)
+        let id = metadata.videoId
+        let media = configuration.environment.mediaBucket
+        let scratch = URL(fileURLWithPath: configuration.workDirectory)
+            .appendingPathComponent("transcode-\(context.requestID)").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+        try await s3.putJSON(Status(videoId: id, state: "transcoding", percent: 0), bucket: media, key: VideoKeys.status(id))
+        let sourcePath = scratch + "/source"
+        try await s3.downloadObject(bucket: metadata.source.bucket, key: metadata.source.key, to: sourcePath)
+
+        // Progress from the encoder thread, written to status.json at most every second by this task.
+        let progress = Mutex<Int>(0)
+        let reporter = Task {
+            var reported = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let percent = progress.withLock { $0 }
+                if percent > reported && percent < 100 {
+                    reported = percent
+                    try? await s3.putJSON(
+                        Status(videoId: id, state: "transcoding", percent: percent), bucket: media, key: VideoKeys.status(id))
+                }
+            }
+        }
+        let renditions: [Rendition]
+        do {
+            renditions = try await Transcoder.transcode(
+                input: sourcePath, ladder: configuration.ladder, settings: configuration.settings, directory: scratch,
+                progress: { fraction in progress.withLock { $0 = Int(fraction * 99) } })
+            reporter.cancel()
+        } catch {
+            reporter.cancel()
+            throw TranscodeFailed(error: error, videoID: id)
+        }
+
+        var infos: [Status.RenditionInfo] = []
+        for rendition in renditions {
+            let key = VideoKeys.mp4(id, rung: rendition.rung.name)
+            try await s3.uploadFile(bucket: media, key: key, path: rendition.path, contentType: "video/mp4")
+            infos.append(
+                Status.RenditionInfo(
+                    name: rendition.rung.name, width: rendition.width, height: rendition.height,
+                    bitRate: rendition.bitRate, size: rendition.size, key: key))
+        }
+        try await s3.putJSON(
+            Status(videoId: id, state: "ready", percent: 100, renditions: infos), bucket: media, key: VideoKeys.status(id))
+        context.logger.info("transcoded", metadata: [
+            "cinescale.video": .string(id), "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
+        ])
+        return Done(videoId: id, renditions: infos.map(\.name))
+    }
+}
+
+await FunctionRuntime.run(makeHandler: { try TranscodeHandler() })
