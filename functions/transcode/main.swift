@@ -3,7 +3,7 @@
 // below its height (MediaKit.Transcoder: H.264 + the AAC audio, aligned keyframes, faststart MP4), uploads
 // each rendition (multipart when large) under deterministic keys — a retried invocation overwrites — and
 // keeps `<video-id>/status.json` current: `transcoding` with a percentage while it runs, then `ready` with
-// the renditions.
+// the renditions (or `failed` with the reason, and the invocation fails).
 //
 // Environment: see MediaFunctionEnvironment, and
 //   LADDER            comma-separated heights (default 240,360,720,1080)
@@ -68,10 +68,17 @@ struct Status: Codable, Sendable {
         var key: String
     }
 
+    struct Failure: Codable, Sendable {
+        var code: String
+        var message: String
+    }
+
     var videoId: String
     var state: String
     var percent: Int
     var renditions: [RenditionInfo]?
+    var stage: String?
+    var error: Failure?
 }
 
 struct Done: Encodable, Sendable {
@@ -139,6 +146,11 @@ struct TranscodeHandler: FunctionHandler {
             reporter.cancel()
         } catch {
             reporter.cancel()
+            try await s3.putJSON(
+                Status(
+                    videoId: id, state: "failed", percent: progress.withLock { $0 }, stage: "transcode",
+                    error: .init(code: error.code.rawValue, message: error.message)),
+                bucket: media, key: VideoKeys.status(id))
             throw TranscodeFailed(error: error, videoID: id)
         }
 
