@@ -54,6 +54,12 @@ final class MemoryS3: @unchecked Sendable {
                 inFlightParts += 1
                 maxConcurrentParts = max(maxConcurrentParts, inFlightParts)
             }
+            // Hold the first part until a second one is in flight (or 2 s pass), so that a client that sends
+            // parts in parallel is seen doing so even on a loaded machine, and a sequential one is not.
+            let deadline = ContinuousClock.now + .seconds(2)
+            while lock.withLock({ maxConcurrentParts < 2 }), ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
             try? await Task.sleep(for: .milliseconds(20))
             return lock.withLock {
                 inFlightParts -= 1
