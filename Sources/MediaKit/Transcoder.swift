@@ -51,6 +51,12 @@ public struct Rendition: Sendable, Hashable, Codable {
     public var duration: Double
 }
 
+/// What one transcode wrote.
+public struct TranscodeResult: Sendable, Hashable {
+    public var renditions: [Rendition]
+    public var thumbnails: Thumbnails?
+}
+
 /// Decodes the source once and encodes every rung (H.264 via libx264, audio carried over when it is
 /// already AAC) into progressive MP4s with the index first (`+faststart`), keyframes aligned across rungs.
 public enum Transcoder {
@@ -69,14 +75,16 @@ public enum Transcoder {
         return (w, max(2, h))
     }
 
-    /// Transcodes the file at `input` into `directory/<rung>.mp4` for each rung; `progress` gets 0...1.
+    /// Transcodes the file at `input` into `directory/<rung>.mp4` for each rung and, with `thumbnails`, the
+    /// posters and the sprite from the same decoded frames; `progress` gets 0...1.
     public static func transcode(
         input: String, ladder: [Rung] = Rung.defaultLadder, settings: EncodingSettings = EncodingSettings(),
-        directory: String, progress: @escaping @Sendable (Double) -> Void = { _ in }
-    ) async throws(MediaError) -> [Rendition] {
-        try await MediaThread.run { () throws(MediaError) -> [Rendition] in
+        thumbnails: ThumbnailSettings? = nil, directory: String, progress: @escaping @Sendable (Double) -> Void = { _ in }
+    ) async throws(MediaError) -> TranscodeResult {
+        try await MediaThread.run { () throws(MediaError) -> TranscodeResult in
             FFmpegLog.quiet()
-            let job = try TranscodeJob(input: input, ladder: ladder, settings: settings, directory: directory)
+            let job = try TranscodeJob(
+                input: input, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory)
             return try job.run(progress: progress)
         }
     }
@@ -94,6 +102,8 @@ final class TranscodeJob {
     var audioIndex: Int32 = -1
     var outputs: [Output] = []
     let duration: Double
+    var thumbnails: ThumbnailCollector?
+    var startTime: Int64 = 0
 
     final class Output {
         let rung: Rung
@@ -125,7 +135,9 @@ final class TranscodeJob {
         }
     }
 
-    init(input path: String, ladder: [Rung], settings: EncodingSettings, directory: String) throws(MediaError) {
+    init(
+        input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
+    ) throws(MediaError) {
         var context: UnsafeMutablePointer<AVFormatContext>?
         let opened = avformat_open_input(&context, path, nil, nil)
         guard opened >= 0, let context else {
@@ -160,6 +172,11 @@ final class TranscodeJob {
         var rate = av_guess_frame_rate(context, stream, nil)
         if rate.num <= 0 || rate.den <= 0 { rate = AVRational(num: 30, den: 1) }
         let gop = max(1, Int32((av_q2d(rate) * settings.keyframeInterval).rounded()))
+        if stream.pointee.start_time != cinescale_nopts_value() { startTime = stream.pointee.start_time }
+        if let thumbnails, duration > 0 {
+            self.thumbnails = try ThumbnailCollector(
+                settings: thumbnails, directory: directory, duration: duration, sourceHeight: sourceHeight, aspect: aspect)
+        }
 
         for rung in Transcoder.rungs(for: sourceHeight, ladder: ladder) {
             let (w, h) = Transcoder.size(height: rung.height, sourceWidth: sourceWidth, sourceHeight: sourceHeight, aspect: aspect)
@@ -236,7 +253,7 @@ final class TranscodeJob {
         try check(av_frame_get_buffer(output.scaled, 0), "frame buffer")
     }
 
-    func run(progress: @Sendable (Double) -> Void) throws(MediaError) -> [Rendition] {
+    func run(progress: @Sendable (Double) -> Void) throws(MediaError) -> TranscodeResult {
         let packet = av_packet_alloc()
         let frame = av_frame_alloc()
         defer {
@@ -292,8 +309,9 @@ final class TranscodeJob {
                     size: size, bitRate: duration > 0 ? Int(Double(size * 8) / duration) : 0,
                     duration: duration))
         }
+        let thumbs = try thumbnails?.finish()
         progress(1)
-        return renditions
+        return TranscodeResult(renditions: renditions, thumbnails: thumbs)
     }
 
     private func drainDecoder(_ frame: UnsafeMutablePointer<AVFrame>) throws(MediaError) {
@@ -310,6 +328,10 @@ final class TranscodeJob {
                     ? cinescale_nopts_value() : av_rescale_q(pts, sourceTimeBase, output.encoder!.pointee.time_base)
                 output.scaled!.pointee.pict_type = AV_PICTURE_TYPE_NONE
                 try encode(output.scaled, output)
+            }
+            if let thumbnails, frame.pointee.best_effort_timestamp != cinescale_nopts_value() {
+                let time = Double(frame.pointee.best_effort_timestamp - startTime) * av_q2d(sourceTimeBase)
+                try thumbnails.offer(frame, time: time)
             }
         }
     }

@@ -181,9 +181,24 @@ struct TranscoderTests {
         let directory = Clips.directory + "/ladder-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let seen = ProgressLog()
-        let renditions = try await Transcoder.transcode(
+        let result = try await Transcoder.transcode(
             input: source, ladder: Rung.defaultLadder, settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 2),
+            thumbnails: ThumbnailSettings(posterHeight: 360, tileHeight: 72, columns: 4, maxTiles: 10),
             directory: directory, progress: { seen.add($0) })
+        let renditions = result.renditions
+        // Posters at 10/50/90 % of 5 s and a 4-column sprite of 5 tiles (one per second), as JPEGs.
+        let thumbnails = try #require(result.thumbnails)
+        #expect(thumbnails.posters.map { ($0.time * 10).rounded() / 10 } == [0.5, 2.5, 4.5])
+        for poster in thumbnails.posters {
+            let probe = try Clips.ffprobe(poster.path)
+            let stream = try #require((probe["streams"] as? [[String: Any]])?.first)
+            #expect(stream["codec_name"] as? String == "mjpeg")
+            #expect(stream["width"] as? Int == 640 && stream["height"] as? Int == 360)
+        }
+        let sprite = try #require(thumbnails.sprite)
+        #expect(sprite.count == 5 && sprite.columns == 4 && sprite.rows == 2 && sprite.interval == 1)
+        let spriteProbe = try #require((try Clips.ffprobe(sprite.path)["streams"] as? [[String: Any]])?.first)
+        #expect(spriteProbe["width"] as? Int == 4 * sprite.tileWidth && spriteProbe["height"] as? Int == 2 * 72)
         #expect(renditions.map(\.rung.name) == ["240p", "360p"])
         #expect(renditions.map { "\($0.width)x\($0.height)" } == ["426x240", "640x360"])
         #expect(seen.last == 1)

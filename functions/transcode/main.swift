@@ -73,10 +73,33 @@ struct Status: Codable, Sendable {
         var message: String
     }
 
+    struct ThumbnailInfo: Codable, Sendable {
+        struct Poster: Codable, Sendable {
+            var key: String
+            var time: Double
+            var width: Int
+            var height: Int
+        }
+
+        struct Sprite: Codable, Sendable {
+            var key: String
+            var interval: Double
+            var columns: Int
+            var rows: Int
+            var count: Int
+            var tileWidth: Int
+            var tileHeight: Int
+        }
+
+        var posters: [Poster]
+        var sprite: Sprite?
+    }
+
     var videoId: String
     var state: String
     var percent: Int
     var renditions: [RenditionInfo]?
+    var thumbnails: ThumbnailInfo?
     var stage: String?
     var error: Failure?
 }
@@ -138,10 +161,11 @@ struct TranscodeHandler: FunctionHandler {
                 }
             }
         }
-        let renditions: [Rendition]
+        let result: TranscodeResult
         do {
-            renditions = try await Transcoder.transcode(
-                input: sourcePath, ladder: configuration.ladder, settings: configuration.settings, directory: scratch,
+            result = try await Transcoder.transcode(
+                input: sourcePath, ladder: configuration.ladder, settings: configuration.settings,
+                thumbnails: ThumbnailSettings(), directory: scratch,
                 progress: { fraction in progress.withLock { $0 = Int(fraction * 99) } })
             reporter.cancel()
         } catch {
@@ -155,7 +179,7 @@ struct TranscodeHandler: FunctionHandler {
         }
 
         var infos: [Status.RenditionInfo] = []
-        for rendition in renditions {
+        for rendition in result.renditions {
             let key = VideoKeys.mp4(id, rung: rendition.rung.name)
             try await s3.uploadFile(bucket: media, key: key, path: rendition.path, contentType: "video/mp4")
             infos.append(
@@ -163,8 +187,22 @@ struct TranscodeHandler: FunctionHandler {
                     name: rendition.rung.name, width: rendition.width, height: rendition.height,
                     bitRate: rendition.bitRate, size: rendition.size, key: key))
         }
+        var thumbnails = Status.ThumbnailInfo(posters: [], sprite: nil)
+        for (index, poster) in (result.thumbnails?.posters ?? []).enumerated() {
+            let key = "\(id)/thumbnails/poster-\(index + 1).jpg"
+            try await s3.uploadFile(bucket: media, key: key, path: poster.path, contentType: "image/jpeg")
+            thumbnails.posters.append(.init(key: key, time: poster.time, width: poster.width, height: poster.height))
+        }
+        if let sprite = result.thumbnails?.sprite {
+            let key = "\(id)/thumbnails/sprite.jpg"
+            try await s3.uploadFile(bucket: media, key: key, path: sprite.path, contentType: "image/jpeg")
+            thumbnails.sprite = .init(
+                key: key, interval: sprite.interval, columns: sprite.columns, rows: sprite.rows, count: sprite.count,
+                tileWidth: sprite.tileWidth, tileHeight: sprite.tileHeight)
+        }
         try await s3.putJSON(
-            Status(videoId: id, state: "ready", percent: 100, renditions: infos), bucket: media, key: VideoKeys.status(id))
+            Status(videoId: id, state: "ready", percent: 100, renditions: infos, thumbnails: thumbnails),
+            bucket: media, key: VideoKeys.status(id))
         context.logger.info("transcoded", metadata: [
             "cinescale.video": .string(id), "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
         ])

@@ -209,3 +209,12 @@ def test_upload_is_probed_then_transcoded_into_the_ladder(media, tmp_path):
         with open(path, "rb") as f:
             head = f.read(65536)
         assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+    # Posters at 10/50/90 % and the scrubbing sprite, decoded from the same pass.
+    thumbnails = status["thumbnails"]
+    assert [round(p["time"], 1) for p in thumbnails["posters"]] == [0.6, 3.0, 5.4]
+    for item in thumbnails["posters"] + [thumbnails["sprite"]]:
+        path = str(tmp_path / os.path.basename(item["key"]))
+        media.s3.download_file("media", item["key"], path)
+        stream = ffprobe(path)["streams"][0]
+        assert stream["codec_name"] == "mjpeg"
+    assert thumbnails["sprite"]["count"] == 6 and thumbnails["sprite"]["interval"] == 1
