@@ -85,3 +85,119 @@ extension S3Client {
         return try JSONDecoder().decode(T.self, from: Data(output.body.readableBytesView))
     }
 }
+
+/// The object an upload came from.
+public struct SourceObject: Codable, Sendable, Hashable {
+    public var bucket: String
+    public var key: String
+    public var eTag: String?
+    public var size: Int64?
+
+    public init(bucket: String, key: String, eTag: String? = nil, size: Int64? = nil) {
+        self.bucket = bucket
+        self.key = key
+        self.eTag = eTag
+        self.size = size
+    }
+}
+
+/// `<video-id>/status.json`: where a video is in the pipeline, written by the probe (refusals) and the
+/// transcoder (progress, outputs, failures); what the product API reads.
+public struct VideoStatus: Codable, Sendable {
+    public struct Failure: Codable, Sendable, Hashable {
+        public var code: String
+        public var message: String
+
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
+    }
+
+    public struct Rendition: Codable, Sendable, Hashable {
+        public var name: String
+        public var width: Int
+        public var height: Int
+        public var bitRate: Int
+        public var size: Int64
+        public var key: String
+
+        public init(name: String, width: Int, height: Int, bitRate: Int, size: Int64, key: String) {
+            self.name = name
+            self.width = width
+            self.height = height
+            self.bitRate = bitRate
+            self.size = size
+            self.key = key
+        }
+    }
+
+    public struct Poster: Codable, Sendable, Hashable {
+        public var key: String
+        public var time: Double
+        public var width: Int
+        public var height: Int
+
+        public init(key: String, time: Double, width: Int, height: Int) {
+            self.key = key
+            self.time = time
+            self.width = width
+            self.height = height
+        }
+    }
+
+    public struct Sprite: Codable, Sendable, Hashable {
+        public var key: String
+        public var interval: Double
+        public var columns: Int
+        public var rows: Int
+        public var count: Int
+        public var tileWidth: Int
+        public var tileHeight: Int
+
+        public init(key: String, interval: Double, columns: Int, rows: Int, count: Int, tileWidth: Int, tileHeight: Int) {
+            self.key = key
+            self.interval = interval
+            self.columns = columns
+            self.rows = rows
+            self.count = count
+            self.tileWidth = tileWidth
+            self.tileHeight = tileHeight
+        }
+    }
+
+    public struct Thumbnails: Codable, Sendable, Hashable {
+        public var posters: [Poster]
+        public var sprite: Sprite?
+
+        public init(posters: [Poster] = [], sprite: Sprite? = nil) {
+            self.posters = posters
+            self.sprite = sprite
+        }
+    }
+
+    public var videoId: String
+    /// `transcoding`, `ready` or `failed`.
+    public var state: String
+    public var percent: Int?
+    /// Where it failed: `probe` or `transcode`.
+    public var stage: String?
+    public var error: Failure?
+    public var source: SourceObject?
+    public var renditions: [Rendition]?
+    public var thumbnails: Thumbnails?
+
+    public init(
+        videoId: String, state: String, percent: Int? = nil, stage: String? = nil, error: Failure? = nil,
+        source: SourceObject? = nil, renditions: [Rendition]? = nil, thumbnails: Thumbnails? = nil
+    ) {
+        self.videoId = videoId
+        self.state = state
+        self.percent = percent
+        self.stage = stage
+        self.error = error
+        self.source = source
+        self.renditions = renditions
+        self.thumbnails = thumbnails
+    }
+}

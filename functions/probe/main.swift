@@ -41,36 +41,15 @@ struct ProbeRefused: FunctionError {
 
 /// `<video-id>/metadata.json`.
 struct Metadata: Codable, Sendable {
-    struct Source: Codable, Sendable {
-        var bucket: String
-        var key: String
-        var eTag: String?
-        var size: Int64
-    }
-
     struct Reads: Codable, Sendable {
         var requests: Int
         var bytesRead: Int64
     }
 
     var videoId: String
-    var source: Source
+    var source: SourceObject
     var media: MediaInfo
     var probe: Reads
-}
-
-/// `<video-id>/status.json` when the probe refuses the upload.
-struct Status: Codable, Sendable {
-    struct Failure: Codable, Sendable {
-        var code: String
-        var message: String
-    }
-
-    var videoId: String
-    var state: String
-    var stage: String
-    var error: Failure
-    var source: Metadata.Source
 }
 
 struct Summary: Encodable, Sendable {
@@ -97,7 +76,7 @@ struct ProbeHandler: FunctionHandler {
     func probe(bucket: String, key: String, context: FunctionContext) async throws -> String {
         let videoID = VideoKeys.videoID(forUpload: key)
         let head = try await s3.headObject(bucket: bucket, key: key)
-        let sourceInfo = Metadata.Source(bucket: bucket, key: key, eTag: head.etag, size: Int64(head.size))
+        let sourceInfo = SourceObject(bucket: bucket, key: key, eTag: head.etag, size: Int64(head.size))
         let s3 = self.s3
         let source = ChunkedRangeSource(size: Int64(head.size), chunkSize: 128 * 1024) { range in
             try Blocking.run {
@@ -111,7 +90,7 @@ struct ProbeHandler: FunctionHandler {
             info = try await MediaProbe.probe(source, limits: configuration.limits)
         } catch {
             if error.code == .sourceUnavailable { throw error }  // transient: let the retry policy handle it
-            let status = Status(
+            let status = VideoStatus(
                 videoId: videoID, state: "failed", stage: "probe",
                 error: .init(code: error.code.rawValue, message: error.message), source: sourceInfo)
             try await s3.putJSON(status, bucket: configuration.environment.mediaBucket, key: VideoKeys.status(videoID))

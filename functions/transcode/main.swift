@@ -57,53 +57,6 @@ struct ProbeMetadata: Decodable, Sendable {
     var source: Source
 }
 
-/// `<video-id>/status.json`.
-struct Status: Codable, Sendable {
-    struct RenditionInfo: Codable, Sendable {
-        var name: String
-        var width: Int
-        var height: Int
-        var bitRate: Int
-        var size: Int64
-        var key: String
-    }
-
-    struct Failure: Codable, Sendable {
-        var code: String
-        var message: String
-    }
-
-    struct ThumbnailInfo: Codable, Sendable {
-        struct Poster: Codable, Sendable {
-            var key: String
-            var time: Double
-            var width: Int
-            var height: Int
-        }
-
-        struct Sprite: Codable, Sendable {
-            var key: String
-            var interval: Double
-            var columns: Int
-            var rows: Int
-            var count: Int
-            var tileWidth: Int
-            var tileHeight: Int
-        }
-
-        var posters: [Poster]
-        var sprite: Sprite?
-    }
-
-    var videoId: String
-    var state: String
-    var percent: Int
-    var renditions: [RenditionInfo]?
-    var thumbnails: ThumbnailInfo?
-    var stage: String?
-    var error: Failure?
-}
-
 struct Done: Encodable, Sendable {
     var videoId: String
     var renditions: [String]
@@ -143,7 +96,7 @@ struct TranscodeHandler: FunctionHandler {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
-        try await s3.putJSON(Status(videoId: id, state: "transcoding", percent: 0), bucket: media, key: VideoKeys.status(id))
+        try await s3.putJSON(VideoStatus(videoId: id, state: "transcoding", percent: 0), bucket: media, key: VideoKeys.status(id))
         let sourcePath = scratch + "/source"
         try await s3.downloadObject(bucket: metadata.source.bucket, key: metadata.source.key, to: sourcePath)
 
@@ -157,7 +110,7 @@ struct TranscodeHandler: FunctionHandler {
                 if percent > reported && percent < 100 {
                     reported = percent
                     try? await s3.putJSON(
-                        Status(videoId: id, state: "transcoding", percent: percent), bucket: media, key: VideoKeys.status(id))
+                        VideoStatus(videoId: id, state: "transcoding", percent: percent), bucket: media, key: VideoKeys.status(id))
                 }
             }
         }
@@ -171,37 +124,37 @@ struct TranscodeHandler: FunctionHandler {
         } catch {
             reporter.cancel()
             try await s3.putJSON(
-                Status(
+                VideoStatus(
                     videoId: id, state: "failed", percent: progress.withLock { $0 }, stage: "transcode",
                     error: .init(code: error.code.rawValue, message: error.message)),
                 bucket: media, key: VideoKeys.status(id))
             throw TranscodeFailed(error: error, videoID: id)
         }
 
-        var infos: [Status.RenditionInfo] = []
+        var infos: [VideoStatus.Rendition] = []
         for rendition in result.renditions {
             let key = VideoKeys.mp4(id, rung: rendition.rung.name)
             try await s3.uploadFile(bucket: media, key: key, path: rendition.path, contentType: "video/mp4")
             infos.append(
-                Status.RenditionInfo(
+                VideoStatus.Rendition(
                     name: rendition.rung.name, width: rendition.width, height: rendition.height,
                     bitRate: rendition.bitRate, size: rendition.size, key: key))
         }
-        var thumbnails = Status.ThumbnailInfo(posters: [], sprite: nil)
+        var thumbnails = VideoStatus.Thumbnails()
         for (index, poster) in (result.thumbnails?.posters ?? []).enumerated() {
             let key = "\(id)/thumbnails/poster-\(index + 1).jpg"
             try await s3.uploadFile(bucket: media, key: key, path: poster.path, contentType: "image/jpeg")
-            thumbnails.posters.append(.init(key: key, time: poster.time, width: poster.width, height: poster.height))
+            thumbnails.posters.append(VideoStatus.Poster(key: key, time: poster.time, width: poster.width, height: poster.height))
         }
         if let sprite = result.thumbnails?.sprite {
             let key = "\(id)/thumbnails/sprite.jpg"
             try await s3.uploadFile(bucket: media, key: key, path: sprite.path, contentType: "image/jpeg")
-            thumbnails.sprite = .init(
+            thumbnails.sprite = VideoStatus.Sprite(
                 key: key, interval: sprite.interval, columns: sprite.columns, rows: sprite.rows, count: sprite.count,
                 tileWidth: sprite.tileWidth, tileHeight: sprite.tileHeight)
         }
         try await s3.putJSON(
-            Status(videoId: id, state: "ready", percent: 100, renditions: infos, thumbnails: thumbnails),
+            VideoStatus(videoId: id, state: "ready", percent: 100, renditions: infos, thumbnails: thumbnails),
             bucket: media, key: VideoKeys.status(id))
         context.logger.info("transcoded", metadata: [
             "cinescale.video": .string(id), "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
