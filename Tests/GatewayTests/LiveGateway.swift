@@ -52,7 +52,7 @@ final class HandlerDirectory: Sendable {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-gw-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         try Self.handlers.write(toFile: path + "/handlers.py", atomically: true, encoding: .utf8)
-        try Self.recorder.write(toFile: path + "/recorder.py", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: Self.recorder.path, toPath: path + "/recorder.py")
         try "import module_that_does_not_exist_cinescale\n\ndef handler(event, context):\n    return event\n"
             .write(toFile: path + "/broken.py", atomically: true, encoding: .utf8)
     }
@@ -93,28 +93,10 @@ final class HandlerDirectory: Sendable {
             return {"unknown": action}
         """
 
-    /// Records every run (`runs.log`, one JSON line each) and, unless `FAIL=1`, its effect: one file per
-    /// request id (`effects/<id>.json`), so a re-run of the same invocation overwrites rather than adds.
-    static let recorder = """
-        import json, os, time
-
-        def handler(event, context):
-            d = os.environ["RECORD_DIR"]
-            rec = {"requestId": context.aws_request_id, "event": event, "t": time.time()}
-            with open(os.path.join(d, "runs.log"), "a") as f:
-                f.write(json.dumps(rec) + "\\n")
-                f.flush()
-                os.fsync(f.fileno())
-            if os.environ.get("FAIL") == "1":
-                raise RuntimeError("always fails")
-            time.sleep(float(os.environ.get("SLEEP", "0")))
-            os.makedirs(os.path.join(d, "effects"), exist_ok=True)
-            tmp = os.path.join(d, "effects", context.aws_request_id + ".tmp")
-            with open(tmp, "w") as f:
-                json.dump(rec, f)
-            os.rename(tmp, os.path.join(d, "effects", context.aws_request_id + ".json"))
-            return {"ok": True}
-        """
+    /// The recorder function shared with the Python trigger tests (tests/python/recorder.py): every run in
+    /// `runs.log`, and unless `FAIL=1` its effect as `effects/<request id>.json`.
+    static let recorder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("tests/python/recorder.py")
 
     /// Lines of `runs.log` as JSON objects.
     func runs() -> [[String: Any]] {

@@ -21,26 +21,6 @@ from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, free_port, metric, start_s
 
 TOKEN = "trigger-test-token"
 
-RECORDER = '''
-import json, os, time
-
-def handler(event, context):
-    d = os.environ["RECORD_DIR"]
-    rec = {"requestId": context.aws_request_id, "event": event, "t": time.time()}
-    with open(os.path.join(d, "runs.log"), "a") as f:
-        f.write(json.dumps(rec) + "\\n")
-        f.flush()
-        os.fsync(f.fileno())
-    if os.environ.get("FAIL") == "1":
-        raise RuntimeError("always fails")
-    time.sleep(float(os.environ.get("SLEEP", "0")))
-    os.makedirs(os.path.join(d, "effects"), exist_ok=True)
-    tmp = os.path.join(d, "effects", context.aws_request_id + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(rec, f)
-    os.rename(tmp, os.path.join(d, "effects", context.aws_request_id + ".json"))
-    return {"ok": True}
-'''
 
 
 def _bin(name):
@@ -58,14 +38,12 @@ class Pipeline:
         self.root = root
         self.records = os.path.join(root, "records")
         os.makedirs(self.records)
-        with open(os.path.join(root, "recorder.py"), "w") as f:
-            f.write(RECORDER)
         self.gateway_port = free_port()
         config = {
             "functions": {
                 "rec": {
                     "command": [sys.executable, "-m", "awslambdaric", "recorder.handler"],
-                    "environment": {"PYTHONPATH": root, "RECORD_DIR": self.records, "FAIL": "1" if fail else "0",
+                    "environment": {"PYTHONPATH": os.path.dirname(os.path.abspath(__file__)), "RECORD_DIR": self.records, "FAIL": "1" if fail else "0",
                                     "SLEEP": str(sleep)},
                     "timeout": 30, "concurrency": concurrency,
                     "retry": {"maxAttempts": attempts, "backoff": 0.05, "maxBackoff": 0.2},
