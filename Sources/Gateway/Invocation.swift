@@ -28,7 +28,7 @@ public struct InvocationResult: Sendable {
     }
 }
 
-/// Runs invocations: what an `AsyncInvocationSink` (and trigger code) uses to reach the functions.
+/// Runs invocations: what the async scheduler (events, `Event` invokes) and in-process callers use to reach the functions.
 public protocol FunctionInvoker: Sendable {
     /// Invokes `function` and waits for its result. Throws for invocations that never reached the function:
     /// unknown function, payload too large or not JSON, queue full, shutting down.
