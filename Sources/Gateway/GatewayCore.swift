@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import NIOCore
 
-/// The functions' dispatchers behind one name lookup; what the Invoke API, the in-process API and async
-/// sinks invoke through.
+/// The functions' dispatchers behind one name lookup; what the Invoke API, the in-process API and the async
+/// scheduler invoke through.
 final class GatewayCore: FunctionInvoker {
     let configuration: GatewayConfiguration
     let dispatchers: [String: FunctionDispatcher]
