@@ -24,11 +24,17 @@ public enum MediaProbe {
     }
 
     static func check(_ info: MediaInfo, limits: ProbeLimits) throws(MediaError) {
-        guard let video = info.video, let width = video.width, let height = video.height, width > 0, height > 0 else {
+        guard let video = info.video else {
             let kinds = info.streams.map(\.type)
             throw MediaError(
                 .noVideoStream,
                 kinds.isEmpty ? "the file has no streams" : "the file has no video stream (streams: \(kinds.joined(separator: ", ")))")
+        }
+        // A "video stream" without dimensions is what a demuxer guesses from noise (or an unknown codec):
+        // the file is not readable as video, which is a different fault from an audio-only upload.
+        guard let width = video.width, let height = video.height, width > 0, height > 0 else {
+            throw MediaError(
+                .unreadableMedia, "the video stream (codec \(video.codec)) could not be decoded: no picture size found")
         }
         guard info.duration > 0, info.duration.isFinite else {
             throw MediaError(.zeroDuration, "the video has no duration (a still image, or an empty or broken file)")
