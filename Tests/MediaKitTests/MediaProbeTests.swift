@@ -26,11 +26,16 @@ enum Clips {
         return data
     }
 
-    /// Makes `name` with ffmpeg once.
+    private static let making = Mutex(())
+
+    /// Makes `name` with ffmpeg once. Tests run in parallel: the lock keeps a second caller from reading a
+    /// clip ffmpeg is still writing.
     static func make(_ name: String, _ arguments: [String]) throws -> String {
         let path = "\(directory)/\(name)"
-        if !FileManager.default.fileExists(atPath: path) {
-            _ = try run("ffmpeg", ["-v", "error", "-y"] + arguments + [path])
+        try making.withLock { _ in
+            if !FileManager.default.fileExists(atPath: path) {
+                _ = try run("ffmpeg", ["-v", "error", "-y"] + arguments + [path])
+            }
         }
         return path
     }
