@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
         .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "MediaKit", targets: ["MediaKit"]),
+        .library(name: "HLS", targets: ["HLS"]),
         .library(name: "InvocationQueue", targets: ["InvocationQueue"]),
         .library(name: "SigV4", targets: ["SigV4"]),
         .library(name: "S3Wire", targets: ["S3Wire"]),
@@ -227,10 +228,13 @@ let package = Package(
             pkgConfig: "libavformat libavcodec libswscale libswresample libavutil",
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libswresample-dev", "libavutil-dev"])]
         ),
+        // HLS playlists as text: reading media playlists, writing master playlists, rewriting URIs. No dependencies.
+        .target(name: "HLS", swiftSettings: swiftSettings),
+        .testTarget(name: "HLSTests", dependencies: ["HLS"], swiftSettings: swiftSettings),
         // Media work over FFmpeg: probing (custom AVIO over any byte source). Owns every C pointer.
         .target(
             name: "MediaKit",
-            dependencies: ["CFFmpeg"],
+            dependencies: ["CFFmpeg", "HLS"],
             swiftSettings: swiftSettings
         ),
         // What the media functions share: configuration from the (Lambda) environment, output keys, JSON objects.
@@ -258,7 +262,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MediaKitTests",
-            dependencies: ["MediaKit"],
+            dependencies: ["MediaKit", "HLS"],
             swiftSettings: swiftSettings
         ),
         // Handler protocols, context, the Lambda Runtime API client loop, S3 event types. No project target.

@@ -61,6 +61,10 @@ public enum VideoKeys {
     public static func metadata(_ id: String) -> String { "\(id)/metadata.json" }
     public static func status(_ id: String) -> String { "\(id)/status.json" }
     public static func mp4(_ id: String, rung: String) -> String { "\(id)/mp4/\(rung).mp4" }
+    /// The HLS tree: `<id>/hls/master.m3u8`, `<id>/hls/<rung>/index.m3u8`, `init.mp4`, `seg-NNNNN.m4s`.
+    public static func hls(_ id: String) -> String { "\(id)/hls/" }
+    public static func hlsMaster(_ id: String) -> String { "\(id)/hls/master.m3u8" }
+    public static func hlsPlaylist(_ id: String, rung: String) -> String { "\(id)/hls/\(rung)/index.m3u8" }
 
     /// The video id of a `<id>/metadata.json` key.
     public static func videoID(forMetadata key: String) -> String? {
@@ -120,15 +124,26 @@ public struct VideoStatus: Codable, Sendable {
         public var height: Int
         public var bitRate: Int
         public var size: Int64
+        /// The progressive MP4.
         public var key: String
+        /// The HLS media playlist of the same encode, and its peak segment bit rate and codecs.
+        public var playlist: String?
+        public var bandwidth: Int?
+        public var codecs: String?
 
-        public init(name: String, width: Int, height: Int, bitRate: Int, size: Int64, key: String) {
+        public init(
+            name: String, width: Int, height: Int, bitRate: Int, size: Int64, key: String, playlist: String? = nil,
+            bandwidth: Int? = nil, codecs: String? = nil
+        ) {
             self.name = name
             self.width = width
             self.height = height
             self.bitRate = bitRate
             self.size = size
             self.key = key
+            self.playlist = playlist
+            self.bandwidth = bandwidth
+            self.codecs = codecs
         }
     }
 
@@ -185,12 +200,15 @@ public struct VideoStatus: Codable, Sendable {
     public var error: Failure?
     public var source: SourceObject?
     public var renditions: [Rendition]?
+    /// The HLS master playlist's key.
+    public var hls: String?
     public var thumbnails: Thumbnails?
 
     public init(
         videoId: String, state: String, percent: Int? = nil, stage: String? = nil, error: Failure? = nil,
-        source: SourceObject? = nil, renditions: [Rendition]? = nil, thumbnails: Thumbnails? = nil
+        source: SourceObject? = nil, renditions: [Rendition]? = nil, hls: String? = nil, thumbnails: Thumbnails? = nil
     ) {
+        self.hls = hls
         self.videoId = videoId
         self.state = state
         self.percent = percent

@@ -13,6 +13,8 @@ public struct MediaError: Error, Sendable, CustomStringConvertible {
         case dimensionsTooLarge = "DimensionsTooLarge"
         /// Longer than the configured limit.
         case durationTooLong = "DurationTooLong"
+        /// The container opened but its content is damaged: truncated, or garbage after a valid header.
+        case corruptMedia = "CorruptMedia"
         /// Decoding, scaling, encoding or writing failed.
         case transcodeFailed = "TranscodeFailed"
     }

@@ -16,7 +16,7 @@ public enum MediaProbe {
     public static func probeNow(_ source: any MediaSource, limits: ProbeLimits = ProbeLimits()) throws(MediaError)
         -> MediaInfo
     {
-        FFmpegLog.quiet()
+        FFmpegLog.start()
         let input = try InputFile(source: source)
         let info = input.info()
         try check(info, limits: limits)
@@ -36,12 +36,13 @@ public enum MediaProbe {
             throw MediaError(
                 .unreadableMedia, "the video stream (codec \(video.codec)) could not be decoded: no picture size found")
         }
-        guard info.duration > 0, info.duration.isFinite else {
-            throw MediaError(.zeroDuration, "the video has no duration (a still image, or an empty or broken file)")
-        }
+        // The size first: a hostile header declaring a huge picture is refused for what it declares.
         guard width <= limits.maxWidth, height <= limits.maxHeight else {
             throw MediaError(
                 .dimensionsTooLarge, "the video is \(width)×\(height); the limit is \(limits.maxWidth)×\(limits.maxHeight)")
+        }
+        guard info.duration > 0, info.duration.isFinite else {
+            throw MediaError(.zeroDuration, "the video has no duration (a still image, or an empty or broken file)")
         }
         guard info.duration <= limits.maxDuration else {
             throw MediaError(
@@ -215,16 +216,33 @@ final class SourceIO {
 }
 
 enum FFmpegError {
+    /// The error code's text, with FFmpeg's last error message on this thread when there is one (which it
+    /// consumes): "moov atom not found (Invalid data found when processing input)".
     static func describe(_ code: Int32) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         av_make_error_string(&buffer, buffer.count, code)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let said = FFmpegLog.take()
+        return said.isEmpty ? text : "\(said) (\(text))"
     }
 }
 
+/// FFmpeg's log, captured per thread (error level and worse) instead of printed.
 enum FFmpegLog {
-    private static let once: Void = { av_log_set_level(AV_LOG_ERROR) }()
-    static func quiet() { _ = once }
+    private static let once: Void = { cinescale_log_capture() }()
+
+    /// Installs the capture (once per process) and forgets this thread's last message.
+    static func start() {
+        _ = once
+        cinescale_log_clear()
+    }
+
+    /// This thread's last message, trimmed, then forgotten.
+    static func take() -> String {
+        let line = String(cString: cinescale_log_last()).trimmingCharacters(in: .whitespacesAndNewlines)
+        cinescale_log_clear()
+        return line
+    }
 }
 
 /// Runs blocking FFmpeg work on a thread of its own, off the Swift concurrency pool.

@@ -1,5 +1,6 @@
 import CFFmpeg
 import Foundation
+import HLS
 
 /// One rung of the ladder: the output height (the width follows the source's display aspect ratio, even,
 /// never upscaled) and the encoder's rate control.
@@ -39,7 +40,7 @@ public struct EncodingSettings: Sendable, Hashable {
     }
 }
 
-/// A rendition written by `Transcoder`.
+/// A rendition written by `Transcoder`: a progressive MP4 and an HLS media playlist of the same encode.
 public struct Rendition: Sendable, Hashable, Codable {
     public var rung: Rung
     public var width: Int
@@ -49,16 +50,34 @@ public struct Rendition: Sendable, Hashable, Codable {
     /// Average bit rate of the whole file, bits per second.
     public var bitRate: Int
     public var duration: Double
+    public var hls: HLSRendition
+}
+
+/// One rung's HLS output: `directory` holds `index.m3u8`, `init.mp4` and the fMP4 segments.
+public struct HLSRendition: Sendable, Hashable, Codable {
+    public var directory: String
+    public var segments: Int
+    /// Peak segment bit rate (the master playlist's BANDWIDTH), bits per second.
+    public var bandwidth: Int
+    public var averageBandwidth: Int
+    /// RFC 6381 codecs, e.g. `avc1.64001e,mp4a.40.2`.
+    public var codecs: String
+    public var frameRate: Double?
 }
 
 /// What one transcode wrote.
 public struct TranscodeResult: Sendable, Hashable {
     public var renditions: [Rendition]
     public var thumbnails: Thumbnails?
+    /// `hls/` under the output directory: `master.m3u8` and one directory per rung.
+    public var hlsDirectory: String
+    /// Video packets the decoder could not decode and skipped (damaged input that was still usable).
+    public var damagedPackets: Int
 }
 
-/// Decodes the source once and encodes every rung (H.264 via libx264, audio carried over when it is
-/// already AAC) into progressive MP4s with the index first (`+faststart`), keyframes aligned across rungs.
+/// Decodes the source once and encodes every rung (H.264 via libx264; audio carried over when it is
+/// already AAC, else encoded to AAC once) into a progressive MP4 with the index first (`+faststart`) and an
+/// HLS rendition of fMP4 segments, keyframes aligned across rungs so segments line up for switching.
 public enum Transcoder {
     /// The rungs at or below the source's height (the smallest one when the source is smaller than all).
     public static func rungs(for sourceHeight: Int, ladder: [Rung]) -> [Rung] {
@@ -75,14 +94,15 @@ public enum Transcoder {
         return (w, max(2, h))
     }
 
-    /// Transcodes the file at `input` into `directory/<rung>.mp4` for each rung and, with `thumbnails`, the
-    /// posters and the sprite from the same decoded frames; `progress` gets 0...1.
+    /// Transcodes the file at `input` into `directory/<rung>.mp4` and `directory/hls/<rung>/` for each rung,
+    /// `directory/hls/master.m3u8`, and, with `thumbnails`, the posters and the sprite from the same decoded
+    /// frames; `progress` gets 0...1.
     public static func transcode(
         input: String, ladder: [Rung] = Rung.defaultLadder, settings: EncodingSettings = EncodingSettings(),
         thumbnails: ThumbnailSettings? = nil, directory: String, progress: @escaping @Sendable (Double) -> Void = { _ in }
     ) async throws(MediaError) -> TranscodeResult {
         try await MediaThread.run { () throws(MediaError) -> TranscodeResult in
-            FFmpegLog.quiet()
+            FFmpegLog.start()
             let job = try TranscodeJob(
                 input: input, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory)
             return try job.run(progress: progress)
@@ -94,50 +114,85 @@ func check(_ code: Int32, _ what: @autoclosure () -> String) throws(MediaError) 
     guard code >= 0 else { throw MediaError(.transcodeFailed, "\(what()): \(FFmpegError.describe(code))") }
 }
 
+/// A muxer one rung writes to (its MP4, its HLS playlist), with its video and audio streams.
+final class Muxer {
+    let format: UnsafeMutablePointer<AVFormatContext>
+    var video: UnsafeMutablePointer<AVStream>?
+    var audio: UnsafeMutablePointer<AVStream>?
+
+    init(format: UnsafeMutablePointer<AVFormatContext>) { self.format = format }
+
+    deinit {
+        if format.pointee.oformat.pointee.flags & AVFMT_NOFILE == 0, format.pointee.pb != nil {
+            avio_closep(&format.pointee.pb)
+        }
+        avformat_free_context(format)
+    }
+
+    /// Writes a copy of `packet` (timestamps in `timeBase`) to `stream`.
+    func write(
+        _ packet: UnsafeMutablePointer<AVPacket>, timeBase: AVRational, to stream: UnsafeMutablePointer<AVStream>,
+        _ what: @autoclosure () -> String
+    ) throws(MediaError) {
+        var copy: UnsafeMutablePointer<AVPacket>? = av_packet_clone(packet)
+        guard let owned = copy else { throw MediaError(.transcodeFailed, "out of memory") }
+        defer { av_packet_free(&copy) }
+        owned.pointee.stream_index = stream.pointee.index
+        owned.pointee.pos = -1
+        av_packet_rescale_ts(owned, timeBase, stream.pointee.time_base)
+        try check(av_interleaved_write_frame(format, owned), what())
+    }
+}
+
 /// The state of one transcode; every pointer is freed in deinit.
 final class TranscodeJob {
     var input: UnsafeMutablePointer<AVFormatContext>?
     var decoder: UnsafeMutablePointer<AVCodecContext>?
     var videoIndex: Int32 = -1
-    var audioIndex: Int32 = -1
+    var audio: AudioTrack?
     var outputs: [Output] = []
     let duration: Double
+    let directory: String
+    let frameRate: AVRational
     var thumbnails: ThumbnailCollector?
     var startTime: Int64 = 0
+    /// Video packets read, packets or frames the decoder refused, frames decoded, and the latest frame time.
+    var videoPackets = 0
+    var damagedPackets = 0
+    var decodedFrames = 0
+    var lastFrameTime = 0.0
 
     final class Output {
         let rung: Rung
         let width: Int32
         let height: Int32
         let path: String
-        var format: UnsafeMutablePointer<AVFormatContext>?
+        let hlsDirectory: String
+        var muxers: [Muxer] = []
         var encoder: UnsafeMutablePointer<AVCodecContext>?
         var scaler: OpaquePointer?
         var scaled: UnsafeMutablePointer<AVFrame>?
-        var videoStream: UnsafeMutablePointer<AVStream>?
-        var audioStream: UnsafeMutablePointer<AVStream>?
 
-        init(rung: Rung, width: Int32, height: Int32, path: String) {
+        init(rung: Rung, width: Int32, height: Int32, path: String, hlsDirectory: String) {
             self.rung = rung
             self.width = width
             self.height = height
             self.path = path
+            self.hlsDirectory = hlsDirectory
         }
 
         deinit {
             sws_freeContext(scaler)
             av_frame_free(&scaled)
             avcodec_free_context(&encoder)
-            if let format {
-                if format.pointee.pb != nil { avio_closep(&format.pointee.pb) }
-                avformat_free_context(format)
-            }
+            muxers.removeAll()
         }
     }
 
     init(
         input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
     ) throws(MediaError) {
+        self.directory = directory
         var context: UnsafeMutablePointer<AVFormatContext>?
         let opened = avformat_open_input(&context, path, nil, nil)
         guard opened >= 0, let context else {
@@ -151,10 +206,8 @@ final class TranscodeJob {
         var codec: UnsafePointer<AVCodec>?
         videoIndex = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0)
         guard videoIndex >= 0, let codec else { throw MediaError(.noVideoStream, "the source has no decodable video stream") }
-        let audio = av_find_best_stream(context, AVMEDIA_TYPE_AUDIO, -1, videoIndex, nil, 0)
-        if audio >= 0, context.pointee.streams[Int(audio)]!.pointee.codecpar.pointee.codec_id == AV_CODEC_ID_AAC {
-            audioIndex = audio
-        }
+        let audioIndex = av_find_best_stream(context, AVMEDIA_TYPE_AUDIO, -1, videoIndex, nil, 0)
+        if audioIndex >= 0 { audio = try AudioTrack(input: context, index: audioIndex) }
 
         let stream = context.pointee.streams[Int(videoIndex)]!
         decoder = avcodec_alloc_context3(codec)
@@ -166,11 +219,15 @@ final class TranscodeJob {
 
         let sourceWidth = Int(decoder.pointee.width)
         let sourceHeight = Int(decoder.pointee.height)
+        guard sourceWidth > 0, sourceHeight > 0 else {
+            throw MediaError(.unreadableMedia, "the video stream has no picture size")
+        }
         let sar = av_guess_sample_aspect_ratio(context, stream, nil)
         let pixelAspect = sar.num > 0 && sar.den > 0 ? Double(sar.num) / Double(sar.den) : 1
         let aspect = Double(sourceWidth) * pixelAspect / Double(sourceHeight)
         var rate = av_guess_frame_rate(context, stream, nil)
         if rate.num <= 0 || rate.den <= 0 { rate = AVRational(num: 30, den: 1) }
+        frameRate = rate
         let gop = max(1, Int32((av_q2d(rate) * settings.keyframeInterval).rounded()))
         if stream.pointee.start_time != cinescale_nopts_value() { startTime = stream.pointee.start_time }
         if let thumbnails, duration > 0 {
@@ -180,25 +237,36 @@ final class TranscodeJob {
 
         for rung in Transcoder.rungs(for: sourceHeight, ladder: ladder) {
             let (w, h) = Transcoder.size(height: rung.height, sourceWidth: sourceWidth, sourceHeight: sourceHeight, aspect: aspect)
-            let output = Output(rung: rung, width: Int32(w), height: Int32(h), path: "\(directory)/\(rung.name).mp4")
-            try openOutput(output, rate: rate, gop: gop, settings: settings, source: stream)
+            let output = Output(
+                rung: rung, width: Int32(w), height: Int32(h), path: "\(directory)/\(rung.name).mp4",
+                hlsDirectory: "\(directory)/hls/\(rung.name)")
             outputs.append(output)
+            try openEncoder(output, rate: rate, gop: gop, settings: settings)
+            try openMuxer(output, format: "mp4", path: output.path, options: ["movflags": "+faststart"])
+            do {
+                try FileManager.default.createDirectory(atPath: output.hlsDirectory, withIntermediateDirectories: true)
+            } catch {
+                throw MediaError(.transcodeFailed, "creating \(output.hlsDirectory): \(error)")
+            }
+            try openMuxer(
+                output, format: "hls", path: "\(output.hlsDirectory)/index.m3u8",
+                options: [
+                    "hls_segment_type": "fmp4", "hls_time": "\(settings.keyframeInterval)", "hls_playlist_type": "vod",
+                    "hls_flags": "independent_segments", "hls_fmp4_init_filename": "init.mp4",
+                    "hls_segment_filename": "\(output.hlsDirectory)/seg-%05d.m4s",
+                ])
         }
     }
 
     deinit {
         outputs.removeAll()
+        audio = nil
         avcodec_free_context(&decoder)
         if input != nil { avformat_close_input(&input) }
     }
 
-    private func openOutput(
-        _ output: Output, rate: AVRational, gop: Int32, settings: EncodingSettings, source: UnsafeMutablePointer<AVStream>
-    ) throws(MediaError) {
-        var format: UnsafeMutablePointer<AVFormatContext>?
-        try check(avformat_alloc_output_context2(&format, nil, "mp4", output.path), "creating \(output.path)")
-        output.format = format
-        guard let format, let x264 = avcodec_find_encoder_by_name("libx264") else {
+    private func openEncoder(_ output: Output, rate: AVRational, gop: Int32, settings: EncodingSettings) throws(MediaError) {
+        guard let x264 = avcodec_find_encoder_by_name("libx264") else {
             throw MediaError(.transcodeFailed, "libx264 is not available")
         }
         let encoder = avcodec_alloc_context3(x264)!
@@ -215,9 +283,8 @@ final class TranscodeJob {
         encoder.pointee.rc_max_rate = Int64(output.rung.maxBitRate)
         encoder.pointee.rc_buffer_size = Int32(output.rung.maxBitRate * 2)
         encoder.pointee.thread_count = 0
-        if format.pointee.oformat.pointee.flags & AVFMT_GLOBALHEADER != 0 {
-            encoder.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER
-        }
+        // MP4 and fMP4 both keep SPS/PPS in the header (avcC).
+        encoder.pointee.flags |= AV_CODEC_FLAG_GLOBAL_HEADER
         var options: OpaquePointer?
         av_dict_set(&options, "preset", settings.preset, 0)
         av_dict_set(&options, "crf", String(output.rung.crf), 0)
@@ -226,31 +293,38 @@ final class TranscodeJob {
         av_dict_free(&options)
         try check(opened, "opening libx264 for \(output.rung.name)")
 
-        let video = avformat_new_stream(format, nil)!
-        try check(avcodec_parameters_from_context(video.pointee.codecpar, encoder), "stream parameters")
-        video.pointee.time_base = encoder.pointee.time_base
-        output.videoStream = video
-        if audioIndex >= 0 {
-            let audio = avformat_new_stream(format, nil)!
-            try check(
-                avcodec_parameters_copy(audio.pointee.codecpar, input!.pointee.streams[Int(audioIndex)]!.pointee.codecpar),
-                "audio parameters")
-            audio.pointee.codecpar.pointee.codec_tag = 0
-            audio.pointee.time_base = input!.pointee.streams[Int(audioIndex)]!.pointee.time_base
-            output.audioStream = audio
-        }
-        try check(avio_open(&format.pointee.pb, output.path, AVIO_FLAG_WRITE), "creating \(output.path)")
-        var muxerOptions: OpaquePointer?
-        av_dict_set(&muxerOptions, "movflags", "+faststart", 0)
-        let written = avformat_write_header(format, &muxerOptions)
-        av_dict_free(&muxerOptions)
-        try check(written, "writing the header of \(output.path)")
-
         output.scaled = av_frame_alloc()
         output.scaled!.pointee.format = AV_PIX_FMT_YUV420P.rawValue
         output.scaled!.pointee.width = output.width
         output.scaled!.pointee.height = output.height
         try check(av_frame_get_buffer(output.scaled, 0), "frame buffer")
+    }
+
+    private func openMuxer(_ output: Output, format name: String, path: String, options: [String: String]) throws(MediaError) {
+        var allocated: UnsafeMutablePointer<AVFormatContext>?
+        try check(avformat_alloc_output_context2(&allocated, nil, name, path), "creating \(path)")
+        guard let format = allocated else { throw MediaError(.transcodeFailed, "creating \(path)") }
+        let muxer = Muxer(format: format)
+        output.muxers.append(muxer)
+        let video = avformat_new_stream(format, nil)!
+        try check(avcodec_parameters_from_context(video.pointee.codecpar, output.encoder), "stream parameters")
+        video.pointee.time_base = output.encoder!.pointee.time_base
+        video.pointee.avg_frame_rate = output.encoder!.pointee.framerate
+        muxer.video = video
+        if let audio, let parameters = audio.parameters {
+            let stream = avformat_new_stream(format, nil)!
+            try check(avcodec_parameters_copy(stream.pointee.codecpar, parameters), "audio parameters")
+            stream.pointee.time_base = audio.timeBase
+            muxer.audio = stream
+        }
+        if format.pointee.oformat.pointee.flags & AVFMT_NOFILE == 0 {
+            try check(avio_open(&format.pointee.pb, path, AVIO_FLAG_WRITE), "creating \(path)")
+        }
+        var dictionary: OpaquePointer?
+        for (key, value) in options { av_dict_set(&dictionary, key, value, 0) }
+        let written = avformat_write_header(format, &dictionary)
+        av_dict_free(&dictionary)
+        try check(written, "writing the header of \(path)")
     }
 
     func run(progress: @Sendable (Double) -> Void) throws(MediaError) -> TranscodeResult {
@@ -268,70 +342,146 @@ final class TranscodeJob {
         while true {
             let read = av_read_frame(input, packet)
             if read == cinescale_averror_eof() { break }
-            try check(read, "reading the source")
+            if read < 0 {
+                // A read error past a valid header (a cut or damaged file): what was read so far is judged below.
+                if decodedFrames > 0 { break }
+                throw MediaError(.corruptMedia, "the source could not be read (\(FFmpegError.describe(read)))")
+            }
             defer { av_packet_unref(packet) }
             if packet.pointee.stream_index == videoIndex {
-                try check(avcodec_send_packet(decoder, packet), "decoding")
+                videoPackets += 1
+                // Damaged packets are skipped (and counted), as the ffmpeg CLI does; too many fail the job below.
+                if avcodec_send_packet(decoder, packet) < 0 {
+                    damagedPackets += 1
+                    _ = FFmpegLog.take()
+                }
                 try drainDecoder(frame)
                 if duration > 0, packet.pointee.pts != cinescale_nopts_value() {
-                    let done = min(1, Double(packet.pointee.pts) * av_q2d(videoTimeBase) / duration)
+                    let done = min(1, Double(packet.pointee.pts - startTime) * av_q2d(videoTimeBase) / duration)
                     if done - lastReport >= 0.01 {
                         lastReport = done
                         progress(done)
                     }
                 }
-            } else if packet.pointee.stream_index == audioIndex {
-                for output in outputs {
-                    let copy = av_packet_clone(packet)!
-                    var owned: UnsafeMutablePointer<AVPacket>? = copy
-                    copy.pointee.stream_index = output.audioStream!.pointee.index
-                    av_packet_rescale_ts(
-                        copy, input!.pointee.streams[Int(audioIndex)]!.pointee.time_base, output.audioStream!.pointee.time_base)
-                    copy.pointee.pos = -1
-                    let written = av_interleaved_write_frame(output.format, copy)
-                    av_packet_free(&owned)
-                    try check(written, "writing audio to \(output.rung.name)")
-                }
+            } else if let audio, packet.pointee.stream_index == audio.sourceIndex {
+                try audio.process(packet) { (encoded) throws(MediaError) in try writeAudio(encoded, audio: audio) }
             }
         }
-        try check(avcodec_send_packet(decoder, nil), "flushing the decoder")
+        avcodec_send_packet(decoder, nil)
         try drainDecoder(frame)
+        try judgeDecoding()
+        if let audio {
+            try audio.finish { (encoded) throws(MediaError) in try writeAudio(encoded, audio: audio) }
+        }
+
         var renditions: [Rendition] = []
+        var variants: [Variant] = []
         for output in outputs {
             try encode(nil, output)
-            try check(av_write_trailer(output.format), "finishing \(output.rung.name)")
-            avio_closep(&output.format!.pointee.pb)
-            let attributes = try? FileManager.default.attributesOfItem(atPath: output.path)
-            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+            for muxer in output.muxers {
+                try check(av_write_trailer(muxer.format), "finishing \(output.rung.name)")
+            }
+            output.muxers.removeAll()  // closes the files
+            let size = Self.fileSize(output.path) ?? 0
+            let hls = try hlsRendition(output)
             renditions.append(
                 Rendition(
                     rung: output.rung, width: Int(output.width), height: Int(output.height), path: output.path,
-                    size: size, bitRate: duration > 0 ? Int(Double(size * 8) / duration) : 0,
-                    duration: duration))
+                    size: size, bitRate: duration > 0 ? Int(Double(size * 8) / duration) : 0, duration: duration, hls: hls))
+            variants.append(
+                Variant(
+                    bandwidth: hls.bandwidth, averageBandwidth: hls.averageBandwidth, width: Int(output.width),
+                    height: Int(output.height), codecs: hls.codecs, frameRate: hls.frameRate,
+                    uri: "\(output.rung.name)/index.m3u8"))
+        }
+        let master = "\(directory)/hls/master.m3u8"
+        guard FileManager.default.createFile(atPath: master, contents: Data(Playlist.master(variants).utf8)) else {
+            throw MediaError(.transcodeFailed, "cannot write \(master)")
         }
         let thumbs = try thumbnails?.finish()
         progress(1)
-        return TranscodeResult(renditions: renditions, thumbnails: thumbs)
+        return TranscodeResult(
+            renditions: renditions, thumbnails: thumbs, hlsDirectory: "\(directory)/hls", damagedPackets: damagedPackets)
+    }
+
+    /// Fails a transcode whose input was mostly undecodable or ends well before its stated duration, rather
+    /// than publishing a rendition of grey frames or a cut-off video.
+    private func judgeDecoding() throws(MediaError) {
+        guard decodedFrames > 0 else {
+            throw MediaError(.corruptMedia, "no picture could be decoded (\(damagedPackets) of \(videoPackets) video packets damaged)")
+        }
+        if damagedPackets > max(2, videoPackets / 10) {
+            throw MediaError(
+                .corruptMedia, "\(damagedPackets) of \(videoPackets) video packets could not be decoded; the file is damaged")
+        }
+        let frameDuration = 1 / max(av_q2d(frameRate), 1)
+        if duration > 0, lastFrameTime + frameDuration < duration - max(1, duration * 0.05) {
+            throw MediaError(
+                .corruptMedia,
+                "the video stops at \(Int(lastFrameTime)) s of its \(Int(duration.rounded())) s: the file is truncated or damaged")
+        }
+    }
+
+    private func writeAudio(_ packet: UnsafeMutablePointer<AVPacket>, audio: AudioTrack) throws(MediaError) {
+        for output in outputs {
+            for muxer in output.muxers {
+                try muxer.write(packet, timeBase: audio.timeBase, to: muxer.audio!, "writing audio to \(output.rung.name)")
+            }
+        }
+    }
+
+    private func hlsRendition(_ output: Output) throws(MediaError) -> HLSRendition {
+        let path = "\(output.hlsDirectory)/index.m3u8"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw MediaError(.transcodeFailed, "the HLS playlist of \(output.rung.name) was not written")
+        }
+        let playlist: MediaPlaylist
+        do {
+            playlist = try MediaPlaylist(parsing: String(decoding: data, as: UTF8.self))
+        } catch {
+            throw MediaError(.transcodeFailed, "the HLS playlist of \(output.rung.name): \(error.message)")
+        }
+        guard let rates = Playlist.bitRates(of: playlist, size: { Self.fileSize("\(output.hlsDirectory)/\($0)") }) else {
+            throw MediaError(.transcodeFailed, "the HLS segments of \(output.rung.name) are missing")
+        }
+        let encoder = output.encoder!.pointee
+        let extradata = encoder.extradata.map { Array(UnsafeBufferPointer(start: $0, count: Int(encoder.extradata_size))) } ?? []
+        var codecs = [Codecs.avc1(extradata: extradata) ?? "avc1.640028"]
+        if let audio { codecs.append(audio.codecs) }
+        return HLSRendition(
+            directory: output.hlsDirectory, segments: playlist.segments.count, bandwidth: rates.peak,
+            averageBandwidth: rates.average, codecs: codecs.joined(separator: ","), frameRate: av_q2d(frameRate))
+    }
+
+    static func fileSize(_ path: String) -> Int64? {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value
     }
 
     private func drainDecoder(_ frame: UnsafeMutablePointer<AVFrame>) throws(MediaError) {
         while true {
             let received = avcodec_receive_frame(decoder, frame)
             if received == cinescale_averror(EAGAIN) || received == cinescale_averror_eof() { return }
-            try check(received, "decoding")
+            if received < 0 {
+                damagedPackets += 1
+                _ = FFmpegLog.take()
+                continue
+            }
             defer { av_frame_unref(frame) }
+            decodedFrames += 1
             let sourceTimeBase = input!.pointee.streams[Int(videoIndex)]!.pointee.time_base
+            let pts = frame.pointee.best_effort_timestamp
+            if pts != cinescale_nopts_value() {
+                lastFrameTime = max(lastFrameTime, Double(pts - startTime) * av_q2d(sourceTimeBase))
+            }
             for output in outputs {
                 try scale(frame, into: output)
-                let pts = frame.pointee.best_effort_timestamp
                 output.scaled!.pointee.pts = pts == cinescale_nopts_value()
                     ? cinescale_nopts_value() : av_rescale_q(pts, sourceTimeBase, output.encoder!.pointee.time_base)
                 output.scaled!.pointee.pict_type = AV_PICTURE_TYPE_NONE
                 try encode(output.scaled, output)
             }
-            if let thumbnails, frame.pointee.best_effort_timestamp != cinescale_nopts_value() {
-                let time = Double(frame.pointee.best_effort_timestamp - startTime) * av_q2d(sourceTimeBase)
-                try thumbnails.offer(frame, time: time)
+            if let thumbnails, pts != cinescale_nopts_value() {
+                try thumbnails.offer(frame, time: Double(pts - startTime) * av_q2d(sourceTimeBase))
             }
         }
     }
@@ -368,9 +518,10 @@ final class TranscodeJob {
             let received = avcodec_receive_packet(output.encoder, packet)
             if received == cinescale_averror(EAGAIN) || received == cinescale_averror_eof() { return }
             try check(received, "encoding \(output.rung.name)")
-            packet!.pointee.stream_index = output.videoStream!.pointee.index
-            av_packet_rescale_ts(packet, output.encoder!.pointee.time_base, output.videoStream!.pointee.time_base)
-            try check(av_interleaved_write_frame(output.format, packet), "writing \(output.rung.name)")
+            defer { av_packet_unref(packet) }
+            for muxer in output.muxers {
+                try muxer.write(packet!, timeBase: output.encoder!.pointee.time_base, to: muxer.video!, "writing \(output.rung.name)")
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HLS
 import MediaKit
 import Testing
 
@@ -126,6 +127,7 @@ struct MediaProbeTests {
         ("truncated.mp4", .unreadableMedia),
         ("image.mp4", .zeroDuration),
         ("audio.mp4", .noVideoStream),
+        ("huge-header.mp4", .unreadableMedia),
     ])
     func hostileInputIsRefusedWithAReason(name: String, code: MediaError.Code) async throws {
         let path = Clips.directory + "/" + name
@@ -139,6 +141,11 @@ struct MediaProbeTests {
             ])
             let data = try Data(contentsOf: URL(fileURLWithPath: full))
             _ = FileManager.default.createFile(atPath: path, contents: data.prefix(data.count / 2))
+        case "huge-header.mp4":
+            // A raw-video header declaring 16384×16384 in front of a few bytes: FFmpeg itself refuses the size
+            // (above its image limit) before anything allocates a 400 MB frame, and the error says so.
+            let header = "YUV4MPEG2 W16384 H16384 F25:1 Ip A1:1 C420jpeg\nFRAME\n"
+            _ = FileManager.default.createFile(atPath: path, contents: Data(header.utf8) + Data(count: 4096))
         case "image.mp4":
             let png = try Clips.make("still.png", ["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1"])
             try? FileManager.default.removeItem(atPath: path)
@@ -152,6 +159,7 @@ struct MediaProbeTests {
         } catch {
             #expect(error.code == code, "\(name): \(error)")
             #expect(!error.message.isEmpty)
+            if name == "huge-header.mp4" { #expect(error.message.contains("16384x16384"), "\(error)") }
         }
     }
 
@@ -231,6 +239,85 @@ struct TranscoderTests {
                 line.split(separator: ",").first.flatMap { Double($0) }
             }
             #expect(keyframes.map { ($0 * 10).rounded() / 10 } == [0, 2, 4])
+
+            // The same encode as HLS: fMP4 segments of 2 s (the keyframe interval), read back by ffprobe.
+            let hls = rendition.hls
+            let playlist = try MediaPlaylist(
+                parsing: String(contentsOfFile: hls.directory + "/index.m3u8", encoding: .utf8))
+            #expect(playlist.mapURI == "init.mp4" && playlist.isComplete)
+            #expect(playlist.segments.map { ($0.duration * 10).rounded() / 10 } == [2, 2, 1])
+            #expect(hls.segments == 3)
+            // avc1.PPCCLL with the profile and level ffprobe reports (ultrafast with B-frames: Main, 4d 40).
+            let level = try #require(video["level"] as? Int)
+            let profile = ["Main": "4d40", "High": "6400", "Constrained Baseline": "42c0"][video["profile"] as? String ?? ""]
+            #expect(hls.codecs == "avc1.\(profile ?? "?")\(level < 16 ? "0" : "")\(String(level, radix: 16)),mp4a.40.2")
+            #expect(hls.bandwidth >= hls.averageBandwidth && hls.averageBandwidth > 10_000)
+            let hlsProbe = try Clips.ffprobe(hls.directory + "/index.m3u8")
+            let hlsStreams = try #require(hlsProbe["streams"] as? [[String: Any]])
+            #expect(hlsStreams.contains { $0["codec_name"] as? String == "h264" && $0["height"] as? Int == rendition.height })
+            #expect(hlsStreams.contains { $0["codec_name"] as? String == "aac" })
+            let hlsDuration = Double((hlsProbe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
+            #expect(abs(hlsDuration - 5) < 0.2)
+        }
+        let master = try String(contentsOfFile: result.hlsDirectory + "/master.m3u8", encoding: .utf8)
+        #expect(master.components(separatedBy: "#EXT-X-STREAM-INF:").count == 3)
+        #expect(master.contains("RESOLUTION=426x240,CODECS=\"\(renditions[0].hls.codecs)\",FRAME-RATE=30.000\n240p/index.m3u8\n"))
+        #expect(master.contains("BANDWIDTH=\(renditions[1].hls.bandwidth),"))
+        #expect(result.damagedPackets == 0)
+    }
+
+    @Test func audioThatIsNotAACIsEncodedToAACOnce() async throws {
+        let source = try Clips.make("mp3-audio.mkv", [
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
+            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libmp3lame", "-ac", "1", "-shortest",
+        ])
+        let directory = Clips.directory + "/mp3-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let result = try await Transcoder.transcode(
+            input: source, ladder: [Rung(name: "240p", height: 240, maxBitRate: 400_000)],
+            settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 1), directory: directory)
+        let rendition = try #require(result.renditions.first)
+        for path in [rendition.path, rendition.hls.directory + "/index.m3u8"] {
+            let probe = try Clips.ffprobe(path)
+            let audio = try #require((probe["streams"] as? [[String: Any]])?.first { $0["codec_type"] as? String == "audio" })
+            #expect(audio["codec_name"] as? String == "aac", "\(path)")
+            #expect(audio["sample_rate"] as? String == "44100" && audio["channels"] as? Int == 1)
+            let seconds = Double(audio["duration"] as? String ?? "") ?? Double((probe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
+            #expect(abs(seconds - 3) < 0.2, "\(path): audio lasts \(seconds) s")
+        }
+        #expect(rendition.hls.codecs.hasSuffix(",mp4a.40.2"))
+    }
+
+    /// A faststart MP4 whose header is intact but whose media data is damaged: the probe accepts it (the
+    /// header is all it reads); the transcoder must refuse it rather than publish grey frames or a cut video.
+    @Test(arguments: ["garbage-after-header", "truncated-media"])
+    func damagedMediaDataIsRefused(kind: String) async throws {
+        let source = try Clips.make("damage-source.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8", "-c:v", "libx264", "-preset", "ultrafast",
+            "-movflags", "+faststart",
+        ])
+        var data = try Data(contentsOf: URL(fileURLWithPath: source))
+        let mdat = try #require(data.range(of: Data("mdat".utf8))).upperBound
+        switch kind {
+        case "garbage-after-header":
+            var generator = SystemRandomNumberGenerator()
+            for i in (mdat + 64)..<data.count { data[i] = UInt8.random(in: 0...255, using: &generator) }
+        default:
+            data = data.prefix(mdat + (data.count - mdat) / 3)
+        }
+        let path = Clips.directory + "/\(kind).mp4"
+        try data.write(to: URL(fileURLWithPath: path))
+        _ = try await MediaProbe.probe(try FileSource(path: path))
+        let directory = Clips.directory + "/\(kind)-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        do {
+            let result = try await Transcoder.transcode(
+                input: path, ladder: [Rung(name: "240p", height: 240, maxBitRate: 400_000)],
+                settings: EncodingSettings(preset: "ultrafast"), directory: directory)
+            Issue.record("\(kind) was transcoded: \(result)")
+        } catch {
+            #expect(error.code == .corruptMedia, "\(error)")
         }
     }
 }

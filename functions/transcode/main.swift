@@ -1,7 +1,8 @@
 // `transcode`: triggered by the probe's `<video-id>/metadata.json` in the media bucket, so the pipeline is
 // chained by events. Downloads the source once, decodes it once and encodes every rung of the ladder at or
-// below its height (MediaKit.Transcoder: H.264 + the AAC audio, aligned keyframes, faststart MP4), uploads
-// each rendition (multipart when large) under deterministic keys — a retried invocation overwrites — and
+// below its height (MediaKit.Transcoder: H.264 + AAC, aligned keyframes, a faststart MP4 and an HLS rendition
+// of fMP4 segments per rung, a master playlist), uploads everything (multipart when large) under deterministic
+// keys — a retried invocation overwrites — and
 // keeps `<video-id>/status.json` current: `transcoding` with a percentage while it runs, then `ready` with
 // the renditions (or `failed` with the reason, and the invocation fails).
 //
@@ -138,8 +139,11 @@ struct TranscodeHandler: FunctionHandler {
             infos.append(
                 VideoStatus.Rendition(
                     name: rendition.rung.name, width: rendition.width, height: rendition.height,
-                    bitRate: rendition.bitRate, size: rendition.size, key: key))
+                    bitRate: rendition.bitRate, size: rendition.size, key: key,
+                    playlist: VideoKeys.hlsPlaylist(id, rung: rendition.rung.name), bandwidth: rendition.hls.bandwidth,
+                    codecs: rendition.hls.codecs))
         }
+        try await uploadHLS(from: result.hlsDirectory, to: VideoKeys.hls(id), bucket: media)
         var thumbnails = VideoStatus.Thumbnails()
         for (index, poster) in (result.thumbnails?.posters ?? []).enumerated() {
             let key = "\(id)/thumbnails/poster-\(index + 1).jpg"
@@ -154,12 +158,50 @@ struct TranscodeHandler: FunctionHandler {
                 tileWidth: sprite.tileWidth, tileHeight: sprite.tileHeight)
         }
         try await s3.putJSON(
-            VideoStatus(videoId: id, state: "ready", percent: 100, renditions: infos, thumbnails: thumbnails),
+            VideoStatus(
+                videoId: id, state: "ready", percent: 100, renditions: infos, hls: VideoKeys.hlsMaster(id),
+                thumbnails: thumbnails),
             bucket: media, key: VideoKeys.status(id))
         context.logger.info("transcoded", metadata: [
             "cinescale.video": .string(id), "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
         ])
         return Done(videoId: id, renditions: infos.map(\.name))
+    }
+}
+
+extension TranscodeHandler {
+    /// Uploads the HLS tree under `prefix`, eight files at a time: segments and init sections first, then the
+    /// media playlists, the master playlist last, so no playlist ever names an object not yet written.
+    func uploadHLS(from directory: String, to prefix: String, bucket: String) async throws {
+        let files = (FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []).filter { file in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: directory + "/" + file, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }
+        guard files.contains("master.m3u8") else {
+            throw TranscodeFailed(error: MediaError(.transcodeFailed, "no HLS master playlist in \(directory)"), videoID: prefix)
+        }
+        let media = files.filter { !$0.hasSuffix(".m3u8") }
+        let playlists = files.filter { $0.hasSuffix(".m3u8") && $0 != "master.m3u8" }
+        for batch in [media, playlists, files.filter { $0 == "master.m3u8" }] {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var pending = batch[...]
+                func next() {
+                    guard let file = pending.popFirst() else { return }
+                    group.addTask {
+                        _ = try await s3.uploadFile(
+                            bucket: bucket, key: prefix + file, path: directory + "/" + file, contentType: Self.contentType(file))
+                    }
+                }
+                for _ in 0..<8 { next() }
+                while try await group.next() != nil { next() }
+            }
+        }
+    }
+
+    static func contentType(_ file: String) -> String {
+        if file.hasSuffix(".m3u8") { return "application/vnd.apple.mpegurl" }
+        if file.hasSuffix(".m4s") { return "video/iso.segment" }
+        return "video/mp4"
     }
 }
 

@@ -220,3 +220,45 @@ def test_upload_is_probed_then_transcoded_into_the_ladder(media, tmp_path):
         stream = ffprobe(path)["streams"][0]
         assert stream["codec_name"] == "mjpeg"
     assert thumbnails["sprite"]["count"] == 6 and thumbnails["sprite"]["interval"] == 1
+    # HLS: the master playlist names each rung's media playlist, whose fMP4 segments are the keyframe
+    # interval long; the tree downloaded from the bucket plays back in ffprobe with both streams.
+    assert status["hls"] == "tx-001/hls/master.m3u8"
+    head = media.s3.head_object(Bucket="media", Key=status["hls"])
+    assert head["ContentType"] == "application/vnd.apple.mpegurl"
+    local = tmp_path / "hls"
+    for item in media.s3.list_objects_v2(Bucket="media", Prefix="tx-001/hls/")["Contents"]:
+        target = local / item["Key"][len("tx-001/hls/"):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        media.s3.download_file("media", item["Key"], str(target))
+    master = (local / "master.m3u8").read_text()
+    assert master.count("#EXT-X-STREAM-INF:") == 2
+    for rendition in status["renditions"]:
+        assert f"RESOLUTION={rendition['width']}x{rendition['height']},CODECS=\"{rendition['codecs']}\"" in master
+        assert f"BANDWIDTH={rendition['bandwidth']}," in master
+        playlist = (local / rendition["name"] / "index.m3u8").read_text()
+        assert "#EXT-X-MAP:URI=\"init.mp4\"" in playlist and "#EXT-X-ENDLIST" in playlist
+        durations = [float(line[8:].rstrip(",")) for line in playlist.splitlines() if line.startswith("#EXTINF:")]
+        assert [round(d, 1) for d in durations] == [2.0, 2.0, 2.0]
+    probe = ffprobe(str(local / "master.m3u8"))
+    assert {s["codec_name"] for s in probe["streams"]} == {"h264", "aac"}
+    assert abs(float(probe["format"]["duration"]) - 6) < 0.2
+
+
+def test_damaged_media_data_fails_the_transcode_with_a_reason(media, tmp_path):
+    """A faststart MP4 whose header is intact but whose media data is garbage: the probe accepts the header,
+    the transcoder refuses the content (CorruptMedia) instead of publishing grey frames."""
+    clip = str(tmp_path / "damaged.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6", "-c:v", "libx264", "-preset", "ultrafast",
+           "-movflags", "+faststart", clip)
+    data = bytearray(open(clip, "rb").read())
+    start = data.index(b"mdat") + 64
+    data[start:] = random.Random(5).randbytes(len(data) - start)
+    open(clip, "wb").write(data)
+    media.s3.upload_file(clip, "ingest", "uploads/tx-damaged.mp4")
+    status = wait_for("failed", lambda: (lambda s: s if s and s["state"] == "failed" else None)(
+        media.media_object("tx-damaged/status.json")), timeout=120)
+    assert status["stage"] == "transcode" and status["error"]["code"] == "CorruptMedia", status
+    letters = wait_for("the dead letter", lambda: [d for d in media.dead_letters()
+                                                   if "tx-damaged" in json.dumps(d["event"])])
+    assert letters[0]["errorType"] == "CorruptMedia" and letters[0]["attempts"] == 2
+    assert media.s3.list_objects_v2(Bucket="media", Prefix="tx-damaged/hls/")["KeyCount"] == 0
