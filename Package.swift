@@ -260,6 +260,16 @@ let package = Package(
             path: "functions/transcode",
             swiftSettings: swiftSettings
         ),
+        // `transcode-bench`: MediaKit's side of scripts/bench-transcode (a transcode or a probe per process).
+        .executableTarget(
+            name: "transcode-bench",
+            dependencies: [
+                "MediaKit", "MediaFunctionSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MediaKitTests",
             dependencies: ["MediaKit", "HLS"],

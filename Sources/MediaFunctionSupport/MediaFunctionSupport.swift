@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NIOCore
 import S3Client
 import SigV4
@@ -217,5 +218,21 @@ public struct VideoStatus: Codable, Sendable {
         self.source = source
         self.renditions = renditions
         self.thumbnails = thumbnails
+    }
+}
+
+/// Runs async work from a thread that may block (FFmpeg's read callbacks), waiting for its result.
+public enum Blocking {
+    public static func run<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let outcome: Result<T, any Error>
+            do { outcome = .success(try await work()) } catch { outcome = .failure(error) }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        done.wait()
+        return try result.withLock { $0! }.get()
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import HLS
-import MediaKit
+@testable import MediaKit
 import Testing
 
 /// Clips made by the `ffmpeg` CLI (the test oracle, installed by scripts/test), compared with `ffprobe`.
@@ -183,6 +183,19 @@ struct TranscoderTests {
         #expect(Transcoder.rungs(for: 1080, ladder: ladder).map(\.height) == [240, 360, 720, 1080])
         #expect(Transcoder.rungs(for: 480, ladder: ladder).map(\.height) == [240, 360])
         #expect(Transcoder.rungs(for: 144, ladder: ladder).map(\.height) == [240])
+    }
+
+    @Test func cascadeScalesEachRungFromALargerRungAtLeastTwiceItsHeight() {
+        let stages = [240, 360, 720, 1080].map { height in
+            RungStage(
+                rung: Rung(name: "\(height)p", height: height, maxBitRate: 1), width: Int32(height * 16 / 9 & ~1),
+                height: Int32(height), path: "", hlsDirectory: "")
+        }
+        let roots = TranscodeJob.arrange(stages, cascade: true)
+        #expect(roots.map(\.height) == [1080, 720])  // 1080 is not twice 720: both from the source
+        #expect(stages[2].children.map(\.height) == [360, 240])  // 360 is not twice 240: both from 720
+        #expect(stages[3].children.isEmpty && stages[0].children.isEmpty)
+        #expect(TranscodeJob.arrange(stages, cascade: false).count == 4)
     }
 
     @Test func decodesOnceAndWritesFaststartMP4sCheckedWithFFprobe() async throws {

@@ -112,19 +112,4 @@ struct ProbeHandler: FunctionHandler {
 }
 
 /// Runs async work from a thread that may block (MediaKit's FFmpeg thread), waiting for its result.
-enum Blocking {
-    static func run<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
-        let result = Mutex<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let outcome: Result<T, any Error>
-            do { outcome = .success(try await work()) } catch { outcome = .failure(error) }
-            result.withLock { $0 = outcome }
-            done.signal()
-        }
-        done.wait()
-        return try result.withLock { $0! }.get()
-    }
-}
-
 await FunctionRuntime.run(makeHandler: { try ProbeHandler() })
