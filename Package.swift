@@ -128,6 +128,7 @@ let package = Package(
         .executableTarget(
             name: "cinescale",
             dependencies: [
+                "ProductAPI",
                 "Gateway",
                 "StoreNotifications",
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -231,6 +232,20 @@ let package = Package(
         // HLS playlists as text: reading media playlists, writing master playlists, rewriting URIs. No dependencies.
         .target(name: "HLS", swiftSettings: swiftSettings),
         .testTarget(name: "HLSTests", dependencies: ["HLS"], swiftSettings: swiftSettings),
+        // The product API (uploads, videos, signed streaming), stateless over the buckets; mounted on the gateway.
+        .target(
+            name: "ProductAPI",
+            dependencies: [
+                "HLS", "MediaFunctionSupport", "S3Client",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "ProductAPITests", dependencies: ["ProductAPI", "MediaFunctionSupport"], swiftSettings: swiftSettings),
         // Media work over FFmpeg: probing (custom AVIO over any byte source). Owns every C pointer.
         .target(
             name: "MediaKit",

@@ -1,11 +1,8 @@
 import ArgumentParser
 import Foundation
-import Hummingbird
 import Logging
-import ObjectStore
 import S3Server
 import ServiceLifecycle
-import Prometheus
 import SigV4
 import StoreNotifications
 
@@ -83,24 +80,14 @@ struct StoreCommand: AsyncParsableCommand {
         guard Set(targets.map(\.id)).count == targets.count else {
             throw ValidationError("--notify-webhook: two targets have the same ID")
         }
-        let registry = PrometheusCollectorRegistry()
-        let notifier = try EventNotifier(
-            settings: NotificationSettings(
-                targets: targets, queuePath: dataDirectory + "/notifications/queue.sqlite", maxQueued: notifyQueueLimit),
-            registry: registry, logger: logger)
-        let store = try await ObjectStore(
-            configuration: ObjectStoreConfiguration(root: dataDirectory, fsync: !noFsync), logger: logger,
-            observer: { event in try await notifier.record(event) })
-        for bucket in (createBuckets ?? "").split(separator: ",").map(String.init) where !bucket.isEmpty {
-            do {
-                _ = try await store.createBucket(bucket)
-            } catch let error as ObjectStoreError where error.code == .bucketAlreadyOwnedByYou {}
-        }
         let portFile = processOptions.portFile
         let host = self.host
-        let app = S3Server.makeApplication(
-            store: store, configuration: serverConfiguration, host: host, port: port, logger: logger,
-            notifier: notifier, metrics: { registry.emitToBuffer() },
+        let embedded = try await EmbeddedStore(
+            settings: EmbeddedStore.Settings(
+                dataDirectory: dataDirectory, host: host, port: port, server: serverConfiguration, fsync: !noFsync,
+                targets: targets, maxQueued: notifyQueueLimit,
+                createBuckets: (createBuckets ?? "").split(separator: ",").map(String.init)),
+            logger: logger,
             onRunning: { port in
                 logger.info("store listening", metadata: [
                     "cinescale.endpoint": .string("http://\(host):\(port)"), "cinescale.data": .string(dataDirectory),
@@ -112,7 +99,7 @@ struct StoreCommand: AsyncParsableCommand {
                 }
             })
         let group = ServiceGroup(
-            configuration: .init(services: [app, notifier], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: embedded.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

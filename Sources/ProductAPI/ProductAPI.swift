@@ -1,0 +1,396 @@
+import Foundation
+import HLS
+import HTTPTypes
+import Hummingbird
+import Logging
+import MediaFunctionSupport
+import NIOCore
+import S3Client
+
+/// What a CineScale user touches, served by the gateway; stateless over the buckets:
+/// - `POST /uploads` → a video id and a presigned PUT URL into the ingest bucket;
+/// - `GET /videos/{id}` → state, metadata, renditions and thumbnails with signed URLs; `GET /videos` lists;
+/// - `GET /stream/{id}/{rendition}` → 302 to a signed URL of that MP4;
+/// - `GET /stream/{id}/master.m3u8` and `/stream/{id}/{rendition}/index.m3u8` → playlists rewritten so every
+///   URI in them is signed (media playlists by the API, segments and init sections by the store);
+/// - `DELETE /videos/{id}` → removes the source and every output.
+/// Errors are JSON: `{"error": {"code", "message"}}`. docs/openapi.yaml describes it all.
+public struct ProductAPI: Sendable {
+    let configuration: ProductConfiguration
+    /// Talks to the store (reads and deletes).
+    let s3: S3Client
+    /// Presigns URLs for clients: the store's endpoint as clients reach it.
+    let presigner: S3Client
+    let signer: StreamSigner
+    let logger: Logger
+
+    public init(configuration: ProductConfiguration, s3: S3Client, presigner: S3Client, logger: Logger) {
+        self.configuration = configuration
+        self.s3 = s3
+        self.presigner = presigner
+        self.signer = StreamSigner(secret: configuration.signingSecret)
+        self.logger = logger
+    }
+
+    public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.post("/uploads") { request, _ in await respond { try await createUpload(request) } }
+        router.get("/videos") { request, _ in await respond { try await listVideos(request) } }
+        router.get("/videos/:id") { _, context in
+            await respond { try await video(context.parameters.get("id") ?? "") }
+        }
+        router.delete("/videos/:id") { _, context in
+            await respond { try await deleteVideo(context.parameters.get("id") ?? "") }
+        }
+        router.get("/stream/:id/:name") { _, context in
+            await respond { try await stream(context.parameters.get("id") ?? "", context.parameters.get("name") ?? "") }
+        }
+        // (The same parameter name as the route above: the router's trie shares the segment.)
+        router.get("/stream/:id/:name/index.m3u8") { request, context in
+            await respond {
+                try await mediaPlaylist(
+                    context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
+            }
+        }
+    }
+
+    // MARK: Uploads
+
+    static let videoTypes: [String: String] = [
+        "mp4": "video/mp4", "m4v": "video/x-m4v", "mov": "video/quicktime", "mkv": "video/x-matroska",
+        "webm": "video/webm", "avi": "video/x-msvideo", "ts": "video/mp2t", "mpg": "video/mpeg", "mpeg": "video/mpeg",
+        "ogv": "video/ogg", "3gp": "video/3gpp", "flv": "video/x-flv", "wmv": "video/x-ms-wmv",
+    ]
+
+    func createUpload(_ request: Request) async throws -> Response {
+        let body = try await request.body.collect(upTo: 64 * 1024)
+        var upload = UploadRequest()
+        if body.readableBytes > 0 {
+            do {
+                upload = try JSONDecoder().decode(UploadRequest.self, from: Data(body.readableBytesView))
+            } catch {
+                throw APIError(400, "InvalidRequest", "The body must be JSON: {\"fileName\", \"contentType\", \"size\"}, all optional.")
+            }
+        }
+        if let size = upload.size {
+            guard size > 0 else { throw APIError(400, "InvalidRequest", "size must be a positive number of bytes.") }
+            guard size <= configuration.maxUploadBytes else {
+                throw APIError(
+                    413, "UploadTooLarge", "The file is \(size) bytes; uploads are limited to \(configuration.maxUploadBytes).")
+            }
+        }
+        let ext = Self.fileExtension(upload.fileName)
+        let contentType = (upload.contentType?.isEmpty == false ? upload.contentType : nil)
+            ?? ext.flatMap { Self.videoTypes[$0] } ?? "video/mp4"
+        guard contentType.lowercased().hasPrefix("video/") else {
+            throw APIError(415, "UnsupportedMediaType", "'\(contentType)' is not a video type; CineScale takes video/* uploads.")
+        }
+        let suffix = ext ?? Self.videoTypes.first { $0.value == contentType.lowercased() }?.key ?? "mp4"
+        let id = Self.newVideoID()
+        let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
+        let now = Date()
+        let expires = now.addingTimeInterval(Double(configuration.uploadExpiry))
+        var headers: [String: String] = [:]
+        if let size = upload.size { headers["Content-Length"] = String(size) }
+        let url = try presigner.presignedURL(
+            method: "PUT", bucket: configuration.ingestBucket, key: key, expires: configuration.uploadExpiry,
+            headers: headers, date: now)
+        let source = SourceObject(bucket: configuration.ingestBucket, key: key, size: upload.size)
+        let record = UploadRecord(
+            videoId: id, source: source, fileName: upload.fileName, contentType: contentType, size: upload.size,
+            createdAt: ISO8601.string(now), expiresAt: ISO8601.string(expires))
+        try await s3.putJSON(record, bucket: configuration.mediaBucket, key: Self.uploadKey(id))
+        logger.info("upload created", metadata: ["cinescale.video": .string(id), "cinescale.key": .string(key)])
+        return try Self.json(
+            UploadTicket(
+                videoId: id, uploadUrl: url.absoluteString, method: "PUT", headers: headers,
+                expiresAt: ISO8601.string(expires), source: source, status: "/videos/\(id)"),
+            status: .created)
+    }
+
+    static func uploadKey(_ id: String) -> String { "\(id)/upload.json" }
+
+    /// 96 random bits, lowercase hex: unguessable, and safe as a key segment and a file name.
+    static func newVideoID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<12).map { _ in
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }.joined()
+    }
+
+    /// The file name's extension, lowercased, when it is 1–8 letters or digits.
+    static func fileExtension(_ fileName: String?) -> String? {
+        guard let name = fileName, let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
+        let ext = name[name.index(after: dot)...].lowercased()
+        guard (1...8).contains(ext.count), ext.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return nil }
+        return ext
+    }
+
+    /// Video ids name key prefixes: letters, digits, '-', '_' and '.', not starting with '.'.
+    static func validate(_ id: String) throws {
+        guard (1...128).contains(id.utf8.count), !id.hasPrefix("."),
+            id.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E })
+        else { throw APIError(400, "InvalidVideoId", "A video id is 1–128 letters, digits, '-', '_' or '.'.") }
+    }
+
+    // MARK: Videos
+
+    func objects(_ id: String) async throws -> VideoObjects {
+        async let upload = optionalJSON(UploadRecord.self, Self.uploadKey(id))
+        async let metadata = optionalJSON(JSONValue.self, VideoKeys.metadata(id))
+        async let status = optionalJSON(VideoStatus.self, VideoKeys.status(id))
+        var objects = VideoObjects(
+            upload: try await upload, metadata: try await metadata, status: try await status, sourceExists: false)
+        if objects.status == nil, objects.metadata == nil, let source = objects.upload?.source {
+            objects.sourceExists = try await exists(bucket: source.bucket, key: source.key)
+        }
+        return objects
+    }
+
+    func video(_ id: String) async throws -> Response {
+        try Self.validate(id)
+        let objects = try await objects(id)
+        guard !objects.isEmpty else { throw APIError.notFound(id) }
+        let (state, percent) = objects.state
+        let now = Date()
+        let urlsExpire = now.addingTimeInterval(Double(configuration.streamExpiry))
+        var view = VideoView(
+            videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName,
+            source: objects.status?.source ?? objects.upload?.source, metadata: objects.metadata?["media"])
+        if state == .awaitingUpload { view.uploadExpiresAt = objects.upload?.expiresAt }
+        if let status = objects.status {
+            if let error = status.error { view.error = .init(code: error.code, message: error.message, stage: status.stage) }
+            if state == .ready {
+                view.renditions = try (status.renditions ?? []).map { rendition in
+                    VideoView.Rendition(
+                        name: rendition.name, width: rendition.width, height: rendition.height, bitRate: rendition.bitRate,
+                        size: rendition.size, codecs: rendition.codecs, url: try signedURL(rendition.key, date: now),
+                        stream: "/stream/\(id)/\(rendition.name)")
+                }
+                if status.hls != nil { view.hls = "/stream/\(id)/master.m3u8" }
+                if let thumbnails = status.thumbnails {
+                    view.thumbnails = VideoView.Thumbnails(
+                        posters: try thumbnails.posters.map {
+                            VideoView.Poster(url: try signedURL($0.key, date: now), time: $0.time, width: $0.width, height: $0.height)
+                        },
+                        sprite: try thumbnails.sprite.map {
+                            VideoView.Sprite(
+                                url: try signedURL($0.key, date: now), interval: $0.interval, columns: $0.columns, rows: $0.rows,
+                                count: $0.count, tileWidth: $0.tileWidth, tileHeight: $0.tileHeight)
+                        })
+                }
+                view.urlsExpireAt = ISO8601.string(urlsExpire)
+            }
+        }
+        return try Self.json(view)
+    }
+
+    func listVideos(_ request: Request) async throws -> Response {
+        let limitText = request.uri.queryParameters.get("limit")
+        let limit = limitText.flatMap { Int($0) } ?? 20
+        guard (1...100).contains(limit), limitText == nil || Int(limitText!) != nil else {
+            throw APIError(400, "InvalidRequest", "limit must be 1–100.")
+        }
+        let cursor = request.uri.queryParameters.get("cursor").flatMap { $0.isEmpty ? nil : $0 }
+        let page = try await s3.listObjectsV2(
+            bucket: configuration.mediaBucket, delimiter: "/", continuationToken: cursor, maxKeys: limit)
+        let ids = page.commonPrefixes.map { String($0.dropLast()) }.filter { (try? Self.validate($0)) != nil }
+        let summaries = try await withThrowingTaskGroup(of: (Int, VideoSummary?).self) { group in
+            for (index, id) in ids.enumerated() {
+                group.addTask {
+                    let objects = try await self.objects(id)
+                    guard !objects.isEmpty else { return (index, nil) }
+                    let (state, percent) = objects.state
+                    return (index, VideoSummary(videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName))
+                }
+            }
+            var results = [VideoSummary?](repeating: nil, count: ids.count)
+            for try await (index, summary) in group { results[index] = summary }
+            return results.compactMap { $0 }
+        }
+        return try Self.json(VideoList(videos: summaries, nextCursor: page.isTruncated ? page.nextContinuationToken : nil))
+    }
+
+    func deleteVideo(_ id: String) async throws -> Response {
+        try Self.validate(id)
+        let objects = try await objects(id)
+        var sources: [SourceObject] = []
+        if let source = objects.upload?.source { sources.append(source) }
+        if let source = objects.status?.source { sources.append(source) }
+        if case .object(let fields)? = objects.metadata, case .object(let source)? = fields["source"],
+            case .string(let bucket)? = source["bucket"], case .string(let key)? = source["key"]
+        {
+            sources.append(SourceObject(bucket: bucket, key: key))
+        }
+        var keys: [String] = []
+        for try await object in s3.listAllObjects(bucket: configuration.mediaBucket, prefix: "\(id)/") { keys.append(object.key) }
+        guard !keys.isEmpty || !sources.isEmpty else { throw APIError.notFound(id) }
+        // The source first: once it is gone, a retried probe cannot bring the outputs back.
+        for source in Set(sources.map { "\($0.bucket)\n\($0.key)" }) {
+            let parts = source.split(separator: "\n", maxSplits: 1).map(String.init)
+            try await s3.deleteObject(bucket: parts[0], key: parts[1])
+        }
+        var start = keys.startIndex
+        while start < keys.endIndex {
+            let end = min(start + 1000, keys.endIndex)
+            let failures = try await s3.deleteObjects(bucket: configuration.mediaBucket, keys: Array(keys[start..<end]))
+            if let failure = failures.first {
+                throw APIError(502, "DeleteFailed", "\(failure.key): \(failure.message)")
+            }
+            start = end
+        }
+        logger.info("video deleted", metadata: ["cinescale.video": .string(id), "cinescale.objects": .stringConvertible(keys.count)])
+        return Response(status: .noContent)
+    }
+
+    // MARK: Streaming
+
+    func stream(_ id: String, _ name: String) async throws -> Response {
+        try Self.validate(id)
+        let status = try await readyStatus(id)
+        if name == "master.m3u8" {
+            guard let key = status.hls else { throw APIError(404, "NoSuchPlaylist", "Video '\(id)' has no HLS output.") }
+            let text = try await playlistText(key)
+            let expires = Int(Date().timeIntervalSince1970) + configuration.streamExpiry
+            let rewritten = try Playlist.rewritingURIs(text) { uri in
+                let child = try Self.relativePath(uri)
+                return "\(child)?\(signer.query(path: "/stream/\(id)/\(child)", expires: expires))"
+            }
+            return Self.playlist(rewritten)
+        }
+        let renditionName = name.hasSuffix(".mp4") ? String(name.dropLast(4)) : name
+        guard let rendition = status.renditions?.first(where: { $0.name == renditionName }) else {
+            let names = (status.renditions ?? []).map(\.name).joined(separator: ", ")
+            throw APIError(400, "InvalidResolution", "'\(name)' is not a rendition of this video; it has: \(names).")
+        }
+        var response = Response(status: .found)
+        response.headers[.location] = try signedURL(rendition.key, date: Date())
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    func mediaPlaylist(_ id: String, _ rendition: String, request: Request) async throws -> Response {
+        try Self.validate(id)
+        let path = "/stream/\(id)/\(rendition)/index.m3u8"
+        switch signer.verify(
+            path: path, expires: request.uri.queryParameters.get("expires"),
+            signature: request.uri.queryParameters.get("signature"), now: Date())
+        {
+        case .valid: break
+        case .expired: throw APIError(403, "ExpiredURL", "This playlist URL has expired; get the master playlist again.")
+        case .invalid: throw APIError(403, "InvalidSignature", "This playlist URL is not signed correctly.")
+        }
+        let status = try await readyStatus(id)
+        guard let entry = status.renditions?.first(where: { $0.name == rendition }), let key = entry.playlist else {
+            throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
+        }
+        let text = try await playlistText(key)
+        let duration = (try? MediaPlaylist(parsing: text).duration) ?? 0
+        // Segment URLs outlive the whole video's playback, so a viewer never meets an expired one.
+        let expiry = min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2)
+        let directory = String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)])
+        let now = Date()
+        let rewritten = try Playlist.rewritingURIs(text) { uri in
+            try presigner.presignedURL(
+                method: "GET", bucket: configuration.mediaBucket, key: "\(directory)/\(try Self.relativePath(uri))",
+                expires: expiry, date: now
+            ).absoluteString
+        }
+        return Self.playlist(rewritten)
+    }
+
+    /// A playlist URI as written by the transcoder: relative, no `..`, no query.
+    static func relativePath(_ uri: String) throws -> String {
+        guard !uri.isEmpty, !uri.hasPrefix("/"), !uri.contains("://"), !uri.contains("?"), !uri.contains("#"),
+            !uri.split(separator: "/").contains("..")
+        else { throw APIError(502, "InvalidPlaylist", "The stored playlist names '\(uri)', which the API does not serve.") }
+        return uri
+    }
+
+    func readyStatus(_ id: String) async throws -> VideoStatus {
+        let objects = try await objects(id)
+        guard !objects.isEmpty else { throw APIError.notFound(id) }
+        guard let status = objects.status, status.state == "ready" else {
+            throw APIError(409, "VideoNotReady", "Video '\(id)' is \(objects.state.0.rawValue), not ready yet.")
+        }
+        return status
+    }
+
+    func playlistText(_ key: String) async throws -> String {
+        do {
+            let object = try await s3.getObject(bucket: configuration.mediaBucket, key: key)
+            return String(decoding: object.body.readableBytesView, as: UTF8.self)
+        } catch let error as S3Error where error.isNoSuchKey {
+            throw APIError(404, "NoSuchPlaylist", "The playlist \(key) is missing.")
+        }
+    }
+
+    func signedURL(_ key: String, date: Date) throws -> String {
+        try presigner.presignedURL(
+            method: "GET", bucket: configuration.mediaBucket, key: key, expires: configuration.streamExpiry, date: date
+        ).absoluteString
+    }
+
+    // MARK: Helpers
+
+    func optionalJSON<T: Decodable & Sendable>(_ type: T.Type, _ key: String) async throws -> T? {
+        do {
+            return try await s3.getJSON(T.self, bucket: configuration.mediaBucket, key: key)
+        } catch let error as S3Error where error.isNoSuchKey {
+            return nil
+        } catch is DecodingError {
+            throw APIError(502, "InvalidObject", "\(configuration.mediaBucket)/\(key) is not what the pipeline writes.")
+        }
+    }
+
+    func exists(bucket: String, key: String) async throws -> Bool {
+        do {
+            _ = try await s3.headObject(bucket: bucket, key: key)
+            return true
+        } catch let error as S3Error where error.isNotFound {
+            return false
+        }
+    }
+
+    func respond(_ work: () async throws -> Response) async -> Response {
+        do {
+            return try await work()
+        } catch let error as APIError {
+            return Self.error(error)
+        } catch let error as S3Error {
+            logger.error("store request failed", metadata: ["cinescale.error": .string("\(error)")])
+            return Self.error(APIError(502, "StoreError", "The object store answered \(error.statusCode): \(error.message)"))
+        } catch {
+            logger.error("request failed", metadata: ["cinescale.error": .string("\(error)")])
+            return Self.error(APIError(500, "InternalError", "\(error)"))
+        }
+    }
+
+    static func error(_ error: APIError) -> Response {
+        struct Body: Encodable {
+            struct Inner: Encodable {
+                var code: String
+                var message: String
+            }
+            var error: Inner
+        }
+        let data = (try? JSONEncoder().encode(Body(error: .init(code: error.code, message: error.message)))) ?? Data()
+        return Response(
+            status: HTTPResponse.Status(code: error.status), headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Response(
+            status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func playlist(_ text: String) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "application/vnd.apple.mpegurl", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+}

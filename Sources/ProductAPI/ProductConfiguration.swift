@@ -1,0 +1,32 @@
+import Foundation
+
+/// The product API's settings, read once at start-up.
+public struct ProductConfiguration: Sendable {
+    /// Where uploads go (the probe's trigger bucket) and under which prefix.
+    public var ingestBucket: String
+    public var uploadPrefix: String
+    /// Where the functions write metadata, status, renditions and thumbnails.
+    public var mediaBucket: String
+    /// Largest upload `POST /uploads` hands out a URL for, bytes.
+    public var maxUploadBytes: Int64
+    /// Lifetime of a presigned upload URL, seconds.
+    public var uploadExpiry: Int
+    /// Lifetime of the signed URLs handed to viewers (renditions, thumbnails, playlists), seconds. Segment
+    /// URLs in an HLS playlist live at least the video's duration longer, so playback never outlives them.
+    public var streamExpiry: Int
+    /// Key for the API's own signed stream URLs (media playlists).
+    public var signingSecret: [UInt8]
+
+    public init(
+        ingestBucket: String = "ingest", uploadPrefix: String = "uploads/", mediaBucket: String = "media",
+        maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600, streamExpiry: Int = 900, signingSecret: [UInt8]
+    ) {
+        self.ingestBucket = ingestBucket
+        self.uploadPrefix = uploadPrefix
+        self.mediaBucket = mediaBucket
+        self.maxUploadBytes = maxUploadBytes
+        self.uploadExpiry = uploadExpiry
+        self.streamExpiry = streamExpiry
+        self.signingSecret = signingSecret
+    }
+}

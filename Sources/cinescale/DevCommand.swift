@@ -1,0 +1,206 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import Gateway
+import Hummingbird
+import Logging
+import ProductAPI
+import S3Client
+import S3Server
+import ServiceLifecycle
+import SigV4
+import StoreNotifications
+
+/// `cinescale dev`: the whole pipeline in one process, data under one directory — the embedded store with
+/// the `ingest` and `media` buckets and their notification rules, the gateway supervising the `probe` and
+/// `transcode` function processes, the product API and the web page.
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run the store, the gateway, the media functions and the product API in one process.")
+
+    @Option(help: "Data directory: the store under store/, the queue under gateway/, scratch under work/.")
+    var dataDir: String = "./.data/dev"
+
+    @Option(help: "Address to bind both servers.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port of the API, the web page and the gateway (0 picks a free port).")
+    var port: Int = 8080
+
+    @Option(help: "Port of the embedded S3 store (0 picks a free port).")
+    var storePort: Int = 9000
+
+    @Option(help: "The store's URL as clients (browsers, players) reach it, for presigned URLs (default: http://HOST:STORE-PORT).")
+    var publicStoreURL: String?
+
+    @Option(help: "Directory of the probe and transcode executables (default: next to this one).")
+    var functionsDir: String?
+
+    @Option(help: "Ladder heights, comma-separated.")
+    var ladder: String = "240,360,720,1080"
+
+    @Option(help: "libx264 preset for the ladder.")
+    var x264Preset: String = "veryfast"
+
+    @Option(help: "Transcode workers (each uses every core).")
+    var transcoders: Int = 1
+
+    @Option(help: "Write {\"api\": URL, \"store\": URL} to this file once both servers listen.")
+    var readyFile: String?
+
+    @OptionGroup var credentialOptions: CredentialOptions
+
+    @OptionGroup var processOptions: ProcessOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let logger = processOptions.makeLogger(label: "cinescale.dev")
+        let credentials = credentialOptions.credentials(environment: environment)
+        let region = credentialOptions.resolvedRegion(environment: environment)
+        let root = URL(fileURLWithPath: dataDir).standardizedFileURL.path
+        for directory in ["store", "gateway", "work"] {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(directory)", withIntermediateDirectories: true)
+        }
+        let apiPort = port == 0 ? try FreePort.pick(host: host) : port
+        let storePort = storePort == 0 ? try FreePort.pick(host: host) : storePort
+        let storeURL = "http://\(host):\(storePort)"
+        let apiURL = "http://\(host):\(apiPort)"
+        let publicStore = publicStoreURL ?? storeURL
+        // The webhook token: stable per data directory, never printed.
+        let token = Self.hex(SHA256.hash(data: Array("cinescale-dev-events\n\(credentials.secretAccessKey)\n\(root)".utf8)))
+
+        // The store, its buckets, and the rules that turn uploads and metadata.json into events.
+        let target = WebhookTarget(id: "gateway", endpoint: URL(string: "\(apiURL)/events")!, authToken: token)
+        let started = StartupSignal()
+        let store = try await EmbeddedStore(
+            settings: EmbeddedStore.Settings(
+                dataDirectory: "\(root)/store", host: host, port: storePort,
+                server: S3ServerConfiguration(credentials: [credentials], region: region, cors: CORSConfiguration(allowedOrigins: ["*"])),
+                fsync: true, targets: [target], maxQueued: 100_000, createBuckets: ["ingest", "media"]),
+            logger: logger, onRunning: { _ in await started.signal("store") })
+        try await store.notifier.setConfiguration(
+            BucketNotificationConfiguration(queues: [
+                QueueRule(id: "probe-uploads", arn: target.arn, events: ["s3:ObjectCreated:*"], prefix: "uploads/")
+            ]), for: "ingest")
+        try await store.notifier.setConfiguration(
+            BucketNotificationConfiguration(queues: [
+                QueueRule(id: "transcode-metadata", arn: target.arn, events: ["s3:ObjectCreated:*"], suffix: "/metadata.json")
+            ]), for: "media")
+
+        // The gateway with the two functions, and the product API on the same port.
+        let functions = functionsDir ?? Self.executableDirectory()
+        for name in ["probe", "transcode"] where !FileManager.default.isExecutableFile(atPath: "\(functions)/\(name)") {
+            throw ValidationError("no \(name) executable in \(functions) (build it: swift build --product \(name), or pass --functions-dir)")
+        }
+        let functionEnvironment: [String: String] = [
+            "AWS_ACCESS_KEY_ID": credentials.accessKeyId, "AWS_SECRET_ACCESS_KEY": credentials.secretAccessKey,
+            "AWS_REGION": region, "CINESCALE_S3_ENDPOINT": storeURL, "MEDIA_BUCKET": "media",
+        ]
+        let gatewayFile: [String: Any] = [
+            "region": region,
+            "functions": [
+                "probe": [
+                    "command": ["\(functions)/probe"], "timeout": 120, "concurrency": 2, "environment": functionEnvironment,
+                    "retry": ["maxAttempts": 3],
+                ],
+                "transcode": [
+                    "command": ["\(functions)/transcode"], "timeout": 3600, "concurrency": max(1, transcoders),
+                    "environment": functionEnvironment.merging(
+                        ["LADDER": ladder, "X264_PRESET": x264Preset, "WORK_DIR": "\(root)/work"]) { $1 },
+                    "retry": ["maxAttempts": 2],
+                ],
+            ],
+            "triggers": [
+                ["function": "probe", "bucket": "ingest", "prefix": "uploads/"],
+                ["function": "transcode", "bucket": "media", "suffix": "/metadata.json"],
+            ],
+            "events": ["token": token],
+            "queue": ["path": "\(root)/gateway/queue.sqlite"],
+        ]
+        let yaml = String(decoding: try JSONSerialization.data(withJSONObject: gatewayFile), as: UTF8.self)
+        var gatewayConfiguration = try GatewayConfiguration.load(yaml: yaml, baseDirectory: root, environment: environment)
+        gatewayConfiguration.host = host
+        gatewayConfiguration.port = apiPort
+        gatewayConfiguration.region = region
+        gatewayConfiguration.credentials = [credentials]
+
+        let s3 = S3Client(configuration: S3ClientConfiguration(endpoint: URL(string: storeURL)!, region: region, credentials: credentials))
+        let presigner = S3Client(
+            configuration: S3ClientConfiguration(endpoint: URL(string: publicStore)!, region: region, credentials: credentials))
+        let api = ProductAPI(
+            configuration: ProductConfiguration(signingSecret: Array(credentials.secretAccessKey.utf8)), s3: s3,
+            presigner: presigner, logger: logger)
+        let gateway = try GatewayService(
+            configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) })
+
+        let group = ServiceGroup(configuration: .init(
+            services: store.services + [gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let readyFile = self.readyFile
+        let portFile = processOptions.portFile
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                await started.wait("store")
+                _ = try await gateway.listeningPort()
+                logger.notice("CineScale is running", metadata: [
+                    "cinescale.api": .string(apiURL), "cinescale.store": .string(storeURL), "cinescale.data": .string(root),
+                ])
+                try ProcessOptions.announce(port: apiPort, to: portFile)
+                if let readyFile {
+                    let text = #"{"api":"\#(apiURL)","store":"\#(storeURL)"}"#
+                    try Data(text.utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
+                }
+            }
+            try await tasks.waitForAll()
+        }
+    }
+
+    static func executableDirectory() -> String {
+        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: path).deletingLastPathComponent().path
+    }
+
+    static func hex(_ digest: some Sequence<UInt8>) -> String {
+        digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}
+
+/// Waits for named start-up events (a server listening) across tasks.
+actor StartupSignal {
+    private var seen: Set<String> = []
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func signal(_ name: String) {
+        seen.insert(name)
+        for continuation in waiting.removeValue(forKey: name) ?? [] { continuation.resume() }
+    }
+
+    func wait(_ name: String) async {
+        if seen.contains(name) { return }
+        await withCheckedContinuation { waiting[name, default: []].append($0) }
+    }
+}
+
+/// A port nobody listens on right now (bound and released), for servers that must know each other's
+/// address before they start.
+enum FreePort {
+    static func pick(host: String) throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ValidationError("cannot open a socket to pick a port") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr(host)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw ValidationError("cannot bind \(host) to pick a port") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,222 @@
+"""The product end to end on `cinescale dev` (one process: store, gateway, probe and transcode workers, API):
+an upload through a presigned PUT with curl, polled until ready; a signed MP4 rendition read with a Range
+header; the signed HLS master playlist followed URI by URI with plain HTTP and played by ffprobe; refused
+URLs (tampered, expired, wrong length); JSON errors; delete."""
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import ACCESS_KEY, SECRET_KEY, stop_process, wait_for
+
+
+def _bin(name):
+    path = os.environ.get(name)
+    if not path or not os.path.exists(path):
+        pytest.skip(f"{name} not set (run scripts/test)")
+    return path
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=300)
+
+
+def request(method, url, body=None, headers=None):
+    """(status, headers, body bytes) without raising on 4xx/5xx and without following redirects."""
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    opener = urllib.request.build_opener(NoRedirect)
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with opener.open(req, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+class Dev:
+    def __init__(self, root):
+        self.root = root
+        ready = os.path.join(root, "ready.json")
+        self.log = open(os.path.join(root, "dev.log"), "wb")
+        self.proc = subprocess.Popen(
+            [_bin("CINESCALE_BIN"), "dev", "--data-dir", os.path.join(root, "data"), "--port", "0", "--store-port", "0",
+             "--ready-file", ready, "--functions-dir", os.path.dirname(_bin("CINESCALE_PROBE_BIN")),
+             "--ladder", "240,360", "--x264-preset", "ultrafast", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+             "--log-level", "info"], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for("cinescale dev", lambda: os.path.exists(ready) or self._died())
+        addresses = json.load(open(ready))
+        self.api, self.store = addresses["api"], addresses["store"]
+
+    def _died(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError("cinescale dev exited:\n" + open(os.path.join(self.root, "dev.log")).read())
+        return False
+
+    def json(self, method, path, body=None):
+        status, _, data = request(method, self.api + path, body)
+        return status, (json.loads(data) if data else None)
+
+    def close(self):
+        stop_process(self.proc)
+
+
+@pytest.fixture(scope="module")
+def dev():
+    root = tempfile.mkdtemp(prefix="cinescale-dev-")
+    d = Dev(root)
+    try:
+        yield d
+    finally:
+        d.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def upload(dev, tmp_path, name, seconds=6):
+    clip = str(tmp_path / name)
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=30:duration={seconds}",
+           "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
+    size = os.path.getsize(clip)
+    status, ticket = dev.json("POST", "/uploads", {"fileName": name, "contentType": "video/mp4", "size": size})
+    assert status == 201, ticket
+    assert ticket["method"] == "PUT" and ticket["headers"] == {"Content-Length": str(size)}
+    status, video = dev.json("GET", f"/videos/{ticket['videoId']}")
+    assert status == 200 and video["state"] == "awaiting-upload"
+    # curl, as a user would, straight to the bucket.
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", clip, ticket["uploadUrl"]],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout == "200", out
+    return ticket, clip
+
+
+def wait_ready(dev, video_id):
+    def ready():
+        status, video = dev.json("GET", f"/videos/{video_id}")
+        assert status == 200 and video["state"] != "failed", video
+        return video if video["state"] == "ready" else None
+    return wait_for("ready", ready, timeout=180)
+
+
+def test_upload_to_signed_streams(dev, tmp_path):
+    ticket, clip = upload(dev, tmp_path, "first.mp4")
+    video = wait_ready(dev, ticket["videoId"])
+    assert [(r["name"], r["width"], r["height"]) for r in video["renditions"]] == [("240p", 426, 240), ("360p", 640, 360)]
+    assert video["metadata"]["streams"][0]["width"] == 640 and video["fileName"] == "first.mp4"
+    assert len(video["thumbnails"]["posters"]) == 3
+
+    # The MP4 rendition through its signed URL: whole, then a Range → 206 with the same bytes.
+    rendition = video["renditions"][1]
+    status, _, whole = request("GET", rendition["url"])
+    assert status == 200 and len(whole) == rendition["size"]
+    out = subprocess.run(["curl", "-sS", "-r", "1000-4999", "-D", "-", "-o", str(tmp_path / "part"), rendition["url"]],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.startswith("HTTP/1.1 206"), out.stdout
+    assert f"content-range: bytes 1000-4999/{len(whole)}" in out.stdout.lower()
+    assert (tmp_path / "part").read_bytes() == whole[1000:5000]
+    # /stream/{id}/{rendition} redirects to a fresh signed URL.
+    status, headers, _ = request("GET", dev.api + rendition["stream"])
+    assert status == 302 and headers["Location"].startswith(dev.store + "/media/")
+
+    # The master playlist: every URI signed, every one answers 200 with plain HTTP.
+    status, headers, master = request("GET", dev.api + video["hls"])
+    assert status == 200 and headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    children = [line for line in master.decode().splitlines() if line and not line.startswith("#")]
+    assert len(children) == 2 and all("signature=" in c for c in children)
+    fetched = 0
+    for child in children:
+        status, _, playlist = request("GET", f"{dev.api}/stream/{ticket['videoId']}/{child}")
+        assert status == 200
+        text = playlist.decode()
+        uris = [line for line in text.splitlines() if line and not line.startswith("#")]
+        uris += [line.split('URI="')[1].split('"')[0] for line in text.splitlines() if 'URI="' in line]
+        assert len(uris) == 3  # two segments of 4 s and 2 s, and the init section
+        for uri in uris:
+            assert uri.startswith(dev.store) and "X-Amz-Signature=" in uri
+            status, _, body = request("GET", uri)
+            assert status == 200 and body
+            fetched += 1
+        # A tampered segment URL is refused by the store.
+        status, _, _ = request("GET", uris[0][:-1] + ("0" if uris[0][-1] != "0" else "1"))
+        assert status == 403
+    assert fetched == 6
+    # ffprobe plays the whole ladder through the API's playlists.
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                            dev.api + video["hls"]], capture_output=True, text=True, timeout=60)
+    assert abs(float(probe.stdout) - 6) < 0.2, probe
+
+
+def test_refused_urls_and_json_errors(dev, tmp_path):
+    ticket, clip = upload(dev, tmp_path, "second.mp4", seconds=2)
+    video_id = ticket["videoId"]
+    # The PUT URL signs Content-Length: another length is refused by the store.
+    status, ticket2 = dev.json("POST", "/uploads", {"fileName": "x.mp4", "size": 10})
+    status, _, body = request("PUT", ticket2["uploadUrl"], b"0123456789ab", {"Content-Length": "12"})
+    assert status == 403 and b"SignatureDoesNotMatch" in body
+    video = wait_ready(dev, video_id)
+
+    # Media playlists: a tampered signature, and a correctly signed but expired URL.
+    status, _, master = request("GET", dev.api + video["hls"])
+    child = [line for line in master.decode().splitlines() if line and not line.startswith("#")][0]
+    status, body = dev.json("GET", f"/stream/{video_id}/{child[:-1]}{'0' if child[-1] != '0' else '1'}")
+    assert status == 403 and body["error"]["code"] == "InvalidSignature"
+    key = hmac.new(SECRET_KEY.encode(), b"cinescale-stream-v1", hashlib.sha256).digest()
+    path = f"/stream/{video_id}/240p/index.m3u8"
+    expires = int(time.time()) - 5
+    signature = hmac.new(key, f"GET\n{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+    status, body = dev.json("GET", f"{path}?expires={expires}&signature={signature}")
+    assert status == 403 and body["error"]["code"] == "ExpiredURL", body
+    # An expired presigned GET is refused by the store.
+    out = subprocess.run([_bin("CINESCALE_BIN"), "presign", f"s3://media/{video_id}/mp4/240p.mp4", "--expires", "1",
+                          "--endpoint", dev.store, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
+                         capture_output=True, text=True, check=True)
+    time.sleep(2.1)
+    status, _, body = request("GET", out.stdout.strip())
+    assert status == 403 and b"expired" in body.lower()
+
+    # JSON errors.
+    assert dev.json("GET", "/videos/nosuchvideo")[0] == 404
+    assert dev.json("GET", "/videos/bad%2Fid")[0] in (400, 404)
+    status, body = dev.json("GET", f"/stream/{video_id}/1080p")
+    assert status == 400 and body["error"]["code"] == "InvalidResolution"
+    status, body = dev.json("GET", f"/stream/{ticket2['videoId']}/240p")
+    assert status == 409 and body["error"]["code"] == "VideoNotReady"
+    status, body = dev.json("POST", "/uploads", {"fileName": "cat.png", "contentType": "image/png"})
+    assert status == 415 and body["error"]["code"] == "UnsupportedMediaType"
+    status, body = dev.json("POST", "/uploads", {"fileName": "big.mp4", "size": 50 << 30})
+    assert status == 413 and body["error"]["code"] == "UploadTooLarge"
+    status, _, body = request("POST", dev.api + "/uploads", b"{not json")
+    assert status == 400 and json.loads(body)["error"]["code"] == "InvalidRequest"
+
+    # Listing pages through every video; deleting removes the source and every output.
+    seen, cursor = [], ""
+    while True:
+        status, page = dev.json("GET", f"/videos?limit=1&cursor={urllib.request.quote(cursor)}")
+        assert status == 200 and len(page["videos"]) <= 1
+        seen += [v["videoId"] for v in page["videos"]]
+        if not page.get("nextCursor"):
+            break
+        cursor = page["nextCursor"]
+    assert video_id in seen and ticket2["videoId"] in seen
+    assert request("DELETE", f"{dev.api}/videos/{video_id}")[0] == 204
+    assert dev.json("GET", f"/videos/{video_id}")[0] == 404
+    assert request("GET", video["renditions"][0]["url"])[0] == 404
+    assert request("DELETE", f"{dev.api}/videos/{video_id}")[0] == 404
+
+
+def test_openapi_describes_every_route():
+    import yaml
+    spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openapi.yaml")))
+    assert set(spec["paths"]) == {"/uploads", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
+                                  "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}"}
+    assert set(spec["paths"]["/videos/{id}"]) >= {"get", "delete"}
