@@ -220,3 +220,28 @@ def test_openapi_describes_every_route():
     assert set(spec["paths"]) == {"/uploads", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
                                   "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}"}
     assert set(spec["paths"]["/videos/{id}"]) >= {"get", "delete"}
+
+
+def test_upload_command_follows_a_video_to_ready_or_to_its_failure(dev, tmp_path):
+    clip = str(tmp_path / "cli.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3", "-c:v", "libx264", "-preset", "ultrafast", clip)
+    out = subprocess.run([_bin("CINESCALE_BIN"), "upload", clip, "--api", dev.api], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "upload: 100 %" in out.stdout and "process: 100 % done" in out.stdout
+    assert "ready: " + dev.api + "/videos/" in out.stdout and "ffplay '" + dev.api + "/stream/" in out.stdout
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 1000)
+    out = subprocess.run([_bin("CINESCALE_BIN"), "upload", str(garbage), "--api", dev.api], capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 1 and "UnreadableMedia at probe" in out.stderr, (out.stdout, out.stderr)
+
+
+def test_demo_ends_with_a_playable_rendition(tmp_path):
+    """What the README's first command runs (after building): `cinescale demo`, non-interactive."""
+    started = time.time()
+    out = subprocess.run([_bin("CINESCALE_BIN"), "demo", "--exit", "--seconds", "4", "--data-dir", str(tmp_path / "demo")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "==> playback checked: 720p MP4 answers Range requests (206)" in out.stdout, out.stdout
+    print(f"demo took {time.time() - started:.1f} s")

@@ -1,0 +1,30 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+
+/// `cinescale upload FILE`: uploads a video through a running API (presigned PUT straight to the bucket),
+/// follows it through probing and transcoding with progress bars, and prints its signed URLs.
+struct UploadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upload", abstract: "Upload a video through the API and wait until its renditions are ready.")
+
+    @Argument(help: "The video file.")
+    var file: String
+
+    @Option(help: "The API's URL (env CINESCALE_API).")
+    var api: String?
+
+    func run() async throws {
+        let api = (api ?? ProcessInfo.processInfo.environment["CINESCALE_API"] ?? "http://127.0.0.1:8080")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read \(file)") }
+        let flow = UploadFlow(api: api, client: .shared, out: Terminal())
+        do {
+            let video = try await flow.run(path: file)
+            flow.show(video)
+        } catch let failure as UploadFlow.Failure {
+            FileHandle.standardError.write(Data("cinescale upload: \(failure.description)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
