@@ -14,6 +14,7 @@ import S3Client
 /// - `GET /stream/{id}/master.m3u8` and `/stream/{id}/{rendition}/index.m3u8` → playlists rewritten so every
 ///   URI in them is signed (media playlists by the API, segments and init sections by the store);
 /// - `DELETE /videos/{id}` → removes the source and every output.
+/// - `GET /` → the web page (upload, progress, playback).
 /// Errors are JSON: `{"error": {"code", "message"}}`. docs/openapi.yaml describes it all.
 public struct ProductAPI: Sendable {
     let configuration: ProductConfiguration
@@ -33,6 +34,8 @@ public struct ProductAPI: Sendable {
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/") { _, _ in WebPage.response() }
+        router.get("/index.html") { _, _ in WebPage.response() }
         router.post("/uploads") { request, _ in await respond { try await createUpload(request) } }
         router.get("/videos") { request, _ in await respond { try await listVideos(request) } }
         router.get("/videos/:id") { _, context in

@@ -1,0 +1,181 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The browser page at `/`: choose a file, upload it straight to the bucket through the presigned PUT
+/// (CORS), watch its state, play it from the signed HLS master playlist (Safari and Chromium play HLS with
+/// fMP4 segments natively), or from the MP4 rendition where `canPlayType` says no. One file, no build step,
+/// nothing from a CDN. The `<video>` element is `crossorigin="anonymous"`: Chromium's native HLS player
+/// only loads segments from another origin (the store's) in CORS mode, so the store must answer CORS for
+/// the page's origin (the embedded store does; configure bucket CORS on MinIO or S3).
+enum WebPage {
+    static func response() -> Response {
+        Response(
+            status: .ok,
+            headers: [
+                .contentType: "text/html; charset=utf-8", .cacheControl: "no-cache",
+                .contentSecurityPolicy: "default-src 'self'; media-src 'self' blob: http: https:; img-src 'self' http: https: data:; connect-src 'self' http: https:; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            ],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    static let html = #"""
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>CineScale</title>
+        <style>
+          body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 960px; padding: 1.5rem; color: #1d2330; }
+          h1 { font-size: 1.4rem; margin: 0 0 1rem; } h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; }
+          .box { border: 1px solid #d6dae3; border-radius: 8px; padding: 1rem; margin-bottom: 1rem; }
+          label.pick { display: inline-block; padding: .5rem 1rem; background: #2457d6; color: #fff; border-radius: 6px; cursor: pointer; }
+          input[type=file] { display: none; }
+          progress { width: 100%; height: 10px; }
+          .row { display: flex; gap: .75rem; align-items: center; margin: .35rem 0; }
+          .row span.name { width: 6.5rem; color: #596275; }
+          #state { font-weight: 600; } .failed { color: #b3261e; }
+          video { width: 100%; max-height: 540px; background: #000; border-radius: 6px; }
+          ul { padding-left: 1.1rem; } li { margin: .2rem 0; } code { font-size: 12px; }
+          a { color: #2457d6; cursor: pointer; }
+          #posters img { height: 72px; margin-right: .4rem; border-radius: 4px; }
+        </style>
+        </head>
+        <body>
+        <h1>CineScale</h1>
+        <div class="box">
+          <label class="pick">Choose a video…<input type="file" id="file" accept="video/*"></label>
+          <div class="row"><span class="name">upload</span><progress id="upload" max="1" value="0"></progress></div>
+          <div class="row"><span class="name">processing</span><progress id="process" max="100" value="0"></progress></div>
+          <div class="row"><span class="name">state</span><span id="state">–</span></div>
+        </div>
+        <div class="box" id="viewer" hidden>
+          <video id="player" controls muted playsinline preload="auto" crossorigin="anonymous"></video>
+          <div class="row"><span class="name">playing</span><code id="source"></code></div>
+          <div id="posters"></div>
+          <ul id="renditions"></ul>
+        </div>
+        <h2>Videos</h2>
+        <ul id="videos"></ul>
+        <script>
+        "use strict";
+        const $ = (id) => document.getElementById(id);
+        let following = null;
+
+        async function api(method, path, body) {
+          const response = await fetch(path, {
+            method, headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined,
+          });
+          const data = response.status === 204 ? null : await response.json();
+          if (!response.ok) throw new Error(data && data.error ? `${data.error.code}: ${data.error.message}` : `HTTP ${response.status}`);
+          return data;
+        }
+
+        function put(url, file, headers) {
+          return new Promise((resolve, reject) => {
+            const request = new XMLHttpRequest();
+            request.open("PUT", url);
+            for (const [name, value] of Object.entries(headers || {})) {
+              if (name.toLowerCase() !== "content-length") request.setRequestHeader(name, value);  // the browser sets it
+            }
+            request.upload.onprogress = (e) => { if (e.lengthComputable) $("upload").value = e.loaded / e.total; };
+            request.onload = () => request.status === 200 ? resolve() : reject(new Error(`the store answered ${request.status}: ${request.responseText.slice(0, 300)}`));
+            request.onerror = () => reject(new Error("the upload failed (network or CORS)"));
+            request.send(file);
+          });
+        }
+
+        function showState(text, failed) {
+          $("state").textContent = text;
+          $("state").className = failed ? "failed" : "";
+          document.body.dataset.state = text.split(" ")[0];
+        }
+
+        $("file").addEventListener("change", async () => {
+          const file = $("file").files[0];
+          if (!file) return;
+          $("upload").value = 0; $("process").value = 0; $("viewer").hidden = true;
+          try {
+            showState("requesting an upload URL");
+            const ticket = await api("POST", "/uploads", { fileName: file.name, contentType: file.type || undefined, size: file.size });
+            document.body.dataset.videoId = ticket.videoId;
+            showState("uploading");
+            await put(ticket.uploadUrl, file, ticket.headers);
+            $("upload").value = 1;
+            follow(ticket.videoId);
+          } catch (error) {
+            showState(`failed: ${error.message}`, true);
+          }
+        });
+
+        async function follow(id) {
+          following = id;
+          while (following === id) {
+            let video;
+            try { video = await api("GET", `/videos/${id}`); } catch (error) { showState(`failed: ${error.message}`, true); return; }
+            if (video.state === "ready") { $("process").value = 100; showState("ready"); play(video); refreshList(); return; }
+            if (video.state === "failed") {
+              showState(`failed (${video.error.stage}): ${video.error.code}: ${video.error.message}`, true); refreshList(); return;
+            }
+            $("process").value = video.state === "transcoding" ? 10 + 0.9 * (video.percent || 0) : 5;
+            showState(video.state === "transcoding" ? `transcoding ${video.percent || 0} %` : video.state);
+            await new Promise((r) => setTimeout(r, 1000));
+          }
+        }
+
+        function play(video) {
+          const player = $("player");
+          const renditions = video.renditions || [];
+          const best = renditions[renditions.length - 1];
+          const hls = video.hls && player.canPlayType("application/vnd.apple.mpegurl") !== "";
+          player.dataset.source = hls ? "hls" : "mp4";
+          delete document.body.dataset.canplay;
+          player.src = hls ? video.hls : best.url;
+          $("source").textContent = hls ? `HLS ${video.hls}` : `MP4 ${best.name}`;
+          $("renditions").innerHTML = "";
+          for (const r of renditions) {
+            const li = document.createElement("li");
+            const a = document.createElement("a");
+            a.textContent = `${r.name} ${r.width}×${r.height}, ${Math.round(r.bitRate / 1000)} kbit/s`;
+            a.onclick = () => { player.dataset.source = "mp4"; player.src = r.url; $("source").textContent = `MP4 ${r.name}`; };
+            li.append(a, document.createTextNode(` — ${(r.size / 1e6).toFixed(1)} MB`));
+            $("renditions").append(li);
+          }
+          $("posters").innerHTML = "";
+          for (const p of (video.thumbnails && video.thumbnails.posters) || []) {
+            const img = document.createElement("img");
+            img.src = p.url; img.alt = `poster at ${p.time.toFixed(1)} s`;
+            img.onclick = () => { player.currentTime = p.time; };
+            $("posters").append(img);
+          }
+          $("viewer").hidden = false;
+        }
+
+        $("player").addEventListener("canplay", () => { document.body.dataset.canplay = $("player").dataset.source; });
+        $("player").addEventListener("seeked", () => { document.body.dataset.seeked = String($("player").currentTime); });
+        $("player").addEventListener("error", () => {
+          const e = $("player").error;
+          document.body.dataset.mediaError = e ? `${e.code} ${e.message}` : "unknown";
+        });
+
+        async function refreshList() {
+          try {
+            const page = await api("GET", "/videos?limit=20");
+            $("videos").innerHTML = "";
+            for (const v of page.videos) {
+              const li = document.createElement("li");
+              const a = document.createElement("a");
+              a.textContent = v.fileName || v.videoId;
+              a.onclick = () => { $("upload").value = 1; follow(v.videoId); };
+              li.append(a, document.createTextNode(` — ${v.state}${v.state === "transcoding" ? ` ${v.percent} %` : ""}`));
+              $("videos").append(li);
+            }
+          } catch (error) { /* the list is a convenience */ }
+        }
+        refreshList();
+        </script>
+        </body>
+        </html>
+        """#
+}

@@ -1,0 +1,87 @@
+"""The web page in headless Chromium (Debian's chromium + chromium-driver, driven by selenium): choose a
+generated clip, which the page uploads straight to the bucket through the presigned PUT (CORS), watch it
+become ready, play it from the signed HLS master playlist, and seek past the first segment. A screenshot is
+kept in .test-output/web-page.png."""
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from test_product import Dev, ffmpeg
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+OUTPUT = os.path.join(os.path.dirname(__file__), "..", "..", ".test-output")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromium-driver are not installed (scripts/test installs them)")
+    options = Options()
+    options.binary_location = shutil.which("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1100",
+                     "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def dev():
+    root = tempfile.mkdtemp(prefix="cinescale-web-")
+    d = Dev(root)
+    try:
+        yield d
+    finally:
+        d.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_until(driver, what, script, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        failed = driver.execute_script("return document.body.dataset.state === 'failed' && document.getElementById('state').textContent")
+        error = driver.execute_script("return document.body.dataset.mediaError")
+        assert not failed and not error, f"{what}: {failed or error}"
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; state: "
+                         + driver.execute_script("return document.getElementById('state').textContent"))
+
+
+def test_upload_watch_and_play_hls_in_chromium(browser, dev, tmp_path):
+    clip = str(tmp_path / "browser clip.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=10",
+           "-f", "lavfi", "-i", "sine=frequency=440:duration=10",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
+    browser.get(dev.api + "/")
+    assert browser.title == "CineScale"
+    # Chromium says it can play HLS natively, so the page must choose the signed master playlist.
+    assert browser.execute_script("return document.createElement('video').canPlayType('application/vnd.apple.mpegurl')")
+    browser.find_element(By.ID, "file").send_keys(clip)
+
+    wait_until(browser, "ready", "return document.body.dataset.state === 'ready'")
+    source = wait_until(browser, "canplay", "return document.body.dataset.canplay")
+    assert source == "hls"
+    player = browser.find_element(By.ID, "player")
+    assert "/master.m3u8" in player.get_attribute("currentSrc")
+    assert browser.execute_script("return document.getElementById('player').duration") == pytest.approx(10, abs=0.3)
+    # Seek past the first 4-second segment: the player fetches a later segment over its signed URL.
+    browser.execute_script("const p = document.getElementById('player'); p.currentTime = 6.5; p.play();")
+    wait_until(browser, "the seek", "return document.body.dataset.seeked")
+    wait_until(browser, "playback past the seek",
+               "const p = document.getElementById('player'); return p.readyState >= 3 && p.currentTime >= 6.5")
+    assert browser.find_element(By.ID, "videos").text.count("browser clip.mp4") == 1
+    os.makedirs(OUTPUT, exist_ok=True)
+    browser.save_screenshot(os.path.join(OUTPUT, "web-page.png"))
