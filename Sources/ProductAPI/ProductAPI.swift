@@ -37,6 +37,7 @@ public struct ProductAPI: Sendable {
         router.get("/") { _, _ in WebPage.response() }
         router.get("/index.html") { _, _ in WebPage.response() }
         router.post("/uploads") { request, _ in await respond { try await createUpload(request) } }
+        router.post("/upload") { request, _ in await respond { try await uploadForm(request) } }
         router.get("/videos") { request, _ in await respond { try await listVideos(request) } }
         router.get("/videos/:id") { _, context in
             await respond { try await video(context.parameters.get("id") ?? "") }
@@ -108,6 +109,84 @@ public struct ProductAPI: Sendable {
                 videoId: id, uploadUrl: url.absoluteString, method: "PUT", headers: headers,
                 expiresAt: ISO8601.string(expires), source: source, status: "/videos/\(id)"),
             status: .created)
+    }
+
+    /// The old CineScale's `POST /upload` (multipart/form-data with a `file` part), kept as a convenience:
+    /// the file part streams to the ingest bucket as a multipart upload of 8 MiB parts, so memory stays
+    /// bounded whatever the file's size.
+    func uploadForm(_ request: Request) async throws -> Response {
+        guard let boundary = MultipartParser.boundary(contentType: request.headers[.contentType] ?? "") else {
+            throw APIError(415, "UnsupportedMediaType", "POST /upload takes multipart/form-data with a 'file' part.")
+        }
+        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.maxUploadBytes + 64 * 1024 {
+            throw APIError(413, "UploadTooLarge", "Uploads are limited to \(configuration.maxUploadBytes) bytes.")
+        }
+        var parser = MultipartParser(boundary: boundary)
+        var upload: FormUpload?
+        var skipping = 0
+        do {
+            for try await chunk in request.body {
+                let events: [MultipartParser.Event]
+                do {
+                    events = try parser.feed(chunk.readableBytesView)
+                } catch {
+                    throw APIError(400, "MalformedForm", error.message)
+                }
+                for event in events {
+                    switch event {
+                    case .partStart(let headers):
+                        let disposition = headers["content-disposition"] ?? ""
+                        if upload == nil, disposition.headerParameter("name") == "file" {
+                            upload = try await startFormUpload(
+                                fileName: disposition.headerParameter("filename"), contentType: headers["content-type"])
+                        } else {
+                            skipping = 0
+                        }
+                    case .data(let bytes):
+                        if let current = upload, !current.finished {
+                            try await current.append(bytes)
+                        } else {
+                            skipping += bytes.count
+                            if skipping > 64 * 1024 { throw APIError(400, "MalformedForm", "Only a 'file' part and small fields are taken.") }
+                        }
+                    case .partEnd:
+                        if let current = upload, !current.finished { try await current.finish() }
+                    }
+                }
+            }
+        } catch {
+            await upload?.abort()
+            throw error
+        }
+        guard parser.isDone, let upload, upload.finished else {
+            await upload?.abort()
+            throw APIError(400, "MalformedForm", "The form ended before its closing boundary, or had no 'file' part.")
+        }
+        return try Self.json(
+            UploadTicket(
+                videoId: upload.id, uploadUrl: "", method: "POST", headers: [:], expiresAt: ISO8601.string(Date()),
+                source: SourceObject(bucket: configuration.ingestBucket, key: upload.key, size: upload.size),
+                status: "/videos/\(upload.id)"),
+            status: .created)
+    }
+
+    private func startFormUpload(fileName: String?, contentType: String?) async throws -> FormUpload {
+        let ext = Self.fileExtension(fileName)
+        let type = (contentType?.isEmpty == false && contentType != "application/octet-stream" ? contentType : nil)
+            ?? ext.flatMap { Self.videoTypes[$0] } ?? "video/mp4"
+        guard type.lowercased().hasPrefix("video/") else {
+            throw APIError(415, "UnsupportedMediaType", "'\(type)' is not a video type; CineScale takes video/* uploads.")
+        }
+        let id = Self.newVideoID()
+        let key = "\(configuration.uploadPrefix)\(id).\(ext ?? Self.videoTypes.first { $0.value == type.lowercased() }?.key ?? "mp4")"
+        let now = Date()
+        try await s3.putJSON(
+            UploadRecord(
+                videoId: id, source: SourceObject(bucket: configuration.ingestBucket, key: key), fileName: fileName,
+                contentType: type, size: nil, createdAt: ISO8601.string(now), expiresAt: ISO8601.string(now)),
+            bucket: configuration.mediaBucket, key: Self.uploadKey(id))
+        return FormUpload(
+            id: id, key: key, contentType: type, bucket: configuration.ingestBucket, s3: s3, limit: configuration.maxUploadBytes)
     }
 
     static func uploadKey(_ id: String) -> String { "\(id)/upload.json" }

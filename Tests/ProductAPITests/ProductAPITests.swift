@@ -64,3 +64,59 @@ struct ProductAPITests {
         }
     }
 }
+
+@Suite("multipart/form-data")
+struct MultipartParserTests {
+    static let body = Array(
+        ("preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHoliday\r\n"
+            + "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a b.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
+            + "\r\n--XyNOT a delimiter\r\n-XyZ-- still data\r\n--XyZ--\r\nepilogue").utf8)
+
+    /// Feeds `body` cut at `cuts` and collects (headers, data) per part.
+    static func parse(_ body: [UInt8], cuts: [Int]) throws -> [([String: String], [UInt8])] {
+        var parser = MultipartParser(boundary: "XyZ")
+        var parts: [([String: String], [UInt8])] = []
+        var start = 0
+        for end in cuts + [body.count] {
+            for event in try parser.feed(body[start..<end]) {
+                switch event {
+                case .partStart(let headers): parts.append((headers, []))
+                case .data(let bytes): parts[parts.count - 1].1 += bytes
+                case .partEnd: break
+                }
+            }
+            start = end
+        }
+        #expect(parser.isDone)
+        return parts
+    }
+
+    @Test func partsAreFoundWhereverTheChunksAreCut() throws {
+        let whole = try Self.parse(Self.body, cuts: [])
+        #expect(whole.count == 2)
+        #expect(whole[0].0["content-disposition"]?.headerParameter("name") == "title")
+        #expect(String(decoding: whole[0].1, as: UTF8.self) == "Holiday")
+        #expect(whole[1].0["content-disposition"]?.headerParameter("filename") == "a b.mp4")
+        #expect(whole[1].0["content-type"] == "video/mp4")
+        #expect(String(decoding: whole[1].1, as: UTF8.self) == "\r\n--XyNOT a delimiter\r\n-XyZ-- still data")
+        for cut in 1..<Self.body.count {
+            let parts = try Self.parse(Self.body, cuts: [cut])
+            #expect(parts.map(\.1) == whole.map(\.1), "cut at \(cut)")
+        }
+        let bytewise = try Self.parse(Self.body, cuts: Array(1..<Self.body.count))
+        #expect(bytewise.map(\.1) == whole.map(\.1))
+    }
+
+    @Test func boundariesAndBrokenForms() {
+        #expect(MultipartParser.boundary(contentType: "multipart/form-data; boundary=----abc") == "----abc")
+        #expect(MultipartParser.boundary(contentType: "Multipart/Form-Data; charset=utf-8; boundary=\"q r\"") == "q r")
+        #expect(MultipartParser.boundary(contentType: "application/json") == nil)
+        #expect(MultipartParser.boundary(contentType: "multipart/form-data") == nil)
+        var parser = MultipartParser(boundary: "b")
+        #expect(throws: MultipartParser.Failure.self) { _ = try parser.feed(Array("--bXX".utf8)) }
+        var huge = MultipartParser(boundary: "b")
+        #expect(throws: MultipartParser.Failure.self) {
+            _ = try huge.feed(Array("--b\r\n".utf8) + [UInt8](repeating: 65, count: 20_000))
+        }
+    }
+}

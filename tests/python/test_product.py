@@ -217,7 +217,7 @@ def test_refused_urls_and_json_errors(dev, tmp_path):
 def test_openapi_describes_every_route():
     import yaml
     spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openapi.yaml")))
-    assert set(spec["paths"]) == {"/uploads", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
+    assert set(spec["paths"]) == {"/uploads", "/upload", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
                                   "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}"}
     assert set(spec["paths"]["/videos/{id}"]) >= {"get", "delete"}
 
@@ -245,3 +245,31 @@ def test_demo_ends_with_a_playable_rendition(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "==> playback checked: 720p MP4 answers Range requests (206)" in out.stdout, out.stdout
     print(f"demo took {time.time() - started:.1f} s")
+
+
+def test_form_upload_streams_to_the_bucket(dev, tmp_path):
+    """The old CineScale's POST /upload (multipart/form-data), with a file of several 8 MiB parts, by curl -F."""
+    clip = str(tmp_path / "form clip.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=9", "-c:v", "libx264", "-preset", "ultrafast",
+           "-qp", "0", clip)
+    size = os.path.getsize(clip)
+    assert size > 17 << 20  # three parts at least
+    out = subprocess.run(["curl", "-sS", "-F", "title=holiday", "-F", f"file=@{clip};type=video/mp4",
+                          dev.api + "/upload"], capture_output=True, text=True, timeout=120)
+    ticket = json.loads(out.stdout)
+    assert ticket["source"]["size"] == size, ticket
+    url = subprocess.run([_bin("CINESCALE_BIN"), "presign", f"s3://ingest/{ticket['source']['key']}", "--endpoint",
+                          dev.store, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    status, _, stored = request("GET", url)
+    assert status == 200 and hashlib.md5(stored).hexdigest() == hashlib.md5(open(clip, "rb").read()).hexdigest()
+    video = wait_ready(dev, ticket["videoId"])
+    assert video["fileName"] == "form clip.mp4" and video["renditions"][-1]["height"] == 360
+    # Not a form, not a video, no file part: JSON errors.
+    status, _, body = request("POST", dev.api + "/upload", b"{}", {"Content-Type": "application/json"})
+    assert status == 415
+    out = subprocess.run(["curl", "-sS", "-F", "file=@/etc/hostname;type=text/plain", dev.api + "/upload"],
+                         capture_output=True, text=True, timeout=30)
+    assert json.loads(out.stdout)["error"]["code"] == "UnsupportedMediaType"
+    out = subprocess.run(["curl", "-sS", "-F", "title=x", dev.api + "/upload"], capture_output=True, text=True, timeout=30)
+    assert json.loads(out.stdout)["error"]["code"] == "MalformedForm"
