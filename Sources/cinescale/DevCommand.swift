@@ -46,12 +46,28 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Transcode workers (each uses every core).")
     var transcoders: Int = 1
 
+    @Option(help: "Seconds the signed URLs handed to viewers stay valid (renditions, thumbnails, playlists; HLS segments also get twice the video's duration).")
+    var streamExpiry: Int = 900
+
+    @Option(help: "Seconds a presigned upload URL stays valid.")
+    var uploadExpiry: Int = 3600
+
+    @Option(help: "Largest upload accepted, bytes.")
+    var maxUploadBytes: Int64 = 20 << 30
+
     @Option(help: "Write {\"api\": URL, \"store\": URL} to this file once both servers listen.")
     var readyFile: String?
 
     @OptionGroup var credentialOptions: CredentialOptions
 
     @OptionGroup var processOptions: ProcessOptions
+
+    func validate() throws {
+        guard (1...604_800).contains(streamExpiry), (1...604_800).contains(uploadExpiry) else {
+            throw ValidationError("--stream-expiry and --upload-expiry must be 1...604800 seconds")
+        }
+        guard maxUploadBytes > 0 else { throw ValidationError("--max-upload-bytes must be positive") }
+    }
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -129,7 +145,10 @@ struct DevCommand: AsyncParsableCommand {
         let presigner = S3Client(
             configuration: S3ClientConfiguration(endpoint: URL(string: publicStore)!, region: region, credentials: credentials))
         let api = ProductAPI(
-            configuration: ProductConfiguration(signingSecret: Array(credentials.secretAccessKey.utf8)), s3: s3,
+            configuration: ProductConfiguration(
+                maxUploadBytes: maxUploadBytes, uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
+                signingSecret: Array(credentials.secretAccessKey.utf8)),
+            s3: s3,
             presigner: presigner, logger: logger)
         let gateway = try GatewayService(
             configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) })

@@ -52,7 +52,7 @@ class Dev:
         self.proc = subprocess.Popen(
             [_bin("CINESCALE_BIN"), "dev", "--data-dir", os.path.join(root, "data"), "--port", "0", "--store-port", "0",
              "--ready-file", ready, "--functions-dir", os.path.dirname(_bin("CINESCALE_PROBE_BIN")),
-             "--ladder", "240,360", "--x264-preset", "ultrafast", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+             "--ladder", "240,360", "--x264-preset", "ultrafast", "--stream-expiry", "120", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
              "--log-level", "info"], stdout=self.log, stderr=subprocess.STDOUT)
         wait_for("cinescale dev", lambda: os.path.exists(ready) or self._died())
         addresses = json.load(open(ready))
@@ -117,6 +117,7 @@ def test_upload_to_signed_streams(dev, tmp_path):
 
     # The MP4 rendition through its signed URL: whole, then a Range → 206 with the same bytes.
     rendition = video["renditions"][1]
+    assert "X-Amz-Expires=120&" in rendition["url"]  # --stream-expiry
     status, _, whole = request("GET", rendition["url"])
     assert status == 200 and len(whole) == rendition["size"]
     out = subprocess.run(["curl", "-sS", "-r", "1000-4999", "-D", "-", "-o", str(tmp_path / "part"), rendition["url"]],
