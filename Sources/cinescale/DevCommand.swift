@@ -2,10 +2,7 @@ import ArgumentParser
 import Crypto
 import Foundation
 import Gateway
-import Hummingbird
 import Logging
-import ProductAPI
-import S3Client
 import S3Server
 import ServiceLifecycle
 import SigV4
@@ -46,14 +43,7 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Transcode workers (each uses every core).")
     var transcoders: Int = 1
 
-    @Option(help: "Seconds the signed URLs handed to viewers stay valid (renditions, thumbnails, playlists; HLS segments also get twice the video's duration).")
-    var streamExpiry: Int = 900
-
-    @Option(help: "Seconds a presigned upload URL stays valid.")
-    var uploadExpiry: Int = 3600
-
-    @Option(help: "Largest upload accepted, bytes.")
-    var maxUploadBytes: Int64 = 20 << 30
+    @OptionGroup var apiOptions: APIOptions
 
     @Option(help: "Write {\"api\": URL, \"store\": URL} to this file once both servers listen.")
     var readyFile: String?
@@ -61,13 +51,6 @@ struct DevCommand: AsyncParsableCommand {
     @OptionGroup var credentialOptions: CredentialOptions
 
     @OptionGroup var processOptions: ProcessOptions
-
-    func validate() throws {
-        guard (1...604_800).contains(streamExpiry), (1...604_800).contains(uploadExpiry) else {
-            throw ValidationError("--stream-expiry and --upload-expiry must be 1...604800 seconds")
-        }
-        guard maxUploadBytes > 0 else { throw ValidationError("--max-upload-bytes must be positive") }
-    }
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -93,16 +76,16 @@ struct DevCommand: AsyncParsableCommand {
             settings: EmbeddedStore.Settings(
                 dataDirectory: "\(root)/store", host: host, port: storePort,
                 server: S3ServerConfiguration(credentials: [credentials], region: region, cors: CORSConfiguration(allowedOrigins: ["*"])),
-                fsync: true, targets: [target], maxQueued: 100_000, createBuckets: ["ingest", "media"]),
+                fsync: true, targets: [target], maxQueued: 100_000, createBuckets: [apiOptions.ingestBucket, apiOptions.mediaBucket]),
             logger: logger, onRunning: { _ in await started.signal("store") })
         try await store.notifier.setConfiguration(
             BucketNotificationConfiguration(queues: [
                 QueueRule(id: "probe-uploads", arn: target.arn, events: ["s3:ObjectCreated:*"], prefix: "uploads/")
-            ]), for: "ingest")
+            ]), for: apiOptions.ingestBucket)
         try await store.notifier.setConfiguration(
             BucketNotificationConfiguration(queues: [
                 QueueRule(id: "transcode-metadata", arn: target.arn, events: ["s3:ObjectCreated:*"], suffix: "/metadata.json")
-            ]), for: "media")
+            ]), for: apiOptions.mediaBucket)
 
         // The gateway with the two functions, and the product API on the same port.
         let functions = functionsDir ?? Self.executableDirectory()
@@ -111,7 +94,7 @@ struct DevCommand: AsyncParsableCommand {
         }
         let functionEnvironment: [String: String] = [
             "AWS_ACCESS_KEY_ID": credentials.accessKeyId, "AWS_SECRET_ACCESS_KEY": credentials.secretAccessKey,
-            "AWS_REGION": region, "CINESCALE_S3_ENDPOINT": storeURL, "MEDIA_BUCKET": "media",
+            "AWS_REGION": region, "CINESCALE_S3_ENDPOINT": storeURL, "MEDIA_BUCKET": apiOptions.mediaBucket,
         ]
         let gatewayFile: [String: Any] = [
             "region": region,
@@ -128,8 +111,8 @@ struct DevCommand: AsyncParsableCommand {
                 ],
             ],
             "triggers": [
-                ["function": "probe", "bucket": "ingest", "prefix": "uploads/"],
-                ["function": "transcode", "bucket": "media", "suffix": "/metadata.json"],
+                ["function": "probe", "bucket": apiOptions.ingestBucket, "prefix": "uploads/"],
+                ["function": "transcode", "bucket": apiOptions.mediaBucket, "suffix": "/metadata.json"],
             ],
             "events": ["token": token],
             "queue": ["path": "\(root)/gateway/queue.sqlite"],
@@ -141,15 +124,8 @@ struct DevCommand: AsyncParsableCommand {
         gatewayConfiguration.region = region
         gatewayConfiguration.credentials = [credentials]
 
-        let s3 = S3Client(configuration: S3ClientConfiguration(endpoint: URL(string: storeURL)!, region: region, credentials: credentials))
-        let presigner = S3Client(
-            configuration: S3ClientConfiguration(endpoint: URL(string: publicStore)!, region: region, credentials: credentials))
-        let api = ProductAPI(
-            configuration: ProductConfiguration(
-                maxUploadBytes: maxUploadBytes, uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
-                signingSecret: Array(credentials.secretAccessKey.utf8)),
-            s3: s3,
-            presigner: presigner, logger: logger)
+        let api = try apiOptions.makeAPI(
+            store: storeURL, publicStore: publicStore, region: region, credentials: credentials, logger: logger)
         let gateway = try GatewayService(
             configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) })
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Gateway
 import Logging
+import ProductAPI
 import ServiceLifecycle
 
 /// `cinescale gateway`: runs the invocation gateway — function workers over the Lambda Runtime API and
@@ -9,7 +10,7 @@ import ServiceLifecycle
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Run the invocation gateway: supervise function workers and serve the Lambda Invoke API.")
+        abstract: "Run the invocation gateway: supervise function workers, serve the Lambda Invoke API (and, with --api-store, the product API).")
 
     @Option(help: "Functions file (YAML): executables, environment, timeout, concurrency, limits.")
     var config: String
@@ -25,6 +26,14 @@ struct GatewayCommand: AsyncParsableCommand {
 
     @Option(help: "Bearer token the event webhook (POST /events) requires (env CINESCALE_EVENT_TOKEN; overrides events.token).")
     var eventToken: String?
+
+    @Option(help: "Serve the product API and web page over this S3 endpoint (the store the functions use; env CINESCALE_API_STORE).")
+    var apiStore: String?
+
+    @Option(help: "The store's URL as clients reach it, for presigned URLs (default: --api-store).")
+    var apiPublicStore: String?
+
+    @OptionGroup var apiOptions: APIOptions
 
     @OptionGroup var credentialOptions: CredentialOptions
 
@@ -53,7 +62,14 @@ struct GatewayCommand: AsyncParsableCommand {
             configuration.queue.path = URL(fileURLWithPath: directory).appendingPathComponent("queue.sqlite").path
         }
 
-        let gateway = try GatewayService(configuration: configuration, logger: logger)
+        let store = (apiStore ?? environment["CINESCALE_API_STORE"]).flatMap { $0.isEmpty ? nil : $0 }
+        let api = try store.map { store in
+            try apiOptions.makeAPI(
+                store: store, publicStore: apiPublicStore ?? store, region: configuration.region,
+                credentials: configuration.credentials[0], logger: logger)
+        }
+        let gateway = try GatewayService(
+            configuration: configuration, logger: logger, additionalRoutes: { router in api?.addRoutes(to: router) })
         let portFile = processOptions.portFile
         let host = configuration.host
         let functionNames = configuration.functions.map(\.name).joined(separator: ",")

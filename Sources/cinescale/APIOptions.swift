@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ProductAPI
+import S3Client
+import SigV4
+
+/// The product API's options, shared by `cinescale dev` (always on) and `cinescale gateway` (on when
+/// `--api-store` names the S3 endpoint the API reads: MinIO, Ceph RGW, AWS S3 or the embedded store).
+struct APIOptions: ParsableArguments {
+    @Option(help: "Seconds the signed URLs handed to viewers stay valid (renditions, thumbnails, playlists; HLS segments also get twice the video's duration).")
+    var streamExpiry: Int = 900
+
+    @Option(help: "Seconds a presigned upload URL stays valid.")
+    var uploadExpiry: Int = 3600
+
+    @Option(help: "Largest upload accepted, bytes.")
+    var maxUploadBytes: Int64 = 20 << 30
+
+    @Option(help: "Bucket uploads go to (the probe's trigger bucket).")
+    var ingestBucket: String = "ingest"
+
+    @Option(help: "Bucket the functions write to.")
+    var mediaBucket: String = "media"
+
+    func validate() throws {
+        guard (1...604_800).contains(streamExpiry), (1...604_800).contains(uploadExpiry) else {
+            throw ValidationError("--stream-expiry and --upload-expiry must be 1...604800 seconds")
+        }
+        guard maxUploadBytes > 0 else { throw ValidationError("--max-upload-bytes must be positive") }
+    }
+
+    /// The API over `store` (read and written by the API) presigning for `publicStore` (as clients reach it).
+    func makeAPI(store: String, publicStore: String, region: String, credentials: Credentials, logger: Logger) throws -> ProductAPI {
+        guard let storeURL = URL(string: store), let publicURL = URL(string: publicStore) else {
+            throw ValidationError("the API's store URLs must be URLs: \(store), \(publicStore)")
+        }
+        let s3 = S3Client(configuration: S3ClientConfiguration(endpoint: storeURL, region: region, credentials: credentials))
+        let presigner = S3Client(configuration: S3ClientConfiguration(endpoint: publicURL, region: region, credentials: credentials))
+        return ProductAPI(
+            configuration: ProductConfiguration(
+                ingestBucket: ingestBucket, mediaBucket: mediaBucket, maxUploadBytes: maxUploadBytes,
+                uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
+                signingSecret: Array(credentials.secretAccessKey.utf8)),
+            s3: s3, presigner: presigner, logger: logger)
+    }
+}
