@@ -175,7 +175,7 @@ public struct GatewayConfiguration: Sendable {
     /// functions:
     ///   echo:
     ///     command: [".build/debug/hello", "echo"]
-    ///     environment: {LOG_LEVEL: info}
+    ///     environment: {LOG_LEVEL: info, AWS_SECRET_ACCESS_KEY: "${AWS_SECRET_ACCESS_KEY}"}  # ${X}: the gateway's X
     ///     timeout: 3             # seconds (default 3)
     ///     concurrency: 2         # worker processes (default 1)
     ///     memory: 128            # MB, informational
@@ -230,7 +230,7 @@ public struct GatewayConfiguration: Sendable {
                 }
                 for (nameNode, settings) in entries {
                     let name = try scalarKey(nameNode, path: "functions")
-                    functions.append(try parseFunction(name: name, node: settings, base: base))
+                    functions.append(try parseFunction(name: name, node: settings, base: base, gatewayEnvironment: environment))
                 }
             case "region":
                 guard let region = value.scalar?.string, !region.isEmpty else {
@@ -269,7 +269,8 @@ public struct GatewayConfiguration: Sendable {
         return scalar.string
     }
 
-    private static func parseFunction(name: String, node: Node, base: String) throws(GatewayError)
+    private static func parseFunction(name: String, node: Node, base: String, gatewayEnvironment: [String: String])
+        throws(GatewayError)
         -> FunctionConfiguration
     {
         let prefix = "functions.\(name)"
@@ -318,7 +319,18 @@ public struct GatewayConfiguration: Sendable {
                         throw fail("invalid variable name '\(variable)'")
                     }
                     guard case .scalar(let s) = v else { throw fail("the value of \(variable) must be a scalar") }
-                    function.environment[variable] = s.string
+                    // `${NAME}` passes one of the gateway's own variables on explicitly — how secrets (which
+                    // workers never inherit) reach a function without being written in this file.
+                    let text = s.string
+                    if text.hasPrefix("${"), text.hasSuffix("}"), text.count > 3 {
+                        let source = String(text.dropFirst(2).dropLast())
+                        guard let passed = gatewayEnvironment[source] else {
+                            throw fail("\(variable) names ${\(source)}, which is not set in the gateway's environment")
+                        }
+                        function.environment[variable] = passed
+                    } else {
+                        function.environment[variable] = text
+                    }
                 }
             case "timeout":
                 guard let scalar = value.scalar, let seconds = Double(scalar.string), seconds > 0, seconds <= 86_400

@@ -35,6 +35,9 @@ struct GatewayCommand: AsyncParsableCommand {
 
     @OptionGroup var apiOptions: APIOptions
 
+    @Flag(help: "Check the functions file (and the ${NAME} variables it passes on), print what it declares, and exit.")
+    var check = false
+
     @OptionGroup var credentialOptions: CredentialOptions
 
     @OptionGroup var processOptions: ProcessOptions
@@ -50,6 +53,16 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         let baseDirectory = URL(fileURLWithPath: config).deletingLastPathComponent().path
         var configuration = try GatewayConfiguration.load(yaml: yaml, baseDirectory: baseDirectory, environment: environment)
+        if check {
+            try configuration.validate()
+            for function in configuration.functions {
+                print("function \(function.name): \(function.command.joined(separator: " ")) (concurrency \(function.concurrency), variables \(function.environment.keys.sorted().joined(separator: ",")))")
+            }
+            for trigger in configuration.triggers {
+                print("trigger \(trigger.bucket) \(trigger.prefix)*\(trigger.suffix) → \(trigger.function)")
+            }
+            return
+        }
         configuration.host = host
         configuration.port = port
         configuration.region = credentialOptions.region ?? environment["CINESCALE_REGION"] ?? configuration.region

@@ -119,6 +119,24 @@ struct ConfigurationTests {
         #expect(error?.description.contains(expected) == true, "\(error?.description ?? "no error")")
     }
 
+    @Test func secretsArePassedOnOnlyWhenNamed() throws {
+        let yaml = """
+            functions:
+              probe:
+                command: [probe]
+                environment: {AWS_SECRET_ACCESS_KEY: "${STORE_SECRET}", MEDIA_BUCKET: media, LITERAL: "$HOME"}
+            """
+        let environment = ["STORE_SECRET": "s3cr3t", "AWS_SECRET_ACCESS_KEY": "not-this-one"]
+        let configuration = try GatewayConfiguration.load(yaml: yaml, baseDirectory: "/srv", environment: environment)
+        #expect(configuration.functions[0].environment == ["AWS_SECRET_ACCESS_KEY": "s3cr3t", "MEDIA_BUCKET": "media", "LITERAL": "$HOME"])
+        do {
+            _ = try GatewayConfiguration.load(yaml: yaml, baseDirectory: "/srv", environment: [:])
+            Issue.record("a missing ${STORE_SECRET} was accepted")
+        } catch {
+            #expect(error.message.contains("${STORE_SECRET}"))
+        }
+    }
+
     @Test func emptyFunctionsIsAllowed() throws {
         let configuration = try GatewayConfiguration.load(yaml: "functions: {}\n", baseDirectory: "/tmp")
         #expect(configuration.functions.isEmpty)

@@ -1,0 +1,81 @@
+"""The deployment files are kept in step with the code: shellcheck passes on every script, the MinIO
+wiring's functions file loads in the real gateway (`--check`), the compose file only uses flags the binary
+has and files that exist, and MinIO's webhook target, token and ARN agree across the files."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MINIO = os.path.join(ROOT, "infra", "minio")
+
+
+def _bin(name):
+    path = os.environ.get(name)
+    if not path or not os.path.exists(path):
+        pytest.skip(f"{name} not set (run scripts/test)")
+    return path
+
+
+def env_file(path):
+    values = {}
+    for line in open(path):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+def test_shellcheck_passes_on_every_script():
+    if not shutil.which("shellcheck"):
+        pytest.fail("shellcheck is not installed (scripts/test installs it)")
+    scripts = [os.path.join(ROOT, "scripts", name) for name in ("demo", "test", "lib.sh", "bench-gateway", "bench-store",
+                                                                 "bench-triggers", "bench-transcode")]
+    scripts += glob.glob(os.path.join(ROOT, "infra", "**", "*.sh"), recursive=True)
+    scripts += [os.path.join(ROOT, ".ci", "run")]
+    out = subprocess.run(["shellcheck", "-x", "-S", "warning", *scripts], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout
+
+
+def test_minio_compose_matches_the_binary_and_the_wiring():
+    compose = yaml.safe_load(open(os.path.join(MINIO, "compose.yaml")))
+    gateway = compose["services"]["gateway"]
+    minio_env = env_file(os.path.join(MINIO, "minio.env"))
+
+    # The functions file loads in the real gateway with the environment compose gives it.
+    environment = {**os.environ, **{k: str(v) for k, v in gateway["environment"].items()}}
+    out = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--config", os.path.join(MINIO, "functions.yaml"), "--check"],
+                         capture_output=True, text=True, env=environment)
+    assert out.returncode == 0, out.stderr
+    assert "trigger ingest uploads/* → probe" in out.stdout and "trigger media */metadata.json → transcode" in out.stdout
+
+    # Every flag the compose command uses exists.
+    help_text = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--help"], capture_output=True, text=True).stdout
+    for flag in [part for part in gateway["command"] if part.startswith("--")]:
+        assert re.search(rf"(^|\s){re.escape(flag)}(\s|$)", help_text, re.M), f"{flag} is not a gateway option"
+
+    # The webhook target MinIO posts to is the gateway, with the token the gateway checks, under the id the
+    # bucket rules name.
+    assert minio_env["MINIO_NOTIFY_WEBHOOK_ENDPOINT_CINESCALE"] == "http://gateway:8080/events"
+    assert minio_env["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_CINESCALE"] == gateway["environment"]["CINESCALE_EVENT_TOKEN"]
+    assert minio_env["MINIO_API_SYNC_EVENTS"] == "on" and minio_env["MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_CINESCALE"]
+    setup = open(os.path.join(MINIO, "setup.sh")).read()
+    assert 'ARN="arn:minio:sqs::CINESCALE:webhook"' in setup
+    # The gateway signs with MinIO's root credentials, and hands the same to the functions.
+    assert gateway["environment"]["CINESCALE_ACCESS_KEY"] == minio_env["MINIO_ROOT_USER"]
+    assert gateway["environment"]["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
+
+    # Files compose and the Dockerfile refer to exist, and the Dockerfile builds products the package has.
+    for volume in compose["services"]["setup"]["volumes"] + gateway["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("."):
+            assert os.path.exists(os.path.join(MINIO, source)), volume
+    dockerfile = os.path.join(MINIO, gateway["build"]["context"], gateway["build"]["dockerfile"])
+    package = open(os.path.join(ROOT, "Package.swift")).read()
+    for product in re.findall(r"--product (\S+)", open(dockerfile).read()):
+        assert f'.executable(name: "{product}"' in package, product
