@@ -5,6 +5,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import tempfile
 import urllib.request
@@ -282,3 +283,28 @@ def test_the_gateway_serves_the_product_api_over_a_separate_store(media, tmp_pat
         return video if video["state"] == "transcoding" else None  # probed; this fixture transcodes tx- ids only
     video = wait_for("probed", probed)
     assert video["metadata"]["streams"][0]["width"] == 320 and video["fileName"] == "api.mp4"
+
+
+def test_a_crashed_transcode_worker_is_replaced_and_the_retry_finishes_the_video(media, tmp_path):
+    """A worker that dies mid-transcode (SIGKILL, as the OOM killer or a crash ends it; a SIGSEGV sent with
+    kill() would not do: Swift's backtracer reports it and, nothing faulting again, lets the process go on)
+    fails that attempt with Runtime.ExitError; the gateway starts a new worker and the retry (deterministic
+    keys) completes the video."""
+    clip = str(tmp_path / "crash.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=20", "-c:v", "libx264", "-preset", "ultrafast", clip)
+    media.s3.upload_file(clip, "ingest", "uploads/tx-crash.mp4")
+    wait_for("transcoding under way", lambda: (lambda s: s and s["state"] == "transcoding" and s.get("percent", 0) > 0)(
+        media.media_object("tx-crash/status.json")), timeout=120)
+    workers = subprocess.run(["pgrep", "-f", "-x", _bin("CINESCALE_TRANSCODE_BIN")], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 1, workers
+    os.kill(int(workers[0]), signal.SIGKILL)
+    status = wait_for("ready after the retry", lambda: (lambda s: s if s and s["state"] == "ready" else None)(
+        media.media_object("tx-crash/status.json")), timeout=300)
+    assert [r["name"] for r in status["renditions"]] == ["240p", "360p", "720p"]
+    out = subprocess.run([_bin("CINESCALE_BIN"), "invocations", "list", "--function", "transcode", "--json",
+                          "--gateway", media.gateway, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
+                         capture_output=True, text=True, timeout=60)
+    runs = [i for i in json.loads(out.stdout)["invocations"] if "tx-crash" in json.dumps(i.get("event", i))]
+    assert runs and runs[0]["state"] == "succeeded" and runs[0]["attempts"] == 2, runs
+    replacement = subprocess.run(["pgrep", "-f", "-x", _bin("CINESCALE_TRANSCODE_BIN")], capture_output=True, text=True).stdout.split()
+    assert len(replacement) == 1 and replacement != workers
