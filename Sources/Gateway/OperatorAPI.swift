@@ -44,9 +44,12 @@ struct OperatorAPI: Sendable {
 
     func receiveEvents(_ request: Request) async -> Response {
         if let token {
-            let sent = request.headers[.authorization] ?? ""
+            // The header (MinIO, our store), or a `token` query parameter for stores whose webhook cannot send
+            // headers (Ceph RGW's push-endpoint is a bare URL).
+            let sent = request.headers[.authorization] ?? request.uri.queryParameters.get("token").map { "Bearer \($0)" } ?? ""
             guard Self.constantTimeEqual(sent, "Bearer \(token)") else {
-                return Self.error(401, "Unauthorized", "A valid 'Authorization: Bearer <token>' header is required.")
+                return Self.error(
+                    401, "Unauthorized", "A valid 'Authorization: Bearer <token>' header (or ?token=) is required.")
             }
         }
         let body: ByteBuffer

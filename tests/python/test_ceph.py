@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -74,12 +75,16 @@ class Gateway:
             json.dump(config, f)
         self.api_store = api_store
         self.proc = None
+        self.token = "rgw-event-token"
+        # RGW's push-endpoint is a bare URL: the token travels as a query parameter.
+        self.events = f"{self.url}/events?token={self.token}"
 
     def start(self):
         args = [_bin("CINESCALE_BIN"), "gateway", "--config", self.config, "--port", str(self.port),
                 "--data-dir", os.path.join(self.root, "gw"), "--access-key", ACCESS, "--secret-key", SECRET]
         if self.api_store:
             args += ["--api-store", self.api_store]
+        args += ["--event-token", self.token]
         self.proc = subprocess.Popen(args, stdout=open(os.path.join(self.root, "gateway.log"), "ab"), stderr=subprocess.STDOUT)
         wait_for("the gateway", self._healthy)
 
@@ -122,8 +127,13 @@ def test_the_pipeline_runs_on_rgw(rgw, tmp_path):
     }, api_store=rgw.endpoint)
     gateway.start()
     try:
-        rgw.notify("ingest", "cinescale-ingest", gateway.url + "/events", "probe", prefix="uploads/")
-        rgw.notify("media", "cinescale-media", gateway.url + "/events", "transcode", suffix="/metadata.json")
+        rgw.notify("ingest", "cinescale-ingest", gateway.events, "probe", prefix="uploads/")
+        rgw.notify("media", "cinescale-media", gateway.events, "transcode", suffix="/metadata.json")
+        # Without the token the webhook is refused.
+        refused = urllib.request.Request(gateway.url + "/events", method="POST", data=b'{"Records": []}')
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(refused, timeout=10)
+        assert error.value.code == 401
         clip = str(tmp_path / "rgw.mp4")
         ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=4", "-f", "lavfi", "-i", "sine=duration=4",
                "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
@@ -167,7 +177,7 @@ def test_fifty_uploads_while_the_gateway_is_down_are_all_processed(rgw, tmp_path
     })
     gateway.start()
     try:
-        rgw.notify("outage", "cinescale-outage", gateway.url + "/events", "all")
+        rgw.notify("outage", "cinescale-outage", gateway.events, "all")
         time.sleep(4)  # a new persistent topic takes 1.5–3.5 s to start delivering
         s3.put_object(Bucket="outage", Key="warmup", Body=b"w")
         effects = os.path.join(records, "effects")
@@ -175,6 +185,8 @@ def test_fifty_uploads_while_the_gateway_is_down_are_all_processed(rgw, tmp_path
         def keys():
             found = []
             for name in os.listdir(effects) if os.path.isdir(effects) else []:
+                if not name.endswith(".json"):
+                    continue  # the recorder writes NAME.tmp, then renames it
                 record = json.load(open(os.path.join(effects, name)))
                 found += [r["s3"]["object"]["key"] for r in record["event"]["Records"]]
             return found
@@ -189,7 +201,7 @@ def test_fifty_uploads_while_the_gateway_is_down_are_all_processed(rgw, tmp_path
         time.sleep(2)
         processed = keys()
         assert sorted(processed) == sorted(["warmup"] + [f"clip-{i:02d}.mp4" for i in range(50)])  # each once
-        record = json.load(open(os.path.join(effects, os.listdir(effects)[0])))
+        record = json.load(open(os.path.join(effects, sorted(n for n in os.listdir(effects) if n.endswith(".json"))[0])))
         assert record["event"]["Records"][0]["eventSource"] == "ceph:s3"
     finally:
         gateway.stop()
