@@ -79,3 +79,39 @@ def test_minio_compose_matches_the_binary_and_the_wiring():
     package = open(os.path.join(ROOT, "Package.swift")).read()
     for product in re.findall(r"--product (\S+)", open(dockerfile).read()):
         assert f'.executable(name: "{product}"' in package, product
+
+
+def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
+    manifests = sorted(glob.glob(os.path.join(ROOT, "infra", "k8s", "*.yaml")))
+    validate = os.path.join(os.path.dirname(os.sys.executable), "kubernetes-validate")
+    out = subprocess.run([validate, "--strict", "--quiet", *manifests], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    documents = [d for path in manifests for d in yaml.safe_load_all(open(path)) if d]
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+    gateway = by_kind[("StatefulSet", "cinescale-gateway")]["spec"]["template"]["spec"]
+    container = gateway["containers"][0]
+
+    # The flags exist; the functions file in the ConfigMap loads in the real gateway.
+    help_text = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--help"], capture_output=True, text=True).stdout
+    for flag in [part for part in container["args"] if part.startswith("--")]:
+        assert re.search(rf"(^|\s){re.escape(flag)}(\s|$)", help_text, re.M), f"{flag} is not a gateway option"
+    functions = tmp_path / "functions.yaml"
+    functions.write_text(by_kind[("ConfigMap", "cinescale-functions")]["data"]["functions.yaml"])
+    out = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--config", str(functions), "--check"], capture_output=True,
+                         text=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    assert out.returncode == 0, out.stderr
+
+    # Every Secret key the pod reads exists; probes hit /healthz on the served port; the pod runs as the
+    # image's user; the ConfigMap is mounted where --config points.
+    secret = by_kind[("Secret", "cinescale-credentials")]["stringData"]
+    for variable in container["env"]:
+        reference = variable.get("valueFrom", {}).get("secretKeyRef")
+        if reference:
+            assert reference["name"] == "cinescale-credentials" and reference["key"] in secret, variable
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["ports"][0]["containerPort"] == int(container["args"][container["args"].index("--port") + 1])
+    dockerfile = open(os.path.join(ROOT, "infra", "docker", "Dockerfile")).read()
+    assert f"--uid {gateway['securityContext']['runAsUser']} " in dockerfile
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "functions")["mountPath"]
+    assert container["args"][container["args"].index("--config") + 1] == mount + "/functions.yaml"
