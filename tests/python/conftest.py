@@ -1,4 +1,5 @@
 """Fixtures that run the real `cinescale store` binary on a free 127.0.0.1 port and point real clients at it."""
+import contextlib
 import os
 import shutil
 import signal
@@ -155,3 +156,36 @@ def metric(endpoint, name):
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def binary(name):
+    """A built binary named by an environment variable scripts/test sets (CINESCALE_PROBE_BIN, …)."""
+    path = os.environ.get(name)
+    if not path or not os.path.exists(path):
+        pytest.skip(f"{name} not set (run scripts/test)")
+    return path
+
+
+def ffmpeg(*args):
+    """The ffmpeg CLI, the tests' source of clips (an oracle, never part of the pipeline)."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=300)
+
+
+def healthy(url):
+    """Whether GET url/healthz answers 200 now."""
+    try:
+        return urllib.request.urlopen(url + "/healthz", timeout=1).status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def temporary(prefix, make):
+    """make(a new temporary directory), closed and removed afterwards: for module-scoped servers."""
+    root = tempfile.mkdtemp(prefix=prefix)
+    thing = make(root)
+    try:
+        yield thing
+    finally:
+        thing.close()
+        shutil.rmtree(root, ignore_errors=True)

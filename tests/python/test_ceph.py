@@ -1,15 +1,11 @@
 """The pipeline against Ceph RGW (a throwaway one-node cluster from infra/ceph/start-rgw.sh, with its real
 SigV4 checking): RGW's bucket notifications go through a persistent SNS-style topic whose push-endpoint is
 the gateway's webhook; the gateway accepts RGW's 2.2 records. An upload through the API's presigned PUT
-ends as renditions written back to RGW and served by signed GET; and 50 uploads made while the gateway is
-down are all processed once it is back."""
+ends as renditions written back to RGW and served by signed GET."""
 import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 
@@ -17,21 +13,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import free_port, stop_process, wait_for
+from conftest import binary, ffmpeg, free_port, healthy, stop_process, temporary, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ACCESS, SECRET = "CINESCALERGWKEY", "cinescale-rgw-secret"
-
-
-def _bin(name):
-    path = os.environ.get(name)
-    if not path or not os.path.exists(path):
-        pytest.skip(f"{name} not set (run scripts/test)")
-    return path
-
-
-def ffmpeg(*args):
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=300)
 
 
 class RGW:
@@ -43,8 +28,13 @@ class RGW:
         out = subprocess.run([os.path.join(ROOT, "infra", "ceph", "start-rgw.sh"), self.dir, str(self.port),
                               str(free_port()), ACCESS, SECRET], capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"RGW did not start: {out.stdout}{out.stderr}")
+            logs = ""
+            for name in ("rgw.out", "client.rgw.a.log", "osd.out", "mon.out"):
+                path = os.path.join(self.dir, "log", name)
+                if os.path.exists(path):
+                    logs += f"\n--- {name}\n" + open(path, errors="replace").read()[-3000:]
+            self.close()
+            raise RuntimeError(f"RGW did not start: {out.stdout}{out.stderr}{logs}")
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def client(self, service):
@@ -60,7 +50,7 @@ class RGW:
         self.client("s3").put_bucket_notification_configuration(
             Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [configuration]})
 
-    def stop(self):
+    def close(self):
         subprocess.run([os.path.join(ROOT, "infra", "ceph", "stop-rgw.sh"), self.dir], timeout=60)
 
 
@@ -80,34 +70,36 @@ class Gateway:
         self.events = f"{self.url}/events?token={self.token}"
 
     def start(self):
-        args = [_bin("CINESCALE_BIN"), "gateway", "--config", self.config, "--port", str(self.port),
+        args = [binary("CINESCALE_BIN"), "gateway", "--config", self.config, "--port", str(self.port),
                 "--data-dir", os.path.join(self.root, "gw"), "--access-key", ACCESS, "--secret-key", SECRET]
         if self.api_store:
             args += ["--api-store", self.api_store]
         args += ["--event-token", self.token]
         self.proc = subprocess.Popen(args, stdout=open(os.path.join(self.root, "gateway.log"), "ab"), stderr=subprocess.STDOUT)
-        wait_for("the gateway", self._healthy)
-
-    def _healthy(self):
-        try:
-            return urllib.request.urlopen(self.url + "/healthz", timeout=1).status == 200
-        except OSError:
-            return False
+        wait_for("the gateway", lambda: healthy(self.url))
 
     def stop(self):
         if self.proc:
             stop_process(self.proc)
 
 
+def start_rgw(root):
+    """RGW on fresh ports; the one-node cluster's start-up fails now and then on this machine (seen: the
+    daemons up but RGW never answering), so a failed start is cleaned up and tried again, up to 3 times."""
+    for attempt in range(3):
+        directory = os.path.join(root, f"attempt-{attempt}")
+        os.makedirs(directory)
+        try:
+            return RGW(directory)
+        except RuntimeError as error:
+            print(f"RGW start {attempt + 1} failed: {str(error)[:2000]}")
+    raise RuntimeError("RGW did not start in 3 attempts")
+
+
 @pytest.fixture(scope="module")
 def rgw():
-    root = tempfile.mkdtemp(prefix="cinescale-rgw-")
-    r = RGW(root)
-    try:
+    with temporary("cinescale-rgw-", start_rgw) as r:
         yield r
-    finally:
-        r.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_the_pipeline_runs_on_rgw(rgw, tmp_path):
@@ -118,8 +110,8 @@ def test_the_pipeline_runs_on_rgw(rgw, tmp_path):
                    "CINESCALE_S3_ENDPOINT": rgw.endpoint, "MEDIA_BUCKET": "media"}
     gateway = Gateway(str(tmp_path), {
         "functions": {
-            "probe": {"command": [_bin("CINESCALE_PROBE_BIN")], "timeout": 60, "environment": environment},
-            "transcode": {"command": [_bin("CINESCALE_TRANSCODE_BIN")], "timeout": 300,
+            "probe": {"command": [binary("CINESCALE_PROBE_BIN")], "timeout": 60, "environment": environment},
+            "transcode": {"command": [binary("CINESCALE_TRANSCODE_BIN")], "timeout": 300,
                           "environment": {**environment, "LADDER": "240,360", "X264_PRESET": "ultrafast"}},
         },
         "triggers": [{"function": "probe", "bucket": "ingest", "prefix": "uploads/"},
@@ -159,49 +151,5 @@ def test_the_pipeline_runs_on_rgw(rgw, tmp_path):
         # The probe read the RGW event (2.2, ceph:s3) from the gateway's queue.
         metadata = json.loads(s3.get_object(Bucket="media", Key=f"{ticket['videoId']}/metadata.json")["Body"].read())
         assert metadata["source"]["key"] == ticket["source"]["key"]
-    finally:
-        gateway.stop()
-
-
-def test_fifty_uploads_while_the_gateway_is_down_are_all_processed(rgw, tmp_path):
-    s3 = rgw.client("s3")
-    s3.create_bucket(Bucket="outage")
-    records = str(tmp_path / "records")
-    os.makedirs(records)
-    gateway = Gateway(str(tmp_path), {
-        "functions": {"rec": {"command": [sys.executable, "-m", "awslambdaric", "recorder.handler"], "timeout": 30,
-                              "concurrency": 2,
-                              "environment": {"PYTHONPATH": os.path.dirname(os.path.abspath(__file__)),
-                                              "RECORD_DIR": records, "FAIL": "0", "SLEEP": "0"}}},
-        "triggers": [{"function": "rec", "bucket": "outage"}],
-    })
-    gateway.start()
-    try:
-        rgw.notify("outage", "cinescale-outage", gateway.events, "all")
-        time.sleep(4)  # a new persistent topic takes 1.5–3.5 s to start delivering
-        s3.put_object(Bucket="outage", Key="warmup", Body=b"w")
-        effects = os.path.join(records, "effects")
-
-        def keys():
-            found = []
-            for name in os.listdir(effects) if os.path.isdir(effects) else []:
-                if not name.endswith(".json"):
-                    continue  # the recorder writes NAME.tmp, then renames it
-                record = json.load(open(os.path.join(effects, name)))
-                found += [r["s3"]["object"]["key"] for r in record["event"]["Records"]]
-            return found
-        wait_for("the first event", lambda: keys() == ["warmup"], timeout=60)
-        gateway.stop()
-        for i in range(50):
-            s3.put_object(Bucket="outage", Key=f"clip-{i:02d}.mp4", Body=b"x" * (100 + i))
-        time.sleep(1)
-        assert keys() == ["warmup"]  # nothing got through while the gateway was down
-        gateway.start()
-        wait_for("all 50 after the restart", lambda: len(keys()) >= 51, timeout=180)
-        time.sleep(2)
-        processed = keys()
-        assert sorted(processed) == sorted(["warmup"] + [f"clip-{i:02d}.mp4" for i in range(50)])  # each once
-        record = json.load(open(os.path.join(effects, sorted(n for n in os.listdir(effects) if n.endswith(".json"))[0])))
-        assert record["event"]["Records"][0]["eventSource"] == "ceph:s3"
     finally:
         gateway.stop()

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,7 +13,7 @@ import botocore
 import pytest
 from botocore.config import Config
 
-from conftest import ACCESS_KEY, REGION, SECRET_KEY, aws_cli, start_process, stop_process
+from conftest import ACCESS_KEY, REGION, SECRET_KEY, aws_cli, binary, start_process, stop_process
 
 PY_HANDLERS = '''
 import json, os, time
@@ -25,13 +24,6 @@ def echo(event, context):
 def fail(event, context):
     raise ValueError("python handler refused: " + json.dumps(event))
 '''
-
-
-def _bin(name):
-    path = os.environ.get(name)
-    if not path or not os.path.exists(path):
-        pytest.skip(f"{name} not set (run scripts/test)")
-    return path
 
 
 def children_of(pid):
@@ -63,8 +55,8 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway():
-    cinescale = _bin("CINESCALE_BIN")
-    hello = _bin("CINESCALE_HELLO_BIN")
+    cinescale = binary("CINESCALE_BIN")
+    hello = binary("CINESCALE_HELLO_BIN")
     root = tempfile.mkdtemp(prefix="cinescale-gateway-")
     with open(os.path.join(root, "handlers.py"), "w") as f:
         f.write(PY_HANDLERS)

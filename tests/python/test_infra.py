@@ -10,15 +10,10 @@ import subprocess
 import pytest
 import yaml
 
+from conftest import binary
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MINIO = os.path.join(ROOT, "infra", "minio")
-
-
-def _bin(name):
-    path = os.environ.get(name)
-    if not path or not os.path.exists(path):
-        pytest.skip(f"{name} not set (run scripts/test)")
-    return path
 
 
 def env_file(path):
@@ -49,13 +44,13 @@ def test_minio_compose_matches_the_binary_and_the_wiring():
 
     # The functions file loads in the real gateway with the environment compose gives it.
     environment = {**os.environ, **{k: str(v) for k, v in gateway["environment"].items()}}
-    out = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--config", os.path.join(MINIO, "functions.yaml"), "--check"],
+    out = subprocess.run([binary("CINESCALE_BIN"), "gateway", "--config", os.path.join(MINIO, "functions.yaml"), "--check"],
                          capture_output=True, text=True, env=environment)
     assert out.returncode == 0, out.stderr
     assert "trigger ingest uploads/* → probe" in out.stdout and "trigger media */metadata.json → transcode" in out.stdout
 
     # Every flag the compose command uses exists.
-    help_text = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run([binary("CINESCALE_BIN"), "gateway", "--help"], capture_output=True, text=True).stdout
     for flag in [part for part in gateway["command"] if part.startswith("--")]:
         assert re.search(rf"(^|\s){re.escape(flag)}(\s|$)", help_text, re.M), f"{flag} is not a gateway option"
 
@@ -93,12 +88,12 @@ def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
     container = gateway["containers"][0]
 
     # The flags exist; the functions file in the ConfigMap loads in the real gateway.
-    help_text = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run([binary("CINESCALE_BIN"), "gateway", "--help"], capture_output=True, text=True).stdout
     for flag in [part for part in container["args"] if part.startswith("--")]:
         assert re.search(rf"(^|\s){re.escape(flag)}(\s|$)", help_text, re.M), f"{flag} is not a gateway option"
     functions = tmp_path / "functions.yaml"
     functions.write_text(by_kind[("ConfigMap", "cinescale-functions")]["data"]["functions.yaml"])
-    out = subprocess.run([_bin("CINESCALE_BIN"), "gateway", "--config", str(functions), "--check"], capture_output=True,
+    out = subprocess.run([binary("CINESCALE_BIN"), "gateway", "--config", str(functions), "--check"], capture_output=True,
                          text=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
     assert out.returncode == 0, out.stderr
 

@@ -4,28 +4,15 @@ ffprobe's view of the same file — or refuses hostile input with status.json an
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
-import tempfile
 import urllib.request
 
 import pytest
 
-from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, free_port, start_store, stop_process, wait_for
+from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, binary, ffmpeg, free_port, healthy, start_store, stop_process, temporary, wait_for
 
 TOKEN = "media-test-token"
-
-
-def _bin(name):
-    path = os.environ.get(name)
-    if not path or not os.path.exists(path):
-        pytest.skip(f"{name} not set (run scripts/test)")
-    return path
-
-
-def ffmpeg(*args):
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=300)
 
 
 def ffprobe(path):
@@ -57,12 +44,12 @@ class Media:
         config = {
             "functions": {
                 "probe": {
-                    "command": [_bin("CINESCALE_PROBE_BIN")], "timeout": 60, "concurrency": 2,
+                    "command": [binary("CINESCALE_PROBE_BIN")], "timeout": 60, "concurrency": 2,
                     "environment": {**environment, "PROBE_MAX_WIDTH": "4096", "PROBE_MAX_HEIGHT": "4096"},
                     "retry": {"maxAttempts": 1},
                 },
                 "transcode": {
-                    "command": [_bin("CINESCALE_TRANSCODE_BIN")], "timeout": 300, "concurrency": 1,
+                    "command": [binary("CINESCALE_TRANSCODE_BIN")], "timeout": 300, "concurrency": 1,
                     "environment": {**environment, "LADDER": "240,360,720", "X264_PRESET": "ultrafast",
                                     "KEYFRAME_SECONDS": "2"},
                     "retry": {"maxAttempts": 2},
@@ -79,18 +66,12 @@ class Media:
             json.dump(config, f)
         log = open(os.path.join(root, "gateway.log"), "ab")
         self.gateway_proc = subprocess.Popen(
-            [_bin("CINESCALE_BIN"), "gateway", "--config", path, "--port", str(gateway_port),
+            [binary("CINESCALE_BIN"), "gateway", "--config", path, "--port", str(gateway_port),
              "--data-dir", os.path.join(root, "gw"), "--event-token", TOKEN,
              "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
              # The product API on the gateway over a separate store, as with MinIO or Ceph RGW.
              "--api-store", self.store.endpoint], stdout=log, stderr=subprocess.STDOUT)
-        wait_for("the gateway", self._healthy)
-
-    def _healthy(self):
-        try:
-            return urllib.request.urlopen(self.gateway + "/healthz", timeout=1).status == 200
-        except OSError:
-            return False
+        wait_for("the gateway", lambda: healthy(self.gateway))
 
     def media_object(self, key):
         try:
@@ -99,7 +80,7 @@ class Media:
             return None
 
     def dead_letters(self):
-        out = subprocess.run([_bin("CINESCALE_BIN"), "invocations", "list", "--state", "dead", "--json",
+        out = subprocess.run([binary("CINESCALE_BIN"), "invocations", "list", "--state", "dead", "--json",
                               "--gateway", self.gateway, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -112,13 +93,8 @@ class Media:
 
 @pytest.fixture(scope="module")
 def media():
-    root = tempfile.mkdtemp(prefix="cinescale-media-")
-    m = Media(root)
-    try:
+    with temporary("cinescale-media-", Media) as m:
         yield m
-    finally:
-        m.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_probe_writes_metadata_equal_to_ffprobes(media, tmp_path):
@@ -295,16 +271,16 @@ def test_a_crashed_transcode_worker_is_replaced_and_the_retry_finishes_the_video
     media.s3.upload_file(clip, "ingest", "uploads/tx-crash.mp4")
     wait_for("transcoding under way", lambda: (lambda s: s and s["state"] == "transcoding" and s.get("percent", 0) > 0)(
         media.media_object("tx-crash/status.json")), timeout=120)
-    workers = subprocess.run(["pgrep", "-f", "-x", _bin("CINESCALE_TRANSCODE_BIN")], capture_output=True, text=True).stdout.split()
+    workers = subprocess.run(["pgrep", "-f", "-x", binary("CINESCALE_TRANSCODE_BIN")], capture_output=True, text=True).stdout.split()
     assert len(workers) == 1, workers
     os.kill(int(workers[0]), signal.SIGKILL)
     status = wait_for("ready after the retry", lambda: (lambda s: s if s and s["state"] == "ready" else None)(
         media.media_object("tx-crash/status.json")), timeout=300)
     assert [r["name"] for r in status["renditions"]] == ["240p", "360p", "720p"]
-    out = subprocess.run([_bin("CINESCALE_BIN"), "invocations", "list", "--function", "transcode", "--json",
+    out = subprocess.run([binary("CINESCALE_BIN"), "invocations", "list", "--function", "transcode", "--json",
                           "--gateway", media.gateway, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
                          capture_output=True, text=True, timeout=60)
     runs = [i for i in json.loads(out.stdout)["invocations"] if "tx-crash" in json.dumps(i.get("event", i))]
     assert runs and runs[0]["state"] == "succeeded" and runs[0]["attempts"] == 2, runs
-    replacement = subprocess.run(["pgrep", "-f", "-x", _bin("CINESCALE_TRANSCODE_BIN")], capture_output=True, text=True).stdout.split()
+    replacement = subprocess.run(["pgrep", "-f", "-x", binary("CINESCALE_TRANSCODE_BIN")], capture_output=True, text=True).stdout.split()
     assert len(replacement) == 1 and replacement != workers

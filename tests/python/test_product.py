@@ -6,27 +6,14 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import ACCESS_KEY, SECRET_KEY, stop_process, wait_for
-
-
-def _bin(name):
-    path = os.environ.get(name)
-    if not path or not os.path.exists(path):
-        pytest.skip(f"{name} not set (run scripts/test)")
-    return path
-
-
-def ffmpeg(*args):
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=300)
+from conftest import ACCESS_KEY, SECRET_KEY, binary, ffmpeg, stop_process, temporary, wait_for
 
 
 def request(method, url, body=None, headers=None):
@@ -50,8 +37,8 @@ class Dev:
         ready = os.path.join(root, "ready.json")
         self.log = open(os.path.join(root, "dev.log"), "wb")
         self.proc = subprocess.Popen(
-            [_bin("CINESCALE_BIN"), "dev", "--data-dir", os.path.join(root, "data"), "--port", "0", "--store-port", "0",
-             "--ready-file", ready, "--functions-dir", os.path.dirname(_bin("CINESCALE_PROBE_BIN")),
+            [binary("CINESCALE_BIN"), "dev", "--data-dir", os.path.join(root, "data"), "--port", "0", "--store-port", "0",
+             "--ready-file", ready, "--functions-dir", os.path.dirname(binary("CINESCALE_PROBE_BIN")),
              "--ladder", "240,360", "--x264-preset", "ultrafast", "--stream-expiry", "120", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
              "--log-level", "info"], stdout=self.log, stderr=subprocess.STDOUT)
         wait_for("cinescale dev", lambda: os.path.exists(ready) or self._died())
@@ -73,13 +60,8 @@ class Dev:
 
 @pytest.fixture(scope="module")
 def dev():
-    root = tempfile.mkdtemp(prefix="cinescale-dev-")
-    d = Dev(root)
-    try:
+    with temporary("cinescale-dev-", Dev) as d:
         yield d
-    finally:
-        d.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def upload(dev, tmp_path, name, seconds=6):
@@ -178,7 +160,7 @@ def test_refused_urls_and_json_errors(dev, tmp_path):
     status, body = dev.json("GET", f"{path}?expires={expires}&signature={signature}")
     assert status == 403 and body["error"]["code"] == "ExpiredURL", body
     # An expired presigned GET is refused by the store.
-    out = subprocess.run([_bin("CINESCALE_BIN"), "presign", f"s3://media/{video_id}/mp4/240p.mp4", "--expires", "1",
+    out = subprocess.run([binary("CINESCALE_BIN"), "presign", f"s3://media/{video_id}/mp4/240p.mp4", "--expires", "1",
                           "--endpoint", dev.store, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
                          capture_output=True, text=True, check=True)
     time.sleep(2.1)
@@ -226,14 +208,14 @@ def test_openapi_describes_every_route():
 def test_upload_command_follows_a_video_to_ready_or_to_its_failure(dev, tmp_path):
     clip = str(tmp_path / "cli.mp4")
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3", "-c:v", "libx264", "-preset", "ultrafast", clip)
-    out = subprocess.run([_bin("CINESCALE_BIN"), "upload", clip, "--api", dev.api], capture_output=True, text=True,
+    out = subprocess.run([binary("CINESCALE_BIN"), "upload", clip, "--api", dev.api], capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0, out.stderr
     assert "upload: 100 %" in out.stdout and "process: 100 % done" in out.stdout
     assert "ready: " + dev.api + "/videos/" in out.stdout and "ffplay '" + dev.api + "/stream/" in out.stdout
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video" * 1000)
-    out = subprocess.run([_bin("CINESCALE_BIN"), "upload", str(garbage), "--api", dev.api], capture_output=True,
+    out = subprocess.run([binary("CINESCALE_BIN"), "upload", str(garbage), "--api", dev.api], capture_output=True,
                          text=True, timeout=180)
     assert out.returncode == 1 and "UnreadableMedia at probe" in out.stderr, (out.stdout, out.stderr)
 
@@ -241,7 +223,7 @@ def test_upload_command_follows_a_video_to_ready_or_to_its_failure(dev, tmp_path
 def test_demo_ends_with_a_playable_rendition(tmp_path):
     """What the README's first command runs (after building): `cinescale demo`, non-interactive."""
     started = time.time()
-    out = subprocess.run([_bin("CINESCALE_BIN"), "demo", "--exit", "--seconds", "4", "--data-dir", str(tmp_path / "demo")],
+    out = subprocess.run([binary("CINESCALE_BIN"), "demo", "--exit", "--seconds", "4", "--data-dir", str(tmp_path / "demo")],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "==> playback checked: 720p MP4 answers Range requests (206)" in out.stdout, out.stdout
@@ -259,7 +241,7 @@ def test_form_upload_streams_to_the_bucket(dev, tmp_path):
                           dev.api + "/upload"], capture_output=True, text=True, timeout=120)
     ticket = json.loads(out.stdout)
     assert ticket["source"]["size"] == size, ticket
-    url = subprocess.run([_bin("CINESCALE_BIN"), "presign", f"s3://ingest/{ticket['source']['key']}", "--endpoint",
+    url = subprocess.run([binary("CINESCALE_BIN"), "presign", f"s3://ingest/{ticket['source']['key']}", "--endpoint",
                           dev.store, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY],
                          capture_output=True, text=True, check=True).stdout.strip()
     status, _, stored = request("GET", url)

@@ -17,17 +17,10 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, free_port, metric, start_store, stop_process, wait_for
+from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, binary, free_port, healthy, metric, start_store, stop_process, wait_for
 
 TOKEN = "trigger-test-token"
 
-
-
-def _bin(name):
-    path = os.environ.get(name)
-    if not path or not os.path.exists(path):
-        pytest.skip(f"{name} not set (run scripts/test)")
-    return path
 
 
 class Pipeline:
@@ -74,20 +67,14 @@ class Pipeline:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def start_gateway(self):
-        cinescale = _bin("CINESCALE_BIN")
+        cinescale = binary("CINESCALE_BIN")
         log = open(os.path.join(self.root, "gateway.log"), "ab")
         self.gateway_proc = subprocess.Popen(
             [cinescale, "gateway", "--config", self.config_path, "--port", str(self.gateway_port),
              "--data-dir", os.path.join(self.root, "gateway-data"), "--event-token", TOKEN,
              "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "info"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for("the gateway", lambda: self._healthy())
-
-    def _healthy(self):
-        try:
-            return urllib.request.urlopen(self.gateway + "/healthz", timeout=1).status == 200
-        except OSError:
-            return False
+        wait_for("the gateway", lambda: healthy(self.gateway))
 
     def kill_gateway(self):
         """kill -9 the gateway and, as a crashed host would, its workers (their own process groups)."""
@@ -162,7 +149,7 @@ def object_key(effect):
 
 @pytest.fixture
 def pipeline_factory():
-    _bin("CINESCALE_BIN")
+    binary("CINESCALE_BIN")
     made = []
 
     def make(**kwargs):
@@ -251,7 +238,7 @@ def test_always_failing_function_gets_its_attempts_then_one_dead_letter(pipeline
     p = pipeline_factory(fail=True, attempts=3)
     p.start_gateway()
     p.s3.put_object(Bucket="ingest", Key="videos/broken.mp4", Body=b"not a video")
-    cinescale = _bin("CINESCALE_BIN")
+    cinescale = binary("CINESCALE_BIN")
     auth = ["--gateway", p.gateway, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
 
     def cli(*args):

@@ -4,17 +4,18 @@ become ready, play it from the signed HLS master playlist, and seek past the fir
 kept in .test-output/web-page.png."""
 import os
 import shutil
-import tempfile
 import time
 
 import pytest
 
-from test_product import Dev, ffmpeg
+from test_product import Dev
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+
+from conftest import ffmpeg, temporary
 
 OUTPUT = os.path.join(os.path.dirname(__file__), "..", "..", ".test-output")
 
@@ -37,13 +38,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def dev():
-    root = tempfile.mkdtemp(prefix="cinescale-web-")
-    d = Dev(root)
-    try:
+    with temporary("cinescale-web-", Dev) as d:
         yield d
-    finally:
-        d.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_until(driver, what, script, timeout=180):
