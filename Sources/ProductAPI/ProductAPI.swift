@@ -82,13 +82,7 @@ public struct ProductAPI: Sendable {
                     413, "UploadTooLarge", "The file is \(size) bytes; uploads are limited to \(configuration.maxUploadBytes).")
             }
         }
-        let ext = Self.fileExtension(upload.fileName)
-        let contentType = (upload.contentType?.isEmpty == false ? upload.contentType : nil)
-            ?? ext.flatMap { Self.videoTypes[$0] } ?? "video/mp4"
-        guard contentType.lowercased().hasPrefix("video/") else {
-            throw APIError(415, "UnsupportedMediaType", "'\(contentType)' is not a video type; CineScale takes video/* uploads.")
-        }
-        let suffix = ext ?? Self.videoTypes.first { $0.value == contentType.lowercased() }?.key ?? "mp4"
+        let (contentType, suffix) = try Self.videoType(fileName: upload.fileName, contentType: upload.contentType)
         let id = Self.newVideoID()
         let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
         let now = Date()
@@ -171,14 +165,11 @@ public struct ProductAPI: Sendable {
     }
 
     private func startFormUpload(fileName: String?, contentType: String?) async throws -> FormUpload {
-        let ext = Self.fileExtension(fileName)
-        let type = (contentType?.isEmpty == false && contentType != "application/octet-stream" ? contentType : nil)
-            ?? ext.flatMap { Self.videoTypes[$0] } ?? "video/mp4"
-        guard type.lowercased().hasPrefix("video/") else {
-            throw APIError(415, "UnsupportedMediaType", "'\(type)' is not a video type; CineScale takes video/* uploads.")
-        }
+        // Form parts often say application/octet-stream for any file: that says nothing about the type.
+        let (type, suffix) = try Self.videoType(
+            fileName: fileName, contentType: contentType == "application/octet-stream" ? nil : contentType)
         let id = Self.newVideoID()
-        let key = "\(configuration.uploadPrefix)\(id).\(ext ?? Self.videoTypes.first { $0.value == type.lowercased() }?.key ?? "mp4")"
+        let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
         let now = Date()
         try await s3.putJSON(
             UploadRecord(
@@ -190,6 +181,17 @@ public struct ProductAPI: Sendable {
     }
 
     static func uploadKey(_ id: String) -> String { "\(id)/upload.json" }
+
+    /// The content type an upload is stored with (the given one, else the file name's, else video/mp4) and
+    /// the extension its key gets; 415 when the type is not video/*.
+    static func videoType(fileName: String?, contentType: String?) throws -> (contentType: String, ext: String) {
+        let ext = fileExtension(fileName)
+        let type = (contentType?.isEmpty == false ? contentType : nil) ?? ext.flatMap { videoTypes[$0] } ?? "video/mp4"
+        guard type.lowercased().hasPrefix("video/") else {
+            throw APIError(415, "UnsupportedMediaType", "'\(type)' is not a video type; CineScale takes video/* uploads.")
+        }
+        return (type, ext ?? videoTypes.first { $0.value == type.lowercased() }?.key ?? "mp4")
+    }
 
     /// 96 random bits, lowercase hex: unguessable, and safe as a key segment and a file name.
     static func newVideoID() -> String {
