@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "MediaKit", targets: ["MediaKit"]),
         .library(name: "HLS", targets: ["HLS"]),
         .library(name: "InvocationQueue", targets: ["InvocationQueue"]),
+        .library(name: "PostgresInvocationQueue", targets: ["PostgresInvocationQueue"]),
         .library(name: "SigV4", targets: ["SigV4"]),
         .library(name: "S3Wire", targets: ["S3Wire"]),
         .library(name: "S3Client", targets: ["S3Client"]),
@@ -38,6 +39,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Signs and verifies AWS SigV4 (and verifies SigV2); clock injected. Depends on swift-crypto only.
@@ -159,9 +162,35 @@ let package = Package(
             dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
+        // The same queue in PostgreSQL, shared by several gateways: leases with SKIP LOCKED, takeover, NOTIFY.
+        .target(
+            name: "PostgresInvocationQueue",
+            dependencies: [
+                "InvocationQueue",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A real PostgreSQL for tests (a throwaway cluster per test process unless one is given).
+        .target(
+            name: "PostgresTestSupport",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/PostgresTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "InvocationQueueTests",
-            dependencies: ["InvocationQueue", "DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "InvocationQueue", "PostgresInvocationQueue", "PostgresTestSupport", "DurableSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API.
@@ -171,6 +200,7 @@ let package = Package(
                 "SigV4",
                 "S3Wire",
                 "InvocationQueue",
+                "PostgresInvocationQueue",
                 "FunctionRuntime",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -191,6 +221,8 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 "InvocationQueue",
+                "PostgresInvocationQueue",
+                "PostgresTestSupport",
                 "SigV4",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

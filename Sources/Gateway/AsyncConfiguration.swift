@@ -1,4 +1,5 @@
 import Foundation
+import PostgresInvocationQueue
 import Yams
 
 /// How a function's asynchronous invocations are retried, like Lambda's `MaximumRetryAttempts` and
@@ -182,19 +183,34 @@ public struct TriggerRule: Sendable, Hashable {
     }
 }
 
-/// The durable queue of asynchronous invocations.
+/// The durable queue of asynchronous invocations: a SQLite file of this gateway's own, or a PostgreSQL
+/// database shared by several gateways.
 public struct QueueConfiguration: Sendable, Hashable {
     /// The SQLite file. `nil`: the composition root must set one (the `cinescale gateway` command uses
-    /// `<data dir>/gateway/queue.sqlite`).
+    /// `<data dir>/gateway/queue.sqlite`). Ignored when `postgres` is set.
     public var path: String?
+    /// A PostgreSQL URL (`postgres://user:password@host:5432/database?sslmode=disable|prefer|require`): the
+    /// queue shared with every gateway configured with the same database.
+    public var postgres: String?
+    /// Shared queue: how long a claimed attempt stays leased without renewal (a dead gateway's attempts are
+    /// taken over after this). Default 10 s.
+    public var lease: Duration
+    /// Shared queue: connections this gateway opens at most. Default 8.
+    public var maxConnections: Int
     /// Pending invocations (queued, running, awaiting retry) past which events are refused with 503 and
     /// `Event` invokes with 429. Default 100 000.
     public var maxPending: Int
     /// How long finished invocations are kept, listed and deduplicated against. Default 3 days.
     public var retention: Duration
 
-    public init(path: String? = nil, maxPending: Int = 100_000, retention: Duration = .seconds(259_200)) {
+    public init(
+        path: String? = nil, postgres: String? = nil, lease: Duration = .seconds(10), maxConnections: Int = 8,
+        maxPending: Int = 100_000, retention: Duration = .seconds(259_200)
+    ) {
         self.path = path
+        self.postgres = postgres
+        self.lease = lease
+        self.maxConnections = maxConnections
         self.maxPending = maxPending
         self.retention = retention
     }
@@ -202,11 +218,35 @@ public struct QueueConfiguration: Sendable, Hashable {
     func validate() throws(GatewayError) {
         guard maxPending >= 1 else { throw .configuration("queue.maxPending", "must be at least 1") }
         guard retention >= .seconds(60) else { throw .configuration("queue.retention", "must be at least 60 seconds") }
+        guard lease >= .seconds(2) else { throw .configuration("queue.lease", "must be at least 2 seconds") }
+        guard maxConnections >= 2 else { throw .configuration("queue.maxConnections", "must be at least 2") }
+        if let postgres {
+            do {
+                _ = try PostgresQueueConfiguration(url: postgres)
+            } catch {
+                throw .configuration("queue.postgres", error.message)
+            }
+        }
     }
 
-    static func parse(_ node: Node, base: String) throws(GatewayError) -> QueueConfiguration {
+    /// The shared queue's settings, when `postgres` is set.
+    public func postgresConfiguration() throws(GatewayError) -> PostgresQueueConfiguration? {
+        guard let postgres else { return nil }
+        do {
+            var configuration = try PostgresQueueConfiguration(url: postgres)
+            configuration.leaseDuration = lease
+            configuration.maxConnections = maxConnections
+            return configuration
+        } catch {
+            throw .configuration("queue.postgres", error.message)
+        }
+    }
+
+    static func parse(_ node: Node, base: String, environment: [String: String] = [:]) throws(GatewayError)
+        -> QueueConfiguration
+    {
         guard case .mapping(let fields) = node else {
-            throw .configuration("queue", "expected a mapping (path, maxPending, retention)")
+            throw .configuration("queue", "expected a mapping (path or postgres, maxPending, retention)")
         }
         var queue = QueueConfiguration()
         for (k, value) in fields {
@@ -225,11 +265,48 @@ public struct QueueConfiguration: Sendable, Hashable {
                     throw .configuration("queue.retention", "expected a number of seconds")
                 }
                 queue.retention = .milliseconds(Int64(s * 1000))
+            case "postgres":
+                guard let s = value.scalar?.string, !s.isEmpty else {
+                    throw .configuration("queue.postgres", "expected a postgres:// URL")
+                }
+                // `${NAME}` anywhere in the URL is the gateway's variable NAME (the password stays out of the file).
+                queue.postgres = try Self.substitute(s, environment: environment, field: "queue.postgres")
+            case "lease":
+                guard let s = value.scalar.flatMap({ Double($0.string) }), s > 0 else {
+                    throw .configuration("queue.lease", "expected a number of seconds")
+                }
+                queue.lease = .milliseconds(Int64(s * 1000))
+            case "maxConnections":
+                guard let n = value.scalar.flatMap({ Int($0.string) }) else {
+                    throw .configuration("queue.maxConnections", "expected an integer")
+                }
+                queue.maxConnections = n
             default:
-                throw .configuration("queue.\(field)", "unknown field (expected path, maxPending or retention)")
+                throw .configuration(
+                    "queue.\(field)",
+                    "unknown field (expected path, postgres, lease, maxConnections, maxPending or retention)")
             }
         }
         try queue.validate()
         return queue
+    }
+
+    /// Replaces every `${NAME}` in `text` with the gateway's variable NAME.
+    static func substitute(_ text: String, environment: [String: String], field: String) throws(GatewayError) -> String {
+        var result = ""
+        var rest = Substring(text)
+        while let open = rest.range(of: "${") {
+            result += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
+                throw .configuration(field, "unterminated ${ in the value")
+            }
+            let name = String(rest[open.upperBound..<close])
+            guard let value = environment[name] else {
+                throw .configuration(field, "names ${\(name)}, which is not set in the gateway's environment")
+            }
+            result += value.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? value
+            rest = rest[rest.index(after: close)...]
+        }
+        return result + rest
     }
 }

@@ -6,10 +6,15 @@ import Synchronization
 
 /// Runs the durable queue's asynchronous invocations through the functions' workers, like Lambda's
 /// asynchronous invocation: at most `concurrency` attempts per function at a time, retries with exponential
-/// backoff and jitter, dead-lettering after `maxAttempts` or `maxEventAge`. The queue on disk is the truth;
-/// this keeps the schedule in memory (rebuilt by `recover()` at start) and records every transition.
+/// backoff and jitter, dead-lettering after `maxAttempts` or `maxEventAge`. The durable queue is the truth.
+///
+/// With a queue of its own (SQLite) the scheduler keeps the schedule in memory (rebuilt by `recover()` at
+/// start) and records every transition. With a queue shared by several gateways (a `LeasedInvocationQueue`,
+/// PostgreSQL) it holds no schedule: it claims due invocations up to its free capacity, renews the leases of
+/// the attempts it runs, and is woken by the queue when another gateway adds work.
 final class AsyncScheduler: Sendable {
-    let queue: SQLiteInvocationQueue
+    let queue: any DurableInvocationQueue
+    private let leased: (any LeasedInvocationQueue)?
     let core: GatewayCore
     let metrics: GatewayMetrics
     let logger: Logger
@@ -50,13 +55,24 @@ final class AsyncScheduler: Sendable {
         var unrecordedStarts: [String: Started] = [:]
         var sequence: UInt64 = 0
         var stopping = false
+        /// Leased mode: attempts this gateway runs (their leases are renewed).
+        var leasedRunning: Set<String> = []
+        /// Leased mode: the shared queue's pending counts at the last refresh, plus what this gateway queued since.
+        var sharedCounts: [String: (waiting: Int, running: Int)] = [:]
+        var enqueuedSinceCount = 0
         var pending: Int {
-            functions.values.reduce(0) { $0 + $1.ready.count + $1.running }
+            if !sharedCounts.isEmpty || enqueuedSinceCount > 0 {
+                return sharedCounts.values.reduce(enqueuedSinceCount) { $0 + $1.waiting + $1.running }
+            }
+            return functions.values.reduce(0) { $0 + $1.ready.count + $1.running }
         }
     }
 
-    init(queue: SQLiteInvocationQueue, core: GatewayCore, metrics: GatewayMetrics, maxPending: Int, logger: Logger) {
+    init(
+        queue: any DurableInvocationQueue, core: GatewayCore, metrics: GatewayMetrics, maxPending: Int, logger: Logger
+    ) {
         self.queue = queue
+        self.leased = queue as? any LeasedInvocationQueue
         self.core = core
         self.metrics = metrics
         self.maxPending = maxPending
@@ -71,7 +87,10 @@ final class AsyncScheduler: Sendable {
 
     /// Pending per function.
     func pending(of function: String) -> (waiting: Int, running: Int) {
-        state.withLock { s in (s.functions[function]?.ready.count ?? 0, s.functions[function]?.running ?? 0) }
+        state.withLock { s in
+            if leased != nil { return s.sharedCounts[function] ?? (0, 0) }
+            return (s.functions[function]?.ready.count ?? 0, s.functions[function]?.running ?? 0)
+        }
     }
 
     // MARK: Intake
@@ -102,9 +121,14 @@ final class AsyncScheduler: Sendable {
         return results
     }
 
-    /// Adds invocations already on disk to the schedule.
+    /// Adds invocations already on disk to the schedule (leased mode: wakes the claim loop; the queue holds them).
     func schedule(_ invocations: [QueuedInvocation]) {
         guard !invocations.isEmpty else { return }
+        if leased != nil {
+            state.withLock { $0.enqueuedSinceCount += invocations.count }
+            wake.fire()
+            return
+        }
         var unknown: [QueuedInvocation] = []
         state.withLock { s in
             for invocation in invocations {
@@ -133,8 +157,8 @@ final class AsyncScheduler: Sendable {
     // MARK: Running
 
     /// Recovers the queue (interrupted attempts back to pending) and schedules everything pending.
-    func recover() throws {
-        let pending = try queue.recover(now: Date())
+    func recover() async throws {
+        let pending = try await queue.recover(now: Date())
         if !pending.isEmpty {
             logger.info("recovered pending invocations", metadata: ["cinescale.count": .stringConvertible(pending.count)])
         }
@@ -144,6 +168,27 @@ final class AsyncScheduler: Sendable {
     /// Starts due attempts until `stop()`; returns when stopped and every attempt it started has ended (or
     /// after `drainFor` more; those stay `running` on disk and are recovered at the next start).
     func run(drainFor: Duration) async {
+        if let leased {
+            let wake = self.wake
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await leased.watch { wake.fire() } }
+                await runLeased(leased)
+                group.cancelAll()
+            }
+        } else {
+            await runLocal()
+        }
+        // Let running attempts finish (workers are being stopped; their outcomes are recorded).
+        let deadline = ContinuousClock.now + drainFor
+        while state.withLock({ s in s.functions.values.contains { $0.running > 0 } }), ContinuousClock.now < deadline {
+            if let leased { await renewLeases(leased) }
+            await wake.wait(timeout: .milliseconds(50))
+        }
+        // Every recorded transition written before returning.
+        try? await queue.flush()
+    }
+
+    private func runLocal() async {
         while true {
             let (due, nextDue, stopping) = takeDue(now: Date())
             if stopping { break }
@@ -153,13 +198,92 @@ final class AsyncScheduler: Sendable {
             let cap = longRunning ? Self.startRecordDelay.seconds / 2 : 1
             await wake.wait(timeout: .milliseconds(Int64(min(wait, cap) * 1000) + 1))
         }
-        // Let running attempts finish (workers are being stopped; their outcomes are recorded).
-        let deadline = ContinuousClock.now + drainFor
-        while state.withLock({ s in s.functions.values.contains { $0.running > 0 } }), ContinuousClock.now < deadline {
-            await wake.wait(timeout: .milliseconds(50))
+    }
+
+    /// Leased mode: claims due work up to the free capacity of each function, renews leases, refreshes the
+    /// shared counts; sleeps until woken (an enqueue here or elsewhere, a finished attempt) or the next due time.
+    private func runLeased(_ leased: any LeasedInvocationQueue) async {
+        let functions = core.ordered.map(\.name)
+        let renewEvery = leased.leaseDuration / 3
+        var lastRenewal = ContinuousClock.now
+        var lastCount = ContinuousClock.now - .seconds(10)
+        var failures = 0
+        while !state.withLock({ $0.stopping }) {
+            var wait: Duration = .seconds(1)
+            do {
+                let limits = state.withLock { s -> [String: Int] in
+                    var limits: [String: Int] = [:]
+                    for function in core.ordered {
+                        limits[function.name] = function.configuration.concurrency - s.functions[function.name]!.running
+                    }
+                    return limits
+                }
+                let claimed = try await leased.claim(limits, now: Date())
+                let stopping = state.withLock { s -> Bool in
+                    for invocation in claimed {
+                        s.functions[invocation.function]!.running += 1
+                        s.leasedRunning.insert(invocation.id)
+                    }
+                    return s.stopping
+                }
+                for invocation in claimed {
+                    if stopping {
+                        // Claimed as shutdown began: hand it straight back.
+                        let attempt = Started(attempt: invocation.attempts + 1, at: Date(), clock: .now)
+                        finish(invocation, outcome: .returned(retryAt: Date()), attempt: attempt)
+                    } else {
+                        start(invocation)
+                    }
+                }
+                if ContinuousClock.now - lastRenewal >= renewEvery {
+                    await renewLeases(leased)
+                    lastRenewal = .now
+                }
+                if ContinuousClock.now - lastCount >= .seconds(1) || !claimed.isEmpty {
+                    let counts = try await leased.pendingCounts()
+                    state.withLock { s in
+                        s.sharedCounts = counts
+                        s.enqueuedSinceCount = 0
+                    }
+                    updateDepth()
+                    lastCount = .now
+                }
+                let full = state.withLock { s in
+                    core.ordered.allSatisfy { s.functions[$0.name]!.running >= $0.configuration.concurrency }
+                }
+                if !full, let next = try await leased.nextDue(functions: functions) {
+                    wait = min(wait, .milliseconds(Int64(max(0, next.timeIntervalSinceNow) * 1000) + 1))
+                }
+                wait = min(wait, renewEvery)
+                failures = 0
+            } catch {
+                failures += 1
+                if failures == 1 || failures % 30 == 0 {
+                    logger.error("the shared invocation queue is unavailable; retrying", metadata: [
+                        "cinescale.error": "\(String(reflecting: error))", "cinescale.attempts": .stringConvertible(failures),
+                    ])
+                }
+                await renewLeases(leased)
+                wait = .seconds(1)
+            }
+            await wake.wait(timeout: wait)
         }
-        // Every recorded transition on disk before returning (writes commit in submission order).
-        try? await queue.database.flush()
+    }
+
+    /// Renews the leases of the attempts this gateway runs; logs those lost to another gateway.
+    private func renewLeases(_ leased: any LeasedInvocationQueue) async {
+        let ids = state.withLock { Array($0.leasedRunning) }
+        guard !ids.isEmpty else { return }
+        do {
+            let lost = try await leased.renewLeases(ids)
+            for id in lost where state.withLock({ $0.leasedRunning.contains(id) }) {
+                logger.warning("lost the lease of a running attempt; another gateway may run it again", metadata: [
+                    "cinescale.request.id": .string(id)
+                ])
+            }
+        } catch {
+            logger.warning("could not renew leases", metadata: ["cinescale.error": "\(String(reflecting: error))"])
+        }
     }
 
     /// Writes the start of attempts running for longer than `startRecordDelay`; returns whether any attempt
@@ -299,10 +423,12 @@ final class AsyncScheduler: Sendable {
             next.nextAttemptAt = retryAt
             again = next
         }
+        let leased = self.leased != nil
         state.withLock { s in
             s.functions[invocation.function]!.running -= 1
             s.unrecordedStarts[invocation.id] = nil
-            if let again, !s.stopping {
+            s.leasedRunning.remove(invocation.id)
+            if let again, !s.stopping, !leased {
                 s.sequence += 1
                 s.functions[invocation.function]!.ready.insert(Entry(invocation: again, sequence: s.sequence))
             }
@@ -312,7 +438,9 @@ final class AsyncScheduler: Sendable {
     }
 
     private func updateDepth() {
-        let depths = state.withLock { s in s.functions.mapValues { ($0.ready.count, $0.running) } }
+        let depths = state.withLock { s in
+            leased != nil ? s.sharedCounts.mapValues { ($0.waiting, $0.running) } : s.functions.mapValues { ($0.ready.count, $0.running) }
+        }
         for (function, (waiting, running)) in depths { metrics.depth(function: function, waiting: waiting, running: running) }
     }
 

@@ -199,6 +199,10 @@ public struct GatewayConfiguration: Sendable {
     ///   token: secret            # webhook bearer token (or the command's --event-token)
     /// queue:
     ///   path: data/queue.sqlite  # relative to baseDirectory
+    ///   # or, shared by several gateways:
+    ///   postgres: postgres://cinescale:${PGPASSWORD}@db:5432/cinescale?sslmode=require  # ${X}: the gateway's X
+    ///   lease: 10                # seconds a claimed attempt stays leased without renewal
+    ///   maxConnections: 8
     ///   maxPending: 100000       # pending invocations before events get 503 and Event invokes 429
     ///   retention: 259200        # seconds finished invocations are kept (and deduplicated)
     /// ```
@@ -250,7 +254,7 @@ public struct GatewayConfiguration: Sendable {
                     configuration.eventToken = token
                 }
             case "queue":
-                configuration.queue = try QueueConfiguration.parse(value, base: base)
+                configuration.queue = try QueueConfiguration.parse(value, base: base, environment: environment)
             default:
                 throw .configuration(key, "unknown field (expected functions, region, triggers, events or queue)")
             }

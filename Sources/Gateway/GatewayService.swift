@@ -4,6 +4,7 @@ import InvocationQueue
 import Logging
 import NIOCore
 import NIOPosix
+import PostgresInvocationQueue
 import ServiceLifecycle
 import Synchronization
 
@@ -15,8 +16,9 @@ public final class GatewayService: Service, FunctionInvoker {
     public let configuration: GatewayConfiguration
     /// The Invoke API routes, to mount on another router as well if wanted.
     public let invokeAPI: InvokeAPI
-    /// The durable queue of asynchronous invocations (events, `Event` invokes).
-    public let invocationQueue: SQLiteInvocationQueue
+    /// The durable queue of asynchronous invocations (events, `Event` invokes): SQLite, or PostgreSQL shared
+    /// with other gateways.
+    public let invocationQueue: any DurableInvocationQueue
     /// Served at `/metrics`.
     public let metrics: GatewayMetrics
     let core: GatewayCore
@@ -27,7 +29,7 @@ public final class GatewayService: Service, FunctionInvoker {
     private let publicPort = AsyncValue<Int>()
     private let started = Atomic<Bool>(false)
 
-    /// Opens the durable queue (`configuration.queue.path`, required).
+    /// Opens the durable queue (`configuration.queue.postgres`, else `configuration.queue.path`, required).
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
@@ -36,16 +38,24 @@ public final class GatewayService: Service, FunctionInvoker {
         additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in }
     ) throws(GatewayError) {
         try configuration.validate()
-        guard let path = configuration.queue.path else {
-            throw .configuration("queue.path", "is required (the durable invocation queue's SQLite file)")
-        }
         self.configuration = configuration
         self.logger = logger
         self.core = GatewayCore(configuration: configuration, logger: logger)
-        do {
-            invocationQueue = try SQLiteInvocationQueue(path: path)
-        } catch {
-            throw GatewayError(.invalidConfiguration, "queue.path: \(error.description)", underlying: error)
+        if let postgres = try configuration.queue.postgresConfiguration() {
+            do {
+                invocationQueue = try PostgresInvocationQueue(configuration: postgres, logger: logger)
+            } catch {
+                throw .configuration("queue.postgres", error.message)
+            }
+        } else {
+            guard let path = configuration.queue.path else {
+                throw .configuration("queue.path", "is required (the durable invocation queue's SQLite file)")
+            }
+            do {
+                invocationQueue = try SQLiteInvocationQueue(path: path)
+            } catch {
+                throw GatewayError(.invalidConfiguration, "queue.path: \(error.description)", underlying: error)
+            }
         }
         metrics = GatewayMetrics(functions: configuration.functions.map(\.name))
         scheduler = AsyncScheduler(
@@ -92,6 +102,19 @@ public final class GatewayService: Service, FunctionInvoker {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
             throw GatewayError(.serverFailed, "GatewayService.run() can only be called once")
         }
+        // The shared queue's connections live until everything else has stopped (outcomes of drained
+        // attempts are written during shutdown).
+        guard let postgres = invocationQueue as? PostgresInvocationQueue else {
+            return try await runGateway()
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await postgres.run() }
+            defer { group.cancelAll() }
+            try await runGateway()
+        }
+    }
+
+    private func runGateway() async throws {
         var serverLogger = logger
         if logger.logLevel > .trace { serverLogger.logLevel = max(logger.logLevel, .warning) }
 
@@ -120,7 +143,7 @@ public final class GatewayService: Service, FunctionInvoker {
 
         // Pending invocations from before a crash or restart, scheduled before any new one is accepted.
         do {
-            try scheduler.recover()
+            try await scheduler.recover()
         } catch {
             for server in runtimeServers { await server.close() }
             let failure = GatewayError(.serverFailed, "the invocation queue could not be recovered: \(error)", underlying: error)
@@ -204,7 +227,7 @@ public final class GatewayService: Service, FunctionInvoker {
     }
 
     /// Deletes finished invocations older than `retention`, hourly, until graceful shutdown.
-    static func pruneFinished(queue: SQLiteInvocationQueue, retention: Duration, logger: Logger) async {
+    static func pruneFinished(queue: any DurableInvocationQueue, retention: Duration, logger: Logger) async {
         try? await cancelWhenGracefulShutdown {
             while true {
                 do {

@@ -7,7 +7,7 @@ import GRDB
 /// `enqueue` returns once the rows are on disk, so an event acknowledged after it survives a crash. Rows are
 /// deduplicated on `dedupeKey` (unique). The dispatcher keeps its own schedule in memory and records every
 /// transition here; after a crash, `recover()` turns interrupted attempts back into queued ones.
-public final class SQLiteInvocationQueue: Sendable {
+public final class SQLiteInvocationQueue: DurableInvocationQueue {
     public let database: DurableDatabase
 
     public init(path: String) throws(DurableDatabaseError) {
@@ -96,7 +96,7 @@ public final class SQLiteInvocationQueue: Sendable {
     /// once; functions write deterministic outputs).
     public func recordOutcome(
         id: String, attempt: Int, startedAt: Date?, outcome: AttemptOutcome, finishedAt: Date, durationMs: Double?,
-        done: @escaping @Sendable ((any Error)?) -> Void = { _ in }
+        done: @escaping @Sendable ((any Error)?) -> Void
     ) {
         let finished = finishedAt.timeIntervalSince1970
         let started = startedAt?.timeIntervalSince1970
@@ -164,7 +164,7 @@ public final class SQLiteInvocationQueue: Sendable {
 
     /// After a crash: every `running` invocation goes back to its previous state (`queued` or `failed`),
     /// its interrupted attempt not counted, due now. Returns every pending invocation, oldest schedule first.
-    public func recover(now: Date) throws -> [QueuedInvocation] {
+    public func recover(now: Date) async throws -> [QueuedInvocation] {
         try database.writeNow { db in
             try db.execute(
                 sql: """
@@ -186,6 +186,10 @@ public final class SQLiteInvocationQueue: Sendable {
                 arguments: [cutoff.timeIntervalSince1970])
             return db.changesCount
         }
+    }
+
+    public func flush() async throws {
+        try await database.flush()
     }
 
     // MARK: Reads

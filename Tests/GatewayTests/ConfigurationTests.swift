@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import PostgresInvocationQueue
 import Testing
 
 @testable import Gateway
@@ -109,6 +110,11 @@ struct ConfigurationTests {
         ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: echo}\n", "triggers[0].bucket: is required"),
         ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: echo, bucket: b, events: [Put]}\n", "triggers[0].events:"),
         ("functions:\n  echo:\n    command: [x]\nqueue: {maxPending: 0}\n", "queue.maxPending:"),
+        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'mysql://u@h/d'}\n", "queue.postgres: expected postgres://"),
+        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://h/d'}\n", "names no user"),
+        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u@h/d?sslmode=maybe'}\n", "unknown sslmode"),
+        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u:${NOPE}@h/d'}\n", "${NOPE}, which is not set"),
+        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u@h/d', lease: 0.5}\n", "queue.lease:"),
         ("functions: {echo: {command: [x]\n", "not valid YAML"),
     ])
     func reportsTheFunctionAndField(yaml: String, expected: String) {
@@ -117,6 +123,26 @@ struct ConfigurationTests {
         }
         #expect(error?.code == .invalidConfiguration)
         #expect(error?.description.contains(expected) == true, "\(error?.description ?? "no error")")
+    }
+
+    @Test func aSharedQueueIsAPostgresURLWithItsPasswordFromTheEnvironment() throws {
+        let yaml = """
+            functions:
+              echo:
+                command: [x]
+            queue:
+              postgres: postgres://cinescale:${PGPASSWORD}@db.internal:6432/videos?sslmode=require
+              lease: 15
+              maxConnections: 4
+            """
+        let configuration = try GatewayConfiguration.load(
+            yaml: yaml, baseDirectory: "/srv", environment: ["PGPASSWORD": "p@ss/word"])
+        #expect(configuration.queue.lease == .seconds(15))
+        let postgres = try #require(try configuration.queue.postgresConfiguration())
+        #expect(postgres.host == "db.internal" && postgres.port == 6432 && postgres.database == "videos")
+        #expect(postgres.user == "cinescale" && postgres.password == "p@ss/word" && postgres.tls == .require)
+        #expect(postgres.leaseDuration == .seconds(15) && postgres.maxConnections == 4)
+        #expect(!postgres.owner.isEmpty)
     }
 
     @Test func secretsArePassedOnOnlyWhenNamed() throws {

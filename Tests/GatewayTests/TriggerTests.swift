@@ -1,6 +1,8 @@
 import Foundation
 import Gateway
 import InvocationQueue
+import PostgresInvocationQueue
+import PostgresTestSupport
 import Testing
 
 /// Object-store events through the webhook into the durable queue and out to real (awslambdaric) workers.
@@ -49,6 +51,16 @@ struct TriggerTests {
         c.triggers = [TriggerRule(function: "rec", bucket: "ingest", prefix: "videos/", suffix: ".mp4")]
     }
 
+    /// `configure` on `backend`'s queue (a fresh PostgreSQL database, or the per-test SQLite file).
+    func configure(_ backend: QueueBackend) async throws -> @Sendable (inout GatewayConfiguration) -> Void {
+        let url = try await backend.freshPostgresURL()
+        return { c in
+            c.eventToken = Self.token
+            c.triggers = [TriggerRule(function: "rec", bucket: "ingest", prefix: "videos/", suffix: ".mp4")]
+            c.queue.postgres = url
+        }
+    }
+
     func post(_ gw: LiveGateway, _ body: String, token: String? = TriggerTests.token) async throws -> LiveGateway.Reply {
         var headers: [(name: String, value: String)] = [(name: "content-type", value: "application/json")]
         if let token { headers.append((name: "authorization", value: "Bearer \(token)")) }
@@ -65,9 +77,10 @@ struct TriggerTests {
         throw CancellationError()
     }
 
-    @Test func aMinIONotificationInvokesTheMatchingFunctionWithTheRecord() async throws {
+    @Test(arguments: QueueBackend.allCases) func aMinIONotificationInvokesTheMatchingFunctionWithTheRecord(_ backend: QueueBackend) async throws {
+        let setup = try await configure(backend)
         let dir = try HandlerDirectory()
-        try await LiveGateway.run([recorder(dir)], configure: configure) { gw in
+        try await LiveGateway.run([recorder(dir)], configure: setup) { gw in
             let key = "videos/my clip+1.mp4"
             let reply = try await post(gw, Self.minioBody(bucket: "ingest", key: key, etag: "abc123", sequencer: "1877A0B1C2D3E4F5"))
             #expect(reply.status == 200)
@@ -92,9 +105,10 @@ struct TriggerTests {
         }
     }
 
-    @Test func severalRecordsEachInvokeOnceAndDuplicatesHaveNoSecondEffect() async throws {
+    @Test(arguments: QueueBackend.allCases) func severalRecordsEachInvokeOnceAndDuplicatesHaveNoSecondEffect(_ backend: QueueBackend) async throws {
+        let setup = try await configure(backend)
         let dir = try HandlerDirectory()
-        try await LiveGateway.run([recorder(dir)], configure: configure) { gw in
+        try await LiveGateway.run([recorder(dir)], configure: setup) { gw in
             let records = (1...3).map { Self.awsRecord(bucket: "ingest", key: "videos/v\($0).mp4", etag: "e\($0)", sequencer: "0A\($0)") }
             let body = "{\"Records\":[\(records.joined(separator: ","))]}"
             let first = try await post(gw, body)
@@ -142,9 +156,10 @@ struct TriggerTests {
         }
     }
 
-    @Test func aFunctionThatAlwaysFailsGetsExactlyItsAttemptsThenOneDeadLetter() async throws {
+    @Test(arguments: QueueBackend.allCases) func aFunctionThatAlwaysFailsGetsExactlyItsAttemptsThenOneDeadLetter(_ backend: QueueBackend) async throws {
+        let setup = try await configure(backend)
         let dir = try HandlerDirectory()
-        try await LiveGateway.run([recorder(dir, fail: true, attempts: 3)], configure: configure) { gw in
+        try await LiveGateway.run([recorder(dir, fail: true, attempts: 3)], configure: setup) { gw in
             let reply = try await post(gw, Self.minioBody(bucket: "ingest", key: "videos/bad.mp4", etag: "e", sequencer: "1"))
             #expect(reply.json?["queued"] as? Int == 1)
             var dead: [[String: Any]] = []
@@ -181,9 +196,10 @@ struct TriggerTests {
         }
     }
 
-    @Test func eventInvokesAreQueuedDurablyAndListed() async throws {
+    @Test(arguments: QueueBackend.allCases) func eventInvokesAreQueuedDurablyAndListed(_ backend: QueueBackend) async throws {
+        let setup = try await configure(backend)
         let dir = try HandlerDirectory()
-        try await LiveGateway.run([recorder(dir)], configure: configure) { gw in
+        try await LiveGateway.run([recorder(dir)], configure: setup) { gw in
             let reply = try await gw.invoke("rec", #"{"hello":"world"}"#, type: "Event")
             #expect(reply.status == 202)
             let id = try #require(reply.header("x-amzn-RequestId"))
@@ -231,6 +247,50 @@ struct TriggerTests {
             }
             let items = try #require(try await gw.send("GET", "/invocations").json?["invocations"] as? [[String: Any]])
             #expect(items.allSatisfy { $0["attempts"] as? Int == 1 })
+        }
+    }
+
+    /// The shared queue's counterpart: a gateway died holding two attempts and three queued; another gateway
+    /// runs the queued ones at once and takes the two over when their lease expires, each exactly once.
+    @Test func attemptsOfAGatewayThatDiedAreTakenOverFromTheSharedQueue() async throws {
+        let dir = try HandlerDirectory()
+        let url = try #require(try await QueueBackend.postgres.freshPostgresURL())
+        do {
+            var configuration = try PostgresQueueConfiguration(url: url)
+            configuration.owner = "gateway-that-died"
+            configuration.leaseDuration = .seconds(3)
+            let queue = try PostgresInvocationQueue(configuration: configuration, logger: LiveGateway.logger)
+            let pool = Task { await queue.run() }
+            let now = Date()
+            let invocations = (1...5).map { n in
+                QueuedInvocation(
+                    id: "crash-\(n)", function: "rec", source: "s3", dedupeKey: "k\(n)", payload: Data("{\"n\":\(n)}".utf8),
+                    maxAttempts: 3, createdAt: now, expiresAt: now.addingTimeInterval(3600),
+                    nextAttemptAt: now.addingTimeInterval(n <= 2 ? 0 : 0.001))
+            }
+            _ = try await queue.enqueue(invocations)
+            #expect(try await queue.claim(["rec": 2], now: now).map(\.id) == ["crash-1", "crash-2"])
+            pool.cancel()
+            await pool.value
+        }
+        let started = ContinuousClock.now
+        try await LiveGateway.run([recorder(dir)], configure: { c in
+            configure(&c)
+            c.queue.postgres = url
+            c.queue.lease = .seconds(3)
+        }) { gw in
+            try await waitUntil("three effects") { dir.effects().count >= 3 }
+            try await waitUntil("five effects") { dir.effects().count == 5 }
+            // The leased two waited for their lease (3 s from the claim) to expire.
+            #expect(ContinuousClock.now - started >= .seconds(2))
+            #expect(dir.effects() == Set((1...5).map { "crash-\($0)" }))
+            try await waitUntil("all succeeded") {
+                let items = try await gw.send("GET", "/invocations?state=succeeded").json?["invocations"] as? [[String: Any]]
+                return items?.count == 5
+            }
+            let items = try #require(try await gw.send("GET", "/invocations").json?["invocations"] as? [[String: Any]])
+            #expect(items.allSatisfy { $0["attempts"] as? Int == 1 })
+            #expect(dir.runs().count == 5)
         }
     }
 }

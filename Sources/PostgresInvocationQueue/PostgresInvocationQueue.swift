@@ -1,0 +1,580 @@
+import Foundation
+import InvocationQueue
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// Where the shared queue lives, parsed from a `postgres://user:password@host:port/database?sslmode=…` URL.
+public struct PostgresQueueConfiguration: Sendable, Hashable {
+    public enum TLSMode: String, Sendable, Hashable {
+        case disable, prefer, require
+    }
+
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String?
+    public var database: String
+    public var tls: TLSMode
+    /// How long a claim lasts without renewal: a gateway that dies loses its attempts to another after this.
+    public var leaseDuration: Duration
+    /// Connections this gateway may open. Default 8.
+    public var maxConnections: Int
+    /// This gateway in `lease_owner` (unique per process).
+    public var owner: String
+
+    public init(
+        host: String, port: Int = 5432, user: String, password: String? = nil, database: String,
+        tls: TLSMode = .prefer, leaseDuration: Duration = .seconds(10), maxConnections: Int = 8,
+        owner: String = PostgresQueueConfiguration.defaultOwner()
+    ) {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.database = database
+        self.tls = tls
+        self.leaseDuration = leaseDuration
+        self.maxConnections = maxConnections
+        self.owner = owner
+    }
+
+    /// `<host name>/<pid>/<random>`: unique per gateway process, readable in the operator view.
+    public static func defaultOwner() -> String {
+        "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// Parses `postgres://` (or `postgresql://`) URLs; `sslmode` is `disable`, `prefer` (default) or `require`
+    /// (`verify-full` is taken as `require`: certificates are always verified).
+    public init(url: String) throws(PostgresQueueError) {
+        guard let components = URLComponents(string: url), let scheme = components.scheme,
+            scheme == "postgres" || scheme == "postgresql"
+        else {
+            throw PostgresQueueError(.invalidURL, "expected postgres://user:password@host:port/database, got '\(Self.redacted(url))'")
+        }
+        guard let host = components.host, !host.isEmpty else {
+            throw PostgresQueueError(.invalidURL, "the URL names no host: '\(Self.redacted(url))'")
+        }
+        guard let user = components.user, !user.isEmpty else {
+            throw PostgresQueueError(.invalidURL, "the URL names no user: '\(Self.redacted(url))'")
+        }
+        let database = String(components.path.drop { $0 == "/" })
+        var tls = TLSMode.prefer
+        for item in components.queryItems ?? [] {
+            switch (item.name, item.value ?? "") {
+            case ("sslmode", "disable"): tls = .disable
+            case ("sslmode", "prefer"), ("sslmode", "allow"): tls = .prefer
+            case ("sslmode", "require"), ("sslmode", "verify-ca"), ("sslmode", "verify-full"): tls = .require
+            case ("sslmode", let other):
+                throw PostgresQueueError(.invalidURL, "unknown sslmode '\(other)' (expected disable, prefer or require)")
+            default:
+                throw PostgresQueueError(.invalidURL, "unknown URL parameter '\(item.name)' (expected sslmode)")
+            }
+        }
+        self.init(
+            host: host, port: components.port ?? 5432, user: user.removingPercentEncoding ?? user,
+            password: components.password.map { $0.removingPercentEncoding ?? $0 },
+            database: database.isEmpty ? user : database, tls: tls)
+    }
+
+    /// The URL with its password masked, for messages.
+    public static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? "(unreadable URL)"
+    }
+}
+
+/// A failure of the PostgreSQL queue, with a code.
+public struct PostgresQueueError: Error, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable {
+        case invalidURL = "InvalidURL"
+        case unavailable = "QueueUnavailable"
+        case schema = "SchemaMismatch"
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The invocation queue in PostgreSQL, shared by several gateways (``LeasedInvocationQueue``).
+///
+/// Each gateway claims due invocations with `FOR UPDATE SKIP LOCKED` (two gateways never claim the same row),
+/// holding them under a lease (`lease_owner`, `lease_until` on the database's clock) that it renews while the
+/// attempt runs. A gateway that dies stops renewing; once the lease expires, another gateway claims the
+/// invocation again (the interrupted attempt not counted). Outcomes are written only by the lease holder, so a
+/// gateway that lost its lease (paused past it) cannot overwrite the newer attempt's record. Enqueues notify
+/// the other gateways (`NOTIFY cinescale_invocation`) so they claim new work at once.
+///
+/// `run()` must be running (it owns the connection pool) while the queue is used.
+public final class PostgresInvocationQueue: LeasedInvocationQueue {
+    public let configuration: PostgresQueueConfiguration
+    public var leaseDuration: Duration { configuration.leaseDuration }
+    private let client: PostgresClient
+    private let logger: Logger
+    private let writes = PendingWrites()
+    private let schema = SchemaGate()
+
+    static let channel = "cinescale_invocation"
+    static let table = "cinescale_invocation"
+
+    public init(configuration: PostgresQueueConfiguration, logger: Logger) throws(PostgresQueueError) {
+        self.configuration = configuration
+        self.logger = logger
+        let tls: PostgresClient.Configuration.TLS
+        switch configuration.tls {
+        case .disable: tls = .disable
+        case .prefer: tls = .prefer(.makeClientConfiguration())
+        case .require: tls = .require(.makeClientConfiguration())
+        }
+        var clientConfiguration = PostgresClient.Configuration(
+            host: configuration.host, port: configuration.port, username: configuration.user,
+            password: configuration.password, database: configuration.database, tls: tls)
+        clientConfiguration.options.maximumConnections = max(2, configuration.maxConnections)
+        clientConfiguration.options.connectTimeout = .seconds(5)
+        var background = logger
+        background.logLevel = max(logger.logLevel, .warning)
+        client = PostgresClient(configuration: clientConfiguration, backgroundLogger: background)
+    }
+
+    /// Runs the connection pool until cancelled. Graceful shutdown does not stop it (the gateway still writes
+    /// the outcomes of the attempts it drains); the gateway cancels it last.
+    public func run() async {
+        let client = self.client
+        // Detached: the pool must not see the service group's graceful shutdown.
+        let task = Task.detached { await client.run() }
+        await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
+    }
+
+    /// Creates the table and indexes if missing (serialised between gateways by an advisory lock). Every
+    /// operation waits for it; a failure is reported to the operation and retried by the next one.
+    public func migrate() async throws {
+        try await schema.ensure {
+            try await self.client.withTransaction(logger: self.logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(8231741)", logger: self.logger)
+                for statement in Self.schemaStatements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                }
+            }
+        }
+    }
+
+    static let schemaStatements = [
+        """
+        CREATE TABLE IF NOT EXISTS cinescale_invocation (
+            id TEXT PRIMARY KEY,
+            function TEXT NOT NULL,
+            source TEXT NOT NULL,
+            dedupe_key TEXT UNIQUE,
+            payload BYTEA NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            max_attempts INTEGER NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            next_attempt_at DOUBLE PRECISION NOT NULL,
+            started_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION,
+            duration_ms DOUBLE PRECISION,
+            error_type TEXT,
+            error_message TEXT,
+            lease_owner TEXT,
+            lease_until DOUBLE PRECISION
+        )
+        """,
+        """
+        CREATE INDEX IF NOT EXISTS cinescale_invocation_due ON cinescale_invocation (function, next_attempt_at)
+            WHERE state IN ('queued', 'failed')
+        """,
+        """
+        CREATE INDEX IF NOT EXISTS cinescale_invocation_leased ON cinescale_invocation (function, lease_until)
+            WHERE state = 'running'
+        """,
+        "CREATE INDEX IF NOT EXISTS cinescale_invocation_created ON cinescale_invocation (created_at)",
+        """
+        CREATE INDEX IF NOT EXISTS cinescale_invocation_finished ON cinescale_invocation (finished_at)
+            WHERE state IN ('succeeded', 'dead')
+        """,
+    ]
+
+    // MARK: Writes
+
+    public func enqueue(_ invocations: [QueuedInvocation]) async throws -> [EnqueueResult] {
+        guard !invocations.isEmpty else { return [] }
+        try await migrate()
+        return try await client.withTransaction(logger: logger) { connection in
+            var results: [EnqueueResult] = []
+            results.reserveCapacity(invocations.count)
+            for i in invocations {
+                let inserted = try await connection.query(
+                    """
+                    INSERT INTO cinescale_invocation (id, function, source, dedupe_key, payload, state, attempts,
+                        max_attempts, created_at, expires_at, next_attempt_at, started_at, finished_at, duration_ms,
+                        error_type, error_message)
+                    VALUES (\(i.id), \(i.function), \(i.source), \(i.dedupeKey), \(i.payload), \(i.state.rawValue),
+                        \(i.attempts), \(i.maxAttempts), \(i.createdAt.timeIntervalSince1970),
+                        \(i.expiresAt.timeIntervalSince1970), \(i.nextAttemptAt.timeIntervalSince1970),
+                        \(i.startedAt?.timeIntervalSince1970), \(i.finishedAt?.timeIntervalSince1970), \(i.durationMs),
+                        \(i.errorType), \(i.errorMessage))
+                    ON CONFLICT (dedupe_key) DO NOTHING
+                    RETURNING id
+                    """, logger: logger
+                ).collect()
+                if !inserted.isEmpty {
+                    results.append(.inserted(i))
+                    continue
+                }
+                let existing = try await connection.query(
+                    "SELECT id FROM cinescale_invocation WHERE dedupe_key = \(i.dedupeKey)", logger: logger
+                ).collect()
+                guard let row = existing.first else {
+                    throw PostgresQueueError(.unavailable, "invocation \(i.id) was neither inserted nor a duplicate")
+                }
+                results.append(.duplicate(existingID: try row.decode(String.self)))
+            }
+            if results.contains(where: { if case .inserted = $0 { true } else { false } }) {
+                try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger)
+            }
+            return results
+        }
+    }
+
+    /// A no-op: `claim` records the start (state, lease, start time) of every attempt it hands out.
+    public func recordStart(id: String, attempt: Int, at time: Date) {}
+
+    public func recordOutcome(
+        id: String, attempt: Int, startedAt: Date?, outcome: AttemptOutcome, finishedAt: Date, durationMs: Double?,
+        done: @escaping @Sendable ((any Error)?) -> Void
+    ) {
+        let owner = configuration.owner
+        let started = startedAt?.timeIntervalSince1970
+        let finished = finishedAt.timeIntervalSince1970
+        let query: PostgresQuery
+        switch outcome {
+        case .succeeded:
+            query = """
+                UPDATE cinescale_invocation SET state = 'succeeded', attempts = \(attempt),
+                    started_at = COALESCE(\(started), started_at), finished_at = \(finished), duration_ms = \(durationMs),
+                    lease_owner = NULL, lease_until = NULL
+                WHERE id = \(id) AND lease_owner = \(owner)
+                """
+        case .failed(let type, let message, let retryAt):
+            query = """
+                UPDATE cinescale_invocation SET state = 'failed', attempts = \(attempt),
+                    started_at = COALESCE(\(started), started_at), finished_at = \(finished), duration_ms = \(durationMs),
+                    error_type = \(type), error_message = \(message), next_attempt_at = \(retryAt.timeIntervalSince1970),
+                    lease_owner = NULL, lease_until = NULL
+                WHERE id = \(id) AND lease_owner = \(owner)
+                """
+        case .dead(let type, let message):
+            query = """
+                UPDATE cinescale_invocation SET state = 'dead', attempts = \(attempt),
+                    started_at = COALESCE(\(started), started_at), finished_at = \(finished), duration_ms = \(durationMs),
+                    error_type = \(type), error_message = \(message), lease_owner = NULL, lease_until = NULL
+                WHERE id = \(id) AND lease_owner = \(owner)
+                """
+        case .returned(let retryAt):
+            query = """
+                UPDATE cinescale_invocation SET state = CASE WHEN error_type IS NULL THEN 'queued' ELSE 'failed' END,
+                    attempts = \(max(attempt - 1, 0)), next_attempt_at = \(retryAt.timeIntervalSince1970),
+                    lease_owner = NULL, lease_until = NULL
+                WHERE id = \(id) AND lease_owner = \(owner)
+                """
+        }
+        let notify: Bool = if case .returned = outcome { true } else { false }
+        let client = self.client
+        let logger = self.logger
+        writes.submit {
+            do {
+                let updated = try await client.withConnection { connection in
+                    let rows = try await connection.query(query, logger: logger)
+                    _ = try await rows.collect()
+                    if notify { try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger) }
+                    return rows
+                }
+                _ = updated
+                done(nil)
+            } catch {
+                logger.error("could not record an invocation's outcome", metadata: [
+                    "cinescale.request.id": .string(id), "cinescale.error": "\(String(reflecting: error))",
+                ])
+                done(error)
+            }
+        }
+    }
+
+    public func redrive(id: String, now: Date, maxAttempts: Int, maxEventAge: TimeInterval) async throws
+        -> QueuedInvocation?
+    {
+        try await migrate()
+        let rows = try await client.withConnection { connection in
+            let rows = try await connection.query(
+                """
+                UPDATE cinescale_invocation SET state = 'queued', attempts = 0, max_attempts = \(maxAttempts),
+                    next_attempt_at = \(now.timeIntervalSince1970),
+                    expires_at = \(now.timeIntervalSince1970 + maxEventAge), source = 'redrive'
+                WHERE id = \(id) AND state = 'dead'
+                RETURNING *
+                """, logger: logger
+            ).collect()
+            if !rows.isEmpty { try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger) }
+            return rows
+        }
+        return try rows.first.map(Self.invocation)
+    }
+
+    /// Nothing to recover locally: attempts of a gateway that died are claimed again once their lease expires.
+    public func recover(now: Date) async throws -> [QueuedInvocation] {
+        try await migrate()
+        return []
+    }
+
+    @discardableResult
+    public func prune(finishedBefore cutoff: Date) async throws -> Int {
+        try await migrate()
+        let rows = try await client.query(
+            """
+            DELETE FROM cinescale_invocation WHERE state IN ('succeeded', 'dead')
+                AND finished_at < \(cutoff.timeIntervalSince1970) RETURNING id
+            """, logger: logger
+        ).collect()
+        return rows.count
+    }
+
+    public func flush() async throws {
+        await writes.flush()
+    }
+
+    // MARK: Leases
+
+    public func claim(_ limits: [String: Int], now: Date) async throws -> [QueuedInvocation] {
+        let wanted = limits.filter { $0.value > 0 }
+        guard !wanted.isEmpty else { return [] }
+        try await migrate()
+        let owner = configuration.owner
+        let lease = leaseDuration.seconds
+        let due = now.timeIntervalSince1970
+        var claimed: [QueuedInvocation] = []
+        for (function, limit) in wanted.sorted(by: { $0.key < $1.key }) {
+            let rows = try await client.query(
+                """
+                WITH due AS (
+                    SELECT id FROM cinescale_invocation
+                    WHERE function = \(function) AND (
+                        (state IN ('queued', 'failed') AND next_attempt_at <= \(due))
+                        OR (state = 'running' AND lease_until < EXTRACT(EPOCH FROM clock_timestamp())))
+                    ORDER BY next_attempt_at, created_at
+                    LIMIT \(limit)
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE cinescale_invocation i SET state = 'running', lease_owner = \(owner),
+                    lease_until = EXTRACT(EPOCH FROM clock_timestamp()) + \(lease),
+                    started_at = \(due)
+                FROM due WHERE i.id = due.id
+                RETURNING i.*
+                """, logger: logger
+            ).collect()
+            claimed.append(contentsOf: try rows.map(Self.invocation))
+        }
+        return claimed.sorted { $0.nextAttemptAt < $1.nextAttemptAt }
+    }
+
+    public func renewLeases(_ ids: [String]) async throws -> Set<String> {
+        guard !ids.isEmpty else { return [] }
+        let owner = configuration.owner
+        let lease = leaseDuration.seconds
+        let rows = try await client.query(
+            """
+            UPDATE cinescale_invocation SET lease_until = EXTRACT(EPOCH FROM clock_timestamp()) + \(lease)
+            WHERE id = ANY(\(ids)) AND lease_owner = \(owner) AND state = 'running'
+            RETURNING id
+            """, logger: logger
+        ).collect()
+        let renewed = Set(try rows.map { try $0.decode(String.self) })
+        return Set(ids).subtracting(renewed)
+    }
+
+    public func nextDue(functions: [String]) async throws -> Date? {
+        guard !functions.isEmpty else { return nil }
+        try await migrate()
+        let rows = try await client.query(
+            """
+            SELECT LEAST(
+                (SELECT MIN(next_attempt_at) FROM cinescale_invocation
+                    WHERE state IN ('queued', 'failed') AND function = ANY(\(functions))),
+                (SELECT MIN(lease_until) FROM cinescale_invocation
+                    WHERE state = 'running' AND function = ANY(\(functions)))
+                - EXTRACT(EPOCH FROM clock_timestamp()) + \(Date().timeIntervalSince1970))
+            """, logger: logger
+        ).collect()
+        return try rows.first?.decode(Double?.self).map { Date(timeIntervalSince1970: $0) }
+    }
+
+    public func pendingCounts() async throws -> [String: (waiting: Int, running: Int)] {
+        try await migrate()
+        let rows = try await client.query(
+            """
+            SELECT function, COUNT(*) FILTER (WHERE state <> 'running'), COUNT(*) FILTER (WHERE state = 'running')
+            FROM cinescale_invocation WHERE state IN ('queued', 'failed', 'running') GROUP BY function
+            """, logger: logger
+        ).collect()
+        var result: [String: (waiting: Int, running: Int)] = [:]
+        for row in rows {
+            let (function, waiting, running) = try row.decode((String, Int, Int).self)
+            result[function] = (waiting, running)
+        }
+        return result
+    }
+
+    public func watch(_ wake: @escaping @Sendable () -> Void) async {
+        while !Task.isCancelled {
+            do {
+                try await migrate()
+                try await client.withConnection { connection in
+                    try await connection.listen(on: Self.channel) { notifications in
+                        wake()  // anything queued while not listening
+                        for try await _ in notifications { wake() }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("lost the queue's notification channel; reconnecting", metadata: [
+                    "cinescale.error": "\(String(reflecting: error))"
+                ])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    // MARK: Reads
+
+    public func get(id: String) async throws -> QueuedInvocation? {
+        try await migrate()
+        let rows = try await client.query("SELECT * FROM cinescale_invocation WHERE id = \(id)", logger: logger)
+            .collect()
+        return try rows.first.map(Self.invocation)
+    }
+
+    public func list(_ filter: InvocationFilter) async throws -> [QueuedInvocation] {
+        try await migrate()
+        let states = filter.states.isEmpty
+            ? QueuedInvocation.State.allCases.map(\.rawValue) : filter.states.map(\.rawValue).sorted()
+        let before = filter.createdBefore?.timeIntervalSince1970 ?? Double.greatestFiniteMagnitude
+        let rows = try await client.query(
+            """
+            SELECT * FROM cinescale_invocation
+            WHERE state = ANY(\(states)) AND (\(filter.function)::TEXT IS NULL OR function = \(filter.function))
+                AND created_at < \(before)
+            ORDER BY created_at DESC, id LIMIT \(max(0, filter.limit))
+            """, logger: logger
+        ).collect()
+        return try rows.map(Self.invocation)
+    }
+
+    public func counts() async throws -> [String: [QueuedInvocation.State: Int]] {
+        try await migrate()
+        let rows = try await client.query(
+            "SELECT function, state, COUNT(*) FROM cinescale_invocation GROUP BY 1, 2", logger: logger
+        ).collect()
+        var result: [String: [QueuedInvocation.State: Int]] = [:]
+        for row in rows {
+            let (function, state, count) = try row.decode((String, String, Int).self)
+            guard let state = QueuedInvocation.State(rawValue: state) else { continue }
+            result[function, default: [:]][state] = count
+        }
+        return result
+    }
+
+    /// The lease holder of `id` (operator view and tests).
+    public func leaseOwner(of id: String) async throws -> String? {
+        let rows = try await client.query(
+            "SELECT lease_owner FROM cinescale_invocation WHERE id = \(id)", logger: logger
+        ).collect()
+        return try rows.first?.decode(String?.self)
+    }
+
+    private static func invocation(_ row: PostgresRow) throws -> QueuedInvocation {
+        let r = row.makeRandomAccess()
+        func date(_ column: String) throws -> Date? {
+            try r[column].decode(Double?.self).map { Date(timeIntervalSince1970: $0) }
+        }
+        return QueuedInvocation(
+            id: try r["id"].decode(String.self), function: try r["function"].decode(String.self),
+            source: try r["source"].decode(String.self), dedupeKey: try r["dedupe_key"].decode(String?.self),
+            payload: try r["payload"].decode(Data.self),
+            state: QueuedInvocation.State(rawValue: try r["state"].decode(String.self)) ?? .queued,
+            attempts: try r["attempts"].decode(Int.self), maxAttempts: try r["max_attempts"].decode(Int.self),
+            createdAt: try date("created_at")!, expiresAt: try date("expires_at")!,
+            nextAttemptAt: try date("next_attempt_at")!, startedAt: try date("started_at"),
+            finishedAt: try date("finished_at"), durationMs: try r["duration_ms"].decode(Double?.self),
+            errorType: try r["error_type"].decode(String?.self), errorMessage: try r["error_message"].decode(String?.self))
+    }
+}
+
+/// Runs the schema creation once; callers wait for it, and a failed attempt is retried by the next caller.
+private final class SchemaGate: Sendable {
+    private let state = Mutex<Task<Void, any Error>?>(nil)
+
+    func ensure(_ create: @escaping @Sendable () async throws -> Void) async throws {
+        let task = state.withLock { current -> Task<Void, any Error> in
+            if let current { return current }
+            let task = Task { try await create() }
+            current = task
+            return task
+        }
+        do {
+            try await task.value
+        } catch {
+            state.withLock { current in if current == task { current = nil } }
+            throw error
+        }
+    }
+}
+
+/// Outcome writes in flight, so `flush()` can wait for them.
+private final class PendingWrites: Sendable {
+    private struct State {
+        var next = 0
+        var running: [Int: Task<Void, Never>] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    func submit(_ work: @escaping @Sendable () async -> Void) {
+        state.withLock { s in
+            let id = s.next
+            s.next += 1
+            s.running[id] = Task {
+                await work()
+                self.finished(id)
+            }
+        }
+    }
+
+    private func finished(_ id: Int) {
+        state.withLock { _ = $0.running.removeValue(forKey: id) }
+    }
+
+    func flush() async {
+        let tasks = state.withLock { Array($0.running.values) }
+        for task in tasks { await task.value }
+    }
+}
+
+extension Duration {
+    fileprivate var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}
