@@ -1,0 +1,82 @@
+"""Two gateways sharing one PostgreSQL invocation queue (a throwaway cluster): the store sends every event to
+both, the queue's dedupe makes one invocation of each, and the gateways split the work by claiming it under
+leases. One gateway is killed with SIGKILL midway through 200 uploads: the other takes over its leased
+attempts once the lease expires, and every video ends processed, each by exactly one successful invocation
+per stage."""
+import concurrent.futures
+import os
+import sys
+import time
+
+import pytest
+
+from conftest import binary, ffmpeg
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "scripts")))
+from pipeline_cluster import Cluster, wait_until  # noqa: E402
+
+VIDEOS = 200
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(os.path.dirname(binary("CINESCALE_BIN")), str(tmp_path), gateways=2, queue="postgres", ladder="240",
+                lease=3)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def states(cluster):
+    counts = {}
+    for function, state, n in cluster.postgres.sql(
+            "SELECT function, state, COUNT(*) FROM cinescale_invocation GROUP BY 1, 2"):
+        counts.setdefault(function, {})[state] = int(n)
+    return counts
+
+
+def test_two_gateways_on_postgres_process_every_upload_once_through_a_kill_9(cluster, tmp_path):
+    clip = str(tmp_path / "clip.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
+    data = open(clip, "rb").read()
+    s3 = cluster.s3()
+    videos = [f"v{n:03d}" for n in range(VIDEOS)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda v: s3.put_object(Bucket="ingest", Key=f"uploads/{v}.mp4", Body=data,
+                                              ContentType="video/mp4"), videos))
+
+    def transcoded():
+        return states(cluster).get("transcode", {}).get("succeeded", 0)
+
+    wait_until("a quarter of the videos transcoded", lambda: transcoded() >= VIDEOS // 4, timeout=300, interval=0.5)
+    victim = cluster.gateways[0]
+    held = cluster.postgres.sql(
+        f"SELECT id, function FROM cinescale_invocation WHERE state = 'running' AND lease_owner LIKE '%/{victim.pid}/%'")
+    done_before = transcoded()
+    victim.kill_hard()
+    killed_at = time.monotonic()
+    assert done_before < VIDEOS, "the kill came too late to be midway"
+
+    wait_until("every video transcoded", lambda: transcoded() == VIDEOS, timeout=600, interval=1)
+    counts = states(cluster)
+    # Exactly once in effect: each stage of each video has one invocation (both gateways got every event; the
+    # queue deduplicated them), and each succeeded; nothing dead-lettered, nothing left pending.
+    assert counts == {"probe": {"succeeded": VIDEOS}, "transcode": {"succeeded": VIDEOS}}, counts
+    keys = cluster.postgres.sql(
+        "SELECT COUNT(DISTINCT dedupe_key), COUNT(*) FROM cinescale_invocation WHERE function = 'probe'")
+    assert keys == [[str(VIDEOS), str(VIDEOS)]]
+    # What the killed gateway was running was taken over (after its lease) and finished.
+    for invocation_id, function in held:
+        state = cluster.postgres.sql(f"SELECT state FROM cinescale_invocation WHERE id = '{invocation_id}'")
+        assert state == [["succeeded"]], (invocation_id, function, state)
+    print(f"killed gateway 0 holding {len(held)} attempts with {done_before}/{VIDEOS} transcoded; "
+          f"the rest finished {time.monotonic() - killed_at:.1f} s later")
+    # Every video's outputs are there and say so.
+    for video in videos:
+        status = cluster.status(s3, video)
+        assert status and status["state"] == "ready", (video, status)
+        renditions = status.get("renditions") or []
+        assert [r["name"] for r in renditions] == ["240p"], (video, status)
+        assert s3.head_object(Bucket="media", Key=renditions[0]["key"])["ContentLength"] == renditions[0]["size"]
