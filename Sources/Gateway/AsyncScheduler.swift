@@ -239,7 +239,7 @@ final class AsyncScheduler: Sendable {
                     await renewLeases(leased)
                     lastRenewal = .now
                 }
-                if ContinuousClock.now - lastCount >= .seconds(1) || !claimed.isEmpty {
+                if ContinuousClock.now - lastCount >= .seconds(1) {
                     let counts = try await leased.pendingCounts()
                     state.withLock { s in
                         s.sharedCounts = counts

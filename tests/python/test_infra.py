@@ -84,7 +84,8 @@ def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
 
     documents = [d for path in manifests for d in yaml.safe_load_all(open(path)) if d]
     by_kind = {(d["kind"], d["metadata"]["name"]): d for d in documents}
-    gateway = by_kind[("StatefulSet", "cinescale-gateway")]["spec"]["template"]["spec"]
+    deployment = by_kind[("Deployment", "cinescale-gateway")]
+    gateway = deployment["spec"]["template"]["spec"]
     container = gateway["containers"][0]
 
     # The flags exist; the functions file in the ConfigMap loads in the real gateway.
@@ -94,8 +95,21 @@ def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
     functions = tmp_path / "functions.yaml"
     functions.write_text(by_kind[("ConfigMap", "cinescale-functions")]["data"]["functions.yaml"])
     out = subprocess.run([binary("CINESCALE_BIN"), "gateway", "--config", str(functions), "--check"], capture_output=True,
-                         text=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+                         text=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b",
+                                         "PGPASSWORD": "c"})
     assert out.returncode == 0, out.stderr
+
+    # Several replicas (and an autoscaler) only on the shared queue: the functions file names PostgreSQL at
+    # the Service that exists, its ${PGPASSWORD} comes from the Secret, and the HPA scales this Deployment.
+    queue = yaml.safe_load(functions.read_text())["queue"]
+    assert "postgres" in queue and "path" not in queue, queue
+    assert "@postgres:5432/" in queue["postgres"] and ("Service", "postgres") in by_kind
+    assert any(v["name"] == "PGPASSWORD" for v in container["env"])
+    hpa = by_kind[("HorizontalPodAutoscaler", "cinescale-gateway")]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "cinescale-gateway"}
+    assert deployment["spec"]["replicas"] >= hpa["minReplicas"] >= 2
+    # No pod-local durable state: every volume is the ConfigMap or scratch.
+    assert all("configMap" in v or "emptyDir" in v for v in gateway["volumes"]), gateway["volumes"]
 
     # Every Secret key the pod reads exists; probes hit /healthz on the served port; the pod runs as the
     # image's user; the ConfigMap is mounted where --config points.
