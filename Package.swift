@@ -198,6 +198,7 @@ let package = Package(
                 "S3Wire",
                 "InvocationQueue",
                 "FunctionRuntime",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),

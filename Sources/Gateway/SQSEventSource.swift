@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import CoreMetrics
 import Foundation
 import InvocationQueue
@@ -34,7 +35,8 @@ extension SQSClient: SQSEventSourceClient {}
 ///   deletes the message once they have finished.
 final class SQSEventSource: Sendable {
     let configuration: SQSSourceConfiguration
-    let client: any SQSEventSourceClient
+    /// nil: an `SQSClient` over an `HTTPClient` of its own, made and shut down by `run()`.
+    private let injectedClient: (any SQSEventSourceClient)?
     let scheduler: AsyncScheduler
     let intake: EventIntake
     let metrics: GatewayMetrics
@@ -53,11 +55,11 @@ final class SQSEventSource: Sendable {
     }
 
     init(
-        configuration: SQSSourceConfiguration, client: any SQSEventSourceClient, scheduler: AsyncScheduler,
+        configuration: SQSSourceConfiguration, client: (any SQSEventSourceClient)? = nil, scheduler: AsyncScheduler,
         intake: EventIntake, metrics: GatewayMetrics, logger: Logger
     ) {
         self.configuration = configuration
-        self.client = client
+        self.injectedClient = client
         self.scheduler = scheduler
         self.intake = intake
         self.metrics = metrics
@@ -81,19 +83,6 @@ final class SQSEventSource: Sendable {
                 factory: factory))
     }
 
-    convenience init(
-        configuration: SQSSourceConfiguration, scheduler: AsyncScheduler, intake: EventIntake, metrics: GatewayMetrics,
-        logger: Logger
-    ) {
-        let client = SQSClient(
-            configuration: SQSClientConfiguration(
-                endpoint: configuration.endpoint, region: configuration.region, credentials: configuration.credentials),
-            logger: logger)
-        self.init(
-            configuration: configuration, client: client, scheduler: scheduler, intake: intake, metrics: metrics,
-            logger: logger)
-    }
-
     /// Messages held now.
     var heldCount: Int { inFlight.withLock { $0 } }
 
@@ -101,6 +90,22 @@ final class SQSEventSource: Sendable {
 
     /// Polls until cancelled; each message is handled in a child task.
     func run() async {
+        if let injectedClient { return await poll(injectedClient) }
+        // Its own connection pool, failing a request at once when the endpoint refuses connections (the shared
+        // client keeps retrying the connection until the request's deadline, 35 s for a long poll).
+        var http = HTTPClient.Configuration()
+        http.connectionPool.retryConnectionEstablishment = false
+        http.timeout.connect = .seconds(5)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        let client = SQSClient(
+            configuration: SQSClientConfiguration(
+                endpoint: configuration.endpoint, region: configuration.region, credentials: configuration.credentials),
+            httpClient: httpClient, logger: logger)
+        await poll(client)
+        try? await httpClient.shutdown()
+    }
+
+    private func poll(_ client: any SQSEventSourceClient) async {
         logger.info("polling SQS queue", metadata: [
             "cinescale.sqs.endpoint": .string(configuration.endpoint.absoluteString),
             "cinescale.sqs.max_in_flight": .stringConvertible(configuration.maxInFlight),
@@ -142,7 +147,7 @@ final class SQSEventSource: Sendable {
                 }
                 for message in messages {
                     group.addTask {
-                        await self.handle(message)
+                        await self.handle(message, client)
                         self.inFlight.withLock { $0 -= 1 }
                         self.counters.held.record(self.heldCount)
                         self.slotFreed.fire()
@@ -197,7 +202,7 @@ final class SQSEventSource: Sendable {
         return .event(ByteBuffer(data: body))
     }
 
-    private func handle(_ message: SQSMessage) async {
+    private func handle(_ message: SQSMessage, _ client: any SQSEventSourceClient) async {
         var logger = self.logger
         logger[metadataKey: "cinescale.sqs.message.id"] = .string(message.messageID)
         if let count = message.approximateReceiveCount {
@@ -208,7 +213,7 @@ final class SQSEventSource: Sendable {
         case .testEvent:
             logger.debug("skipping s3:TestEvent")
             counters.testEvents.increment()
-            await delete(message, logger: logger)
+            await delete(message, client, logger: logger)
             return
         case .invalid(let reason):
             reject(message, reason, logger: logger)
@@ -241,7 +246,7 @@ final class SQSEventSource: Sendable {
                     }
                 }
                 guard (try? await Task.sleep(for: .seconds(1))) != nil,
-                    await extendIfDue(message, &heartbeat, logger: logger)
+                    await extendIfDue(message, &heartbeat, client, logger: logger)
                 else { return release(message, "stopped or lost while waiting for room", logger: logger) }
             }
             let results: [EnqueueResult]
@@ -291,11 +296,11 @@ final class SQSEventSource: Sendable {
                 }
             }
             pending = still
-            if !pending.isEmpty, !(await extendIfDue(message, &heartbeat, logger: logger)) {
+            if !pending.isEmpty, !(await extendIfDue(message, &heartbeat, client, logger: logger)) {
                 return release(message, "lost before its invocations finished", logger: logger)
             }
         }
-        await delete(message, logger: logger)
+        await delete(message, client, logger: logger)
     }
 
     /// When the message was last made invisible, by receipt or ChangeMessageVisibility.
@@ -307,7 +312,9 @@ final class SQSEventSource: Sendable {
 
     /// Extends the message's visibility when half of it has passed. False once the receipt is no longer valid
     /// (the message became visible and was received again, or was deleted).
-    private func extendIfDue(_ message: SQSMessage, _ heartbeat: inout Heartbeat, logger: Logger) async -> Bool {
+    private func extendIfDue(
+        _ message: SQSMessage, _ heartbeat: inout Heartbeat, _ client: any SQSEventSourceClient, logger: Logger
+    ) async -> Bool {
         guard heartbeat.due else { return true }
         let now = ContinuousClock.now
         do throws(SQSError) {
@@ -330,7 +337,7 @@ final class SQSEventSource: Sendable {
         }
     }
 
-    private func delete(_ message: SQSMessage, logger: Logger) async {
+    private func delete(_ message: SQSMessage, _ client: any SQSEventSourceClient, logger: Logger) async {
         do throws(SQSError) {
             try await client.deleteMessage(queueURL: configuration.queueURL, receiptHandle: message.receiptHandle)
             counters.deleted.increment()
