@@ -70,6 +70,31 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Amazon SQS over AsyncHTTPClient (AWS JSON 1.0 protocol, SigV4): receive, delete, change visibility.
+        .target(
+            name: "SQSClient",
+            dependencies: [
+                "SigV4",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SQSClientTests",
+            dependencies: [
+                "SQSClient",
+                "SigV4",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Buckets and objects on a local filesystem: atomic durable writes, multipart, listing. No HTTP.
         .target(
             name: "ObjectStore",
@@ -198,10 +223,12 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "SigV4",
+                "SQSClient",
                 "S3Wire",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
                 "FunctionRuntime",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -134,6 +134,8 @@ public struct GatewayConfiguration: Sendable {
     public var eventToken: String?
     /// The durable queue of asynchronous invocations.
     public var queue: QueueConfiguration
+    /// SQS queues polled for object-store events (`sources.sqs`), next to the webhook.
+    public var sqsSources: [SQSSourceConfiguration] = []
 
     public init(
         functions: [FunctionConfiguration], region: String = "us-east-1", accountId: String = "000000000000",
@@ -205,7 +207,21 @@ public struct GatewayConfiguration: Sendable {
     ///   maxConnections: 8
     ///   maxPending: 100000       # pending invocations before events get 503 and Event invokes 429
     ///   retention: 259200        # seconds finished invocations are kept (and deduplicated)
+    /// sources:                   # event sources polled by the gateway (besides the webhook)
+    ///   sqs:                     # S3 event 2.1 records, bare or in an SNS envelope; s3:TestEvent skipped
+    ///     - queueUrl: https://sqs.eu-west-1.amazonaws.com/123456789012/uploads
+    ///       region: eu-west-1    # default: the queue URL's (sqs.<region>.amazonaws.com), else `region`
+    ///       endpoint: http://127.0.0.1:4566   # optional; default: the queue URL's scheme and host
+    ///       accessKeyId: ${AWS_ACCESS_KEY_ID}  # optional, like secretAccessKey and sessionToken; default:
+    ///       secretAccessKey: ${AWS_SECRET_ACCESS_KEY}  # the gateway's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    ///       sessionToken: ${AWS_SESSION_TOKEN}          # AWS_SESSION_TOKEN
+    ///       waitTimeSeconds: 20  # long poll, 0-20 (default 20)
+    ///       visibilityTimeout: 30  # seconds; extended while the message's invocations run (default 30)
+    ///       maxInFlight: 100     # messages held until their invocations finish (default 100)
     /// ```
+    ///
+    /// A message is deleted once every invocation made from it has succeeded or been dead-lettered; one
+    /// whose body is not an S3 event is logged and left to the queue's redrive policy.
     ///
     /// Relative paths are resolved against `baseDirectory`. `environment` is what workers inherit (secrets
     /// removed). Errors name the function and the field (`functions.echo.timeout: ...`).
@@ -224,6 +240,7 @@ public struct GatewayConfiguration: Sendable {
         let base = URL(fileURLWithPath: baseDirectory).standardizedFileURL.path
         var configuration = GatewayConfiguration(functions: [], inheritedEnvironment: environment)
         var functions: [FunctionConfiguration] = []
+        var sources: Node?
         for (keyNode, value) in top {
             let key = try scalarKey(keyNode, path: "(top level)")
             switch key {
@@ -255,9 +272,15 @@ public struct GatewayConfiguration: Sendable {
                 }
             case "queue":
                 configuration.queue = try QueueConfiguration.parse(value, base: base, environment: environment)
+            case "sources":
+                sources = value  // parsed below: its default region is `region`, wherever that is in the file
             default:
-                throw .configuration(key, "unknown field (expected functions, region, triggers, events or queue)")
+                throw .configuration(key, "unknown field (expected functions, region, triggers, events, queue or sources)")
             }
+        }
+        if let sources {
+            configuration.sqsSources = try SQSSourceConfiguration.parseSources(
+                sources, environment: environment, defaultRegion: configuration.region)
         }
         var seen: Set<String> = []
         for function in functions where !seen.insert(function.name).inserted {
@@ -398,6 +421,7 @@ public struct GatewayConfiguration: Sendable {
         }
         try validateTriggers()
         try queue.validate()
+        for (index, source) in sqsSources.enumerated() { try source.validate(path: "sources.sqs[\(index)]") }
     }
 
     /// Every trigger names a configured function.

@@ -24,6 +24,8 @@ public final class GatewayService: Service, FunctionInvoker {
     let core: GatewayCore
     let scheduler: AsyncScheduler
     let operatorAPI: OperatorAPI
+    /// `sources.sqs`: queues polled for object-store events.
+    let sqsSources: [SQSEventSource]
     let logger: Logger
     private let additionalRoutes: @Sendable (Router<BasicRequestContext>) -> Void
     private let publicPort = AsyncValue<Int>()
@@ -65,6 +67,12 @@ public final class GatewayService: Service, FunctionInvoker {
         operatorAPI = OperatorAPI(
             core: core, scheduler: scheduler, intake: EventIntake(configuration: configuration), invokeAPI: invokeAPI,
             metrics: metrics, token: configuration.eventToken, logger: logger)
+        let (scheduler, metrics) = (scheduler, metrics)
+        sqsSources = configuration.sqsSources.map { source in
+            SQSEventSource(
+                configuration: source, scheduler: scheduler, intake: EventIntake(configuration: configuration),
+                metrics: metrics, logger: logger)
+        }
         self.additionalRoutes = additionalRoutes
     }
 
@@ -179,6 +187,7 @@ public final class GatewayService: Service, FunctionInvoker {
         let queue = invocationQueue
         let retention = configuration.queue.retention
         let shutdownGrace = configuration.shutdownGracePeriod
+        let sqsSources = self.sqsSources
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -201,6 +210,10 @@ public final class GatewayService: Service, FunctionInvoker {
                 }
                 group.addTask {
                     await Self.pruneFinished(queue: queue, retention: retention, logger: logger)
+                }
+                for source in sqsSources {
+                    // Stops receiving at graceful shutdown; messages still held come back after their visibility timeout.
+                    group.addTask { await cancelWhenGracefulShutdown { await source.run() } }
                 }
                 group.addTask {
                     // Workers run while the gateway runs, even if the public server is still binding.

@@ -61,6 +61,9 @@ struct GatewayCommand: AsyncParsableCommand {
             for trigger in configuration.triggers {
                 print("trigger \(trigger.bucket) \(trigger.prefix)*\(trigger.suffix) → \(trigger.function)")
             }
+            for source in configuration.sqsSources {
+                print("source sqs \(source.queueURL) (region \(source.region), endpoint \(source.endpoint.absoluteString), visibility \(source.visibilityTimeout) s, maxInFlight \(source.maxInFlight))")
+            }
             return
         }
         configuration.host = host

@@ -32,6 +32,7 @@ def test_shellcheck_passes_on_every_script():
     scripts = [os.path.join(ROOT, "scripts", name) for name in ("demo", "test", "lib.sh", "bench-gateway", "bench-store",
                                                                  "bench-triggers", "bench-transcode", "bench-pipeline")]
     scripts += glob.glob(os.path.join(ROOT, "infra", "**", "*.sh"), recursive=True)
+    scripts += glob.glob(os.path.join(ROOT, "localstack", "**", "*.sh"), recursive=True)
     scripts += [os.path.join(ROOT, ".ci", "run")]
     out = subprocess.run(["shellcheck", "-x", "-S", "warning", *scripts], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout
