@@ -62,7 +62,8 @@ public protocol LeasedInvocationQueue: DurableInvocationQueue {
     /// Claims, for each function in `limits`, up to that many due invocations (queued or awaiting retry with
     /// `nextAttemptAt <= now`, or running under an expired lease), oldest schedule first; they are `running`
     /// under this queue's lease when returned. An invocation taken over from an expired lease keeps its
-    /// attempt count (the interrupted attempt is not counted).
+    /// attempt count (the interrupted attempt is not counted); one whose lease expired more than
+    /// `maxAttempts` times is dead-lettered (`Runtime.GatewayLost`) instead.
     func claim(_ limits: [String: Int], now: Date) async throws -> [QueuedInvocation]
 
     /// Extends the lease of `ids`; returns those whose lease this gateway no longer holds.

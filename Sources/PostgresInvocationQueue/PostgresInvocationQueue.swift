@@ -192,7 +192,8 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
             error_type TEXT,
             error_message TEXT,
             lease_owner TEXT,
-            lease_until DOUBLE PRECISION
+            lease_until DOUBLE PRECISION,
+            takeovers INTEGER NOT NULL DEFAULT 0
         )
         """,
         """
@@ -323,7 +324,7 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
         let rows = try await client.withConnection { connection in
             let rows = try await connection.query(
                 """
-                UPDATE cinescale_invocation SET state = 'queued', attempts = 0, max_attempts = \(maxAttempts),
+                UPDATE cinescale_invocation SET state = 'queued', attempts = 0, takeovers = 0, max_attempts = \(maxAttempts),
                     next_attempt_at = \(now.timeIntervalSince1970),
                     expires_at = \(now.timeIntervalSince1970 + maxEventAge), source = 'redrive'
                 WHERE id = \(id) AND state = 'dead'
@@ -369,6 +370,17 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
         let due = now.timeIntervalSince1970
         var claimed: [QueuedInvocation] = []
         for (function, limit) in wanted.sorted(by: { $0.key < $1.key }) {
+            // An attempt whose gateways keep dying (one that crashes or exhausts its host, say) is not taken
+            // over forever: past `max_attempts` takeovers it is dead-lettered, and can be re-driven.
+            try await client.query(
+                """
+                UPDATE cinescale_invocation SET state = 'dead', error_type = 'Runtime.GatewayLost',
+                    error_message = 'The gateway running it was lost ' || (takeovers + 1)
+                        || ' times (killed or crashed before the attempt ended).',
+                    finished_at = \(due), lease_owner = NULL, lease_until = NULL
+                WHERE function = \(function) AND state = 'running'
+                    AND lease_until < EXTRACT(EPOCH FROM clock_timestamp()) AND takeovers >= max_attempts
+                """, logger: logger)
             let rows = try await client.query(
                 """
                 WITH due AS (
@@ -381,7 +393,7 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
                     FOR UPDATE SKIP LOCKED)
                 UPDATE cinescale_invocation i SET state = 'running', lease_owner = \(owner),
                     lease_until = EXTRACT(EPOCH FROM clock_timestamp()) + \(lease),
-                    started_at = \(due)
+                    started_at = \(due), takeovers = i.takeovers + CASE WHEN i.state = 'running' THEN 1 ELSE 0 END
                 FROM due WHERE i.id = due.id
                 RETURNING i.*
                 """, logger: logger

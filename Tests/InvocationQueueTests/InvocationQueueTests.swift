@@ -240,6 +240,28 @@ final class Stores: Sendable {
         }
     }
 
+    @Test func postgresDeadLettersAnAttemptWhoseGatewaysKeepDying() async throws {
+        try await withStores(.postgres) { stores in
+            let first = try stores.postgres(owner: "first", lease: .seconds(2))
+            let second = try stores.postgres(owner: "second", lease: .seconds(2))
+            var poison = invocation("poison")
+            poison.maxAttempts = 1
+            _ = try await first.enqueue([poison])
+            #expect(try await first.claim(["probe": 1], now: Date()).map(\.id) == ["poison"])
+            try await Task.sleep(for: .seconds(2.2))
+            // The first loss: taken over.
+            #expect(try await second.claim(["probe": 1], now: Date()).map(\.id) == ["poison"])
+            try await Task.sleep(for: .seconds(2.2))
+            // The second: dead-lettered, with the reason; a re-drive gives it a fresh start.
+            #expect(try await first.claim(["probe": 1], now: Date()).isEmpty)
+            let dead = try #require(try await first.get(id: "poison"))
+            #expect(dead.state == .dead && dead.errorType == "Runtime.GatewayLost")
+            #expect(dead.errorMessage?.contains("lost 2 times") == true)
+            #expect(try await first.redrive(id: "poison", now: Date(), maxAttempts: 1, maxEventAge: 60) != nil)
+            #expect(try await first.claim(["probe": 1], now: Date()).map(\.id) == ["poison"])
+        }
+    }
+
     @Test func aFailingWriteDoesNotSinkItsBatch() async throws {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in try db.execute(sql: "CREATE TABLE t (v INTEGER NOT NULL)") }
