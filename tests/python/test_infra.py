@@ -110,3 +110,290 @@ def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
     assert f"--uid {gateway['securityContext']['runAsUser']} " in dockerfile
     mount = next(m for m in container["volumeMounts"] if m["name"] == "functions")["mountPath"]
     assert container["args"][container["args"].index("--config") + 1] == mount + "/functions.yaml"
+
+
+# --- AWS (infra/aws): the CloudFormation template, package.sh and deploy.sh -------------------------------------
+# None of it can reach AWS from here. cfn-lint checks the template (schema, references, dependency cycles); the
+# tests below hold it to the Swift sources (the variables the functions read, the keys they write), to the
+# wiring infra/minio and `cinescale dev` use, and run package.sh and deploy.sh for real (deploy.sh against a
+# stub aws-cli that records what it is asked).
+
+AWS = os.path.join(ROOT, "infra", "aws")
+TEMPLATE = os.path.join(AWS, "template.yaml")
+# Set by Lambda itself; a function may not set them (AWS_REGION and the role's credentials reach the executables
+# this way, instead of the AWS_* entries of infra/minio/functions.yaml).
+LAMBDA_RESERVED = {
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+}
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms: !Ref X → {"Ref": X}, !Sub s → {"Fn::Sub": s}, !GetAtt A.B → [A, B]."""
+
+
+def _short_form(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _short_form)
+
+
+def cfn_template(text=None):
+    return yaml.load(text if text is not None else open(TEMPLATE).read(), Loader=CloudFormationLoader)
+
+
+def resources(template, kind):
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def lambda_functions(template):
+    """{handler (the executable's name): (logical id, properties)}."""
+    return {r["Properties"]["Handler"]: (name, r["Properties"])
+            for name, r in resources(template, "AWS::Lambda::Function").items()}
+
+
+def variables_read_by(function):
+    """The environment variables a media function's Swift sources read (its main.swift, MediaFunctionSupport and
+    FunctionRuntime): `environment["X"]`, `variables["X"]`, `number("X", …)`."""
+    paths = [os.path.join(ROOT, "functions", function, "main.swift")]
+    paths += glob.glob(os.path.join(ROOT, "Sources", "MediaFunctionSupport", "*.swift"))
+    paths += glob.glob(os.path.join(ROOT, "Sources", "FunctionRuntime", "*.swift"))
+    names = set()
+    for path in paths:
+        source = open(path).read()
+        names |= set(re.findall(r'(?:environment|variables)\[\s*"([A-Z][A-Z0-9_]*)"\s*\]', source))
+        names |= set(re.findall(r'\bnumber\(\s*"([A-Z][A-Z0-9_]*)"', source))
+    return names
+
+
+def bucket_named(template, name):
+    """The bucket resource whose BucketName is PREFIX-<name>-ACCOUNT-REGION, and that name's Fn::Sub string."""
+    found = [(logical, r) for logical, r in resources(template, "AWS::S3::Bucket").items()
+             if f"-{name}-" in r["Properties"]["BucketName"]["Fn::Sub"]]
+    assert len(found) == 1, f"one bucket named *-{name}-*: {found}"
+    logical, bucket = found[0]
+    return logical, bucket, bucket["Properties"]["BucketName"]["Fn::Sub"]
+
+
+def test_aws_template_passes_cfn_lint_and_its_cycle_check_bites(tmp_path):
+    lint = os.path.join(os.path.dirname(os.sys.executable), "cfn-lint")
+    out = subprocess.run([lint, "--include-checks", "I", "--", TEMPLATE], capture_output=True, text=True)
+    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+
+    # The pitfall the template avoids: a role (or permission) naming its trigger bucket through the bucket
+    # resource closes the cycle bucket → permission → function → role → bucket, which cfn-lint reports.
+    text = open(TEMPLATE).read()
+    _, _, ingest_name = bucket_named(cfn_template(), "ingest")
+    pinned = f'!Sub "arn:${{AWS::Partition}}:s3:::{ingest_name}/uploads/*"'
+    assert pinned in text
+    cyclic = tmp_path / "cyclic.yaml"
+    cyclic.write_text(text.replace(pinned, '!Sub "${IngestBucket.Arn}/uploads/*"'))
+    out = subprocess.run([lint, "--", str(cyclic)], capture_output=True, text=True)
+    assert out.returncode != 0 and "E3004" in out.stdout, out.stdout
+
+
+def test_aws_functions_run_the_executables_with_the_variables_they_read():
+    template = cfn_template()
+    functions = lambda_functions(template)
+    gateway = yaml.safe_load(open(os.path.join(MINIO, "functions.yaml")))["functions"]
+    package = open(os.path.join(ROOT, "Package.swift")).read()
+    package_sh = open(os.path.join(AWS, "package.sh")).read()
+    deploy_sh = open(os.path.join(AWS, "deploy.sh")).read()
+    assert set(functions) == set(gateway) == {"probe", "transcode"}
+    _, _, media_name = bucket_named(template, "media")
+
+    for name, (logical, properties) in functions.items():
+        # The executable package.sh zips as bootstrap, on the OS-only runtime, for the architecture it builds.
+        assert f'.executable(name: "{name}"' in package, name
+        assert properties["Runtime"] == "provided.al2023" and properties["Architectures"] == ["x86_64"], logical
+        assert "FUNCTIONS=(probe transcode)" in package_sh and "--static-swift-stdlib" in package_sh
+        code_key = properties["Code"]["S3Key"]["Ref"]
+        assert code_key == f"{name.capitalize()}CodeKey" and code_key in template["Parameters"]
+        assert f'"{code_key}=$' in deploy_sh and f"upload {name})" in deploy_sh, code_key
+
+        # Every variable set is one the Swift code reads (TMPDIR: Foundation's temporary directory), none is one
+        # Lambda reserves, and every setting the gateway's functions file gives it is given here too.
+        variables = properties["Environment"]["Variables"]
+        read = variables_read_by(name)
+        assert {"MEDIA_BUCKET", "CINESCALE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_REGION", "LOG_LEVEL"} <= read
+        unknown = set(variables) - read - {"TMPDIR"}
+        assert not unknown, f"{logical} sets variables {name} never reads: {unknown}"
+        assert not set(variables) & LAMBDA_RESERVED
+        expected = set(gateway[name]["environment"]) - LAMBDA_RESERVED
+        assert expected <= set(variables), f"{logical} lacks {expected - set(variables)}"
+        assert variables["MEDIA_BUCKET"] == {"Fn::Sub": media_name}
+        assert variables["CINESCALE_S3_ENDPOINT"] == {"Fn::Sub": "https://s3.${AWS::Region}.${AWS::URLSuffix}"}
+
+    # transcode's scratch directory (WORK_DIR, else the temporary directory) is on /tmp, the only writable place
+    # on Lambda, sized by EphemeralStorage; Lambda's ceilings bound the defaults.
+    _, transcode = functions["transcode"]
+    assert "WORK_DIR" in read and transcode["Environment"]["Variables"]["WORK_DIR"] == "/tmp"
+    assert transcode["Environment"]["Variables"]["TMPDIR"] == "/tmp"
+    parameters = template["Parameters"]
+    storage = parameters[transcode["EphemeralStorage"]["Size"]["Ref"]]
+    assert storage["MaxValue"] == 10240 and storage["Default"] >= 4096
+    for _, properties in functions.values():
+        timeout = parameters[properties["Timeout"]["Ref"]]
+        assert timeout["MaxValue"] <= 900 and timeout["Default"] <= timeout["MaxValue"]
+        memory = parameters[properties["MemorySize"]["Ref"]]
+        assert 128 <= memory["Default"] <= memory["MaxValue"] <= 10240
+
+
+def test_aws_triggers_mirror_the_minio_and_dev_wiring():
+    template = cfn_template()
+    functions = lambda_functions(template)
+    by_logical = {logical: name for name, (logical, _) in functions.items()}
+    gateway = yaml.safe_load(open(os.path.join(MINIO, "functions.yaml")))
+
+    # The rules of infra/minio and `cinescale dev` agree: (function, bucket, filter, value).
+    minio_rules = {(t["function"], t["bucket"], kind, t[kind]) for t in gateway["triggers"] for kind in ("prefix", "suffix")
+                   if kind in t}
+    dev = open(os.path.join(ROOT, "Sources", "cinescale", "DevCommand.swift")).read()
+    dev_rules = set(re.findall(
+        r'\["function": "(\w+)", "bucket": apiOptions\.(\w+)Bucket, "(prefix|suffix)": "([^"]+)"\]', dev))
+    assert minio_rules == dev_rules and len(minio_rules) == 2
+
+    aws_rules = set()
+    permissions = resources(template, "AWS::Lambda::Permission")
+    for bucket_name in {rule[1] for rule in minio_rules}:
+        logical, bucket, name = bucket_named(template, bucket_name)
+        for configuration in bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]:
+            assert configuration["Event"] == "s3:ObjectCreated:*"
+            target = configuration["Function"]["Fn::GetAtt"]
+            assert target[1] == "Arn"
+            rules = configuration["Filter"]["S3Key"]["Rules"]
+            assert len(rules) == 1
+            aws_rules.add((by_logical[target[0]], bucket_name, rules[0]["Name"], rules[0]["Value"]))
+
+            # No cycle: S3 checks the permission when the configuration is written, so the bucket waits for
+            # it, and the permission names the bucket by the same built name, not through the bucket resource.
+            permission = [p["Properties"] for p in permissions.values()
+                          if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [target[0], "Arn"]}]
+            assert len(permission) == 1
+            assert logical != target[0] and bucket.get("DependsOn") in (
+                [n for n, p in permissions.items() if p["Properties"] is permission[0]][0],)
+            assert permission[0]["Principal"] == "s3.amazonaws.com"
+            assert permission[0]["Action"] == "lambda:InvokeFunction"
+            assert permission[0]["SourceArn"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + name}
+            assert permission[0]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert aws_rules == minio_rules
+
+    # Asynchronous invocations: the gateway's attempts (retries = attempts - 1), then the dead-letter queue.
+    queues = resources(template, "AWS::SQS::Queue")
+    assert len(queues) == 1
+    queue = next(iter(queues))
+    configs = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
+               for c in resources(template, "AWS::Lambda::EventInvokeConfig").values()}
+    for name, (logical, _) in functions.items():
+        config = configs[logical]
+        assert config["MaximumRetryAttempts"] == gateway["functions"][name]["retry"]["maxAttempts"] - 1, name
+        assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue, "Arn"]}
+        assert config["Qualifier"] == "$LATEST"
+
+
+def keys_written_by(function):
+    """Sample keys of everything a media function writes to the media bucket, from the Swift sources: the
+    VideoKeys helpers its main.swift calls (MediaFunctionSupport) and the "\\(id)/…" literals it builds itself."""
+    support = open(os.path.join(ROOT, "Sources", "MediaFunctionSupport", "MediaFunctionSupport.swift")).read()
+    helpers = dict(re.findall(r'static func (\w+)\([^)]*\) -> String \{ "([^"]+)" \}', support))
+    assert {"metadata", "status", "mp4", "hls", "hlsMaster", "hlsPlaylist"} <= set(helpers)
+    main = open(os.path.join(ROOT, "functions", function, "main.swift")).read()
+    patterns = [helpers[h] for h in set(re.findall(r"VideoKeys\.(\w+)\(", main)) if h in helpers]
+    patterns += re.findall(r'"(\\\(id\)/[^"]+)"', main)
+    samples = set()
+    for pattern in patterns:
+        key = re.sub(r"\\\([^)]*\)", "v1", pattern)
+        samples.add(key + "360p/seg-00001.m4s" if key.endswith("/") else key)
+    return samples
+
+
+def test_aws_roles_grant_what_the_functions_touch_and_no_more():
+    import fnmatch
+
+    template = cfn_template()
+    functions = lambda_functions(template)
+    _, _, ingest = bucket_named(template, "ingest")
+    _, _, media = bucket_named(template, "media")
+    gateway = yaml.safe_load(open(os.path.join(MINIO, "functions.yaml")))
+    upload_prefix = next(t["prefix"] for t in gateway["triggers"] if t["function"] == "probe")
+    metadata_suffix = next(t["suffix"] for t in gateway["triggers"] if t["function"] == "transcode")
+
+    def grants(properties):
+        """{action: [(bucket sub-string, key pattern) or other resource]} of the function's role."""
+        role = template["Resources"][properties["Role"]["Fn::GetAtt"][0]]["Properties"]
+        assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+        granted = {}
+        for policy in role["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                assert statement["Effect"] == "Allow"
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                for action in actions:
+                    assert "*" not in action, action
+                    for target in targets:
+                        assert target != "*", statement
+                        if isinstance(target, dict) and "Fn::Sub" in target:
+                            arn = target["Fn::Sub"]
+                            prefix = "arn:${AWS::Partition}:s3:::"
+                            assert arn.startswith(prefix), arn
+                            bucket, _, key = arn[len(prefix):].partition("/")
+                            assert bucket in (ingest, media) and key, arn
+                            target = (bucket, key)
+                        granted.setdefault(action, []).append(target)
+        return granted
+
+    written = {name: keys_written_by(name) for name in functions}
+    assert written["probe"] == {"v1/metadata.json", "v1/status.json"}
+    assert {"v1/mp4/v1.mp4", "v1/hls/master.m3u8", "v1/status.json"} <= written["transcode"]
+    for name, (logical, properties) in functions.items():
+        granted = grants(properties)
+        puts = [key for bucket, key in granted["s3:PutObject"] if bucket == media]
+        assert len(puts) == len(granted["s3:PutObject"]), "writes go to the media bucket only"
+        # Every key the function writes is allowed, and every allowed pattern is one it writes.
+        for key in written[name]:
+            assert any(fnmatch.fnmatchcase(key, pattern) for pattern in puts), f"{logical} may not write {key}"
+        others = set().union(*written.values()) - written[name]
+        for pattern in puts:
+            assert any(fnmatch.fnmatchcase(key, pattern) for key in written[name]), f"{logical} need not write {pattern}"
+            # Nor what only the other stage writes (transcode writing metadata.json would trigger itself).
+            assert not any(fnmatch.fnmatchcase(key, pattern) for key in others), f"{logical} may write {others} by {pattern}"
+        # Reads: the uploads under the probe's trigger prefix; transcode also the metadata.json that triggers it.
+        reads = set(granted["s3:GetObject"])
+        expected = {(ingest, upload_prefix + "*")}
+        if name == "transcode":
+            expected.add((media, "*" + metadata_suffix))
+            assert set(granted["s3:AbortMultipartUpload"]) <= set(granted["s3:PutObject"])
+        assert reads == expected, f"{logical} reads {reads}"
+        assert set(granted) <= {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "sqs:SendMessage",
+                                "logs:CreateLogStream", "logs:PutLogEvents"}, granted
+        log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+        assert granted["logs:PutLogEvents"] == [{"Fn::GetAtt": [log_group, "Arn"]}]
+
+    # The buckets: encrypted, never public, TLS only, and CORS for the web page's presigned PUT (ingest) and
+    # signed GETs with Range and HLS (media).
+    for name, methods in (("ingest", {"PUT"}), ("media", {"GET", "HEAD"})):
+        logical, bucket, _ = bucket_named(template, name)
+        properties = bucket["Properties"]
+        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert all(properties["PublicAccessBlockConfiguration"].values()) and len(properties["PublicAccessBlockConfiguration"]) == 4
+        cors = properties["CorsConfiguration"]["CorsRules"][0]
+        assert set(cors["AllowedMethods"]) == methods and "ETag" in cors["ExposedHeaders"]
+        if name == "media":
+            assert {"Content-Range", "Accept-Ranges", "Content-Length"} <= set(cors["ExposedHeaders"])
+        policies = [p["Properties"] for p in resources(template, "AWS::S3::BucketPolicy").values()
+                    if p["Properties"]["Bucket"] == {"Ref": logical}]
+        statement = policies[0]["PolicyDocument"]["Statement"][0]
+        assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
