@@ -397,3 +397,179 @@ def test_aws_roles_grant_what_the_functions_touch_and_no_more():
                     if p["Properties"]["Bucket"] == {"Ref": logical}]
         statement = policies[0]["PolicyDocument"]["Statement"][0]
         assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_aws_scripts_are_strict_shellcheck_clean_and_explain_themselves():
+    scripts = [os.path.join(AWS, "package.sh"), os.path.join(AWS, "deploy.sh")]
+    out = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout
+    for script in scripts:
+        assert "\nset -euo pipefail\n" in open(script).read(), script
+        out = subprocess.run([script, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.startswith("usage: infra/aws/"), out.stdout + out.stderr
+        out = subprocess.run([script, "--no-such-option"], capture_output=True, text=True)
+        assert out.returncode == 2 and "usage:" in out.stderr
+
+
+def runtime_api_stub():
+    """A Runtime API that records what a function posts (the init error here) and has no invocation to give."""
+    import http.server
+    import threading
+
+    posted = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posted.append((self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, posted
+
+
+def test_aws_package_zips_a_bootstrap_that_needs_nothing_from_the_runtime_image(tmp_path):
+    """package.sh on an executable linked against the same FFmpeg libraries as the functions (a C stand-in, so no
+    Swift build is needed here; the real probe too when scripts/test built it): the zip holds `bootstrap` and its
+    whole library closure, glibc's loader included, and runs unzipped at /var/task in an empty chroot — no
+    library of the machine (nor of provided.al2023) is loaded."""
+    for tool in ("patchelf", "zip", "unzip", "pkg-config", "readelf"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is not installed (scripts/test installs it)")
+    compiler = shutil.which("cc") or shutil.which("clang")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "stand_in.c").write_text(
+        "#include <stdio.h>\n#include <libavformat/avformat.h>\n#include <libavcodec/avcodec.h>\n"
+        "#include <libswscale/swscale.h>\n#include <libswresample/swresample.h>\n"
+        'int main(void) { printf("avformat %u avcodec %u swscale %u swresample %u\\n", avformat_version(), '
+        "avcodec_version(), swscale_version(), swresample_version()); return 0; }\n")
+    # The libraries the CFFmpeg module map links, exactly.
+    modulemap = open(os.path.join(ROOT, "Sources", "CFFmpeg", "module.modulemap")).read()
+    libraries = re.findall(r'link "(\w+)"', modulemap)
+    assert {"avformat", "avcodec", "swscale", "swresample", "avutil"} == set(libraries)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", *[f"lib{name}" for name in libraries]],
+                           capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run([compiler, "-o", str(bin_dir / "probe"), str(tmp_path / "stand_in.c"), *flags], check=True)
+
+    dist = tmp_path / "dist"
+    out = subprocess.run([os.path.join(AWS, "package.sh"), "--bin-dir", str(bin_dir), "--out", str(dist), "probe"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    import zipfile
+    with zipfile.ZipFile(dist / "probe.zip") as archive:
+        entries = {info.filename: info for info in archive.infolist()}
+        assert (entries["bootstrap"].external_attr >> 16) & 0o777 == 0o755
+        names = {name[len("lib/"):] for name in entries if name.startswith("lib/")}
+        assert set(entries) == {"bootstrap"} | {f"lib/{n}" for n in names}
+        # Everything ldd resolves for the executable, the loader and libc included.
+        ldd = subprocess.run(["ldd", str(bin_dir / "probe")], capture_output=True, text=True, check=True).stdout
+        needed = {line.split()[0].rsplit("/", 1)[-1] for line in ldd.splitlines() if "=>" in line or "ld-linux" in line}
+        needed.discard("linux-vdso.so.1")
+        assert needed <= names and {"libavcodec.so.59", "libc.so.6", "ld-linux-x86-64.so.2"} <= names, needed - names
+        task = tmp_path / "root" / "var" / "task"
+        archive.extractall(task)
+    for entry in entries.values():
+        if (entry.external_attr >> 16) & 0o111:
+            os.chmod(task / entry.filename, (entry.external_attr >> 16) & 0o777)
+    headers = subprocess.run(["readelf", "-l", "-d", str(task / "bootstrap")], capture_output=True, text=True).stdout
+    assert "[Requesting program interpreter: /var/task/lib/ld-linux-x86-64.so.2]" in headers
+    assert "(RPATH)              Library rpath: [/var/task/lib:$ORIGIN/lib]" in headers
+
+    if os.geteuid() != 0:
+        return  # the chroot runs below need root
+    run = subprocess.run([shutil.which("chroot"), str(tmp_path / "root"), "/var/task/bootstrap"], capture_output=True, text=True,
+                         env={})
+    assert run.returncode == 0 and run.stdout.startswith("avformat "), run.stdout + run.stderr
+
+    # The real probe as scripts/test built it (debug, so over Lambda's size limit): in the same empty chroot it
+    # starts, reads its environment and posts its init error (no credentials) to the Runtime API.
+    probe = os.environ.get("CINESCALE_PROBE_BIN")
+    if not probe or not os.path.exists(probe):
+        return
+    shutil.copy(probe, bin_dir / "probe")
+    out = subprocess.run([os.path.join(AWS, "package.sh"), "--bin-dir", str(bin_dir), "--out", str(dist),
+                          "--no-size-limit", "probe"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    shutil.rmtree(tmp_path / "root")
+    with zipfile.ZipFile(dist / "probe.zip") as archive:
+        archive.extractall(task)
+    os.chmod(task / "bootstrap", 0o755)
+    os.chmod(task / "lib" / "ld-linux-x86-64.so.2", 0o755)
+    server, posted = runtime_api_stub()
+    try:
+        run = subprocess.run([shutil.which("chroot"), str(tmp_path / "root"), "/var/task/bootstrap"], capture_output=True, text=True,
+                             timeout=60, env={"AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}"})
+    finally:
+        server.shutdown()
+    assert run.returncode == 1, run.stderr
+    assert [path for path, _ in posted] == ["/2018-06-01/runtime/init/error"], posted
+    assert "AWS_ACCESS_KEY_ID" in posted[0][1], posted
+
+
+def test_aws_deploy_uploads_by_content_hash_and_deploys_the_template(tmp_path):
+    """deploy.sh against a stub aws-cli that records its arguments: each zip goes to the artifact bucket under its
+    SHA-256 (once), and `aws cloudformation deploy` gets the template, CAPABILITY_IAM and parameters it declares."""
+    import hashlib
+    import json
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for name in ("probe", "transcode"):
+        (dist / f"{name}.zip").write_bytes(f"{name} zip".encode())
+    calls = tmp_path / "calls.jsonl"
+    stub = tmp_path / "bin" / "aws"
+    stub.parent.mkdir()
+    stub.write_text(
+        f"#!{os.sys.executable}\nimport json, os, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "sys.exit(0 if 's3api' not in sys.argv or os.environ.get('STUB_HAS_OBJECTS') else 254)\n")
+    stub.chmod(0o755)
+    environment = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}"}
+    command = [os.path.join(AWS, "deploy.sh"), "--artifact-bucket", "acme-artifacts", "--region", "eu-west-1",
+               "--stack-name", "video", "--dist", str(dist), "Ladder=360,720", "X264Preset=faster"]
+    out = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert out.returncode == 0, out.stderr
+    recorded = [json.loads(line) for line in open(calls)]
+
+    keys = {name: f"cinescale/lambda/{name}-{hashlib.sha256(f'{name} zip'.encode()).hexdigest()}.zip"
+            for name in ("probe", "transcode")}
+    copies = [c for c in recorded if c[2:4] == ["s3", "cp"]]
+    assert [c[:2] for c in recorded] == [["--region", "eu-west-1"]] * len(recorded)
+    assert [(c[4], c[5]) for c in copies] == [(str(dist / f"{n}.zip"), f"s3://acme-artifacts/{keys[n]}")
+                                              for n in ("probe", "transcode")]
+    deploy = next(c for c in recorded if c[2:4] == ["cloudformation", "deploy"])
+    assert deploy[deploy.index("--template-file") + 1] == TEMPLATE
+    assert deploy[deploy.index("--stack-name") + 1] == "video"
+    assert deploy[deploy.index("--capabilities") + 1] == "CAPABILITY_IAM"
+    overrides = dict(p.split("=", 1) for p in deploy[deploy.index("--parameter-overrides") + 1:])
+    parameters = cfn_template()["Parameters"]
+    assert set(overrides) <= set(parameters), set(overrides) - set(parameters)
+    assert {name for name, p in parameters.items() if "Default" not in p} <= set(overrides)
+    assert overrides == {"ArtifactBucket": "acme-artifacts", "ProbeCodeKey": keys["probe"],
+                         "TranscodeCodeKey": keys["transcode"], "Ladder": "360,720", "X264Preset": "faster"}
+    assert re.fullmatch(parameters["Ladder"]["AllowedPattern"], overrides["Ladder"])
+    assert overrides["X264Preset"] in parameters["X264Preset"]["AllowedValues"]
+
+    # The same zips again: already in the bucket, not uploaded twice; the stack deploy still runs.
+    calls.unlink()
+    out = subprocess.run(command, capture_output=True, text=True, env={**environment, "STUB_HAS_OBJECTS": "1"})
+    assert out.returncode == 0, out.stderr
+    recorded = [json.loads(line) for line in open(calls)]
+    assert not [c for c in recorded if c[2:4] == ["s3", "cp"]]
+    assert [c for c in recorded if c[2:4] == ["cloudformation", "deploy"]]
+
+    # Without the zips it says what to run first.
+    out = subprocess.run(command[:-2] + ["--dist", str(tmp_path / "none")], capture_output=True, text=True,
+                         env=environment)
+    assert out.returncode != 0 and "run infra/aws/package.sh first" in out.stderr
