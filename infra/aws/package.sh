@@ -106,7 +106,7 @@ for function in "${FUNCTIONS[@]}"; do
     libraries="$(shared_libraries "$executable")"
     if [ "$DRY_RUN" -eq 1 ]; then
         echo "would package $executable as $OUT/$function.zip: bootstrap + $(wc -l <<<"$libraries") libraries:"
-        sed 's/^/  lib\//' <<<"$libraries"
+        sed 's/^\([^ ]*\) /  lib\/\1 <- /' <<<"$libraries"
         continue
     fi
 
