@@ -411,31 +411,50 @@ def test_aws_scripts_are_strict_shellcheck_clean_and_explain_themselves():
         assert out.returncode == 2 and "usage:" in out.stderr
 
 
-def runtime_api_stub():
-    """A Runtime API that records what a function posts (the init error here) and has no invocation to give."""
+def lambda_stub(event):
+    """One local server as Lambda's Runtime API (hands out `event` once, then answers /next with 500, which ends
+    the function) and as an S3 endpoint that has no object (404 to every GET and HEAD); records what it is sent."""
     import http.server
+    import json
     import threading
 
-    posted = []
+    seen = []
+    handed = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            posted.append((self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()))
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
+        def answer(self, status, body=b"", headers=()):
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def do_GET(self):
-            self.send_response(500)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            if not self.path.startswith("/2018-06-01/"):
+                seen.append((self.command, self.path, self.headers.get("x-amz-security-token")))
+                return self.answer(404, b"<Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>",
+                                   [("Content-Type", "application/xml")])
+            if handed:
+                return self.answer(500)
+            handed.append(True)
+            self.answer(200, json.dumps(event).encode(), [
+                ("Content-Type", "application/json"), ("Lambda-Runtime-Aws-Request-Id", "request-1"),
+                ("Lambda-Runtime-Deadline-Ms", "4102444800000")])
+
+        do_HEAD = do_GET
+
+        def do_POST(self):
+            seen.append(("POST", self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()))
+            self.answer(202)
 
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, posted
+    return server, seen
 
 
 def test_aws_package_zips_a_bootstrap_that_needs_nothing_from_the_runtime_image(tmp_path):
@@ -492,8 +511,10 @@ def test_aws_package_zips_a_bootstrap_that_needs_nothing_from_the_runtime_image(
                          env={})
     assert run.returncode == 0 and run.stdout.startswith("avformat "), run.stdout + run.stderr
 
-    # The real probe as scripts/test built it (debug, so over Lambda's size limit): in the same empty chroot it
-    # starts, reads its environment and posts its init error (no credentials) to the Runtime API.
+    # The real probe as scripts/test built it (debug, so over Lambda's size limit), in the same chroot with only
+    # /proc added (Lambda has one; the Swift runtime needs it) and Lambda's LD_LIBRARY_PATH: it takes an S3 event
+    # in AWS's format from the Runtime API, signs its HEAD of the upload with the role's session token, and
+    # posts the 404 as the invocation's error.
     probe = os.environ.get("CINESCALE_PROBE_BIN")
     if not probe or not os.path.exists(probe):
         return
@@ -506,15 +527,30 @@ def test_aws_package_zips_a_bootstrap_that_needs_nothing_from_the_runtime_image(
         archive.extractall(task)
     os.chmod(task / "bootstrap", 0o755)
     os.chmod(task / "lib" / "ld-linux-x86-64.so.2", 0o755)
-    server, posted = runtime_api_stub()
+    event = {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1", "eventTime": "2026-01-01T00:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "cinescale-ingest-123456789012-eu-west-1"},
+               "object": {"key": "uploads/a+b.mp4", "size": 1000}}}]}
+    server, seen = lambda_stub(event)
+    (tmp_path / "root" / "proc").mkdir()
+    subprocess.run(["mount", "-t", "proc", "proc", str(tmp_path / "root" / "proc")], check=True)
     try:
-        run = subprocess.run([shutil.which("chroot"), str(tmp_path / "root"), "/var/task/bootstrap"], capture_output=True, text=True,
-                             timeout=60, env={"AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}"})
+        endpoint = f"127.0.0.1:{server.server_address[1]}"
+        run = subprocess.run([shutil.which("chroot"), str(tmp_path / "root"), "/var/task/bootstrap"],
+                             capture_output=True, text=True, timeout=120, env={
+                                 "AWS_LAMBDA_RUNTIME_API": endpoint, "AWS_REGION": "eu-west-1",
+                                 "AWS_ACCESS_KEY_ID": "AKIDLAMBDA", "AWS_SECRET_ACCESS_KEY": "secret",
+                                 "AWS_SESSION_TOKEN": "session-token", "CINESCALE_S3_ENDPOINT": f"http://{endpoint}",
+                                 "MEDIA_BUCKET": "cinescale-media-123456789012-eu-west-1",
+                                 "LD_LIBRARY_PATH": "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:"
+                                                    "/var/task:/var/task/lib:/opt/lib"})
     finally:
+        subprocess.run(["umount", str(tmp_path / "root" / "proc")], check=True)
         server.shutdown()
-    assert run.returncode == 1, run.stderr
-    assert [path for path, _ in posted] == ["/2018-06-01/runtime/init/error"], posted
-    assert "AWS_ACCESS_KEY_ID" in posted[0][1], posted
+    assert ("HEAD", "/cinescale-ingest-123456789012-eu-west-1/uploads/a%20b.mp4", "session-token") in seen, seen
+    errors = [body for method, path, body in seen if path == "/2018-06-01/runtime/invocation/request-1/error"]
+    assert len(errors) == 1 and "404" in errors[0], (seen, run.stderr)
 
 
 def test_aws_deploy_uploads_by_content_hash_and_deploys_the_template(tmp_path):
