@@ -131,6 +131,9 @@ public struct SigV4Signer: Sendable {
     public var credentials: Credentials
     public var region: String
     public var service: String
+    /// Derived keys (four HMACs each) per day and scope, shared by copies of this signer: presigning an HLS
+    /// playlist signs every segment URL with the same key.
+    private let signingKeys = SigningKeyCache()
 
     public init(credentials: Credentials, region: String, service: String = "s3") {
         self.credentials = credentials
@@ -172,7 +175,7 @@ public struct SigV4Signer: Sendable {
             signedHeaders: signedList,
             payloadHash: payload.headerValue)
         let sts = SigV4Core.stringToSign(datetime: datetime, scope: scope, canonicalRequest: canonical)
-        let key = SigV4Core.signingKey(
+        let key = signingKeys.key(
             secret: credentials.secretAccessKey, date: day, region: region, service: service)
         let signature = Hex.encode(SigV4Core.hmac(key, sts))
         let authorization =
@@ -213,7 +216,7 @@ public struct SigV4Signer: Sendable {
             signedHeaders: signedList,
             payloadHash: PayloadSignature.unsignedPayloadValue)
         let sts = SigV4Core.stringToSign(datetime: datetime, scope: scope, canonicalRequest: canonical)
-        let key = SigV4Core.signingKey(
+        let key = signingKeys.key(
             secret: credentials.secretAccessKey, date: day, region: region, service: service)
         items.append(("X-Amz-Signature", Hex.encode(SigV4Core.hmac(key, sts))))
         return items
@@ -231,7 +234,7 @@ public struct SigV4Signer: Sendable {
         let datetime = AMZDate.iso8601Basic(date)
         let day = String(datetime.prefix(8))
         return ChunkSigner(
-            key: SigV4Core.signingKey(secret: credentials.secretAccessKey, date: day, region: region, service: service),
+            key: signingKeys.key(secret: credentials.secretAccessKey, date: day, region: region, service: service),
             datetime: datetime,
             scope: SigV4Core.scope(date: day, region: region, service: service),
             previousSignature: seedSignature)
