@@ -58,6 +58,13 @@ osd objectstore = memstore
 memstore device bytes = 4294967296
 osd max object name len = 460
 osd max object namespace len = 64
+# No monitor commands from the OSD as it starts (crush set-device-class, crush create-or-move): this script
+# places it in the CRUSH map instead. A Ceph 16 daemon's monitor client starts with a zero fsid and learns
+# the real one from the first monmap; the OSD sends those commands as soon as it has authenticated, which
+# on this 2-core machine was before the monmap arrived in 2 starts of 7: the monitor refused them ("wrong
+# fsid"), the OSD exited, and RGW waited for it until the test's timeout.
+osd class update on start = false
+osd crush update on start = false
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw data = $DIR/rgw
@@ -81,11 +88,24 @@ for _ in $(seq 1 150); do
     sleep 0.2
 done
 ceph -c "$CONF" --connect-timeout 30 osd create > /dev/null
+if ! out="$(ceph -c "$CONF" --connect-timeout 30 osd crush add osd.0 1.0 root=default 2>&1)"; then
+    echo "$out" >&2
+    exit 1
+fi
 ceph-osd -c "$CONF" -i 0 --mkfs > "$DIR/log/osd-mkfs.out" 2>&1
 start osd ceph-osd -c "$CONF" -i 0 -f
 start rgw radosgw -c "$CONF" -n client.rgw.a -f
 
+alive() {  # whether every daemon started so far still runs
+    local pid
+    while read -r pid; do kill -0 "$pid" 2> /dev/null || return 1; done < "$DIR/pids"
+}
+
 for _ in $(seq 1 600); do
+    if ! alive; then
+        echo "a Ceph daemon exited during start-up; logs in $DIR/log" >&2
+        exit 1
+    fi
     if curl -s -o /dev/null "http://127.0.0.1:$RGW_PORT/"; then
         radosgw-admin -c "$CONF" user create --uid=cinescale --display-name=CineScale \
             --access-key="$ACCESS_KEY" --secret="$SECRET_KEY" > /dev/null
