@@ -203,7 +203,6 @@ final class AsyncScheduler: Sendable {
     /// Leased mode: claims due work up to the free capacity of each function, renews leases, refreshes the
     /// shared counts; sleeps until woken (an enqueue here or elsewhere, a finished attempt) or the next due time.
     private func runLeased(_ leased: any LeasedInvocationQueue) async {
-        let functions = core.ordered.map(\.name)
         let renewEvery = leased.leaseDuration / 3
         var lastRenewal = ContinuousClock.now
         var lastCount = ContinuousClock.now - .seconds(10)
@@ -248,10 +247,12 @@ final class AsyncScheduler: Sendable {
                     updateDepth()
                     lastCount = .now
                 }
-                let full = state.withLock { s in
-                    core.ordered.allSatisfy { s.functions[$0.name]!.running >= $0.configuration.concurrency }
+                // Only functions with a free worker can start anything: a backlog of a busy function is due
+                // already, and waiting for it would spin (its finishing attempt wakes this loop instead).
+                let free = state.withLock { s in
+                    core.ordered.filter { s.functions[$0.name]!.running < $0.configuration.concurrency }.map(\.name)
                 }
-                if !full, let next = try await leased.nextDue(functions: functions) {
+                if !free.isEmpty, let next = try await leased.nextDue(functions: free) {
                     wait = min(wait, .milliseconds(Int64(max(0, next.timeIntervalSinceNow) * 1000) + 1))
                 }
                 wait = min(wait, renewEvery)
