@@ -300,13 +300,11 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
         let logger = self.logger
         writes.submit {
             do {
-                let updated = try await client.withConnection { connection in
-                    let rows = try await connection.query(query, logger: logger)
-                    _ = try await rows.collect()
+                try await client.withConnection { connection in
+                    // No row updated: the lease went to another gateway, whose attempt's record stands.
+                    try await connection.query(query, logger: logger)
                     if notify { try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger) }
-                    return rows
                 }
-                _ = updated
                 done(nil)
             } catch {
                 logger.error("could not record an invocation's outcome", metadata: [
