@@ -90,8 +90,16 @@ public enum FunctionRuntime {
             metadata: ["cinescale.runtime.api": .string("\(configuration.host):\(configuration.port)")])
 
         var served = 0
+        // The next invocation, when it was asked for together with the previous outcome.
+        var fetched: Invocation?
         while maxInvocations.map({ served < $0 }) ?? true {
-            let invocation = try await client.nextInvocation()
+            let invocation: Invocation
+            if let next = fetched {
+                invocation = next
+                fetched = nil
+            } else {
+                invocation = try await client.nextInvocation()
+            }
             shutdown.beginInvocation()
             let context = makeContext(invocation, configuration: configuration, logger: logger)
             let result: Result<ByteBuffer, any Error>
@@ -100,9 +108,10 @@ public enum FunctionRuntime {
             } catch {
                 result = .failure(error)
             }
+            let outcome: InvocationOutcome
             switch result {
             case .success(let output):
-                try await client.reportResponse(requestID: invocation.requestID, body: output)
+                outcome = .response(output)
             case .failure(let error):
                 let report = ErrorReport(error)
                 context.logger.error(
@@ -111,10 +120,19 @@ public enum FunctionRuntime {
                         "cinescale.error.type": .string(report.errorType),
                         "cinescale.error.message": .string(report.errorMessage),
                     ])
-                try await client.reportError(requestID: invocation.requestID, error: report)
+                outcome = .error(report)
+            }
+            // Ask for the next invocation together with this outcome, unless this is the last one (a stop
+            // requested, or the budget spent). Once the outcome is posted the worker is idle: a stop
+            // requested from then on exits at once, even while the next invocation is awaited.
+            let thenNext = !shutdown.isStopRequested && (maxInvocations.map { served + 1 < $0 } ?? true)
+            var stop = false
+            fetched = try await client.post(outcome, requestID: invocation.requestID, thenNext: thenNext) {
+                stop = shutdown.endInvocation()
+                return !stop
             }
             served += 1
-            if shutdown.endInvocation() {
+            if stop {
                 logger.info("stop requested; exiting after the invocation in progress")
                 return .stopped(invocations: served)
             }

@@ -42,4 +42,29 @@ public protocol RuntimeAPIClient {
     func reportError(requestID: String, error: ErrorReport) async throws
     /// Posts a failure to create the handler (`Lambda-Runtime-Function-Error-Type: Runtime.InitError`).
     func reportInitError(_ error: ErrorReport) async throws
+    /// Posts the outcome of `requestID`, calls `posted` once the post is answered and then, when `thenNext` is
+    /// true and `posted` returned true, long-polls for the next invocation. A client may send `GET …/next` in
+    /// the same write as the post when the server says it answers pipelined requests.
+    func post(_ outcome: InvocationOutcome, requestID: String, thenNext: Bool, posted: () -> Bool) async throws
+        -> Invocation?
+}
+
+/// What a handler made of an invocation.
+public enum InvocationOutcome: Sendable {
+    case response(ByteBuffer)
+    case error(ErrorReport)
+}
+
+extension RuntimeAPIClient {
+    /// One request after the other.
+    public func post(_ outcome: InvocationOutcome, requestID: String, thenNext: Bool, posted: () -> Bool)
+        async throws -> Invocation?
+    {
+        switch outcome {
+        case .response(let body): try await reportResponse(requestID: requestID, body: body)
+        case .error(let report): try await reportError(requestID: requestID, error: report)
+        }
+        guard posted(), thenNext else { return nil }
+        return try await nextInvocation()
+    }
 }

@@ -5,7 +5,9 @@ import NIOPosix
 
 /// A ``RuntimeAPIClient`` on one persistent HTTP/1.1 connection (reopened only if the server closes it).
 ///
-/// Requests are strictly sequential, as the Runtime API expects; `/next` waits without a timeout.
+/// Requests are sequential, as the Runtime API expects — except that when the server announces it
+/// (`CineScale-Runtime-Pipelining: 1`, sent by CineScale's gateway) an outcome post and the next `/next` are
+/// pipelined in one write, answered in order. `/next` waits without a timeout.
 /// Status handling follows the Runtime API: `/next` must answer 200; a post answered 2xx is accepted,
 /// 4xx (the invocation is unknown or already timed out, or the payload is too large) is logged and the
 /// loop carries on, anything else is thrown (5xx means the runtime must exit).
@@ -16,8 +18,14 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
     private let logger: Logger
     private let hostHeader: String
     private var channel: (any Channel)?
+    /// The server said (in its last event) that it answers pipelined requests in order: the outcome post and
+    /// the next `/next` then go out in one write. AWS does not say so; there requests go one at a time.
+    private var serverPipelines = false
 
     private static let basePath = "/2018-06-01/runtime"
+    private static let nextPath = basePath + "/invocation/next"
+    /// The header with which CineScale's gateway announces that it answers pipelined requests.
+    public static let pipeliningHeader = "CineScale-Runtime-Pipelining"
 
     /// Creates a client; the connection is opened by the first request (or by ``connect()``).
     public init(host: String, port: Int, eventLoop: any EventLoop, logger: Logger) {
@@ -45,7 +53,10 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
     }
 
     public func nextInvocation() async throws -> Invocation {
-        let response = try await send(.GET, Self.basePath + "/invocation/next", headers: [], body: nil)
+        try invocation(from: try await send(.GET, Self.nextPath, headers: [], body: nil))
+    }
+
+    private func invocation(from response: RuntimeAPIResponse) throws -> Invocation {
         guard response.head.status == .ok else {
             throw RuntimeError.unexpectedStatus(
                 "GET /invocation/next answered \(response.head.status.code): \(response.bodyText)")
@@ -54,6 +65,7 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
         guard let requestID = headers.first(name: "Lambda-Runtime-Aws-Request-Id"), !requestID.isEmpty else {
             throw RuntimeError.protocolViolation("/invocation/next response has no Lambda-Runtime-Aws-Request-Id")
         }
+        serverPipelines = headers.first(name: Self.pipeliningHeader) == "1"
         return Invocation(
             requestID: requestID,
             deadlineMilliseconds: headers.first(name: "Lambda-Runtime-Deadline-Ms").flatMap { Int64($0) },
@@ -62,6 +74,52 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
             clientContext: headers.first(name: "Lambda-Runtime-Client-Context"),
             cognitoIdentity: headers.first(name: "Lambda-Runtime-Cognito-Identity"),
             event: response.body ?? ByteBuffer())
+    }
+
+    public func post(_ outcome: InvocationOutcome, requestID: String, thenNext: Bool, posted: () -> Bool)
+        async throws -> Invocation?
+    {
+        let path: String
+        let headers: [(String, String)]
+        let body: ByteBuffer
+        switch outcome {
+        case .response(let output):
+            (path, headers, body) = (Self.basePath + "/invocation/" + requestID + "/response", [], output)
+        case .error(let report):
+            (path, headers, body) = (
+                Self.basePath + "/invocation/" + requestID + "/error",
+                [("Content-Type", "application/json"), ("Lambda-Runtime-Function-Error-Type", "Unhandled")],
+                ByteBuffer(string: report.json)
+            )
+        }
+        guard thenNext && serverPipelines else {
+            try check(try await send(.POST, path, headers: headers, body: body), path: path)
+            guard posted(), thenNext else { return nil }
+            return try await nextInvocation()
+        }
+        // Pipelined: both requests in one write; the server answers them in order.
+        let channel = try await activeChannel()
+        let postAnswer = channel.eventLoop.makePromise(of: RuntimeAPIResponse.self)
+        let nextAnswer = channel.eventLoop.makePromise(of: RuntimeAPIResponse.self)
+        channel.write(RuntimeAPIRequest(head: head(.POST, path, headers, body), body: body, promise: postAnswer))
+            .cascadeFailure(to: postAnswer)
+        channel.writeAndFlush(RuntimeAPIRequest(head: head(.GET, Self.nextPath, [], nil), body: nil, promise: nextAnswer))
+            .cascadeFailure(to: nextAnswer)
+        let postResponse = try await answer(postAnswer, on: channel, for: "POST \(path)")
+        do {
+            try check(postResponse, path: path)
+        } catch {
+            drop(channel)
+            throw error
+        }
+        // Stopping: the `/next` already sent is left unanswered; the connection goes with the process.
+        guard posted() else { return nil }
+        guard postResponse.head.isKeepAlive else {
+            // The server closes after the post, so the pipelined `/next` is lost; ask again.
+            drop(channel)
+            return try await nextInvocation()
+        }
+        return try invocation(from: try await answer(nextAnswer, on: channel, for: "GET \(Self.nextPath)"))
     }
 
     public func reportResponse(requestID: String, body: ByteBuffer) async throws {
@@ -107,34 +165,50 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
         }
     }
 
-    private func send(
-        _ method: HTTPMethod, _ path: String, headers extra: [(String, String)], body: ByteBuffer?
-    ) async throws -> RuntimeAPIResponse {
-        let channel = try await activeChannel()
+    private func head(_ method: HTTPMethod, _ path: String, _ extra: [(String, String)], _ body: ByteBuffer?)
+        -> HTTPRequestHead
+    {
         var headers = HTTPHeaders()
         headers.reserveCapacity(4 + extra.count)
         headers.add(name: "Host", value: hostHeader)
         headers.add(name: "User-Agent", value: "CineScale-FunctionRuntime/1")
         if method == .POST { headers.add(name: "Content-Length", value: String(body?.readableBytes ?? 0)) }
         for (name, value) in extra { headers.add(name: name, value: value) }
-        let head = HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
+        return HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)
+    }
+
+    private func send(
+        _ method: HTTPMethod, _ path: String, headers extra: [(String, String)], body: ByteBuffer?
+    ) async throws -> RuntimeAPIResponse {
+        let channel = try await activeChannel()
         let promise = channel.eventLoop.makePromise(of: RuntimeAPIResponse.self)
-        channel.writeAndFlush(RuntimeAPIRequest(head: head, body: body, promise: promise)).cascadeFailure(to: promise)
-        let response: RuntimeAPIResponse
-        do {
-            response = try await promise.futureResult.get()
-        } catch {
-            self.channel = nil
-            channel.close(promise: nil)
-            if let error = error as? RuntimeError { throw error }
-            throw RuntimeError.connectionClosed("\(method) \(path) failed", underlying: error)
-        }
+        channel.writeAndFlush(RuntimeAPIRequest(head: head(method, path, extra, body), body: body, promise: promise))
+            .cascadeFailure(to: promise)
+        let response = try await answer(promise, on: channel, for: "\(method) \(path)")
         if !response.head.isKeepAlive {
             // The server will close; open a fresh connection for the next request.
-            self.channel = nil
-            channel.close(promise: nil)
+            drop(channel)
         }
         return response
+    }
+
+    /// The response `promise` stands for; on failure the connection is dropped (the next request opens a
+    /// new one).
+    private func answer(_ promise: EventLoopPromise<RuntimeAPIResponse>, on channel: any Channel, for request: String)
+        async throws -> RuntimeAPIResponse
+    {
+        do {
+            return try await promise.futureResult.get()
+        } catch {
+            drop(channel)
+            if let error = error as? RuntimeError { throw error }
+            throw RuntimeError.connectionClosed("\(request) failed", underlying: error)
+        }
+    }
+
+    private func drop(_ channel: any Channel) {
+        if self.channel === channel { self.channel = nil }
+        channel.close(promise: nil)
     }
 
     private func activeChannel() async throws -> any Channel {
@@ -179,19 +253,14 @@ private final class RuntimeAPIChannelHandler: ChannelDuplexHandler {
     typealias OutboundIn = RuntimeAPIRequest
     typealias OutboundOut = HTTPClientRequestPart
 
-    private var pending: EventLoopPromise<RuntimeAPIResponse>?
+    /// Requests sent and not yet answered, oldest first (two when a post and `/next` are pipelined).
+    private var pending = CircularBuffer<EventLoopPromise<RuntimeAPIResponse>>(initialCapacity: 2)
     private var head: HTTPResponseHead?
     private var body: ByteBuffer?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        guard pending == nil else {
-            let error = RuntimeError.protocolViolation("a request was sent before the previous one was answered")
-            request.promise.fail(error)
-            promise?.fail(error)
-            return
-        }
-        pending = request.promise
+        pending.append(request.promise)
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         if let body = request.body, body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
@@ -210,12 +279,11 @@ private final class RuntimeAPIChannelHandler: ChannelDuplexHandler {
                 body!.writeBuffer(&part)
             }
         case .end:
-            guard let promise = pending, let head else {
+            guard let head, let promise = pending.popFirst() else {
                 context.fireErrorCaught(RuntimeError.protocolViolation("a response arrived with no request"))
                 return
             }
             let response = RuntimeAPIResponse(head: head, body: body)
-            self.pending = nil
             self.head = nil
             self.body = nil
             promise.succeed(response)
@@ -233,10 +301,10 @@ private final class RuntimeAPIChannelHandler: ChannelDuplexHandler {
     }
 
     private func failPending(_ error: RuntimeError) {
-        guard let promise = pending else { return }
-        pending = nil
+        let waiting = pending
+        pending.removeAll()
         head = nil
         body = nil
-        promise.fail(error)
+        for promise in waiting { promise.fail(error) }
     }
 }

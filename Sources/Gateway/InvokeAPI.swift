@@ -228,7 +228,9 @@ public struct InvokeAPI: Sendable {
         do {
             // Outside S3, SigV4 signs the path URI-encoded twice (botocore, the AWS SDKs); try that first.
             var doubled = incoming
-            doubled.rawPath = rawPath.replacingOccurrences(of: "%", with: "%25")
+            if rawPath.utf8.contains(UInt8(ascii: "%")) {
+                doubled.rawPath = rawPath.replacingOccurrences(of: "%", with: "%25")
+            }
             verified = try verifier.verify(doubled, now: Date())
         } catch let first {
             if first.code == .signatureDoesNotMatch && rawPath.contains("%") {

@@ -83,10 +83,19 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var bodyTooLarge = false
     /// Set while this connection waits in `/next`.
     private var parkedToken: Int?
+    /// True between a read and its `channelReadComplete`: responses written then are flushed together at the
+    /// end of the read, so a runtime that pipelines `POST …/response` and `GET …/next` gets the 202 and its
+    /// next event in one write.
+    private var reading = false
+    private var flushPending = false
 
     private static let nextToken = Atomic<Int>(0)
     static let prefix = "/2018-06-01/runtime/"
     static let accepted = ByteBuffer(string: "{\"status\":\"OK\"}")
+    /// Sent with every event: this server answers pipelined requests in order, so a CineScale runtime may
+    /// send `GET …/next` together with its `POST …/response`. Runtimes that do not know it ignore it; AWS does
+    /// not send it, so there the runtime makes one request at a time.
+    static let pipeliningHeader = "CineScale-Runtime-Pipelining"
 
     init(dispatcher: FunctionDispatcher, slot: Int) {
         self.dispatcher = dispatcher
@@ -95,6 +104,7 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reading = true
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
@@ -115,6 +125,15 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
             self.head = nil
             route(context: context, head: head)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -184,8 +203,9 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
                 body: Self.errorBody("ServiceException", "The worker is being stopped."))
         }
         var headers = HTTPHeaders()
-        headers.reserveCapacity(7)
+        headers.reserveCapacity(8)
         headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: Self.pipeliningHeader, value: "1")
         headers.add(name: "Lambda-Runtime-Aws-Request-Id", value: work.requestID)
         headers.add(name: "Lambda-Runtime-Deadline-Ms", value: String(work.deadlineMs))
         headers.add(name: "Lambda-Runtime-Invoked-Function-Arn", value: dispatcher.arn)
@@ -271,7 +291,12 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         if keepAlive {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
+            if reading {
+                flushPending = true
+            } else {
+                context.flush()
+            }
         } else {
             let closed = context.writeAndFlush(wrapOutboundOut(.end(nil)))
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)

@@ -190,23 +190,35 @@ public struct SigV4Verifier: Sendable {
     }
 
     private func parseCredential(_ credential: String, code: SigV4Error.Code) throws(SigV4Error) -> CredentialScope {
-        let parts = credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count >= 5, parts.suffix(4).allSatisfy({ !$0.isEmpty }) else {
-            throw SigV4Error(
-                code,
-                "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"."
-            )
+        // "<AKID>/YYYYMMDD/REGION/SERVICE/aws4_request"; the access key id may itself hold '/', so the scope is
+        // the last four fields.
+        let malformed = SigV4Error(
+            code,
+            "Error parsing the X-Amz-Credential parameter; the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"."
+        )
+        let u = credential.utf8
+        var slashes: [String.Index] = []
+        var i = u.endIndex
+        while i > u.startIndex && slashes.count < 4 {
+            u.formIndex(before: &i)
+            if u[i] == UInt8(ascii: "/") { slashes.append(i) }
         }
-        let n = parts.count
+        guard slashes.count == 4 else { throw malformed }
+        // slashes[3] < slashes[2] < slashes[1] < slashes[0]
+        func field(_ from: String.Index, _ to: String.Index) -> String { String(credential[u.index(after: from)..<to]) }
+        let terminal = String(credential[u.index(after: slashes[0])...])
         let cred = CredentialScope(
-            accessKeyId: parts[0..<(n - 4)].joined(separator: "/"), date: parts[n - 4], region: parts[n - 3],
-            service: parts[n - 2])
+            accessKeyId: String(credential[..<slashes[3]]), date: field(slashes[3], slashes[2]),
+            region: field(slashes[2], slashes[1]), service: field(slashes[1], slashes[0]))
+        guard !cred.date.isEmpty, !cred.region.isEmpty, !cred.service.isEmpty, !terminal.isEmpty else {
+            throw malformed
+        }
         guard !cred.accessKeyId.isEmpty else {
             throw SigV4Error(code, "The Credential is mal-formed; the access key id is empty.")
         }
-        guard parts[n - 1] == "aws4_request" else {
+        guard terminal == "aws4_request" else {
             throw SigV4Error(
-                code, "The Credential is mal-formed; incorrect terminal \"\(parts[n - 1])\". This endpoint uses \"aws4_request\".")
+                code, "The Credential is mal-formed; incorrect terminal \"\(terminal)\". This endpoint uses \"aws4_request\".")
         }
         guard cred.date.utf8.count == 8, cred.date.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
             throw SigV4Error(code, "The Credential is mal-formed; invalid date \"\(cred.date)\". This date is not in the format \"yyyyMMdd\".")
@@ -271,7 +283,49 @@ public struct SigV4Verifier: Sendable {
     }
 
     private static func parseSignedHeaders(_ s: String) -> [String] {
-        s.split(separator: ";").map { String($0).httpTrimmed.asciiLowercased }.filter { !$0.isEmpty }
+        var names: [String] = []
+        var start = s.utf8.startIndex
+        let end = s.utf8.endIndex
+        while start <= end {
+            let stop = s.utf8[start...].firstIndex(of: UInt8(ascii: ";")) ?? end
+            let name = String(s[start..<stop]).httpTrimmed.asciiLowercased
+            if !name.isEmpty { names.append(name) }
+            guard stop < end else { break }
+            start = s.utf8.index(after: stop)
+        }
+        return names
+    }
+
+    /// "Credential=…, SignedHeaders=…, Signature=…" (any order, whitespace around the parts; the last of a
+    /// repeated name wins; unknown names ignored).
+    static func authorizationFields(_ u: Substring.UTF8View) -> (credential: String?, signedHeaders: String?, signature: String?) {
+        var result: (credential: String?, signedHeaders: String?, signature: String?) = (nil, nil, nil)
+        var start = u.startIndex
+        while start < u.endIndex {
+            let stop = u[start...].firstIndex(of: UInt8(ascii: ",")) ?? u.endIndex
+            var lo = start
+            var hi = stop
+            while lo < hi && u[lo].isHTTPWhitespace { u.formIndex(after: &lo) }
+            while hi > lo && u[u.index(before: hi)].isHTTPWhitespace { u.formIndex(before: &hi) }
+            if let eq = u[lo..<hi].firstIndex(of: UInt8(ascii: "=")) {
+                var nameEnd = eq
+                while nameEnd > lo && u[u.index(before: nameEnd)].isHTTPWhitespace { u.formIndex(before: &nameEnd) }
+                var valueStart = u.index(after: eq)
+                while valueStart < hi && u[valueStart].isHTTPWhitespace { u.formIndex(after: &valueStart) }
+                let name = u[lo..<nameEnd]
+                let value = String(Substring(u[valueStart..<hi]))
+                if name.elementsEqual("Credential".utf8) {
+                    result.credential = value
+                } else if name.elementsEqual("SignedHeaders".utf8) {
+                    result.signedHeaders = value
+                } else if name.elementsEqual("Signature".utf8) {
+                    result.signature = value
+                }
+            }
+            guard stop < u.endIndex else { break }
+            start = u.index(after: stop)
+        }
+        return result
     }
 
     // MARK: SigV4 header
@@ -281,14 +335,9 @@ public struct SigV4Verifier: Sendable {
         authorization: String, now: Date
     ) throws(SigV4Error) -> VerifiedRequest {
         let malformed = SigV4Error.Code.authorizationHeaderMalformed
-        var fields: [String: String] = [:]
-        for part in authorization.dropFirst(SigV4Core.algorithm.count).split(separator: ",") {
-            let p = String(part).httpTrimmed
-            guard let eq = p.firstIndex(of: "=") else { continue }
-            fields[String(p[..<eq]).httpTrimmed] = String(p[p.index(after: eq)...]).httpTrimmed
-        }
-        guard let credential = fields["Credential"], let signedList = fields["SignedHeaders"],
-            let provided = fields["Signature"]
+        let fields = Self.authorizationFields(authorization.utf8.dropFirst(SigV4Core.algorithm.utf8.count))
+        guard let credential = fields.credential, let signedList = fields.signedHeaders,
+            let provided = fields.signature
         else {
             throw SigV4Error(
                 malformed,
