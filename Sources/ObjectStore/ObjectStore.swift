@@ -243,16 +243,25 @@ public final class ObjectStore: Sendable {
             if try Posix.mkdir(location.level2) {
                 if fsync { try Posix.fsyncDirectory(location.level1) }
             }
+            var retired: String?
             let sequencer = try bucket.state.withLock { state -> Int64 in
                 guard !state.deleted else {
                     throw ObjectStoreError(.noSuchBucket, "The specified bucket does not exist.", bucket: bucket.name)
                 }
-                try checkConditions(conditions, current: state.index.find(entry.key), bucket: bucket.name, key: entry.key)
-                try Posix.rename(temp.path, location.file)
+                let current = state.index.find(entry.key)
+                try checkConditions(conditions, current: current, bucket: bucket.name, key: entry.key)
+                if let current, current.size >= Self.retireThreshold { retired = retire(location.file) }
+                do {
+                    try Posix.rename(temp.path, location.file)
+                } catch {
+                    if let retired { _ = try? Posix.unlink(retired) }
+                    throw error
+                }
                 temp.markInstalled()
                 state.index.upsert(entry)
                 return nextSequencer()
             }
+            if let retired { release(retired) }
             if fsync { try Posix.fsyncDirectory(location.level2) }
             logger.debug(
                 "object committed",
@@ -268,6 +277,24 @@ public final class ObjectStore: Sendable {
             }
             throw error
         }
+    }
+
+    /// Gives the file of an object about to be replaced or deleted a second name in `tmp/`, so that the rename
+    /// or unlink under the bucket lock only drops a name: freeing a large file's blocks and page cache (160 ms
+    /// for 200 MB on ext4 here) then happens in ``release(_:)``, after the answer and outside the lock. nil when
+    /// there is no file or no hard links; the caller then pays the cost as before. A crash leaves the name in
+    /// `tmp/`, which start-up empties.
+    /// Smaller files are unlinked in place: dropping them is cheap.
+    static let retireThreshold = 1 << 20
+
+    func retire(_ file: String) -> String? {
+        let name = paths.tmp + "/" + randomHex() + ".retired"
+        return Posix.link(file, as: name) ? name : nil
+    }
+
+    /// Unlinks a retired file on the thread pool, without waiting.
+    func release(_ retired: String) {
+        threadPool.submit { _ in _ = try? Posix.unlink(retired) }
     }
 
     func checkConditions(_ conditions: WriteConditions, current: IndexEntry?, bucket: String, key: String) throws {

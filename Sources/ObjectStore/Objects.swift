@@ -204,10 +204,13 @@ extension ObjectStore {
     /// Unlinks an object under the bucket lock. Blocking. Returns the event, or nil if absent.
     func removeObject(_ bucket: BucketState, key: String) throws -> ObjectStoreEvent? {
         let path = bucket.location(of: key).file
+        var retired: String?
+        defer { if let retired { release(retired) } }
         return try bucket.state.withLock { state -> ObjectStoreEvent? in
             guard !state.deleted else {
                 throw ObjectStoreError(.noSuchBucket, "The specified bucket does not exist.", bucket: bucket.name)
             }
+            if let current = state.index.find(key), current.size >= Self.retireThreshold { retired = retire(path) }
             let existed = try Posix.unlink(path)
             let entry = state.index.remove(key)
             guard existed || entry != nil else { return nil }

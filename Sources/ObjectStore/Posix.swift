@@ -118,6 +118,11 @@ enum Posix {
         if rc != 0 { throw fail("rename", to) }
     }
 
+    /// A second name for `path`'s file; false when there is no such file or the file system has no hard links.
+    static func link(_ path: String, as newPath: String) -> Bool {
+        path.withCString { f in newPath.withCString { t in systemLink(f, t) } } == 0
+    }
+
     /// Removes a file; returns false if it did not exist.
     @discardableResult
     static func unlink(_ path: String) throws -> Bool {
@@ -245,6 +250,7 @@ private func systemPread(_ fd: CInt, _ buf: UnsafeMutableRawPointer, _ count: In
 private func systemFsync(_ fd: CInt) -> CInt { fsync(fd) }
 private func systemRename(_ from: UnsafePointer<CChar>, _ to: UnsafePointer<CChar>) -> CInt { rename(from, to) }
 private func systemUnlink(_ path: UnsafePointer<CChar>) -> CInt { unlink(path) }
+private func systemLink(_ from: UnsafePointer<CChar>, _ to: UnsafePointer<CChar>) -> CInt { link(from, to) }
 private func systemMkdir(_ path: UnsafePointer<CChar>, _ mode: mode_t) -> CInt { mkdir(path, mode) }
 private func systemRmdir(_ path: UnsafePointer<CChar>) -> CInt { rmdir(path) }
 #endif

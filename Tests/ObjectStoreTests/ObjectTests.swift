@@ -132,6 +132,31 @@ import Testing
         }
     }
 
+    @Test func largeObjectsReplacedOrDeletedAreFreedAfterTheAnswer() async throws {
+        // Files of 1 MiB or more get a second name in tmp/ before the rename or unlink, and are unlinked from
+        // there afterwards; readers, contents and the directory must not notice.
+        try await withStore(fsync: true) { store, dir in
+            try await store.createBucket("b01")
+            let v1 = pattern(3 << 20, seed: 11)
+            let v2 = pattern((2 << 20) + 17, seed: 12)
+            let first = try await store.putObject(bucket: "b01", key: "big", body: buffer(v1))
+            #expect(first.etag == md5Hex(v1))
+            let reader = try await store.openObject(bucket: "b01", key: "big")
+            let second = try await store.putObject(bucket: "b01", key: "big", body: buffer(v2))
+            #expect(second.etag == md5Hex(v2))
+            #expect(try await readAll(store, bucket: "b01", key: "big").1 == v2)
+            #expect(try await readAll(reader, chunk: 1 << 20) == v1)
+            try await reader.close()
+            try await store.deleteObject(bucket: "b01", key: "big")
+            await expectError(.noSuchKey) { try await store.openObject(bucket: "b01", key: "big") }
+            for _ in 0..<200 where !dir.files(under: dir.root + "/tmp").isEmpty {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(dir.files(under: dir.root + "/tmp").isEmpty)
+            #expect(dir.files(under: dir.root + "/buckets/b01/objects").isEmpty)
+        }
+    }
+
     @Test func abortedDroppedAndFailedWritesLeaveNothing() async throws {
         try await withStore(maximumObjectSize: 100) { store, dir in
             try await store.createBucket("b01")
