@@ -114,7 +114,9 @@ public final class DurableDatabase: Sendable {
             do {
                 try pool.writeWithoutTransaction { db in
                     if durable != synchronousFull {
-                        try db.execute(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+                        // Cached: batches alternate between the two, and parsing a statement each time showed.
+                        try db.cachedStatement(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+                            .execute()
                         synchronousFull = durable
                     }
                     try db.inTransaction(.immediate) {

@@ -79,19 +79,7 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
     public func post(_ outcome: InvocationOutcome, requestID: String, thenNext: Bool, posted: () -> Bool)
         async throws -> Invocation?
     {
-        let path: String
-        let headers: [(String, String)]
-        let body: ByteBuffer
-        switch outcome {
-        case .response(let output):
-            (path, headers, body) = (Self.basePath + "/invocation/" + requestID + "/response", [], output)
-        case .error(let report):
-            (path, headers, body) = (
-                Self.basePath + "/invocation/" + requestID + "/error",
-                [("Content-Type", "application/json"), ("Lambda-Runtime-Function-Error-Type", "Unhandled")],
-                ByteBuffer(string: report.json)
-            )
-        }
+        let (path, headers, body) = Self.request(posting: outcome, requestID: requestID)
         guard thenNext && serverPipelines else {
             try check(try await send(.POST, path, headers: headers, body: body), path: path)
             guard posted(), thenNext else { return nil }
@@ -122,19 +110,30 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
         return try invocation(from: try await answer(nextAnswer, on: channel, for: "GET \(Self.nextPath)"))
     }
 
+    /// Path, headers and body of the post that reports `outcome`.
+    private static func request(posting outcome: InvocationOutcome, requestID: String)
+        -> (path: String, headers: [(String, String)], body: ByteBuffer)
+    {
+        switch outcome {
+        case .response(let output):
+            return (basePath + "/invocation/" + requestID + "/response", [], output)
+        case .error(let report):
+            return (
+                basePath + "/invocation/" + requestID + "/error",
+                [("Content-Type", "application/json"), ("Lambda-Runtime-Function-Error-Type", "Unhandled")],
+                ByteBuffer(string: report.json)
+            )
+        }
+    }
+
     public func reportResponse(requestID: String, body: ByteBuffer) async throws {
-        let path = Self.basePath + "/invocation/" + requestID + "/response"
-        let response = try await send(.POST, path, headers: [], body: body)
-        try check(response, path: path)
+        let (path, headers, body) = Self.request(posting: .response(body), requestID: requestID)
+        try check(try await send(.POST, path, headers: headers, body: body), path: path)
     }
 
     public func reportError(requestID: String, error: ErrorReport) async throws {
-        let path = Self.basePath + "/invocation/" + requestID + "/error"
-        let response = try await send(
-            .POST, path,
-            headers: [("Content-Type", "application/json"), ("Lambda-Runtime-Function-Error-Type", "Unhandled")],
-            body: ByteBuffer(string: error.json))
-        try check(response, path: path)
+        let (path, headers, body) = Self.request(posting: .error(error), requestID: requestID)
+        try check(try await send(.POST, path, headers: headers, body: body), path: path)
     }
 
     public func reportInitError(_ error: ErrorReport) async throws {

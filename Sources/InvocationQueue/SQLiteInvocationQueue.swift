@@ -51,7 +51,7 @@ public final class SQLiteInvocationQueue: DurableInvocationQueue {
             for invocation in invocations {
                 if let key = invocation.dedupeKey,
                     let existing = try String.fetchOne(
-                        db, sql: "SELECT id FROM invocation WHERE dedupe_key = ?", arguments: [key])
+                        db.cachedStatement(sql: "SELECT id FROM invocation WHERE dedupe_key = ?"), arguments: [key])
                 {
                     results.append(.duplicate(existingID: existing))
                     continue
