@@ -76,12 +76,6 @@ final class TempFile: Sendable {
         ObjectStoreError(.invalidRequest, "This writer has already been committed, aborted or has failed.")
     }
 
-    /// Appends bytes and updates the MD5. Blocking. On an I/O error the temp file is discarded.
-    func append(_ bytes: UnsafeRawBufferPointer, limit: Int) throws {
-        try write(bytes, limit: limit)
-        hash(bytes)
-    }
-
     /// Appends a chunk, hashing it on a second thread-pool thread while this one writes it. Bytes must be
     /// appended one chunk at a time (each call awaited), so the MD5 sees them in order.
     func append(_ buffer: ByteBuffer, limit: Int) async throws {
