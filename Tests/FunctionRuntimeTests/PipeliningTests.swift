@@ -45,12 +45,15 @@ private final class WireRuntimeAPI: @unchecked Sendable {
     func serve(invocations: Int, announce: Bool) -> (requests: [String], pipelined: [Bool]) {
         var requests: [String] = []
         var pipelined: [Bool] = []
-        connection = accept(listener, nil, nil)
+        repeat { connection = accept(listener, nil, nil) } while connection < 0 && errno == EINTR
+        // However this ends, the runtime must see the connection close rather than wait for an answer.
+        defer { shutdown(connection, Int32(SHUT_RDWR)) }
         guard connection >= 0 else { return ([], []) }
         var served = 0
         var pendingNext: String?
         while true {
-            guard let request = pendingNext ?? readRequest(timeoutMilliseconds: 5000) else { break }
+            // Generous: a loaded test machine may keep the runtime's task from running for seconds.
+            guard let request = pendingNext ?? readRequest(timeoutMilliseconds: 60_000) else { break }
             pendingNext = nil
             requests.append(request)
             if request.hasPrefix("GET ") {
@@ -103,7 +106,10 @@ private final class WireRuntimeAPI: @unchecked Sendable {
                 }
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            var count: Int
+            repeat {
+                count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            } while count < 0 && errno == EINTR
             guard count > 0 else { return nil }
             buffer += chunk[..<count]
         }
