@@ -10,6 +10,8 @@ public struct GatewayMetrics: Sendable {
     let duplicates: CoreMetrics.Counter
     let refusedForBound: CoreMetrics.Counter
     let eventRecords: CoreMetrics.Counter
+    /// Event notifications read (webhook POSTs, SQS messages); records per notification is the ratio.
+    let eventNotifications: CoreMetrics.Counter
     private let outcomes: [String: [String: CoreMetrics.Counter]]
     private let durations: [String: CoreMetrics.Timer]
     private let waits: [String: CoreMetrics.Timer]
@@ -24,6 +26,7 @@ public struct GatewayMetrics: Sendable {
         duplicates = CoreMetrics.Counter(label: "cinescale_gateway_event_duplicates_total", factory: factory)
         refusedForBound = CoreMetrics.Counter(label: "cinescale_gateway_invocations_refused_total", factory: factory)
         eventRecords = CoreMetrics.Counter(label: "cinescale_gateway_event_records_total", factory: factory)
+        eventNotifications = CoreMetrics.Counter(label: "cinescale_gateway_event_notifications_total", factory: factory)
         var outcomes: [String: [String: CoreMetrics.Counter]] = [:]
         var durations: [String: CoreMetrics.Timer] = [:]
         var waits: [String: CoreMetrics.Timer] = [:]

@@ -61,6 +61,7 @@ struct OperatorAPI: Sendable {
         let batch: EventIntake.Batch
         do throws(GatewayError) {
             batch = try intake.invocations(from: body, now: Date())
+            metrics.eventNotifications.increment()
             metrics.eventRecords.increment(by: Int64(batch.records))
             if !batch.invocations.isEmpty { try scheduler.admit(batch.invocations.count) }
         } catch {

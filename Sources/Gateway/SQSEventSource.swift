@@ -228,6 +228,7 @@ final class SQSEventSource: Sendable {
             reject(message, error.message, logger: logger)
             return
         }
+        metrics.eventNotifications.increment()
         metrics.eventRecords.increment(by: Int64(batch.records))
         var heartbeat = Heartbeat(visibilityTimeout: configuration.visibilityTimeout)
         var ids: [String] = []

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import ObjectStore
 import Prometheus
+import S3Wire
 import ServiceLifecycle
 import Synchronization
 
@@ -261,8 +262,10 @@ public final class EventNotifier: Service, Sendable {
         for waiter in waiters { waiter.resume(returning: nil) }
     }
 
-    private func next(_ target: String) async -> Pending? {
-        await withCheckedContinuation { continuation in
+    /// The next events for `target`: the oldest waiting, and up to `limit` in all when more are waiting.
+    /// Waits when none is; nil once stopping.
+    private func next(_ target: String, limit: Int) async -> [Pending]? {
+        let item: Pending? = await withCheckedContinuation { continuation in
             let item = state.withLock { s -> Pending?? in
                 if s.stopping { return .some(nil) }
                 if let item = s.targets[target]!.popFirst() {
@@ -274,15 +277,26 @@ public final class EventNotifier: Service, Sendable {
             }
             if let item { continuation.resume(returning: item) }
         }
+        guard let item else { return nil }
+        guard limit > 1 else { return [item] }
+        return state.withLock { s in
+            var items = [item]
+            while items.count < limit, let more = s.targets[target]!.popFirst() {
+                s.targets[target]!.inFlight += 1
+                items.append(more)
+            }
+            return items
+        }
     }
 
-    /// One sender: takes the next event, POSTs it until a 2xx, deletes it from the queue.
+    /// One sender: takes the next events, POSTs them until a 2xx, deletes them from the queue.
     private func send(to target: WebhookTarget, client: HTTPClient) async {
-        while let item = await next(target.id) {
+        while let items = await next(target.id, limit: target.batchSize) {
+            let body = Self.body(of: items)
             var delay = settings.retryInitial
             var delivered = false
             while true {
-                if let failure = await post(item, to: target, client: client) {
+                if let failure = await post(body, to: target, client: client) {
                     metrics.failures(target: target.id).increment()
                     let wasUp = state.withLock { s -> Bool in
                         defer { s.targets[target.id]!.up = false }
@@ -303,17 +317,21 @@ public final class EventNotifier: Service, Sendable {
                 delivered = true
                 break
             }
-            let id = item.id
             if delivered {
-                // Not fsync'd: after a power cut the event may be delivered again, and the gateway dedupes it.
+                let ids = items.map(\.id)
+                // Not fsync'd: after a power cut the events may be delivered again, and the gateway dedupes them.
                 database.submit(durable: false) { db in
-                    try db.cachedStatement(sql: "DELETE FROM event WHERE id = ?").execute(arguments: [id])
+                    let delete = try db.cachedStatement(sql: "DELETE FROM event WHERE id = ?")
+                    for id in ids { try delete.execute(arguments: [id]) }
                 }
-                metrics.delivered(target: target.id, latency: ContinuousClock.now - item.enqueuedAt)
+                let now = ContinuousClock.now
+                for item in items { metrics.delivered(target: target.id, latency: now - item.enqueuedAt) }
             }
             let (depth, recovered) = state.withLock { s -> (Int, Bool) in
-                s.targets[target.id]!.inFlight -= 1
-                if !delivered { s.targets[target.id]!.pushFront(item) }
+                s.targets[target.id]!.inFlight -= items.count
+                if !delivered {
+                    for item in items.reversed() { s.targets[target.id]!.pushFront(item) }
+                }
                 let recovered = delivered && !s.targets[target.id]!.up
                 if delivered { s.targets[target.id]!.up = true }
                 return (s.targets[target.id]!.count + s.targets[target.id]!.inFlight, recovered)
@@ -328,14 +346,34 @@ public final class EventNotifier: Service, Sendable {
         }
     }
 
+    /// One event's body as stored (MinIO's format); several events' records in one `{"Records":[…]}` body.
+    static func body(of items: [Pending]) -> ByteBuffer {
+        guard items.count > 1 else { return ByteBuffer(bytes: items[0].body) }
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(items.reduce(16) { $0 + $1.body.count })
+        buffer.writeString(#"{"Records":["#)
+        var first = true
+        for item in items {
+            let bytes = Array(item.body)
+            // Each stored body holds exactly one record; written by EventFormat, so it always parses.
+            for range in JSONText.arrayElements(ofTopLevelKey: "Records", in: bytes) ?? [] {
+                if !first { buffer.writeInteger(UInt8(ascii: ",")) }
+                first = false
+                buffer.writeBytes(bytes[range])
+            }
+        }
+        buffer.writeString("]}")
+        return buffer
+    }
+
     /// nil on a 2xx, else why not.
-    private func post(_ item: Pending, to target: WebhookTarget, client: HTTPClient) async -> String? {
+    private func post(_ body: ByteBuffer, to target: WebhookTarget, client: HTTPClient) async -> String? {
         var request = HTTPClientRequest(url: target.endpoint.absoluteString)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "CineScale (notification)")
         if let token = target.authToken { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        request.body = .bytes(ByteBuffer(bytes: item.body))
+        request.body = .bytes(body)
         do {
             let (seconds, attoseconds) = settings.timeout.components
             let response = try await client.execute(

@@ -7,17 +7,24 @@ public struct WebhookTarget: Sendable, Hashable {
     public var endpoint: URL
     /// Sent as `Authorization: Bearer <token>` when set. Never logged.
     public var authToken: String?
+    /// Most events per POST. 1 (the default) sends MinIO's body, one event per POST. Above 1, a sender that
+    /// finds several events waiting (a backlog, after the target was down or slow) sends up to this many in
+    /// one body in AWS's S3 event format, `{"Records":[…]}` with one record per event; a lone event still
+    /// goes out in MinIO's body. Only for targets that read every record of a body, as CineScale's gateway
+    /// does (MinIO's own webhook consumers expect one).
+    public var batchSize: Int
 
-    public init(id: String, endpoint: URL, authToken: String? = nil) {
+    public init(id: String, endpoint: URL, authToken: String? = nil, batchSize: Int = 1) {
         self.id = id
         self.endpoint = endpoint
         self.authToken = authToken
+        self.batchSize = max(1, batchSize)
     }
 
     public var arn: String { "arn:minio:sqs::\(id):webhook" }
 
     /// Parses `ID=URL` (the store command's `--notify-webhook`).
-    public static func parse(_ text: String, token: String?) throws(NotificationError) -> WebhookTarget {
+    public static func parse(_ text: String, token: String?, batchSize: Int = 1) throws(NotificationError) -> WebhookTarget {
         let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
         guard parts.count == 2, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }),
             let url = URL(string: parts[1]), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
@@ -25,7 +32,7 @@ public struct WebhookTarget: Sendable, Hashable {
         else {
             throw NotificationError("InvalidArgument", "expected ID=http(s)://host[:port]/path, got '\(text)'")
         }
-        return WebhookTarget(id: parts[0], endpoint: url, authToken: token)
+        return WebhookTarget(id: parts[0], endpoint: url, authToken: token, batchSize: batchSize)
     }
 }
 

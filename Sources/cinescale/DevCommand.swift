@@ -70,7 +70,9 @@ struct DevCommand: AsyncParsableCommand {
         let token = Self.hex(SHA256.hash(data: Array("cinescale-dev-events\n\(credentials.secretAccessKey)\n\(root)".utf8)))
 
         // The store, its buckets, and the rules that turn uploads and metadata.json into events.
-        let target = WebhookTarget(id: "gateway", endpoint: URL(string: "\(apiURL)/events")!, authToken: token)
+        // The gateway reads every record of a body, so a backlog (the gateway restarting) goes out in batches.
+        let target = WebhookTarget(
+            id: "gateway", endpoint: URL(string: "\(apiURL)/events")!, authToken: token, batchSize: 64)
         let started = StartupSignal()
         let store = try await EmbeddedStore(
             settings: EmbeddedStore.Settings(

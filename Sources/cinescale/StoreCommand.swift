@@ -48,6 +48,13 @@ struct StoreCommand: AsyncParsableCommand {
     @Option(help: "Undelivered events past which writes to buckets with notification rules get 503 SlowDown.")
     var notifyQueueLimit: Int = 100_000
 
+    @Option(
+        help: """
+            Most events per webhook POST. 1 sends MinIO's body, one event per POST; more lets a backlog go out \
+            as {"Records":[…]} bodies of up to this many records (for targets that read them all, like the gateway).
+            """)
+    var notifyBatchSize: Int = 1
+
     @OptionGroup var processOptions: ProcessOptions
 
     func run() async throws {
@@ -68,11 +75,13 @@ struct StoreCommand: AsyncParsableCommand {
             publicReadBuckets: Set(publicReadBuckets), cors: cors, virtualHostDomain: virtualHostDomain)
 
         guard notifyQueueLimit >= 1 else { throw ValidationError("--notify-queue-limit must be at least 1") }
+        guard (1...1000).contains(notifyBatchSize) else { throw ValidationError("--notify-batch-size must be 1 to 1000") }
         let token = notifyToken ?? environment["CINESCALE_NOTIFY_TOKEN"]
         var targets: [WebhookTarget] = []
         for text in notifyWebhooks {
             do {
-                targets.append(try WebhookTarget.parse(text, token: token.flatMap { $0.isEmpty ? nil : $0 }))
+                targets.append(
+                    try WebhookTarget.parse(text, token: token.flatMap { $0.isEmpty ? nil : $0 }, batchSize: notifyBatchSize))
             } catch {
                 throw ValidationError("--notify-webhook: \(error.message)")
             }

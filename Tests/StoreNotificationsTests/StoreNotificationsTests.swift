@@ -93,6 +93,32 @@ import Testing
     }
 }
 
+extension EventFormatTests {
+    @Test func aBatchIsOneRecordsArrayOfTheEventsInOrderAndALoneEventStaysMinIOs() throws {
+        let bodies = ["videos/a\"b.mp4", "videos/[1].mp4", "videos/c.mp4"].enumerated().map { n, key in
+            EventFormat.body(
+                ObjectStoreEvent(kind: .put, bucket: "ingest", key: key, size: n, etag: "e\(n)", sequencer: "\(n)", time: Date()),
+                ruleID: "r", region: "", origin: "", request: nil)
+        }
+        let items = bodies.enumerated().map { EventNotifier.Pending(id: Int64($0), body: $1, enqueuedAt: .now) }
+
+        let batch = EventNotifier.body(of: items)
+        let top = try #require(try JSONSerialization.jsonObject(with: Data(batch.readableBytesView)) as? [String: Any])
+        #expect(top.keys.sorted() == ["Records"])
+        let records = try #require(top["Records"] as? [[String: Any]])
+        let keys = records.map { (($0["s3"] as? [String: Any])?["object"] as? [String: Any])?["key"] as? String }
+        #expect(keys == ["videos%2Fa%22b.mp4", "videos%2F%5B1%5D.mp4", "videos%2Fc.mp4"])
+        // Each record byte for byte as in its own MinIO body.
+        for (record, body) in zip(records, bodies) {
+            let single = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+            #expect(NSDictionary(dictionary: record).isEqual((single["Records"] as? [[String: Any]])?.first))
+        }
+
+        let lone = EventNotifier.body(of: [items[0]])
+        #expect(Data(lone.readableBytesView) == bodies[0])
+    }
+}
+
 @Suite struct EventQueueTests {
     @Test func eventsAndRulesSurviveAReopenAndAFullQueueRefusesWrites() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString)").path

@@ -27,7 +27,7 @@ class Pipeline:
     """A store with a webhook target pointing at a gateway port, and a gateway that can be stopped, killed
     and restarted on that same port with the same queue."""
 
-    def __init__(self, root, fail=False, sleep=0.0, attempts=3, concurrency=2, queue_limit=None):
+    def __init__(self, root, fail=False, sleep=0.0, attempts=3, concurrency=2, queue_limit=None, batch_size=1):
         self.root = root
         self.records = os.path.join(root, "records")
         os.makedirs(self.records)
@@ -51,6 +51,8 @@ class Pipeline:
         args = ["--notify-webhook", f"gw=http://127.0.0.1:{self.gateway_port}/events", "--notify-token", TOKEN]
         if queue_limit:
             args += ["--notify-queue-limit", str(queue_limit)]
+        if batch_size != 1:
+            args += ["--notify-batch-size", str(batch_size)]
         self.store_args = args
         self.store_proc, self.store = start_store(os.path.join(root), args)
         self.s3 = self.store.client(retries={"max_attempts": 1, "mode": "standard"})
@@ -195,8 +197,9 @@ def test_aws_s3_cp_invokes_the_function_with_the_object(pipeline_factory, tmp_pa
     assert hashlib.md5(source.read_bytes()).hexdigest() == record["s3"]["object"]["eTag"]
 
 
-def test_gateway_down_during_100_uploads_then_all_processed(pipeline_factory):
-    p = pipeline_factory(concurrency=4)
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_gateway_down_during_100_uploads_then_all_processed(pipeline_factory, batch_size):
+    p = pipeline_factory(concurrency=4, batch_size=batch_size)
     p.upload(100)
     # Every event is queued in the store while the target is down.
     wait_for("the target marked down", lambda: metric(p.store.endpoint, "cinescale_store_notification_target_up") == 0.0)
@@ -209,6 +212,15 @@ def test_gateway_down_during_100_uploads_then_all_processed(pipeline_factory):
     assert len(p.runs()) == 100
     wait_for("the store queue drained", lambda: metric(p.store.endpoint, "cinescale_store_notification_queue_depth") == 0)
     assert metric(p.store.endpoint, "cinescale_store_notification_target_up") == 1.0
+    records = metric(p.gateway, "cinescale_gateway_event_records_total")
+    notifications = metric(p.gateway, "cinescale_gateway_event_notifications_total")
+    assert records == 100
+    if batch_size == 1:
+        assert notifications == 100  # MinIO's format: one event per POST
+    else:
+        # The backlog went out several records per POST: the 16 senders each first finish the one event they
+        # held while the gateway was down, then take up to 32 of the 84 waiting (about 20 POSTs in all).
+        assert notifications <= 40, (notifications, records)
 
 
 def test_kill_9_gateway_with_queued_and_running_invocations(pipeline_factory):
