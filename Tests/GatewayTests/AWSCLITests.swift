@@ -10,7 +10,7 @@ struct AWSCLITests {
         let dir = try HandlerDirectory()
         try await LiveGateway.run([dir.function("echo")]) { gw in
             let out = dir.path + "/out.json"
-            let invoked = try AWSCLI.run(
+            let invoked = try await AWSCLI.run(
                 port: gw.port,
                 ["lambda", "invoke", "--function-name", "echo", "--payload", "{\"via\":\"aws-cli\"}", out])
             #expect(invoked.status == 0, "\(invoked.stderr)")
@@ -18,28 +18,28 @@ struct AWSCLITests {
             #expect(invoked.stdout.contains("$LATEST"))
             #expect(try String(contentsOfFile: out, encoding: .utf8).contains("aws-cli"))
 
-            let byARN = try AWSCLI.run(
+            let byARN = try await AWSCLI.run(
                 port: gw.port,
                 ["lambda", "invoke", "--function-name", "arn:aws:lambda:us-east-1:000000000000:function:echo",
                  "--payload", "{\"action\":\"fail\"}", out])
             #expect(byARN.status == 0, "\(byARN.stderr)")
             #expect(byARN.stdout.contains("\"FunctionError\": \"Unhandled\""))
 
-            let list = try AWSCLI.run(port: gw.port, ["lambda", "list-functions"])
+            let list = try await AWSCLI.run(port: gw.port, ["lambda", "list-functions"])
             #expect(list.status == 0, "\(list.stderr)")
             #expect(list.stdout.contains("\"FunctionName\": \"echo\""))
 
-            let get = try AWSCLI.run(port: gw.port, ["lambda", "get-function", "--function-name", "echo"])
+            let get = try await AWSCLI.run(port: gw.port, ["lambda", "get-function", "--function-name", "echo"])
             #expect(get.status == 0, "\(get.stderr)")
             #expect(get.stdout.contains("arn:aws:lambda:us-east-1:000000000000:function:echo"))
 
-            let missing = try AWSCLI.run(
+            let missing = try await AWSCLI.run(
                 port: gw.port, ["lambda", "invoke", "--function-name", "nope", out])
             #expect(missing.status != 0)
             #expect(missing.stderr.contains("ResourceNotFoundException"))
             #expect(missing.stderr.contains("Function not found"))
 
-            let badKey = try AWSCLI.run(
+            let badKey = try await AWSCLI.run(
                 port: gw.port, ["lambda", "list-functions"], secret: "not-the-secret")
             #expect(badKey.status != 0)
             #expect(badKey.stderr.contains("InvalidSignatureException"))
@@ -58,7 +58,15 @@ enum AWSCLI {
         var stderr: String
     }
 
-    static func run(port: Int, _ arguments: [String], secret: String? = nil) throws -> Output {
+    /// Runs aws-cli on a thread of its own: waiting for it on the test process's cooperative pool (one thread
+    /// per core) for seconds starved the tests running beside it.
+    static func run(port: Int, _ arguments: [String], secret: String? = nil) async throws -> Output {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try runBlocking(port: port, arguments, secret: secret) }) }.start()
+        }
+    }
+
+    private static func runBlocking(port: Int, _ arguments: [String], secret: String?) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path!)
         process.arguments = arguments + ["--endpoint-url", "http://127.0.0.1:\(port)"]
@@ -74,10 +82,13 @@ enum AWSCLI {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
+        // Waited for with a semaphore: waitUntilExit polls a run loop, which spins on a thread without one.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        exited.wait()
         return Output(
             status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
             stderr: String(decoding: stderr, as: UTF8.self))

@@ -11,16 +11,24 @@ enum Clips {
         return path
     }()
 
-    static func run(_ tool: String, _ arguments: [String]) throws -> Data {
+    /// Runs `tool` and returns its stdout, waiting on a thread of its own (below).
+    static func run(_ tool: String, _ arguments: [String]) async throws -> Data {
+        try await offPool { try runBlocking(tool, arguments) }
+    }
+
+    private static func runBlocking(_ tool: String, _ arguments: [String]) throws -> Data {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/\(tool)")
         process.arguments = arguments
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
+        // Waited for with a semaphore: waitUntilExit polls a run loop, which spins on a thread without one.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        exited.wait()
         guard process.terminationStatus == 0 else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "\(tool) \(arguments) failed"])
         }
@@ -31,18 +39,29 @@ enum Clips {
 
     /// Makes `name` with ffmpeg once. Tests run in parallel: the lock keeps a second caller from reading a
     /// clip ffmpeg is still writing.
-    static func make(_ name: String, _ arguments: [String]) throws -> String {
+    static func make(_ name: String, _ arguments: [String]) async throws -> String {
         let path = "\(directory)/\(name)"
-        try making.withLock { _ in
-            if !FileManager.default.fileExists(atPath: path) {
-                _ = try run("ffmpeg", ["-v", "error", "-y"] + arguments + [path])
+        try await offPool {
+            try making.withLock { _ in
+                if !FileManager.default.fileExists(atPath: path) {
+                    _ = try runBlocking("ffmpeg", ["-v", "error", "-y"] + arguments + [path])
+                }
             }
         }
         return path
     }
 
-    static func video() throws -> String {
-        try make("clip.mp4", [
+    /// Runs blocking work (a child process, or the lock while ffmpeg makes a clip) on a thread of its own:
+    /// the test process's cooperative pool has one thread per core, and a test that holds one for seconds
+    /// starves every other test running beside it.
+    static func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
+    static func video() async throws -> String {
+        try await make("clip.mp4", [
             "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
             "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "high", "-pix_fmt", "yuv420p",
@@ -50,8 +69,8 @@ enum Clips {
         ])
     }
 
-    static func ffprobe(_ path: String) throws -> [String: Any] {
-        let data = try run("ffprobe", ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path])
+    static func ffprobe(_ path: String) async throws -> [String: Any] {
+        let data = try await run("ffprobe", ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path])
         return try JSONSerialization.jsonObject(with: data) as! [String: Any]
     }
 }
@@ -59,9 +78,9 @@ enum Clips {
 @Suite("MediaProbe")
 struct MediaProbeTests {
     @Test func fieldsEqualFFprobes() async throws {
-        let path = try Clips.video()
+        let path = try await Clips.video()
         let info = try await MediaProbe.probe(try FileSource(path: path))
-        let expected = try Clips.ffprobe(path)
+        let expected = try await Clips.ffprobe(path)
         let format = try #require(expected["format"] as? [String: Any])
         #expect(info.container == format["format_name"] as? String)
         #expect(abs(info.duration - Double(format["duration"] as! String)!) < 0.001)
@@ -88,14 +107,14 @@ struct MediaProbeTests {
     }
 
     @Test func rotationAndAspectRatioComeFromTheContainer() async throws {
-        let encoded = try Clips.make("aspect.mp4", [
+        let encoded = try await Clips.make("aspect.mp4", [
             "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
             "-aspect", "16:9",
         ])
         // A rotation tag is written as a display matrix when the stream is copied.
-        let rotated = try Clips.make("rotated.mp4", ["-i", encoded, "-c", "copy", "-metadata:s:v:0", "rotate=90"])
+        let rotated = try await Clips.make("rotated.mp4", ["-i", encoded, "-c", "copy", "-metadata:s:v:0", "rotate=90"])
         let info = try await MediaProbe.probe(try FileSource(path: rotated))
-        let data = try Clips.run("ffprobe", ["-v", "error", "-print_format", "json", "-show_streams", rotated])
+        let data = try await Clips.run("ffprobe", ["-v", "error", "-print_format", "json", "-show_streams", rotated])
         let stream = ((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["streams"] as? [[String: Any]])?.first
         let sideData = (stream?["side_data_list"] as? [[String: Any]])?.first
         #expect(info.video?.rotation == sideData?["rotation"] as? Int)
@@ -105,7 +124,7 @@ struct MediaProbeTests {
     }
 
     @Test func rangedReadsFetchLittleOfAFaststartFile() async throws {
-        let path = try Clips.make("big.mp4", [
+        let path = try await Clips.make("big.mp4", [
             "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset", "ultrafast",
             "-b:v", "20M", "-movflags", "+faststart",
         ])
@@ -136,7 +155,7 @@ struct MediaProbeTests {
         case "garbage.mp4": _ = FileManager.default.createFile(atPath: path, contents: Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }))
         case "truncated.mp4":
             // The header of a file whose moov is at the end, cut before it.
-            let full = try Clips.make("moov-at-end.mp4", [
+            let full = try await Clips.make("moov-at-end.mp4", [
                 "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "libx264", "-preset", "ultrafast",
             ])
             let data = try Data(contentsOf: URL(fileURLWithPath: full))
@@ -147,11 +166,11 @@ struct MediaProbeTests {
             let header = "YUV4MPEG2 W16384 H16384 F25:1 Ip A1:1 C420jpeg\nFRAME\n"
             _ = FileManager.default.createFile(atPath: path, contents: Data(header.utf8) + Data(count: 4096))
         case "image.mp4":
-            let png = try Clips.make("still.png", ["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1"])
+            let png = try await Clips.make("still.png", ["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1"])
             try? FileManager.default.removeItem(atPath: path)
             try FileManager.default.copyItem(atPath: png, toPath: path)
         default:
-            _ = try Clips.make(name, ["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac"])
+            _ = try await Clips.make(name, ["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac"])
         }
         do {
             let info = try await MediaProbe.probe(try FileSource(path: path))
@@ -164,7 +183,7 @@ struct MediaProbeTests {
     }
 
     @Test func limitsAreEnforced() async throws {
-        let path = try Clips.video()
+        let path = try await Clips.video()
         await #expect(throws: MediaError.self) {
             try await MediaProbe.probe(try FileSource(path: path), limits: ProbeLimits(maxWidth: 100, maxHeight: 100))
         }
@@ -199,7 +218,7 @@ struct TranscoderTests {
     }
 
     @Test func decodesOnceAndWritesFaststartMP4sCheckedWithFFprobe() async throws {
-        let source = try Clips.make("ladder-source.mp4", [
+        let source = try await Clips.make("ladder-source.mp4", [
             "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30:duration=5",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=5",
             "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
@@ -216,20 +235,20 @@ struct TranscoderTests {
         let thumbnails = try #require(result.thumbnails)
         #expect(thumbnails.posters.map { ($0.time * 10).rounded() / 10 } == [0.5, 2.5, 4.5])
         for poster in thumbnails.posters {
-            let probe = try Clips.ffprobe(poster.path)
+            let probe = try await Clips.ffprobe(poster.path)
             let stream = try #require((probe["streams"] as? [[String: Any]])?.first)
             #expect(stream["codec_name"] as? String == "mjpeg")
             #expect(stream["width"] as? Int == 640 && stream["height"] as? Int == 360)
         }
         let sprite = try #require(thumbnails.sprite)
         #expect(sprite.count == 5 && sprite.columns == 4 && sprite.rows == 2 && sprite.interval == 1)
-        let spriteProbe = try #require((try Clips.ffprobe(sprite.path)["streams"] as? [[String: Any]])?.first)
+        let spriteProbe = try #require((try await Clips.ffprobe(sprite.path)["streams"] as? [[String: Any]])?.first)
         #expect(spriteProbe["width"] as? Int == 4 * sprite.tileWidth && spriteProbe["height"] as? Int == 2 * 72)
         #expect(renditions.map(\.rung.name) == ["240p", "360p"])
         #expect(renditions.map { "\($0.width)x\($0.height)" } == ["426x240", "640x360"])
         #expect(seen.last == 1)
         for rendition in renditions {
-            let probe = try Clips.ffprobe(rendition.path)
+            let probe = try await Clips.ffprobe(rendition.path)
             let streams = try #require(probe["streams"] as? [[String: Any]])
             let video = try #require(streams.first { $0["codec_type"] as? String == "video" })
             #expect(video["codec_name"] as? String == "h264")
@@ -244,7 +263,7 @@ struct TranscoderTests {
             let mdat = head.range(of: Data("mdat".utf8))
             #expect(moov != nil && (mdat == nil || moov!.lowerBound < mdat!.lowerBound))
             // Keyframes every 2 s in every rung (aligned).
-            let frames = try Clips.run("ffprobe", [
+            let frames = try await Clips.run("ffprobe", [
                 "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time",
                 "-of", "csv=p=0", rendition.path,
             ])
@@ -265,7 +284,7 @@ struct TranscoderTests {
             let profile = ["Main": "4d40", "High": "6400", "Constrained Baseline": "42c0"][video["profile"] as? String ?? ""]
             #expect(hls.codecs == "avc1.\(profile ?? "?")\(level < 16 ? "0" : "")\(String(level, radix: 16)),mp4a.40.2")
             #expect(hls.bandwidth >= hls.averageBandwidth && hls.averageBandwidth > 10_000)
-            let hlsProbe = try Clips.ffprobe(hls.directory + "/index.m3u8")
+            let hlsProbe = try await Clips.ffprobe(hls.directory + "/index.m3u8")
             let hlsStreams = try #require(hlsProbe["streams"] as? [[String: Any]])
             #expect(hlsStreams.contains { $0["codec_name"] as? String == "h264" && $0["height"] as? Int == rendition.height })
             #expect(hlsStreams.contains { $0["codec_name"] as? String == "aac" })
@@ -280,7 +299,7 @@ struct TranscoderTests {
     }
 
     @Test func audioThatIsNotAACIsEncodedToAACOnce() async throws {
-        let source = try Clips.make("mp3-audio.mkv", [
+        let source = try await Clips.make("mp3-audio.mkv", [
             "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
             "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libmp3lame", "-ac", "1", "-shortest",
@@ -292,7 +311,7 @@ struct TranscoderTests {
             settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 1), directory: directory)
         let rendition = try #require(result.renditions.first)
         for path in [rendition.path, rendition.hls.directory + "/index.m3u8"] {
-            let probe = try Clips.ffprobe(path)
+            let probe = try await Clips.ffprobe(path)
             let audio = try #require((probe["streams"] as? [[String: Any]])?.first { $0["codec_type"] as? String == "audio" })
             #expect(audio["codec_name"] as? String == "aac", "\(path)")
             #expect(audio["sample_rate"] as? String == "44100" && audio["channels"] as? Int == 1)
@@ -306,7 +325,7 @@ struct TranscoderTests {
     /// header is all it reads); the transcoder must refuse it rather than publish grey frames or a cut video.
     @Test(arguments: ["garbage-after-header", "truncated-media"])
     func damagedMediaDataIsRefused(kind: String) async throws {
-        let source = try Clips.make("damage-source.mp4", [
+        let source = try await Clips.make("damage-source.mp4", [
             "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8", "-c:v", "libx264", "-preset", "ultrafast",
             "-movflags", "+faststart",
         ])
