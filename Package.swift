@@ -99,6 +99,7 @@ let package = Package(
         .target(
             name: "ObjectStore",
             dependencies: [
+                "S3Wire",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

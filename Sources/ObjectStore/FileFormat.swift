@@ -1,4 +1,5 @@
 import Foundation
+import S3Wire
 
 /// On-disk format of object and part files:
 ///
@@ -6,8 +7,8 @@ import Foundation
 ///
 /// Data and metadata live in one file, so a single `rename` replaces both, and a reader that
 /// opened the file reads a consistent pair from its descriptor.
-struct FileTrailer: Codable, Sendable {
-    enum Kind: String, Codable, Sendable {
+struct FileTrailer: Decodable, Sendable {
+    enum Kind: String, Decodable, Sendable {
         case object
         case part
     }
@@ -30,9 +31,20 @@ struct FileTrailer: Codable, Sendable {
 
     var lastModified: Date { Date(nanoseconds: lastModifiedNs) }
 
-    /// The trailer and footer bytes to append after the data.
-    func encoded() throws -> [UInt8] {
-        var bytes = [UInt8](try JSONEncoder().encode(self))
+    /// The trailer and footer bytes to append after the data. The JSON is written by hand (JSONEncoder was
+    /// 3.5 % of the store's CPU on 1 KB uploads); `read` decodes it with JSONDecoder, and a test holds the
+    /// two to the same fields.
+    func encoded() -> [UInt8] {
+        let q = JSONText.quote
+        var json = #"{"version":\#(version),"kind":"# + q(kind.rawValue)
+        if let key { json += #","key":"# + q(key) }
+        json += #","size":\#(size),"etag":"# + q(etag) + #","lastModifiedNs":\#(lastModifiedNs)"#
+        if let metadata { json += #","metadata":"# + metadata.json() }
+        if let partCount { json += #","partCount":\#(partCount)"# }
+        if let partNumber { json += #","partNumber":\#(partNumber)"# }
+        if let uploadId { json += #","uploadId":"# + q(uploadId) }
+        json += "}"
+        var bytes = Array(json.utf8)
         var length = UInt64(bytes.count).littleEndian
         withUnsafeBytes(of: &length) { bytes.append(contentsOf: $0) }
         bytes.append(contentsOf: FileTrailer.magic)
@@ -78,6 +90,23 @@ struct FileTrailer: Codable, Sendable {
             throw Corrupt(path: path, reason: "size \(trailer.size) != data length \(dataLength)")
         }
         return (trailer, dataLength)
+    }
+}
+
+extension ObjectMetadata {
+    /// This metadata as JSON, in the shape its `Decodable` conformance reads.
+    func json() -> String {
+        let q = JSONText.quote
+        func object(_ map: [String: String]) -> String {
+            "{" + map.sorted { $0.key < $1.key }.map { q($0.key) + ":" + q($0.value) }.joined(separator: ",") + "}"
+        }
+        var json = #"{"userMetadata":"# + object(userMetadata) + #","checksums":"# + object(checksums)
+        let optional: [(String, String?)] = [
+            ("contentType", contentType), ("contentEncoding", contentEncoding), ("contentDisposition", contentDisposition),
+            ("cacheControl", cacheControl), ("contentLanguage", contentLanguage), ("expires", expires),
+        ]
+        for case (let name, let value?) in optional { json += "," + q(name) + ":" + q(value) }
+        return json + "}"
     }
 }
 

@@ -237,11 +237,14 @@ public final class ObjectStore: Sendable {
         let location = bucket.location(of: entry.key)
         let fsync = configuration.fsync
         do {
-            if try Posix.mkdir(location.level1) {
-                if fsync { try Posix.fsyncDirectory(bucket.objectsDirectory) }
-            }
-            if try Posix.mkdir(location.level2) {
-                if fsync { try Posix.fsyncDirectory(location.level1) }
+            if !bucket.directoryIsMade(location.directory) {
+                if try Posix.mkdir(location.level1) {
+                    if fsync { try Posix.fsyncDirectory(bucket.objectsDirectory) }
+                }
+                if try Posix.mkdir(location.level2) {
+                    if fsync { try Posix.fsyncDirectory(location.level1) }
+                }
+                bucket.directoryMade(location.directory)
             }
             var retired: String?
             let sequencer = try bucket.state.withLock { state -> Int64 in
@@ -358,6 +361,9 @@ final class BucketState: Sendable {
     let directory: String
     let objectsDirectory: String
     let state: Mutex<BucketMutableState>
+    /// One bit per `objects/ab/cd` directory known to exist (made and its parent fsync'd by this process), so
+    /// a PUT makes its two `mkdir` calls only the first time. Directories go only with their bucket.
+    private let madeDirectories = Mutex([UInt64](repeating: 0, count: 65_536 / 64))
 
     init(name: String, creationDate: Date, directory: String, index: KeyIndex) {
         self.name = name
@@ -374,6 +380,8 @@ final class BucketState: Sendable {
         var level1: String
         var level2: String
         var file: String
+        /// `abcd` of `objects/ab/cd` as a number, 0..<65 536.
+        var directory: Int
     }
 
     /// `objects/ab/cd/<sha256 hex of the key>`.
@@ -381,7 +389,15 @@ final class BucketState: Sendable {
         let hash = objectHash(key)
         let l1 = objectsDirectory + "/" + hash.prefix(2)
         let l2 = l1 + "/" + hash.dropFirst(2).prefix(2)
-        return Location(level1: l1, level2: l2, file: l2 + "/" + hash)
+        return Location(level1: l1, level2: l2, file: l2 + "/" + hash, directory: Int(hash.prefix(4), radix: 16) ?? 0)
+    }
+
+    func directoryIsMade(_ directory: Int) -> Bool {
+        madeDirectories.withLock { $0[directory >> 6] & (1 << UInt64(directory & 63)) != 0 }
+    }
+
+    func directoryMade(_ directory: Int) {
+        madeDirectories.withLock { $0[directory >> 6] |= 1 << UInt64(directory & 63) }
     }
 }
 

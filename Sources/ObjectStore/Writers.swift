@@ -162,7 +162,7 @@ final class TempFile: Sendable {
         try state.withLock { state in
             guard !state.done, state.fd >= 0 else { throw TempFile.finished() }
             do {
-                let bytes = try trailer.encoded()
+                let bytes = trailer.encoded()
                 try bytes.withUnsafeBytes { try Posix.writeAll(state.fd, $0, path: path) }
                 if fsync { try Posix.fsync(state.fd, path: path) }
             } catch {

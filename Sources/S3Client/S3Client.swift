@@ -168,8 +168,13 @@ struct BufferedResponse: Sendable {
     var headers: [(name: String, value: String)]
     var body: ByteBuffer
 
+    /// The first header named `name` (ASCII case-insensitive, as HTTP field names are).
     func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        headers.first { $0.name.utf8.elementsEqual(name.utf8) { Self.lower($0) == Self.lower($1) } }?.value
+    }
+
+    private static func lower(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
     }
 
     func xml() throws -> S3XMLElement {

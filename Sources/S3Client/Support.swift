@@ -38,7 +38,9 @@ enum Hex {
 extension String {
     /// `"abc"` → `abc`; also strips a weak-validator `W/` prefix.
     var unquotedETag: String {
-        var s = Substring(self.trimmingCharacters(in: .whitespaces))
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
         if s.hasPrefix("W/") { s = s.dropFirst(2) }
         if s.count >= 2, s.first == "\"", s.last == "\"" { s = s.dropFirst().dropLast() }
         if s.hasPrefix("&quot;"), s.hasSuffix("&quot;"), s.count >= 12 { s = s.dropFirst(6).dropLast(6) }

@@ -232,6 +232,9 @@ public final class EventNotifier: Service, Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = settings.concurrency
         configuration.timeout.connect = .seconds(2)
+        // No spans: with no tracer bootstrapped AsyncHTTPClient still made a no-op span per POST (1.3 % of the
+        // store's CPU on 1 KB uploads).
+        configuration.tracing.tracer = nil
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in

@@ -3,12 +3,12 @@
 // `hello record` worker that stamps the wall clock at handler start), and N concurrent uploaders of small
 // objects driven from here through S3Client (AsyncHTTPClient, keep-alive).
 //
-// Phase 1 uploads to a bucket without notification rules, phase 2 to one with a rule to the gateway. Prints
-// uploads/s of both and the cost, notifications/s committed into the gateway's durable queue, and the
-// latency from each upload's 200 to its handler starting (p50/p99), against the targets and the
-// figures measured for Ceph RGW here.
+// Phases alternate between uploads to a bucket without notification rules and to one with a rule to the
+// gateway. Prints uploads/s of both and the cost (median of the pairs), notifications/s committed into the
+// gateway's durable queue, and the latency from each upload's 200 to its handler starting (p50/p99), against
+// the targets and the figures measured for Ceph RGW here.
 //
-// usage: trigger-bench CINESCALE_BINARY HELLO_BINARY [objects=3000] [uploaders=8] [size=1024]
+// usage: trigger-bench CINESCALE_BINARY HELLO_BINARY [objects=3000] [uploaders=8] [size=1024] [pairs=5]
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -17,7 +17,7 @@ import SigV4
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3 else {
-    print("usage: trigger-bench CINESCALE_BINARY HELLO_BINARY [objects=3000] [uploaders=8] [size=1024]")
+    print("usage: trigger-bench CINESCALE_BINARY HELLO_BINARY [objects=3000] [uploaders=8] [size=1024] [pairs=5]")
     exit(2)
 }
 let cinescale = URL(fileURLWithPath: arguments[1]).standardizedFileURL.path
@@ -25,12 +25,17 @@ let hello = URL(fileURLWithPath: arguments[2]).standardizedFileURL.path
 let objects = arguments.count > 3 ? Int(arguments[3]) ?? 3000 : 3000
 let uploaders = arguments.count > 4 ? Int(arguments[4]) ?? 8 : 8
 let size = arguments.count > 5 ? Int(arguments[5]) ?? 1024 : 1024
+let pairs = max(1, arguments.count > 6 ? Int(arguments[6]) ?? 5 : 5)
 let credentials = Credentials(accessKeyId: "AKIDTRIGGERBENCH", secretAccessKey: "trigger-bench-secret")
 let token = "trigger-bench-token"
 
 let root = FileManager.default.temporaryDirectory.appendingPathComponent("trigger-bench-\(UUID().uuidString)").path
 try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
 defer { if ProcessInfo.processInfo.environment["TRIGGER_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) } else { print("kept \(root)") } }
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
 
 /// A progress line on stderr, unbuffered (stdout is buffered when it is a file).
 func progress(_ line: String) {
@@ -132,8 +137,7 @@ func upload(bucket: String, count: Int, prefix: String) async throws -> (Double,
         for try await part in group { all.merge(part) { a, _ in a } }
         return all
     }
-    let elapsed = ContinuousClock.now - started
-    return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, answered)
+    return (seconds(ContinuousClock.now - started), answered)
 }
 
 final class ManagedCounter: Sendable {
@@ -194,6 +198,10 @@ struct CPU {
             bench: cpuSeconds(getpid()))
     }
 
+    static func + (a: CPU, b: CPU) -> CPU {
+        CPU(store: a.store + b.store, gateway: a.gateway + b.gateway, workers: a.workers + b.workers, bench: a.bench + b.bench)
+    }
+
     static func - (a: CPU, b: CPU) -> CPU {
         CPU(store: a.store - b.store, gateway: a.gateway - b.gateway, workers: a.workers - b.workers, bench: a.bench - b.bench)
     }
@@ -215,45 +223,74 @@ while try await enqueued() < 50 { try await Task.sleep(for: .milliseconds(20)) }
 try await Task.sleep(for: .milliseconds(500))
 let warmLines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").count ?? 0
 
-print("trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B per phase, store and gateway as processes")
-let cpu0 = CPU.now()
-let (plainSeconds, _) = try await upload(bucket: "plain", count: objects, prefix: "run")
-let plainRate = Double(objects) / plainSeconds
-let cpu1 = CPU.now()
-progress("uploading with notifications")
+print("trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B with and without notifications in \(pairs) alternating pairs of phases, store and gateway as processes")
 
-let notifyStart = ContinuousClock.now
-let (ingestSeconds, answered) = try await upload(bucket: "ingest", count: objects, prefix: "run")
-let ingestRate = Double(objects) / ingestSeconds
-var committedAt = ContinuousClock.now
-while try await enqueued() < 50 + objects {
-    try await Task.sleep(for: .milliseconds(5))
-    committedAt = ContinuousClock.now
+/// Lines in the handler's record file (one per handler start).
+func recordLines() -> Int {
+    (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").count ?? 0
 }
-let committedSeconds = Double((committedAt - notifyStart).components.seconds)
-    + Double((committedAt - notifyStart).components.attoseconds) / 1e18
-let notificationRate = Double(objects) / committedSeconds
+
+// Alternating pairs of phases (plain then ingest, ingest then plain, …): this machine's speed drifts by tens
+// of percent from one minute to the next, so the cost is the median of the pairs' costs, each pair measured
+// within seconds. An ingest phase ends when its handlers have all started, so the next phase starts quiet.
+let perPhase = objects / pairs
+var plainCPU = CPU(store: 0, gateway: 0, workers: 0, bench: 0)
+var ingestCPU = plainCPU
+var plainRates: [Double] = []
+var ingestRates: [Double] = []
+var costs: [Double] = []
+var commitRates: [Double] = []
+var answered: [String: Int64] = [:]
+var expectedLines = warmLines
+for pair in 0..<pairs {
+    var plainRate = 0.0
+    var ingestRate = 0.0
+    for plain in pair % 2 == 0 ? [true, false] : [false, true] {
+        let before = CPU.now()
+        if plain {
+            let (elapsed, _) = try await upload(bucket: "plain", count: perPhase, prefix: "run-\(pair)")
+            plainRate = Double(perPhase) / elapsed
+            plainCPU = plainCPU + (CPU.now() - before)
+            continue
+        }
+        let enqueuedBefore = try await enqueued()
+        let start = ContinuousClock.now
+        let (elapsed, keys) = try await upload(bucket: "ingest", count: perPhase, prefix: "run-\(pair)")
+        ingestRate = Double(perPhase) / elapsed
+        var committedAt = ContinuousClock.now
+        while try await enqueued() < enqueuedBefore + perPhase {
+            try await Task.sleep(for: .milliseconds(5))
+            committedAt = ContinuousClock.now
+        }
+        commitRates.append(Double(perPhase) / seconds(committedAt - start))
+        answered.merge(keys) { a, _ in a }
+        expectedLines += perPhase
+        let deadline = ContinuousClock.now + .seconds(120)
+        while recordLines() < expectedLines && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        ingestCPU = ingestCPU + (CPU.now() - before)
+    }
+    plainRates.append(plainRate)
+    ingestRates.append(ingestRate)
+    costs.append((1 - ingestRate / plainRate) * 100)
+    progress(String(format: "pair %d: %.0f uploads/s without, %.0f with notifications: cost %.1f %%", pair + 1, plainRate, ingestRate, costs.last!))
+}
 
 // Every handler start, matched to its upload's answer.
 var latencies: [Double] = []
-let deadline = Date().addingTimeInterval(120)
-while latencies.count < objects && Date() < deadline {
-    latencies = []
-    let lines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").dropFirst(warmLines) ?? []
-    for line in lines {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-            let started = (object["startedAtNs"] as? NSNumber)?.int64Value,
-            let records = (object["event"] as? [String: Any])?["Records"] as? [[String: Any]],
-            let rawKey = ((records.first?["s3"] as? [String: Any])?["object"] as? [String: Any])?["key"] as? String,
-            let key = rawKey.replacingOccurrences(of: "+", with: " ").removingPercentEncoding,
-            let answer = answered[key]
-        else { continue }
-        latencies.append(Double(started - answer) / 1e6)
-    }
-    if latencies.count < objects { try await Task.sleep(for: .milliseconds(100)) }
+let lines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").dropFirst(warmLines) ?? []
+for line in lines {
+    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let started = (object["startedAtNs"] as? NSNumber)?.int64Value,
+        let records = (object["event"] as? [String: Any])?["Records"] as? [[String: Any]],
+        let rawKey = ((records.first?["s3"] as? [String: Any])?["object"] as? [String: Any])?["key"] as? String,
+        let key = rawKey.replacingOccurrences(of: "+", with: " ").removingPercentEncoding,
+        let answer = answered[key]
+    else { continue }
+    latencies.append(Double(started - answer) / 1e6)
 }
-if latencies.isEmpty, let line = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").last { print("unmatched line: \(line.prefix(400))") }
-let cpu2 = CPU.now()
+if latencies.isEmpty, let line = lines.last { print("unmatched line: \(line.prefix(400))") }
 latencies.sort()
 
 // Backlog: the gateway is down while `objects` uploads queue their events in the store; once it is back,
@@ -275,31 +312,33 @@ latencies.sort()
         // Polled every 10 ms: often enough for a 1 % resolution, rarely enough not to steal the CPU measured.
         if committed < objects { try await Task.sleep(for: .milliseconds(10)) }
     }
-    let drain = lastCommit - (firstCommit ?? lastCommit)
-    return Double(objects) / (Double(drain.components.seconds) + Double(drain.components.attoseconds) / 1e18)
+    return Double(objects) / seconds(lastCommit - (firstCommit ?? lastCommit))
 }
 let drainRate = try await drainBacklog(prefix: "backlog")
 store.terminate()
 store.waitUntilExit()
 (store, _) = try start("store", storeArguments + ["--notify-batch-size", "64"], port: storePort)
 let batchedDrainRate = try await drainBacklog(prefix: "backlog-batched")
-let cost = (1 - ingestRate / plainRate) * 100
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+let cost = median(costs)
+let measured = perPhase * pairs
 let p50 = percentile(latencies, 0.50)
 let p99 = percentile(latencies, 0.99)
 
 func f(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", v) }
 print("")
-print("uploads/s without notifications  \(f(plainRate))")
-print("uploads/s with notifications     \(f(ingestRate))   cost \(f(cost, 1)) %   (target < 20 %)")
-print("notifications/s into the queue   \(f(notificationRate)) while uploading (bounded by the uploads)")
+print("uploads/s without notifications  \(f(median(plainRates)))   (median of \(pairs) phases: \(plainRates.map { f($0) }.joined(separator: ", ")))")
+print("uploads/s with notifications     \(f(median(ingestRates)))   (\(ingestRates.map { f($0) }.joined(separator: ", ")))")
+print("cost of notifications            \(f(cost, 1)) %   (target < 20 %; median of the pairs: \(costs.map { f($0, 1) }.joined(separator: ", ")))")
+print("notifications/s into the queue   \(f(median(commitRates))) while uploading (bounded by the uploads)")
 print("  draining a backlog             \(f(drainRate))   = \(f(drainRate / 1000, 2))× the 1 000/s target, \(f(drainRate / 550, 2))× Ceph RGW (~550/s here)   (MinIO's format, one event per POST)")
 print("  draining a backlog, batched    \(f(batchedDrainRate))   = \(f(batchedDrainRate / 1000, 2))× the 1 000/s target, \(f(batchedDrainRate / 550, 2))× Ceph RGW   (--notify-batch-size 64)")
 print("upload 200 → handler start       p50 \(f(p50, 2)) ms (target ≤ 10; RGW persistent 50 → \(f(50 / p50, 1))×)   p99 \(f(p99, 2)) ms (target ≤ 50; RGW 104 → \(f(104 / p99, 1))×)")
-print("handler starts matched           \(latencies.count) of \(objects)")
-print("CPU without notifications        \((cpu1 - cpu0).perUpload(objects))")
-print("CPU with notifications           \((cpu2 - cpu1).perUpload(objects))")
+print("handler starts matched           \(latencies.count) of \(measured)")
+print("CPU without notifications        \(plainCPU.perUpload(measured))")
+print("CPU with notifications           \(ingestCPU.perUpload(measured))   (until the last handler started)")
 try await http.shutdown().get()
 struct IncompleteRun: Error, CustomStringConvertible {
     var description: String { "not every upload's handler start was found" }
 }
-if latencies.count < objects { throw IncompleteRun() }
+if latencies.count < measured { throw IncompleteRun() }

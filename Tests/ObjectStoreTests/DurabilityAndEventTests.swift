@@ -61,6 +61,41 @@ import Testing
     }
 }
 
+extension DurabilityTests {
+    /// The trailer's JSON is written by hand and read with JSONDecoder: every field, absent or present, and
+    /// every character JSON must escape, read back equal after a restart.
+    @Test func everyMetadataFieldAndAwkwardCharactersSurviveTheTrailer() async throws {
+        let dir = try TestDirectory()
+        defer { dir.remove() }
+        let awkward = "q\"uote\\back\u{1}\n\t\r é 😀 \u{2028} </x>"
+        let full = ObjectMetadata(
+            contentType: "text/plain; charset=\"utf-8\"", userMetadata: ["a": awkward, "b": "", "é\"": "x"],
+            contentEncoding: "gzip", contentDisposition: "attachment; filename=\"\(awkward)\"", cacheControl: "no-cache",
+            contentLanguage: "en", expires: "Thu, 01 Dec 1994 16:00:00 GMT", checksums: ["CRC32": "AAAAAA==", "SHA256": awkward])
+        let cases: [(String, ObjectMetadata)] = [("full", full), ("empty", ObjectMetadata()), (awkward, ObjectMetadata(contentType: awkward))]
+        let uploadId: String
+        do {
+            let store = try await makeStore(dir, fsync: false)
+            try await store.createBucket("bkt")
+            for (key, metadata) in cases {
+                try await store.putObject(bucket: "bkt", key: key, body: buffer(key), metadata: metadata)
+            }
+            uploadId = try await store.createMultipartUpload(bucket: "bkt", key: awkward, metadata: full)
+            _ = try await uploadPart(store, bucket: "bkt", key: awkward, uploadId: uploadId, number: 7, data: pattern(10, seed: 2))
+        }
+        let store = try await makeStore(dir)
+        for (key, metadata) in cases {
+            let (info, bytes) = try await readAll(store, bucket: "bkt", key: key)
+            #expect(info.metadata == metadata)
+            #expect(info.key == key && bytes == Array(key.utf8) && info.etag == md5Hex(Array(key.utf8)))
+        }
+        let upload = try #require(try await store.listMultipartUploads(bucket: "bkt").first)
+        #expect(upload.uploadId == uploadId && upload.key == awkward && upload.metadata == full)
+        let parts = try await store.listParts(bucket: "bkt", key: awkward, uploadId: uploadId).parts
+        #expect(parts.map(\.partNumber) == [7] && parts.map(\.size) == [10])
+    }
+}
+
 @Suite struct EventTests {
     @Test func eventsAreObservedInOrderWithIncreasingSequencers() async throws {
         let log = EventLog()
