@@ -86,6 +86,7 @@ let package = Package(
             name: "SQSClientTests",
             dependencies: [
                 "SQSClient",
+                "FakeHTTPServer",
                 "SigV4",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -198,6 +199,17 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // A scripted HTTP/1.1 server for the S3 and SQS clients' wire tests (signatures checked).
+        .target(
+            name: "FakeHTTPServer",
+            dependencies: [
+                "SigV4",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/FakeHTTPServer",
             swiftSettings: swiftSettings
         ),
         // A real PostgreSQL for tests (a throwaway cluster per test process unless one is given).
@@ -397,6 +409,7 @@ let package = Package(
             name: "S3ClientTests",
             dependencies: [
                 "S3Client",
+                "FakeHTTPServer",
                 "S3Wire",
                 "SigV4",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,3 +1,4 @@
+import FakeHTTPServer
 import Foundation
 import SigV4
 

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FakeHTTPServer
 import Foundation
 import NIOCore
 import SigV4

@@ -1,9 +1,10 @@
+import FakeHTTPServer
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import SQSClient
 import SigV4
+import SQSClient
 import Testing
 
 /// The wire format and the failure paths of the SQS client, against a scripted server that checks SigV4
