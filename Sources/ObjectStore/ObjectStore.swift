@@ -253,7 +253,7 @@ public final class ObjectStore: Sendable {
                 }
                 let current = state.index.find(entry.key)
                 try checkConditions(conditions, current: current, bucket: bucket.name, key: entry.key)
-                if let current, current.size >= Self.retireThreshold { retired = retire(location.file) }
+                retired = retire(location.file, current: current)
                 do {
                     try Posix.rename(temp.path, location.file)
                 } catch {
@@ -288,9 +288,11 @@ public final class ObjectStore: Sendable {
     /// Gives the file of an object about to be replaced or deleted a second name in `tmp/`, so that the rename
     /// or unlink under the bucket lock only drops a name: freeing a large file's blocks and page cache (160 ms
     /// for 200 MB on ext4 here) then happens in ``release(_:)``, after the answer and outside the lock. nil when
-    /// there is no file or no hard links; the caller then pays the cost as before. A crash leaves the name in
-    /// `tmp/`, which start-up empties.
-    func retire(_ file: String) -> String? {
+    /// there is no file, it is small (below ``retireThreshold``, cheap to free in place) or the file system
+    /// has no hard links; the caller then pays the cost as before. A crash leaves the name in `tmp/`, which
+    /// start-up empties.
+    func retire(_ file: String, current: IndexEntry?) -> String? {
+        guard let current, current.size >= Self.retireThreshold else { return nil }
         let name = paths.tmp + "/" + randomHex() + ".retired"
         return Posix.link(file, as: name) ? name : nil
     }

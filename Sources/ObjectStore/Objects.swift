@@ -210,7 +210,7 @@ extension ObjectStore {
             guard !state.deleted else {
                 throw ObjectStoreError(.noSuchBucket, "The specified bucket does not exist.", bucket: bucket.name)
             }
-            if let current = state.index.find(key), current.size >= Self.retireThreshold { retired = retire(path) }
+            retired = retire(path, current: state.index.find(key))
             let existed = try Posix.unlink(path)
             let entry = state.index.remove(key)
             guard existed || entry != nil else { return nil }
