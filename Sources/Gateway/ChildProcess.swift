@@ -82,9 +82,9 @@ final class ChildProcess: Sendable {
 
     /// Starts `executable` (an absolute path) with `arguments` (argv[1...]), exactly `environment`, in
     /// `directory`, stdin from /dev/null, stdout and stderr inherited, every other descriptor closed,
-    /// default signal dispositions and an empty signal mask, as leader of a new process group.
+    /// default signal dispositions and an empty signal mask, as leader of a new process group, at `nice`.
     static func spawn(
-        executable: String, arguments: [String], environment: [String: String], directory: String
+        executable: String, arguments: [String], environment: [String: String], directory: String, nice: Int = 0
     ) throws(GatewayError) -> ChildProcess {
         var fileActions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
@@ -120,9 +120,11 @@ final class ChildProcess: Sendable {
             for p in envp { free(p) }
         }
         var pid: pid_t = 0
-        let result = argv.withUnsafeBufferPointer { argvBuffer in
-            envp.withUnsafeBufferPointer { envpBuffer in
-                posix_spawn(&pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, envpBuffer.baseAddress!)
+        let result = onThread(nice: nice) {
+            argv.withUnsafeBufferPointer { argvBuffer in
+                envp.withUnsafeBufferPointer { envpBuffer in
+                    posix_spawn(&pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, envpBuffer.baseAddress!)
+                }
             }
         }
         guard result == 0 else {
@@ -136,6 +138,42 @@ final class ChildProcess: Sendable {
         reaper.stackSize = 256 * 1024
         reaper.start()
         return child
+    }
+
+    /// Runs `body` here, or with a `nice` above 0 on a thread of its own that first lowers its priority: on
+    /// Linux the nice value belongs to a thread, and the process posix_spawn makes (and every thread it
+    /// starts) inherits the spawning thread's. The gateway's own threads keep theirs (raising a priority back
+    /// needs privileges).
+    private static func onThread(nice: Int, _ body: () -> Int32) -> Int32 {
+        guard nice > 0 else { return body() }
+        return withoutActuallyEscaping(body) { body in
+            let work = NicedWork(body: body, nice: Int32(nice))
+            let thread = Thread { work.run() }
+            thread.stackSize = 256 * 1024
+            thread.start()
+            work.done.wait()
+            return work.result
+        }
+    }
+
+    /// The spawn handed to the niced thread. It drops the closure before signalling, so nothing holds it once
+    /// `onThread` returns (the thread object itself may live a little longer).
+    private final class NicedWork: @unchecked Sendable {
+        var body: (() -> Int32)?
+        let nice: Int32
+        var result: Int32 = 0
+        let done = DispatchSemaphore(value: 0)
+
+        init(body: @escaping () -> Int32, nice: Int32) {
+            self.body = body
+            self.nice = nice
+        }
+
+        func run() {
+            result = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) == 0 ? body!() : errno
+            body = nil
+            done.signal()
+        }
     }
 
     /// Runs on the reaper thread: wait for the exit without reaping, kill what is left of the group while the

@@ -30,6 +30,10 @@ public struct FunctionConfiguration: Sendable, Hashable {
     public var workingDirectory: String
     /// How asynchronous invocations (events, `Event` invokes) are retried and when they are dead-lettered.
     public var retry: RetryPolicy
+    /// The workers' scheduling priority, as `nice` (0-19; higher yields the CPU to everything else). Default 0.
+    /// On one machine, transcode workers at 10 that use every core leave the store, the gateway and the API
+    /// answering at full speed, and take the CPU they leave idle.
+    public var nice: Int
 
     public static let defaultTimeout: Duration = .seconds(3)
     public static let defaultMemoryMB = 128
@@ -43,9 +47,11 @@ public struct FunctionConfiguration: Sendable, Hashable {
         maxPayloadBytes: Int = FunctionConfiguration.defaultMaxPayloadBytes,
         maxResponseBytes: Int = FunctionConfiguration.defaultMaxPayloadBytes,
         maxQueued: Int = FunctionConfiguration.defaultMaxQueued, handler: String? = nil,
-        workingDirectory: String = FileManager.default.currentDirectoryPath, retry: RetryPolicy = RetryPolicy()
+        workingDirectory: String = FileManager.default.currentDirectoryPath, retry: RetryPolicy = RetryPolicy(),
+        nice: Int = 0
     ) {
         self.retry = retry
+        self.nice = nice
         self.name = name
         self.command = command
         self.environment = environment
@@ -85,6 +91,7 @@ public struct FunctionConfiguration: Sendable, Hashable {
             throw .configuration("\(prefix).maxResponseBytes", "must be at least 1", function: name)
         }
         guard maxQueued >= 0 else { throw .configuration("\(prefix).maxQueued", "must not be negative", function: name) }
+        guard (0...19).contains(nice) else { throw .configuration("\(prefix).nice", "must be between 0 and 19", function: name) }
         try retry.validate(path: "\(prefix).retry", function: name)
     }
 
@@ -381,9 +388,11 @@ public struct GatewayConfiguration: Sendable {
                 function.workingDirectory = resolve(scalar.string, base: base)
             case "retry":
                 function.retry = try RetryPolicy.parse(value, path: path, function: name)
+            case "nice":
+                function.nice = try integer(min: 0)
             default:
                 throw fail(
-                    "unknown field (expected command, environment, timeout, concurrency, memory, maxPayloadBytes, maxResponseBytes, maxQueued, handler, workingDirectory or retry)"
+                    "unknown field (expected command, environment, timeout, concurrency, memory, maxPayloadBytes, maxResponseBytes, maxQueued, handler, workingDirectory, retry or nice)"
                 )
             }
         }

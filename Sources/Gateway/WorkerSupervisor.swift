@@ -100,7 +100,7 @@ struct WorkerSupervisor: Sendable {
                     return .success(
                         try ChildProcess.spawn(
                             executable: executable, arguments: Array(function.command.dropFirst()),
-                            environment: environment, directory: function.workingDirectory))
+                            environment: environment, directory: function.workingDirectory, nice: function.nice))
                 } catch {
                     return .failure(error)
                 }

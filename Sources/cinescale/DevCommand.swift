@@ -103,13 +103,15 @@ struct DevCommand: AsyncParsableCommand {
             "functions": [
                 "probe": [
                     "command": ["\(functions)/probe"], "timeout": 120, "concurrency": 2, "environment": functionEnvironment,
-                    "retry": ["maxAttempts": 3],
+                    "retry": ["maxAttempts": 3], "nice": 5,
                 ],
                 "transcode": [
                     "command": ["\(functions)/transcode"], "timeout": 3600, "concurrency": max(1, transcoders),
                     "environment": functionEnvironment.merging(
                         ["LADDER": ladder, "X264_PRESET": x264Preset, "WORK_DIR": "\(root)/work"]) { $1 },
                     "retry": ["maxAttempts": 2],
+                    // Every core, but after the store, the gateway and the API: uploads stay fast meanwhile.
+                    "nice": 10,
                 ],
             ],
             "triggers": [

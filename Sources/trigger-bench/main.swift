@@ -68,12 +68,17 @@ func start(_ name: String, _ args: [String], port: Int = 0) throws -> (Process, 
 }
 
 let records = "\(root)/records.log"
+/// The handler's workers run at this nice value, as `cinescale dev` runs its functions (probe 5, transcode
+/// 10): functions yield the CPU to the uploads and the event intake. TRIGGER_BENCH_NICE=0 runs them at the
+/// same priority.
+let handlerNice = Int(ProcessInfo.processInfo.environment["TRIGGER_BENCH_NICE"] ?? "") ?? 10
 let gatewayConfig = """
     functions:
       rec:
         command: ["\(hello)", "record"]
         environment: {HELLO_RECORD_FILE: "\(records)", HELLO_RECORD_STAMP: "1", HELLO_RECORD_FSYNC: "0"}
         concurrency: 2
+        nice: \(handlerNice)
     triggers:
       - {function: rec, bucket: ingest}
     """
@@ -223,7 +228,7 @@ while try await enqueued() < 50 { try await Task.sleep(for: .milliseconds(20)) }
 try await Task.sleep(for: .milliseconds(500))
 let warmLines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").count ?? 0
 
-print("trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B with and without notifications in \(pairs) alternating pairs of phases, store and gateway as processes")
+print("trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B with and without notifications in \(pairs) alternating pairs of phases, store and gateway as processes, handler at nice \(handlerNice)")
 
 /// Lines in the handler's record file (one per handler start).
 func recordLines() -> Int {

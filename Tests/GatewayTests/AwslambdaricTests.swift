@@ -197,6 +197,22 @@ struct AwslambdaricTests {
         }
     }
 
+    @Test func workersRunAtTheirFunctionsNiceValue() async throws {
+        let dir = try HandlerDirectory()
+        var background = dir.function("background")
+        background.nice = 7
+        let normal = dir.function("normal")
+        let before = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        try await LiveGateway.run([background, normal]) { gw in
+            let niced = try #require(try await gw.invoke("background", #"{"action":"nice"}"#).json)
+            #expect(niced["handler"] as? Int == 7)
+            #expect(niced["newThread"] as? Int == 7)
+            #expect(niced["runtimeMain"] as? Int == 7)
+            let plain = try #require(try await gw.invoke("normal", #"{"action":"nice"}"#).json)
+            #expect(plain["handler"] as? Int == Int(before) && plain["newThread"] as? Int == Int(before))
+        }
+    }
+
     @Test func gracefulShutdownStopsEveryWorker() async throws {
         let dir = try HandlerDirectory()
         let stubborn = dir.function("stubborn", concurrency: 2, environment: ["IGNORE_SIGTERM": "1"])

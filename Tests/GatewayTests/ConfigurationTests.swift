@@ -20,6 +20,7 @@ struct ConfigurationTests {
                 maxPayloadBytes: 6291456
                 maxQueued: 10
                 handler: app.handler
+                nice: 10
               probe:
                 command: ["python3", "-m", "awslambdaric", "probe.handler"]
                 timeout: 1.5
@@ -37,6 +38,7 @@ struct ConfigurationTests {
         #expect(echo.memoryMB == 256)
         #expect(echo.maxQueued == 10)
         #expect(echo.handler == "app.handler")
+        #expect(echo.nice == 10)
         #expect(echo.workingDirectory == "/srv/app")
         let probe = configuration.functions[1]
         #expect(probe.command[0] == "python3")
@@ -44,6 +46,7 @@ struct ConfigurationTests {
         #expect(probe.concurrency == 1)
         #expect(probe.maxPayloadBytes == 6_291_456)
         #expect(probe.maxQueued == 1000)
+        #expect(probe.nice == 0)
         #expect(probe.workingDirectory == "/srv/app/fns/probe")
         #expect(configuration.inheritedEnvironment == ["PATH": "/usr/bin"])
     }
@@ -102,6 +105,7 @@ struct ConfigurationTests {
         ("functions:\n  'bad name':\n    command: [x]\n", "functions.bad name: invalid function name"),
         ("functions:\n  echo:\n    command: [x]\n    environment: [A]\n", "functions.echo.environment:"),
         ("functions:\n  echo:\n    command: [x]\n    maxQueued: -1\n", "functions.echo.maxQueued:"),
+        ("functions:\n  echo:\n    command: [x]\n    nice: 20\n", "functions.echo.nice: must be between 0 and 19"),
         ("functions: [a, b]\n", "functions: expected a mapping"),
         ("funtions: {}\n", "funtions: unknown field"),
         ("functions:\n  echo:\n    command: [x]\n    retry: {maxAttempts: 0}\n", "functions.echo.retry.maxAttempts:"),

@@ -60,7 +60,7 @@ final class HandlerDirectory: Sendable {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
     static let handlers = """
-        import json, os, signal, time
+        import json, os, signal, threading, time
 
         if os.environ.get("IGNORE_SIGTERM") == "1":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -90,6 +90,13 @@ final class HandlerDirectory: Sendable {
                 return {"written": True}
             if action == "big":
                 return "x" * event["size"]
+            if action == "nice":
+                seen = []
+                worker = threading.Thread(target=lambda: seen.append(os.getpriority(os.PRIO_PROCESS, 0)))
+                worker.start()
+                worker.join()
+                return {"handler": os.getpriority(os.PRIO_PROCESS, 0), "newThread": seen[0],
+                        "runtimeMain": os.getpriority(os.PRIO_PROCESS, os.getpid())}
             return {"unknown": action}
         """
 
