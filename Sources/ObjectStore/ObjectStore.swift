@@ -237,14 +237,18 @@ public final class ObjectStore: Sendable {
         let location = bucket.location(of: entry.key)
         let fsync = configuration.fsync
         do {
-            if !bucket.directoryIsMade(location.directory) {
-                if try Posix.mkdir(location.level1) {
-                    if fsync { try Posix.fsyncDirectory(bucket.objectsDirectory) }
-                }
-                if try Posix.mkdir(location.level2) {
-                    if fsync { try Posix.fsyncDirectory(location.level1) }
-                }
-                bucket.directoryMade(location.directory)
+            // Each directory's entry is made durable once per process. An existing one whose bit is not set
+            // may have just been made by a concurrent PUT that has not yet fsync'd its parent: fsync it anyway.
+            let level1 = BucketState.level1Bit(location.directory)
+            if !bucket.isMade(level1) {
+                _ = try Posix.mkdir(location.level1)
+                if fsync { try Posix.fsyncDirectory(bucket.objectsDirectory) }
+                bucket.made(level1)
+            }
+            if !bucket.isMade(location.directory) {
+                _ = try Posix.mkdir(location.level2)
+                if fsync { try Posix.fsyncDirectory(location.level1) }
+                bucket.made(location.directory)
             }
             var retired: String?
             let sequencer = try bucket.state.withLock { state -> Int64 in
@@ -363,17 +367,25 @@ final class BucketState: Sendable {
     let directory: String
     let objectsDirectory: String
     let state: Mutex<BucketMutableState>
-    /// One bit per `objects/ab/cd` directory known to exist (made and its parent fsync'd by this process), so
-    /// a PUT makes its two `mkdir` calls only the first time. Directories go only with their bucket.
-    private let madeDirectories = Mutex([UInt64](repeating: 0, count: 65_536 / 64))
+    /// One bit per `objects/ab/cd` directory (bits 0..<65 536) and per `objects/ab` (the 256 after them)
+    /// whose entry is durable: found at start-up, or made and its parent fsync'd since. A PUT makes its
+    /// `mkdir` calls and parent fsyncs only the first time. Directories go only with their bucket.
+    private let madeDirectories = Mutex([UInt64](repeating: 0, count: (65_536 + 256) / 64))
 
-    init(name: String, creationDate: Date, directory: String, index: KeyIndex) {
+    init(name: String, creationDate: Date, directory: String, index: KeyIndex, existingDirectories: [Int] = []) {
         self.name = name
         self.creationDate = creationDate
         self.directory = directory
         self.objectsDirectory = directory + "/objects"
         self.state = Mutex(BucketMutableState(index: index))
+        for directory in existingDirectories {
+            made(directory)
+            made(Self.level1Bit(directory))
+        }
     }
+
+    /// The bit of the `objects/ab` that holds `objects/ab/cd` (bit `0xabcd`).
+    static func level1Bit(_ directory: Int) -> Int { 65_536 + directory >> 8 }
 
     var info: BucketInfo { BucketInfo(name: name, creationDate: creationDate) }
     var isDeleted: Bool { state.withLock { $0.deleted } }
@@ -394,12 +406,12 @@ final class BucketState: Sendable {
         return Location(level1: l1, level2: l2, file: l2 + "/" + hash, directory: Int(hash.prefix(4), radix: 16) ?? 0)
     }
 
-    func directoryIsMade(_ directory: Int) -> Bool {
-        madeDirectories.withLock { $0[directory >> 6] & (1 << UInt64(directory & 63)) != 0 }
+    func isMade(_ bit: Int) -> Bool {
+        madeDirectories.withLock { $0[bit >> 6] & (1 << UInt64(bit & 63)) != 0 }
     }
 
-    func directoryMade(_ directory: Int) {
-        madeDirectories.withLock { $0[directory >> 6] |= 1 << UInt64(directory & 63) }
+    func made(_ bit: Int) {
+        madeDirectories.withLock { $0[bit >> 6] |= 1 << UInt64(bit & 63) }
     }
 }
 

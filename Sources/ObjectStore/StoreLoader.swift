@@ -83,11 +83,11 @@ enum StoreLoader {
                 logger.warning("ignoring bucket directory without bucket.json", metadata: ["cinescale.bucket": "\(name)"])
                 continue
             }
-            let entries = try scanObjects(directory + "/objects", bucket: name, logger: logger)
+            let (entries, directories) = try scanObjects(directory + "/objects", bucket: name, logger: logger)
             objectCount += entries.count
             buckets[name] = BucketState(
                 name: name, creationDate: Date(nanoseconds: record.creationDateNs), directory: directory,
-                index: KeyIndex(unsorted: entries))
+                index: KeyIndex(unsorted: entries), existingDirectories: directories)
         }
 
         var uploads: [String: UploadEntry] = [:]
@@ -120,11 +120,21 @@ enum StoreLoader {
         try Posix.mkdir(path)
     }
 
-    static func scanObjects(_ objectsDirectory: String, bucket: String, logger: Logger) throws -> [IndexEntry] {
+    /// The objects of a bucket, and the `objects/ab/cd` directories found (as the number `0xabcd`).
+    static func scanObjects(
+        _ objectsDirectory: String, bucket: String, logger: Logger
+    ) throws -> (entries: [IndexEntry], directories: [Int]) {
         var entries: [IndexEntry] = []
+        var directories: [Int] = []
         for l1 in try Posix.listDirectory(objectsDirectory) {
             for l2 in try Posix.listDirectory(objectsDirectory + "/" + l1) {
                 let directory = objectsDirectory + "/" + l1 + "/" + l2
+                let name = (l1 + l2).utf8
+                if name.count == 4, name.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }),
+                    let number = Int(l1 + l2, radix: 16)
+                {
+                    directories.append(number)
+                }
                 for file in try Posix.listDirectory(directory) {
                     let path = directory + "/" + file
                     do {
@@ -150,7 +160,7 @@ enum StoreLoader {
                 }
             }
         }
-        return entries
+        return (entries, directories)
     }
 
     static func createBucketOnDisk(name: String, paths: StorePaths, fsync: Bool) throws -> BucketState {

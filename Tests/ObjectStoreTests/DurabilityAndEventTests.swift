@@ -83,7 +83,20 @@ extension DurabilityTests {
             uploadId = try await store.createMultipartUpload(bucket: "bkt", key: awkward, metadata: full)
             _ = try await uploadPart(store, bucket: "bkt", key: awkward, uploadId: uploadId, number: 7, data: pattern(10, seed: 2))
         }
+        // Directories that are not the store's own: start-up must not take them for object directories.
+        for junk in ["zz/zz", "-1/00", "+1/00", "AB/CD", "abc/d"] {
+            try FileManager.default.createDirectory(
+                atPath: dir.root + "/buckets/bkt/objects/" + junk, withIntermediateDirectories: true)
+        }
         let store = try await makeStore(dir)
+        // Writes into directories found at start-up and into new ones.
+        for n in 0..<40 {
+            try await store.putObject(bucket: "bkt", key: "after-\(n)", body: buffer("v\(n)"))
+            #expect(try await readAll(store, bucket: "bkt", key: "after-\(n)").1 == Array("v\(n)".utf8))
+        }
+        try await store.putObject(bucket: "bkt", key: "full", body: buffer("again"))
+        #expect(try await readAll(store, bucket: "bkt", key: "full").1 == Array("again".utf8))
+        try await store.putObject(bucket: "bkt", key: "full", body: buffer("full"), metadata: full)
         for (key, metadata) in cases {
             let (info, bytes) = try await readAll(store, bucket: "bkt", key: key)
             #expect(info.metadata == metadata)
