@@ -95,10 +95,13 @@ final class AsyncScheduler: Sendable {
 
     // MARK: Intake
 
-    /// Throws 429/503-style errors when the queue is past its bound; call before writing.
+    /// Throws 429/503-style errors when the queue is at its bound; call before writing `count` invocations.
+    /// One notification is admitted while the queue is below the bound, whatever its record count: a batch
+    /// may take it past by less than its size, and a batch larger than the whole bound is not refused forever
+    /// (its sender would retry it endlessly).
     func admit(_ count: Int) throws(GatewayError) {
         let pending = pendingCount
-        guard pending + count <= maxPending else {
+        guard pending < maxPending else {
             metrics.refusedForBound.increment(by: Int64(count))
             throw GatewayError(
                 .tooManyRequests,

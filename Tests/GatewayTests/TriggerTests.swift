@@ -134,6 +134,26 @@ struct TriggerTests {
         }
     }
 
+    @Test func aBatchLargerThanTheBoundGetsInWhileThereIsRoomAndAFullQueueRefuses() async throws {
+        let dir = try HandlerDirectory()
+        var function = recorder(dir)
+        function.environment["SLEEP"] = "0.5"
+        try await LiveGateway.run([function], configure: { c in configure(&c); c.queue.maxPending = 2 }) { gw in
+            let records = (1...5).map { Self.awsRecord(bucket: "ingest", key: "videos/b\($0).mp4", etag: "e\($0)", sequencer: "0C\($0)") }
+            let batch = try await post(gw, "{\"Records\":[\(records.joined(separator: ","))]}")
+            #expect(batch.status == 200)
+            #expect(batch.json?["queued"] as? Int == 5)
+            let one = "{\"Records\":[\(Self.awsRecord(bucket: "ingest", key: "videos/late.mp4", etag: "l", sequencer: "0D1"))]}"
+            let refused = try await post(gw, one)
+            #expect(refused.status == 503)
+            #expect((refused.json?["error"] as? [String: Any])?["code"] as? String == "SlowDown")
+            try await waitUntil("five effects") { dir.effects().count == 5 }
+            try await waitUntil("room again") { try await post(gw, one).status == 200 }
+            try await waitUntil("the sixth effect") { dir.effects().count == 6 }
+            #expect(dir.runs().count == 6)
+        }
+    }
+
     @Test func theWebhookRefusesWhatItCannotTrust() async throws {
         let dir = try HandlerDirectory()
         try await LiveGateway.run([recorder(dir)], configure: configure) { gw in
