@@ -265,8 +265,8 @@ public final class EventNotifier: Service, Sendable {
         for waiter in waiters { waiter.resume(returning: nil) }
     }
 
-    /// The next events for `target`: the oldest waiting, and up to `limit` in all when more are waiting.
-    /// Waits when none is; nil once stopping.
+    /// The next events for `target`: the oldest waiting, and up to `limit` in all (and about
+    /// ``maxBatchBytes``) when more are waiting. Waits when none is; nil once stopping.
     private func next(_ target: String, limit: Int) async -> [Pending]? {
         let item: Pending? = await withCheckedContinuation { continuation in
             let item = state.withLock { s -> Pending?? in
@@ -284,13 +284,19 @@ public final class EventNotifier: Service, Sendable {
         guard limit > 1 else { return [item] }
         return state.withLock { s in
             var items = [item]
-            while items.count < limit, let more = s.targets[target]!.popFirst() {
+            var bytes = item.body.count
+            while items.count < limit, bytes < Self.maxBatchBytes, let more = s.targets[target]!.popFirst() {
                 s.targets[target]!.inFlight += 1
                 items.append(more)
+                bytes += more.body.count
             }
             return items
         }
     }
+
+    /// A batch stops growing past this many bytes of events (a few hundred at most), well below what an
+    /// endpoint accepts (the gateway takes 6 MB), so a batch is never too large to be delivered.
+    static let maxBatchBytes = 1 << 20
 
     /// One sender: takes the next events, POSTs them until a 2xx, deletes them from the queue.
     private func send(to target: WebhookTarget, client: HTTPClient) async {
