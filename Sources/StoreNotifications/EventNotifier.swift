@@ -294,7 +294,7 @@ public final class EventNotifier: Service, Sendable {
         }
     }
 
-    /// A batch stops growing past this many bytes of events (a few hundred at most), well below what an
+    /// A batch stops growing past this many bytes of events (about 800 small ones), well below what an
     /// endpoint accepts (the gateway takes 6 MB), so a batch is never too large to be delivered.
     static let maxBatchBytes = 1 << 20
 

@@ -110,7 +110,7 @@ struct DevCommand: AsyncParsableCommand {
                     "environment": functionEnvironment.merging(
                         ["LADDER": ladder, "X264_PRESET": x264Preset, "WORK_DIR": "\(root)/work"]) { $1 },
                     "retry": ["maxAttempts": 2],
-                    // Every core, but after the store, the gateway and the API: uploads stay fast meanwhile.
+                    // Every idle core, after the store, the gateway and the API.
                     "nice": 10,
                 ],
             ],
