@@ -42,6 +42,8 @@ public struct Thumbnails: Sendable, Hashable, Codable {
         public var columns: Int
         public var rows: Int
         public var count: Int
+        /// The first tile drawn (a chunk draws only the tiles whose times fall in its range; the rest stay black).
+        public var firstTile: Int
         public var tileWidth: Int
         public var tileHeight: Int
     }
@@ -67,7 +69,13 @@ final class ThumbnailCollector {
     private var posterFrame: UnsafeMutablePointer<AVFrame>?
     private var sprite: UnsafeMutablePointer<AVFrame>?
 
-    init(settings: ThumbnailSettings, directory: String, duration: Double, sourceHeight: Int, aspect: Double) throws(MediaError) {
+    private let firstTile: Int
+
+    /// `from`: where a chunk's share begins — just after the previous chunk's last frame (its start less a frame):
+    /// posters and tiles before it are taken by the chunk before, from its own frames.
+    init(
+        settings: ThumbnailSettings, directory: String, duration: Double, sourceHeight: Int, aspect: Double, from start: Double = 0
+    ) throws(MediaError) {
         self.settings = settings
         self.directory = directory
         self.duration = duration
@@ -81,7 +89,9 @@ final class ThumbnailCollector {
         tileSize = (Int32(tw), Int32(th))
         interval = max(1, duration / Double(max(1, settings.maxTiles)))
         tileCount = max(1, min(settings.maxTiles, Int((duration / interval).rounded(.up))))
-        posterTargets = settings.posterFractions.sorted().map { $0 * duration }
+        posterTargets = settings.posterFractions.sorted().map { $0 * duration }.filter { start <= 0 || $0 >= start }
+        firstTile = start <= 0 ? 0 : max(0, Int((start / interval).rounded(.up)))
+        nextTile = firstTile
         posterFrame = try Self.frame(width: posterSize.0, height: posterSize.1)
         let rows = (tileCount + settings.columns - 1) / settings.columns
         sprite = try Self.frame(width: tileSize.0 * Int32(min(settings.columns, tileCount)), height: tileSize.1 * Int32(rows))
@@ -134,13 +144,13 @@ final class ThumbnailCollector {
     /// Writes the sprite; returns everything written.
     func finish() throws(MediaError) -> Thumbnails {
         var spriteInfo: Thumbnails.Sprite?
-        if nextTile > 0 {
+        if nextTile > firstTile {
             let path = "\(directory)/sprite.jpg"
             try Self.writeJPEG(sprite!, to: path)
             let columns = min(settings.columns, tileCount)
             spriteInfo = .init(
                 path: path, interval: interval, columns: columns, rows: (tileCount + settings.columns - 1) / settings.columns,
-                count: nextTile, tileWidth: Int(tileSize.0), tileHeight: Int(tileSize.1))
+                count: nextTile - firstTile, firstTile: firstTile, tileWidth: Int(tileSize.0), tileHeight: Int(tileSize.1))
         }
         return Thumbnails(posters: posters, sprite: spriteInfo)
     }

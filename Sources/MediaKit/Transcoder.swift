@@ -112,6 +112,27 @@ public enum Transcoder {
             return try job.run(progress: progress)
         }
     }
+
+    /// Encodes one chunk of the timeline — the frames shown in `chunk.start ..< chunk.end` — for every rung, into
+    /// `directory/hls/<rung>/` as fMP4 segments numbered from `chunk.firstSegment`, reading `source` (ranged
+    /// reads: it seeks to the keyframe at or before the start and never reads the rest). Every chunk's encoders
+    /// start with an IDR and use the same settings, and its fragments carry the video's own timeline, so the
+    /// segments of all chunks form one rendition with the first chunk's `init.mp4`. The source's AAC packets
+    /// whose time falls in the range are muxed as they are (never re-encoded per chunk: an AAC encoder would
+    /// prime every chunk with silence); any other audio is encoded, which only a single-chunk plan may ask for.
+    /// With `thumbnails`, the posters and sprite tiles whose times fall in the range.
+    public static func transcodeChunk(
+        source: any MediaSource, chunk: ChunkRange, ladder: [Rung] = Rung.defaultLadder,
+        settings: EncodingSettings = EncodingSettings(), thumbnails: ThumbnailSettings? = nil, directory: String
+    ) async throws(MediaError) -> ChunkResult {
+        try await MediaThread.run { () throws(MediaError) -> ChunkResult in
+            FFmpegLog.start()
+            let file = try InputFile(source: source)
+            let job = try TranscodeJob(
+                input: file, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory, chunk: chunk)
+            return try job.runChunk()
+        }
+    }
 }
 
 func check(_ code: Int32, _ what: @autoclosure () -> String) throws(MediaError) {
@@ -162,25 +183,60 @@ final class TranscodeJob {
     let frameRate: AVRational
     var thumbnails: ThumbnailCollector?
     var startTime: Int64 = 0
+    /// In chunk mode, the part of the timeline this job encodes; `file` owns the ranged input then.
+    let chunk: ChunkRange?
+    let file: InputFile?
+    /// Chunk mode: the range in the video stream's time base, and whether the video and audio of the range
+    /// have all been seen.
+    var rangeStart: Int64 = 0
+    var rangeEnd: Int64 = .max
+    var videoDone = false
+    var audioDone = false
+    var audioPackets = 0
     /// Video packets read, packets or frames the decoder refused, frames decoded, and the latest frame time.
     var videoPackets = 0
     var damagedPackets = 0
     var decodedFrames = 0
     var lastFrameTime = 0.0
 
-    init(
+    convenience init(
         input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
     ) throws(MediaError) {
-        self.directory = directory
-        cascade = settings.cascade
         var context: UnsafeMutablePointer<AVFormatContext>?
         let opened = avformat_open_input(&context, path, nil, nil)
         guard opened >= 0, let context else {
             throw MediaError(.unreadableMedia, "cannot open the source (\(FFmpegError.describe(opened)))")
         }
-        input = context
         let found = avformat_find_stream_info(context, nil)
-        guard found >= 0 else { throw MediaError(.unreadableMedia, "the streams could not be read (\(FFmpegError.describe(found)))") }
+        guard found >= 0 else {
+            var owned: UnsafeMutablePointer<AVFormatContext>? = context
+            avformat_close_input(&owned)
+            throw MediaError(.unreadableMedia, "the streams could not be read (\(FFmpegError.describe(found)))")
+        }
+        try self.init(
+            context: context, file: nil, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory,
+            chunk: nil)
+    }
+
+    /// A chunk's job over an opened ranged input (which it keeps, and which closes the context).
+    convenience init(
+        input file: InputFile, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String,
+        chunk: ChunkRange
+    ) throws(MediaError) {
+        try self.init(
+            context: file.context!, file: file, ladder: ladder, settings: settings, thumbnails: thumbnails,
+            directory: directory, chunk: chunk)
+    }
+
+    private init(
+        context: UnsafeMutablePointer<AVFormatContext>, file: InputFile?, ladder: [Rung], settings: EncodingSettings,
+        thumbnails: ThumbnailSettings?, directory: String, chunk: ChunkRange?
+    ) throws(MediaError) {
+        self.directory = directory
+        self.chunk = chunk
+        self.file = file
+        cascade = settings.cascade
+        input = context
         duration = context.pointee.duration > 0 ? Double(context.pointee.duration) / Double(AV_TIME_BASE) : 0
 
         var codec: UnsafePointer<AVCodec>?
@@ -214,7 +270,8 @@ final class TranscodeJob {
         if stream.pointee.start_time != cinescale_nopts_value() { startTime = stream.pointee.start_time }
         if let thumbnails, duration > 0 {
             self.thumbnails = try ThumbnailCollector(
-                settings: thumbnails, directory: directory, duration: duration, sourceHeight: sourceHeight, aspect: aspect)
+                settings: thumbnails, directory: directory, duration: duration, sourceHeight: sourceHeight, aspect: aspect,
+                from: chunk.map { $0.start - 1 / max(av_q2d(rate), 1) + 2e-6 } ?? 0)
         }
 
         let rungs = Transcoder.rungs(for: sourceHeight, ladder: ladder)
@@ -226,27 +283,43 @@ final class TranscodeJob {
                 hlsDirectory: "\(directory)/hls/\(rung.name)")
             outputs.append(output)
             try openEncoder(output, rate: rate, gop: gop, settings: settings)
-            try openMuxer(output, format: "mp4", path: output.path, options: ["movflags": "+faststart"])
+            if chunk == nil {
+                try openMuxer(output, format: "mp4", path: output.path, options: ["movflags": "+faststart"])
+            }
             do {
                 try FileManager.default.createDirectory(atPath: output.hlsDirectory, withIntermediateDirectories: true)
             } catch {
                 throw MediaError(.transcodeFailed, "creating \(output.hlsDirectory): \(error)")
             }
-            try openMuxer(
-                output, format: "hls", path: "\(output.hlsDirectory)/index.m3u8",
-                options: [
-                    "hls_segment_type": "fmp4", "hls_time": "\(settings.keyframeInterval)", "hls_playlist_type": "vod",
-                    "hls_flags": "independent_segments", "hls_fmp4_init_filename": "init.mp4",
-                    "hls_segment_filename": "\(output.hlsDirectory)/seg-%05d.m4s",
-                ])
+            var hlsOptions = [
+                "hls_segment_type": "fmp4", "hls_time": "\(settings.keyframeInterval)", "hls_playlist_type": "vod",
+                "hls_flags": "independent_segments", "hls_fmp4_init_filename": "init.mp4",
+                "hls_segment_filename": "\(output.hlsDirectory)/seg-%05d.m4s",
+            ]
+            if let chunk {
+                hlsOptions["start_number"] = String(chunk.firstSegment)
+                // A later chunk's fragments start where the timeline is (tfdt = the first packet's pts, and the
+                // decode delay kept as the first chunk's), not at 0; the first chunk's init.mp4 serves them all.
+                if chunk.index > 0 { hlsOptions["hls_segment_options"] = "movflags=+frag_discont" }
+            }
+            try openMuxer(output, format: "hls", path: "\(output.hlsDirectory)/index.m3u8", options: hlsOptions)
         }
+        if let chunk {
+            let timeBase = stream.pointee.time_base
+            rangeStart = startTime + Self.ticks(chunk.start, timeBase)
+            if let end = chunk.end { rangeEnd = startTime + Self.ticks(end, timeBase) }
+        }
+    }
+
+    static func ticks(_ seconds: Double, _ timeBase: AVRational) -> Int64 {
+        Int64((seconds * Double(timeBase.den) / Double(timeBase.num)).rounded())
     }
 
     deinit {
         outputs.removeAll()
         audio = nil
         avcodec_free_context(&decoder)
-        if input != nil { avformat_close_input(&input) }
+        if file == nil, input != nil { avformat_close_input(&input) }
     }
 
     /// libx264 frame threads per rung: its automatic choice (1.5 per core) for each of several encoders
@@ -424,7 +497,7 @@ final class TranscodeJob {
         return roots
     }
 
-    private func hand(_ packet: UnsafeMutablePointer<AVPacket>, to roots: [RungStage]) throws(MediaError) {
+    func hand(_ packet: UnsafeMutablePointer<AVPacket>, to roots: [RungStage]) throws(MediaError) {
         for root in roots {
             guard let copy = av_packet_clone(packet) else { throw MediaError(.transcodeFailed, "out of memory") }
             root.input.push(.audio(copy))
@@ -433,7 +506,8 @@ final class TranscodeJob {
 
     /// Fails a transcode whose input was mostly undecodable or ends well before its stated duration, rather
     /// than publishing a rendition of grey frames or a cut-off video.
-    private func judgeDecoding() throws(MediaError) {
+    func judgeDecoding(until end: Double? = nil) throws(MediaError) {
+        let duration = end ?? self.duration
         guard decodedFrames > 0 else {
             throw MediaError(.corruptMedia, "no picture could be decoded (\(damagedPackets) of \(videoPackets) video packets damaged)")
         }
@@ -457,7 +531,7 @@ final class TranscodeJob {
         }
     }
 
-    private func hlsRendition(_ output: RungStage) throws(MediaError) -> HLSRendition {
+    func hlsRendition(_ output: RungStage) throws(MediaError) -> HLSRendition {
         let path = "\(output.hlsDirectory)/index.m3u8"
         guard let data = FileManager.default.contents(atPath: path) else {
             throw MediaError(.transcodeFailed, "the HLS playlist of \(output.rung.name) was not written")
@@ -485,7 +559,7 @@ final class TranscodeJob {
     }
 
     /// Hands every picture the decoder has ready to the root stages (and the thumbnails).
-    private func drainDecoder(_ frame: UnsafeMutablePointer<AVFrame>, to roots: [RungStage]) throws(MediaError) {
+    func drainDecoder(_ frame: UnsafeMutablePointer<AVFrame>, to roots: [RungStage]) throws(MediaError) {
         let sourceTimeBase = input!.pointee.streams[Int(videoIndex)]!.pointee.time_base
         while true {
             let received = avcodec_receive_frame(decoder, frame)
@@ -496,9 +570,19 @@ final class TranscodeJob {
                 continue
             }
             defer { av_frame_unref(frame) }
-            decodedFrames += 1
             let pts = frame.pointee.best_effort_timestamp
-            frame.pointee.pts = pts
+            if chunk != nil, pts != cinescale_nopts_value() {
+                // Frames before the range come from the keyframe the seek landed on; the first one at or past
+                // its end means every frame of the range has come out (the decoder gives presentation order).
+                if pts < rangeStart { continue }
+                if pts >= rangeEnd {
+                    videoDone = true
+                    continue
+                }
+            }
+            decodedFrames += 1
+            // Chunk mode: the encoders' timeline starts at the video's first frame in every chunk alike.
+            frame.pointee.pts = chunk != nil && pts != cinescale_nopts_value() ? pts - startTime : pts
             if pts != cinescale_nopts_value() {
                 lastFrameTime = max(lastFrameTime, Double(pts - startTime) * av_q2d(sourceTimeBase))
             }
@@ -509,6 +593,194 @@ final class TranscodeJob {
             if let thumbnails, pts != cinescale_nopts_value() {
                 try thumbnails.offer(frame, time: Double(pts - startTime) * av_q2d(sourceTimeBase))
             }
+        }
+    }
+}
+
+/// The part of a video's timeline one chunk invocation encodes: seconds from the first frame, on the keyframe
+/// grid (a chunk boundary is a segment boundary), and the global number of its first segment.
+public struct ChunkRange: Sendable, Hashable, Codable {
+    public var index: Int
+    public var start: Double
+    /// nil: to the end of the video.
+    public var end: Double?
+    public var firstSegment: Int
+
+    public init(index: Int, start: Double, end: Double?, firstSegment: Int) {
+        self.index = index
+        self.start = start
+        self.end = end
+        self.firstSegment = firstSegment
+    }
+}
+
+/// What one chunk wrote.
+public struct ChunkResult: Sendable, Hashable {
+    public struct Segment: Sendable, Hashable, Codable {
+        /// `seg-00012.m4s`.
+        public var name: String
+        public var duration: Double
+        public var size: Int64
+    }
+
+    public struct RungOutput: Sendable, Hashable {
+        public var rung: Rung
+        public var width: Int
+        public var height: Int
+        /// RFC 6381 codecs, e.g. `avc1.64001e,mp4a.40.2`.
+        public var codecs: String
+        /// Holds `init.mp4` and the segments.
+        public var directory: String
+        public var segments: [Segment]
+    }
+
+    public var rungs: [RungOutput]
+    public var thumbnails: Thumbnails?
+    /// Pictures encoded (per rung) and audio packets muxed.
+    public var frames: Int
+    public var audioPackets: Int
+    public var frameRate: Double
+}
+
+extension TranscodeJob {
+    func runChunk() throws(MediaError) -> ChunkResult {
+        guard let chunk else { throw MediaError(.transcodeFailed, "not a chunk job") }
+        let packet = av_packet_alloc()
+        let frame = av_frame_alloc()
+        defer {
+            var p = packet
+            av_packet_free(&p)
+            var f = frame
+            av_frame_free(&f)
+        }
+        guard let packet, let frame else { throw MediaError(.transcodeFailed, "out of memory") }
+        let videoTimeBase = input!.pointee.streams[Int(videoIndex)]!.pointee.time_base
+
+        // Audio timestamps: the first chunk writes them as they are (relative to the video's first frame), and
+        // its init.mp4 keeps the source's start offset (the AAC priming its first packet carries) in the edit
+        // list; a later chunk's fragments start at their first packet's own time (frag_discont), so its packets
+        // are written relative to the audio's first packet for that same edit list to place them.
+        var audioOrigin: Int64 = 0
+        var audioShift: Int64 = 0
+        if let audio {
+            audioOrigin = av_rescale_q(startTime, videoTimeBase, audio.sourceTimeBase)
+            audioShift = audioOrigin
+            if chunk.index > 0 {
+                var first: Int64?
+                var reads = 0
+                while first == nil, reads < 10_000, av_read_frame(input, packet) >= 0 {
+                    if packet.pointee.stream_index == audio.sourceIndex {
+                        first = packet.pointee.dts != cinescale_nopts_value() ? packet.pointee.dts : packet.pointee.pts
+                    }
+                    av_packet_unref(packet)
+                    reads += 1
+                }
+                if let first { audioShift = first }
+            }
+        }
+        if chunk.index > 0 || chunk.start > 0 {
+            // To the keyframe at or before the range's start.
+            let sought = av_seek_frame(input, videoIndex, rangeStart, AVSEEK_FLAG_BACKWARD)
+            guard sought >= 0 else {
+                throw MediaError(.corruptMedia, "cannot seek to \(chunk.start) s (\(FFmpegError.describe(sought)))")
+            }
+            avcodec_flush_buffers(decoder)
+        }
+
+        let roots = Self.arrange(outputs, cascade: cascade)
+        let failed = PipelineFailure()
+        for stage in outputs {
+            stage.start(sourceTimeBase: videoTimeBase, audioTimeBase: audio?.timeBase ?? AVRational(num: 1, den: 1), failed: failed)
+        }
+        var readError: MediaError?
+        do throws(MediaError) {
+            var reachedEnd = false
+            while !failed.isRaised, !(videoDone && (audio == nil || audioDone)) {
+                let read = av_read_frame(input, packet)
+                if read == cinescale_averror_eof() {
+                    reachedEnd = true
+                    break
+                }
+                if read < 0 {
+                    if let failure = file?.io.failure { throw failure }
+                    if decodedFrames > 0 {
+                        reachedEnd = true
+                        break
+                    }
+                    throw MediaError(.corruptMedia, "the source could not be read (\(FFmpegError.describe(read)))")
+                }
+                defer { av_packet_unref(packet) }
+                if packet.pointee.stream_index == videoIndex {
+                    guard !videoDone else { continue }
+                    videoPackets += 1
+                    if avcodec_send_packet(decoder, packet) < 0 {
+                        damagedPackets += 1
+                        _ = FFmpegLog.take()
+                    }
+                    try drainDecoder(frame, to: roots)
+                } else if let audio, packet.pointee.stream_index == audio.sourceIndex, !audioDone {
+                    let ts = packet.pointee.pts != cinescale_nopts_value() ? packet.pointee.pts : packet.pointee.dts
+                    guard ts != cinescale_nopts_value() else { continue }
+                    // Each packet belongs to exactly one chunk: the one whose [start, end) holds its time (the
+                    // first chunk also takes what precedes the video's first frame).
+                    let time = Double(ts - audioOrigin) * av_q2d(audio.sourceTimeBase)
+                    if let end = chunk.end, time >= end {
+                        audioDone = true
+                        continue
+                    }
+                    if chunk.index > 0, time < chunk.start { continue }
+                    if packet.pointee.pts != cinescale_nopts_value() { packet.pointee.pts -= audioShift }
+                    if packet.pointee.dts != cinescale_nopts_value() { packet.pointee.dts -= audioShift }
+                    audioPackets += 1
+                    try audio.process(packet) { (encoded) throws(MediaError) in try hand(encoded, to: roots) }
+                }
+            }
+            if reachedEnd, !failed.isRaised {
+                avcodec_send_packet(decoder, nil)
+                try drainDecoder(frame, to: roots)
+            }
+            if !failed.isRaised {
+                try audio?.finish { (encoded) throws(MediaError) in try hand(encoded, to: roots) }
+            }
+        } catch {
+            readError = error
+        }
+        for root in roots { root.input.push(.end) }
+        for stage in outputs { stage.join() }
+        if let readError { throw readError }
+        try judgeDecoding(until: chunk.end.map { min($0, duration) } ?? duration)
+        if let failure = outputs.lazy.compactMap(\.failure).first { throw failure }
+
+        var rungs: [ChunkResult.RungOutput] = []
+        for output in outputs {
+            let hls = try hlsRendition(output)
+            let playlist = try readPlaylist(output)
+            var segments: [ChunkResult.Segment] = []
+            for segment in playlist.segments {
+                guard let size = Self.fileSize("\(output.hlsDirectory)/\(segment.uri)") else {
+                    throw MediaError(.transcodeFailed, "the segment \(segment.uri) of \(output.rung.name) is missing")
+                }
+                segments.append(.init(name: segment.uri, duration: segment.duration, size: size))
+            }
+            rungs.append(
+                .init(
+                    rung: output.rung, width: Int(output.width), height: Int(output.height), codecs: hls.codecs,
+                    directory: output.hlsDirectory, segments: segments))
+        }
+        return ChunkResult(
+            rungs: rungs, thumbnails: try thumbnails?.finish(), frames: decodedFrames, audioPackets: audioPackets,
+            frameRate: av_q2d(frameRate))
+    }
+
+    func readPlaylist(_ output: RungStage) throws(MediaError) -> MediaPlaylist {
+        let path = "\(output.hlsDirectory)/index.m3u8"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw MediaError(.transcodeFailed, "the HLS playlist of \(output.rung.name) was not written")
+        }
+        do {
+            return try MediaPlaylist(parsing: String(decoding: data, as: UTF8.self))
+        } catch {
+            throw MediaError(.transcodeFailed, "the HLS playlist of \(output.rung.name): \(error.message)")
         }
     }
 }

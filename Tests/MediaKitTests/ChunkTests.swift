@@ -1,0 +1,118 @@
+import Foundation
+import HLS
+@testable import MediaKit
+import Testing
+
+/// Chunked encoding checked with ffprobe: the chunks' segments, joined under the first chunk's init.mp4,
+/// are one rendition equal to the unchunked one in what a player sees.
+@Suite("Chunks")
+struct ChunkTests {
+    static func frames(_ path: String, stream: String) async throws -> [(pts: Double, key: Bool)] {
+        let data = try await Clips.run("ffprobe", [
+            "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0", path,
+        ])
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: ",")
+            guard let pts = fields.first.flatMap({ Double($0) }) else { return nil }
+            return (pts, fields.count > 1 && fields[1].contains("K"))
+        }.sorted { $0.pts < $1.pts }
+    }
+
+    @Test func chunksJoinIntoOneRenditionWithEveryFrameAndPacket() async throws {
+        let source = try await Clips.make("chunk-source.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=10",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=10",
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "45", "-c:a", "aac", "-shortest",
+        ])
+        let directory = Clips.directory + "/chunks-\(UUID().uuidString)"
+        let settings = EncodingSettings(preset: "ultrafast", keyframeInterval: 2)
+        let ladder = [Rung(name: "240p", height: 240, maxBitRate: 400_000), Rung(name: "360p", height: 360, maxBitRate: 800_000)]
+        let thumbnails = ThumbnailSettings(posterHeight: 180, tileHeight: 36, columns: 4, maxTiles: 10)
+        // A short first chunk (one segment), then longer ones; the source's own keyframes (every 1.5 s) are not
+        // on the 2 s grid, so later chunks start by decoding from an earlier keyframe and dropping frames.
+        let ranges = [
+            ChunkRange(index: 0, start: 0, end: 2, firstSegment: 0), ChunkRange(index: 1, start: 2, end: 6, firstSegment: 1),
+            ChunkRange(index: 2, start: 6, end: nil, firstSegment: 3),
+        ]
+        var results: [ChunkResult] = []
+        for range in ranges {
+            let file = try FileSource(path: source)
+            results.append(
+                try await Transcoder.transcodeChunk(
+                    source: file, chunk: range, ladder: ladder, settings: settings, thumbnails: thumbnails,
+                    directory: "\(directory)/\(range.index)"))
+        }
+        #expect(results.map(\.frames) == [60, 120, 120])
+        try FileManager.default.createDirectory(atPath: directory + "/whole", withIntermediateDirectories: true)
+        let unchunked = try await Transcoder.transcode(
+            input: source, ladder: ladder, settings: settings, directory: directory + "/whole")
+        let audioPackets = try await Self.frames(unchunked.renditions[0].path, stream: "a:0").count
+        #expect(results.map(\.audioPackets).reduce(0, +) == audioPackets)
+        // Posters at 1, 5 and 9 s come from the chunks holding those times; the sprite's 10 tiles are shared.
+        #expect(results.map { $0.thumbnails?.posters.count ?? 0 } == [1, 1, 1])
+        #expect(results.map { $0.thumbnails?.sprite?.firstTile ?? -1 } == [0, 2, 6])
+        #expect(results.map { $0.thumbnails?.sprite?.count ?? 0 } == [2, 4, 4])
+
+        for (rungIndex, rung) in ladder.enumerated() {
+            let joined = "\(directory)/joined/\(rung.name)"
+            try FileManager.default.createDirectory(atPath: joined, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(
+                atPath: results[0].rungs[rungIndex].directory + "/init.mp4", toPath: joined + "/init.mp4")
+            var playlist = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"init.mp4\"\n"
+            var segments: [String] = []
+            for result in results {
+                let output = result.rungs[rungIndex]
+                for segment in output.segments {
+                    try FileManager.default.copyItem(atPath: output.directory + "/" + segment.name, toPath: joined + "/" + segment.name)
+                    playlist += "#EXTINF:\(segment.duration),\n\(segment.name)\n"
+                    segments.append(joined + "/" + segment.name)
+                }
+            }
+            playlist += "#EXT-X-ENDLIST\n"
+            #expect(segments.map { ($0 as NSString).lastPathComponent } == (0..<5).map { String(format: "seg-%05d.m4s", $0) })
+            try playlist.write(toFile: joined + "/index.m3u8", atomically: true, encoding: .utf8)
+            // Every frame once, at the unchunked rendition's times, with a keyframe exactly every 2 s; the audio
+            // packet for packet as unchunked (no gap, no overlap at the boundaries).
+            let whole = unchunked.renditions[rungIndex].hls.directory + "/index.m3u8"
+            let video = try await Self.frames(joined + "/index.m3u8", stream: "v:0")
+            let wholeVideo = try await Self.frames(whole, stream: "v:0")
+            #expect(video.count == 300 && wholeVideo.count == 300)
+            let offGrid = zip(video, wholeVideo).filter { abs($0.pts - $1.pts) > 0.001 || $0.key != $1.key }
+            #expect(offGrid.isEmpty, "\(offGrid.prefix(3).map(\.0.pts))")
+            let origin = video.first?.pts ?? 0
+            #expect(video.filter(\.key).map { (($0.pts - origin) * 10).rounded() / 10 } == [0, 2, 4, 6, 8])
+            let audio = try await Self.frames(joined + "/index.m3u8", stream: "a:0")
+            let wholeAudioHLS = try await Self.frames(whole, stream: "a:0")
+            #expect(audio.count == audioPackets && wholeAudioHLS.count == audioPackets)
+            let moved = zip(audio, wholeAudioHLS).filter { abs($0.pts - $1.pts) > 0.0005 }
+            #expect(moved.isEmpty, "\(moved.prefix(3).map(\.0.pts))")
+            // The progressive MP4 from the same segments, by stream copy: faststart, every frame and packet.
+            let mp4 = "\(directory)/joined/\(rung.name).mp4"
+            let (size, duration) = try await Assembly.progressiveMP4(
+                initSection: joined + "/init.mp4", segments: segments, output: mp4)
+            #expect(size > 10_000 && abs(duration - 10) < 0.1)
+            let mp4Video = try await Self.frames(mp4, stream: "v:0")
+            let wholeMP4Video = try await Self.frames(unchunked.renditions[rungIndex].path, stream: "v:0")
+            #expect(mp4Video.count == 300 && abs((mp4Video.first?.pts ?? 1) - (wholeMP4Video.first?.pts ?? 0)) < 0.001)
+            let wholeAudio = try await Self.frames(unchunked.renditions[rungIndex].path, stream: "a:0")
+            let mp4Audio = try await Self.frames(mp4, stream: "a:0")
+            #expect(mp4Audio.count == wholeAudio.count)
+            #expect(abs((mp4Audio.first?.pts ?? 1) - (wholeAudio.first?.pts ?? 0)) < 0.001)
+            let head = try FileHandle(forReadingFrom: URL(fileURLWithPath: mp4)).read(upToCount: 64 * 1024) ?? Data()
+            let moov = head.range(of: Data("moov".utf8))
+            let mdat = head.range(of: Data("mdat".utf8))
+            #expect(moov != nil && (mdat == nil || moov!.lowerBound < mdat!.lowerBound))
+        }
+
+        // One sprite from the three partial ones.
+        let parts = results.compactMap(\.thumbnails?.sprite).map {
+            Assembly.SpritePart(path: $0.path, firstTile: $0.firstTile, count: $0.count)
+        }
+        let sprite = results[0].thumbnails!.sprite!
+        try await Assembly.sprite(
+            parts: parts, columns: sprite.columns, tileWidth: sprite.tileWidth, tileHeight: sprite.tileHeight,
+            output: directory + "/sprite.jpg")
+        let probe = try #require((try await Clips.ffprobe(directory + "/sprite.jpg")["streams"] as? [[String: Any]])?.first)
+        #expect(probe["width"] as? Int == 4 * sprite.tileWidth && probe["height"] as? Int == 3 * 36)
+    }
+}
