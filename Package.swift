@@ -159,6 +159,7 @@ let package = Package(
             name: "cinescale",
             dependencies: [
                 "ProductAPI",
+                "MediaFunctionSupport",
                 "Gateway",
                 "StoreNotifications",
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -345,7 +346,10 @@ let package = Package(
         // `transcode`: metadata.json → the MP4 ladder in the media bucket, status.json with progress.
         .executableTarget(
             name: "transcode",
-            dependencies: ["FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client"],
+            dependencies: [
+                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "functions/transcode",
             swiftSettings: swiftSettings
         ),

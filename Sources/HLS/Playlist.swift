@@ -91,6 +91,21 @@ public enum Playlist {
         return text
     }
 
+    /// A VOD media playlist of fMP4 segments (`uri`, seconds) with one initialisation section, as FFmpeg's HLS
+    /// muxer writes them (TARGETDURATION is the longest segment rounded to the nearest second, RFC 8216 4.3.3.1).
+    public static func media(segments: [(uri: String, duration: Double)], mapURI: String) -> String {
+        let target = max(1, segments.map { Int($0.duration.rounded()) }.max() ?? 1)
+        var text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:\(target)\n#EXT-X-MEDIA-SEQUENCE:0\n"
+        text += "#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"\(mapURI)\"\n"
+        for segment in segments {
+            let micros = Int((max(0, segment.duration) * 1_000_000).rounded())
+            let fraction = String(micros % 1_000_000)
+            let decimals = String(repeating: "0", count: 6 - fraction.count) + fraction
+            text += "#EXTINF:\(micros / 1_000_000).\(decimals),\n\(segment.uri)\n"
+        }
+        return text + "#EXT-X-ENDLIST\n"
+    }
+
     /// Peak and average bit rates of a media playlist's segments, given each segment's size in bytes
     /// (`size(uri)`; nil when unknown, which makes the whole answer nil).
     public static func bitRates(of playlist: MediaPlaylist, size: (String) -> Int64?) -> (peak: Int, average: Int)? {

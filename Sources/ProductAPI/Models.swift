@@ -88,6 +88,9 @@ struct VideoView: Encodable, Sendable {
     var videoId: String
     var state: VideoState
     var percent: Int?
+    /// True once the HLS master playlist can be played from the start (a chunked transcode's first chunk is up),
+    /// which may be well before `ready`.
+    var playable: Bool?
     var error: Failure?
     var fileName: String?
     var source: SourceObject?
@@ -124,6 +127,11 @@ struct VideoObjects: Sendable {
     var status: VideoStatus?
     /// Whether the uploaded object exists (only asked when nothing later says so).
     var sourceExists: Bool
+    /// A chunked transcode under way: its plan and which chunks are done.
+    var chunks: ChunkProgress?
+
+    /// The master playlist can be played: ready, or the first chunk of a chunked transcode is up.
+    var isPlayable: Bool { status?.state == "ready" || (status?.state == "transcoding" && chunks?.isPlayable == true) }
 
     var isEmpty: Bool { upload == nil && metadata == nil && status == nil && !sourceExists }
 
@@ -135,12 +143,37 @@ struct VideoObjects: Sendable {
             switch status.state {
             case "ready": return (.ready, 100)
             case "failed": return (.failed, status.percent)
-            default: return (.transcoding, status.percent ?? 0)
+            default: return (.transcoding, chunks.map { min(99, $0.percent) } ?? status.percent ?? 0)
             }
         }
         if metadata != nil { return (.transcoding, 0) }
         if sourceExists { return (.probing, nil) }
         return (.awaitingUpload, nil)
+    }
+}
+
+/// A chunked transcode's progress, from its plan and the chunk records present.
+struct ChunkProgress: Sendable {
+    var plan: TranscodePlan
+    var done: Set<Int>
+
+    var isPlayable: Bool { done.contains(0) }
+
+    var percent: Int {
+        guard plan.duration > 0 else { return 0 }
+        let seconds = plan.chunks.filter { done.contains($0.index) }.reduce(0.0) { total, chunk in
+            total + ((chunk.end ?? plan.duration) - chunk.start)
+        }
+        return Int((seconds / plan.duration * 100).rounded(.down))
+    }
+
+    /// The segments whose chunk has written them.
+    var writtenSegments: Set<Int> {
+        var segments = Set<Int>()
+        for chunk in plan.chunks where done.contains(chunk.index) {
+            segments.formUnion(chunk.firstSegment..<(chunk.firstSegment + chunk.segments))
+        }
+        return segments
     }
 }
 

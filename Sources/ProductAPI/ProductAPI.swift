@@ -55,6 +55,13 @@ public struct ProductAPI: Sendable {
                     context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
             }
         }
+        router.get("/stream/:id/:name/:segment") { request, context in
+            await respond {
+                try await heldSegment(
+                    context.parameters.get("id") ?? "", context.parameters.get("name") ?? "",
+                    context.parameters.get("segment") ?? "", request: request)
+            }
+        }
     }
 
     // MARK: Uploads
@@ -225,10 +232,22 @@ public struct ProductAPI: Sendable {
         async let status = optionalJSON(VideoStatus.self, VideoKeys.status(id))
         var objects = VideoObjects(
             upload: try await upload, metadata: try await metadata, status: try await status, sourceExists: false)
+        if objects.status?.state == "transcoding" { objects.chunks = try await chunkProgress(id) }
         if objects.status == nil, objects.metadata == nil, let source = objects.upload?.source {
             objects.sourceExists = try await exists(bucket: source.bucket, key: source.key)
         }
         return objects
+    }
+
+    /// A chunked transcode's plan and done chunks (nil for a whole-video transcode).
+    func chunkProgress(_ id: String) async throws -> ChunkProgress? {
+        guard let plan = try await optionalJSON(TranscodePlan.self, ChunkKeys.plan(id)) else { return nil }
+        var done = Set<Int>()
+        for try await object in s3.listAllObjects(bucket: configuration.mediaBucket, prefix: ChunkKeys.records(id)) {
+            let name = object.key.dropFirst(ChunkKeys.records(id).count)
+            if name.hasSuffix(".json"), let index = Int(name.dropLast(".json".count)) { done.insert(index) }
+        }
+        return ChunkProgress(plan: plan, done: done)
     }
 
     func video(_ id: String) async throws -> Response {
@@ -242,6 +261,8 @@ public struct ProductAPI: Sendable {
             videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName,
             source: objects.status?.source ?? objects.upload?.source, metadata: objects.metadata?["media"])
         if state == .awaitingUpload { view.uploadExpiresAt = objects.upload?.expiresAt }
+        if state == .transcoding || state == .ready { view.playable = objects.isPlayable }
+        if state == .transcoding, objects.isPlayable { view.hls = "/stream/\(id)/master.m3u8" }
         if let status = objects.status {
             if let error = status.error { view.error = .init(code: error.code, message: error.message, stage: status.stage) }
             if state == .ready {
@@ -331,9 +352,11 @@ public struct ProductAPI: Sendable {
 
     func stream(_ id: String, _ name: String) async throws -> Response {
         try Self.validate(id)
-        let status = try await readyStatus(id)
         if name == "master.m3u8" {
-            guard let key = status.hls else { throw APIError(404, "NoSuchPlaylist", "Video '\(id)' has no HLS output.") }
+            let (status, _) = try await playableStatus(id)
+            guard let key = status.hls ?? (status.state == "transcoding" ? VideoKeys.hlsMaster(id) : nil) else {
+                throw APIError(404, "NoSuchPlaylist", "Video '\(id)' has no HLS output.")
+            }
             let text = try await playlistText(key)
             let expires = Int(Date().timeIntervalSince1970) + configuration.streamExpiry
             let rewritten = try Playlist.rewritingURIs(text) { uri in
@@ -342,6 +365,7 @@ public struct ProductAPI: Sendable {
             }
             return Self.playlist(rewritten)
         }
+        let status = try await readyStatus(id)
         let renditionName = name.hasSuffix(".mp4") ? String(name.dropLast(4)) : name
         guard let rendition = status.renditions?.first(where: { $0.name == renditionName }) else {
             let names = (status.renditions ?? []).map(\.name).joined(separator: ", ")
@@ -364,9 +388,18 @@ public struct ProductAPI: Sendable {
         case .expired: throw APIError(403, "ExpiredURL", "This playlist URL has expired; get the master playlist again.")
         case .invalid: throw APIError(403, "InvalidSignature", "This playlist URL is not signed correctly.")
         }
-        let status = try await readyStatus(id)
-        guard let entry = status.renditions?.first(where: { $0.name == rendition }), let key = entry.playlist else {
-            throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
+        let (status, chunks) = try await playableStatus(id)
+        let key: String
+        if status.state == "ready" {
+            guard let entry = status.renditions?.first(where: { $0.name == rendition }), let playlist = entry.playlist else {
+                throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
+            }
+            key = playlist
+        } else {
+            guard let chunks, chunks.plan.rungs.contains(where: { $0.name == rendition }) else {
+                throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
+            }
+            key = VideoKeys.hlsPlaylist(id, rung: rendition)
         }
         let text = try await playlistText(key)
         let duration = (try? MediaPlaylist(parsing: text).duration) ?? 0
@@ -374,13 +407,80 @@ public struct ProductAPI: Sendable {
         let expiry = min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2)
         let directory = String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)])
         let now = Date()
+        // While later chunks are still encoding, a segment not written yet is served by the API, which holds
+        // the request until the segment exists: the player gets the whole VOD playlist (true duration, plays
+        // from 0) and waits where the encoder has not got to yet.
+        let written = status.state == "ready" ? nil : chunks?.writtenSegments
+        let holdExpires = Int(now.timeIntervalSince1970) + expiry
         let rewritten = try Playlist.rewritingURIs(text) { uri in
-            try presigner.presignedURL(
-                method: "GET", bucket: configuration.mediaBucket, key: "\(directory)/\(try Self.relativePath(uri))",
-                expires: expiry, date: now
+            let path = try Self.relativePath(uri)
+            if let written, let number = Self.segmentNumber(path), !written.contains(number) {
+                let hold = "/stream/\(id)/\(rendition)/\(path)"
+                return "\(hold)?\(signer.query(path: hold, expires: holdExpires))"
+            }
+            return try presigner.presignedURL(
+                method: "GET", bucket: configuration.mediaBucket, key: "\(directory)/\(path)", expires: expiry, date: now
             ).absoluteString
         }
         return Self.playlist(rewritten)
+    }
+
+    /// `seg-00012.m4s` → 12.
+    static func segmentNumber(_ name: String) -> Int? {
+        guard name.hasPrefix("seg-"), name.hasSuffix(".m4s") else { return nil }
+        return Int(name.dropFirst(4).dropLast(4))
+    }
+
+    /// A segment of a video still being encoded: waits (up to `segmentHoldSeconds`) until it is in the bucket,
+    /// then redirects to its signed URL.
+    func heldSegment(_ id: String, _ rendition: String, _ name: String, request: Request) async throws -> Response {
+        try Self.validate(id)
+        let path = "/stream/\(id)/\(rendition)/\(name)"
+        switch signer.verify(
+            path: path, expires: request.uri.queryParameters.get("expires"),
+            signature: request.uri.queryParameters.get("signature"), now: Date())
+        {
+        case .valid: break
+        case .expired: throw APIError(403, "ExpiredURL", "This segment URL has expired; get the playlist again.")
+        case .invalid: throw APIError(403, "InvalidSignature", "This segment URL is not signed correctly.")
+        }
+        guard Self.segmentNumber(name) != nil, !rendition.contains("/"), (try? Self.validate(rendition)) != nil else {
+            throw APIError(404, "NoSuchSegment", "'\(name)' is not a segment.")
+        }
+        let key = ChunkKeys.segment(id, rung: rendition, name: name)
+        let deadline = ContinuousClock.now + .seconds(configuration.segmentHoldSeconds)
+        var checks = 0
+        while true {
+            if try await exists(bucket: configuration.mediaBucket, key: key) { break }
+            checks += 1
+            // Every few looks, whether the video failed or went away (then nothing will come).
+            if checks % 8 == 0 {
+                let status = try await optionalJSON(VideoStatus.self, VideoKeys.status(id))
+                if status == nil || status?.state == "failed" {
+                    throw APIError(404, "NoSuchSegment", "Video '\(id)' will not have this segment (it failed or was deleted).")
+                }
+            }
+            guard ContinuousClock.now < deadline else {
+                var response = Self.error(APIError(503, "SegmentNotReady", "The segment is still being encoded; try again."))
+                response.headers[.retryAfter] = "1"
+                return response
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        var response = Response(status: .found)
+        response.headers[.location] = try signedURL(key, date: Date())
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    /// The status of a video whose master playlist can be played (ready, or chunked with its first chunk up).
+    func playableStatus(_ id: String) async throws -> (VideoStatus, ChunkProgress?) {
+        let objects = try await objects(id)
+        guard !objects.isEmpty else { throw APIError.notFound(id) }
+        guard let status = objects.status, objects.isPlayable else {
+            throw APIError(409, "VideoNotReady", "Video '\(id)' is \(objects.state.0.rawValue), not playable yet.")
+        }
+        return (status, objects.chunks)
     }
 
     /// A playlist URI as written by the transcoder: relative, no `..`, no query.

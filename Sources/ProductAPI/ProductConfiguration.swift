@@ -16,11 +16,16 @@ public struct ProductConfiguration: Sendable {
     public var streamExpiry: Int
     /// Key for the API's own signed stream URLs (media playlists).
     public var signingSecret: [UInt8]
+    /// How long a request for a segment not encoded yet (a chunked video that is playable, not ready) is held
+    /// before it is answered 503 with Retry-After, seconds.
+    public var segmentHoldSeconds: Int
 
     public init(
         ingestBucket: String = "ingest", uploadPrefix: String = "uploads/", mediaBucket: String = "media",
-        maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600, streamExpiry: Int = 900, signingSecret: [UInt8]
+        maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600, streamExpiry: Int = 900, signingSecret: [UInt8],
+        segmentHoldSeconds: Int = 60
     ) {
+        self.segmentHoldSeconds = segmentHoldSeconds
         self.ingestBucket = ingestBucket
         self.uploadPrefix = uploadPrefix
         self.mediaBucket = mediaBucket

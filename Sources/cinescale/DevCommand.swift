@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Gateway
 import Logging
+import MediaFunctionSupport
 import S3Server
 import ServiceLifecycle
 import SigV4
@@ -40,8 +41,11 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "libx264 preset for the ladder.")
     var x264Preset: String = "veryfast"
 
-    @Option(help: "Transcode workers (each uses every core).")
+    @Option(help: "Transcode workers for chunks after the first (each uses every core); one more runs first chunks.")
     var transcoders: Int = 1
+
+    @Option(help: "Cut each video into chunks of about this many seconds, one invocation each (0: one invocation per video).")
+    var chunkSeconds: Double = 32
 
     @OptionGroup var apiOptions: APIOptions
 
@@ -84,10 +88,15 @@ struct DevCommand: AsyncParsableCommand {
             BucketNotificationConfiguration(queues: [
                 QueueRule(id: "probe-uploads", arn: target.arn, events: ["s3:ObjectCreated:*"], prefix: "uploads/")
             ]), for: apiOptions.ingestBucket)
+        // metadata.json → plan (or the whole transcode); a chunk's job object → that chunk; finish.json → finish.
+        let mediaRules: [(String, String)] = [
+            ("transcode-metadata", "/metadata.json"), ("transcode-lead", ChunkKeys.leadSuffix),
+            ("transcode-chunk", ChunkKeys.chunkSuffix), ("transcode-finish", ChunkKeys.finishSuffix),
+        ]
         try await store.notifier.setConfiguration(
-            BucketNotificationConfiguration(queues: [
-                QueueRule(id: "transcode-metadata", arn: target.arn, events: ["s3:ObjectCreated:*"], suffix: "/metadata.json")
-            ]), for: apiOptions.mediaBucket)
+            BucketNotificationConfiguration(queues: mediaRules.map { id, suffix in
+                QueueRule(id: id, arn: target.arn, events: ["s3:ObjectCreated:*"], suffix: suffix)
+            }), for: apiOptions.mediaBucket)
 
         // The gateway with the two functions, and the product API on the same port.
         let functions = functionsDir ?? Self.executableDirectory()
@@ -98,6 +107,13 @@ struct DevCommand: AsyncParsableCommand {
             "AWS_ACCESS_KEY_ID": credentials.accessKeyId, "AWS_SECRET_ACCESS_KEY": credentials.secretAccessKey,
             "AWS_REGION": region, "CINESCALE_S3_ENDPOINT": storeURL, "MEDIA_BUCKET": apiOptions.mediaBucket,
         ]
+        var transcodeEnvironment = functionEnvironment.merging(
+            ["LADDER": ladder, "X264_PRESET": x264Preset, "WORK_DIR": "\(root)/work"]) { $1 }
+        if chunkSeconds > 0 {
+            transcodeEnvironment["CHUNK_SECONDS"] = String(chunkSeconds)
+            // Each video keeps one chunk per bulk worker (and one more) queued, so videos interleave.
+            transcodeEnvironment["CHUNK_WINDOW"] = String(max(1, transcoders) + 1)
+        }
         let gatewayFile: [String: Any] = [
             "region": region,
             "functions": [
@@ -105,18 +121,30 @@ struct DevCommand: AsyncParsableCommand {
                     "command": ["\(functions)/probe"], "timeout": 120, "concurrency": 2, "environment": functionEnvironment,
                     "retry": ["maxAttempts": 3], "nice": 5,
                 ],
+                // Plans and finishes (or, unchunked, whole videos).
                 "transcode": [
-                    "command": ["\(functions)/transcode"], "timeout": 3600, "concurrency": max(1, transcoders),
-                    "environment": functionEnvironment.merging(
-                        ["LADDER": ladder, "X264_PRESET": x264Preset, "WORK_DIR": "\(root)/work"]) { $1 },
-                    "retry": ["maxAttempts": 2],
+                    "command": ["\(functions)/transcode"], "timeout": 3600, "concurrency": max(2, transcoders),
+                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 2],
                     // Every idle core, after the store, the gateway and the API.
                     "nice": 10,
+                ],
+                // Each video's first chunk on a worker of its own, at a higher priority than the bulk: a new
+                // upload becomes playable while a long video's chunks keep both cores busy.
+                "transcode-lead": [
+                    "command": ["\(functions)/transcode"], "timeout": 900, "concurrency": 1,
+                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 3], "nice": 5,
+                ],
+                "transcode-chunk": [
+                    "command": ["\(functions)/transcode"], "timeout": 900, "concurrency": max(1, transcoders),
+                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 3], "nice": 10,
                 ],
             ],
             "triggers": [
                 ["function": "probe", "bucket": apiOptions.ingestBucket, "prefix": "uploads/"],
                 ["function": "transcode", "bucket": apiOptions.mediaBucket, "suffix": "/metadata.json"],
+                ["function": "transcode-lead", "bucket": apiOptions.mediaBucket, "suffix": ChunkKeys.leadSuffix],
+                ["function": "transcode-chunk", "bucket": apiOptions.mediaBucket, "suffix": ChunkKeys.chunkSuffix],
+                ["function": "transcode", "bucket": apiOptions.mediaBucket, "suffix": ChunkKeys.finishSuffix],
             ],
             "events": ["token": token],
             "queue": ["path": "\(root)/gateway/queue.sqlite"],

@@ -1,0 +1,270 @@
+import Foundation
+import NIOCore
+import S3Client
+
+/// The objects of a chunked transcode, all in the media bucket under the video's id:
+/// - `<id>/plan.json`: the timeline cut into chunks on the keyframe grid (written once by the plan step);
+/// - `<id>/jobs/chunk-NNNNN.lead.json` (the first chunk) and `<id>/jobs/chunk-NNNNN.chunk.json`: one object
+///   per chunk invocation; creating it (conditionally, once) is what triggers the invocation;
+/// - `<id>/chunks/NNNNN.json`: what a chunk wrote, once its segments are up (the chunk's "done");
+/// - `<id>/jobs/finish.json`: created, once, by whichever chunk finds every record present; triggers the
+///   finishing step.
+public enum ChunkKeys {
+    public static func plan(_ id: String) -> String { "\(id)/plan.json" }
+    public static let leadSuffix = ".lead.json"
+    public static let chunkSuffix = ".chunk.json"
+    public static let finishSuffix = "/jobs/finish.json"
+
+    public static func job(_ id: String, index: Int) -> String {
+        "\(id)/jobs/chunk-\(number(index))\(index == 0 ? leadSuffix : chunkSuffix)"
+    }
+
+    public static func finish(_ id: String) -> String { "\(id)\(finishSuffix)" }
+    public static func records(_ id: String) -> String { "\(id)/chunks/" }
+    public static func record(_ id: String, index: Int) -> String { "\(id)/chunks/\(number(index)).json" }
+    public static func spritePart(_ id: String, index: Int) -> String { "\(id)/thumbnails/sprite-part-\(number(index)).jpg" }
+    public static func segment(_ id: String, rung: String, name: String) -> String { "\(id)/hls/\(rung)/\(name)" }
+    public static func initSection(_ id: String, rung: String) -> String { "\(id)/hls/\(rung)/init.mp4" }
+
+    /// The video id and chunk index of a job key (`<id>/jobs/chunk-00003.chunk.json`).
+    public static func parseJob(_ key: String) -> (id: String, index: Int)? {
+        guard key.hasSuffix(leadSuffix) || key.hasSuffix(chunkSuffix),
+            let range = key.range(of: "/jobs/chunk-", options: .backwards)
+        else { return nil }
+        let id = String(key[..<range.lowerBound])
+        let digits = key[range.upperBound...].prefix { $0.isNumber }
+        guard !id.isEmpty, let index = Int(digits) else { return nil }
+        return (id, index)
+    }
+
+    /// The video id of a `<id>/jobs/finish.json` key.
+    public static func parseFinish(_ key: String) -> String? {
+        guard key.hasSuffix(finishSuffix) else { return nil }
+        let id = String(key.dropLast(finishSuffix.count))
+        return id.isEmpty ? nil : id
+    }
+
+    public static func number(_ index: Int) -> String {
+        let text = String(index)
+        return String(repeating: "0", count: max(0, 5 - text.count)) + text
+    }
+
+    public static func segmentName(_ index: Int) -> String { "seg-\(number(index)).m4s" }
+}
+
+/// `<id>/plan.json`: how the video's timeline is cut, and the settings every chunk uses (the same for all, so
+/// their segments join one rendition).
+public struct TranscodePlan: Codable, Sendable, Hashable {
+    public struct Rung: Codable, Sendable, Hashable {
+        public var name: String
+        public var height: Int
+        public var crf: Int
+        public var maxBitRate: Int
+
+        public init(name: String, height: Int, crf: Int, maxBitRate: Int) {
+            self.name = name
+            self.height = height
+            self.crf = crf
+            self.maxBitRate = maxBitRate
+        }
+    }
+
+    public struct Chunk: Codable, Sendable, Hashable {
+        public var index: Int
+        /// Seconds from the first frame; `end` nil for the last chunk.
+        public var start: Double
+        public var end: Double?
+        public var firstSegment: Int
+        public var segments: Int
+
+        public init(index: Int, start: Double, end: Double?, firstSegment: Int, segments: Int) {
+            self.index = index
+            self.start = start
+            self.end = end
+            self.firstSegment = firstSegment
+            self.segments = segments
+        }
+    }
+
+    public var videoId: String
+    public var source: SourceObject
+    public var duration: Double
+    public var keyframeInterval: Double
+    /// The planned segments' durations (the keyframe interval, the last one shorter): the VOD playlists a
+    /// player gets before the last chunk is done.
+    public var segmentDurations: [Double]
+    public var chunks: [Chunk]
+    /// The rungs at or below the source's height.
+    public var rungs: [Rung]
+    public var preset: String
+    /// How many chunks after the first are queued at once (0: all); each chunk that ends queues the next, so
+    /// the videos being chunked share the workers instead of queueing behind each other.
+    public var window: Int
+    public var createdAt: String
+
+    public init(
+        videoId: String, source: SourceObject, duration: Double, keyframeInterval: Double, segmentDurations: [Double],
+        chunks: [Chunk], rungs: [Rung], preset: String, window: Int, createdAt: String
+    ) {
+        self.videoId = videoId
+        self.source = source
+        self.duration = duration
+        self.keyframeInterval = keyframeInterval
+        self.segmentDurations = segmentDurations
+        self.chunks = chunks
+        self.rungs = rungs
+        self.preset = preset
+        self.window = window
+        self.createdAt = createdAt
+    }
+
+    /// Cuts `duration` seconds on a grid of `keyframeInterval`: the first chunk `firstSegments` segments (so the
+    /// video is playable soon), the others `chunkSeconds` rounded to whole segments; `single` keeps one chunk
+    /// (audio that must be encoded once for the whole timeline).
+    public static func cut(
+        duration: Double, keyframeInterval: Double, firstSegments: Int, chunkSeconds: Double, single: Bool
+    ) -> (segments: [Double], chunks: [Chunk]) {
+        let count = max(1, Int((duration / keyframeInterval - 1e-3).rounded(.up)))
+        let segments = (0..<count).map { index in
+            index == count - 1 ? max(0.001, duration - Double(index) * keyframeInterval) : keyframeInterval
+        }
+        if single { return (segments, [Chunk(index: 0, start: 0, end: nil, firstSegment: 0, segments: count)]) }
+        let perChunk = max(1, Int((chunkSeconds / keyframeInterval).rounded()))
+        var chunks: [Chunk] = []
+        var next = 0
+        while next < count {
+            let size = chunks.isEmpty ? max(1, firstSegments) : perChunk
+            let end = min(count, next + size)
+            chunks.append(
+                Chunk(
+                    index: chunks.count, start: Double(next) * keyframeInterval,
+                    end: end == count ? nil : Double(end) * keyframeInterval, firstSegment: next, segments: end - next))
+            next = end
+        }
+        return (segments, chunks)
+    }
+}
+
+/// The body of a chunk's job object.
+public struct ChunkJob: Codable, Sendable, Hashable {
+    public var videoId: String
+    public var index: Int
+
+    public init(videoId: String, index: Int) {
+        self.videoId = videoId
+        self.index = index
+    }
+}
+
+/// `<id>/chunks/NNNNN.json`: what one chunk wrote.
+public struct ChunkRecord: Codable, Sendable, Hashable {
+    public struct Segment: Codable, Sendable, Hashable {
+        public var name: String
+        public var duration: Double
+        public var size: Int64
+
+        public init(name: String, duration: Double, size: Int64) {
+            self.name = name
+            self.duration = duration
+            self.size = size
+        }
+    }
+
+    public struct Rung: Codable, Sendable, Hashable {
+        public var name: String
+        public var width: Int
+        public var height: Int
+        public var codecs: String
+        public var segments: [Segment]
+
+        public init(name: String, width: Int, height: Int, codecs: String, segments: [Segment]) {
+            self.name = name
+            self.width = width
+            self.height = height
+            self.codecs = codecs
+            self.segments = segments
+        }
+    }
+
+    public struct SpritePart: Codable, Sendable, Hashable {
+        public var key: String
+        public var firstTile: Int
+        public var count: Int
+        public var interval: Double
+        public var columns: Int
+        public var rows: Int
+        public var tileWidth: Int
+        public var tileHeight: Int
+
+        public init(
+            key: String, firstTile: Int, count: Int, interval: Double, columns: Int, rows: Int, tileWidth: Int, tileHeight: Int
+        ) {
+            self.key = key
+            self.firstTile = firstTile
+            self.count = count
+            self.interval = interval
+            self.columns = columns
+            self.rows = rows
+            self.tileWidth = tileWidth
+            self.tileHeight = tileHeight
+        }
+    }
+
+    public var videoId: String
+    public var index: Int
+    public var start: Double
+    public var end: Double?
+    public var frames: Int
+    public var audioPackets: Int
+    public var frameRate: Double
+    public var rungs: [Rung]
+    public var posters: [VideoStatus.Poster]
+    public var sprite: SpritePart?
+    /// Wall-clock seconds the chunk took (download, encode, upload), and its encode alone.
+    public var seconds: Double
+    public var encodeSeconds: Double
+
+    public init(
+        videoId: String, index: Int, start: Double, end: Double?, frames: Int, audioPackets: Int, frameRate: Double,
+        rungs: [Rung], posters: [VideoStatus.Poster], sprite: SpritePart?, seconds: Double, encodeSeconds: Double
+    ) {
+        self.videoId = videoId
+        self.index = index
+        self.start = start
+        self.end = end
+        self.frames = frames
+        self.audioPackets = audioPackets
+        self.frameRate = frameRate
+        self.rungs = rungs
+        self.posters = posters
+        self.sprite = sprite
+        self.seconds = seconds
+        self.encodeSeconds = encodeSeconds
+    }
+}
+
+extension S3Client {
+    /// Creates `key` with `value` as JSON only if it does not exist; false when it already did.
+    @discardableResult
+    public func createJSON(_ value: some Encodable, bucket: String, key: String) async throws -> Bool {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do {
+            _ = try await putObject(
+                bucket: bucket, key: key, body: ByteBuffer(bytes: try encoder.encode(value)), contentType: "application/json",
+                ifNoneMatch: "*")
+            return true
+        } catch let error as S3Error where error.isPreconditionFailed {
+            return false
+        }
+    }
+
+    /// The JSON object at `key`, or nil when there is none.
+    public func optionalJSON<T: Decodable>(_ type: T.Type, bucket: String, key: String) async throws -> T? {
+        do {
+            return try await getJSON(T.self, bucket: bucket, key: key)
+        } catch let error as S3Error where error.isNoSuchKey {
+            return nil
+        }
+    }
+}

@@ -1,0 +1,402 @@
+// The chunked transcode (CHUNK_SECONDS set): small units of work, so a video is playable as soon as its first
+// chunk is up and its chunks spread over every worker (and on AWS over as many Lambdas as there are chunks).
+//   plan    metadata.json → plan.json and one job object per chunk (the first chunk's a ".lead.json" job,
+//           which the gateway runs on a worker of its own, ahead of the bulk);
+//   chunk   a job object → the chunk's segments for every rung, its posters and sprite tiles, and its record;
+//           the chunk that finds every record present creates finish.json (once: a conditional write);
+//   finish  finish.json → the final VOD playlists and master, the progressive MP4s joined from the segments
+//           by stream copy, one sprite, status.json `ready`.
+// Every write is under a deterministic key and every job object is created conditionally, so duplicates and
+// retries redo the same work and never fork it.
+import Foundation
+import FunctionRuntime
+import HLS
+import MediaFunctionSupport
+import MediaKit
+import NIOCore
+import S3Client
+
+extension TranscodeHandler {
+    var mediaBucket: String { configuration.environment.mediaBucket }
+
+    // MARK: Plan
+
+    func plan(metadataBucket: String, key: String, context: FunctionContext) async throws -> Done {
+        let metadata = try await s3.getJSON(ProbeMetadata.self, bucket: metadataBucket, key: key)
+        let id = metadata.videoId
+        if let status = try await s3.optionalJSON(VideoStatus.self, bucket: mediaBucket, key: VideoKeys.status(id)),
+            status.state == "ready"
+        {
+            return Done(videoId: id, step: "plan", skipped: "duplicate")
+        }
+        guard let info = metadata.media, let video = info.video, let height = video.height, info.duration > 0 else {
+            let error = MediaError(.unreadableMedia, "metadata.json describes no video stream with a size and a duration")
+            try await fail(id, error, context: context)
+            throw TranscodeFailed(error: error, videoID: id)
+        }
+        var plan: TranscodePlan
+        if let existing = try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) {
+            plan = existing  // a retried or duplicated plan step: the same cut, the same jobs
+        } else {
+            let chunking = configuration.chunking!
+            // The source's AAC is carried packet by packet into each chunk's range; any other audio has to be
+            // encoded to AAC in one pass (an encoder per chunk would prime every chunk with silence), so such a
+            // video is one chunk.
+            let carried = info.audio.map {
+                $0.codec == "aac" && (info.container.contains("mp4") || info.container.contains("matroska"))
+            } ?? true
+            let cut = TranscodePlan.cut(
+                duration: info.duration, keyframeInterval: configuration.settings.keyframeInterval,
+                firstSegments: chunking.firstSegments, chunkSeconds: chunking.chunkSeconds, single: !carried)
+            plan = TranscodePlan(
+                videoId: id, source: metadata.source, duration: info.duration,
+                keyframeInterval: configuration.settings.keyframeInterval, segmentDurations: cut.segments,
+                chunks: cut.chunks,
+                rungs: Transcoder.rungs(for: height, ladder: configuration.ladder).map {
+                    TranscodePlan.Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate)
+                },
+                preset: configuration.settings.preset, window: chunking.window, createdAt: ISO8601DateFormatter().string(from: Date()))
+            if !(try await s3.createJSON(plan, bucket: mediaBucket, key: ChunkKeys.plan(id))) {
+                plan = try await s3.getJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id))
+            }
+        }
+        try await s3.putJSON(
+            VideoStatus(videoId: id, state: "transcoding", percent: 0, source: plan.source), bucket: mediaBucket,
+            key: VideoKeys.status(id))
+        let queued = plan.window > 0 ? min(plan.chunks.count, 1 + plan.window) : plan.chunks.count
+        for index in 0..<queued {
+            try await s3.createJSON(ChunkJob(videoId: id, index: index), bucket: mediaBucket, key: ChunkKeys.job(id, index: index))
+        }
+        context.logger.info("planned", metadata: [
+            "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(plan.chunks.count),
+            "cinescale.segments": .stringConvertible(plan.segmentDurations.count),
+        ])
+        return Done(videoId: id, step: "plan", renditions: plan.rungs.map(\.name), chunk: plan.chunks.count)
+    }
+
+    // MARK: Chunk
+
+    func runChunk(id: String, index: Int, context: FunctionContext) async throws -> Done {
+        let started = ContinuousClock.now
+        // A deleted video has no plan: its queued chunks end here without work.
+        guard let plan = try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) else {
+            context.logger.info("chunk cancelled: the video is gone", metadata: ["cinescale.video": .string(id)])
+            return Done(videoId: id, step: "chunk", chunk: index, skipped: "cancelled")
+        }
+        guard plan.chunks.indices.contains(index) else {
+            throw TranscodeFailed(error: MediaError(.transcodeFailed, "the plan has no chunk \(index)"), videoID: id)
+        }
+        if let status = try await s3.optionalJSON(VideoStatus.self, bucket: mediaBucket, key: VideoKeys.status(id)),
+            status.state == "ready" || status.state == "failed"
+        {
+            return Done(videoId: id, step: "chunk", chunk: index, skipped: status.state == "ready" ? "duplicate" : "failed")
+        }
+        let planned = plan.chunks[index]
+        let scratch = URL(fileURLWithPath: configuration.workDirectory)
+            .appendingPathComponent("chunk-\(context.requestID)").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+        let source = try await rangedSource(plan.source)
+        let encodeStarted = ContinuousClock.now
+        let result: ChunkResult
+        do {
+            result = try await Transcoder.transcodeChunk(
+                source: source,
+                chunk: ChunkRange(index: index, start: planned.start, end: planned.end, firstSegment: planned.firstSegment),
+                ladder: plan.rungs.map { Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate) },
+                settings: EncodingSettings(preset: plan.preset, keyframeInterval: plan.keyframeInterval),
+                thumbnails: ThumbnailSettings(), directory: scratch)
+        } catch {
+            if error.code == .sourceUnavailable { throw error }  // transient: the retry policy decides
+            let range = "\(Self.seconds(planned.start))–\(planned.end.map(Self.seconds) ?? "end") s"
+            let failure = MediaError(error.code, "chunk \(index) (\(range)): \(error.message)")
+            try await fail(id, failure, context: context)
+            throw TranscodeFailed(error: failure, videoID: id)
+        }
+        let encodeSeconds = Self.seconds(since: encodeStarted)
+
+        var uploads: [Upload] = []
+        var rungs: [ChunkRecord.Rung] = []
+        for output in result.rungs {
+            for segment in output.segments {
+                uploads.append(
+                    Upload(
+                        key: ChunkKeys.segment(id, rung: output.rung.name, name: segment.name),
+                        path: "\(output.directory)/\(segment.name)", contentType: "video/iso.segment"))
+            }
+            // One init section serves every chunk's segments: the first chunk's.
+            if index == 0 {
+                uploads.append(
+                    Upload(
+                        key: ChunkKeys.initSection(id, rung: output.rung.name), path: "\(output.directory)/init.mp4",
+                        contentType: "video/mp4"))
+            }
+            rungs.append(
+                ChunkRecord.Rung(
+                    name: output.rung.name, width: output.width, height: output.height, codecs: output.codecs,
+                    segments: output.segments.map { .init(name: $0.name, duration: $0.duration, size: $0.size) }))
+        }
+        var posters: [VideoStatus.Poster] = []
+        let targets = ThumbnailSettings().posterFractions.sorted().map { $0 * plan.duration }
+        for poster in result.thumbnails?.posters ?? [] {
+            // Numbered by the target it stands for (10 %, 50 %, 90 %), whichever chunk took it.
+            let number = max(1, targets.filter { $0 <= poster.time + 1e-6 }.count)
+            let key = "\(id)/thumbnails/poster-\(number).jpg"
+            uploads.append(Upload(key: key, path: poster.path, contentType: "image/jpeg"))
+            posters.append(VideoStatus.Poster(key: key, time: poster.time, width: poster.width, height: poster.height))
+        }
+        var spritePart: ChunkRecord.SpritePart?
+        if let sprite = result.thumbnails?.sprite {
+            let key = ChunkKeys.spritePart(id, index: index)
+            uploads.append(Upload(key: key, path: sprite.path, contentType: "image/jpeg"))
+            spritePart = ChunkRecord.SpritePart(
+                key: key, firstTile: sprite.firstTile, count: sprite.count, interval: sprite.interval, columns: sprite.columns,
+                rows: sprite.rows, tileWidth: sprite.tileWidth, tileHeight: sprite.tileHeight)
+        }
+        try await upload(uploads)
+        if index == 0 { try await writePlayablePlaylists(plan: plan, lead: result) }
+
+        let record = ChunkRecord(
+            videoId: id, index: index, start: planned.start, end: planned.end, frames: result.frames,
+            audioPackets: result.audioPackets, frameRate: result.frameRate, rungs: rungs, posters: posters, sprite: spritePart,
+            seconds: Self.seconds(since: started), encodeSeconds: encodeSeconds)
+        try await s3.putJSON(record, bucket: mediaBucket, key: ChunkKeys.record(id, index: index))
+
+        // The next chunk of the window (chunk i queues chunk i + window), then the finish once every record is in.
+        if plan.window > 0, index > 0, index + plan.window < plan.chunks.count {
+            try await s3.createJSON(
+                ChunkJob(videoId: id, index: index + plan.window), bucket: mediaBucket,
+                key: ChunkKeys.job(id, index: index + plan.window))
+        }
+        let recorded = try await recordCount(id)
+        if recorded >= plan.chunks.count {
+            let created = try await s3.createJSON(ChunkJob(videoId: id, index: -1), bucket: mediaBucket, key: ChunkKeys.finish(id))
+            if created { context.logger.info("last chunk done: finishing", metadata: ["cinescale.video": .string(id)]) }
+        }
+        context.logger.info("chunk encoded", metadata: [
+            "cinescale.video": .string(id), "cinescale.chunk": .stringConvertible(index),
+            "cinescale.frames": .stringConvertible(result.frames), "cinescale.seconds": .string(Self.seconds(record.seconds)),
+        ])
+        return Done(videoId: id, step: "chunk", renditions: rungs.map(\.name), chunk: index)
+    }
+
+    /// The VOD playlists a player can start with while the later chunks are encoded: every planned segment
+    /// (the lead's with their real durations), an `init.mp4` and `ENDLIST`, so it plays from 0 with the true
+    /// duration; the API holds requests for segments not written yet. The master advertises each rung's
+    /// VBV ceiling (or more, if the lead's segments measured more) until the finish measures the whole.
+    func writePlayablePlaylists(plan: TranscodePlan, lead: ChunkResult) async throws {
+        var variants: [Variant] = []
+        for output in lead.rungs {
+            var segments = plan.segmentDurations.enumerated().map { (ChunkKeys.segmentName($0.offset), $0.element) }
+            for (offset, segment) in output.segments.enumerated() where offset < segments.count {
+                segments[offset] = (segment.name, segment.duration)
+            }
+            let text = Playlist.media(segments: segments, mapURI: "init.mp4")
+            try await putText(text, key: VideoKeys.hlsPlaylist(plan.videoId, rung: output.rung.name))
+            let measured = output.segments.filter { $0.duration >= 1 }.map { Int(Double($0.size * 8) / $0.duration) }.max() ?? 0
+            let ceiling = Int(Double(output.rung.maxBitRate) * 1.1) + 192_000
+            variants.append(
+                Variant(
+                    bandwidth: max(measured, ceiling), averageBandwidth: nil, width: output.width, height: output.height,
+                    codecs: output.codecs, frameRate: lead.frameRate, uri: "\(output.rung.name)/index.m3u8"))
+        }
+        try await putText(Playlist.master(variants), key: VideoKeys.hlsMaster(plan.videoId))
+    }
+
+    func recordCount(_ id: String) async throws -> Int {
+        var count = 0
+        for try await object in s3.listAllObjects(bucket: mediaBucket, prefix: ChunkKeys.records(id))
+        where object.key.hasSuffix(".json") {
+            count += 1
+        }
+        return count
+    }
+
+    /// The source through ranged GETs of 1 MiB (a chunk reads only the part of the file its range needs).
+    func rangedSource(_ object: SourceObject) async throws -> ChunkedRangeSource {
+        let size: Int64
+        if let known = object.size {
+            size = known
+        } else {
+            size = Int64(try await s3.headObject(bucket: object.bucket, key: object.key).size)
+        }
+        let s3 = self.s3
+        return ChunkedRangeSource(size: size, chunkSize: 1 << 20, cachedChunks: 8) { range in
+            try Blocking.run {
+                let output = try await s3.getObject(
+                    bucket: object.bucket, key: object.key, range: ByteRange(Int(range.lowerBound)..<Int(range.upperBound)))
+                return Array(output.body.readableBytesView)
+            }
+        }
+    }
+
+    // MARK: Finish
+
+    func finish(id: String, context: FunctionContext) async throws -> Done {
+        guard let plan = try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) else {
+            return Done(videoId: id, step: "finish", skipped: "cancelled")
+        }
+        if let status = try await s3.optionalJSON(VideoStatus.self, bucket: mediaBucket, key: VideoKeys.status(id)),
+            status.state == "ready" || status.state == "failed"
+        {
+            return Done(videoId: id, step: "finish", skipped: status.state == "ready" ? "duplicate" : "failed")
+        }
+        var records: [ChunkRecord] = []
+        for chunk in plan.chunks {
+            guard let record = try await s3.optionalJSON(
+                ChunkRecord.self, bucket: mediaBucket, key: ChunkKeys.record(id, index: chunk.index))
+            else {
+                throw TranscodeFailed(
+                    error: MediaError(.transcodeFailed, "chunk \(chunk.index) has no record yet"), videoID: id)
+            }
+            records.append(record)
+        }
+        let scratch = URL(fileURLWithPath: configuration.workDirectory)
+            .appendingPathComponent("finish-\(context.requestID)").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+        var renditions: [VideoStatus.Rendition] = []
+        var variants: [Variant] = []
+        for (rungIndex, first) in records[0].rungs.enumerated() {
+            let segments = records.flatMap { $0.rungs.indices.contains(rungIndex) ? $0.rungs[rungIndex].segments : [] }
+            // The joined rendition must be every segment once, in order: a chunk that wrote fewer (or other)
+            // segments than its neighbours expect fails the video rather than publishing a gap.
+            let expected = (0..<segments.count).map(ChunkKeys.segmentName)
+            guard segments.map(\.name) == expected else {
+                let error = MediaError(
+                    .transcodeFailed, "the chunks' \(first.name) segments do not join: \(segments.map(\.name).prefix(8))…")
+                try await fail(id, error, context: context)
+                throw TranscodeFailed(error: error, videoID: id)
+            }
+            let text = Playlist.media(segments: segments.map { ($0.name, $0.duration) }, mapURI: "init.mp4")
+            let sizes = Dictionary(uniqueKeysWithValues: segments.map { ($0.name, $0.size) })
+            let rates = Playlist.bitRates(of: try MediaPlaylist(parsing: text), size: { sizes[$0] })
+            // The progressive MP4 from the same segments, by stream copy.
+            let directory = "\(scratch)/\(first.name)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var downloads = [Download(key: ChunkKeys.initSection(id, rung: first.name), path: "\(directory)/init.mp4")]
+            downloads += segments.map {
+                Download(key: ChunkKeys.segment(id, rung: first.name, name: $0.name), path: "\(directory)/\($0.name)")
+            }
+            try await download(downloads)
+            let mp4Path = "\(scratch)/\(first.name).mp4"
+            let joined: (size: Int64, duration: Double)
+            do {
+                joined = try await Assembly.progressiveMP4(
+                    initSection: "\(directory)/init.mp4", segments: segments.map { "\(directory)/\($0.name)" }, output: mp4Path)
+            } catch {
+                try await fail(id, error, context: context)
+                throw TranscodeFailed(error: error, videoID: id)
+            }
+            let mp4Key = VideoKeys.mp4(id, rung: first.name)
+            try await s3.uploadFile(bucket: mediaBucket, key: mp4Key, path: mp4Path, contentType: "video/mp4")
+            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: mp4Path)
+            try await putText(text, key: VideoKeys.hlsPlaylist(id, rung: first.name))
+            let duration = joined.duration > 0 ? joined.duration : plan.duration
+            renditions.append(
+                VideoStatus.Rendition(
+                    name: first.name, width: first.width, height: first.height,
+                    bitRate: Int(Double(joined.size * 8) / max(duration, 0.001)), size: joined.size, key: mp4Key,
+                    playlist: VideoKeys.hlsPlaylist(id, rung: first.name), bandwidth: rates?.peak, codecs: first.codecs))
+            variants.append(
+                Variant(
+                    bandwidth: rates?.peak ?? 0, averageBandwidth: rates?.average, width: first.width, height: first.height,
+                    codecs: first.codecs, frameRate: records[0].frameRate, uri: "\(first.name)/index.m3u8"))
+        }
+        try await putText(Playlist.master(variants), key: VideoKeys.hlsMaster(id))
+
+        var thumbnails = VideoStatus.Thumbnails(posters: records.flatMap(\.posters).sorted { $0.time < $1.time })
+        let parts = records.compactMap(\.sprite)
+        if let layout = parts.first {
+            try await download(parts.map { Download(key: $0.key, path: "\(scratch)/\(($0.key as NSString).lastPathComponent)") })
+            let spritePath = "\(scratch)/sprite.jpg"
+            try await Assembly.sprite(
+                parts: parts.map {
+                    Assembly.SpritePart(path: "\(scratch)/\(($0.key as NSString).lastPathComponent)", firstTile: $0.firstTile, count: $0.count)
+                },
+                columns: layout.columns, tileWidth: layout.tileWidth, tileHeight: layout.tileHeight, output: spritePath)
+            let key = "\(id)/thumbnails/sprite.jpg"
+            try await s3.uploadFile(bucket: mediaBucket, key: key, path: spritePath, contentType: "image/jpeg")
+            thumbnails.sprite = VideoStatus.Sprite(
+                key: key, interval: layout.interval, columns: layout.columns, rows: layout.rows,
+                count: parts.reduce(0) { $0 + $1.count }, tileWidth: layout.tileWidth, tileHeight: layout.tileHeight)
+            _ = try? await s3.deleteObjects(bucket: mediaBucket, keys: parts.map(\.key))
+        }
+        try await s3.putJSON(
+            VideoStatus(
+                videoId: id, state: "ready", percent: 100, source: plan.source, renditions: renditions,
+                hls: VideoKeys.hlsMaster(id), thumbnails: thumbnails),
+            bucket: mediaBucket, key: VideoKeys.status(id))
+        context.logger.info("finished", metadata: [
+            "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(records.count),
+            "cinescale.renditions": .string(renditions.map(\.name).joined(separator: ",")),
+        ])
+        return Done(videoId: id, step: "finish", renditions: renditions.map(\.name))
+    }
+
+    // MARK: Helpers
+
+    func fail(_ id: String, _ error: MediaError, context: FunctionContext) async throws {
+        try await s3.putJSON(
+            VideoStatus(
+                videoId: id, state: "failed", stage: "transcode", error: .init(code: error.code.rawValue, message: error.message)),
+            bucket: mediaBucket, key: VideoKeys.status(id))
+        context.logger.warning("transcode failed", metadata: [
+            "cinescale.video": .string(id), "cinescale.error": .string(error.description),
+        ])
+    }
+
+    func putText(_ text: String, key: String) async throws {
+        _ = try await s3.putObject(
+            bucket: mediaBucket, key: key, body: ByteBuffer(string: text), contentType: "application/vnd.apple.mpegurl")
+    }
+
+    struct Upload: Sendable {
+        var key: String
+        var path: String
+        var contentType: String
+    }
+
+    struct Download: Sendable {
+        var key: String
+        var path: String
+    }
+
+    func upload(_ files: [Upload]) async throws {
+        let s3 = self.s3
+        let bucket = mediaBucket
+        try await Self.eightAtATime(files) { file in
+            _ = try await s3.uploadFile(bucket: bucket, key: file.key, path: file.path, contentType: file.contentType)
+        }
+    }
+
+    func download(_ files: [Download]) async throws {
+        let s3 = self.s3
+        let bucket = mediaBucket
+        try await Self.eightAtATime(files) { file in
+            _ = try await s3.downloadObject(bucket: bucket, key: file.key, to: file.path)
+        }
+    }
+
+    static func eightAtATime<T: Sendable>(_ items: [T], _ work: @escaping @Sendable (T) async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var pending = items[...]
+            func next() {
+                guard let item = pending.popFirst() else { return }
+                group.addTask { try await work(item) }
+            }
+            for _ in 0..<8 { next() }
+            while try await group.next() != nil { next() }
+        }
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    static func seconds(_ value: Double) -> String { String(format: "%.2f", value) }
+}
