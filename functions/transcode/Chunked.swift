@@ -155,6 +155,11 @@ extension TranscodeHandler {
                 rows: sprite.rows, tileWidth: sprite.tileWidth, tileHeight: sprite.tileHeight)
         }
         try await upload(uploads)
+        // Deleted while it ran: take back what it wrote (the delete listed the keys before these existed).
+        guard try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) != nil else {
+            _ = try? await s3.deleteObjects(bucket: mediaBucket, keys: uploads.map(\.key))
+            return Done(videoId: id, step: "chunk", chunk: index, skipped: "cancelled")
+        }
         if index == 0 { try await writePlayablePlaylists(plan: plan, lead: result) }
 
         let record = ChunkRecord(
