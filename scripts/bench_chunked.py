@@ -1,0 +1,274 @@
+"""scripts/bench-chunked: chunked against whole-video transcoding on `cinescale dev` (release build), in one run.
+
+For a 1080p30 source of DURATION seconds (default 600), each side in turn (chunked, whole, chunked, ... for
+RUNS pairs): upload 200 → first playable (the API's master playlist, a media playlist, its init section and
+first segment all fetched and the segment decoded by ffprobe) and → ready; CPU-seconds of the whole process
+tree and its peak memory (summed RSS); then, from the chunked runs, each chunk's time, the plan and finish
+times, and the time to ready predicted for 4, 16 and 64 workers (critical path: probe, plan, the chunks list-
+scheduled onto the workers as the gateway queues them, finish). With SECOND=1 a 10 s clip is uploaded 15 s
+after the long one and its own upload → playable time is printed (the long video still being chunked).
+
+Usage: bench_chunked.py BIN_DIR [DURATION=600] [RUNS=1] [SECOND=1]
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+BIN = sys.argv[1]
+DURATION = int(sys.argv[2]) if len(sys.argv) > 2 else 600
+RUNS = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+SECOND = (sys.argv[4] if len(sys.argv) > 4 else "1") == "1"
+LADDER = "240,360,720,1080"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def get(url, timeout=30):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def tree(root):
+    """PIDs of root and its descendants."""
+    children = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(pid))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_and_rss(root):
+    cpu, rss = 0.0, 0
+    for pid in tree(root):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / TICK
+            rss += int(open(f"/proc/{pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return cpu, rss
+
+
+class Dev:
+    def __init__(self, root, chunk_seconds):
+        ready = os.path.join(root, "ready.json")
+        self.proc = subprocess.Popen(
+            [f"{BIN}/cinescale", "dev", "--data-dir", os.path.join(root, "data"), "--port", "0", "--store-port", "0",
+             "--ready-file", ready, "--ladder", LADDER, "--chunk-seconds", str(chunk_seconds), "--log-level", "warning"],
+            stdout=open(os.path.join(root, "dev.log"), "wb"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while not os.path.exists(ready):
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("cinescale dev did not start")
+            time.sleep(0.1)
+        self.api = json.load(open(ready))["api"]
+        self.peak = 0
+        self.sampling = True
+        self.sampler = threading.Thread(target=self.sample, daemon=True)
+        self.sampler.start()
+
+    def sample(self):
+        while self.sampling:
+            self.peak = max(self.peak, cpu_and_rss(self.proc.pid)[1])
+            time.sleep(0.25)
+
+    def video(self, video_id):
+        return json.loads(get(f"{self.api}/videos/{video_id}"))
+
+    def close(self):
+        self.sampling = False
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def upload(dev, path):
+    """Returns (video id, time of the PUT's 200)."""
+    ticket = json.loads(urllib.request.urlopen(urllib.request.Request(
+        dev.api + "/uploads", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"fileName": os.path.basename(path), "size": os.path.getsize(path)}).encode()), timeout=30).read())
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", path, ticket["uploadUrl"]],
+                         capture_output=True, text=True, timeout=600)
+    assert out.stdout == "200", out
+    return ticket["videoId"], time.time()
+
+
+def playable(dev, video_id, scratch):
+    """Whether the master playlist, a media playlist, its init section and first segment can be fetched and
+    the segment decodes (ffprobe counts its frames)."""
+    try:
+        view = dev.video(video_id)
+        if not view.get("hls"):
+            return False
+        master = get(dev.api + view["hls"]).decode()
+        uri = next(line for line in master.splitlines() if line and not line.startswith("#"))
+        media = get(f"{dev.api}/stream/{video_id}/{uri}").decode()
+        init = next(line.split('URI="', 1)[1].split('"', 1)[0] for line in media.splitlines() if line.startswith("#EXT-X-MAP"))
+        first = next(line for line in media.splitlines() if line and not line.startswith("#"))
+        path = os.path.join(scratch, f"{video_id}-first.mp4")
+        with open(path, "wb") as f:
+            f.write(get(init))
+            f.write(get(first if first.startswith("http") else dev.api + first, timeout=120))
+        out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                              "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path],
+                             capture_output=True, text=True, timeout=60)
+        return out.returncode == 0 and int(out.stdout.strip() or 0) > 0
+    except (OSError, StopIteration, ValueError):
+        return False
+
+
+def follow(dev, video_id, uploaded, scratch, result):
+    while "playable" not in result:
+        if playable(dev, video_id, scratch):
+            result["playable"] = time.time() - uploaded
+        time.sleep(0.1)
+    while True:
+        view = dev.video(video_id)
+        if view["state"] == "failed":
+            raise RuntimeError(f"video failed: {view}")
+        if view["state"] == "ready":
+            result["ready"] = time.time() - uploaded
+            return
+        time.sleep(0.2)
+
+
+def run(source, second, chunked, scratch):
+    root = tempfile.mkdtemp(prefix="bench-chunked-")
+    dev = Dev(root, 32 if chunked else 0)
+    try:
+        cpu0, _ = cpu_and_rss(dev.proc.pid)
+        video_id, uploaded = upload(dev, source)
+        result = {}
+        follower = threading.Thread(target=follow, args=(dev, video_id, uploaded, scratch, result))
+        follower.start()
+        second_result = {}
+        if second:
+            time.sleep(max(0, uploaded + 15 - time.time()))
+            second_id, second_uploaded = upload(dev, second)
+            follow_second = threading.Thread(target=follow, args=(dev, second_id, second_uploaded, scratch, second_result))
+            follow_second.start()
+            follow_second.join()
+        follower.join()
+        cpu1, _ = cpu_and_rss(dev.proc.pid)
+        result["cpu"] = cpu1 - cpu0
+        result["peak"] = dev.peak
+        result["second"] = second_result
+        result["chunks"] = []
+        if chunked:
+            store = json.load(open(os.path.join(root, "ready.json")))["store"]
+            result.update(chunk_figures(dev, store, video_id))
+        return result
+    finally:
+        dev.close()
+        subprocess.run(["rm", "-rf", root])
+
+
+def chunk_figures(dev, store, video_id):
+    import boto3
+    from botocore.config import Config
+    s3 = boto3.client("s3", endpoint_url=store, aws_access_key_id="cinescale", aws_secret_access_key="cinescale-dev-secret",
+                      region_name="us-east-1", config=Config(signature_version="s3v4"))
+    plan = json.loads(s3.get_object(Bucket="media", Key=f"{video_id}/plan.json")["Body"].read())
+    chunks = []
+    for chunk in plan["chunks"]:
+        record = json.loads(s3.get_object(Bucket="media", Key=f"{video_id}/chunks/{chunk['index']:05d}.json")["Body"].read())
+        chunks.append({"index": chunk["index"], "media": (chunk["end"] or plan["duration"]) - chunk["start"],
+                       "seconds": record["seconds"], "encode": record["encodeSeconds"]})
+    out = subprocess.run([f"{BIN}/cinescale", "invocations", "list", "--limit", "1000", "--json", "--gateway", dev.api,
+                          "--access-key", "cinescale", "--secret-key", "cinescale-dev-secret"],
+                         capture_output=True, text=True, timeout=60)
+    runs = [i for i in json.loads(out.stdout)["invocations"] if video_id in json.dumps(i.get("event", {}))]
+    def duration(function, needle):
+        times = [i["durationMs"] / 1000 for i in runs if i["function"] == function and needle in json.dumps(i["event"])
+                 and i.get("durationMs")]
+        return max(times) if times else 0
+    return {"chunks": chunks, "probe": duration("probe", "uploads/"), "plan": duration("transcode", "metadata.json"),
+            "finish": duration("transcode", "finish.json")}
+
+
+def predict(figures, workers):
+    """Time to ready on `workers` bulk workers (each as fast as this machine's whole) plus the lead's own."""
+    chunks = figures["chunks"]
+    lead, bulk = chunks[0]["seconds"], [c["seconds"] for c in chunks[1:]]
+    free = [0.0] * workers
+    for seconds in bulk:  # queued earliest first; each goes to the first worker free
+        i = free.index(min(free))
+        free[i] += seconds
+    return figures["probe"] + figures["plan"] + max([lead] + free) + figures["finish"]
+
+
+def main():
+    scratch = tempfile.mkdtemp(prefix="bench-chunked-src-")
+    source = os.path.join(scratch, "source.mp4")
+    second = os.path.join(scratch, "second.mp4") if SECOND else None
+    print(f"making a {DURATION} s 1080p30 source (libx264, AAC, faststart)", flush=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={DURATION}",
+                    "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={DURATION}",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "60", "-c:a", "aac", "-shortest",
+                    "-movflags", "+faststart", source], check=True)
+    if second:
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=10",
+                        "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000:duration=10",
+                        "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac", "-shortest",
+                        "-movflags", "+faststart", second], check=True)
+    pairs = []
+    for run_index in range(RUNS):
+        order = [True, False] if run_index % 2 == 0 else [False, True]
+        results = {}
+        for chunked in order:
+            label = "chunked" if chunked else "whole"
+            print(f"run {run_index + 1}/{RUNS}: {label} ...", flush=True)
+            results[label] = run(source, second, chunked, scratch)
+            r = results[label]
+            print(f"  {label}: playable {r['playable']:.2f} s, ready {r['ready']:.1f} s, CPU {r['cpu']:.1f} s, "
+                  f"peak {r['peak'] / 2**20:.0f} MiB" + (f"; second video playable {r['second']['playable']:.2f} s, "
+                                                         f"ready {r['second']['ready']:.1f} s" if r["second"] else ""),
+                  flush=True)
+        pairs.append(results)
+
+    def median(label, key, f=lambda v: v):
+        return statistics.median(f(p[label][key]) for p in pairs)
+
+    print(f"\n== {DURATION} s 1080p30 → {LADDER}, {RUNS} pair(s), medians ==")
+    for key, unit in (("playable", "s"), ("ready", "s"), ("cpu", "CPU-s")):
+        c, w = median("chunked", key), median("whole", key)
+        print(f"upload 200 → {key:8}: chunked {c:8.2f} {unit}  whole {w:8.2f} {unit}  ratio {c / w:5.3f}")
+    ratios = [p["chunked"]["ready"] / p["whole"]["ready"] for p in pairs]
+    print(f"ready ratio, median of pairs: {statistics.median(ratios):.3f}")
+    c, w = median("chunked", "peak") / 2**20, median("whole", "peak") / 2**20
+    print(f"peak memory (summed RSS): chunked {c:.0f} MiB  whole {w:.0f} MiB  ratio {c / w:.3f}")
+    if SECOND:
+        print(f"second video (10 s, uploaded 15 s after): playable chunked {median('chunked', 'second', lambda s: s['playable']):.2f} s"
+              f", whole {median('whole', 'second', lambda s: s['playable']):.2f} s")
+    figures = pairs[-1]["chunked"]
+    print(f"\nchunks of the last chunked run: probe {figures['probe']:.2f} s, plan {figures['plan']:.2f} s, "
+          f"finish {figures['finish']:.2f} s")
+    for chunk in figures["chunks"]:
+        print(f"  chunk {chunk['index']:3d}: {chunk['media']:6.1f} s of video in {chunk['seconds']:6.2f} s "
+              f"(encode {chunk['encode']:6.2f} s, {chunk['media'] / max(chunk['seconds'], 1e-3):.2f}× realtime)")
+    longest = max(c["seconds"] / c["media"] for c in figures["chunks"])
+    print(f"slowest chunk: {longest:.3f} s per second of video → a 32 s chunk takes {longest * 32:.0f} s "
+          f"(Lambda's limit: 900 s)")
+    for workers in (4, 16, 64):
+        print(f"predicted time to ready on {workers:2d} workers: {predict(figures, workers):7.1f} s")
+
+
+if __name__ == "__main__":
+    main()
