@@ -115,6 +115,15 @@ enum WebPage {
             let video;
             try { video = await api("GET", `/videos/${id}`); } catch (error) { showState(`failed: ${error.message}`, true); return; }
             if (video.state === "ready") { $("process").value = 100; showState("ready"); play(video); refreshList(); return; }
+            // A chunked video plays as soon as its first chunk is up: the whole playlist from 0, the player
+            // waiting where the encoder has not got to yet.
+            if (video.playable && video.hls && $("player").dataset.early !== id
+                && $("player").canPlayType("application/vnd.apple.mpegurl") !== "") {
+              $("player").dataset.early = id;
+              document.body.dataset.playableAt = video.state;
+              play(video);
+              $("player").play().catch(() => {});
+            }
             if (video.state === "failed") {
               showState(`failed (${video.error.stage}): ${video.error.code}: ${video.error.message}`, true); refreshList(); return;
             }
@@ -129,10 +138,14 @@ enum WebPage {
           const renditions = video.renditions || [];
           const best = renditions[renditions.length - 1];
           const hls = video.hls && player.canPlayType("application/vnd.apple.mpegurl") !== "";
-          player.dataset.source = hls ? "hls" : "mp4";
-          delete document.body.dataset.canplay;
-          player.src = hls ? video.hls : best.url;
-          $("source").textContent = hls ? `HLS ${video.hls}` : `MP4 ${best.name}`;
+          // Already playing this video's playlist since it became playable: keep playing, add the rest.
+          const keep = hls && player.dataset.early === video.videoId && player.dataset.source === "hls";
+          if (!keep) {
+            player.dataset.source = hls ? "hls" : "mp4";
+            delete document.body.dataset.canplay;
+            player.src = hls ? video.hls : best.url;
+            $("source").textContent = hls ? `HLS ${video.hls}` : `MP4 ${best.name}`;
+          }
           $("renditions").innerHTML = "";
           for (const r of renditions) {
             const li = document.createElement("li");
@@ -153,6 +166,7 @@ enum WebPage {
         }
 
         $("player").addEventListener("canplay", () => { document.body.dataset.canplay = $("player").dataset.source; });
+        $("player").addEventListener("ended", () => { document.body.dataset.ended = String($("player").currentTime); });
         $("player").addEventListener("seeked", () => { document.body.dataset.seeked = String($("player").currentTime); });
         $("player").addEventListener("error", () => {
           const e = $("player").error;

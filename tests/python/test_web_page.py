@@ -81,3 +81,26 @@ def test_upload_watch_and_play_hls_in_chromium(browser, dev, tmp_path):
     assert browser.find_element(By.ID, "videos").text.count("browser clip.mp4") == 1
     os.makedirs(OUTPUT, exist_ok=True)
     browser.save_screenshot(os.path.join(OUTPUT, "web-page.png"))
+
+
+def test_a_chunked_video_plays_from_0_to_its_end_while_later_chunks_encode(browser, dev, tmp_path):
+    """cinescale dev chunks every video: the page starts the signed HLS playlist as soon as the first chunk is
+    up (the video still `transcoding`), and Chromium plays it to its end, waiting where a segment is not
+    encoded yet (the API holds its request) — never an error, never a skipped part."""
+    clip = str(tmp_path / "chunked clip.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=60",
+           "-f", "lavfi", "-i", "sine=frequency=440:duration=60",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
+    browser.get(dev.api + "/")
+    browser.find_element(By.ID, "file").send_keys(clip)
+    state = wait_until(browser, "playable", "return document.body.dataset.playableAt")
+    assert state == "transcoding"
+    assert wait_until(browser, "canplay", "return document.body.dataset.canplay") == "hls"
+    browser.execute_script("const p = document.getElementById('player'); p.playbackRate = 4; p.play();")
+    wait_until(browser, "the end of the video", "return document.body.dataset.ended", timeout=240)
+    end = browser.execute_script("return document.getElementById('player').currentTime")
+    duration = browser.execute_script("return document.getElementById('player').duration")
+    assert duration == pytest.approx(60, abs=0.3) and end == pytest.approx(60, abs=0.3)
+    played = browser.execute_script(
+        "const r = document.getElementById('player').played; return [r.length, r.start(0), r.end(r.length - 1)]")
+    assert played[0] == 1 and played[1] == pytest.approx(0, abs=0.1) and played[2] == pytest.approx(60, abs=0.3), played
