@@ -201,7 +201,8 @@ def test_openapi_describes_every_route():
     import yaml
     spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openapi.yaml")))
     assert set(spec["paths"]) == {"/uploads", "/upload", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
-                                  "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}"}
+                                  "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}",
+                                  "/stream/{id}/{rendition}/{segment}"}
     assert set(spec["paths"]["/videos/{id}"]) >= {"get", "delete"}
 
 
