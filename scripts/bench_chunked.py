@@ -189,7 +189,7 @@ def chunk_figures(dev, store, video_id):
     chunks = []
     for chunk in plan["chunks"]:
         record = json.loads(s3.get_object(Bucket="media", Key=f"{video_id}/chunks/{chunk['index']:05d}.json")["Body"].read())
-        chunks.append({"index": chunk["index"], "media": (chunk["end"] or plan["duration"]) - chunk["start"],
+        chunks.append({"index": chunk["index"], "media": (chunk.get("end") or plan["duration"]) - chunk["start"],
                        "seconds": record["seconds"], "encode": record["encodeSeconds"]})
     out = subprocess.run([f"{BIN}/cinescale", "invocations", "list", "--limit", "1000", "--json", "--gateway", dev.api,
                           "--access-key", "cinescale", "--secret-key", "cinescale-dev-secret"],
@@ -215,15 +215,20 @@ def predict(figures, workers):
 
 
 def main():
-    scratch = tempfile.mkdtemp(prefix="bench-chunked-src-")
-    source = os.path.join(scratch, "source.mp4")
-    second = os.path.join(scratch, "second.mp4") if SECOND else None
-    print(f"making a {DURATION} s 1080p30 source (libx264, AAC, faststart)", flush=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={DURATION}",
+    scratch = tempfile.mkdtemp(prefix="bench-chunked-")
+    # Sources are kept between runs (making 10 minutes of 1080p takes longer than encoding it).
+    cache = os.path.join(tempfile.gettempdir(), "cinescale-bench-chunked")
+    os.makedirs(cache, exist_ok=True)
+    source = os.path.join(cache, f"source-{DURATION}.mp4")
+    second = os.path.join(cache, "second.mp4") if SECOND else None
+    if not os.path.exists(source):
+        print(f"making a {DURATION} s 1080p30 source (libx264, AAC, faststart)", flush=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={DURATION}",
                     "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={DURATION}",
                     "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "60", "-c:a", "aac", "-shortest",
-                    "-movflags", "+faststart", source], check=True)
-    if second:
+                    "-movflags", "+faststart", source + ".part.mp4"], check=True)
+        os.rename(source + ".part.mp4", source)
+    if second and not os.path.exists(second):
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=10",
                         "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000:duration=10",
                         "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-c:a", "aac", "-shortest",
