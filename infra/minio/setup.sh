@@ -2,7 +2,6 @@
 # Creates CineScale's buckets on MinIO and the bucket events that drive the pipeline:
 #   ingest: every new object under uploads/ -> the gateway (probe)
 #   media:  every new */metadata.json       -> the gateway (transcode)
-#           and chunk/finish job objects     -> the gateway (transcode-lead, transcode-chunk, transcode)
 # Needs `mc`; MINIO_URL, MINIO_ROOT_USER and MINIO_ROOT_PASSWORD in the environment. Idempotent.
 set -eu
 
@@ -29,9 +28,5 @@ mc event remove cinescale/ingest "$ARN" --force >/dev/null 2>&1 || true
 mc event remove cinescale/media "$ARN" --force >/dev/null 2>&1 || true
 mc event add cinescale/ingest "$ARN" --event put --prefix uploads/
 mc event add cinescale/media "$ARN" --event put --suffix /metadata.json
-# Chunked transcoding's job objects: a chunk each, and the finish (docs/media.md).
-mc event add cinescale/media "$ARN" --event put --suffix .lead.json
-mc event add cinescale/media "$ARN" --event put --suffix .chunk.json
-mc event add cinescale/media "$ARN" --event put --suffix /jobs/finish.json
 mc event list cinescale/ingest
 mc event list cinescale/media
