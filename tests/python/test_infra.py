@@ -321,11 +321,12 @@ def test_aws_triggers_mirror_the_minio_and_dev_wiring():
 
 def keys_written_by(function):
     """Sample keys of everything a media function writes to the media bucket, from the Swift sources: the
-    VideoKeys helpers its main.swift calls (MediaFunctionSupport) and the "\\(id)/…" literals it builds itself."""
+    VideoKeys helpers its sources call (MediaFunctionSupport) and the "\\(id)/…" literals it builds itself."""
     support = open(os.path.join(ROOT, "Sources", "MediaFunctionSupport", "MediaFunctionSupport.swift")).read()
     helpers = dict(re.findall(r'static func (\w+)\([^)]*\) -> String \{ "([^"]+)" \}', support))
     assert {"metadata", "status", "mp4", "hls", "hlsMaster", "hlsPlaylist"} <= set(helpers)
-    main = open(os.path.join(ROOT, "functions", function, "main.swift")).read()
+    directory = os.path.join(ROOT, "functions", function)
+    main = "".join(open(os.path.join(directory, f)).read() for f in sorted(os.listdir(directory)) if f.endswith(".swift"))
     patterns = [helpers[h] for h in set(re.findall(r"VideoKeys\.(\w+)\(", main)) if h in helpers]
     patterns += re.findall(r'"(\\\(id\)/[^"]+)"', main)
     samples = set()
