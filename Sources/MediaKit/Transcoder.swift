@@ -403,11 +403,8 @@ final class TranscodeJob {
         guard let packet, let frame else { throw MediaError(.transcodeFailed, "out of memory") }
         let videoTimeBase = input!.pointee.streams[Int(videoIndex)]!.pointee.time_base
 
-        let roots = Self.arrange(outputs, cascade: cascade)
         let failed = PipelineFailure()
-        for stage in outputs {
-            stage.start(sourceTimeBase: videoTimeBase, audioTimeBase: audio?.timeBase ?? AVRational(num: 1, den: 1), failed: failed)
-        }
+        let roots = startStages(sourceTimeBase: videoTimeBase, failed: failed)
 
         var readError: MediaError?
         do throws(MediaError) {
@@ -448,8 +445,7 @@ final class TranscodeJob {
         } catch {
             readError = error
         }
-        for root in roots { root.input.push(.end) }
-        for stage in outputs { stage.join() }
+        endStages(roots)
         if let readError { throw readError }
         try judgeDecoding()
         if let failure = outputs.lazy.compactMap(\.failure).first { throw failure }
@@ -477,6 +473,21 @@ final class TranscodeJob {
         progress(1)
         return TranscodeResult(
             renditions: renditions, thumbnails: thumbs, hlsDirectory: "\(directory)/hls", damagedPackets: damagedPackets)
+    }
+
+    /// Wires the rung stages and starts their threads; returns the stages the decoder feeds.
+    func startStages(sourceTimeBase: AVRational, failed: PipelineFailure) -> [RungStage] {
+        let roots = Self.arrange(outputs, cascade: cascade)
+        for stage in outputs {
+            stage.start(sourceTimeBase: sourceTimeBase, audioTimeBase: audio?.timeBase ?? AVRational(num: 1, den: 1), failed: failed)
+        }
+        return roots
+    }
+
+    /// Ends every stage after the last picture and waits until each has flushed and written its trailers.
+    func endStages(_ roots: [RungStage]) {
+        for root in roots { root.input.push(.end) }
+        for stage in outputs { stage.join() }
     }
 
     /// Wires the stages and returns the ones fed by the decoder. In cascade, a rung scales from the smallest
@@ -532,26 +543,22 @@ final class TranscodeJob {
     }
 
     func hlsRendition(_ output: RungStage) throws(MediaError) -> HLSRendition {
-        let path = "\(output.hlsDirectory)/index.m3u8"
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw MediaError(.transcodeFailed, "the HLS playlist of \(output.rung.name) was not written")
-        }
-        let playlist: MediaPlaylist
-        do {
-            playlist = try MediaPlaylist(parsing: String(decoding: data, as: UTF8.self))
-        } catch {
-            throw MediaError(.transcodeFailed, "the HLS playlist of \(output.rung.name): \(error.message)")
-        }
+        let playlist = try readPlaylist(output)
         guard let rates = Playlist.bitRates(of: playlist, size: { Self.fileSize("\(output.hlsDirectory)/\($0)") }) else {
             throw MediaError(.transcodeFailed, "the HLS segments of \(output.rung.name) are missing")
         }
+        return HLSRendition(
+            directory: output.hlsDirectory, segments: playlist.segments.count, bandwidth: rates.peak,
+            averageBandwidth: rates.average, codecs: codecs(of: output), frameRate: av_q2d(frameRate))
+    }
+
+    /// RFC 6381 codecs of a rung: `avc1.PPCCLL` from its encoder's SPS, and the audio's.
+    func codecs(of output: RungStage) -> String {
         let encoder = output.encoder!.pointee
         let extradata = encoder.extradata.map { Array(UnsafeBufferPointer(start: $0, count: Int(encoder.extradata_size))) } ?? []
         var codecs = [Codecs.avc1(extradata: extradata) ?? "avc1.640028"]
         if let audio { codecs.append(audio.codecs) }
-        return HLSRendition(
-            directory: output.hlsDirectory, segments: playlist.segments.count, bandwidth: rates.peak,
-            averageBandwidth: rates.average, codecs: codecs.joined(separator: ","), frameRate: av_q2d(frameRate))
+        return codecs.joined(separator: ",")
     }
 
     static func fileSize(_ path: String) -> Int64? {
@@ -687,11 +694,8 @@ extension TranscodeJob {
             avcodec_flush_buffers(decoder)
         }
 
-        let roots = Self.arrange(outputs, cascade: cascade)
         let failed = PipelineFailure()
-        for stage in outputs {
-            stage.start(sourceTimeBase: videoTimeBase, audioTimeBase: audio?.timeBase ?? AVRational(num: 1, den: 1), failed: failed)
-        }
+        let roots = startStages(sourceTimeBase: videoTimeBase, failed: failed)
         var readError: MediaError?
         do throws(MediaError) {
             var reachedEnd = false
@@ -745,15 +749,13 @@ extension TranscodeJob {
         } catch {
             readError = error
         }
-        for root in roots { root.input.push(.end) }
-        for stage in outputs { stage.join() }
+        endStages(roots)
         if let readError { throw readError }
         try judgeDecoding(until: chunk.end.map { min($0, duration) } ?? duration)
         if let failure = outputs.lazy.compactMap(\.failure).first { throw failure }
 
         var rungs: [ChunkResult.RungOutput] = []
         for output in outputs {
-            let hls = try hlsRendition(output)
             let playlist = try readPlaylist(output)
             var segments: [ChunkResult.Segment] = []
             for segment in playlist.segments {
@@ -764,7 +766,7 @@ extension TranscodeJob {
             }
             rungs.append(
                 .init(
-                    rung: output.rung, width: Int(output.width), height: Int(output.height), codecs: hls.codecs,
+                    rung: output.rung, width: Int(output.width), height: Int(output.height), codecs: codecs(of: output),
                     directory: output.hlsDirectory, segments: segments))
         }
         return ChunkResult(

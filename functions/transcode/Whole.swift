@@ -102,18 +102,11 @@ extension TranscodeHandler {
         }
         let media = files.filter { !$0.hasSuffix(".m3u8") }
         let playlists = files.filter { $0.hasSuffix(".m3u8") && $0 != "master.m3u8" }
+        let s3 = self.s3
         for batch in [media, playlists, files.filter { $0 == "master.m3u8" }] {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                var pending = batch[...]
-                func next() {
-                    guard let file = pending.popFirst() else { return }
-                    group.addTask {
-                        _ = try await s3.uploadFile(
-                            bucket: bucket, key: prefix + file, path: directory + "/" + file, contentType: Self.contentType(file))
-                    }
-                }
-                for _ in 0..<8 { next() }
-                while try await group.next() != nil { next() }
+            try await Self.eightAtATime(batch) { file in
+                _ = try await s3.uploadFile(
+                    bucket: bucket, key: prefix + file, path: directory + "/" + file, contentType: Self.contentType(file))
             }
         }
     }

@@ -15,36 +15,18 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import ACCESS_KEY, SECRET_KEY, binary, ffmpeg, stop_process, temporary, wait_for
-from test_product import request
+from conftest import ACCESS_KEY, SECRET_KEY, binary, ffmpeg, temporary, wait_for
+from test_product import Dev, request
 
 
-class ChunkedDev:
+class ChunkedDev(Dev):
+    ARGS = ("--ladder", "240,360", "--x264-preset", "ultrafast", "--chunk-seconds", "8")
+
     def __init__(self, root):
-        self.root = root
-        ready = os.path.join(root, "ready.json")
-        self.log = open(os.path.join(root, "dev.log"), "wb")
-        self.proc = subprocess.Popen(
-            [binary("CINESCALE_BIN"), "dev", "--data-dir", os.path.join(root, "data"), "--port", "0", "--store-port", "0",
-             "--ready-file", ready, "--functions-dir", os.path.dirname(binary("CINESCALE_PROBE_BIN")),
-             "--ladder", "240,360", "--x264-preset", "ultrafast", "--chunk-seconds", "8",
-             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "info"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for("cinescale dev", lambda: os.path.exists(ready) or self._died())
-        addresses = json.load(open(ready))
-        self.api, self.store = addresses["api"], addresses["store"]
+        super().__init__(root)
         self.s3 = boto3.client("s3", endpoint_url=self.store, aws_access_key_id=ACCESS_KEY,
                                aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
                                config=Config(signature_version="s3v4"))
-
-    def _died(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError("cinescale dev exited:\n" + open(os.path.join(self.root, "dev.log")).read())
-        return False
-
-    def json(self, method, path, body=None):
-        status, _, data = request(method, self.api + path, body)
-        return status, (json.loads(data) if data else None)
 
     def media(self, key):
         try:
@@ -72,8 +54,6 @@ class ChunkedDev:
                 pids.append(int(pid))
         return pids
 
-    def close(self):
-        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

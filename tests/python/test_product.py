@@ -32,6 +32,8 @@ def request(method, url, body=None, headers=None):
 
 
 class Dev:
+    ARGS = ("--ladder", "240,360", "--x264-preset", "ultrafast", "--stream-expiry", "120")
+
     def __init__(self, root):
         self.root = root
         ready = os.path.join(root, "ready.json")
@@ -39,7 +41,7 @@ class Dev:
         self.proc = subprocess.Popen(
             [binary("CINESCALE_BIN"), "dev", "--data-dir", os.path.join(root, "data"), "--port", "0", "--store-port", "0",
              "--ready-file", ready, "--functions-dir", os.path.dirname(binary("CINESCALE_PROBE_BIN")),
-             "--ladder", "240,360", "--x264-preset", "ultrafast", "--stream-expiry", "120", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+             *self.ARGS, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
              "--log-level", "info"], stdout=self.log, stderr=subprocess.STDOUT)
         wait_for("cinescale dev", lambda: os.path.exists(ready) or self._died())
         addresses = json.load(open(ready))
