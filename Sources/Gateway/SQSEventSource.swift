@@ -119,6 +119,9 @@ final class SQSEventSource: Sendable {
                     continue
                 }
                 let messages: [SQSMessage]
+                // The messages' visibility timeout starts when SQS answers; this instant is before that, so a
+                // heartbeat counted from it extends early rather than late, however long the handler takes to start.
+                let receivedAt = ContinuousClock.now
                 do throws(SQSError) {
                     messages = try await client.receiveMessages(
                         queueURL: configuration.queueURL, maxMessages: min(10, free),
@@ -147,7 +150,7 @@ final class SQSEventSource: Sendable {
                 }
                 for message in messages {
                     group.addTask {
-                        await self.handle(message, client)
+                        await self.handle(message, receivedAt: receivedAt, client)
                         self.inFlight.withLock { $0 -= 1 }
                         self.counters.held.record(self.heldCount)
                         self.slotFreed.fire()
@@ -202,7 +205,9 @@ final class SQSEventSource: Sendable {
         return .event(ByteBuffer(data: body))
     }
 
-    private func handle(_ message: SQSMessage, _ client: any SQSEventSourceClient) async {
+    private func handle(
+        _ message: SQSMessage, receivedAt: ContinuousClock.Instant, _ client: any SQSEventSourceClient
+    ) async {
         var logger = self.logger
         logger[metadataKey: "cinescale.sqs.message.id"] = .string(message.messageID)
         if let count = message.approximateReceiveCount {
@@ -230,7 +235,7 @@ final class SQSEventSource: Sendable {
         }
         metrics.eventNotifications.increment()
         metrics.eventRecords.increment(by: Int64(batch.records))
-        var heartbeat = Heartbeat(visibilityTimeout: configuration.visibilityTimeout)
+        var heartbeat = Heartbeat(visibilityTimeout: configuration.visibilityTimeout, extendedAt: receivedAt)
         var ids: [String] = []
         if !batch.invocations.isEmpty {
             // Admission: past the queue's bound, hold the message (extending its visibility) until there is room,
@@ -307,7 +312,7 @@ final class SQSEventSource: Sendable {
     /// When the message was last made invisible, by receipt or ChangeMessageVisibility.
     private struct Heartbeat {
         var visibilityTimeout: Int
-        var extendedAt = ContinuousClock.now
+        var extendedAt: ContinuousClock.Instant
         var due: Bool { ContinuousClock.now - extendedAt >= .milliseconds(500 * Int64(visibilityTimeout)) }
     }
 

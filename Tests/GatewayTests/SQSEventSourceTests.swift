@@ -137,9 +137,9 @@ struct SQSEventSourceTests {
 
     @Test func messagesAreDeletedOnlyOnceTheirInvocationsHaveRun() async throws {
         let dir = try HandlerDirectory()
-        try await LiveGateway.run([recorder(dir, sleep: 2.5)], configure: configure) { gw in
+        try await LiveGateway.run([recorder(dir, sleep: 5)], configure: configure) { gw in
             let queue = FakeQueue()
-            try await withSource(gw, queue, visibilityTimeout: 2) { _ in
+            try await withSource(gw, queue, visibilityTimeout: 4) { _ in
                 let plain = queue.send(Self.event("videos/a.mp4"))
                 let envelope = String(
                     decoding: try JSONSerialization.data(withJSONObject: [
@@ -153,10 +153,10 @@ struct SQSEventSourceTests {
                 try await waitUntil("the test event and the unmatched event deleted") {
                     Set(queue.deleted).isSuperset(of: [test, unmatched])
                 }
-                #expect(!queue.deleted.contains(plain) && !queue.deleted.contains(sns))  // still running (2.5 s)
+                #expect(!queue.deleted.contains(plain) && !queue.deleted.contains(sns))  // still running (5 s)
                 try await waitUntil("both events deleted") { Set(queue.deleted).isSuperset(of: [plain, sns]) }
                 #expect(dir.effects().count == 2)
-                // Held past its 2 s visibility timeout while the function ran: extended, received once.
+                // Held past its 4 s visibility timeout while the function ran: extended, received once.
                 #expect(queue.extended.contains(plain) && queue.extended.contains(sns))
                 #expect(queue.receives(of: garbage) >= 1)
                 try await waitUntil("the garbage received again after its visibility timeout") { queue.receives(of: garbage) >= 2 }
