@@ -118,28 +118,37 @@ public struct TranscodePlan: Codable, Sendable, Hashable {
         self.createdAt = createdAt
     }
 
-    /// Cuts `duration` seconds on a grid of `keyframeInterval`: the first chunk `firstSegments` segments (so the
-    /// video is playable soon), the others `chunkSeconds` rounded to whole segments; `single` keeps one chunk
-    /// (audio that must be encoded once for the whole timeline).
+    /// Cuts `duration` seconds on a grid of `keyframeInterval`. The first chunk is one segment of
+    /// `firstSeconds` (at most the keyframe interval: shorter, the video is playable sooner, since every rung of
+    /// the first chunk must be encoded before anything plays) and the grid runs on from there; the other chunks
+    /// are `chunkSeconds` rounded to whole segments. `single` keeps one chunk on the plain grid from 0 (audio
+    /// that must be encoded once for the whole timeline: one encoder, whose keyframes fall every interval).
     public static func cut(
-        duration: Double, keyframeInterval: Double, firstSegments: Int, chunkSeconds: Double, single: Bool
+        duration: Double, keyframeInterval: Double, firstSeconds: Double, chunkSeconds: Double, single: Bool
     ) -> (segments: [Double], chunks: [Chunk]) {
-        let count = max(1, Int((duration / keyframeInterval - 1e-3).rounded(.up)))
+        let first = single ? keyframeInterval : min(max(firstSeconds, 0.5), keyframeInterval)
+        // Segment boundaries: 0, first, first + interval, ... while they fall before the end.
+        var bounds: [Double] = [0]
+        var next = first
+        while next < duration - 1e-3 {
+            bounds.append(next)
+            next += keyframeInterval
+        }
+        let count = bounds.count
         let segments = (0..<count).map { index in
-            index == count - 1 ? max(0.001, duration - Double(index) * keyframeInterval) : keyframeInterval
+            max(0.001, (index + 1 < count ? bounds[index + 1] : duration) - bounds[index])
         }
         if single { return (segments, [Chunk(index: 0, start: 0, end: nil, firstSegment: 0, segments: count)]) }
         let perChunk = max(1, Int((chunkSeconds / keyframeInterval).rounded()))
         var chunks: [Chunk] = []
-        var next = 0
-        while next < count {
-            let size = chunks.isEmpty ? max(1, firstSegments) : perChunk
-            let end = min(count, next + size)
+        var index = 0
+        while index < count {
+            let end = min(count, index + (chunks.isEmpty ? 1 : perChunk))
             chunks.append(
                 Chunk(
-                    index: chunks.count, start: Double(next) * keyframeInterval,
-                    end: end == count ? nil : Double(end) * keyframeInterval, firstSegment: next, segments: end - next))
-            next = end
+                    index: chunks.count, start: bounds[index], end: end == count ? nil : bounds[end],
+                    firstSegment: index, segments: end - index))
+            index = end
         }
         return (segments, chunks)
     }

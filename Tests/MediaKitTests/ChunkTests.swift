@@ -18,6 +18,20 @@ struct ChunkTests {
         }.sorted { $0.pts < $1.pts }
     }
 
+    /// The PSNR (dB) of `path`'s video against `source` scaled to its size, from the mean of the per-frame
+    /// MSEs (as ffmpeg's own summary line computes it).
+    static func psnr(_ path: String, against source: String, width: Int, height: Int) async throws -> Double {
+        let data = try await Clips.run("ffmpeg", [
+            "-v", "error", "-i", path, "-i", source, "-lavfi",
+            "[1:v]scale=\(width):\(height):flags=bicubic[ref];[0:v][ref]psnr=stats_file=-", "-f", "null", "-",
+        ])
+        let mses = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("mse_avg:") }.flatMap { Double($0.dropFirst(8)) }
+        }
+        guard !mses.isEmpty else { throw CocoaError(.fileReadCorruptFile) }
+        return 10 * log10(255 * 255 / (mses.reduce(0, +) / Double(mses.count)))
+    }
+
     @Test func chunksJoinIntoOneRenditionWithEveryFrameAndPacket() async throws {
         let source = try await Clips.make("chunk-source.mp4", [
             "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=10",
@@ -114,5 +128,46 @@ struct ChunkTests {
             output: directory + "/sprite.jpg")
         let probe = try #require((try await Clips.ffprobe(directory + "/sprite.jpg")["streams"] as? [[String: Any]])?.first)
         #expect(probe["width"] as? Int == 4 * sprite.tileWidth && probe["height"] as? Int == 3 * 36)
+    }
+
+    /// Quality and size per rung as unchunked, with the chunk lengths `cinescale dev` uses (a 2 s first
+    /// chunk, then 32 s) on a source x264 cannot fit under the rungs' maxrate (testsrc2's noise): the case
+    /// where restarting the encoders (rate control, the VBV buffer) costs most.
+    @Test func chunkedQualityAndBitRateMatchUnchunked() async throws {
+        let source = try await Clips.make("chunk-quality-source.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=70",
+            "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-g", "60",
+        ])
+        let directory = Clips.directory + "/chunk-quality-\(UUID().uuidString)"
+        let settings = EncodingSettings(preset: "veryfast", keyframeInterval: 4)
+        let ladder = [Rung(name: "240p", height: 240, maxBitRate: 400_000), Rung(name: "360p", height: 360, maxBitRate: 800_000)]
+        let ranges = [
+            ChunkRange(index: 0, start: 0, end: 2, firstSegment: 0), ChunkRange(index: 1, start: 2, end: 34, firstSegment: 1),
+            ChunkRange(index: 2, start: 34, end: 66, firstSegment: 9), ChunkRange(index: 3, start: 66, end: nil, firstSegment: 17),
+        ]
+        var results: [ChunkResult] = []
+        for range in ranges {
+            results.append(
+                try await Transcoder.transcodeChunk(
+                    source: try FileSource(path: source), chunk: range, ladder: ladder, settings: settings, thumbnails: nil,
+                    directory: "\(directory)/\(range.index)"))
+        }
+        try FileManager.default.createDirectory(atPath: directory + "/whole", withIntermediateDirectories: true)
+        let unchunked = try await Transcoder.transcode(input: source, ladder: ladder, settings: settings, directory: directory + "/whole")
+        for (rungIndex, rung) in ladder.enumerated() {
+            let segments = results.flatMap { result in
+                result.rungs[rungIndex].segments.map { result.rungs[rungIndex].directory + "/" + $0.name }
+            }
+            let mp4 = "\(directory)/\(rung.name).mp4"
+            let (size, _) = try await Assembly.progressiveMP4(
+                initSection: results[0].rungs[rungIndex].directory + "/init.mp4", segments: segments, output: mp4)
+            let whole = unchunked.renditions[rungIndex]
+            let chunkedPSNR = try await Self.psnr(mp4, against: source, width: whole.width, height: whole.height)
+            let wholePSNR = try await Self.psnr(whole.path, against: source, width: whole.width, height: whole.height)
+            let wholeSize = try FileManager.default.attributesOfItem(atPath: whole.path)[.size] as? Int ?? 0
+            print("\(rung.name): chunked \(chunkedPSNR) dB \(size) B, whole \(wholePSNR) dB \(wholeSize) B")
+            #expect(abs(chunkedPSNR - wholePSNR) <= 0.1 && wholePSNR > 25, "\(rung.name): \(chunkedPSNR) dB vs \(wholePSNR) dB")
+            #expect(abs(Double(size) / Double(wholeSize) - 1) <= 0.03, "\(rung.name): \(size) B vs \(wholeSize) B")
+        }
     }
 }

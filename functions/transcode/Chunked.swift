@@ -47,7 +47,7 @@ extension TranscodeHandler {
             } ?? true
             let cut = TranscodePlan.cut(
                 duration: info.duration, keyframeInterval: configuration.settings.keyframeInterval,
-                firstSegments: chunking.firstSegments, chunkSeconds: chunking.chunkSeconds, single: !carried)
+                firstSeconds: chunking.firstSeconds, chunkSeconds: chunking.chunkSeconds, single: !carried)
             plan = TranscodePlan(
                 videoId: id, source: metadata.source, duration: info.duration,
                 keyframeInterval: configuration.settings.keyframeInterval, segmentDurations: cut.segments,

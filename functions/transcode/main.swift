@@ -13,7 +13,8 @@
 //   WORK_DIR          scratch space (default the system temporary directory)
 //   CHUNK_SECONDS     cut the timeline into chunks of about this many seconds, one invocation each (unset or
 //                     0: one invocation transcodes the whole video); see docs/media.md
-//   FIRST_CHUNK_SEGMENTS  segments in the first chunk, which makes the video playable (default 1)
+//   FIRST_CHUNK_SECONDS   the first chunk, which makes the video playable: one segment this long (default 2,
+//                         at most KEYFRAME_SECONDS); the keyframe grid runs on from its end
 //   CHUNK_WINDOW      chunks after the first queued at once per video (default 0: all)
 import Foundation
 import FunctionRuntime
@@ -25,7 +26,7 @@ import Synchronization
 struct TranscodeConfiguration: Sendable {
     struct Chunking: Sendable {
         var chunkSeconds: Double
-        var firstSegments: Int
+        var firstSeconds: Double
         var window: Int
     }
 
@@ -60,12 +61,12 @@ struct TranscodeConfiguration: Sendable {
     static func chunking(_ environment: MediaFunctionEnvironment) throws -> Chunking? {
         guard let text = environment.variables["CHUNK_SECONDS"], text != "0" else { return nil }
         let seconds = try environment.number("CHUNK_SECONDS", 32)
-        let first = try environment.number("FIRST_CHUNK_SEGMENTS", 1)
+        let first = try environment.number("FIRST_CHUNK_SECONDS", 2)
         var window = 0
         if let windowText = environment.variables["CHUNK_WINDOW"], windowText != "0" {
             window = Int(try environment.number("CHUNK_WINDOW", 0))
         }
-        return Chunking(chunkSeconds: seconds, firstSegments: Int(first), window: window)
+        return Chunking(chunkSeconds: seconds, firstSeconds: first, window: window)
     }
 }
 

@@ -104,7 +104,9 @@ def test_playable_while_chunks_encode_and_the_ladder_equals_the_source(dev, tmp_
     seen = wait_playable(dev, video_id)
     assert seen["state"] == "transcoding" and 0 <= seen["percent"] < 100, seen
     plan = dev.media(f"{video_id}/plan.json")
-    assert [c["segments"] for c in plan["chunks"]] == [1, 2, 2, 2, 2, 2, 2, 2]
+    # A first chunk of one 2 s segment, then the 4 s grid from 2 s (the last segment the 2 s left over).
+    assert [c["segments"] for c in plan["chunks"]] == [1, 2, 2, 2, 2, 2, 2, 2, 1]
+    assert plan["segmentDurations"] == [2] + [4] * 14 + [2]
     status, _, master = request("GET", dev.api + seen["hls"])
     assert status == 200 and master.decode().count("#EXT-X-STREAM-INF:") == 2
     uri = next(line for line in master.decode().splitlines() if line.startswith("360p/"))
@@ -113,7 +115,7 @@ def test_playable_while_chunks_encode_and_the_ladder_equals_the_source(dev, tmp_
     lines = playlist.decode().splitlines()
     assert "#EXT-X-ENDLIST" in lines and "#EXT-X-PLAYLIST-TYPE:VOD" in lines
     segments = [line for line in lines if line and not line.startswith("#")]
-    assert len(segments) == 15
+    assert len(segments) == 16
     # The first segment is in the bucket; the last is encoded later, and the API holds its request till then.
     with urllib.request.urlopen(segments[0], timeout=30) as response:
         assert response.status == 200 and len(response.read()) > 1000
@@ -130,7 +132,7 @@ def test_playable_while_chunks_encode_and_the_ladder_equals_the_source(dev, tmp_
         urllib.request.urlretrieve(rendition["url"], path)
         frames = packets(path, "v:0")
         assert len(frames) == 1800
-        assert [round(t) for t, key in frames if key] == list(range(0, 60, 4))
+        assert [round(t) for t, key in frames if key] == [0] + list(range(2, 60, 4))
         assert abs(frames[0][0]) < 0.001 and all(abs(b[0] - a[0] - 1 / 30) < 0.002 for a, b in zip(frames, frames[1:]))
         audio = packets(path, "a:0")
         assert len(audio) == len(source_audio)
@@ -142,7 +144,7 @@ def test_playable_while_chunks_encode_and_the_ladder_equals_the_source(dev, tmp_
     status, _, master = request("GET", dev.api + video["hls"])
     uri = next(line for line in master.decode().splitlines() if line.startswith("240p/"))
     hls = packets(dev.api + "/stream/" + video_id + "/" + uri, "v:0")
-    assert len(hls) == 1800 and sum(1 for _, key in hls if key) == 15
+    assert len(hls) == 1800 and sum(1 for _, key in hls if key) == 16
     # Posters from the chunks holding 10/50/90 %, one sprite of 60 tiles joined from the chunks' parts.
     thumbnails = video["thumbnails"]
     assert [round(p["time"]) for p in thumbnails["posters"]] == [6, 30, 54]
@@ -150,7 +152,7 @@ def test_playable_while_chunks_encode_and_the_ladder_equals_the_source(dev, tmp_
     # Each chunk ran once (no retries here), the lead on its own function.
     chunk_runs = dev.invocations("transcode-chunk", video_id)
     lead_runs = dev.invocations("transcode-lead", video_id)
-    assert len(lead_runs) == 1 and len(chunk_runs) == 7
+    assert len(lead_runs) == 1 and len(chunk_runs) == 8
     assert all(i["state"] == "succeeded" and i["attempts"] == 1 for i in chunk_runs + lead_runs)
 
 
