@@ -7,8 +7,12 @@ tree and its peak memory (summed RSS); then, from the chunked runs, each chunk's
 times, and the time to ready predicted for 4, 16 and 64 workers (critical path: probe, plan, the chunks list-
 scheduled onto the workers as the gateway queues them, finish). With SECOND=1 a 10 s clip is uploaded 15 s
 after the long one and its own upload → playable time is printed (the long video still being chunked).
+Quality per rung of the last pair: PSNR against the source (scaled to the rung; the first 130 s of a longer
+source, which holds the lead and four chunk boundaries) and the MP4's bit rate, chunked against whole. With
+CLUSTER=1, one more chunked run on two gateways sharing a PostgreSQL queue (scripts/pipeline_cluster.py):
+its time to ready and how many chunks each gateway ran.
 
-Usage: bench_chunked.py BIN_DIR [DURATION=600] [RUNS=1] [SECOND=1]
+Usage: bench_chunked.py BIN_DIR [DURATION=600] [RUNS=1] [SECOND=1] [CLUSTER=1]
 """
 import json
 import os
@@ -24,6 +28,8 @@ BIN = sys.argv[1]
 DURATION = int(sys.argv[2]) if len(sys.argv) > 2 else 600
 RUNS = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 SECOND = (sys.argv[4] if len(sys.argv) > 4 else "1") == "1"
+CLUSTER = (sys.argv[5] if len(sys.argv) > 5 else "1") == "1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 LADDER = "240,360,720,1080"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -171,6 +177,12 @@ def run(source, second, chunked, scratch):
         result["peak"] = dev.peak
         result["second"] = second_result
         result["chunks"] = []
+        # The renditions, for the quality comparison.
+        result["renditions"] = {}
+        for rendition in dev.video(video_id)["renditions"]:
+            path = os.path.join(scratch, f"{'chunked' if chunked else 'whole'}-{rendition['name']}.mp4")
+            urllib.request.urlretrieve(rendition["url"], path)
+            result["renditions"][rendition["name"]] = path
         if chunked:
             store = json.load(open(os.path.join(root, "ready.json")))["store"]
             result.update(chunk_figures(dev, store, video_id))
@@ -199,7 +211,8 @@ def chunk_figures(dev, store, video_id):
         times = [i["durationMs"] / 1000 for i in runs if i["function"] == function and needle in json.dumps(i["event"])
                  and i.get("durationMs")]
         return max(times) if times else 0
-    return {"chunks": chunks, "probe": duration("probe", "uploads/"), "plan": duration("transcode", "metadata.json"),
+    # (Event JSON from Swift escapes "/" as "\\/": the needles have none.)
+    return {"chunks": chunks, "probe": duration("probe", "uploads"), "plan": duration("transcode", "metadata.json"),
             "finish": duration("transcode", "finish.json")}
 
 
@@ -212,6 +225,51 @@ def predict(figures, workers):
         i = free.index(min(free))
         free[i] += seconds
     return figures["probe"] + figures["plan"] + max([lead] + free) + figures["finish"]
+
+
+def psnr(path, source, seconds):
+    """PSNR (dB) of path's video against the source scaled to its size, over the first `seconds`."""
+    size = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                           "-of", "csv=p=0", path], capture_output=True, text=True, check=True).stdout.strip()
+    width, height = size.split(",")
+    out = subprocess.run(["ffmpeg", "-v", "error", "-t", str(seconds), "-i", path, "-t", str(seconds), "-i", source,
+                          "-lavfi", f"[1:v]scale={width}:{height}:flags=bicubic[ref];[0:v][ref]psnr=stats_file=-",
+                          "-f", "null", "-"], capture_output=True, text=True, check=True)
+    mses = [float(field[8:]) for line in out.stdout.splitlines() for field in line.split() if field.startswith("mse_avg:")]
+    import math
+    return 10 * math.log10(255 * 255 / (sum(mses) / len(mses)))
+
+
+def cluster_run(source):
+    """One chunked run on two gateways sharing a PostgreSQL queue: (seconds to ready, chunks per gateway)."""
+    from pipeline_cluster import Cluster
+    work = tempfile.mkdtemp(prefix="bench-chunked-cluster-")
+    cluster = Cluster(BIN, work, gateways=2, queue="postgres", ladder=LADDER, transcoders=1, lease=10, chunk_seconds=32)
+    try:
+        s3 = cluster.s3()
+        s3.upload_file(source, "ingest", "uploads/cluster.mp4")
+        uploaded = time.time()
+        pids = {str(g.pid): n for n, g in enumerate(cluster.gateways)}
+        seen = {}  # invocation id → the gateway seen holding its lease
+        while True:
+            for invocation, owner in cluster.postgres.sql(
+                    "SELECT id, lease_owner FROM cinescale_invocation WHERE function = 'transcode-chunk' AND state = 'running'"):
+                for pid, n in pids.items():
+                    if f"/{pid}/" in owner:
+                        seen[invocation] = n
+            status = cluster.status(s3, "cluster")
+            if status and status["state"] == "failed":
+                raise RuntimeError(f"video failed: {status}")
+            if status and status["state"] == "ready":
+                ready = time.time() - uploaded
+                break
+            time.sleep(0.2)
+        chunks = int(cluster.postgres.sql(
+            "SELECT COUNT(*) FROM cinescale_invocation WHERE function = 'transcode-chunk' AND state = 'succeeded'")[0][0])
+        return ready, [sum(1 for n in seen.values() if n == g) for g in range(2)], chunks
+    finally:
+        cluster.close()
+        subprocess.run(["rm", "-rf", work])
 
 
 def main():
@@ -273,6 +331,35 @@ def main():
           f"(Lambda's limit: 900 s)")
     for workers in (4, 16, 64):
         print(f"predicted time to ready on {workers:2d} workers: {predict(figures, workers):7.1f} s")
+    aws = aws_chunk_seconds()
+    print(f"on the AWS template's settings ({aws} s chunks): a chunk takes {longest * aws:.0f} s at this machine's "
+          f"speed (2 cores; a 10240 MB Lambda has 6 vCPUs), whatever the source's length (a 30-minute source is "
+          f"{1800 / aws:.0f} such chunks)")
+
+    # Quality per rung, the last pair: chunked against whole.
+    seconds = min(DURATION, 130)
+    print(f"\nquality per rung (PSNR against the source over the first {seconds} s; MP4 bit rate over the whole):")
+    last = pairs[-1]
+    for name, chunked_path in last["chunked"]["renditions"].items():
+        whole_path = last["whole"]["renditions"][name]
+        c, w = psnr(chunked_path, source, seconds), psnr(whole_path, source, seconds)
+        cb, wb = (os.path.getsize(p) * 8 / DURATION / 1000 for p in (chunked_path, whole_path))
+        print(f"  {name:>5}: PSNR chunked {c:6.3f} dB  whole {w:6.3f} dB  Δ {c - w:+.3f} dB; "
+              f"bit rate chunked {cb:7.0f} kb/s  whole {wb:7.0f} kb/s  ratio {cb / wb:.4f}")
+
+    if CLUSTER:
+        print("\ntwo gateways on one PostgreSQL queue (one chunk worker each), chunked ...", flush=True)
+        ready, per_gateway, chunks = cluster_run(source)
+        print(f"  upload → ready {ready:.1f} s; {chunks} chunk invocations, seen running on gateway 0: "
+              f"{per_gateway[0]}, gateway 1: {per_gateway[1]}")
+
+
+def aws_chunk_seconds():
+    """ChunkSeconds' default in infra/aws/template.yaml (32, dev's, if the template has none)."""
+    import re
+    text = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "infra", "aws", "template.yaml")).read()
+    found = re.search(r"\n  ChunkSeconds:\n(?:    .*\n)*?    Default: (\d+)", text)
+    return int(found.group(1)) if found else 32
 
 
 if __name__ == "__main__":

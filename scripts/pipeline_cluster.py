@@ -91,7 +91,10 @@ class Process:
 
 
 class Cluster:
-    def __init__(self, bin_dir, work, gateways=2, queue="postgres", ladder="240", transcoders=1, lease=3):
+    def __init__(self, bin_dir, work, gateways=2, queue="postgres", ladder="240", transcoders=1, lease=3,
+                 chunk_seconds=0, preset="veryfast"):
+        """`chunk_seconds` > 0: chunked transcoding wired as `cinescale dev` does it (plan and finish on
+        transcode, each video's first chunk on transcode-lead, the rest on transcode-chunk)."""
         self.bin_dir, self.work = bin_dir, work
         self.processes = []
         self.postgres = Postgres(work) if queue == "postgres" else None
@@ -106,21 +109,37 @@ class Cluster:
                                        "--create-buckets", "ingest,media", "--notify-token", TOKEN,
                                        "--log-level", "warning", *targets], "store.log")
         wait_until("the store", lambda: healthy(self.store), timeout=60)
-        for bucket, function, rule in (("ingest", "probe", {"Name": "prefix", "Value": "uploads/"}),
-                                       ("media", "transcode", {"Name": "suffix", "Value": "/metadata.json"})):
+        triggers = [("probe", "ingest", "prefix", "uploads/"), ("transcode", "media", "suffix", "/metadata.json")]
+        if chunk_seconds:
+            triggers += [("transcode-lead", "media", "suffix", ".lead.json"),
+                         ("transcode-chunk", "media", "suffix", ".chunk.json"),
+                         ("transcode", "media", "suffix", "/jobs/finish.json")]
+        for bucket in ("ingest", "media"):
             self.put_notification(bucket, [
-                {"Id": f"{function}-gw{n}", "QueueArn": f"arn:minio:sqs::gw{n}:webhook", "Events": ["s3:ObjectCreated:*"],
-                 "Filter": {"Key": {"FilterRules": [rule]}}} for n in range(gateways)])
+                {"Id": f"{function}-{index}-gw{n}", "QueueArn": f"arn:minio:sqs::gw{n}:webhook",
+                 "Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": [{"Name": kind, "Value": value}]}}}
+                for index, (function, b, kind, value) in enumerate(triggers) if b == bucket for n in range(gateways)])
         environment = {"AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1",
                        "CINESCALE_S3_ENDPOINT": self.store, "MEDIA_BUCKET": "media"}
+        transcode_environment = {**environment, "LADDER": ladder, "X264_PRESET": preset}
+        functions = {
+            "probe": {"command": [self._bin("probe")], "timeout": 60, "environment": environment},
+            "transcode": {"command": [self._bin("transcode")], "timeout": 900, "concurrency": transcoders,
+                          "environment": transcode_environment},
+        }
+        if chunk_seconds:
+            # Each video keeps one chunk per chunk worker of every gateway queued (and one more).
+            transcode_environment.update({"CHUNK_SECONDS": str(chunk_seconds),
+                                          "CHUNK_WINDOW": str(gateways * transcoders + 1)})
+            functions["transcode"]["concurrency"] = max(2, transcoders)
+            functions["transcode-lead"] = {"command": [self._bin("transcode")], "timeout": 900, "concurrency": 1,
+                                           "environment": transcode_environment, "retry": {"maxAttempts": 3}}
+            functions["transcode-chunk"] = {"command": [self._bin("transcode")], "timeout": 900,
+                                            "concurrency": transcoders, "environment": transcode_environment,
+                                            "retry": {"maxAttempts": 3}, "nice": 19}
         config = {
-            "functions": {
-                "probe": {"command": [self._bin("probe")], "timeout": 60, "environment": environment},
-                "transcode": {"command": [self._bin("transcode")], "timeout": 300, "concurrency": transcoders,
-                              "environment": {**environment, "LADDER": ladder, "X264_PRESET": "veryfast"}},
-            },
-            "triggers": [{"function": "probe", "bucket": "ingest", "prefix": "uploads/"},
-                         {"function": "transcode", "bucket": "media", "suffix": "/metadata.json"}],
+            "functions": functions,
+            "triggers": [{"function": function, "bucket": bucket, kind: value} for function, bucket, kind, value in triggers],
             "queue": {"postgres": self.postgres.url, "lease": lease} if self.postgres else {},
         }
         if not self.postgres:

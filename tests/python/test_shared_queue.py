@@ -5,6 +5,7 @@ attempts once the lease expires, and every video ends processed, each by exactly
 per stage."""
 import concurrent.futures
 import os
+import subprocess
 import sys
 import time
 
@@ -80,3 +81,46 @@ def test_two_gateways_on_postgres_process_every_upload_once_through_a_kill_9(clu
         renditions = status.get("renditions") or []
         assert [r["name"] for r in renditions] == ["240p"], (video, status)
         assert s3.head_object(Bucket="media", Key=renditions[0]["key"])["ContentLength"] == renditions[0]["size"]
+
+
+def test_two_gateways_on_postgres_run_the_chunks_of_one_video(tmp_path):
+    """Chunked transcoding on the shared queue: one video's chunk invocations are claimed by both gateways
+    (each has one chunk worker, so two chunks running at once are on two gateways), each chunk runs once, one
+    finish joins them, and the ladder has every frame."""
+    cluster = Cluster(os.path.dirname(binary("CINESCALE_BIN")), str(tmp_path), gateways=2, queue="postgres",
+                      ladder="240,360", lease=3, chunk_seconds=8)
+    try:
+        clip = str(tmp_path / "long.mp4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=60", "-f", "lavfi",
+               "-i", "sine=frequency=440:sample_rate=48000:duration=60", "-c:v", "libx264", "-preset", "ultrafast",
+               "-c:a", "aac", "-shortest", clip)
+        s3 = cluster.s3()
+        s3.upload_file(clip, "ingest", "uploads/chunked.mp4")
+        pids = {str(g.pid) for g in cluster.gateways}
+        owners = set()
+
+        def ready():
+            # Which gateway holds each running chunk's lease (owner "host/pid/…"), sampled while the video runs.
+            for (owner,) in cluster.postgres.sql(
+                    "SELECT lease_owner FROM cinescale_invocation WHERE function = 'transcode-chunk' AND state = 'running'"):
+                owners.update(pid for pid in pids if f"/{pid}/" in owner)
+            status = cluster.status(s3, "chunked")
+            assert not status or status["state"] != "failed", status
+            return status if status and status["state"] == "ready" else None
+        status = wait_until("the chunked video ready", ready, timeout=600, interval=0.05)
+        assert owners == pids, f"chunks ran on gateways {owners} of {pids}"
+        counts = states(cluster)
+        # 2 s lead, then 8 s chunks over the remaining 58 s: 1 lead and 8 bulk chunks, each once; plan + finish.
+        assert counts == {"probe": {"succeeded": 1}, "transcode": {"succeeded": 2}, "transcode-lead": {"succeeded": 1},
+                          "transcode-chunk": {"succeeded": 8}}, counts
+        attempts = cluster.postgres.sql("SELECT MAX(attempts) FROM cinescale_invocation")
+        assert attempts == [["1"]]
+        for rendition in status["renditions"]:
+            path = str(tmp_path / f"{rendition['name']}.mp4")
+            s3.download_file("media", rendition["key"], path)
+            out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries",
+                                  "stream=nb_read_packets", "-of", "csv=p=0", path], capture_output=True, text=True,
+                                 check=True)
+            assert int(out.stdout.strip()) == 1800, rendition
+    finally:
+        cluster.close()
