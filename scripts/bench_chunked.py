@@ -326,8 +326,9 @@ def main():
     for chunk in figures["chunks"]:
         print(f"  chunk {chunk['index']:3d}: {chunk['media']:6.1f} s of video in {chunk['seconds']:6.2f} s "
               f"(encode {chunk['encode']:6.2f} s, {chunk['media'] / max(chunk['seconds'], 1e-3):.2f}× realtime)")
-    longest = max(c["seconds"] / c["media"] for c in figures["chunks"])
-    print(f"slowest chunk: {longest:.3f} s per second of video → a 32 s chunk takes {longest * 32:.0f} s "
+    # The bulk chunks' rate (the lead's 2 s are mostly fixed cost: opening the encoders, the first GOP).
+    longest = max(c["seconds"] / c["media"] for c in (figures["chunks"][1:] or figures["chunks"]))
+    print(f"slowest bulk chunk: {longest:.3f} s per second of video → a 32 s chunk takes {longest * 32:.0f} s "
           f"(Lambda's limit: 900 s)")
     for workers in (4, 16, 64):
         print(f"predicted time to ready on {workers:2d} workers: {predict(figures, workers):7.1f} s")

@@ -136,7 +136,7 @@ class Cluster:
                                            "environment": transcode_environment, "retry": {"maxAttempts": 3}}
             functions["transcode-chunk"] = {"command": [self._bin("transcode")], "timeout": 900,
                                             "concurrency": transcoders, "environment": transcode_environment,
-                                            "retry": {"maxAttempts": 3}, "nice": 19}
+                                            "retry": {"maxAttempts": 3}, "nice": 19, "idle": True}
         config = {
             "functions": functions,
             "triggers": [{"function": function, "bucket": bucket, kind: value} for function, bucket, kind, value in triggers],

@@ -82,9 +82,11 @@ final class ChildProcess: Sendable {
 
     /// Starts `executable` (an absolute path) with `arguments` (argv[1...]), exactly `environment`, in
     /// `directory`, stdin from /dev/null, stdout and stderr inherited, every other descriptor closed,
-    /// default signal dispositions and an empty signal mask, as leader of a new process group, at `nice`.
+    /// default signal dispositions and an empty signal mask, as leader of a new process group, at `nice` and,
+    /// if `idle`, under SCHED_IDLE.
     static func spawn(
-        executable: String, arguments: [String], environment: [String: String], directory: String, nice: Int = 0
+        executable: String, arguments: [String], environment: [String: String], directory: String, nice: Int = 0,
+        idle: Bool = false
     ) throws(GatewayError) -> ChildProcess {
         var fileActions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
@@ -120,7 +122,7 @@ final class ChildProcess: Sendable {
             for p in envp { free(p) }
         }
         var pid: pid_t = 0
-        let result = onThread(nice: nice) {
+        let result = onThread(nice: nice, idle: idle) {
             argv.withUnsafeBufferPointer { argvBuffer in
                 envp.withUnsafeBufferPointer { envpBuffer in
                     posix_spawn(&pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, envpBuffer.baseAddress!)
@@ -140,14 +142,14 @@ final class ChildProcess: Sendable {
         return child
     }
 
-    /// Runs `body` here, or with a `nice` above 0 on a thread of its own that first lowers its priority: on
-    /// Linux the nice value belongs to a thread, and the process posix_spawn makes (and every thread it
-    /// starts) inherits the spawning thread's. The gateway's own threads keep theirs (raising a priority back
-    /// needs privileges).
-    private static func onThread(nice: Int, _ body: () -> Int32) -> Int32 {
-        guard nice > 0 else { return body() }
+    /// Runs `body` here, or with a `nice` above 0 or `idle` on a thread of its own that first lowers its
+    /// priority: on Linux the nice value and the scheduling policy belong to a thread, and the process
+    /// posix_spawn makes (and every thread it starts) inherits the spawning thread's. The gateway's own threads
+    /// keep theirs (raising a priority back needs privileges).
+    private static func onThread(nice: Int, idle: Bool, _ body: () -> Int32) -> Int32 {
+        guard nice > 0 || idle else { return body() }
         return withoutActuallyEscaping(body) { body in
-            let work = NicedWork(body: body, nice: Int32(nice))
+            let work = NicedWork(body: body, nice: Int32(nice), idle: idle)
             let thread = Thread { work.run() }
             thread.stackSize = 256 * 1024
             thread.start()
@@ -161,19 +163,32 @@ final class ChildProcess: Sendable {
     private final class NicedWork: @unchecked Sendable {
         var body: (() -> Int32)?
         let nice: Int32
+        let idle: Bool
         var result: Int32 = 0
         let done = DispatchSemaphore(value: 0)
 
-        init(body: @escaping () -> Int32, nice: Int32) {
+        init(body: @escaping () -> Int32, nice: Int32, idle: Bool) {
             self.body = body
             self.nice = nice
+            self.idle = idle
         }
 
         func run() {
-            result = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) == 0 ? body!() : errno
+            var parameters = sched_param(sched_priority: 0)
+            if nice > 0, setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) != 0 {
+                result = errno
+            } else if idle, sched_setscheduler(0, Self.schedIdle, &parameters) != 0 {
+                result = errno
+            } else {
+                result = body!()
+            }
             body = nil
             done.signal()
         }
+
+        /// SCHED_IDLE from <sched.h> (5 on Linux), which Glibc's module does not export (it is under
+        /// _GNU_SOURCE).
+        static let schedIdle: Int32 = 5
     }
 
     /// Runs on the reaper thread: wait for the exit without reaping, kill what is left of the group while the

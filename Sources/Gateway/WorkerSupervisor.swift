@@ -100,7 +100,8 @@ struct WorkerSupervisor: Sendable {
                     return .success(
                         try ChildProcess.spawn(
                             executable: executable, arguments: Array(function.command.dropFirst()),
-                            environment: environment, directory: function.workingDirectory, nice: function.nice))
+                            environment: environment, directory: function.workingDirectory, nice: function.nice,
+                            idle: function.idle))
                 } catch {
                     return .failure(error)
                 }

@@ -129,16 +129,17 @@ struct DevCommand: AsyncParsableCommand {
                     "nice": 10,
                 ],
                 // Each video's first chunk on a worker of its own, at the priority of the servers, and the bulk
-                // chunks at the lowest: CFS then gives a running lead ~98 % of the cores (weights 1024 against
-                // 15 per thread), so a new upload becomes playable while a long video's chunks keep both cores
-                // busy. At nice 5 against 10 (weights 335 : 110) the lead shared them and took twice as long.
+                // chunks under SCHED_IDLE (only on CPU time nothing else wants): a new upload becomes playable
+                // while a long video's chunks keep both cores busy. Against nice-19 bulk chunks a 2 s lead
+                // still took three times as long as alone (EEVDF lets each nice-19 thread finish its slice
+                // before the lead's woken threads run); see FunctionConfiguration.idle.
                 "transcode-lead": [
                     "command": ["\(functions)/transcode"], "timeout": 900, "concurrency": 1,
                     "environment": transcodeEnvironment, "retry": ["maxAttempts": 3], "nice": 0,
                 ],
                 "transcode-chunk": [
                     "command": ["\(functions)/transcode"], "timeout": 900, "concurrency": max(1, transcoders),
-                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 3], "nice": 19,
+                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 3], "nice": 19, "idle": true,
                 ],
             ],
             "triggers": [

@@ -210,7 +210,26 @@ struct AwslambdaricTests {
             #expect(niced["runtimeMain"] as? Int == 7)
             let plain = try #require(try await gw.invoke("normal", #"{"action":"nice"}"#).json)
             #expect(plain["handler"] as? Int == Int(before) && plain["newThread"] as? Int == Int(before))
+            #expect(niced["policy"] as? Int == 0 && plain["policy"] as? Int == 0)  // SCHED_OTHER
         }
+    }
+
+    @Test func idleWorkersRunUnderSchedIdle() async throws {
+        let dir = try HandlerDirectory()
+        var bulk = dir.function("bulk")
+        bulk.idle = true
+        bulk.nice = 19
+        let normal = dir.function("normal")
+        try await LiveGateway.run([bulk, normal]) { gw in
+            let idle = try #require(try await gw.invoke("bulk", #"{"action":"nice"}"#).json)
+            // SCHED_IDLE is 5; the handler's threads inherit it, with the nice value.
+            #expect(idle["policy"] as? Int == 5 && idle["newThreadPolicy"] as? Int == 5)
+            #expect(idle["handler"] as? Int == 19)
+            let plain = try #require(try await gw.invoke("normal", #"{"action":"nice"}"#).json)
+            #expect(plain["policy"] as? Int == 0 && plain["newThreadPolicy"] as? Int == 0)
+        }
+        // The gateway's own threads keep the normal policy.
+        #expect(sched_getscheduler(0) == 0)
     }
 
     @Test func gracefulShutdownStopsEveryWorker() async throws {

@@ -21,6 +21,7 @@ struct ConfigurationTests {
                 maxQueued: 10
                 handler: app.handler
                 nice: 10
+                idle: true
               probe:
                 command: ["python3", "-m", "awslambdaric", "probe.handler"]
                 timeout: 1.5
@@ -38,7 +39,7 @@ struct ConfigurationTests {
         #expect(echo.memoryMB == 256)
         #expect(echo.maxQueued == 10)
         #expect(echo.handler == "app.handler")
-        #expect(echo.nice == 10)
+        #expect(echo.nice == 10 && echo.idle)
         #expect(echo.workingDirectory == "/srv/app")
         let probe = configuration.functions[1]
         #expect(probe.command[0] == "python3")
@@ -46,7 +47,7 @@ struct ConfigurationTests {
         #expect(probe.concurrency == 1)
         #expect(probe.maxPayloadBytes == 6_291_456)
         #expect(probe.maxQueued == 1000)
-        #expect(probe.nice == 0)
+        #expect(probe.nice == 0 && !probe.idle)
         #expect(probe.workingDirectory == "/srv/app/fns/probe")
         #expect(configuration.inheritedEnvironment == ["PATH": "/usr/bin"])
     }
@@ -101,6 +102,7 @@ struct ConfigurationTests {
         ("functions:\n  echo:\n    command: [x]\n    timeout: -1\n", "functions.echo.timeout:"),
         ("functions:\n  echo:\n    command: [x]\n    concurrency: two\n", "functions.echo.concurrency:"),
         ("functions:\n  echo:\n    command: [x]\n    timout: 3\n", "functions.echo.timout: unknown field"),
+        ("functions:\n  echo:\n    command: [x]\n    idle: maybe\n", "functions.echo.idle: expected true or false"),
         ("functions:\n  echo:\n    command: []\n", "functions.echo.command: must name an executable"),
         ("functions:\n  'bad name':\n    command: [x]\n", "functions.bad name: invalid function name"),
         ("functions:\n  echo:\n    command: [x]\n    environment: [A]\n", "functions.echo.environment:"),

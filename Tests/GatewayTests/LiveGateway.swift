@@ -95,8 +95,13 @@ final class HandlerDirectory: Sendable {
                 worker = threading.Thread(target=lambda: seen.append(os.getpriority(os.PRIO_PROCESS, 0)))
                 worker.start()
                 worker.join()
+                policies = []
+                worker = threading.Thread(target=lambda: policies.append(os.sched_getscheduler(0)))
+                worker.start()
+                worker.join()
                 return {"handler": os.getpriority(os.PRIO_PROCESS, 0), "newThread": seen[0],
-                        "runtimeMain": os.getpriority(os.PRIO_PROCESS, os.getpid())}
+                        "runtimeMain": os.getpriority(os.PRIO_PROCESS, os.getpid()),
+                        "policy": os.sched_getscheduler(0), "newThreadPolicy": policies[0]}
             return {"unknown": action}
         """
 
