@@ -4,6 +4,10 @@
 //   transcode-bench transcode INPUT OUTDIR LADDER PRESET KEYFRAME_SECONDS
 //       MediaKit.Transcoder on a local file (no thumbnails: the ffmpeg CLI run makes none either);
 //       prints the renditions as JSON.
+//   transcode-bench chunk INPUT OUTDIR LADDER PRESET START END REPEAT
+//       MediaKit.Transcoder.transcodeChunk of [START, END) s of a local file (keyframes every 4 s, a 2 s
+//       first chunk's grid when START > 0), REPEAT times in this process; prints each run's seconds and
+//       the process's resident memory after it (a chunk worker runs many chunks in one process).
 //   transcode-bench probe URL SIZE
 //       MediaKit.MediaProbe over ranged GETs of a (presigned) URL, 128 KiB chunks as in `probe`;
 //       prints seconds, requests and bytes as JSON.
@@ -49,6 +53,29 @@ case "transcode":
     } catch {
         fail("\(error)")
     }
+case "chunk":
+    guard arguments.count == 8, let start = Double(arguments[5]), let end = Double(arguments[6]),
+        let repeats = Int(arguments[7])
+    else { fail("usage: chunk INPUT OUTDIR LADDER PRESET START END REPEAT") }
+    let heights = arguments[3].split(separator: ",").compactMap { Int($0) }
+    let ladder = Rung.defaultLadder.filter { heights.contains($0.height) }
+    let chunk = ChunkRange(
+        index: start > 0 ? 1 : 0, start: start, end: end, firstSegment: start > 0 ? Int(((start - 2) / 4).rounded()) + 1 : 0)
+    for run in 0..<repeats {
+        let started = ContinuousClock.now
+        do {
+            _ = try await Transcoder.transcodeChunk(
+                source: try FileSource(path: arguments[1]), chunk: chunk, ladder: ladder,
+                settings: EncodingSettings(preset: arguments[4], keyframeInterval: 4),
+                thumbnails: ThumbnailSettings(), directory: "\(arguments[2])/\(run)")
+        } catch {
+            fail("\(error)")
+        }
+        let elapsed = ContinuousClock.now - started
+        let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? "0 0"
+        let resident = (Int(statm.split(separator: " ")[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        print("run \(run): \(elapsed) resident \(resident >> 20) MiB")
+    }
 case "probe":
     guard arguments.count == 3, let size = Int64(arguments[2]) else { fail("usage: probe URL SIZE") }
     let url = arguments[1]
@@ -77,5 +104,5 @@ case "probe":
         fail("\(error)")
     }
 default:
-    fail("usage: transcode-bench transcode|probe …")
+    fail("usage: transcode-bench transcode|chunk|probe …")
 }
