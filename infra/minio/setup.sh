@@ -1,7 +1,11 @@
 #!/bin/sh
 # Creates CineScale's buckets on MinIO and the bucket events that drive the pipeline:
 #   ingest: every new object under uploads/ -> the gateway (probe)
-#   media:  every new */metadata.json       -> the gateway (transcode)
+#   media:  every new */metadata.json       -> the gateway (transcode: the plan)
+#           every new *.lead.json           -> the gateway (transcode-lead: a video's first chunk)
+#           every new *.chunk.json          -> the gateway (transcode-chunk: the other chunks)
+#           every new */jobs/finish.json    -> the gateway (transcode: the finish)
+# (the same rules as the triggers in functions.yaml; no suffix is a suffix of another, so none overlap).
 # Needs `mc`; MINIO_URL, MINIO_ROOT_USER and MINIO_ROOT_PASSWORD in the environment. Idempotent.
 set -eu
 
@@ -27,6 +31,8 @@ mc mb --ignore-existing cinescale/ingest cinescale/media
 mc event remove cinescale/ingest "$ARN" --force >/dev/null 2>&1 || true
 mc event remove cinescale/media "$ARN" --force >/dev/null 2>&1 || true
 mc event add cinescale/ingest "$ARN" --event put --prefix uploads/
-mc event add cinescale/media "$ARN" --event put --suffix /metadata.json
+for suffix in /metadata.json .lead.json .chunk.json /jobs/finish.json; do
+    mc event add cinescale/media "$ARN" --event put --suffix "$suffix"
+done
 mc event list cinescale/ingest
 mc event list cinescale/media

@@ -1,7 +1,11 @@
-"""The deployment files are kept in step with the code: shellcheck passes on every script, the MinIO
-wiring's functions file loads in the real gateway (`--check`), the compose file only uses flags the binary
-has and files that exist, and MinIO's webhook target, token and ARN agree across the files."""
+"""The deployment files are kept in step with the code: shellcheck passes on every script, the MinIO and
+Kubernetes functions files load in the real gateway (`--check`) and wire the chunked pipeline as `cinescale dev`
+does (the same functions, executables, priorities, retries and triggers, and bucket events for exactly those
+triggers), the compose file only uses flags the binary has and files that exist, MinIO's webhook target, token and
+ARN agree across the files, and the AWS template runs the same executables with the variables they read, the same
+triggers, and roles that grant each function what its steps' Swift sources touch in S3 and no more."""
 import glob
+import itertools
 import os
 import re
 import shutil
@@ -14,6 +18,9 @@ from conftest import binary
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MINIO = os.path.join(ROOT, "infra", "minio")
+K8S = os.path.join(ROOT, "infra", "k8s")
+DEV = os.path.join(ROOT, "Sources", "cinescale", "DevCommand.swift")
+CHUNKED_FUNCTIONS = {"probe", "transcode", "transcode-lead", "transcode-chunk"}
 
 
 def env_file(path):
@@ -24,7 +31,6 @@ def env_file(path):
             name, _, value = line.partition("=")
             values[name] = value
     return values
-
 
 def test_shellcheck_passes_on_every_script():
     if not shutil.which("shellcheck"):
@@ -38,16 +44,167 @@ def test_shellcheck_passes_on_every_script():
     assert out.returncode == 0, out.stdout
 
 
+
+
+# --- The gateway deployments (infra/minio, infra/k8s) against `cinescale dev` -----------------------------------
+
+def dev_wiring():
+    """`cinescale dev`'s gateway file at its default options, read from DevCommand.swift: {"functions": {name:
+    {"executable", "timeout", "concurrency", "retry", "nice", "idle"}}, "environment": the transcode functions'
+    chunking variables, "triggers": {(function, bucket, kind, value)}, "store": the store's bucket rules
+    {(bucket, kind, value)}}."""
+    text = open(DEV).read()
+    source = Swift(text)
+    constants = KeyHelpers().constants
+    defaults = {name: float(value) if "." in value or kind == "Double" else int(value)
+                for name, kind, value in re.findall(r"var (\w+): (Int|Double) = ([\d.]+)\n", text)}
+    assert {"transcoders", "chunkSeconds"} <= set(defaults), defaults
+
+    def literal(expression):
+        expression = expression.strip()
+        constant = re.fullmatch(r"ChunkKeys\.(\w+)", expression)
+        if constant:
+            return constants[constant.group(1)]
+        assert re.fullmatch(r'"[^"\\]*"', expression), expression
+        return expression[1:-1]
+
+    def number(expression):
+        return eval(expression, {"__builtins__": {}, "max": max, "min": min}, dict(defaults))
+
+    def entries(open_bracket):
+        """The entries of the Swift dictionary literal at open_bracket: {key text: (value text, value start)}."""
+        found = {}
+        for start, end in source.split(open_bracket + 1, source.close(open_bracket) - 1):
+            pieces = source.split(start, end, ":")
+            assert len(pieces) == 2, source.text[start:end]
+            key, value = (clean(*piece) for piece in pieces)
+            found[source.text[key[0]:key[1]]] = (source.text[value[0]:value[1]], value[0])
+        return found
+
+    def clean(start, end):
+        """The span without the whitespace and comments around it."""
+        while source.masked[start].isspace():
+            start += 1
+        while source.masked[end - 1].isspace():
+            end -= 1
+        return start, end
+
+    gateway = entries(text.index("[", text.index("=", text.index("let gatewayFile: [String: Any] = ["))))
+    assert {'"functions"', '"triggers"'} <= set(gateway)
+    functions = {}
+    for name, (_, at) in entries(gateway['"functions"'][1]).items():
+        fields = {k.strip('"'): v for k, (v, _) in entries(at).items()}
+        functions[literal(name)] = {
+            "executable": re.fullmatch(r'\["\\\(functions\)/(\w+)"\]', fields["command"]).group(1),
+            "timeout": number(fields["timeout"]), "concurrency": number(fields["concurrency"]),
+            "retry": {"maxAttempts": number(re.fullmatch(r'\["maxAttempts": (.+)\]', fields["retry"]).group(1))},
+            "nice": number(fields.get("nice", "0")), "idle": fields.get("idle", "false") == "true",
+            "environment": fields["environment"]}
+    triggers = set()
+    at = gateway['"triggers"'][1]
+    for start, end in source.split(at + 1, source.close(at) - 1):
+        rule = {k.strip('"'): v for k, (v, _) in entries(text.index("[", start)).items()}
+        kind = "prefix" if "prefix" in rule else "suffix"
+        bucket = re.fullmatch(r"apiOptions\.(\w+)Bucket", rule["bucket"]).group(1)
+        triggers.add((literal(rule["function"]), bucket, kind, literal(rule[kind])))
+
+    # The chunking variables dev gives the transcode functions (when --chunk-seconds is not 0, its default).
+    assert defaults["chunkSeconds"] > 0
+    environment = {name: number(expression) for name, expression in
+                   re.findall(r'transcodeEnvironment\["(\w+)"\] = String\((.+)\)\n', text)}
+    # The store's rules: what makes the events the gateway's triggers take.
+    store = set()
+    for kind, value, bucket in re.findall(
+            r'QueueRule\(id: "[\w-]+", arn: target\.arn, events: \["s3:ObjectCreated:\*"\], (prefix|suffix): '
+            r'("[^"]*")\)\s*\]\), for: apiOptions\.(\w+)Bucket\)', text):
+        store.add((bucket, kind, literal(value)))
+    media_rules = re.search(r"let mediaRules: \[\(String, String\)\] = \[(.*?)\n        \]\n", text, re.S)
+    assert media_rules and re.search(r"QueueRule\(id: id, arn: target\.arn, events: \[\"s3:ObjectCreated:\*\"\], "
+                                     r"suffix: suffix\)\s*\}\), for: apiOptions\.mediaBucket\)", text)
+    for value in re.findall(r'\("[\w-]+", ("[^"]*"|ChunkKeys\.\w+)\)', media_rules.group(1)):
+        store.add(("media", "suffix", literal(value)))
+    return {"functions": functions, "environment": environment, "triggers": triggers, "store": store}
+
+
+def trigger_rules(functions_file):
+    """{(function, bucket, "prefix"|"suffix", value)} of a gateway functions file."""
+    return {(t["function"], t["bucket"], kind, t[kind]) for t in functions_file["triggers"] for kind in ("prefix", "suffix")
+            if kind in t}
+
+
+def minio_bucket_rules():
+    """{(bucket, kind, value)} setup.sh gives MinIO with `mc event add` (its `for suffix in …` loop unrolled)."""
+    setup = open(os.path.join(MINIO, "setup.sh")).read()
+    rules = set()
+    for bucket, kind, value in re.findall(r'mc event add cinescale/(\w+) "\$ARN" --event put --(prefix|suffix) (\S+)',
+                                          setup):
+        values = [value]
+        if value.startswith('"$'):
+            variable = value.strip('"$')
+            loop = re.search(rf"for {variable} in ([^;]+); do\n(?:.*\n)*?\s*mc event add cinescale/{bucket} ", setup)
+            assert loop, value
+            values = loop.group(1).split()
+        rules |= {(bucket, kind, v) for v in values}
+    return rules
+
+
+def k8s_documents():
+    manifests = sorted(glob.glob(os.path.join(K8S, "*.yaml")))
+    documents = [d for path in manifests for d in yaml.safe_load_all(open(path)) if d]
+    return manifests, {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+
+def test_gateway_deployments_wire_the_chunked_pipeline_as_dev_does():
+    """infra/minio (one gateway) and infra/k8s (gateway pods sharing PostgreSQL) run dev's functions: the same
+    executables, timeouts, priorities (the lead at the servers' priority, the bulk chunks under SCHED_IDLE),
+    retries and per-gateway concurrency, one environment for the three transcode functions (whichever gets an
+    event runs the step its key names), chunked with dev's CHUNK_SECONDS, a window of one chunk per chunk worker
+    of the whole deployment and one more (dev's rule, with one gateway), and dev's five triggers; and the store's
+    bucket events (setup.sh's, which infra/k8s runs too) are exactly the triggers' filters, as dev's store rules are."""
+    dev = dev_wiring()
+    assert set(dev["functions"]) == CHUNKED_FUNCTIONS
+    assert len(dev["triggers"]) == 5 and dev["store"] == {(b, k, v) for _, b, k, v in dev["triggers"]}
+    chunk_workers = dev["functions"]["transcode-chunk"]["concurrency"]
+    assert dev["environment"]["CHUNK_WINDOW"] == chunk_workers + 1, dev["environment"]
+
+    _, by_kind = k8s_documents()
+    k8s = yaml.safe_load(by_kind[("ConfigMap", "cinescale-functions")]["data"]["functions.yaml"])
+    max_replicas = by_kind[("HorizontalPodAutoscaler", "cinescale-gateway")]["spec"]["maxReplicas"]
+    minio = yaml.safe_load(open(os.path.join(MINIO, "functions.yaml")))
+    for label, config, gateways in (("infra/minio", minio, 1), ("infra/k8s", k8s, max_replicas)):
+        functions = config["functions"]
+        assert set(functions) == CHUNKED_FUNCTIONS, label
+        assert trigger_rules(config) == dev["triggers"], label
+        for name, expected in dev["functions"].items():
+            function = functions[name]
+            assert os.path.basename(function["command"][0]) == expected["executable"], (label, name)
+            actual = {"timeout": function["timeout"], "concurrency": function.get("concurrency", 1),
+                      "retry": function["retry"], "nice": function.get("nice", 0), "idle": function.get("idle", False)}
+            assert actual == {k: expected[k] for k in actual}, (label, name, actual)
+        family = [name for name in functions if dev["functions"][name]["executable"] == "transcode"]
+        assert len(family) == 3 and all(functions[n]["environment"] == functions[family[0]]["environment"] for n in family)
+        environment = functions["transcode"]["environment"]
+        assert float(environment["CHUNK_SECONDS"]) == dev["environment"]["CHUNK_SECONDS"], label
+        assert int(environment["CHUNK_WINDOW"]) == gateways * functions["transcode-chunk"]["concurrency"] + 1, label
+        assert {"LADDER", "X264_PRESET", "WORK_DIR"} <= set(environment)
+    assert minio_bucket_rules() == {(b, k, v) for _, b, k, v in dev["triggers"]}
+    assert "infra/minio/setup.sh" in open(os.path.join(K8S, "minio.yaml")).read()
+
+
 def test_minio_compose_matches_the_binary_and_the_wiring():
     compose = yaml.safe_load(open(os.path.join(MINIO, "compose.yaml")))
     gateway = compose["services"]["gateway"]
     minio_env = env_file(os.path.join(MINIO, "minio.env"))
 
-    # The functions file loads in the real gateway with the environment compose gives it.
+    # The functions file loads in the real gateway with the environment compose gives it, with every trigger.
     environment = {**os.environ, **{k: str(v) for k, v in gateway["environment"].items()}}
     out = subprocess.run([binary("CINESCALE_BIN"), "gateway", "--config", os.path.join(MINIO, "functions.yaml"), "--check"],
                          capture_output=True, text=True, env=environment)
     assert out.returncode == 0, out.stderr
+    rules = trigger_rules(yaml.safe_load(open(os.path.join(MINIO, "functions.yaml"))))
+    for function, bucket, kind, value in rules:
+        shown = f"{value}*" if kind == "prefix" else f"*{value}"
+        assert f"trigger {bucket} {shown} → {function}\n" in out.stdout, out.stdout
     assert "trigger ingest uploads/* → probe" in out.stdout and "trigger media */metadata.json → transcode" in out.stdout
 
     # Every flag the compose command uses exists.
@@ -77,19 +234,18 @@ def test_minio_compose_matches_the_binary_and_the_wiring():
         assert f'.executable(name: "{product}"' in package, product
 
 
+
 def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
-    manifests = sorted(glob.glob(os.path.join(ROOT, "infra", "k8s", "*.yaml")))
+    manifests, by_kind = k8s_documents()
     validate = os.path.join(os.path.dirname(os.sys.executable), "kubernetes-validate")
     out = subprocess.run([validate, "--strict", "--quiet", *manifests], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
-    documents = [d for path in manifests for d in yaml.safe_load_all(open(path)) if d]
-    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in documents}
     deployment = by_kind[("Deployment", "cinescale-gateway")]
     gateway = deployment["spec"]["template"]["spec"]
     container = gateway["containers"][0]
 
-    # The flags exist; the functions file in the ConfigMap loads in the real gateway.
+    # The flags exist; the functions file in the ConfigMap loads in the real gateway, with every trigger.
     help_text = subprocess.run([binary("CINESCALE_BIN"), "gateway", "--help"], capture_output=True, text=True).stdout
     for flag in [part for part in container["args"] if part.startswith("--")]:
         assert re.search(rf"(^|\s){re.escape(flag)}(\s|$)", help_text, re.M), f"{flag} is not a gateway option"
@@ -99,6 +255,9 @@ def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
                          text=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b",
                                          "PGPASSWORD": "c"})
     assert out.returncode == 0, out.stderr
+    for function, bucket, kind, value in trigger_rules(yaml.safe_load(functions.read_text())):
+        shown = f"{value}*" if kind == "prefix" else f"*{value}"
+        assert f"trigger {bucket} {shown} → {function}\n" in out.stdout, out.stdout
 
     # Several replicas (and an autoscaler) only on the shared queue: the functions file names PostgreSQL at
     # the Service that exists, its ${PGPASSWORD} comes from the Secret, and the HPA scales this Deployment.
@@ -127,9 +286,10 @@ def test_kubernetes_manifests_are_valid_and_match_the_binary(tmp_path):
     assert container["args"][container["args"].index("--config") + 1] == mount + "/functions.yaml"
 
 
+
 # --- AWS (infra/aws): the CloudFormation template, package.sh and deploy.sh -------------------------------------
 # None of it can reach AWS from here. cfn-lint checks the template (schema, references, dependency cycles); the
-# tests below hold it to the Swift sources (the variables the functions read, the keys they write), to the
+# tests below hold it to the Swift sources (the variables the functions read, what they touch in S3), to the
 # wiring infra/minio and `cinescale dev` use, and run package.sh and deploy.sh for real (deploy.sh against a
 # stub aws-cli that records what it is asked).
 
@@ -174,16 +334,22 @@ def resources(template, kind):
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
+
 def lambda_functions(template):
-    """{handler (the executable's name): (logical id, properties)}."""
-    return {r["Properties"]["Handler"]: (name, r["Properties"])
-            for name, r in resources(template, "AWS::Lambda::Function").items()}
+    """{gateway function name: (logical id, properties)}: the function resource for `transcode-lead` is
+    TranscodeLeadFunction (the functions are unnamed; Lambda names them after the stack and the logical id)."""
+    found = {}
+    for logical, resource in resources(template, "AWS::Lambda::Function").items():
+        words = re.fullmatch(r"((?:[A-Z][a-z0-9]*)+)Function", logical)
+        assert words, f"{logical}: name Lambda functions <CamelCase gateway name>Function"
+        found["-".join(w.lower() for w in re.findall(r"[A-Z][a-z0-9]*", words.group(1)))] = (logical, resource["Properties"])
+    return found
 
 
-def variables_read_by(function):
-    """The environment variables a media function's Swift sources read (its main.swift, MediaFunctionSupport and
-    FunctionRuntime): `environment["X"]`, `variables["X"]`, `number("X", …)`."""
-    paths = [os.path.join(ROOT, "functions", function, "main.swift")]
+def variables_read_by(executable):
+    """The environment variables a media function's Swift sources read (functions/<executable>/*.swift,
+    MediaFunctionSupport and FunctionRuntime): `environment["X"]`, `variables["X"]`, `number("X", …)`."""
+    paths = glob.glob(os.path.join(ROOT, "functions", executable, "*.swift"))
     paths += glob.glob(os.path.join(ROOT, "Sources", "MediaFunctionSupport", "*.swift"))
     paths += glob.glob(os.path.join(ROOT, "Sources", "FunctionRuntime", "*.swift"))
     names = set()
@@ -192,6 +358,11 @@ def variables_read_by(function):
         names |= set(re.findall(r'(?:environment|variables)\[\s*"([A-Z][A-Z0-9_]*)"\s*\]', source))
         names |= set(re.findall(r'\bnumber\(\s*"([A-Z][A-Z0-9_]*)"', source))
     return names
+
+
+def executables(gateway_functions):
+    """{function: the executable its gateway command runs} (transcode, transcode-lead, transcode-chunk: transcode)."""
+    return {name: os.path.basename(f["command"][0]) for name, f in gateway_functions.items()}
 
 
 def bucket_named(template, name):
@@ -209,15 +380,29 @@ def test_aws_template_passes_cfn_lint_and_its_cycle_check_bites(tmp_path):
     assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
 
     # The pitfall the template avoids: a role (or permission) naming its trigger bucket through the bucket
-    # resource closes the cycle bucket → permission → function → role → bucket, which cfn-lint reports.
+    # resource closes the cycle bucket → permission → function → role → bucket, which cfn-lint reports — for the
+    # ingest bucket and the probe, and for the media bucket and each function it triggers.
     text = open(TEMPLATE).read()
-    _, _, ingest_name = bucket_named(cfn_template(), "ingest")
-    pinned = f'!Sub "arn:${{AWS::Partition}}:s3:::{ingest_name}/uploads/*"'
-    assert pinned in text
-    cyclic = tmp_path / "cyclic.yaml"
-    cyclic.write_text(text.replace(pinned, '!Sub "${IngestBucket.Arn}/uploads/*"'))
-    out = subprocess.run([lint, "--", str(cyclic)], capture_output=True, text=True)
-    assert out.returncode != 0 and "E3004" in out.stdout, out.stdout
+    template = cfn_template()
+    _, _, ingest_name = bucket_named(template, "ingest")
+    _, _, media_name = bucket_named(template, "media")
+    cases = [(None, f'!Sub "arn:${{AWS::Partition}}:s3:::{ingest_name}/uploads/*"', '!Sub "${IngestBucket.Arn}/uploads/*"')]
+    for role in ("TranscodeRole", "TranscodeLeadRole", "TranscodeChunkRole"):
+        cases.append((role, f'!Sub "arn:${{AWS::Partition}}:s3:::{media_name}/*/status.json"',
+                      '!Sub "${MediaBucket.Arn}/*/status.json"'))
+    for role, pinned, through_bucket in cases:
+        assert pinned in text
+        if role is None:
+            broken = text.replace(pinned, through_bucket)
+        else:  # only in this role's policy
+            start = text.index(f"\n  {role}:\n")
+            end = text.index("\n\n", start)
+            broken = text[:start] + text[start:end].replace(pinned, through_bucket) + text[end:]
+            assert broken != text, role
+        cyclic = tmp_path / "cyclic.yaml"
+        cyclic.write_text(broken)
+        out = subprocess.run([lint, "--", str(cyclic)], capture_output=True, text=True)
+        assert out.returncode != 0 and "E3004" in out.stdout, (role, out.stdout)
 
 
 def test_aws_functions_run_the_executables_with_the_variables_they_read():
@@ -227,44 +412,79 @@ def test_aws_functions_run_the_executables_with_the_variables_they_read():
     package = open(os.path.join(ROOT, "Package.swift")).read()
     package_sh = open(os.path.join(AWS, "package.sh")).read()
     deploy_sh = open(os.path.join(AWS, "deploy.sh")).read()
-    assert set(functions) == set(gateway) == {"probe", "transcode"}
+    assert set(functions) == set(gateway) == CHUNKED_FUNCTIONS
+    runs = executables(gateway)
+    assert set(runs.values()) == {"probe", "transcode"} and "FUNCTIONS=(probe transcode)" in package_sh
+    assert "--static-swift-stdlib" in package_sh
     _, _, media_name = bucket_named(template, "media")
+    parameters = template["Parameters"]
 
     for name, (logical, properties) in functions.items():
-        # The executable package.sh zips as bootstrap, on the OS-only runtime, for the architecture it builds.
-        assert f'.executable(name: "{name}"' in package, name
+        # The executable package.sh zips as bootstrap (the gateway's command's), on the OS-only runtime, for the
+        # architecture it builds; functions that share an executable share its zip.
+        executable = runs[name]
+        assert properties["Handler"] == executable and f'.executable(name: "{executable}"' in package, logical
         assert properties["Runtime"] == "provided.al2023" and properties["Architectures"] == ["x86_64"], logical
-        assert "FUNCTIONS=(probe transcode)" in package_sh and "--static-swift-stdlib" in package_sh
         code_key = properties["Code"]["S3Key"]["Ref"]
-        assert code_key == f"{name.capitalize()}CodeKey" and code_key in template["Parameters"]
-        assert f'"{code_key}=$' in deploy_sh and f"upload {name})" in deploy_sh, code_key
+        assert code_key == f"{executable.capitalize()}CodeKey" and code_key in parameters
+        assert f'"{code_key}=$' in deploy_sh and f"upload {executable})" in deploy_sh, code_key
 
         # Every variable set is one the Swift code reads (TMPDIR: Foundation's temporary directory), none is one
         # Lambda reserves, and every setting the gateway's functions file gives it is given here too.
         variables = properties["Environment"]["Variables"]
-        read = variables_read_by(name)
+        read = variables_read_by(executable)
         assert {"MEDIA_BUCKET", "CINESCALE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_REGION", "LOG_LEVEL"} <= read
         unknown = set(variables) - read - {"TMPDIR"}
-        assert not unknown, f"{logical} sets variables {name} never reads: {unknown}"
+        assert not unknown, f"{logical} sets variables {executable} never reads: {unknown}"
         assert not set(variables) & LAMBDA_RESERVED
         expected = set(gateway[name]["environment"]) - LAMBDA_RESERVED
         assert expected <= set(variables), f"{logical} lacks {expected - set(variables)}"
         assert variables["MEDIA_BUCKET"] == {"Fn::Sub": media_name}
         assert variables["CINESCALE_S3_ENDPOINT"] == {"Fn::Sub": "https://s3.${AWS::Region}.${AWS::URLSuffix}"}
 
-    # transcode's scratch directory (WORK_DIR, else the temporary directory) is on /tmp, the only writable place
-    # on Lambda, sized by EphemeralStorage; Lambda's ceilings bound the defaults.
-    _, transcode = functions["transcode"]
-    assert "WORK_DIR" in read and transcode["Environment"]["Variables"]["WORK_DIR"] == "/tmp"
-    assert transcode["Environment"]["Variables"]["TMPDIR"] == "/tmp"
-    parameters = template["Parameters"]
-    storage = parameters[transcode["EphemeralStorage"]["Size"]["Ref"]]
-    assert storage["MaxValue"] == 10240 and storage["Default"] >= 4096
-    for _, properties in functions.values():
         timeout = parameters[properties["Timeout"]["Ref"]]
         assert timeout["MaxValue"] <= 900 and timeout["Default"] <= timeout["MaxValue"]
         memory = parameters[properties["MemorySize"]["Ref"]]
         assert 128 <= memory["Default"] <= memory["MaxValue"] <= 10240
+
+    # One environment for the three transcode functions: the step is chosen by the triggering key, whichever
+    # function gets it. Chunked, always: CHUNK_SECONDS is ChunkSeconds, which cannot be 0 (so `transcode` plans
+    # and finishes, never transcodes a whole video, which its role does not allow), and CHUNK_WINDOW is 0 (the
+    # plan queues every chunk at once: Lambda scales out).
+    family = [name for name in functions if runs[name] == "transcode"]
+    assert len(family) == 3
+    environment = functions["transcode"][1]["Environment"]["Variables"]
+    assert all(functions[name][1]["Environment"]["Variables"] == environment for name in family)
+    assert environment["CHUNK_WINDOW"] == "0"
+    chunk_seconds = parameters[environment["CHUNK_SECONDS"]["Ref"]]
+    assert chunk_seconds["Type"] == "Number" and 0 < chunk_seconds["MinValue"] <= chunk_seconds["Default"]
+    first = parameters[environment["FIRST_CHUNK_SECONDS"]["Ref"]]
+    main = open(os.path.join(ROOT, "functions", "transcode", "main.swift")).read()
+    code_default = re.search(r'number\("FIRST_CHUNK_SECONDS", ([\d.]+)\)', main).group(1)
+    assert first["Default"] == float(code_default) and first["MinValue"] > 0
+    assert parameters[environment["KEYFRAME_SECONDS"]["Ref"]]["Default"] == float(
+        re.search(r'number\("KEYFRAME_SECONDS", ([\d.]+)\)', main).group(1))
+
+    # The scratch directory (WORK_DIR, else the temporary directory) is on /tmp, the only writable place on
+    # Lambda, sized by EphemeralStorage. A finish holds a rung's segments and its MP4 there; a chunk only its own
+    # outputs: at most ChunkSeconds of the whole ladder at its VBV ceilings (MediaKit's default rungs), which the
+    # chunks' /tmp holds four times over at the default chunk length and with room at the longest.
+    for name in family:
+        variables = functions[name][1]["Environment"]["Variables"]
+        assert "WORK_DIR" in variables_read_by("transcode") and variables["WORK_DIR"] == "/tmp" == variables["TMPDIR"]
+    storage = {name: parameters[functions[name][1]["EphemeralStorage"]["Size"]["Ref"]] for name in family}
+    assert storage["transcode"]["MaxValue"] == 10240 and storage["transcode"]["Default"] >= 4096
+    transcoder = open(os.path.join(ROOT, "Sources", "MediaKit", "Transcoder.swift")).read()
+    ceilings = {int(h): int(r.replace("_", "")) for h, r in
+                re.findall(r'Rung\(name: "\d+p", height: (\d+), maxBitRate: ([\d_]+)\)', transcoder)}
+    ladder = [int(h) for h in parameters["Ladder"]["Default"].split(",")]
+    bits_per_second = sum(ceilings[h] for h in ladder)
+    for name in ("transcode-lead", "transcode-chunk"):
+        assert functions[name][1]["EphemeralStorage"]["Size"] == functions["transcode-lead"][1]["EphemeralStorage"]["Size"]
+        megabytes = storage[name]["Default"] * 2**20
+        assert megabytes >= 4 * chunk_seconds["Default"] * bits_per_second / 8, (name, storage[name])
+        assert megabytes >= 1.5 * chunk_seconds["MaxValue"] * bits_per_second / 8, (name, storage[name])
+        assert storage[name]["Default"] < storage["transcode"]["Default"]
 
 
 def test_aws_triggers_mirror_the_minio_and_dev_wiring():
@@ -274,36 +494,50 @@ def test_aws_triggers_mirror_the_minio_and_dev_wiring():
     gateway = yaml.safe_load(open(os.path.join(MINIO, "functions.yaml")))
 
     # The rules of infra/minio and `cinescale dev` agree: (function, bucket, filter, value).
-    minio_rules = {(t["function"], t["bucket"], kind, t[kind]) for t in gateway["triggers"] for kind in ("prefix", "suffix")
-                   if kind in t}
-    dev = open(os.path.join(ROOT, "Sources", "cinescale", "DevCommand.swift")).read()
-    dev_rules = set(re.findall(
-        r'\["function": "(\w+)", "bucket": apiOptions\.(\w+)Bucket, "(prefix|suffix)": "([^"]+)"\]', dev))
-    assert minio_rules == dev_rules and len(minio_rules) == 2
+    minio_rules = trigger_rules(gateway)
+    assert minio_rules == dev_wiring()["triggers"] and len(minio_rules) == 5
 
     aws_rules = set()
     permissions = resources(template, "AWS::Lambda::Permission")
     for bucket_name in {rule[1] for rule in minio_rules}:
         logical, bucket, name = bucket_named(template, bucket_name)
-        for configuration in bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]:
+        configurations = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+        depends_on = bucket.get("DependsOn")
+        depends_on = [depends_on] if isinstance(depends_on, str) else depends_on or []
+        named = set()
+        filters = []  # (event, prefix, suffix)
+        for configuration in configurations:
             assert configuration["Event"] == "s3:ObjectCreated:*"
             target = configuration["Function"]["Fn::GetAtt"]
             assert target[1] == "Arn"
             rules = configuration["Filter"]["S3Key"]["Rules"]
             assert len(rules) == 1
             aws_rules.add((by_logical[target[0]], bucket_name, rules[0]["Name"], rules[0]["Value"]))
+            filters.append((configuration["Event"], *[rules[0]["Value"] if rules[0]["Name"] == kind else ""
+                                                      for kind in ("prefix", "suffix")]))
 
             # No cycle: S3 checks the permission when the configuration is written, so the bucket waits for
             # it, and the permission names the bucket by the same built name, not through the bucket resource.
-            permission = [p["Properties"] for p in permissions.values()
+            permission = [(n, p["Properties"]) for n, p in permissions.items()
                           if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [target[0], "Arn"]}]
             assert len(permission) == 1
-            assert logical != target[0] and bucket.get("DependsOn") in (
-                [n for n, p in permissions.items() if p["Properties"] is permission[0]][0],)
-            assert permission[0]["Principal"] == "s3.amazonaws.com"
-            assert permission[0]["Action"] == "lambda:InvokeFunction"
-            assert permission[0]["SourceArn"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + name}
-            assert permission[0]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+            permission_name, permission = permission[0]
+            assert logical != target[0] and permission_name in depends_on, (logical, depends_on)
+            named.add(permission_name)
+            assert permission["Principal"] == "s3.amazonaws.com"
+            assert permission["Action"] == "lambda:InvokeFunction"
+            assert permission["SourceArn"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::" + name}
+            assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+        # The bucket waits for the permissions of the functions it notifies, and for nothing else.
+        assert set(depends_on) == named, (logical, depends_on, named)
+        # S3 refuses a configuration with two rules for one event whose filters overlap (a key both could match:
+        # the prefixes overlap, one starting the other, and the suffixes too, one ending the other; a missing
+        # prefix or suffix overlaps any).
+        for (event, prefix, suffix), (other_event, other_prefix, other_suffix) in itertools.combinations(filters, 2):
+            prefixes = prefix.startswith(other_prefix) or other_prefix.startswith(prefix)
+            suffixes = suffix.endswith(other_suffix) or other_suffix.endswith(suffix)
+            assert event != other_event or not (prefixes and suffixes), (logical, prefix + "*" + suffix,
+                                                                         other_prefix + "*" + other_suffix)
     assert aws_rules == minio_rules
 
     # Asynchronous invocations: the gateway's attempts (retries = attempts - 1), then the dead-letter queue.
@@ -312,91 +546,769 @@ def test_aws_triggers_mirror_the_minio_and_dev_wiring():
     queue = next(iter(queues))
     configs = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
                for c in resources(template, "AWS::Lambda::EventInvokeConfig").values()}
+    assert set(configs) == {logical for logical, _ in functions.values()}
     for name, (logical, _) in functions.items():
         config = configs[logical]
         assert config["MaximumRetryAttempts"] == gateway["functions"][name]["retry"]["maxAttempts"] - 1, name
         assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue, "Arn"]}
         assert config["Qualifier"] == "$LATEST"
+        assert config["MaximumEventAgeInSeconds"] == {"Ref": "MaximumEventAgeSeconds"}
+
+    # What the stack hands over: the buckets, the endpoint, every function and the queue.
+    outputs = template["Outputs"]
+    for name, (logical, _) in functions.items():
+        assert {"Fn::GetAtt": [logical, "Arn"]} in [o["Value"] for o in outputs.values()], logical
+    description = " ".join(template["Description"].split())
+    for function, _, kind, value in minio_rules:
+        assert function in description and value in description, (function, value)
 
 
-def keys_written_by(function):
-    """Sample keys of everything a media function writes to the media bucket, from the Swift sources: the
-    VideoKeys helpers its sources call (MediaFunctionSupport) and the "\\(id)/…" literals it builds itself."""
-    support = open(os.path.join(ROOT, "Sources", "MediaFunctionSupport", "MediaFunctionSupport.swift")).read()
-    helpers = dict(re.findall(r'static func (\w+)\([^)]*\) -> String \{ "([^"]+)" \}', support))
-    assert {"metadata", "status", "mp4", "hls", "hlsMaster", "hlsPlaylist"} <= set(helpers)
-    directory = os.path.join(ROOT, "functions", function)
-    main = "".join(open(os.path.join(directory, f)).read() for f in sorted(os.listdir(directory)) if f.endswith(".swift"))
-    patterns = [helpers[h] for h in set(re.findall(r"VideoKeys\.(\w+)\(", main)) if h in helpers]
-    patterns += re.findall(r'"(\\\(id\)/[^"]+)"', main)
-    samples = set()
-    for pattern in patterns:
-        key = re.sub(r"\\\([^)]*\)", "v1", pattern)
-        samples.add(key + "360p/seg-00001.m4s" if key.endswith("/") else key)
-    return samples
+
+# --- What the functions touch in S3, read from their Swift sources ------------------------------------------------
+# A small reader of the media functions' Swift, enough to tell, per step, which S3 operations reach which keys: it
+# follows each step from the dispatch in `handle` (the branch the trigger's key takes) through the functions it
+# calls, drops the `if` blocks the step's facts rule out (a lead chunk has index 0; the bulk chunks do not; on AWS
+# the plan's window is the functions' CHUNK_WINDOW), and turns every key an S3 call names — a VideoKeys/ChunkKeys
+# helper, a "\(id)/…" literal, a variable bound to one, a parameter filled by its callers, the elements of a list
+# of uploads — into a glob. An S3 call or key it cannot place fails the test, so a change to the functions'
+# S3 use has to be taught here (and granted on AWS) rather than slip by.
+
+SWIFT_SUPPORT = os.path.join(ROOT, "Sources", "MediaFunctionSupport")
+S3_ACTIONS = {
+    # S3Client method -> the IAM actions it needs on its key (ListBucket: a missing key answers 404 only to a caller
+    # that may list it, with s3:prefix = the key; optionalJSON relies on the 404).
+    "getJSON": {"s3:GetObject"}, "getObject": {"s3:GetObject"}, "getObjectStream": {"s3:GetObject"},
+    "headObject": {"s3:GetObject"}, "downloadObject": {"s3:GetObject"},
+    "optionalJSON": {"s3:GetObject", "s3:ListBucket"},
+    "putJSON": {"s3:PutObject"}, "putObject": {"s3:PutObject"}, "createJSON": {"s3:PutObject"},
+    "uploadFile": {"s3:PutObject", "s3:AbortMultipartUpload"},
+    "deleteObjects": {"s3:DeleteObject"}, "deleteObject": {"s3:DeleteObject"},
+    "listAllObjects": {"s3:ListBucket"}, "listObjectsV2": {"s3:ListBucket"},
+}
+
+
+class Swift:
+    """Swift source with string contents and comments masked (same offsets), so brackets can be matched."""
+
+    def __init__(self, text):
+        self.text = text
+        masked = list(text)
+        i, n = 0, len(text)
+        stack = []  # "code" (interpolation, with its paren depth) or "string"
+        depth = []
+
+        def code_step(i):
+            # returns new i
+            if text.startswith("//", i):
+                j = text.find("\n", i)
+                j = n if j < 0 else j
+                for k in range(i, j):
+                    masked[k] = " "
+                return j
+            if text.startswith("/*", i):
+                j = text.find("*/", i + 2)
+                j = n if j < 0 else j + 2
+                for k in range(i, j):
+                    if masked[k] != "\n":
+                        masked[k] = " "
+                return j
+            if text[i] == '"':
+                assert not text.startswith('"""', i), "multi-line string literals are not read"
+                stack.append("string")
+                return i + 1
+            return i + 1
+
+        while i < n:
+            if stack and stack[-1] == "string":
+                c = text[i]
+                if c == "\\" and i + 1 < n and text[i + 1] == "(":
+                    masked[i] = masked[i + 1] = "\x01"
+                    stack.append("code")
+                    depth.append(1)
+                    i += 2
+                    continue
+                if c == "\\":
+                    masked[i] = masked[i + 1] = "_"
+                    i += 2
+                    continue
+                if c == '"':
+                    stack.pop()
+                    i += 1
+                    continue
+                masked[i] = "_"
+                i += 1
+                continue
+            if stack and stack[-1] == "code":
+                c = text[i]
+                if c == "(":
+                    depth[-1] += 1
+                elif c == ")":
+                    depth[-1] -= 1
+                    if depth[-1] == 0:
+                        masked[i] = "\x02"
+                        stack.pop()
+                        depth.pop()
+                        i += 1
+                        continue
+                i = code_step(i)
+                continue
+            i = code_step(i)
+        self.masked = "".join(masked)
+
+    def close(self, start):
+        """The index just past the bracket that closes the one at `start`."""
+        pairs = {"(": ")", "[": "]", "{": "}"}
+        opening = self.masked[start]
+        closing = pairs[opening]
+        level = 0
+        for i in range(start, len(self.masked)):
+            c = self.masked[i]
+            if c in "([{":
+                level += 1
+            elif c in ")]}":
+                level -= 1
+                if level == 0:
+                    assert c == closing, (self.text[start:i + 1])
+                    return i + 1
+        raise AssertionError(f"unbalanced {opening} at {start}")
+
+    def split(self, start, end, separator=","):
+        """Top-level pieces of text[start:end] split at `separator`, as (start, end) spans."""
+        pieces, level, begin = [], 0, start
+        for i in range(start, end):
+            c = self.masked[i]
+            if c in "([{":
+                level += 1
+            elif c in ")]}":
+                level -= 1
+            elif c == separator and level == 0:
+                pieces.append((begin, i))
+                begin = i + 1
+        if self.text[begin:end].strip():
+            pieces.append((begin, end))
+        return pieces
+
+
+class SwiftFunction:
+    def __init__(self, source, name, params, body_start, body_end):
+        self.source, self.name, self.body_start, self.body_end = source, name, body_start, body_end
+        self.params = params  # [(label, name, type)]
+
+    def __repr__(self):
+        return f"func {self.name}"
+
+
+def swift_functions(source):
+    functions = []
+    for match in re.finditer(r"\bfunc\s+(\w+)\s*(?:<[^>{]*>)?\s*\(", source.masked):
+        open_paren = match.end() - 1
+        close_paren = source.close(open_paren)
+        params = []
+        for start, end in source.split(open_paren + 1, close_paren - 1):
+            declaration = source.text[start:end].strip()
+            head, _, kind = declaration.partition(":")
+            words = head.split()
+            label, name = (words[0], words[1]) if len(words) == 2 else (words[0], words[0])
+            params.append((label, name, kind.split("=")[0].strip()))
+        brace = source.masked.index("{", close_paren)
+        functions.append(SwiftFunction(source, match.group(1), params, brace, source.close(brace)))
+    return functions
+
+
+def call_arguments(source, open_paren):
+    """{label or position: expression text} of the call whose "(" is at open_paren."""
+    arguments = {}
+    for position, (start, end) in enumerate(source.split(open_paren + 1, source.close(open_paren) - 1)):
+        text = source.text[start:end].strip()
+        labelled = re.match(r"(\w+)\s*:\s*(?!:)", source.masked[start:end].strip())
+        if labelled and not text.startswith(("try", "await")):
+            arguments[labelled.group(1)] = text[labelled.end():].strip()
+        else:
+            arguments[position] = text
+    return arguments
+
+
+class KeyHelpers:
+    """VideoKeys/ChunkKeys in MediaFunctionSupport: their string constants and one-line key helpers."""
+
+    def __init__(self):
+        text = "\n".join(open(p).read() for p in sorted(glob.glob(os.path.join(SWIFT_SUPPORT, "*.swift"))))
+        self.source = Swift(text)
+        self.constants = dict(re.findall(r'static let (\w+) = "([^"\\]*)"', text))
+        self.helpers = {}
+        for function in swift_functions(self.source):
+            body = text[function.body_start + 1:function.body_end - 1].strip()
+            self.helpers.setdefault(function.name, []).append((function, body))
+        assert {"leadSuffix", "chunkSuffix", "finishSuffix"} <= set(self.constants)
+
+    def helper(self, name, arguments):
+        candidates = [(f, body) for f, body in self.helpers.get(name, []) if re.fullmatch(r'"[^\n]*"', body)]
+        for function, body in candidates:
+            labels = [label for label, _, _ in function.params]
+            keyword = [k for k in arguments if isinstance(k, str)]
+            if all(k in labels for k in keyword) and len(arguments) == len(labels):
+                return function, body
+        raise AssertionError(f"no one-line key helper {name}({arguments})")
+
+
+class S3Use:
+    """Which (IAM action, bucket, key glob) a media function's steps use, from functions/<executable>/*.swift."""
+
+    def __init__(self, executable, triggers, facts):
+        """triggers: [(bucket, "prefix"|"suffix", value)] of one deployed function; facts: {expression: values}
+        that hold in every step (e.g. {"plan.window": {0}}), and {"configuration.chunking != nil": True}."""
+        directory = os.path.join(ROOT, "functions", executable)
+        self.sources = [Swift(open(p).read()) for p in sorted(glob.glob(os.path.join(directory, "*.swift")))]
+        self.functions = [f for s in self.sources for f in swift_functions(s)]
+        self.by_name = {}
+        for function in self.functions:
+            self.by_name.setdefault(function.name, []).append(function)
+        self.keys = KeyHelpers()
+        self.facts = facts
+        self.uses = set()
+        self.steps = []
+        handle = self.only("handle")
+        for bucket, kind, value in triggers:
+            entry, entry_facts = self.dispatch(handle, kind, value)
+            self.steps.append(entry.name)
+            self.step(entry, {**facts, **entry_facts}, (bucket, value + "*" if kind == "prefix" else "*" + value))
+
+    def only(self, name):
+        found = self.by_name.get(name, [])
+        assert len(found) == 1, f"one func {name}: {found}"
+        return found[0]
+
+    # The dispatch: which branch of `handle` a trigger's keys take, and the step function it calls.
+    def dispatch(self, handle, kind, value):
+        source = handle.source
+        live = self.live(handle, {})
+        branches = []
+        for match in re.finditer(r"(?<![\w.])if\s", live):
+            condition_end = self.condition_end(source, match.end())
+            branches.append((source.text[match.end():condition_end], condition_end))
+        parsed = [(re.search(r"(VideoKeys|ChunkKeys)\.(\w+)\(\s*(\w+)?", c), brace) for c, brace in branches]
+        parsed = [(parser, brace) for parser, brace in parsed if parser]
+        if not parsed:  # one step for every record (the probe)
+            return self.first_call(handle, (handle.body_start, handle.body_end)), {}
+        for parser, brace in parsed:
+            accepted = self.accepted_suffixes(parser.group(2), parser.group(3))
+            if kind == "suffix" and any(value.endswith(s) for s in accepted):
+                block = (brace, source.close(brace))
+                entry = self.first_call(handle, block)
+                entry_facts = {}
+                if entry.name == "runChunk":
+                    entry_facts["index"] = self.job_indices(value)
+                return entry, entry_facts
+        raise AssertionError(f"no branch of handle takes *{value}")
+
+    def accepted_suffixes(self, parser, label):
+        candidates = self.keys.helpers.get(parser, [])
+        for function, body in candidates:
+            if label is None or function.params and function.params[0][0] in (label, "_"):
+                found = re.findall(r'hasSuffix\(\s*("([^"]*)"|(\w+))\s*\)', body)
+                return {literal or self.keys.constants[name] for _, literal, name in found}
+        raise AssertionError(f"no key parser {parser}")
+
+    def job_indices(self, suffix):
+        """Chunk indices whose job key ends with `suffix` (ChunkKeys.job's `index == 0 ? lead : chunk`)."""
+        _, template = self.keys.helper("job", {0: "id", "index": "index"})
+        return {i for i in range(4) if any(g.endswith(suffix) for g in self.template_globs(template, {"index": {i}}))}
+
+    def first_call(self, function, span):
+        live = self.live(function, self.facts)
+        for match in re.finditer(r"(?<![\w.])(\w+)\s*\(", live[span[0]:span[1]]):
+            if match.group(1) in self.by_name and match.group(1) != function.name:
+                return self.only(match.group(1))
+        raise AssertionError(f"no step called in {function.source.text[span[0]:span[1]]}")
+
+    # Conditions: `if A, B {` with clauses a fact decides (index == 0, plan.window > 0) or not (None).
+    @staticmethod
+    def condition_end(source, start):
+        i = start
+        while source.masked[i] != "{":
+            i = source.close(i) if source.masked[i] in "([" else i + 1
+        return i
+
+    def evaluate(self, condition, facts, source=None):
+        result = True
+        clauses = [condition]
+        if source is not None:
+            clauses = [source.text[s:e] for s, e in source.split(*condition)]
+        for clause in clauses:
+            clause = " ".join(clause.split())
+            if clause in facts:
+                value = facts[clause]
+            else:
+                value = self.evaluate_clause(clause, facts)
+            if value is False:
+                return False
+            if value is None:
+                result = None
+        return result
+
+    @staticmethod
+    def evaluate_clause(clause, facts):
+        if re.match(r"(let|var|case)\b", clause) or not re.fullmatch(r"[\w.\s=<>!+\-*]+", clause):
+            return None
+        names = sorted(set(re.findall(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", clause)))
+        if not names or any(name not in facts for name in names):
+            return None
+        values = set()
+        for combination in itertools.product(*(sorted(facts[name]) for name in names)):
+            expression = clause
+            for name, value in zip(names, combination):
+                expression = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.])", str(value), expression)
+            values.add(bool(eval(expression, {"__builtins__": {}})))
+        return values.pop() if len(values) == 1 else None
+
+    def live(self, function, facts):
+        """The function's masked source with the `if` blocks (or `else` blocks) the facts rule out blanked."""
+        source = function.source
+        masked = list(source.masked)
+        start, end = function.body_start, function.body_end
+        for match in re.finditer(r"(?<![\w.])if\s", source.masked[start:end]):
+            at = start + match.end()
+            if masked[start + match.start()] == "\x00":
+                continue
+            brace = self.condition_end(source, at)
+            block_end = source.close(brace)
+            value = self.evaluate((at, brace), facts, source)
+            following = re.match(r"\s*else\s*\{", source.masked[block_end:])
+            if value is False:
+                for k in range(brace, block_end):
+                    masked[k] = "\x00"
+            elif value is True and following:
+                else_brace = block_end + following.end() - 1
+                for k in range(else_brace, source.close(else_brace)):
+                    masked[k] = "\x00"
+        return "".join(masked)
+
+    # The steps' S3 calls.
+    def step(self, entry, facts, trigger):
+        seen = set()
+        pending = [entry]
+        reached = []
+        while pending:
+            function = pending.pop()
+            if function in seen:
+                continue
+            seen.add(function)
+            reached.append(function)
+            live = self.live(function, facts)
+            for match in re.finditer(r"(?<![\w.])(?:(?:self|Self)\.)?(\w+)\s*\(", live[function.body_start:function.body_end]):
+                name = match.group(1)
+                before = live[max(0, function.body_start + match.start() - 5):function.body_start + match.start()]
+                if name in self.by_name and not before.endswith("func "):
+                    pending.extend(self.by_name[name])
+        context = Context(self, reached, facts, entry, trigger)
+        for function in reached:
+            live = context.live[function]
+            for match in re.finditer(r"(?<![\w.])s3\.(\w+)\s*\(", live[function.body_start:function.body_end]):
+                operation = match.group(1)
+                open_paren = function.body_start + match.end() - 1
+                assert operation in S3_ACTIONS, f"{function}: S3 call s3.{operation} — add it to S3_ACTIONS"
+                arguments = call_arguments(function.source, open_paren)
+                buckets = context.buckets(arguments.get("bucket"), function, open_paren)
+                if "keys" in arguments:
+                    keys = context.element_keys(arguments["keys"], function, open_paren)
+                elif "prefix" in arguments:
+                    keys = context.keys(arguments["prefix"], function, open_paren)
+                else:
+                    keys = context.keys(arguments["key"], function, open_paren)
+                for bucket in buckets:
+                    for key in keys:
+                        for action in S3_ACTIONS[operation]:
+                            self.uses.add((action, *context.place(bucket, key)))
+
+    def template_globs(self, template, bindings, helper=None, arguments=None, context=None):
+        """Globs of a key template ("\\(id)/hls/\\(rung)/\\(name)"): interpolated constants by value, ternaries by
+        the facts about their operands, a segment's name by the muxer's pattern, anything else by "*"."""
+        source = Swift(template)
+        globs = {""}
+        i = 1
+        text, masked = source.text, source.masked
+        while i < len(text) - 1:
+            if masked[i] == "\x01":
+                end = masked.index("\x02", i)
+                expression = text[i + 2:end].strip()
+                globs = {g + part for g in globs for part in self.interpolation(expression, bindings, helper, context)}
+                i = end + 1
+            else:
+                globs = {g + text[i] for g in globs}
+                i += 1
+        return {re.sub(r"\*+", "*", g) for g in globs}
+
+    def interpolation(self, expression, bindings, helper, context):
+        if expression in self.keys.constants:
+            return {self.keys.constants[expression]}
+        ternary = re.fullmatch(r"(.+?)\s*\?\s*(\w+)\s*:\s*(\w+)", expression)
+        if ternary:
+            value = self.evaluate(ternary.group(1), bindings)
+            options = {True: [ternary.group(2)], False: [ternary.group(3)], None: [ternary.group(2), ternary.group(3)]}
+            return {self.keys.constants[o] for o in options[value]}
+        if helper == "segment" and expression == "name":
+            return {segment_name_glob()}
+        return {"*"}
+
+
+class Context:
+    """One step: the functions it reaches (their live text under its facts) and how names in them resolve."""
+
+    def __init__(self, use, functions, facts, entry, trigger):
+        self.use, self.functions, self.facts, self.entry, self.trigger = use, functions, facts, entry, trigger
+        self.live = {f: use.live(f, facts) for f in functions}
+
+    def place(self, bucket, key):
+        if bucket == "TRIGGER" or key == "TRIGGER":
+            assert bucket == key == "TRIGGER", (bucket, key)
+            return self.trigger
+        if bucket == "SOURCE" or key == "SOURCE":
+            assert bucket == key == "SOURCE", (bucket, key)
+            return ("ingest", "SOURCE")
+        assert bucket == "media", bucket
+        return ("media", key)
+
+    def binding(self, name, function, at):
+        """The expression of the innermost `let/var name = …` before `at` whose block holds `at`, if any."""
+        source = function.source
+        live = self.live[function]
+        best = None
+        pattern = rf"(?<![\w.])(?:let|var)\s+{re.escape(name)}\s*(?::[^=\n]+)?=\s*"
+        for match in re.finditer(pattern, live[function.body_start:at]):
+            position = function.body_start + match.start()
+            if self.enclosing_block(source, position) <= at <= self.enclosing_end(source, position):
+                best = function.body_start + match.end()
+        if best is None:
+            return None
+        end = best
+        while end < len(source.masked) and source.masked[end] != "\n":
+            end = source.close(end) if source.masked[end] in "([{" else end + 1
+        return source.text[best:end].strip()
+
+    @staticmethod
+    def enclosing_block(source, position):
+        level = 0
+        for i in range(position, -1, -1):
+            c = source.masked[i]
+            if c in ")]}":
+                level += 1
+            elif c in "([{":
+                if level == 0:
+                    return i
+                level -= 1
+        return 0
+
+    def enclosing_end(self, source, position):
+        start = self.enclosing_block(source, position)
+        return source.close(start)
+
+    def parameter(self, name, function):
+        return next((p for p in function.params if p[1] == name), None)
+
+    def callers(self, function, parameter):
+        """(caller, argument expression, position) for each call of `function` in this step."""
+        label = parameter[0]
+        index = function.params.index(parameter)
+        for caller in self.functions:
+            live = self.live[caller]
+            pattern = rf"(?<![\w.])(?:(?:self|Self)\.)?{re.escape(function.name)}\s*\("
+            for match in re.finditer(pattern, live[caller.body_start:caller.body_end]):
+                if live[:caller.body_start + match.start()].rstrip().endswith("func"):
+                    continue
+                open_paren = caller.body_start + match.end() - 1
+                arguments = call_arguments(caller.source, open_paren)
+                argument = arguments.get(label) if label != "_" else arguments.get(index)
+                if argument is not None:
+                    yield caller, argument, open_paren
+
+    def buckets(self, expression, function, at):
+        expression = expression.strip()
+        if re.fullmatch(r"(?:\w+\.)*mediaBucket", expression):
+            return {"media"}
+        if re.fullmatch(r"(?:\w+\.)*source\.bucket", expression) or self.is_source(expression, function):
+            return {"SOURCE"}
+        return self.names(expression, function, at, self.buckets)
+
+    def keys(self, expression, function, at):
+        expression = re.sub(r"^(?:try\??\s+|await\s+)+", "", expression.strip())
+        helper = re.fullmatch(r"(VideoKeys|ChunkKeys)\.(\w+)\s*\((.*)\)", expression, re.S)
+        if helper:
+            call = Swift(expression)
+            arguments = call_arguments(call, expression.index("("))
+            definition, template = self.use.keys.helper(helper.group(2), arguments)
+            bindings = dict(self.facts)
+            for position, (label, name, _) in enumerate(definition.params):
+                argument = arguments.get(label if label != "_" else position)
+                values = self.values(argument)
+                if values is not None:
+                    bindings[name] = values
+                else:
+                    bindings.pop(name, None)
+            return self.use.template_globs(template, bindings, helper.group(2))
+        if re.fullmatch(r'"(?:[^"\\]|\\.)*"', expression, re.S) or (expression.startswith('"') and expression.endswith('"')):
+            return self.use.template_globs(expression, self.facts)
+        if re.fullmatch(r"(?:\w+\.)*source\.key", expression) or self.is_source(expression, function):
+            return {"SOURCE"}
+        member = re.fullmatch(r"(\$0|\w+)\.key", expression)
+        if member:
+            return self.member_keys(member.group(1), function, at)
+        return self.names(expression, function, at, self.keys)
+
+    def values(self, argument):
+        """The possible integer values of an argument expression under the step's facts, or None."""
+        if argument is None:
+            return None
+        argument = argument.strip()
+        if argument in self.facts and isinstance(self.facts[argument], set):
+            return self.facts[argument]
+        if re.fullmatch(r"-?\d+", argument):
+            return {int(argument)}
+        names = sorted(set(re.findall(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", argument)))
+        if not re.fullmatch(r"[\w.\s+\-*]+", argument) or not names or any(
+                not isinstance(self.facts.get(name), set) for name in names):
+            return None
+        values = set()
+        for combination in itertools.product(*(sorted(self.facts[name]) for name in names)):
+            expression = argument
+            for name, value in zip(names, combination):
+                expression = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.])", str(value), expression)
+            values.add(eval(expression, {"__builtins__": {}}))
+        return values
+
+    def is_source(self, expression, function):
+        base = expression.split(".")[0]
+        parameter = self.parameter(base, function)
+        return bool(parameter and parameter[2] == "SourceObject" and expression.count(".") == 1)
+
+    def names(self, expression, function, at, resolve):
+        """An identifier: its binding in scope, else the parameter it is (the trigger's, at the step's entry)."""
+        assert re.fullmatch(r"\w+", expression), f"{function}: cannot tell which S3 key or bucket `{expression}` is"
+        bound = self.binding(expression, function, at)
+        if bound is not None:
+            return resolve(bound, function, at)
+        parameter = self.parameter(expression, function)
+        assert parameter, f"{function}: `{expression}` is neither bound nor a parameter"
+        if function is self.entry:
+            return {"TRIGGER"}
+        found = set()
+        for caller, argument, position in self.callers(function, parameter):
+            found |= resolve(argument, caller, position)
+        assert found, f"{function}: no caller in this step gives `{expression}`"
+        return found
+
+    def member_keys(self, base, function, at):
+        """`file.key` of a `[Upload]` parameter's element, `$0.key` in `parts.map { … }`: the keys its elements
+        are made with."""
+        if base == "$0":
+            opener = function.source.masked.rfind("{", function.body_start, at)
+            collection = re.search(r"(\w+)\s*\.\s*(?:map|compactMap|flatMap|forEach)\s*$",
+                                   function.source.masked[:opener])
+            assert collection, f"{function}: `$0.key` outside a map over a collection"
+            return self.element_keys(collection.group(1) + ".map(\\.key)", function, opener)
+        arrays = [p for p in function.params if re.fullmatch(r"\[\w+\]", p[2])]
+        assert len(arrays) == 1, f"{function}: cannot tell what `{base}.key` is"
+        return self.constructed_keys(arrays[0][2][1:-1])
+
+    def element_keys(self, expression, function, at):
+        """`uploads.map(\\.key)`: the keys of the elements of a local list (what it is made or appended with)."""
+        mapped = re.fullmatch(r"(\w+)\.map\(\\\.key\)", expression.strip())
+        assert mapped, f"{function}: cannot tell which keys `{expression}` are"
+        name = mapped.group(1)
+        bound = self.binding(name, function, at)
+        assert bound is not None, f"{function}: `{name}` is not a local list"
+        body = self.live[function][function.body_start:function.body_end]
+
+        def element_type(list_name):
+            declared = re.search(rf"(?:let|var)\s+{re.escape(list_name)}\s*:\s*\[(\w+)\]", body)
+            assert declared, f"{function}: cannot tell the elements of `{list_name}`"
+            return declared.group(1)
+
+        mapped_property = re.match(r"(\w+)\.(?:compactMap|map)\(\\\.(\w+)\)$", bound)
+        if mapped_property:  # `let parts = records.compactMap(\.sprite)`: what the records' sprite parts are made with
+            owner = element_type(mapped_property.group(1))
+            return self.constructed_keys(property_type(owner, mapped_property.group(2)), owner)
+        # `var uploads: [Upload] = []`, then `uploads.append(Upload(key: …))`: the keys made in this function.
+        kind = element_type(name)
+        keys = set()
+        for match in re.finditer(rf"(?<![\w.]){kind}\s*\(", body):
+            open_paren = function.body_start + match.end() - 1
+            keys |= self.keys(call_arguments(function.source, open_paren)["key"], function, open_paren)
+        assert keys, f"{function}: no {kind}(key: …) for `{name}`"
+        return keys
+
+    def constructed_keys(self, kind, owner=None):
+        """The `key:` of every `Kind(key: …)` (or `Owner.Kind(key: …)`) made in this step, or, for a kind this
+        step only reads back (a record's sprite part), wherever these sources make it."""
+        keys = set()
+        scope = self.functions
+        pattern = rf"(?<![\w.])(?:{owner}\.)?{kind}\s*\(" if owner else rf"(?<![\w.]){kind}\s*\("
+        made_here = any(re.search(pattern, self.live[f][f.body_start:f.body_end]) for f in scope)
+        if not made_here:
+            scope = self.use.functions
+        for function in scope:
+            live = self.live.get(function) or self.use.live(function, self.facts)
+            for match in re.finditer(pattern, live[function.body_start:function.body_end]):
+                open_paren = function.body_start + match.end() - 1
+                argument = call_arguments(function.source, open_paren).get("key")
+                if argument is None:
+                    continue
+                if function not in self.live:
+                    self.live[function] = live
+                keys |= self.keys(argument, function, open_paren)
+        assert keys, f"no {kind}(key: …) in the sources"
+        return keys
+
+
+def property_type(owner, name):
+    """The type of a stored property of a support type (ChunkRecord's `sprite` -> SpritePart)."""
+    source = KeyHelpers().source
+    declaration = re.search(rf"\bstruct {re.escape(owner)}\b[^{{]*\{{", source.masked)
+    assert declaration, f"no struct {owner} in MediaFunctionSupport"
+    body = source.text[declaration.end() - 1:source.close(declaration.end() - 1)]
+    found = set(re.findall(rf"\bvar {re.escape(name)}: (\w+)\??", body))
+    assert len(found) == 1, (owner, name, found)
+    return found.pop()
+
+
+def segment_name_glob():
+    """The segments' names: the muxer's pattern in MediaKit, the same as ChunkKeys.segmentName's."""
+    transcoder = open(os.path.join(ROOT, "Sources", "MediaKit", "Transcoder.swift")).read()
+    muxer = re.findall(r'"hls_segment_filename": "\\\([^)]*\)/([^"]+)"', transcoder)
+    assert muxer, "MediaKit names its HLS segments"
+    globs = {re.sub(r"%0?\d*d", "*", m) for m in muxer}
+    keys = KeyHelpers()
+    _, template = keys.helper("segmentName", {0: "index"})
+    assert globs == {re.sub(r"\\\([^)]*\)\)?", "*", template.strip('"'))}, (globs, template)
+    return globs.pop()
+
+
+def aws_facts(template):
+    """What holds in every step on AWS, for S3Use: the plan's window is the functions' CHUNK_WINDOW (0), and
+    chunking is on (CHUNK_SECONDS is set and never 0) — as main.swift and Chunked.swift turn them into
+    `configuration.chunking` and `plan.window`."""
+    main = open(os.path.join(ROOT, "functions", "transcode", "main.swift")).read()
+    chunked = open(os.path.join(ROOT, "functions", "transcode", "Chunked.swift")).read()
+    assert re.search(r'guard let text = environment\.variables\["CHUNK_SECONDS"\], text != "0" else \{ return nil \}', main)
+    assert 'variables["CHUNK_WINDOW"]' in main and re.search(r"\bwindow: chunking\.window\b", chunked)
+    environment = lambda_functions(template)["transcode"][1]["Environment"]["Variables"]
+    return {"plan.window": {int(environment["CHUNK_WINDOW"])},
+            "configuration.chunking != nil": environment.get("CHUNK_SECONDS", "0") != "0"}
+
+
+def role_grants(template, properties, buckets):
+    """{action: {(bucket, key glob)}} a function's role allows (ListBucket: {(bucket, s3:prefix glob)}), checking
+    that every statement allows, names no wildcard action or resource, and lists only under an s3:prefix."""
+    role = template["Resources"][properties["Role"]["Fn::GetAtt"][0]]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    prefix = "arn:${AWS::Partition}:s3:::"
+    granted = {}
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for action in actions:
+                assert "*" not in action, action
+                for target in targets:
+                    assert target != "*", statement
+                    if isinstance(target, dict) and "Fn::Sub" in target and target["Fn::Sub"].startswith(prefix):
+                        bucket, _, key = target["Fn::Sub"][len(prefix):].partition("/")
+                        assert bucket in buckets.values(), target
+                        bucket = next(b for b, n in buckets.items() if n == bucket)
+                        if action == "s3:ListBucket":
+                            assert not key and set(statement["Condition"]) == {"StringLike"}, statement
+                            assert set(statement["Condition"]["StringLike"]) == {"s3:prefix"}, statement
+                            for listed in statement["Condition"]["StringLike"]["s3:prefix"]:
+                                granted.setdefault(action, set()).add((bucket, listed))
+                            continue
+                        assert key and "Condition" not in statement, statement
+                        target = (bucket, key)
+                    else:
+                        assert not action.startswith("s3:"), statement
+                        target = repr(target)
+                    granted.setdefault(action, set()).add(target)
+    return granted
 
 
 def test_aws_roles_grant_what_the_functions_touch_and_no_more():
+    """Each role allows exactly what S3Use reads off its function's steps in the Swift sources (the steps its
+    triggers dispatch to, with AWS's facts): the same (action, bucket, key glob) set for GetObject, PutObject,
+    AbortMultipartUpload, DeleteObject and ListBucket (its s3:prefix globs), plus its dead letters and its log
+    group; the keys each function writes trigger exactly the next steps of the pipeline."""
     import fnmatch
 
     template = cfn_template()
     functions = lambda_functions(template)
-    _, _, ingest = bucket_named(template, "ingest")
-    _, _, media = bucket_named(template, "media")
     gateway = yaml.safe_load(open(os.path.join(MINIO, "functions.yaml")))
-    upload_prefix = next(t["prefix"] for t in gateway["triggers"] if t["function"] == "probe")
-    metadata_suffix = next(t["suffix"] for t in gateway["triggers"] if t["function"] == "transcode")
+    runs = executables(gateway["functions"])
+    buckets = {name: bucket_named(template, name)[2] for name in ("ingest", "media")}
+    rules = trigger_rules(gateway)
+    upload_prefix = next(value for function, _, kind, value in rules if function == "probe" and kind == "prefix")
+    # The chunks read the upload the probe was triggered by: metadata.json's source is the probe's trigger object.
+    probe_source = open(os.path.join(ROOT, "functions", "probe", "main.swift")).read()
+    assert re.search(r"func probe\(bucket: String, key: String, .*\n.*\n.*\n\s*let sourceInfo = SourceObject\(bucket: "
+                     r"bucket, key: key", probe_source)
+    facts = aws_facts(template)
+    assert facts == {"plan.window": {0}, "configuration.chunking != nil": True}
 
-    def grants(properties):
-        """{action: [(bucket sub-string, key pattern) or other resource]} of the function's role."""
-        role = template["Resources"][properties["Role"]["Fn::GetAtt"][0]]["Properties"]
-        assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
-        granted = {}
-        for policy in role["Policies"]:
-            for statement in policy["PolicyDocument"]["Statement"]:
-                assert statement["Effect"] == "Allow"
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-                for action in actions:
-                    assert "*" not in action, action
-                    for target in targets:
-                        assert target != "*", statement
-                        if isinstance(target, dict) and "Fn::Sub" in target:
-                            arn = target["Fn::Sub"]
-                            prefix = "arn:${AWS::Partition}:s3:::"
-                            assert arn.startswith(prefix), arn
-                            bucket, _, key = arn[len(prefix):].partition("/")
-                            assert bucket in (ingest, media) and key, arn
-                            target = (bucket, key)
-                        granted.setdefault(action, []).append(target)
-        return granted
-
-    written = {name: keys_written_by(name) for name in functions}
-    assert written["probe"] == {"v1/metadata.json", "v1/status.json"}
-    assert {"v1/mp4/v1.mp4", "v1/hls/master.m3u8", "v1/status.json"} <= written["transcode"]
+    derived = {}
     for name, (logical, properties) in functions.items():
-        granted = grants(properties)
-        puts = [key for bucket, key in granted["s3:PutObject"] if bucket == media]
-        assert len(puts) == len(granted["s3:PutObject"]), "writes go to the media bucket only"
-        # Every key the function writes is allowed, and every allowed pattern is one it writes.
-        for key in written[name]:
-            assert any(fnmatch.fnmatchcase(key, pattern) for pattern in puts), f"{logical} may not write {key}"
-        others = set().union(*written.values()) - written[name]
-        for pattern in puts:
-            assert any(fnmatch.fnmatchcase(key, pattern) for key in written[name]), f"{logical} need not write {pattern}"
-            # Nor what only the other stage writes (transcode writing metadata.json would trigger itself).
-            assert not any(fnmatch.fnmatchcase(key, pattern) for key in others), f"{logical} may write {others} by {pattern}"
-        # Reads: the uploads under the probe's trigger prefix; transcode also the metadata.json that triggers it.
-        reads = set(granted["s3:GetObject"])
-        expected = {(ingest, upload_prefix + "*")}
-        if name == "transcode":
-            expected.add((media, "*" + metadata_suffix))
-            assert set(granted["s3:AbortMultipartUpload"]) <= set(granted["s3:PutObject"])
-        assert reads == expected, f"{logical} reads {reads}"
-        assert set(granted) <= {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "sqs:SendMessage",
-                                "logs:CreateLogStream", "logs:PutLogEvents"}, granted
+        triggers = [(bucket, kind, value) for function, bucket, kind, value in rules if function == name]
+        use = S3Use(runs[name], triggers, facts)
+        uses = {}
+        for action, bucket, key in use.uses:
+            if key == "SOURCE":
+                bucket, key = "ingest", upload_prefix + "*"
+            uses.setdefault(action, set()).add((bucket, key))
+        derived[name] = uses
+        granted = role_grants(template, properties, buckets)
         log_group = properties["LoggingConfig"]["LogGroup"]["Ref"]
-        assert granted["logs:PutLogEvents"] == [{"Fn::GetAtt": [log_group, "Arn"]}]
+        assert granted.pop("logs:PutLogEvents") == granted.pop("logs:CreateLogStream") == {
+            repr({"Fn::GetAtt": [log_group, "Arn"]})}, logical
+        assert granted.pop("sqs:SendMessage") == {repr({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})}, logical
+        assert granted == uses, (f"{logical} ({use.steps}): grants {sorted(set(granted) ^ set(uses))} "
+                                 + "; ".join(f"{a}: +{sorted(granted.get(a, set()) - uses.get(a, set()))} "
+                                             f"-{sorted(uses.get(a, set()) - granted.get(a, set()))}"
+                                             for a in sorted(set(granted) | set(uses))
+                                             if granted.get(a) != uses.get(a)))
+        assert uses.get("s3:AbortMultipartUpload", set()) <= uses["s3:PutObject"], logical
+
+    # Anchors, so that a reader that found nothing would not pass: the probe's grants as they have always been,
+    # the lead's playable playlists (the bulk chunks have none), the plan's job objects, the finish's sprite
+    # cleanup, the chunks' listing of the records and ranged reads of the upload.
+    assert derived["probe"] == {"s3:GetObject": {("ingest", "uploads/*")},
+                                "s3:PutObject": {("media", "*/metadata.json"), ("media", "*/status.json")}}
+    assert ("media", "*/hls/master.m3u8") in derived["transcode-lead"]["s3:PutObject"]
+    assert ("media", "*/hls/master.m3u8") not in derived["transcode-chunk"]["s3:PutObject"]
+    assert ("media", "*/hls/*/init.mp4") not in derived["transcode-chunk"]["s3:PutObject"]
+    assert {("media", "*/jobs/chunk-*.lead.json"), ("media", "*/jobs/chunk-*.chunk.json")} <= derived["transcode"]["s3:PutObject"]
+    assert derived["transcode"]["s3:DeleteObject"] == {("media", "*/thumbnails/sprite-part-*.jpg")}
+    for name in ("transcode-lead", "transcode-chunk"):
+        assert ("media", "*/chunks/") in derived[name]["s3:ListBucket"]
+        assert ("ingest", "uploads/*") in derived[name]["s3:GetObject"]
+        assert not any("/jobs/chunk-" in key for _, key in derived[name]["s3:PutObject"]), name
+    assert all(bucket == "media" for uses in derived.values() for bucket, _ in uses["s3:PutObject"])
+
+    # The keys a function writes (a sample of each glob) trigger exactly the next steps: upload → probe →
+    # metadata.json → the plan → job objects → the chunks → finish.json → the finish, and nothing loops back.
+    def triggered(function):
+        found = set()
+        for bucket, key in derived[function]["s3:PutObject"]:
+            sample = key.replace("*", "x")
+            for target, rule_bucket, kind, value in rules:
+                if rule_bucket == bucket and (sample.startswith(value) if kind == "prefix" else sample.endswith(value)):
+                    found.add(target)
+        return found
+
+    assert {name: triggered(name) for name in functions} == {
+        "probe": {"transcode"}, "transcode": {"transcode-lead", "transcode-chunk"},
+        "transcode-lead": {"transcode"}, "transcode-chunk": {"transcode"}}
+    # And no pattern of one function lets it write a key (a sample) that only others write.
+    samples = {name: {key.replace("*", "x") for _, key in uses["s3:PutObject"]} for name, uses in derived.items()}
+    for name, uses in derived.items():
+        others = set().union(*(s for other, s in samples.items() if other != name)) - samples[name]
+        for _, pattern in uses["s3:PutObject"]:
+            assert not any(fnmatch.fnmatchcase(key, pattern) for key in others), f"{name} may write {others} by {pattern}"
 
     # The buckets: encrypted, never public, TLS only, and CORS for the web page's presigned PUT (ingest) and
     # signed GETs with Range and HLS (media).
@@ -413,6 +1325,248 @@ def test_aws_roles_grant_what_the_functions_touch_and_no_more():
                     if p["Properties"]["Bucket"] == {"Ref": logical}]
         statement = policies[0]["PolicyDocument"]["Statement"][0]
         assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_s3_use_reads_the_steps_apart():
+    """S3Use on the sources under other facts tells the steps apart as the code does: with a window (as on the
+    gateways) the bulk chunks queue the next chunk's job object (a `.chunk.json`, never a lead) and the lead
+    does not; an unknown S3 call or key fails instead of passing unread."""
+    windowed = {"plan.window": {2}, "configuration.chunking != nil": True}
+    aws = {"plan.window": {0}, "configuration.chunking != nil": True}
+    chunk = [("media", "suffix", ".chunk.json")]
+    lead = [("media", "suffix", ".lead.json")]
+    assert S3Use("transcode", chunk, windowed).uses - S3Use("transcode", chunk, aws).uses == {
+        ("s3:PutObject", "media", "*/jobs/chunk-*.chunk.json")}
+    assert S3Use("transcode", lead, windowed).uses == S3Use("transcode", lead, aws).uses
+    assert S3Use("transcode", [("media", "suffix", "/metadata.json")], aws).steps == ["plan"]
+    assert S3Use("transcode", [("media", "suffix", "/jobs/finish.json")], aws).steps == ["finish"]
+
+    class Unread(S3Use):
+        def __init__(self, text):
+            source = Swift(text)
+            self.sources, self.functions = [source], swift_functions(source)
+            self.by_name = {f.name: [f] for f in self.functions}
+            self.keys, self.facts, self.uses, self.steps = KeyHelpers(), aws, set(), []
+            self.step(self.only("run"), aws, ("media", "*/metadata.json"))
+
+    Unread('func run(id: String) async throws { try await s3.putJSON(x, bucket: mediaBucket, key: VideoKeys.status(id)) }')
+    with pytest.raises(AssertionError, match="S3 call s3.copyObject"):
+        Unread('func run(id: String) async throws { try await s3.copyObject(bucket: mediaBucket, key: "a") }')
+    with pytest.raises(AssertionError, match="cannot tell which S3 key"):
+        Unread('func run(id: String) async throws { try await s3.putJSON(x, bucket: mediaBucket, key: id + ".json") }')
+
+
+def recording_proxy(upstream):
+    """An HTTP proxy on 127.0.0.1 in front of the store that records (method, path, query, status, body) of
+    every request and passes it on unchanged (the SigV4 signature covers the Host header, which it keeps)."""
+    import http.client
+    import http.server
+    import threading
+    import urllib.parse
+
+    seen = []
+    target = urllib.parse.urlparse(upstream)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def forward(self):
+            assert "chunked" not in self.headers.get("Transfer-Encoding", ""), "a chunked request body"
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+            connection.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in self.headers.items():
+                if name.lower() not in ("connection", "keep-alive", "expect"):
+                    connection.putheader(name, value)
+            connection.endheaders(body or None)
+            response = connection.getresponse()
+            payload = response.read()
+            connection.close()
+            path, _, query = self.path.partition("?")
+            seen.append((self.command, urllib.parse.unquote(path), urllib.parse.parse_qs(query, keep_blank_values=True),
+                         response.status, body if self.command == "POST" else b""))
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
+                    self.send_header(name, value)
+            # A HEAD answer's length is the object's, not its (empty) body's.
+            length = response.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = forward
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def iam_uses(request):
+    """The (IAM action, bucket, key or s3:prefix) an S3 request needs (a 404 on a read needs ListBucket too)."""
+    import xml.etree.ElementTree as ElementTree
+
+    method, path, query, status, body = request
+    bucket, _, key = path.lstrip("/").partition("/")
+    if not key:
+        if method == "GET" and query.get("list-type") == ["2"]:
+            return {("s3:ListBucket", bucket, query.get("prefix", [""])[0])}
+        if method == "POST" and "delete" in query:
+            keys = [e.text for e in ElementTree.fromstring(body).iter() if e.tag.endswith("Key")]
+            return {("s3:DeleteObject", bucket, k) for k in keys}
+        raise AssertionError(f"a bucket request the roles do not know: {request[:4]}")
+    if method in ("GET", "HEAD") and not set(query) - {"partNumber"}:
+        return {("s3:GetObject", bucket, key)} | ({("s3:ListBucket", bucket, key)} if status == 404 else set())
+    if method == "PUT" or method == "POST" and ("uploads" in query or "uploadId" in query):
+        return {("s3:PutObject", bucket, key)}
+    if method == "DELETE":
+        return {("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject", bucket, key)}
+    raise AssertionError(f"an object request the roles do not know: {request[:4]}")
+
+
+def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
+    """The real probe and transcode executables, one event per process through a Runtime API stub as on Lambda,
+    each function's S3 requests through a recording proxy to a real store: a video probed, planned, its lead
+    and bulk chunks encoded (with the AWS functions' variables: CHUNK_WINDOW 0), finished, then a duplicate
+    finish and a chunk of a deleted video. Every request each function made is one its role allows — reads that
+    may find nothing (404) included, which S3 answers so only under ListBucket — and the run covers every kind of
+    grant the roles hold but AbortMultipartUpload (uploads too small to be multipart) and the chunks' take-back
+    of what they wrote (a delete while they run)."""
+    import fnmatch
+    import json
+
+    from conftest import ACCESS_KEY, REGION, SECRET_KEY, ffmpeg, start_store, stop_process
+
+    probe_bin, transcode_bin = binary("CINESCALE_PROBE_BIN"), binary("CINESCALE_TRANSCODE_BIN")
+    if not shutil.which("ffmpeg"):
+        pytest.fail("ffmpeg is not installed (scripts/test installs it)")
+    template = cfn_template()
+    functions = lambda_functions(template)
+    buckets = {name: bucket_named(template, name)[2] for name in ("ingest", "media")}
+    runs = executables(yaml.safe_load(open(os.path.join(MINIO, "functions.yaml")))["functions"])
+    clips = {}
+    for name, seconds in (("v1", 9), ("short", 1)):
+        clips[name] = tmp_path / f"{name}.mp4"
+        ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "lavfi", "-i",
+               "sine=frequency=440:sample_rate=44100", "-t", str(seconds), "-c:v", "libx264", "-g", "10",
+               "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(clips[name]))
+    (tmp_path / "notes.mp4").write_bytes(b"not a video\n" * 100)
+
+    (tmp_path / "store").mkdir()
+    store_process, store = start_store(str(tmp_path / "store"))
+    proxies = {name: recording_proxy(store.endpoint) for name in functions}
+    try:
+        s3 = store.client()
+        for bucket in ("ingest", "media"):
+            s3.create_bucket(Bucket=bucket)
+        for name, path in clips.items():
+            s3.upload_file(str(path), "ingest", f"uploads/{name}.mp4")
+        s3.upload_file(str(tmp_path / "notes.mp4"), "ingest", "uploads/notes.mp4")
+
+        def invoke(function, bucket, key, fails=False):
+            """One invocation of `function` for a new object, in its own process, as Lambda runs it."""
+            _, properties = functions[function]
+            # The function's variables in the template: its literal values, test-sized ones for its parameters,
+            # this machine's places for the endpoint and the scratch directory.
+            endpoint = f"http://127.0.0.1:{proxies[function][0].server_address[1]}"
+            sized = {"LADDER": "240", "X264_PRESET": "ultrafast", "KEYFRAME_SECONDS": "2", "CHUNK_SECONDS": "4",
+                     "FIRST_CHUNK_SECONDS": "1", "LOG_LEVEL": "warning", "MEDIA_BUCKET": "media",
+                     "CINESCALE_S3_ENDPOINT": endpoint}
+            environment = {name: value if isinstance(value, str) else sized[name]
+                           for name, value in properties["Environment"]["Variables"].items()}
+            work = tmp_path / "work" / function
+            work.mkdir(parents=True, exist_ok=True)
+            environment.update({name: str(work) for name in ("WORK_DIR", "TMPDIR") if name in environment})
+            event = {"Records": [{
+                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION, "eventTime": "2026-01-01T00:00:00.000Z",
+                "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 1}}}]}
+            runtime, posted = lambda_stub(event)
+            try:
+                # What Lambda adds: the Runtime API, the function's name, the region and the role's credentials.
+                run = subprocess.run([{"probe": probe_bin, "transcode": transcode_bin}[runs[function]]], capture_output=True,
+                                     text=True, timeout=300, env={
+                                         **environment, "PATH": os.environ["PATH"],
+                                         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{runtime.server_address[1]}",
+                                         "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_REGION": REGION,
+                                         "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+            finally:
+                runtime.shutdown()
+            responses = [body for method, path, body in posted if path.endswith("/error" if fails else "/response")]
+            assert len(responses) == 1, f"{function} {key}: {posted} {run.stderr[-3000:]}"
+            return json.loads(responses[0])
+
+        # A refused upload: the probe says why in status.json (and fails, to the dead letters).
+        assert invoke("probe", "ingest", "uploads/notes.mp4", fails=True)["errorType"] == "UnreadableMedia"
+        # A one-second video is one chunk: its lead is also its last, and queues the finish.
+        invoke("probe", "ingest", "uploads/short.mp4")
+        assert invoke("transcode", "media", "short/metadata.json")[0]["chunk"] == 1
+        invoke("transcode-lead", "media", "short/jobs/chunk-00000.lead.json")
+        assert invoke("transcode", "media", "short/jobs/finish.json")[0]["step"] == "finish"
+
+        invoke("probe", "ingest", "uploads/v1.mp4")
+        plan = invoke("transcode", "media", "v1/metadata.json")
+        assert plan[0]["step"] == "plan" and plan[0]["chunk"] >= 3, plan
+        jobs = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="media", Prefix="v1/jobs/")["Contents"])
+        assert len(jobs) == plan[0]["chunk"] and jobs[0].endswith(".lead.json"), jobs
+        for job in jobs:
+            done = invoke("transcode-lead" if job.endswith(".lead.json") else "transcode-chunk", "media", job)
+            assert done[0]["step"] == "chunk" and not done[0].get("skipped"), done
+        finished = invoke("transcode", "media", "v1/jobs/finish.json")
+        assert finished[0]["step"] == "finish" and not finished[0].get("skipped"), finished
+        status = json.loads(s3.get_object(Bucket="media", Key="v1/status.json")["Body"].read())
+        assert status["state"] == "ready" and status["renditions"][0]["name"] == "240p", status
+        assert invoke("transcode", "media", "v1/jobs/finish.json")[0]["skipped"] == "duplicate"
+        assert invoke("transcode-chunk", "media", "gone/jobs/chunk-00001.chunk.json")[0]["skipped"] == "cancelled"
+    finally:
+        for server, _ in proxies.values():
+            server.shutdown()
+        stop_process(store_process)
+
+    covered = set()
+    for name, (logical, properties) in functions.items():
+        granted = role_grants(template, properties, buckets)
+        requests = proxies[name][1]
+        assert requests, name
+        for request in requests:
+            for action, bucket, key in iam_uses(request):
+                kind = {"ingest": "ingest", "media": "media"}[bucket]
+                allowed = [glob for granted_bucket, glob in granted.get(action, set())
+                           if granted_bucket == kind and fnmatch.fnmatchcase(key, glob)]
+                assert allowed, f"{logical}'s role does not allow {action} on {bucket}/{key} ({request[:4]})"
+                covered.add((name, action, allowed[0]))
+    # The run reached what it is for: the lead's playable playlists, the chunks' ranged reads of the upload and
+    # listing of the records, the plan's reads that find nothing, the finish's MP4 and its sprite parts' removal.
+    for expected in [("transcode-lead", "s3:PutObject", "*/hls/master.m3u8"), ("transcode-chunk", "s3:GetObject", "uploads/*"),
+                     ("transcode-chunk", "s3:ListBucket", "*/chunks/"), ("transcode", "s3:ListBucket", "*/plan.json"),
+                     ("transcode", "s3:PutObject", "*/mp4/*.mp4"), ("transcode", "s3:DeleteObject", "*/thumbnails/sprite-part-*.jpg"),
+                     ("transcode", "s3:PutObject", "*/jobs/chunk-*.chunk.json"), ("transcode-chunk", "s3:PutObject", "*/jobs/finish.json")]:
+        assert expected in covered, (expected, sorted(covered))
+    ranged = [r for r in proxies["transcode-chunk"][1] if r[1].startswith("/ingest/")]
+    assert ranged and all(r[0] in ("GET", "HEAD") for r in ranged)
+    # What the run does not reach, each for its reason: uploads too small to be multipart (so nothing to
+    # abort), a video deleted while its chunk runs (the chunk takes back what it wrote), a chunk that fails (it
+    # says so in status.json), and reads that find nothing where this run always found something — the lead's
+    # plan (a video deleted before its first chunk), the chunks' status.json (the plan writes it before any
+    # chunk), the finish's records (a finish queued before the last record).
+    unreached = {
+        "probe": set(),
+        "transcode": {("s3:AbortMultipartUpload", "*/mp4/*.mp4"), ("s3:AbortMultipartUpload", "*/thumbnails/sprite.jpg"),
+                      ("s3:ListBucket", "*/chunks/*.json")},
+        "transcode-lead": {("s3:ListBucket", "*/plan.json")},
+        "transcode-chunk": set()}
+    for name, (_, properties) in functions.items():
+        granted = {(action, glob) for action, pairs in role_grants(template, properties, buckets).items()
+                   if action.startswith("s3:") for _, glob in pairs}
+        if name in ("transcode-lead", "transcode-chunk"):
+            unreached[name] |= {(action, glob) for action, glob in granted
+                                if action in ("s3:AbortMultipartUpload", "s3:DeleteObject")}
+            unreached[name] |= {("s3:PutObject", "*/status.json"), ("s3:ListBucket", "*/status.json")}
+        reached = {(action, glob) for function, action, glob in covered if function == name}
+        assert granted - reached == unreached[name], (name, sorted(granted - reached))
 
 
 def test_aws_scripts_are_strict_shellcheck_clean_and_explain_themselves():
