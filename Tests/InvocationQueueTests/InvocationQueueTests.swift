@@ -216,16 +216,19 @@ final class Stores: Sendable {
 
     @Test func postgresTakesOverAnExpiredLeaseAndFencesTheOldHolder() async throws {
         try await withStores(.postgres) { stores in
-            let dead = try stores.postgres(owner: "dead-gateway", lease: .seconds(2))
-            let alive = try stores.postgres(owner: "alive-gateway", lease: .seconds(2))
+            // Leases run on the database's clock. Each step below has 2.9 s of slack for a loaded machine
+            // (the sleeps alone guarantee the expiry), and both connections are up before the first lease.
+            let dead = try stores.postgres(owner: "dead-gateway", lease: .seconds(6))
+            let alive = try stores.postgres(owner: "alive-gateway", lease: .seconds(6))
+            _ = try await alive.pendingCounts()
             let now = Date()
             _ = try await dead.enqueue([invocation("job", now: now), invocation("kept", now: now)])
             #expect(try await dead.claim(["probe": 2], now: now).count == 2)
             // While the lease runs, nobody else gets it; renewing keeps it.
             #expect(try await alive.claim(["probe": 5], now: Date()).isEmpty)
-            try await Task.sleep(for: .seconds(1.2))
+            try await Task.sleep(for: .seconds(3.1))
             #expect(try await dead.renewLeases(["kept"]).isEmpty)
-            try await Task.sleep(for: .seconds(1.2))
+            try await Task.sleep(for: .seconds(3.1))
             // "job" expired (its holder stopped renewing); "kept" was renewed.
             let taken = try await alive.claim(["probe": 5], now: Date())
             #expect(taken.map(\.id) == ["job"])
