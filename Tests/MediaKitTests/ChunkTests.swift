@@ -32,12 +32,17 @@ struct ChunkTests {
         return 10 * log10(255 * 255 / (mses.reduce(0, +) / Double(mses.count)))
     }
 
-    @Test func chunksJoinIntoOneRenditionWithEveryFrameAndPacket() async throws {
-        let source = try await Clips.make("chunk-source.mp4", [
+    /// 10 s of 640x360 H.264 with AAC, its keyframes every 1.5 s (off the chunks' 2 s grid); made once.
+    static func tenSecondSource() async throws -> String {
+        try await Clips.make("chunk-source.mp4", [
             "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=10",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=10",
             "-c:v", "libx264", "-preset", "ultrafast", "-g", "45", "-c:a", "aac", "-shortest",
         ])
+    }
+
+    @Test func chunksJoinIntoOneRenditionWithEveryFrameAndPacket() async throws {
+        let source = try await Self.tenSecondSource()
         let directory = Clips.directory + "/chunks-\(UUID().uuidString)"
         let settings = EncodingSettings(preset: "ultrafast", keyframeInterval: 2)
         let ladder = [Rung(name: "240p", height: 240, maxBitRate: 400_000), Rung(name: "360p", height: 360, maxBitRate: 800_000)]
@@ -175,11 +180,7 @@ struct ChunkTests {
     /// be freed once its job is done. A stage that held its own Thread (which keeps its closure, which holds
     /// the stage) leaked ~340 MiB per four-rung 1080p chunk.
     @Test func everyRungStageIsFreedOnceItsChunkIsDone() async throws {
-        let source = try await Clips.make("chunk-source.mp4", [
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=10",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=10",
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "45", "-c:a", "aac", "-shortest",
-        ])
+        let source = try await Self.tenSecondSource()
         let directory = Clips.directory + "/chunk-lifetime-\(UUID().uuidString)"
         let stages = try await MediaThread.run { () throws(MediaError) -> [Weak<RungStage>] in
             let job = try TranscodeJob(
