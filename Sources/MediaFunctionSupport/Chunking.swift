@@ -50,6 +50,34 @@ public enum ChunkKeys {
     }
 
     public static func segmentName(_ index: Int) -> String { "seg-\(number(index)).m4s" }
+
+    /// A source whose audio is not carried: that audio encoded once to AAC (`<id>/audio/audio.m4a`), and what
+    /// the encode wrote (`<id>/audio/audio.json`, written after the M4A: its presence means the M4A is whole).
+    public static func encodedAudio(_ id: String) -> String { "\(id)/audio/audio.m4a" }
+    public static func encodedAudioRecord(_ id: String) -> String { "\(id)/audio/audio.json" }
+}
+
+/// `<id>/audio/audio.json`: the audio encoded once for a chunked video whose source audio is not AAC.
+public struct EncodedAudioRecord: Codable, Sendable, Hashable {
+    public var key: String
+    public var packets: Int
+    public var sampleRate: Int
+    /// Seconds from the video's first frame to the first packet (negative: the encoder's priming).
+    public var leadIn: Double
+    public var duration: Double
+    public var size: Int64
+    /// Wall-clock seconds of the encode (reading the source, decoding and encoding).
+    public var seconds: Double
+
+    public init(key: String, packets: Int, sampleRate: Int, leadIn: Double, duration: Double, size: Int64, seconds: Double) {
+        self.key = key
+        self.packets = packets
+        self.sampleRate = sampleRate
+        self.leadIn = leadIn
+        self.duration = duration
+        self.size = size
+        self.seconds = seconds
+    }
 }
 
 /// `<id>/plan.json`: how the video's timeline is cut, and the settings every chunk uses (the same for all, so
@@ -101,10 +129,15 @@ public struct TranscodePlan: Codable, Sendable, Hashable {
     /// the videos being chunked share the workers instead of queueing behind each other.
     public var window: Int
     public var createdAt: String
+    /// True when the source's audio is not carried packet by packet (not AAC, or AAC in a container whose
+    /// timestamps are not trusted): the plan encodes it once (`ChunkKeys.encodedAudio`) before it queues the
+    /// chunks after the first, which mux that encode's packets; the first chunk encodes its own range. nil in
+    /// plans written before this existed (their such videos are one chunk).
+    public var encodedAudio: Bool?
 
     public init(
         videoId: String, source: SourceObject, duration: Double, keyframeInterval: Double, segmentDurations: [Double],
-        chunks: [Chunk], rungs: [Rung], preset: String, window: Int, createdAt: String
+        chunks: [Chunk], rungs: [Rung], preset: String, window: Int, createdAt: String, encodedAudio: Bool? = nil
     ) {
         self.videoId = videoId
         self.source = source
@@ -116,21 +149,23 @@ public struct TranscodePlan: Codable, Sendable, Hashable {
         self.preset = preset
         self.window = window
         self.createdAt = createdAt
+        self.encodedAudio = encodedAudio
     }
 
     /// Cuts `duration` seconds on a grid of `keyframeInterval`. The first chunk is one segment of
     /// `firstSeconds` (at most the keyframe interval: shorter, the video is playable sooner, since every rung of
     /// the first chunk must be encoded before anything plays) and the grid runs on from there; the other chunks
-    /// are `chunkSeconds` rounded to whole segments. `single` keeps one chunk on the plain grid from 0 (audio
-    /// that must be encoded once for the whole timeline: one encoder, whose keyframes fall every interval).
+    /// are `chunkSeconds` rounded to whole segments. A boundary needs a frame after it: one within
+    /// `frameDuration` of the end (a container whose audio ends a few milliseconds after the last picture, as
+    /// Opus's padding does) would make a segment, and a chunk, without a picture.
     public static func cut(
-        duration: Double, keyframeInterval: Double, firstSeconds: Double, chunkSeconds: Double, single: Bool
+        duration: Double, keyframeInterval: Double, firstSeconds: Double, chunkSeconds: Double, frameDuration: Double = 0.001
     ) -> (segments: [Double], chunks: [Chunk]) {
-        let first = single ? keyframeInterval : min(max(firstSeconds, 0.5), keyframeInterval)
-        // Segment boundaries: 0, first, first + interval, ... while they fall before the end.
+        let first = min(max(firstSeconds, 0.5), keyframeInterval)
+        // Segment boundaries: 0, first, first + interval, ... while a frame follows them.
         var bounds: [Double] = [0]
         var next = first
-        while next < duration - 1e-3 {
+        while next < duration - max(frameDuration, 1e-3) {
             bounds.append(next)
             next += keyframeInterval
         }
@@ -138,7 +173,6 @@ public struct TranscodePlan: Codable, Sendable, Hashable {
         let segments = (0..<count).map { index in
             max(0.001, (index + 1 < count ? bounds[index + 1] : duration) - bounds[index])
         }
-        if single { return (segments, [Chunk(index: 0, start: 0, end: nil, firstSegment: 0, segments: count)]) }
         let perChunk = max(1, Int((chunkSeconds / keyframeInterval).rounded()))
         var chunks: [Chunk] = []
         var index = 0

@@ -13,6 +13,8 @@ final class AudioTrack {
     private(set) var codecs: String
     /// Source packets the decoder refused (damaged audio is skipped, not fatal).
     private(set) var damagedPackets = 0
+    /// Whether the source's audio is decoded and encoded to AAC (false: its AAC packets are carried).
+    var encodes: Bool { encoder != nil }
 
     private var decoder: UnsafeMutablePointer<AVCodecContext>?
     private var encoder: UnsafeMutablePointer<AVCodecContext>?

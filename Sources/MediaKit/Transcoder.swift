@@ -121,15 +121,23 @@ public enum Transcoder {
     /// whose time falls in the range are muxed as they are (never re-encoded per chunk: an AAC encoder would
     /// prime every chunk with silence); any other audio is encoded, which only a single-chunk plan may ask for.
     /// With `thumbnails`, the posters and sprite tiles whose times fall in the range.
+    ///
+    /// Audio that is not carried is encoded once for the whole video (`encodeAudio`); a later chunk then takes
+    /// its packets from that M4A (`audio`). The first chunk encodes its own range from the source, going on
+    /// past its end by `TranscodeJob.audioLookahead` and keeping only the packets before it, which are the
+    /// same packets the whole encode produces: it need not wait for the whole encode.
     public static func transcodeChunk(
         source: any MediaSource, chunk: ChunkRange, ladder: [Rung] = Rung.defaultLadder,
-        settings: EncodingSettings = EncodingSettings(), thumbnails: ThumbnailSettings? = nil, directory: String
+        settings: EncodingSettings = EncodingSettings(), thumbnails: ThumbnailSettings? = nil, audio: ChunkAudioSource? = nil,
+        directory: String
     ) async throws(MediaError) -> ChunkResult {
         try await MediaThread.run { () throws(MediaError) -> ChunkResult in
             FFmpegLog.start()
             let file = try InputFile(source: source)
+            let audioFile = try audio.map { (audio) throws(MediaError) in try InputFile(source: audio.source) }
             let job = try TranscodeJob(
-                input: file, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory, chunk: chunk)
+                input: file, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory, chunk: chunk,
+                audio: audioFile.map { ($0, audio!.leadIn) })
             return try job.runChunk()
         }
     }
@@ -186,6 +194,13 @@ final class TranscodeJob {
     /// In chunk mode, the part of the timeline this job encodes; `file` owns the ranged input then.
     let chunk: ChunkRange?
     let file: InputFile?
+    /// Chunk mode with audio encoded once: the M4A the audio's packets come from, and the time of its first
+    /// packet from the video's first frame.
+    let audioFile: InputFile?
+    let audioLeadIn: Double
+    /// How far past its end the first chunk feeds its own AAC encoder: the encoder's packets before the end are
+    /// then final (FFmpeg's AAC encoder looks one frame of 1024 samples ahead; the resampler a few more).
+    static let audioLookahead = 1.0
     /// Chunk mode: the range in the video stream's time base, and whether the video and audio of the range
     /// have all been seen.
     var rangeStart: Int64 = 0
@@ -215,26 +230,28 @@ final class TranscodeJob {
         }
         try self.init(
             context: context, file: nil, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory,
-            chunk: nil)
+            chunk: nil, audio: nil)
     }
 
     /// A chunk's job over an opened ranged input (which it keeps, and which closes the context).
     convenience init(
         input file: InputFile, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String,
-        chunk: ChunkRange
+        chunk: ChunkRange, audio: (file: InputFile, leadIn: Double)? = nil
     ) throws(MediaError) {
         try self.init(
             context: file.context!, file: file, ladder: ladder, settings: settings, thumbnails: thumbnails,
-            directory: directory, chunk: chunk)
+            directory: directory, chunk: chunk, audio: audio)
     }
 
     private init(
         context: UnsafeMutablePointer<AVFormatContext>, file: InputFile?, ladder: [Rung], settings: EncodingSettings,
-        thumbnails: ThumbnailSettings?, directory: String, chunk: ChunkRange?
+        thumbnails: ThumbnailSettings?, directory: String, chunk: ChunkRange?, audio external: (file: InputFile, leadIn: Double)?
     ) throws(MediaError) {
         self.directory = directory
         self.chunk = chunk
         self.file = file
+        audioFile = external?.file
+        audioLeadIn = external?.leadIn ?? 0
         cascade = settings.cascade
         input = context
         duration = context.pointee.duration > 0 ? Double(context.pointee.duration) / Double(AV_TIME_BASE) : 0
@@ -242,8 +259,15 @@ final class TranscodeJob {
         var codec: UnsafePointer<AVCodec>?
         videoIndex = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0)
         guard videoIndex >= 0, let codec else { throw MediaError(.noVideoStream, "the source has no decodable video stream") }
-        let audioIndex = av_find_best_stream(context, AVMEDIA_TYPE_AUDIO, -1, videoIndex, nil, 0)
-        if audioIndex >= 0 { audio = try AudioTrack(input: context, index: audioIndex) }
+        if let external {
+            let encoded = external.file.context!
+            let audioIndex = av_find_best_stream(encoded, AVMEDIA_TYPE_AUDIO, -1, -1, nil, 0)
+            guard audioIndex >= 0 else { throw MediaError(.transcodeFailed, "the encoded audio has no audio stream") }
+            audio = try AudioTrack(input: encoded, index: audioIndex)
+        } else {
+            let audioIndex = av_find_best_stream(context, AVMEDIA_TYPE_AUDIO, -1, videoIndex, nil, 0)
+            if audioIndex >= 0 { audio = try AudioTrack(input: context, index: audioIndex) }
+        }
 
         let stream = context.pointee.streams[Int(videoIndex)]!
         decoder = avcodec_alloc_context3(codec)
@@ -667,15 +691,20 @@ extension TranscodeJob {
         // its init.mp4 keeps the source's start offset (the AAC priming its first packet carries) in the edit
         // list; a later chunk's fragments start at their first packet's own time (frag_discont), so its packets
         // are written relative to the audio's first packet for that same edit list to place them.
+        // `audioOrigin` is the video's first frame in the audio's time base: a packet's time is `ts - audioOrigin`.
+        let audioInput = audioFile?.context ?? input
         var audioOrigin: Int64 = 0
         var audioShift: Int64 = 0
         if let audio {
             audioOrigin = av_rescale_q(startTime, videoTimeBase, audio.sourceTimeBase)
             audioShift = audioOrigin
             if chunk.index > 0 {
+                guard !audio.encodes else {
+                    throw MediaError(.transcodeFailed, "chunk \(chunk.index) needs the audio encoded once for the whole video")
+                }
                 var first: Int64?
                 var reads = 0
-                while first == nil, reads < 10_000, av_read_frame(input, packet) >= 0 {
+                while first == nil, reads < 10_000, av_read_frame(audioInput, packet) >= 0 {
                     if packet.pointee.stream_index == audio.sourceIndex {
                         first = packet.pointee.dts != cinescale_nopts_value() ? packet.pointee.dts : packet.pointee.pts
                     }
@@ -683,6 +712,8 @@ extension TranscodeJob {
                     reads += 1
                 }
                 if let first { audioShift = first }
+                // The encoded M4A's first packet is `audioLeadIn` seconds from the video's first frame.
+                if audioFile != nil { audioOrigin = audioShift - Self.ticks(audioLeadIn, audio.sourceTimeBase) }
             }
         }
         if chunk.index > 0 || chunk.start > 0 {
@@ -693,13 +724,65 @@ extension TranscodeJob {
             }
             avcodec_flush_buffers(decoder)
         }
+        if let audio, audioFile != nil {
+            // A little before the range (every AAC packet is a keyframe); the packets before it are skipped below.
+            let target = audioOrigin + Self.ticks(max(0, chunk.start - 1), audio.sourceTimeBase)
+            let sought = av_seek_frame(audioInput, audio.sourceIndex, target, AVSEEK_FLAG_BACKWARD)
+            guard sought >= 0 else {
+                throw MediaError(.transcodeFailed, "cannot seek the encoded audio to \(chunk.start) s (\(FFmpegError.describe(sought)))")
+            }
+        }
 
         let failed = PipelineFailure()
         let roots = startStages(sourceTimeBase: videoTimeBase, failed: failed)
+        // The first chunk of audio encoded here runs its encoder past the end and keeps the packets before it.
+        let trimmedEnd = audio?.encodes == true ? chunk.end : nil
+        let emit = { [self] (encoded: UnsafeMutablePointer<AVPacket>) throws(MediaError) in
+            if let trimmedEnd, let audio, Double(encoded.pointee.pts) * av_q2d(audio.timeBase) >= trimmedEnd { return }
+            audioPackets += 1
+            try hand(encoded, to: roots)
+        }
+        var audioClock = -Double.infinity
+        /// One packet of the audio's input: each belongs to exactly one chunk, the one whose [start, end) holds
+        /// its time (the first chunk also takes what precedes the video's first frame).
+        func take(_ packet: UnsafeMutablePointer<AVPacket>, of audio: AudioTrack) throws(MediaError) {
+            let ts = packet.pointee.pts != cinescale_nopts_value() ? packet.pointee.pts : packet.pointee.dts
+            guard ts != cinescale_nopts_value() else { return }
+            let time = Double(ts - audioOrigin) * av_q2d(audio.sourceTimeBase)
+            audioClock = time
+            if let end = chunk.end, time >= end + (trimmedEnd != nil ? Self.audioLookahead : 0) {
+                audioDone = true
+                return
+            }
+            if chunk.index > 0, time < chunk.start { return }
+            if packet.pointee.pts != cinescale_nopts_value() { packet.pointee.pts -= audioShift }
+            if packet.pointee.dts != cinescale_nopts_value() { packet.pointee.dts -= audioShift }
+            try audio.process(packet, emit: emit)
+        }
+        /// With the audio in a file of its own: its packets up to `time`, read beside the video's.
+        var audioPacket = audioFile != nil ? av_packet_alloc() : nil
+        defer { av_packet_free(&audioPacket) }
+        func pumpAudio(until time: Double) throws(MediaError) {
+            guard let audio, let audioFile, let audioPacket else { return }
+            while !audioDone, audioClock < time {
+                let read = av_read_frame(audioInput, audioPacket)
+                if read == cinescale_averror_eof() {
+                    audioDone = true
+                    return
+                }
+                if read < 0 {
+                    throw audioFile.io.failure
+                        ?? MediaError(.transcodeFailed, "the encoded audio could not be read (\(FFmpegError.describe(read)))")
+                }
+                defer { av_packet_unref(audioPacket) }
+                if audioPacket.pointee.stream_index == audio.sourceIndex { try take(audioPacket, of: audio) }
+            }
+        }
+
         var readError: MediaError?
         do throws(MediaError) {
             var reachedEnd = false
-            while !failed.isRaised, !(videoDone && (audio == nil || audioDone)) {
+            while !failed.isRaised, !(videoDone && (audio == nil || audioDone || audioFile != nil)) {
                 let read = av_read_frame(input, packet)
                 if read == cinescale_averror_eof() {
                     reachedEnd = true
@@ -716,27 +799,18 @@ extension TranscodeJob {
                 defer { av_packet_unref(packet) }
                 if packet.pointee.stream_index == videoIndex {
                     guard !videoDone else { continue }
+                    if audioFile != nil, packet.pointee.dts != cinescale_nopts_value() {
+                        // Keep the audio a second ahead of the video, so the muxers interleave without buffering.
+                        try pumpAudio(until: Double(packet.pointee.dts - startTime) * av_q2d(videoTimeBase) + 1)
+                    }
                     videoPackets += 1
                     if avcodec_send_packet(decoder, packet) < 0 {
                         damagedPackets += 1
                         _ = FFmpegLog.take()
                     }
                     try drainDecoder(frame, to: roots)
-                } else if let audio, packet.pointee.stream_index == audio.sourceIndex, !audioDone {
-                    let ts = packet.pointee.pts != cinescale_nopts_value() ? packet.pointee.pts : packet.pointee.dts
-                    guard ts != cinescale_nopts_value() else { continue }
-                    // Each packet belongs to exactly one chunk: the one whose [start, end) holds its time (the
-                    // first chunk also takes what precedes the video's first frame).
-                    let time = Double(ts - audioOrigin) * av_q2d(audio.sourceTimeBase)
-                    if let end = chunk.end, time >= end {
-                        audioDone = true
-                        continue
-                    }
-                    if chunk.index > 0, time < chunk.start { continue }
-                    if packet.pointee.pts != cinescale_nopts_value() { packet.pointee.pts -= audioShift }
-                    if packet.pointee.dts != cinescale_nopts_value() { packet.pointee.dts -= audioShift }
-                    audioPackets += 1
-                    try audio.process(packet) { (encoded) throws(MediaError) in try hand(encoded, to: roots) }
+                } else if audioFile == nil, let audio, packet.pointee.stream_index == audio.sourceIndex, !audioDone {
+                    try take(packet, of: audio)
                 }
             }
             if reachedEnd, !failed.isRaised {
@@ -744,7 +818,8 @@ extension TranscodeJob {
                 try drainDecoder(frame, to: roots)
             }
             if !failed.isRaised {
-                try audio?.finish { (encoded) throws(MediaError) in try hand(encoded, to: roots) }
+                try pumpAudio(until: .infinity)
+                try audio?.finish(emit: emit)
             }
         } catch {
             readError = error

@@ -8,6 +8,9 @@
 //       MediaKit.Transcoder.transcodeChunk of [START, END) s of a local file (keyframes every 4 s, a 2 s
 //       first chunk's grid when START > 0), REPEAT times in this process; prints each run's seconds and
 //       the process's resident memory after it (a chunk worker runs many chunks in one process).
+//   transcode-bench audio INPUT OUTPUT
+//       MediaKit.Transcoder.encodeAudio of a local file (the audio a chunked plan encodes once when it is not
+//       AAC); prints seconds and what it wrote as JSON.
 //   transcode-bench probe URL SIZE
 //       MediaKit.MediaProbe over ranged GETs of a (presigned) URL, 128 KiB chunks as in `probe`;
 //       prints seconds, requests and bytes as JSON.
@@ -75,6 +78,20 @@ case "chunk":
         let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? "0 0"
         let resident = (Int(statm.split(separator: " ")[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
         print("run \(run): \(elapsed) resident \(resident >> 20) MiB")
+    }
+case "audio":
+    guard arguments.count == 3 else { fail("usage: audio INPUT OUTPUT") }
+    let started = ContinuousClock.now
+    do {
+        let encoded = try await Transcoder.encodeAudio(source: try FileSource(path: arguments[1]), output: arguments[2])
+        let elapsed = ContinuousClock.now - started
+        struct AudioRun: Encodable {
+            var seconds: Double
+            var audio: EncodedAudio
+        }
+        printJSON(AudioRun(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, audio: encoded))
+    } catch {
+        fail("\(error)")
     }
 case "probe":
     guard arguments.count == 3, let size = Int64(arguments[2]) else { fail("usage: probe URL SIZE") }

@@ -27,6 +27,21 @@ struct ProductAPITests {
         #expect(other.verify(path: "/stream/v1/240p/index.m3u8", expires: parts["expires"], signature: parts["signature"], now: now) == .invalid)
     }
 
+    /// The plan's cut: a 2 s first segment, the 4 s grid from there, chunks of whole segments; no boundary
+    /// without a frame after it (a Matroska file whose Opus audio ends 7 ms after the last picture).
+    @Test func thePlanCutsOnTheKeyframeGridAndNeverAfterTheLastPicture() {
+        let cut = TranscodePlan.cut(duration: 60, keyframeInterval: 4, firstSeconds: 2, chunkSeconds: 32)
+        #expect(cut.segments == [2] + Array(repeating: 4, count: 14) + [2])
+        #expect(cut.chunks.map(\.segments) == [1, 8, 7])
+        #expect(cut.chunks.map(\.start) == [0, 2, 34] && cut.chunks.map(\.end) == [2, 34, nil])
+        #expect(cut.chunks.map(\.firstSegment) == [0, 1, 9])
+        let padded = TranscodePlan.cut(duration: 9.007, keyframeInterval: 2, firstSeconds: 1, chunkSeconds: 4, frameDuration: 0.1)
+        #expect(padded.segments.count == 5 && abs(padded.segments.last! - 2.007) < 1e-9)
+        #expect(padded.chunks.map(\.segments) == [1, 2, 2])
+        let exact = TranscodePlan.cut(duration: 9.2, keyframeInterval: 2, firstSeconds: 1, chunkSeconds: 4, frameDuration: 0.1)
+        #expect(exact.segments.count == 6)
+    }
+
     @Test func theStateFollowsTheLatestObjectThePipelineWrote() {
         let source = SourceObject(bucket: "ingest", key: "uploads/v.mp4")
         let upload = UploadRecord(

@@ -39,15 +39,16 @@ extension TranscodeHandler {
             plan = existing  // a retried or duplicated plan step: the same cut, the same jobs
         } else {
             let chunking = configuration.chunking!
-            // The source's AAC is carried packet by packet into each chunk's range; any other audio has to be
-            // encoded to AAC in one pass (an encoder per chunk would prime every chunk with silence), so such a
-            // video is one chunk.
+            // The source's AAC is carried packet by packet into each chunk's range; any other audio is encoded
+            // to AAC once, here (an encoder per chunk would prime every chunk with silence), and the chunks mux
+            // that encode's packets.
             let carried = info.audio.map {
                 $0.codec == "aac" && (info.container.contains("mp4") || info.container.contains("matroska"))
             } ?? true
             let cut = TranscodePlan.cut(
                 duration: info.duration, keyframeInterval: configuration.settings.keyframeInterval,
-                firstSeconds: chunking.firstSeconds, chunkSeconds: chunking.chunkSeconds, single: !carried)
+                firstSeconds: chunking.firstSeconds, chunkSeconds: chunking.chunkSeconds,
+                frameDuration: 1 / max(video.frameRate ?? 30, 1))
             plan = TranscodePlan(
                 videoId: id, source: metadata.source, duration: info.duration,
                 keyframeInterval: configuration.settings.keyframeInterval, segmentDurations: cut.segments,
@@ -55,7 +56,8 @@ extension TranscodeHandler {
                 rungs: Transcoder.rungs(for: height, ladder: configuration.ladder).map {
                     TranscodePlan.Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate)
                 },
-                preset: configuration.settings.preset, window: chunking.window, createdAt: ISO8601DateFormatter().string(from: Date()))
+                preset: configuration.settings.preset, window: chunking.window, createdAt: ISO8601DateFormatter().string(from: Date()),
+                encodedAudio: carried ? nil : true)
             if !(try await s3.createJSON(plan, bucket: mediaBucket, key: ChunkKeys.plan(id))) {
                 plan = try await s3.getJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id))
             }
@@ -64,7 +66,14 @@ extension TranscodeHandler {
             VideoStatus(videoId: id, state: "transcoding", percent: 0, source: plan.source), bucket: mediaBucket,
             key: VideoKeys.status(id))
         let queued = plan.window > 0 ? min(plan.chunks.count, 1 + plan.window) : plan.chunks.count
-        for index in 0..<queued {
+        // The first chunk goes at once (it encodes its own audio when the rest wait for the audio's encode).
+        try await s3.createJSON(ChunkJob(videoId: id, index: 0), bucket: mediaBucket, key: ChunkKeys.job(id, index: 0))
+        if plan.encodedAudio == true, plan.chunks.count > 1 {
+            guard try await encodeAudio(plan: plan, context: context) else {
+                return Done(videoId: id, step: "plan", skipped: "cancelled")
+            }
+        }
+        for index in 1..<queued {
             try await s3.createJSON(ChunkJob(videoId: id, index: index), bucket: mediaBucket, key: ChunkKeys.job(id, index: index))
         }
         context.logger.info("planned", metadata: [
@@ -72,6 +81,51 @@ extension TranscodeHandler {
             "cinescale.segments": .stringConvertible(plan.segmentDurations.count),
         ])
         return Done(videoId: id, step: "plan", renditions: plan.rungs.map(\.name), chunk: plan.chunks.count)
+    }
+
+    /// Encodes the source's audio once to `ChunkKeys.encodedAudio` and records it (a retry finds the record and
+    /// does nothing). False when the video was deleted meanwhile (what this wrote is taken back).
+    func encodeAudio(plan: TranscodePlan, context: FunctionContext) async throws -> Bool {
+        let id = plan.videoId
+        let recordKey = ChunkKeys.encodedAudioRecord(id)
+        if try await s3.optionalJSON(EncodedAudioRecord.self, bucket: mediaBucket, key: recordKey) != nil { return true }
+        let started = ContinuousClock.now
+        let scratch = URL(fileURLWithPath: configuration.workDirectory)
+            .appendingPathComponent("audio-\(context.requestID)").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let path = "\(scratch)/audio.m4a"
+        let source = try await rangedSource(plan.source)
+        let encoded: EncodedAudio
+        do {
+            encoded = try await Transcoder.encodeAudio(source: source, output: path)
+        } catch {
+            if error.code == .sourceUnavailable { throw error }  // transient: the retry policy decides
+            let failure = MediaError(error.code, "the audio: \(error.message)")
+            try await fail(id, failure, context: context)
+            throw TranscodeFailed(error: failure, videoID: id)
+        }
+        let key = ChunkKeys.encodedAudio(id)
+        _ = try await s3.uploadFile(bucket: mediaBucket, key: key, path: path, contentType: "audio/mp4")
+        let size = TranscodeHandler.fileSize(path)
+        let record = EncodedAudioRecord(
+            key: key, packets: encoded.packets, sampleRate: encoded.sampleRate, leadIn: encoded.leadIn,
+            duration: encoded.duration, size: size, seconds: Self.seconds(since: started))
+        try await s3.putJSON(record, bucket: mediaBucket, key: recordKey)
+        guard try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) != nil else {
+            try? await s3.deleteObject(bucket: mediaBucket, key: key)
+            try? await s3.deleteObject(bucket: mediaBucket, key: recordKey)
+            return false
+        }
+        context.logger.info("audio encoded once", metadata: [
+            "cinescale.video": .string(id), "cinescale.packets": .stringConvertible(encoded.packets),
+            "cinescale.seconds": .string(Self.seconds(record.seconds)),
+        ])
+        return true
+    }
+
+    static func fileSize(_ path: String) -> Int64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
     }
 
     // MARK: Chunk
@@ -98,6 +152,18 @@ extension TranscodeHandler {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
         let source = try await rangedSource(plan.source)
+        // Audio encoded once for the whole video: a later chunk muxes that encode's packets for its range.
+        var audio: ChunkAudioSource?
+        if plan.encodedAudio == true, index > 0 {
+            guard let encoded = try await s3.optionalJSON(
+                EncodedAudioRecord.self, bucket: mediaBucket, key: ChunkKeys.encodedAudioRecord(id))
+            else {
+                // Chunks after the first are queued only once the record is written: this is a race with a
+                // delete, or a store that lost it; the retry policy decides.
+                throw TranscodeFailed(error: MediaError(.sourceUnavailable, "the encoded audio is not there"), videoID: id)
+            }
+            audio = ChunkAudioSource(source: encodedAudioSource(id, size: encoded.size), leadIn: encoded.leadIn)
+        }
         let encodeStarted = ContinuousClock.now
         let result: ChunkResult
         do {
@@ -106,7 +172,7 @@ extension TranscodeHandler {
                 chunk: ChunkRange(index: index, start: planned.start, end: planned.end, firstSegment: planned.firstSegment),
                 ladder: plan.rungs.map { Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate) },
                 settings: EncodingSettings(preset: plan.preset, keyframeInterval: plan.keyframeInterval),
-                thumbnails: ThumbnailSettings(), directory: scratch)
+                thumbnails: ThumbnailSettings(), audio: audio, directory: scratch)
         } catch {
             if error.code == .sourceUnavailable { throw error }  // transient: the retry policy decides
             let range = "\(Self.seconds(planned.start))–\(planned.end.map(Self.seconds) ?? "end") s"
@@ -227,11 +293,26 @@ extension TranscodeHandler {
             size = Int64(try await s3.headObject(bucket: object.bucket, key: object.key).size)
         }
         let s3 = self.s3
-        return ChunkedRangeSource(size: size, chunkSize: 1 << 20, cachedChunks: 8) { range in
+        return Self.rangedReads(size: size) { range in
+            try await s3.getObject(bucket: object.bucket, key: object.key, range: range)
+        }
+    }
+
+    /// The audio the plan encoded once (`ChunkKeys.encodedAudio`), through ranged GETs like the source.
+    func encodedAudioSource(_ id: String, size: Int64) -> ChunkedRangeSource {
+        let s3 = self.s3
+        let bucket = mediaBucket
+        return Self.rangedReads(size: size) { range in
+            try await s3.getObject(bucket: bucket, key: ChunkKeys.encodedAudio(id), range: range)
+        }
+    }
+
+    static func rangedReads(
+        size: Int64, get: @escaping @Sendable (ByteRange) async throws -> GetObjectOutput
+    ) -> ChunkedRangeSource {
+        ChunkedRangeSource(size: size, chunkSize: 1 << 20, cachedChunks: 8) { range in
             try Blocking.run {
-                let output = try await s3.getObject(
-                    bucket: object.bucket, key: object.key, range: ByteRange(Int(range.lowerBound)..<Int(range.upperBound)))
-                return Array(output.body.readableBytesView)
+                Array(try await get(ByteRange(Int(range.lowerBound)..<Int(range.upperBound))).body.readableBytesView)
             }
         }
     }

@@ -62,17 +62,24 @@ def dev():
         yield d
 
 
-def upload(dev, tmp_path, name, seconds, size="640x360"):
+def upload(dev, tmp_path, name, seconds, size="640x360", audio=("-c:a", "aac", "-movflags", "+faststart")):
     clip = str(tmp_path / name)
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds}",
            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-           "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-c:a", "aac", "-shortest", "-movflags", "+faststart", clip)
+           "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", *audio, "-shortest", clip)
     status, ticket = dev.json("POST", "/uploads", {"fileName": name, "size": os.path.getsize(clip)})
     assert status == 201, ticket
     out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", clip, ticket["uploadUrl"]],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout == "200", out
     return ticket["videoId"], clip
+
+
+def audio_payloads(url):
+    """The audio packets' MD5s, in order."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_data_hash", "MD5", "-show_entries",
+                          "packet=data_hash", "-of", "json", url], capture_output=True, text=True, timeout=300, check=True)
+    return [p["data_hash"] for p in json.loads(out.stdout)["packets"]]
 
 
 def packets(url, stream):
@@ -154,6 +161,30 @@ def test_playable_while_chunks_encode_and_the_ladder_equals_the_source(dev, tmp_
     lead_runs = dev.invocations("transcode-lead", video_id)
     assert len(lead_runs) == 1 and len(chunk_runs) == 8
     assert all(i["state"] == "succeeded" and i["attempts"] == 1 for i in chunk_runs + lead_runs)
+
+
+def test_audio_that_is_not_aac_is_encoded_once_and_muxed_by_every_chunk(dev, tmp_path):
+    # Opus in Matroska (what WebM uploads carry): the plan encodes the audio to AAC once; the lead encodes its
+    # own 2 s and the other chunks mux the single encode's packets, so the video is still cut into chunks.
+    video_id, _ = upload(dev, tmp_path, "opus.mkv", 20, audio=("-c:a", "libopus"))
+    video = wait_state(dev, video_id, "ready")
+    plan = dev.media(f"{video_id}/plan.json")
+    assert plan["encodedAudio"] is True and [c["segments"] for c in plan["chunks"]] == [1, 2, 2, 1]
+    record = dev.media(f"{video_id}/audio/audio.json")
+    assert record["sampleRate"] == 48000 and abs(record["duration"] - 20) < 0.1, record
+    m4a = dev.s3.generate_presigned_url("get_object", Params={"Bucket": "media", "Key": record["key"]}, ExpiresIn=600)
+    single = audio_payloads(m4a)
+    assert len(single) == record["packets"]
+    for rendition in video["renditions"]:
+        path = str(tmp_path / f"opus-{rendition['name']}.mp4")
+        urllib.request.urlretrieve(rendition["url"], path)
+        assert len(packets(path, "v:0")) == 600
+        # The rendition's audio is the single encode, packet for packet and byte for byte (the lead's own
+        # encode of its range included), evenly spaced: no priming, gap or overlap at any chunk boundary.
+        assert audio_payloads(path) == single
+        audio = packets(path, "a:0")
+        assert all(abs(b[0] - a[0] - 1024 / 48000) < 0.001 for a, b in zip(audio, audio[1:]))
+    assert len(dev.invocations("transcode-chunk", video_id)) == 3
 
 
 def test_a_chunk_worker_killed_mid_chunk_reruns_only_that_chunk(dev, tmp_path):

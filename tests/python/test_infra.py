@@ -1282,7 +1282,12 @@ def test_aws_roles_grant_what_the_functions_touch_and_no_more():
     assert ("media", "*/hls/master.m3u8") not in derived["transcode-chunk"]["s3:PutObject"]
     assert ("media", "*/hls/*/init.mp4") not in derived["transcode-chunk"]["s3:PutObject"]
     assert {("media", "*/jobs/chunk-*.lead.json"), ("media", "*/jobs/chunk-*.chunk.json")} <= derived["transcode"]["s3:PutObject"]
-    assert derived["transcode"]["s3:DeleteObject"] == {("media", "*/thumbnails/sprite-part-*.jpg")}
+    # The plan of a source whose audio is not AAC reads the upload, encodes the audio once and takes it back if
+    # the video was deleted meanwhile; every chunk but the lead reads it.
+    assert derived["transcode"]["s3:DeleteObject"] == {
+        ("media", "*/thumbnails/sprite-part-*.jpg"), ("media", "*/audio/audio.m4a"), ("media", "*/audio/audio.json")}
+    assert ("ingest", "uploads/*") in derived["transcode"]["s3:GetObject"]
+    assert ("media", "*/audio/audio.m4a") in derived["transcode-chunk"]["s3:GetObject"]
     for name in ("transcode-lead", "transcode-chunk"):
         assert ("media", "*/chunks/") in derived[name]["s3:ListBucket"]
         assert ("ingest", "uploads/*") in derived[name]["s3:GetObject"]
@@ -1454,6 +1459,10 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
         ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "lavfi", "-i",
                "sine=frequency=440:sample_rate=44100", "-t", str(seconds), "-c:v", "libx264", "-g", "10",
                "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(clips[name]))
+    # Opus audio (as WebM uploads carry) is not carried: the plan encodes it once and the chunks read that.
+    clips["opus"] = tmp_path / "opus.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+           "-t", "9", "-c:v", "libx264", "-g", "10", "-pix_fmt", "yuv420p", "-c:a", "libopus", str(clips["opus"]))
     (tmp_path / "notes.mp4").write_bytes(b"not a video\n" * 100)
 
     (tmp_path / "store").mkdir()
@@ -1464,7 +1473,7 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
         for bucket in ("ingest", "media"):
             s3.create_bucket(Bucket=bucket)
         for name, path in clips.items():
-            s3.upload_file(str(path), "ingest", f"uploads/{name}.mp4")
+            s3.upload_file(str(path), "ingest", f"uploads/{path.name}")
         s3.upload_file(str(tmp_path / "notes.mp4"), "ingest", "uploads/notes.mp4")
 
         def invoke(function, bucket, key, fails=False):
@@ -1507,18 +1516,20 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
         invoke("transcode-lead", "media", "short/jobs/chunk-00000.lead.json")
         assert invoke("transcode", "media", "short/jobs/finish.json")[0]["step"] == "finish"
 
-        invoke("probe", "ingest", "uploads/v1.mp4")
-        plan = invoke("transcode", "media", "v1/metadata.json")
-        assert plan[0]["step"] == "plan" and plan[0]["chunk"] >= 3, plan
-        jobs = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="media", Prefix="v1/jobs/")["Contents"])
-        assert len(jobs) == plan[0]["chunk"] and jobs[0].endswith(".lead.json"), jobs
-        for job in jobs:
-            done = invoke("transcode-lead" if job.endswith(".lead.json") else "transcode-chunk", "media", job)
-            assert done[0]["step"] == "chunk" and not done[0].get("skipped"), done
-        finished = invoke("transcode", "media", "v1/jobs/finish.json")
-        assert finished[0]["step"] == "finish" and not finished[0].get("skipped"), finished
-        status = json.loads(s3.get_object(Bucket="media", Key="v1/status.json")["Body"].read())
-        assert status["state"] == "ready" and status["renditions"][0]["name"] == "240p", status
+        for video, upload in (("v1", "v1.mp4"), ("opus", "opus.mkv")):
+            invoke("probe", "ingest", f"uploads/{upload}")
+            plan = invoke("transcode", "media", f"{video}/metadata.json")
+            assert plan[0]["step"] == "plan" and plan[0]["chunk"] >= 3, plan
+            jobs = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="media", Prefix=f"{video}/jobs/")["Contents"])
+            assert len(jobs) == plan[0]["chunk"] and jobs[0].endswith(".lead.json"), jobs
+            for job in jobs:
+                done = invoke("transcode-lead" if job.endswith(".lead.json") else "transcode-chunk", "media", job)
+                assert done[0]["step"] == "chunk" and not done[0].get("skipped"), done
+            finished = invoke("transcode", "media", f"{video}/jobs/finish.json")
+            assert finished[0]["step"] == "finish" and not finished[0].get("skipped"), finished
+            status = json.loads(s3.get_object(Bucket="media", Key=f"{video}/status.json")["Body"].read())
+            assert status["state"] == "ready" and status["renditions"][0]["name"] == "240p", status
+        assert s3.head_object(Bucket="media", Key="opus/audio/audio.m4a")["ContentLength"] > 1000
         assert invoke("transcode", "media", "v1/jobs/finish.json")[0]["skipped"] == "duplicate"
         assert invoke("transcode-chunk", "media", "gone/jobs/chunk-00001.chunk.json")[0]["skipped"] == "cancelled"
     finally:
@@ -1543,7 +1554,9 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
     for expected in [("transcode-lead", "s3:PutObject", "*/hls/master.m3u8"), ("transcode-chunk", "s3:GetObject", "uploads/*"),
                      ("transcode-chunk", "s3:ListBucket", "*/chunks/"), ("transcode", "s3:ListBucket", "*/plan.json"),
                      ("transcode", "s3:PutObject", "*/mp4/*.mp4"), ("transcode", "s3:DeleteObject", "*/thumbnails/sprite-part-*.jpg"),
-                     ("transcode", "s3:PutObject", "*/jobs/chunk-*.chunk.json"), ("transcode-chunk", "s3:PutObject", "*/jobs/finish.json")]:
+                     ("transcode", "s3:PutObject", "*/jobs/chunk-*.chunk.json"), ("transcode-chunk", "s3:PutObject", "*/jobs/finish.json"),
+                     ("transcode", "s3:GetObject", "uploads/*"), ("transcode", "s3:PutObject", "*/audio/audio.m4a"),
+                     ("transcode-chunk", "s3:GetObject", "*/audio/audio.m4a")]:
         assert expected in covered, (expected, sorted(covered))
     ranged = [r for r in proxies["transcode-chunk"][1] if r[1].startswith("/ingest/")]
     assert ranged and all(r[0] in ("GET", "HEAD") for r in ranged)
@@ -1551,11 +1564,13 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
     # abort), a video deleted while its chunk runs (the chunk takes back what it wrote), a chunk that fails (it
     # says so in status.json), and reads that find nothing where this run always found something — the lead's
     # plan (a video deleted before its first chunk), the chunks' status.json (the plan writes it before any
-    # chunk), the finish's records (a finish queued before the last record).
+    # chunk), the finish's records (a finish queued before the last record), the chunks' audio record (the plan
+    # writes it before it queues them); and the plan's take-back of the audio it encoded (a delete meanwhile).
     unreached = {
         "probe": set(),
         "transcode": {("s3:AbortMultipartUpload", "*/mp4/*.mp4"), ("s3:AbortMultipartUpload", "*/thumbnails/sprite.jpg"),
-                      ("s3:ListBucket", "*/chunks/*.json")},
+                      ("s3:ListBucket", "*/chunks/*.json"), ("s3:AbortMultipartUpload", "*/audio/audio.m4a"),
+                      ("s3:DeleteObject", "*/audio/audio.m4a"), ("s3:DeleteObject", "*/audio/audio.json")},
         "transcode-lead": {("s3:ListBucket", "*/plan.json")},
         "transcode-chunk": set()}
     for name, (_, properties) in functions.items():
@@ -1565,6 +1580,8 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
             unreached[name] |= {(action, glob) for action, glob in granted
                                 if action in ("s3:AbortMultipartUpload", "s3:DeleteObject")}
             unreached[name] |= {("s3:PutObject", "*/status.json"), ("s3:ListBucket", "*/status.json")}
+        if name == "transcode-chunk":
+            unreached[name].add(("s3:ListBucket", "*/audio/audio.json"))
         reached = {(action, glob) for function, action, glob in covered if function == name}
         assert granted - reached == unreached[name], (name, sorted(granted - reached))
 
