@@ -159,6 +159,8 @@ let package = Package(
             name: "cinescale",
             dependencies: [
                 "ProductAPI",
+                "APIKeys",
+                "PostgresAPIKeys",
                 "MediaFunctionSupport",
                 "Gateway",
                 "StoreNotifications",
@@ -198,6 +200,38 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // API keys and their tenants: tokens, scopes, the store contract and its SQLite implementation (a table
+        // in the gateway's queue file).
+        .target(
+            name: "APIKeys",
+            dependencies: [
+                "DurableSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The same keys in the PostgreSQL database the gateways share their queue in.
+        .target(
+            name: "PostgresAPIKeys",
+            dependencies: [
+                "APIKeys", "PostgresInvocationQueue",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "APIKeysTests",
+            dependencies: [
+                "APIKeys", "PostgresAPIKeys", "PostgresInvocationQueue", "PostgresTestSupport", "InvocationQueue",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -311,7 +345,7 @@ let package = Package(
         .target(
             name: "ProductAPI",
             dependencies: [
-                "HLS", "MediaFunctionSupport", "S3Client",
+                "HLS", "MediaFunctionSupport", "S3Client", "APIKeys",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -320,7 +354,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ProductAPITests", dependencies: ["ProductAPI", "MediaFunctionSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ProductAPITests",
+            dependencies: [
+                "ProductAPI", "MediaFunctionSupport", "APIKeys", "S3Client",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Media work over FFmpeg: probing (custom AVIO over any byte source). Owns every C pointer.
         .target(
             name: "MediaKit",

@@ -37,8 +37,9 @@ LADDER = "240,360,720,1080"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def get(url, timeout=30):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def get(url, timeout=30, key=None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.read()
 
 
@@ -85,7 +86,8 @@ class Dev:
             if time.time() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("cinescale dev did not start")
             time.sleep(0.1)
-        self.api = json.load(open(ready))["api"]
+        addresses = json.load(open(ready))
+        self.api, self.key = addresses["api"], addresses.get("apiKey")
         self.peak = 0
         self.sampling = True
         self.sampler = threading.Thread(target=self.sample, daemon=True)
@@ -97,7 +99,7 @@ class Dev:
             time.sleep(0.25)
 
     def video(self, video_id):
-        return json.loads(get(f"{self.api}/videos/{video_id}"))
+        return json.loads(get(f"{self.api}/videos/{video_id}", key=self.key))
 
     def close(self):
         self.sampling = False
@@ -111,7 +113,7 @@ class Dev:
 def upload(dev, path):
     """Returns (video id, time of the PUT's 200)."""
     ticket = json.loads(urllib.request.urlopen(urllib.request.Request(
-        dev.api + "/uploads", method="POST", headers={"Content-Type": "application/json"},
+        dev.api + "/uploads", method="POST", headers={"Content-Type": "application/json", "Authorization": f"Bearer {dev.key}"},
         data=json.dumps({"fileName": os.path.basename(path), "size": os.path.getsize(path)}).encode()), timeout=30).read())
     out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", path, ticket["uploadUrl"]],
                          capture_output=True, text=True, timeout=600)

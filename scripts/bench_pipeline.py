@@ -19,9 +19,15 @@ import time
 import urllib.request
 
 
+KEY = {}
+
+
 def call(method, url, body=None):
+    headers = {"Authorization": f"Bearer {KEY['token']}"}
+    if body:
+        headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json"} if body else {})
+                                     headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -47,7 +53,8 @@ def main():
             if os.path.exists(ready_file):
                 break
             time.sleep(0.1)
-        api = json.load(open(ready_file))["api"]
+        addresses = json.load(open(ready_file))
+        api, KEY["token"] = addresses["api"], addresses["apiKey"]
         print(f"{videos} clips of 3 s 640x360 → 240p/360p (MP4 + HLS), {transcoders} transcode workers, SQLite queue")
 
         started = time.monotonic()

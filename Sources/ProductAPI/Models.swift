@@ -1,3 +1,4 @@
+import APIKeys
 import Foundation
 import MediaFunctionSupport
 
@@ -182,6 +183,8 @@ struct APIError: Error, Sendable {
     var status: Int
     var code: String
     var message: String
+    /// Set for failures of the server's own (5xx): the id its log line carries.
+    var requestID: String?
 
     init(_ status: Int, _ code: String, _ message: String) {
         self.status = status
@@ -198,4 +201,38 @@ enum ISO8601 {
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.string(from: date)
     }
+}
+
+/// A key as the API shows it (never its token, which only `POST /keys` returns, once).
+struct KeyView: Encodable, Sendable {
+    var id: String
+    var tenant: String
+    var name: String
+    var scopes: [String]
+    var createdAt: String
+    var revokedAt: String?
+
+    init(_ key: APIKey) {
+        id = key.id
+        tenant = key.tenant
+        name = key.name
+        scopes = key.scopes.map(\.rawValue)
+        createdAt = ISO8601.string(key.createdAt)
+        revokedAt = key.revokedAt.map(ISO8601.string)
+    }
+}
+
+struct CreatedKey: Encodable, Sendable {
+    var key: KeyView
+    /// The bearer token: shown here once, stored nowhere.
+    var token: String
+}
+
+struct KeyList: Encodable, Sendable {
+    var keys: [KeyView]
+}
+
+struct KeyRequest: Decodable, Sendable {
+    var name: String?
+    var scopes: [String]
 }

@@ -6,16 +6,23 @@ import Logging
 import MediaFunctionSupport
 import NIOCore
 import S3Client
+import APIKeys
 
-/// What a CineScale user touches, served by the gateway; stateless over the buckets:
+/// What a CineScale user touches, served by the gateway; stateless over the buckets (and the key store):
+/// every route but the page and streaming takes `Authorization: Bearer <API key>`; a key belongs to a tenant
+/// and has scopes (`upload`, `read`, `delete`, `admin`); a video belongs to the tenant whose key created its
+/// upload (its id starts with the tenant: `acme_1f0c…`, so every object key of it carries the tenant) and is
+/// unknown (404) to every other tenant.
 /// - `POST /uploads` → a video id and a presigned PUT URL into the ingest bucket;
 /// - `GET /videos/{id}` → state, metadata, renditions and thumbnails with signed URLs; `GET /videos` lists;
 /// - `GET /stream/{id}/{rendition}` → 302 to a signed URL of that MP4;
 /// - `GET /stream/{id}/master.m3u8` and `/stream/{id}/{rendition}/index.m3u8` → playlists rewritten so every
 ///   URI in them is signed (media playlists by the API, segments and init sections by the store);
 /// - `DELETE /videos/{id}` → removes the source and every output.
+/// - `POST /keys`, `GET /keys`, `DELETE /keys/{id}` → the tenant's keys (an `admin` key).
 /// - `GET /` → the web page (upload, progress, playback).
-/// Errors are JSON: `{"error": {"code", "message"}}`. docs/openapi.yaml describes it all.
+/// Errors are JSON: `{"error": {"code", "message"}}` (and a `requestId` for the log when the fault is ours:
+/// no internal error text ever reaches a client). docs/openapi.yaml describes it all.
 public struct ProductAPI: Sendable {
     let configuration: ProductConfiguration
     /// Talks to the store (reads and deletes).
@@ -23,27 +30,52 @@ public struct ProductAPI: Sendable {
     /// Presigns URLs for clients: the store's endpoint as clients reach it.
     let presigner: S3Client
     let signer: StreamSigner
+    let keys: any APIKeyStore
     let logger: Logger
 
-    public init(configuration: ProductConfiguration, s3: S3Client, presigner: S3Client, logger: Logger) {
+    public init(configuration: ProductConfiguration, s3: S3Client, presigner: S3Client, keys: any APIKeyStore, logger: Logger) {
         self.configuration = configuration
         self.s3 = s3
         self.presigner = presigner
         self.signer = StreamSigner(secret: configuration.signingSecret)
+        self.keys = keys
         self.logger = logger
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/") { _, _ in WebPage.response() }
         router.get("/index.html") { _, _ in WebPage.response() }
-        router.post("/uploads") { request, _ in await respond { try await createUpload(request) } }
-        router.post("/upload") { request, _ in await respond { try await uploadForm(request) } }
-        router.get("/videos") { request, _ in await respond { try await listVideos(request) } }
-        router.get("/videos/:id") { _, context in
-            await respond { try await video(context.parameters.get("id") ?? "") }
+        router.post("/uploads") { request, _ in
+            await respond { try await createUpload(request, tenant: try await authenticate(request, .upload).tenant) }
         }
-        router.delete("/videos/:id") { _, context in
-            await respond { try await deleteVideo(context.parameters.get("id") ?? "") }
+        router.post("/upload") { request, _ in
+            await respond { try await uploadForm(request, tenant: try await authenticate(request, .upload).tenant) }
+        }
+        router.get("/videos") { request, _ in
+            await respond { try await listVideos(request, tenant: try await authenticate(request, .read).tenant) }
+        }
+        router.get("/videos/:id") { request, context in
+            await respond {
+                let key = try await authenticate(request, .read)
+                return try await video(try owned(context.parameters.get("id") ?? "", by: key))
+            }
+        }
+        router.delete("/videos/:id") { request, context in
+            await respond {
+                let key = try await authenticate(request, .delete)
+                return try await deleteVideo(try owned(context.parameters.get("id") ?? "", by: key))
+            }
+        }
+        router.post("/keys") { request, _ in
+            await respond { try await createKey(request, by: try await authenticate(request, .admin)) }
+        }
+        router.get("/keys") { request, _ in
+            await respond { try await listKeys(by: try await authenticate(request, .admin)) }
+        }
+        router.delete("/keys/:id") { request, context in
+            await respond {
+                try await revokeKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
+            }
         }
         router.get("/stream/:id/:name") { _, context in
             await respond { try await stream(context.parameters.get("id") ?? "", context.parameters.get("name") ?? "") }
@@ -72,7 +104,7 @@ public struct ProductAPI: Sendable {
         "ogv": "video/ogg", "3gp": "video/3gpp", "flv": "video/x-flv", "wmv": "video/x-ms-wmv",
     ]
 
-    func createUpload(_ request: Request) async throws -> Response {
+    func createUpload(_ request: Request, tenant: String) async throws -> Response {
         let body = try await request.body.collect(upTo: 64 * 1024)
         var upload = UploadRequest()
         if body.readableBytes > 0 {
@@ -90,7 +122,7 @@ public struct ProductAPI: Sendable {
             }
         }
         let (contentType, suffix) = try Self.videoType(fileName: upload.fileName, contentType: upload.contentType)
-        let id = Self.newVideoID()
+        let id = Self.newVideoID(tenant: tenant)
         let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
         let now = Date()
         let expires = now.addingTimeInterval(Double(configuration.uploadExpiry))
@@ -115,7 +147,7 @@ public struct ProductAPI: Sendable {
     /// The old CineScale's `POST /upload` (multipart/form-data with a `file` part), kept as a convenience:
     /// the file part streams to the ingest bucket as a multipart upload of 8 MiB parts, so memory stays
     /// bounded whatever the file's size.
-    func uploadForm(_ request: Request) async throws -> Response {
+    func uploadForm(_ request: Request, tenant: String) async throws -> Response {
         guard let boundary = MultipartParser.boundary(contentType: request.headers[.contentType] ?? "") else {
             throw APIError(415, "UnsupportedMediaType", "POST /upload takes multipart/form-data with a 'file' part.")
         }
@@ -139,7 +171,8 @@ public struct ProductAPI: Sendable {
                         let disposition = headers["content-disposition"] ?? ""
                         if upload == nil, disposition.headerParameter("name") == "file" {
                             upload = try await startFormUpload(
-                                fileName: disposition.headerParameter("filename"), contentType: headers["content-type"])
+                                fileName: disposition.headerParameter("filename"), contentType: headers["content-type"],
+                                tenant: tenant)
                         } else {
                             skipping = 0
                         }
@@ -171,11 +204,11 @@ public struct ProductAPI: Sendable {
             status: .created)
     }
 
-    private func startFormUpload(fileName: String?, contentType: String?) async throws -> FormUpload {
+    private func startFormUpload(fileName: String?, contentType: String?, tenant: String) async throws -> FormUpload {
         // Form parts often say application/octet-stream for any file: that says nothing about the type.
         let (type, suffix) = try Self.videoType(
             fileName: fileName, contentType: contentType == "application/octet-stream" ? nil : contentType)
-        let id = Self.newVideoID()
+        let id = Self.newVideoID(tenant: tenant)
         let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
         let now = Date()
         try await s3.putJSON(
@@ -200,13 +233,28 @@ public struct ProductAPI: Sendable {
         return (type, ext ?? videoTypes.first { $0.value == type.lowercased() }?.key ?? "mp4")
     }
 
-    /// 96 random bits, lowercase hex: unguessable, and safe as a key segment and a file name.
-    static func newVideoID() -> String {
+    /// The tenant, '_', and 96 random bits in lowercase hex: unguessable, safe as a key segment and a file
+    /// name, and every object key of the video (`uploads/<id>.mp4`, `<id>/…`) carries its tenant.
+    static func newVideoID(tenant: String) -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<12).map { _ in
+        return tenant + "_" + (0..<12).map { _ in
             let byte = UInt8.random(in: 0...255, using: &generator)
             return (byte < 16 ? "0" : "") + String(byte, radix: 16)
         }.joined()
+    }
+
+    /// The tenant a video id names (what precedes its first '_'); nil for an id without one.
+    static func tenant(of id: String) -> String? {
+        guard let separator = id.firstIndex(of: "_"), separator != id.startIndex else { return nil }
+        return String(id[..<separator])
+    }
+
+    /// `id`, if it is a valid video id of the key's tenant; another tenant's video is unknown (404), exactly
+    /// as a video that does not exist.
+    func owned(_ id: String, by key: APIKey) throws -> String {
+        try Self.validate(id)
+        guard Self.tenant(of: id) == key.tenant else { throw APIError.notFound(id) }
+        return id
     }
 
     /// The file name's extension, lowercased, when it is 1–8 letters or digits.
@@ -222,6 +270,65 @@ public struct ProductAPI: Sendable {
         guard (1...128).contains(id.utf8.count), !id.hasPrefix("."),
             id.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E })
         else { throw APIError(400, "InvalidVideoId", "A video id is 1–128 letters, digits, '-', '_' or '.'.") }
+    }
+
+    // MARK: Keys
+
+    /// The key of a request's `Authorization: Bearer` token, if it allows `scope`. The header is parsed here:
+    /// the router's context is the gateway's (shared with the S3 and operator routes), so an authenticator
+    /// middleware bound to a context type of its own (hummingbird-auth's) would not fit without changing theirs.
+    func authenticate(_ request: Request, _ scope: Scope) async throws -> APIKey {
+        guard let header = request.headers[.authorization] else {
+            throw APIError(401, "Unauthorized", "This route needs an API key: Authorization: Bearer <key>.")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError(401, "Unauthorized", "The Authorization header must be 'Bearer <key>'.")
+        }
+        guard let key = try await keys.authenticate(token: parts[1].trimmingCharacters(in: .whitespaces)) else {
+            throw APIError(401, "Unauthorized", "The API key is not valid (unknown, revoked or mistyped).")
+        }
+        guard key.allows(scope) else {
+            throw APIError(403, "Forbidden", "This key's scopes (\(key.scopes.map(\.rawValue).joined(separator: ", "))) do not include '\(scope.rawValue)'.")
+        }
+        return key
+    }
+
+    func createKey(_ request: Request, by admin: APIKey) async throws -> Response {
+        let body = try await request.body.collect(upTo: 16 * 1024)
+        let asked: KeyRequest
+        let scopes: [Scope]
+        do {
+            asked = try JSONDecoder().decode(KeyRequest.self, from: Data(body.readableBytesView))
+            scopes = try APIKeyRules.scopes(asked.scopes.joined(separator: ","))
+        } catch let error as APIKeyError {
+            throw APIError(400, "InvalidRequest", error.message)
+        } catch {
+            throw APIError(400, "InvalidRequest", "The body must be JSON: {\"name\": \"…\", \"scopes\": [\"upload\", \"read\", \"delete\", \"admin\"]}.")
+        }
+        let created: (key: APIKey, token: String)
+        do {
+            created = try await keys.create(tenant: admin.tenant, name: asked.name ?? "", scopes: scopes)
+        } catch let error as APIKeyError where error.code == .invalidArgument {
+            throw APIError(400, "InvalidRequest", error.message)
+        }
+        logger.info("api key created", metadata: [
+            "cinescale.key": .string(created.key.id), "cinescale.tenant": .string(admin.tenant),
+            "cinescale.by": .string(admin.id),
+        ])
+        return try Self.json(CreatedKey(key: KeyView(created.key), token: created.token), status: .created)
+    }
+
+    func listKeys(by admin: APIKey) async throws -> Response {
+        try Self.json(KeyList(keys: try await keys.list(tenant: admin.tenant).map(KeyView.init)))
+    }
+
+    func revokeKey(_ id: String, by admin: APIKey) async throws -> Response {
+        guard try await keys.revoke(id: id, tenant: admin.tenant) else {
+            throw APIError(404, "NoSuchKey", "There is no key '\(id.prefix(64))'.")
+        }
+        logger.info("api key revoked", metadata: ["cinescale.key": .string(id), "cinescale.by": .string(admin.id)])
+        return Response(status: .noContent)
     }
 
     // MARK: Videos
@@ -290,15 +397,16 @@ public struct ProductAPI: Sendable {
         return try Self.json(view)
     }
 
-    func listVideos(_ request: Request) async throws -> Response {
+    func listVideos(_ request: Request, tenant: String) async throws -> Response {
         let limitText = request.uri.queryParameters.get("limit")
         let limit = limitText.flatMap { Int($0) } ?? 20
         guard (1...100).contains(limit), limitText == nil || Int(limitText!) != nil else {
             throw APIError(400, "InvalidRequest", "limit must be 1–100.")
         }
         let cursor = request.uri.queryParameters.get("cursor").flatMap { $0.isEmpty ? nil : $0 }
+        // The tenant's videos only: every one of its ids, hence key prefixes, starts with "<tenant>_".
         let page = try await s3.listObjectsV2(
-            bucket: configuration.mediaBucket, delimiter: "/", continuationToken: cursor, maxKeys: limit)
+            bucket: configuration.mediaBucket, prefix: "\(tenant)_", delimiter: "/", continuationToken: cursor, maxKeys: limit)
         let ids = page.commonPrefixes.map { String($0.dropLast()) }.filter { (try? Self.validate($0)) != nil }
         let summaries = try await withThrowingTaskGroup(of: (Int, VideoSummary?).self) { group in
             for (index, id) in ids.enumerated() {
@@ -340,7 +448,8 @@ public struct ProductAPI: Sendable {
             let end = min(start + 1000, keys.endIndex)
             let failures = try await s3.deleteObjects(bucket: configuration.mediaBucket, keys: Array(keys[start..<end]))
             if let failure = failures.first {
-                throw APIError(502, "DeleteFailed", "\(failure.key): \(failure.message)")
+                logger.error("delete failed", metadata: ["cinescale.key": .string(failure.key), "cinescale.error": .string(failure.message)])
+                throw APIError(502, "DeleteFailed", "Some of the video's objects could not be deleted; try again.")
             }
             start = end
         }
@@ -523,7 +632,8 @@ public struct ProductAPI: Sendable {
         } catch let error as S3Error where error.isNoSuchKey {
             return nil
         } catch is DecodingError {
-            throw APIError(502, "InvalidObject", "\(configuration.mediaBucket)/\(key) is not what the pipeline writes.")
+            logger.error("a stored object is not what the pipeline writes", metadata: ["cinescale.key": .string(key)])
+            throw APIError(502, "InvalidObject", "A stored object of this video is damaged.")
         }
     }
 
@@ -536,18 +646,35 @@ public struct ProductAPI: Sendable {
         }
     }
 
+    /// Runs a route: an `APIError` is the client's answer; any other failure is ours, logged in full with a
+    /// request id, and answered with only that id (no store message, path or error text leaves the server).
     func respond(_ work: () async throws -> Response) async -> Response {
         do {
             return try await work()
         } catch let error as APIError {
             return Self.error(error)
-        } catch let error as S3Error {
-            logger.error("store request failed", metadata: ["cinescale.error": .string("\(error)")])
-            return Self.error(APIError(502, "StoreError", "The object store answered \(error.statusCode): \(error.message)"))
         } catch {
-            logger.error("request failed", metadata: ["cinescale.error": .string("\(error)")])
-            return Self.error(APIError(500, "InternalError", "\(error)"))
+            let requestID = Self.requestID()
+            let (status, code, message): (Int, String, String)
+            if error is S3Error {
+                (status, code, message) = (502, "StoreError", "The object store could not serve this request.")
+            } else if error is APIKeyError {
+                (status, code, message) = (503, "KeyStoreUnavailable", "API keys cannot be checked right now; try again.")
+            } else {
+                (status, code, message) = (500, "InternalError", "The request failed on the server.")
+            }
+            logger.error("request failed", metadata: [
+                "cinescale.request.id": .string(requestID), "cinescale.error": .string(String(reflecting: error)),
+            ])
+            var answer = APIError(status, code, "\(message) (request id \(requestID))")
+            answer.requestID = requestID
+            return Self.error(answer)
         }
+    }
+
+    static func requestID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 
     static func error(_ error: APIError) -> Response {
@@ -555,13 +682,19 @@ public struct ProductAPI: Sendable {
             struct Inner: Encodable {
                 var code: String
                 var message: String
+                var requestId: String?
             }
             var error: Inner
         }
-        let data = (try? JSONEncoder().encode(Body(error: .init(code: error.code, message: error.message)))) ?? Data()
-        return Response(
+        let data =
+            (try? JSONEncoder().encode(Body(error: .init(code: error.code, message: error.message, requestId: error.requestID))))
+            ?? Data()
+        var response = Response(
             status: HTTPResponse.Status(code: error.status), headers: [.contentType: "application/json"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        if error.status == 401 { response.headers[.wwwAuthenticate] = #"Bearer realm="cinescale""# }
+        if let requestID = error.requestID { response.headers[HTTPField.Name("X-Request-Id")!] = requestID }
+        return response
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -44,6 +44,11 @@ enum WebPage {
         </head>
         <body>
         <h1>CineScale</h1>
+        <div class="box" id="keybox">
+          <div class="row"><span class="name">API key</span>
+            <input id="key" type="password" autocomplete="off" placeholder="cs_…" size="60">
+            <button id="usekey">Use</button><span id="keystate"></span></div>
+        </div>
         <div class="box">
           <label class="pick">Choose a video…<input type="file" id="file" accept="video/*"></label>
           <div class="row"><span class="name">upload</span><progress id="upload" max="1" value="0"></progress></div>
@@ -63,10 +68,32 @@ enum WebPage {
         const $ = (id) => document.getElementById(id);
         let following = null;
 
+        // The API key: from the link's fragment (#key=…, never sent to a server) or typed in, kept in this
+        // browser's localStorage and sent as a bearer token on every API call.
+        (function takeKeyFromFragment() {
+          const match = location.hash.match(/[#&]key=([^&]+)/);
+          if (match) {
+            localStorage.setItem("cinescale.apiKey", decodeURIComponent(match[1]));
+            history.replaceState(null, "", location.pathname + location.search);
+          }
+        })();
+        const apiKey = () => localStorage.getItem("cinescale.apiKey") || "";
+        function showKey() {
+          $("keystate").textContent = apiKey() ? "saved in this browser" : "needed to upload and list";
+          document.body.dataset.key = apiKey() ? "set" : "missing";
+        }
+        $("usekey").addEventListener("click", () => {
+          localStorage.setItem("cinescale.apiKey", $("key").value.trim());
+          $("key").value = "";
+          showKey();
+          refreshList();
+        });
+        showKey();
+
         async function api(method, path, body) {
-          const response = await fetch(path, {
-            method, headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined,
-          });
+          const headers = { Authorization: `Bearer ${apiKey()}` };
+          if (body) headers["Content-Type"] = "application/json";
+          const response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
           const data = response.status === 204 ? null : await response.json();
           if (!response.ok) throw new Error(data && data.error ? `${data.error.code}: ${data.error.message}` : `HTTP ${response.status}`);
           return data;

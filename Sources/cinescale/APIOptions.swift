@@ -1,4 +1,5 @@
 import ArgumentParser
+import APIKeys
 import Foundation
 import Logging
 import ProductAPI
@@ -31,7 +32,9 @@ struct APIOptions: ParsableArguments {
     }
 
     /// The API over `store` (read and written by the API) presigning for `publicStore` (as clients reach it).
-    func makeAPI(store: String, publicStore: String, region: String, credentials: Credentials, logger: Logger) throws -> ProductAPI {
+    func makeAPI(
+        store: String, publicStore: String, region: String, credentials: Credentials, keys: any APIKeyStore, logger: Logger
+    ) throws -> ProductAPI {
         guard let storeURL = URL(string: store), let publicURL = URL(string: publicStore) else {
             throw ValidationError("the API's store URLs must be URLs: \(store), \(publicStore)")
         }
@@ -42,6 +45,6 @@ struct APIOptions: ParsableArguments {
                 ingestBucket: ingestBucket, mediaBucket: mediaBucket, maxUploadBytes: maxUploadBytes,
                 uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
                 signingSecret: Array(credentials.secretAccessKey.utf8)),
-            s3: s3, presigner: presigner, logger: logger)
+            s3: s3, presigner: presigner, keys: keys, logger: logger)
     }
 }

@@ -85,7 +85,10 @@ struct DemoCommand: AsyncParsableCommand {
         let api = addresses["api"]!
         out.line("    API and web page: \(api)/    store: \(addresses["store"]!)")
 
-        let flow = UploadFlow(api: api, client: .shared, out: out)
+        let apiKey = addresses["apiKey"]!
+        out.line("    API key (tenant \(addresses["tenant"] ?? "dev"), admin): \(apiKey)")
+        out.line("    web page with the key: \(api)/#key=\(apiKey)")
+        let flow = UploadFlow(api: api, apiKey: apiKey, client: .shared, out: out)
         let started = Date()
         let video = try await flow.run(path: clip)
         out.line(String(format: "==> processed in %.1f s (upload, probe, transcode)", Date().timeIntervalSince(started)))

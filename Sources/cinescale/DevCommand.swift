@@ -1,3 +1,4 @@
+import APIKeys
 import ArgumentParser
 import Crypto
 import Foundation
@@ -159,8 +160,12 @@ struct DevCommand: AsyncParsableCommand {
         gatewayConfiguration.region = region
         gatewayConfiguration.credentials = [credentials]
 
+        // The API's keys beside the queue; the dev tenant's admin key is kept in the data directory (mode 0600),
+        // so it stays the same across restarts (the web page remembers it), and made anew if it was revoked.
+        let keys = try SQLiteAPIKeyStore(path: "\(root)/gateway/queue.sqlite")
+        let apiKey = try await Self.devKey(keys, file: "\(root)/gateway/dev-api-key", logger: logger)
         let api = try apiOptions.makeAPI(
-            store: storeURL, publicStore: publicStore, region: region, credentials: credentials, logger: logger)
+            store: storeURL, publicStore: publicStore, region: region, credentials: credentials, keys: keys, logger: logger)
         let gateway = try GatewayService(
             configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) })
 
@@ -175,15 +180,33 @@ struct DevCommand: AsyncParsableCommand {
                 _ = try await gateway.listeningPort()
                 logger.notice("CineScale is running", metadata: [
                     "cinescale.api": .string(apiURL), "cinescale.store": .string(storeURL), "cinescale.data": .string(root),
+                    "cinescale.tenant": .string(Self.devTenant), "cinescale.api.key": .string(apiKey),
                 ])
                 try ProcessOptions.announce(port: apiPort, to: portFile)
                 if let readyFile {
-                    let text = #"{"api":"\#(apiURL)","store":"\#(storeURL)"}"#
-                    try Data(text.utf8).write(to: URL(fileURLWithPath: readyFile), options: .atomic)
+                    let ready = ["api": apiURL, "store": storeURL, "apiKey": apiKey, "tenant": Self.devTenant]
+                    let data = try JSONSerialization.data(withJSONObject: ready, options: [.sortedKeys, .withoutEscapingSlashes])
+                    try data.write(to: URL(fileURLWithPath: readyFile), options: .atomic)
                 }
             }
             try await tasks.waitForAll()
         }
+    }
+
+    static let devTenant = "dev"
+
+    /// The dev tenant's admin token: the one in `file` while it still authenticates, else a new one.
+    static func devKey(_ keys: any APIKeyStore, file: String, logger: Logger) async throws -> String {
+        if let data = FileManager.default.contents(atPath: file) {
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if let key = try await keys.authenticate(token: token), key.tenant == devTenant, key.allows(.admin) { return token }
+        }
+        let created = try await keys.create(tenant: devTenant, name: "cinescale dev", scopes: [.admin])
+        guard FileManager.default.createFile(atPath: file + ".tmp", contents: Data(created.token.utf8), attributes: [.posixPermissions: 0o600]),
+            rename(file + ".tmp", file) == 0
+        else { throw ValidationError("cannot write \(file)") }
+        logger.info("created the dev tenant's admin key", metadata: ["cinescale.key": .string(created.key.id)])
+        return created.token
     }
 
     static func executableDirectory() -> String {

@@ -79,18 +79,25 @@ struct GatewayCommand: AsyncParsableCommand {
         }
 
         let store = (apiStore ?? environment["CINESCALE_API_STORE"]).flatMap { $0.isEmpty ? nil : $0 }
+        // The API's keys live beside the queue (its SQLite file or the shared PostgreSQL database).
+        var keyService: (any Service)?
         let api = try store.map { store in
-            try apiOptions.makeAPI(
+            let keys = try KeyStores.open(configuration.queue, logger: logger)
+            keyService = keys.service
+            return try apiOptions.makeAPI(
                 store: store, publicStore: apiPublicStore ?? store, region: configuration.region,
-                credentials: configuration.credentials[0], logger: logger)
+                credentials: configuration.credentials[0], keys: keys.store, logger: logger)
         }
         let gateway = try GatewayService(
             configuration: configuration, logger: logger, additionalRoutes: { router in api?.addRoutes(to: router) })
         let portFile = processOptions.portFile
         let host = configuration.host
         let functionNames = configuration.functions.map(\.name).joined(separator: ",")
+        // The key store's connection pool first: the group stops services in reverse order, so it outlives
+        // the servers that authenticate through it.
         let group = ServiceGroup(configuration: .init(
-            services: [gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: (keyService.map { [$0] } ?? []) + [gateway], gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {

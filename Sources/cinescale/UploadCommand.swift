@@ -14,11 +14,17 @@ struct UploadCommand: AsyncParsableCommand {
     @Option(help: "The API's URL (env CINESCALE_API).")
     var api: String?
 
+    @Option(help: "An API key with the upload and read scopes (env CINESCALE_API_KEY; `cinescale dev` prints one).")
+    var apiKey: String?
+
     func run() async throws {
         let api = (api ?? ProcessInfo.processInfo.environment["CINESCALE_API"] ?? "http://127.0.0.1:8080")
             .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read \(file)") }
-        let flow = UploadFlow(api: api, client: .shared, out: Terminal())
+        guard let key = apiKey ?? ProcessInfo.processInfo.environment["CINESCALE_API_KEY"], !key.isEmpty else {
+            throw ValidationError("an API key is needed: --api-key or CINESCALE_API_KEY (cinescale dev prints one at start-up)")
+        }
+        let flow = UploadFlow(api: api, apiKey: key, client: .shared, out: Terminal())
         do {
             let video = try await flow.run(path: file)
             flow.show(video)

@@ -9,6 +9,8 @@ import NIOPosix
 /// and transcoding (another bar), and print the signed URLs with lines to try them.
 struct UploadFlow {
     let api: String
+    /// The API key (`upload` and `read` scopes) the calls carry.
+    let apiKey: String
     let client: HTTPClient
     let out: Terminal
 
@@ -108,13 +110,14 @@ struct UploadFlow {
             out.line("  curl -r 0-1023 -o /dev/null -w '%{http_code} %{size_download} bytes\\n' '\(best.url)'")
             if let hls = video.hls { out.line("  ffplay '\(api)\(hls)'") }
             out.line("  ffplay '\(api)\(best.stream)'")
-            out.line("  open \(api)/ in a browser to upload and play from the page")
+            out.line("  open \(api)/#key=<your API key> in a browser to upload and play from the page")
         }
     }
 
     func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, expect: Int) async throws -> T {
         var request = HTTPClientRequest(url: api + path)
         request.method = .init(rawValue: method)
+        request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(data: body))

@@ -71,8 +71,11 @@ struct ProductAPITests {
         for bad in ["", ".", "a/b", "a b", "..", String(repeating: "a", count: 129), "é"] {
             #expect(throws: APIError.self) { try ProductAPI.validate(bad) }
         }
-        #expect(ProductAPI.newVideoID().count == 24)
-        #expect(ProductAPI.newVideoID() != ProductAPI.newVideoID())
+        let id = ProductAPI.newVideoID(tenant: "acme")
+        #expect(id.count == 5 + 24 && id.hasPrefix("acme_") && ProductAPI.tenant(of: id) == "acme")
+        try ProductAPI.validate(id)
+        #expect(id != ProductAPI.newVideoID(tenant: "acme"))
+        #expect(ProductAPI.tenant(of: "0a1b2c") == nil && ProductAPI.tenant(of: "_x") == nil)
         #expect(try ProductAPI.relativePath("seg-00001.m4s") == "seg-00001.m4s")
         for bad in ["../other/seg.m4s", "/media/x", "http://evil/x", "a?b", ""] {
             #expect(throws: APIError.self) { try ProductAPI.relativePath(bad) }

@@ -189,3 +189,17 @@ def temporary(prefix, make):
     finally:
         thing.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def api_key(database, tenant="test", scopes="admin"):
+    """A new API key's token, made by the operator's `cinescale keys create` on a gateway's database (its
+    queue's SQLite file, or a postgres:// URL)."""
+    import json
+    out = subprocess.run([binary("CINESCALE_BIN"), "keys", "create", "--database", database, "--tenant", tenant,
+                          "--scopes", scopes, "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["token"]
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import binary, ffmpeg, free_port, healthy, stop_process, temporary, wait_for
+from conftest import binary, ffmpeg, free_port, healthy, stop_process, temporary, wait_for, api_key, bearer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUN = os.path.join(ROOT, "localstack", "run.sh")
@@ -172,7 +172,8 @@ def test_the_pipeline_runs_on_localstack(localstack, gateway, tmp_path):
     clip = str(tmp_path / "ls.mp4")
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=4", "-f", "lavfi", "-i", "sine=duration=4",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
-    request = urllib.request.Request(gateway.url + "/uploads", method="POST", headers={"Content-Type": "application/json"},
+    key = api_key(os.path.join(gateway.root, "gw", "queue.sqlite"))
+    request = urllib.request.Request(gateway.url + "/uploads", method="POST", headers={"Content-Type": "application/json", **bearer(key)},
                                      data=json.dumps({"fileName": "ls.mp4", "size": os.path.getsize(clip)}).encode())
     ticket = json.loads(urllib.request.urlopen(request, timeout=10).read())
     assert ticket["uploadUrl"].startswith(localstack.endpoint + "/ingest/uploads/")
@@ -186,7 +187,7 @@ def test_the_pipeline_runs_on_localstack(localstack, gateway, tmp_path):
     assert out.stdout == "200", out
 
     def ready():
-        video = json.loads(urllib.request.urlopen(f"{gateway.url}/videos/{ticket['videoId']}", timeout=10).read())
+        video = json.loads(urllib.request.urlopen(urllib.request.Request(f"{gateway.url}/videos/{ticket['videoId']}", headers=bearer(key)), timeout=10).read())
         assert video["state"] != "failed", video
         return video if video["state"] == "ready" else None
     video = wait_for("ready on LocalStack", ready, timeout=240)

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, binary, ffmpeg, free_port, healthy, start_store, stop_process, temporary, wait_for
+from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, binary, ffmpeg, free_port, healthy, start_store, stop_process, temporary, wait_for, api_key, bearer
 
 TOKEN = "media-test-token"
 
@@ -246,7 +246,8 @@ def test_damaged_media_data_fails_the_transcode_with_a_reason(media, tmp_path):
 def test_the_gateway_serves_the_product_api_over_a_separate_store(media, tmp_path):
     clip = str(tmp_path / "api.mp4")
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "libx264", "-preset", "ultrafast", clip)
-    request = urllib.request.Request(media.gateway + "/uploads", method="POST", headers={"Content-Type": "application/json"},
+    key = api_key(os.path.join(media.root, "gw", "queue.sqlite"))
+    request = urllib.request.Request(media.gateway + "/uploads", method="POST", headers={"Content-Type": "application/json", **bearer(key)},
                                      data=json.dumps({"fileName": "api.mp4", "size": os.path.getsize(clip)}).encode())
     ticket = json.loads(urllib.request.urlopen(request, timeout=10).read())
     assert ticket["uploadUrl"].startswith(media.store.endpoint + "/ingest/uploads/")
@@ -255,7 +256,7 @@ def test_the_gateway_serves_the_product_api_over_a_separate_store(media, tmp_pat
     assert out.stdout == "200"
 
     def probed():
-        video = json.loads(urllib.request.urlopen(f"{media.gateway}/videos/{ticket['videoId']}", timeout=10).read())
+        video = json.loads(urllib.request.urlopen(urllib.request.Request(f"{media.gateway}/videos/{ticket['videoId']}", headers=bearer(key)), timeout=10).read())
         return video if video["state"] == "transcoding" else None  # probed; this fixture transcodes tx- ids only
     video = wait_for("probed", probed)
     assert video["metadata"]["streams"][0]["width"] == 320 and video["fileName"] == "api.mp4"

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ACCESS_KEY, SECRET_KEY, binary, ffmpeg, stop_process, temporary, wait_for
+from conftest import api_key, ACCESS_KEY, SECRET_KEY, binary, ffmpeg, stop_process, temporary, wait_for
 
 
 def request(method, url, body=None, headers=None):
@@ -46,14 +46,20 @@ class Dev:
         wait_for("cinescale dev", lambda: os.path.exists(ready) or self._died())
         addresses = json.load(open(ready))
         self.api, self.store = addresses["api"], addresses["store"]
+        # The dev tenant's admin key, as `cinescale dev` writes it to its ready file.
+        self.key = addresses["apiKey"]
+        self.database = os.path.join(root, "data", "gateway", "queue.sqlite")
+        self.auth = {"Authorization": f"Bearer {self.key}"}
 
     def _died(self):
         if self.proc.poll() is not None:
             raise RuntimeError("cinescale dev exited:\n" + open(os.path.join(self.root, "dev.log")).read())
         return False
 
-    def json(self, method, path, body=None):
-        status, _, data = request(method, self.api + path, body)
+    def json(self, method, path, body=None, key=None):
+        """A call with the dev admin key (or `key`: a token, or "" for none)."""
+        token = self.key if key is None else key
+        status, _, data = request(method, self.api + path, body, {"Authorization": f"Bearer {token}"} if token else {})
         return status, (json.loads(data) if data else None)
 
     def close(self):
@@ -180,7 +186,7 @@ def test_refused_urls_and_json_errors(dev, tmp_path):
     assert status == 415 and body["error"]["code"] == "UnsupportedMediaType"
     status, body = dev.json("POST", "/uploads", {"fileName": "big.mp4", "size": 50 << 30})
     assert status == 413 and body["error"]["code"] == "UploadTooLarge"
-    status, _, body = request("POST", dev.api + "/uploads", b"{not json")
+    status, _, body = request("POST", dev.api + "/uploads", b"{not json", dev.auth)
     assert status == 400 and json.loads(body)["error"]["code"] == "InvalidRequest"
 
     # Listing pages through every video; deleting removes the source and every output.
@@ -193,10 +199,10 @@ def test_refused_urls_and_json_errors(dev, tmp_path):
             break
         cursor = page["nextCursor"]
     assert video_id in seen and ticket2["videoId"] in seen
-    assert request("DELETE", f"{dev.api}/videos/{video_id}")[0] == 204
+    assert request("DELETE", f"{dev.api}/videos/{video_id}", None, dev.auth)[0] == 204
     assert dev.json("GET", f"/videos/{video_id}")[0] == 404
     assert request("GET", video["renditions"][0]["url"])[0] == 404
-    assert request("DELETE", f"{dev.api}/videos/{video_id}")[0] == 404
+    assert request("DELETE", f"{dev.api}/videos/{video_id}", None, dev.auth)[0] == 404
 
 
 def test_openapi_describes_every_route():
@@ -204,22 +210,22 @@ def test_openapi_describes_every_route():
     spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openapi.yaml")))
     assert set(spec["paths"]) == {"/uploads", "/upload", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
                                   "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}",
-                                  "/stream/{id}/{rendition}/{segment}"}
+                                  "/stream/{id}/{rendition}/{segment}", "/keys", "/keys/{id}"}
     assert set(spec["paths"]["/videos/{id}"]) >= {"get", "delete"}
 
 
 def test_upload_command_follows_a_video_to_ready_or_to_its_failure(dev, tmp_path):
     clip = str(tmp_path / "cli.mp4")
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3", "-c:v", "libx264", "-preset", "ultrafast", clip)
-    out = subprocess.run([binary("CINESCALE_BIN"), "upload", clip, "--api", dev.api], capture_output=True, text=True,
-                         timeout=180)
+    out = subprocess.run([binary("CINESCALE_BIN"), "upload", clip, "--api", dev.api, "--api-key", dev.key],
+                         capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert "upload: 100 %" in out.stdout and "process: 100 % done" in out.stdout
     assert "ready: " + dev.api + "/videos/" in out.stdout and "ffplay '" + dev.api + "/stream/" in out.stdout
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video" * 1000)
     out = subprocess.run([binary("CINESCALE_BIN"), "upload", str(garbage), "--api", dev.api], capture_output=True,
-                         text=True, timeout=180)
+                         text=True, timeout=180, env={**os.environ, "CINESCALE_API_KEY": dev.key})
     assert out.returncode == 1 and "UnreadableMedia at probe" in out.stderr, (out.stdout, out.stderr)
 
 
@@ -240,7 +246,8 @@ def test_form_upload_streams_to_the_bucket(dev, tmp_path):
            "-qp", "0", clip)
     size = os.path.getsize(clip)
     assert size > 17 << 20  # three parts at least
-    out = subprocess.run(["curl", "-sS", "-F", "title=holiday", "-F", f"file=@{clip};type=video/mp4",
+    authorization = ["-H", f"Authorization: Bearer {dev.key}"]
+    out = subprocess.run(["curl", "-sS", *authorization, "-F", "title=holiday", "-F", f"file=@{clip};type=video/mp4",
                           dev.api + "/upload"], capture_output=True, text=True, timeout=120)
     ticket = json.loads(out.stdout)
     assert ticket["source"]["size"] == size, ticket
@@ -252,10 +259,63 @@ def test_form_upload_streams_to_the_bucket(dev, tmp_path):
     video = wait_ready(dev, ticket["videoId"])
     assert video["fileName"] == "form clip.mp4" and video["renditions"][-1]["height"] == 360
     # Not a form, not a video, no file part: JSON errors.
-    status, _, body = request("POST", dev.api + "/upload", b"{}", {"Content-Type": "application/json"})
+    status, _, body = request("POST", dev.api + "/upload", b"{}", {"Content-Type": "application/json", **dev.auth})
     assert status == 415
-    out = subprocess.run(["curl", "-sS", "-F", "file=@/etc/hostname;type=text/plain", dev.api + "/upload"],
+    out = subprocess.run(["curl", "-sS", *authorization, "-F", "file=@/etc/hostname;type=text/plain", dev.api + "/upload"],
                          capture_output=True, text=True, timeout=30)
     assert json.loads(out.stdout)["error"]["code"] == "UnsupportedMediaType"
-    out = subprocess.run(["curl", "-sS", "-F", "title=x", dev.api + "/upload"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(["curl", "-sS", *authorization, "-F", "title=x", dev.api + "/upload"], capture_output=True, text=True,
+                         timeout=30)
     assert json.loads(out.stdout)["error"]["code"] == "MalformedForm"
+
+
+def test_keys_scopes_and_tenants(dev, tmp_path):
+    """Every route but streaming and the page needs a key; a key's scopes bound what it may do; a tenant sees
+    none of another's videos (404 as for an unknown id); a revoked key stops at once; tokens are shown once."""
+    # No key, a malformed header, a wrong token: 401 with a JSON error; the page and streaming stay open.
+    for path in ("/videos", "/videos/dev_000000000000000000000000", "/keys"):
+        status, body = dev.json("GET", path, key="")
+        assert status == 401 and body["error"]["code"] == "Unauthorized", (path, body)
+    status, headers, _ = request("GET", dev.api + "/videos", None, {"Authorization": "Basic eDp5"})
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+    assert dev.json("POST", "/uploads", {"fileName": "a.mp4"}, key="cs_k0000000000000000_" + "A" * 43)[0] == 401
+    assert request("GET", dev.api + "/")[0] == 200
+
+    # Keys through the API (admin): a read-only key cannot upload, delete or manage keys.
+    status, created = dev.json("POST", "/keys", {"name": "reader", "scopes": ["read"]})
+    assert status == 201 and created["key"]["scopes"] == ["read"] and created["token"].startswith("cs_")
+    reader = created["token"]
+    assert "token" not in json.dumps(dev.json("GET", "/keys")[1]) and any(
+        k["id"] == created["key"]["id"] for k in dev.json("GET", "/keys")[1]["keys"])
+    status, body = dev.json("POST", "/uploads", {"fileName": "a.mp4"}, key=reader)
+    assert status == 403 and body["error"]["code"] == "Forbidden"
+    assert dev.json("GET", "/keys", key=reader)[0] == 403
+    assert dev.json("POST", "/keys", {"scopes": ["root"]})[0] == 400
+    status, ticket = dev.json("POST", "/uploads", {"fileName": "mine.mp4"})
+    assert status == 201 and ticket["videoId"].startswith("dev_")
+    assert ticket["source"]["key"].startswith("uploads/dev_")
+    assert dev.json("GET", f"/videos/{ticket['videoId']}", key=reader)[0] == 200
+    assert dev.json("DELETE", f"/videos/{ticket['videoId']}", key=reader)[0] == 403
+
+    # Another tenant, made by the operator's CLI on the same database: sees nothing of the dev tenant's.
+    other = api_key(dev.database, tenant="other", scopes="upload,read,delete")
+    status, page = dev.json("GET", "/videos", key=other)
+    assert status == 200 and page["videos"] == []
+    for method in ("GET", "DELETE"):
+        status, body = dev.json(method, f"/videos/{ticket['videoId']}", key=other)
+        assert status == 404 and body["error"]["code"] == "NoSuchVideo"
+    assert dev.json("GET", "/keys", key=other)[0] == 403
+    status, theirs = dev.json("POST", "/uploads", {"fileName": "theirs.mp4"}, key=other)
+    assert theirs["videoId"].startswith("other_")
+    assert dev.json("GET", f"/videos/{theirs['videoId']}")[0] == 404
+    assert [v["videoId"] for v in dev.json("GET", "/videos", key=other)[1]["videos"]] == [theirs["videoId"]]
+
+    # Revoked through the API: refused at once; the operator lists it as revoked.
+    assert dev.json("DELETE", f"/keys/{created['key']['id']}")[0] == 204
+    assert dev.json("GET", "/videos", key=reader)[0] == 401
+    assert dev.json("DELETE", f"/keys/{created['key']['id']}", key=other)[0] == 403
+    out = subprocess.run([binary("CINESCALE_BIN"), "keys", "list", "--database", dev.database, "--json"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    keys = {k["id"]: k for k in json.loads(out.stdout)}
+    assert keys[created["key"]["id"]]["revokedAt"] and {k["tenant"] for k in keys.values()} >= {"dev", "other"}
+    assert all("token" not in k and "hash" not in k for k in keys.values())

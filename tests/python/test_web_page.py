@@ -61,7 +61,7 @@ def test_upload_watch_and_play_hls_in_chromium(browser, dev, tmp_path):
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=10",
            "-f", "lavfi", "-i", "sine=frequency=440:duration=10",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
-    browser.get(dev.api + "/")
+    browser.get(dev.api + "/#key=" + dev.key)
     assert browser.title == "CineScale"
     # Chromium says it can play HLS natively, so the page must choose the signed master playlist.
     assert browser.execute_script("return document.createElement('video').canPlayType('application/vnd.apple.mpegurl')")
@@ -91,7 +91,8 @@ def test_a_chunked_video_plays_from_0_to_its_end_while_later_chunks_encode(brows
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=60",
            "-f", "lavfi", "-i", "sine=frequency=440:duration=60",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
-    browser.get(dev.api + "/")
+    # /index.html, not /: after the first test the page is at / and a fragment alone would not reload it.
+    browser.get(dev.api + "/index.html#key=" + dev.key)
     browser.find_element(By.ID, "file").send_keys(clip)
     state = wait_until(browser, "playable", "return document.body.dataset.playableAt")
     assert state == "transcoding"

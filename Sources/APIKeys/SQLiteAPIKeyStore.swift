@@ -1,0 +1,105 @@
+import DurableSQLite
+import Foundation
+import GRDB
+
+/// The keys in SQLite: a table of their own in the gateway's queue file (`api_key`, its own migration), so a
+/// data directory holds the queue and the keys together.
+public final class SQLiteAPIKeyStore: APIKeyStore {
+    let database: DurableDatabase
+
+    public init(path: String) throws(DurableDatabaseError) {
+        var migrator = DatabaseMigrator()
+        // Its own identifier: the queue's migrator, on the same file, ignores migrations it does not know.
+        migrator.registerMigration("api-keys-v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE api_key (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        tenant TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        scopes TEXT NOT NULL,
+                        hash BLOB NOT NULL,
+                        created_at REAL NOT NULL,
+                        revoked_at REAL
+                    );
+                    CREATE INDEX api_key_tenant ON api_key(tenant, created_at);
+                    """)
+        }
+        database = try DurableDatabase(path: path, migrator: migrator)
+    }
+
+    public func create(tenant: String, name: String, scopes: [Scope]) async throws -> (key: APIKey, token: String) {
+        try APIKeyRules.validate(tenant: tenant)
+        try APIKeyRules.validate(name: name, scopes: scopes)
+        let (id, token) = APIKeyToken.generate()
+        let key = APIKey(id: id, tenant: tenant, name: name, scopes: scopes.sorted(), createdAt: APIKeyRules.now())
+        let hash = APIKeyToken.hash(token)
+        try await storage("creating a key") {
+            try await database.write { db in
+                try db.execute(
+                    sql: "INSERT INTO api_key (id, tenant, name, scopes, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    key.id, key.tenant, key.name, key.scopes.map(\.rawValue).joined(separator: ","), Data(hash),
+                        key.createdAt.timeIntervalSince1970,
+                    ])
+            }
+        }
+        return (key, token)
+    }
+
+    public func list(tenant: String?) async throws -> [APIKey] {
+        try await storage("listing keys") { try await listNow(tenant: tenant) }
+    }
+
+    private func listNow(tenant: String?) async throws -> [APIKey] {
+        try await database.read { db in
+            let rows: [Row]
+            if let tenant {
+                rows = try Row.fetchAll(
+                    db, sql: "SELECT * FROM api_key WHERE tenant = ? ORDER BY created_at, id", arguments: [tenant])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM api_key ORDER BY tenant, created_at, id")
+            }
+            return rows.map(Self.key)
+        }
+    }
+
+    public func revoke(id: String, tenant: String?) async throws -> Bool {
+        let now = Date().timeIntervalSince1970
+        return try await storage("revoking a key") { try await revokeNow(id: id, tenant: tenant, now: now) }
+    }
+
+    private func revokeNow(id: String, tenant: String?, now: Double) async throws -> Bool {
+        try await database.write { db in
+            if let tenant {
+                try db.execute(
+                    sql: "UPDATE api_key SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
+                    arguments: [now, id, tenant])
+            } else {
+                try db.execute(sql: "UPDATE api_key SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", arguments: [now, id])
+            }
+            return db.changesCount > 0
+        }
+    }
+
+    public func authenticate(token: String) async throws -> APIKey? {
+        guard let id = APIKeyToken.keyID(of: token) else { return nil }
+        let found = try await storage("reading a key") { try await database.read { db -> (APIKey, [UInt8])? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM api_key WHERE id = ?", arguments: [id]) else { return nil }
+            let hash: Data = row["hash"]
+            return (Self.key(row), Array(hash))
+        } }
+        guard let (key, hash) = found, APIKeyToken.matches(token, stored: hash), key.revokedAt == nil else { return nil }
+        return key
+    }
+
+    static func key(_ row: Row) -> APIKey {
+        let scopes: String = row["scopes"]
+        let revoked: Double? = row["revoked_at"]
+        return APIKey(
+            id: row["id"], tenant: row["tenant"], name: row["name"],
+            scopes: scopes.split(separator: ",").compactMap { Scope(rawValue: String($0)) },
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
+    }
+}

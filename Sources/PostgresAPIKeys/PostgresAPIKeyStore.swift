@@ -1,0 +1,149 @@
+import APIKeys
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresInvocationQueue
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// The keys in PostgreSQL (`cinescale_api_key`), in the database the gateways share their queue in: a key
+/// created or revoked through one gateway counts on every other at its next request (nothing is cached).
+///
+/// A `Service`: `run()` owns the connection pool; the composition root runs it in the top-level group, before
+/// the servers that authenticate through it, so it stops after them.
+public final class PostgresAPIKeyStore: APIKeyStore, Service {
+    private let client: PostgresClient
+    private let logger: Logger
+    private let migrated = Mutex(false)
+
+    public init(configuration: PostgresQueueConfiguration, logger: Logger) {
+        self.logger = logger
+        let tls: PostgresClient.Configuration.TLS
+        switch configuration.tls {
+        case .disable: tls = .disable
+        case .prefer: tls = .prefer(.makeClientConfiguration())
+        case .require: tls = .require(.makeClientConfiguration())
+        }
+        var clientConfiguration = PostgresClient.Configuration(
+            host: configuration.host, port: configuration.port, username: configuration.user,
+            password: configuration.password, database: configuration.database, tls: tls)
+        // Key checks are one indexed read each: a few connections serve them.
+        clientConfiguration.options.maximumConnections = 4
+        clientConfiguration.options.connectTimeout = .seconds(5)
+        var background = logger
+        background.logLevel = max(logger.logLevel, .warning)
+        client = PostgresClient(configuration: clientConfiguration, backgroundLogger: background)
+    }
+
+    public func run() async throws {
+        await client.run()
+    }
+
+    /// Creates the table if missing (serialised between gateways by an advisory lock); retried by the next
+    /// operation after a failure.
+    func migrate() async throws {
+        if migrated.withLock({ $0 }) { return }
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(8231742)", logger: self.logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS cinescale_api_key (
+                    id TEXT PRIMARY KEY,
+                    tenant TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    scopes TEXT NOT NULL,
+                    hash BYTEA NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    revoked_at DOUBLE PRECISION
+                )
+                """, logger: self.logger)
+            try await connection.query(
+                "CREATE INDEX IF NOT EXISTS cinescale_api_key_tenant ON cinescale_api_key (tenant, created_at)",
+                logger: self.logger)
+        }
+        migrated.withLock { $0 = true }
+    }
+
+    public func create(tenant: String, name: String, scopes: [Scope]) async throws -> (key: APIKey, token: String) {
+        try await APIKeyStorage.run("creating a key") { try await createNow(tenant: tenant, name: name, scopes: scopes) }
+    }
+
+    private func createNow(tenant: String, name: String, scopes: [Scope]) async throws -> (key: APIKey, token: String) {
+        try APIKeyRules.validate(tenant: tenant)
+        try APIKeyRules.validate(name: name, scopes: scopes)
+        try await migrate()
+        let (id, token) = APIKeyToken.generate()
+        let key = APIKey(id: id, tenant: tenant, name: name, scopes: scopes.sorted(), createdAt: APIKeyRules.now())
+        let scopeText = key.scopes.map(\.rawValue).joined(separator: ",")
+        let hash = ByteBuffer(bytes: APIKeyToken.hash(token))
+        let created = key.createdAt.timeIntervalSince1970
+        try await client.query(
+            """
+            INSERT INTO cinescale_api_key (id, tenant, name, scopes, hash, created_at)
+            VALUES (\(key.id), \(key.tenant), \(key.name), \(scopeText), \(hash), \(created))
+            """, logger: logger)
+        return (key, token)
+    }
+
+    public func list(tenant: String?) async throws -> [APIKey] {
+        try await APIKeyStorage.run("listing keys") { try await listNow(tenant: tenant) }
+    }
+
+    private func listNow(tenant: String?) async throws -> [APIKey] {
+        try await migrate()
+        let rows = try await client.query(
+            """
+            SELECT id, tenant, name, scopes, hash, created_at, revoked_at FROM cinescale_api_key
+            WHERE \(tenant)::TEXT IS NULL OR tenant = \(tenant) ORDER BY tenant, created_at, id
+            """, logger: logger
+        ).collect()
+        return try rows.map { try Self.key($0).key }
+    }
+
+    public func revoke(id: String, tenant: String?) async throws -> Bool {
+        try await APIKeyStorage.run("revoking a key") { try await revokeNow(id: id, tenant: tenant) }
+    }
+
+    private func revokeNow(id: String, tenant: String?) async throws -> Bool {
+        try await migrate()
+        let now = Date().timeIntervalSince1970
+        let rows = try await client.query(
+            """
+            UPDATE cinescale_api_key SET revoked_at = COALESCE(revoked_at, \(now))
+            WHERE id = \(id) AND (\(tenant)::TEXT IS NULL OR tenant = \(tenant)) RETURNING id
+            """, logger: logger
+        ).collect()
+        return !rows.isEmpty
+    }
+
+    public func authenticate(token: String) async throws -> APIKey? {
+        try await APIKeyStorage.run("reading a key") { try await authenticateNow(token: token) }
+    }
+
+    private func authenticateNow(token: String) async throws -> APIKey? {
+        guard let id = APIKeyToken.keyID(of: token) else { return nil }
+        try await migrate()
+        let rows = try await client.query(
+            "SELECT id, tenant, name, scopes, hash, created_at, revoked_at FROM cinescale_api_key WHERE id = \(id)",
+            logger: logger
+        ).collect()
+        guard let row = rows.first else { return nil }
+        let (key, hash) = try Self.key(row)
+        guard APIKeyToken.matches(token, stored: hash), key.revokedAt == nil else { return nil }
+        return key
+    }
+
+    static func key(_ row: PostgresRow) throws -> (key: APIKey, hash: [UInt8]) {
+        let (id, tenant, name, scopes, hash, created, revoked) = try row.decode(
+            (String, String, String, String, ByteBuffer, Double, Double?).self)
+        return (
+            APIKey(
+                id: id, tenant: tenant, name: name,
+                scopes: scopes.split(separator: ",").compactMap { Scope(rawValue: String($0)) },
+                createdAt: Date(timeIntervalSince1970: created), revokedAt: revoked.map(Date.init(timeIntervalSince1970:))),
+            Array(hash.readableBytesView)
+        )
+    }
+}

@@ -1,0 +1,98 @@
+import APIKeys
+import Foundation
+import InvocationQueue
+import Logging
+import PostgresAPIKeys
+import PostgresInvocationQueue
+import PostgresTestSupport
+import Testing
+
+/// The key store's contract, on both backends: a token works until its key is revoked, only its keyed hash is
+/// stored, tenants see their own keys, and two handles on one database (two gateways) agree at once.
+@Suite struct APIKeyStoreTests {
+    let directory: String
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-keys-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// Two handles on one store (two gateways on one PostgreSQL database, or two opens of one SQLite file),
+    /// run while `body` runs.
+    func withStores(_ backend: QueueBackend, _ body: (any APIKeyStore, any APIKeyStore) async throws -> Void) async throws {
+        switch backend {
+        case .sqlite:
+            // The queue's own file: its migration and the keys' live side by side.
+            let path = "\(directory)/queue.sqlite"
+            _ = try SQLiteInvocationQueue(path: path)
+            try await body(try SQLiteAPIKeyStore(path: path), try SQLiteAPIKeyStore(path: path))
+            _ = try SQLiteInvocationQueue(path: path)
+        case .postgres:
+            let url = try #require(try await backend.freshPostgresURL())
+            var logger = Logger(label: "test.keys")
+            logger.logLevel = .critical
+            let configuration = try PostgresQueueConfiguration(url: url)
+            let one = PostgresAPIKeyStore(configuration: configuration, logger: logger)
+            let two = PostgresAPIKeyStore(configuration: configuration, logger: logger)
+            let runs = [Task { try await one.run() }, Task { try await two.run() }]
+            defer { runs.forEach { $0.cancel() } }
+            try await body(one, two)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases) func aTokenWorksUntilItsKeyIsRevokedOnEveryHandle(_ backend: QueueBackend) async throws {
+        try await withStores(backend) { one, two in
+            let (key, token) = try await one.create(tenant: "acme", name: "ci", scopes: [.read, .upload])
+            #expect(key.scopes == [.upload, .read] && key.tenant == "acme" && key.id.count == 17)
+            #expect(token.hasPrefix("cs_\(key.id)_") && token.count == 3 + 17 + 1 + 43)
+            #expect(try await two.authenticate(token: token) == key)
+            // One character changed, a token of another key's id, garbage: nothing.
+            var tampered = Array(token)
+            tampered[tampered.count - 1] = tampered.last == "A" ? "B" : "A"
+            #expect(try await two.authenticate(token: String(tampered)) == nil)
+            #expect(try await two.authenticate(token: "cs_k0000000000000000_" + String(token.suffix(43))) == nil)
+            #expect(try await two.authenticate(token: "Bearer nonsense") == nil)
+            #expect(try await one.revoke(id: key.id, tenant: "other") == false)
+            #expect(try await two.revoke(id: key.id, tenant: "acme") == true)
+            #expect(try await one.authenticate(token: token) == nil)
+            #expect(try await one.list(tenant: "acme").first?.revokedAt != nil)
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases) func tenantsSeeTheirOwnKeys(_ backend: QueueBackend) async throws {
+        try await withStores(backend) { one, two in
+            let a1 = try await one.create(tenant: "a", name: "first", scopes: [.admin]).key
+            let b1 = try await one.create(tenant: "b", name: "", scopes: [.read]).key
+            let a2 = try await two.create(tenant: "a", name: "second", scopes: [.delete]).key
+            #expect(try await two.list(tenant: "a").map(\.id) == [a1.id, a2.id])
+            #expect(try await one.list(tenant: "b") == [b1])
+            #expect(Set(try await one.list(tenant: nil).map(\.id)) == [a1.id, a2.id, b1.id])
+            #expect(a1.allows(.delete) && !b1.allows(.upload) && a2.allows(.delete) && !a2.allows(.read))
+        }
+    }
+
+    @Test(arguments: QueueBackend.allCases) func badTenantsNamesAndScopesAreRefused(_ backend: QueueBackend) async throws {
+        try await withStores(backend) { one, _ in
+            for tenant in ["", "Acme", "a_b", "-a", String(repeating: "a", count: 33), "a/b"] {
+                await #expect(throws: APIKeyError.self) { _ = try await one.create(tenant: tenant, name: "", scopes: [.read]) }
+            }
+            await #expect(throws: APIKeyError.self) { _ = try await one.create(tenant: "a", name: "x", scopes: []) }
+            await #expect(throws: APIKeyError.self) { _ = try await one.create(tenant: "a", name: "a\nb", scopes: [.read]) }
+            let left = try await one.list(tenant: nil)
+            #expect(left.isEmpty)
+        }
+        let scopes = try APIKeyRules.scopes("read, upload,read")
+        #expect(scopes == [.upload, .read])
+        #expect(throws: APIKeyError.self) { _ = try APIKeyRules.scopes("read,root") }
+    }
+
+    @Test func theDatabaseHoldsNoTokenOnlyItsKeyedHash() async throws {
+        let path = "\(directory)/keys.sqlite"
+        let store = try SQLiteAPIKeyStore(path: path)
+        let (_, token) = try await store.create(tenant: "acme", name: "ci", scopes: [.admin])
+        let secret = String(token.suffix(43))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path + "-wal")) + Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(bytes.range(of: Data(secret.utf8)) == nil)
+        #expect(bytes.range(of: Data(APIKeyToken.hash(token))) != nil)
+    }
+}
