@@ -6,6 +6,7 @@ import Logging
 import PostgresAPIKeys
 import PostgresInvocationQueue
 import ServiceLifecycle
+import Synchronization
 
 /// Where the API keys live: beside the invocation queue (its SQLite file, or its PostgreSQL database shared by
 /// every gateway), so whoever shares the queue shares the keys.
@@ -59,25 +60,41 @@ struct KeysCommand: AsyncParsableCommand {
             }
         }
 
-        /// Runs `body` on the store (with its connection pool running, for PostgreSQL).
+        /// Runs `body` on the store (with its connection pool running, for PostgreSQL) and returns its result.
         func with<T: Sendable>(_ body: @escaping @Sendable (any APIKeyStore) async throws -> T) async throws -> T {
+            let result = Mutex<T?>(nil)
+            try await run { store in
+                let value = try await body(store)
+                result.withLock { $0 = value }
+            }
+            guard let value = result.withLock({ $0 }) else { throw ValidationError("the database connection ended") }
+            return value
+        }
+
+        // Not optimised: Swift 6.3.1's optimiser crashes (signal 11 in LLVM, "While splitting coroutine",
+        // emitSetAndGetSwiftErrorValueAround) on this function specialised for its callers' closures, in release
+        // builds. It runs once per command.
+        @_optimize(none)
+        private func run(_ body: @escaping @Sendable (any APIKeyStore) async throws -> Void) async throws {
             var logger = Logger(label: "cinescale.keys")
             logger.logLevel = .warning
             let (store, service) = try KeyStores.open(try queue(), logger: logger)
             guard let service else { return try await body(store) }
-            return try await withThrowingTaskGroup(of: T?.self) { group in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     try await service.run()
-                    return nil
+                    return false
                 }
-                group.addTask { try await body(store) }
-                while let result = try await group.next() {
-                    if let result {
+                group.addTask {
+                    try await body(store)
+                    return true
+                }
+                while let done = try await group.next() {
+                    if done {
                         group.cancelAll()
-                        return result
+                        return
                     }
                 }
-                throw ValidationError("the database connection ended")
             }
         }
     }
