@@ -4,7 +4,7 @@ import GRDB
 
 /// The keys in SQLite: a table of their own in the gateway's queue file (`api_key`, its own migration), so a
 /// data directory holds the queue and the keys together.
-public final class SQLiteAPIKeyStore: APIKeyStore {
+public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore {
     let database: DurableDatabase
 
     public init(path: String) throws(DurableDatabaseError) {
@@ -25,7 +25,76 @@ public final class SQLiteAPIKeyStore: APIKeyStore {
                     CREATE INDEX api_key_tenant ON api_key(tenant, created_at);
                     """)
         }
+        migrator.registerMigration("playback-keys-v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE playback_key (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        tenant TEXT NOT NULL,
+                        algorithm TEXT NOT NULL,
+                        material BLOB NOT NULL,
+                        created_at REAL NOT NULL,
+                        revoked_at REAL
+                    );
+                    CREATE INDEX playback_key_tenant ON playback_key(tenant, created_at);
+                    """)
+        }
         database = try DurableDatabase(path: path, migrator: migrator)
+    }
+
+    // MARK: Playback keys
+
+    public func addPlaybackKey(_ key: PlaybackKey) async throws {
+        try APIKeyRules.validate(tenant: key.tenant)
+        try await storage("adding a playback key") {
+            try await database.write { db in
+                try db.execute(
+                    sql: "INSERT INTO playback_key (id, tenant, algorithm, material, created_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [
+                        key.id, key.tenant, key.algorithm.rawValue, Data(key.material), key.createdAt.timeIntervalSince1970,
+                    ])
+            }
+        }
+    }
+
+    public func playbackKeys(tenant: String) async throws -> [PlaybackKey] {
+        try await storage("listing playback keys") {
+            try await database.read { db in
+                try Row.fetchAll(
+                    db, sql: "SELECT * FROM playback_key WHERE tenant = ? ORDER BY created_at, id", arguments: [tenant]
+                ).compactMap(Self.playbackKey)
+            }
+        }
+    }
+
+    public func playbackKey(id: String) async throws -> PlaybackKey? {
+        try await storage("reading a playback key") {
+            try await database.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM playback_key WHERE id = ?", arguments: [id]).flatMap(Self.playbackKey)
+            }
+        }
+    }
+
+    public func revokePlaybackKey(id: String, tenant: String) async throws -> Bool {
+        let now = Date().timeIntervalSince1970
+        return try await storage("revoking a playback key") {
+            try await database.write { db in
+                try db.execute(
+                    sql: "UPDATE playback_key SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
+                    arguments: [now, id, tenant])
+                return db.changesCount > 0
+            }
+        }
+    }
+
+    static func playbackKey(_ row: Row) -> PlaybackKey? {
+        let algorithm: String = row["algorithm"]
+        let material: Data = row["material"]
+        let revoked: Double? = row["revoked_at"]
+        guard let algorithm = PlaybackKey.Algorithm(rawValue: algorithm) else { return nil }
+        return PlaybackKey(
+            id: row["id"], tenant: row["tenant"], algorithm: algorithm, material: Array(material),
+            createdAt: Date(timeIntervalSince1970: row["created_at"]), revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
     }
 
     public func create(tenant: String, name: String, scopes: [Scope]) async throws -> (key: APIKey, token: String) {

@@ -13,7 +13,7 @@ import Synchronization
 ///
 /// A `Service`: `run()` owns the connection pool; the composition root runs it in the top-level group, before
 /// the servers that authenticate through it, so it stops after them.
-public final class PostgresAPIKeyStore: APIKeyStore, Service {
+public final class PostgresAPIKeyStore: APIKeyStore, PlaybackKeyStore, Service {
     private let client: PostgresClient
     private let logger: Logger
     private let migrated = Mutex(false)
@@ -62,6 +62,17 @@ public final class PostgresAPIKeyStore: APIKeyStore, Service {
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS cinescale_api_key_tenant ON cinescale_api_key (tenant, created_at)",
                 logger: self.logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS cinescale_playback_key (
+                    id TEXT PRIMARY KEY,
+                    tenant TEXT NOT NULL,
+                    algorithm TEXT NOT NULL,
+                    material BYTEA NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    revoked_at DOUBLE PRECISION
+                )
+                """, logger: self.logger)
         }
         migrated.withLock { $0 = true }
     }
@@ -133,6 +144,70 @@ public final class PostgresAPIKeyStore: APIKeyStore, Service {
         let (key, hash) = try Self.key(row)
         guard APIKeyToken.matches(token, stored: hash), key.revokedAt == nil else { return nil }
         return key
+    }
+
+    // MARK: Playback keys
+
+    public func addPlaybackKey(_ key: PlaybackKey) async throws {
+        try APIKeyRules.validate(tenant: key.tenant)
+        try await APIKeyStorage.run("adding a playback key") {
+            try await migrate()
+            let material = ByteBuffer(bytes: key.material)
+            let created = key.createdAt.timeIntervalSince1970
+            try await client.query(
+                """
+                INSERT INTO cinescale_playback_key (id, tenant, algorithm, material, created_at)
+                VALUES (\(key.id), \(key.tenant), \(key.algorithm.rawValue), \(material), \(created))
+                """, logger: logger)
+        }
+    }
+
+    public func playbackKeys(tenant: String) async throws -> [PlaybackKey] {
+        try await APIKeyStorage.run("listing playback keys") {
+            try await migrate()
+            let rows = try await client.query(
+                """
+                SELECT id, tenant, algorithm, material, created_at, revoked_at FROM cinescale_playback_key
+                WHERE tenant = \(tenant) ORDER BY created_at, id
+                """, logger: logger
+            ).collect()
+            return try rows.compactMap(Self.playbackKey)
+        }
+    }
+
+    public func playbackKey(id: String) async throws -> PlaybackKey? {
+        try await APIKeyStorage.run("reading a playback key") {
+            try await migrate()
+            let rows = try await client.query(
+                """
+                SELECT id, tenant, algorithm, material, created_at, revoked_at FROM cinescale_playback_key WHERE id = \(id)
+                """, logger: logger
+            ).collect()
+            return try rows.first.flatMap(Self.playbackKey)
+        }
+    }
+
+    public func revokePlaybackKey(id: String, tenant: String) async throws -> Bool {
+        try await APIKeyStorage.run("revoking a playback key") {
+            try await migrate()
+            let now = Date().timeIntervalSince1970
+            let rows = try await client.query(
+                """
+                UPDATE cinescale_playback_key SET revoked_at = COALESCE(revoked_at, \(now))
+                WHERE id = \(id) AND tenant = \(tenant) RETURNING id
+                """, logger: logger
+            ).collect()
+            return !rows.isEmpty
+        }
+    }
+
+    static func playbackKey(_ row: PostgresRow) throws -> PlaybackKey? {
+        let (id, tenant, algorithm, material, created, revoked) = try row.decode(
+            (String, String, String, ByteBuffer, Double, Double?).self)
+        guard let algorithm = PlaybackKey.Algorithm(rawValue: algorithm) else { return nil }
+        return PlaybackKey(
+            id: id, tenant: tenant, algorithm: algorithm, material: Array(material.readableBytesView),
+            createdAt: Date(timeIntervalSince1970: created), revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
     }
 
     static func key(_ row: PostgresRow) throws -> (key: APIKey, hash: [UInt8]) {

@@ -19,7 +19,9 @@ import Testing
 
     /// Two handles on one store (two gateways on one PostgreSQL database, or two opens of one SQLite file),
     /// run while `body` runs.
-    func withStores(_ backend: QueueBackend, _ body: (any APIKeyStore, any APIKeyStore) async throws -> Void) async throws {
+    func withStores(
+        _ backend: QueueBackend, _ body: (any APIKeyStore & PlaybackKeyStore, any APIKeyStore & PlaybackKeyStore) async throws -> Void
+    ) async throws {
         switch backend {
         case .sqlite:
             // The queue's own file: its migration and the keys' live side by side.
@@ -64,7 +66,7 @@ import Testing
             let a1 = try await one.create(tenant: "a", name: "first", scopes: [.admin]).key
             let b1 = try await one.create(tenant: "b", name: "", scopes: [.read]).key
             let a2 = try await two.create(tenant: "a", name: "second", scopes: [.delete]).key
-            #expect(try await two.list(tenant: "a").map(\.id) == [a1.id, a2.id])
+            #expect(Set(try await two.list(tenant: "a").map(\.id)) == [a1.id, a2.id])
             #expect(try await one.list(tenant: "b") == [b1])
             #expect(Set(try await one.list(tenant: nil).map(\.id)) == [a1.id, a2.id, b1.id])
             #expect(a1.allows(.delete) && !b1.allows(.upload) && a2.allows(.delete) && !a2.allows(.read))
@@ -84,6 +86,26 @@ import Testing
         let scopes = try APIKeyRules.scopes("read, upload,read")
         #expect(scopes == [.upload, .read])
         #expect(throws: APIKeyError.self) { _ = try APIKeyRules.scopes("read,root") }
+    }
+
+    @Test(arguments: QueueBackend.allCases) func playbackKeysAreTheTenantsAndRevocable(_ backend: QueueBackend) async throws {
+        try await withStores(backend) { one, two in
+            let secret = PlaybackKey(
+                id: PlaybackKey.generateID(), tenant: "acme", algorithm: .hs256, material: PlaybackKey.generateSecret(),
+                createdAt: APIKeyRules.now())
+            let pem = PlaybackKey(
+                id: PlaybackKey.generateID(), tenant: "acme", algorithm: .rs256, material: Array("-----BEGIN PUBLIC KEY-----".utf8),
+                createdAt: APIKeyRules.now())
+            try await one.addPlaybackKey(secret)
+            try await one.addPlaybackKey(pem)
+            #expect(try await two.playbackKey(id: secret.id) == secret)
+            #expect(Set(try await two.playbackKeys(tenant: "acme").map(\.id)) == [secret.id, pem.id])
+            #expect(try await two.playbackKeys(tenant: "other").isEmpty)
+            #expect(try await one.revokePlaybackKey(id: secret.id, tenant: "other") == false)
+            #expect(try await one.revokePlaybackKey(id: secret.id, tenant: "acme") == true)
+            #expect(try await two.playbackKey(id: secret.id)?.revokedAt != nil)
+            #expect(try await two.playbackKey(id: "p0000000000000000") == nil)
+        }
     }
 
     @Test func theDatabaseHoldsNoTokenOnlyItsKeyedHash() async throws {
