@@ -26,7 +26,9 @@ let package = Package(
         .library(name: "S3Server", targets: ["S3Server"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // 4.x: jwt-kit 5 needs it.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -346,6 +348,7 @@ let package = Package(
             name: "ProductAPI",
             dependencies: [
                 "HLS", "MediaFunctionSupport", "S3Client", "APIKeys",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -357,8 +360,9 @@ let package = Package(
         .testTarget(
             name: "ProductAPITests",
             dependencies: [
-                "ProductAPI", "MediaFunctionSupport", "APIKeys", "S3Client",
+                "ProductAPI", "MediaFunctionSupport", "APIKeys", "S3Client", "SigV4",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -7,6 +7,10 @@ struct UploadRequest: Decodable, Sendable {
     var fileName: String?
     var contentType: String?
     var size: Int64?
+    /// `public` or `signed` (the configured default when absent).
+    var playbackPolicy: String?
+    /// Origins (`https://app.example`) whose pages may stream the video; empty or absent: any.
+    var allowedOrigins: [String]?
 }
 
 /// `<id>/upload.json` in the media bucket: written when an upload URL is handed out, so the video is known
@@ -19,6 +23,9 @@ struct UploadRecord: Codable, Sendable {
     var size: Int64?
     var createdAt: String
     var expiresAt: String
+    /// nil in records written before playback policies: public.
+    var playbackPolicy: PlaybackPolicy?
+    var allowedOrigins: [String]?
 }
 
 /// `POST /uploads` answer.
@@ -45,6 +52,8 @@ enum VideoState: String, Codable, Sendable {
 
 /// `GET /videos/{id}` answer.
 struct VideoView: Encodable, Sendable {
+    var playbackPolicy: PlaybackPolicy = .public
+    var allowedOrigins: [String]?
     struct Failure: Encodable, Sendable {
         var code: String
         var message: String

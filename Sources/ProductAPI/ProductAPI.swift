@@ -31,14 +31,19 @@ public struct ProductAPI: Sendable {
     let presigner: S3Client
     let signer: StreamSigner
     let keys: any APIKeyStore
+    let playbackKeys: any PlaybackKeyStore
     let logger: Logger
 
-    public init(configuration: ProductConfiguration, s3: S3Client, presigner: S3Client, keys: any APIKeyStore, logger: Logger) {
+    public init(
+        configuration: ProductConfiguration, s3: S3Client, presigner: S3Client, keys: any APIKeyStore & PlaybackKeyStore,
+        logger: Logger
+    ) {
         self.configuration = configuration
         self.s3 = s3
         self.presigner = presigner
         self.signer = StreamSigner(secret: configuration.signingSecret)
         self.keys = keys
+        self.playbackKeys = keys
         self.logger = logger
     }
 
@@ -77,8 +82,21 @@ public struct ProductAPI: Sendable {
                 try await revokeKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
             }
         }
-        router.get("/stream/:id/:name") { _, context in
-            await respond { try await stream(context.parameters.get("id") ?? "", context.parameters.get("name") ?? "") }
+        router.post("/playback-keys") { request, _ in
+            await respond { try await createPlaybackKey(request, by: try await authenticate(request, .admin)) }
+        }
+        router.get("/playback-keys") { request, _ in
+            await respond { try await listPlaybackKeys(by: try await authenticate(request, .admin)) }
+        }
+        router.delete("/playback-keys/:id") { request, context in
+            await respond {
+                try await revokePlaybackKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
+            }
+        }
+        router.get("/stream/:id/:name") { request, context in
+            await respond {
+                try await stream(context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
+            }
         }
         // (The same parameter name as the route above: the router's trie shares the segment.)
         router.get("/stream/:id/:name/index.m3u8") { request, context in
@@ -122,6 +140,20 @@ public struct ProductAPI: Sendable {
             }
         }
         let (contentType, suffix) = try Self.videoType(fileName: upload.fileName, contentType: upload.contentType)
+        var policy = configuration.defaultPlaybackPolicy
+        if let asked = upload.playbackPolicy {
+            guard let chosen = PlaybackPolicy(rawValue: asked) else {
+                throw APIError(400, "InvalidRequest", "playbackPolicy is 'public' or 'signed'.")
+            }
+            policy = chosen
+        }
+        let origins = try (upload.allowedOrigins ?? []).map { origin in
+            guard origin.count <= 200, Self.origin(of: origin) == origin else {
+                throw APIError(400, "InvalidRequest", "allowedOrigins are origins like https://app.example (scheme, host, port).")
+            }
+            return origin
+        }
+        guard origins.count <= 20 else { throw APIError(400, "InvalidRequest", "At most 20 allowedOrigins.") }
         let id = Self.newVideoID(tenant: tenant)
         let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
         let now = Date()
@@ -134,7 +166,8 @@ public struct ProductAPI: Sendable {
         let source = SourceObject(bucket: configuration.ingestBucket, key: key, size: upload.size)
         let record = UploadRecord(
             videoId: id, source: source, fileName: upload.fileName, contentType: contentType, size: upload.size,
-            createdAt: ISO8601.string(now), expiresAt: ISO8601.string(expires))
+            createdAt: ISO8601.string(now), expiresAt: ISO8601.string(expires), playbackPolicy: policy,
+            allowedOrigins: origins.isEmpty ? nil : origins)
         try await s3.putJSON(record, bucket: configuration.mediaBucket, key: Self.uploadKey(id))
         logger.info("upload created", metadata: ["cinescale.video": .string(id), "cinescale.key": .string(key)])
         return try Self.json(
@@ -214,7 +247,8 @@ public struct ProductAPI: Sendable {
         try await s3.putJSON(
             UploadRecord(
                 videoId: id, source: SourceObject(bucket: configuration.ingestBucket, key: key), fileName: fileName,
-                contentType: type, size: nil, createdAt: ISO8601.string(now), expiresAt: ISO8601.string(now)),
+                contentType: type, size: nil, createdAt: ISO8601.string(now), expiresAt: ISO8601.string(now),
+                playbackPolicy: configuration.defaultPlaybackPolicy),
             bucket: configuration.mediaBucket, key: Self.uploadKey(id))
         return FormUpload(
             id: id, key: key, contentType: type, bucket: configuration.ingestBucket, s3: s3, limit: configuration.maxUploadBytes)
@@ -367,6 +401,8 @@ public struct ProductAPI: Sendable {
         var view = VideoView(
             videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName,
             source: objects.status?.source ?? objects.upload?.source, metadata: objects.metadata?["media"])
+        view.playbackPolicy = objects.upload?.playbackPolicy ?? configuration.defaultPlaybackPolicy
+        view.allowedOrigins = objects.upload?.allowedOrigins
         if state == .awaitingUpload { view.uploadExpiresAt = objects.upload?.expiresAt }
         if state == .transcoding || state == .ready { view.playable = objects.isPlayable }
         if state == .transcoding, objects.isPlayable { view.hls = "/stream/\(id)/master.m3u8" }
@@ -459,29 +495,48 @@ public struct ProductAPI: Sendable {
 
     // MARK: Streaming
 
-    func stream(_ id: String, _ name: String) async throws -> Response {
+    func stream(_ id: String, _ name: String, request: Request) async throws -> Response {
         try Self.validate(id)
+        let objects = try await objects(id)
+        guard !objects.isEmpty else { throw APIError.notFound(id) }
+        let now = Date()
         if name == "master.m3u8" {
-            let (status, _) = try await playableStatus(id)
+            let grant = try await authorizePlayback(id, .video, request: request, objects: objects)
+            let (status, _) = try playableStatus(id, objects)
             guard let key = status.hls ?? (status.state == "transcoding" ? VideoKeys.hlsMaster(id) : nil) else {
                 throw APIError(404, "NoSuchPlaylist", "Video '\(id)' has no HLS output.")
             }
             let text = try await playlistText(key)
-            let expires = Int(Date().timeIntervalSince1970) + configuration.streamExpiry
+            // A signed video's media playlists expire with its token, never later.
+            let expires = Int(now.timeIntervalSince1970) + grant.lifetime(configuration.streamExpiry, now: now)
             let rewritten = try Playlist.rewritingURIs(text) { uri in
                 let child = try Self.relativePath(uri)
                 return "\(child)?\(signer.query(path: "/stream/\(id)/\(child)", expires: expires))"
             }
             return Self.playlist(rewritten)
         }
-        let status = try await readyStatus(id)
+        if name == "thumbnail.jpg" || name == "storyboard.jpg" {
+            let thumbnail = name == "thumbnail.jpg"
+            let grant = try await authorizePlayback(id, thumbnail ? .thumbnail : .storyboard, request: request, objects: objects)
+            let status = try readyStatus(id, objects)
+            let posters = status.thumbnails?.posters ?? []
+            let key = thumbnail ? posters.dropFirst(posters.count / 2).first?.key : status.thumbnails?.sprite?.key
+            guard let key else { throw APIError(404, "NoSuchThumbnail", "Video '\(id)' has no \(thumbnail ? "poster" : "storyboard").") }
+            return Self.redirect(try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+        }
+        let grant = try await authorizePlayback(id, .video, request: request, objects: objects)
+        let status = try readyStatus(id, objects)
         let renditionName = name.hasSuffix(".mp4") ? String(name.dropLast(4)) : name
         guard let rendition = status.renditions?.first(where: { $0.name == renditionName }) else {
             let names = (status.renditions ?? []).map(\.name).joined(separator: ", ")
             throw APIError(400, "InvalidResolution", "'\(name)' is not a rendition of this video; it has: \(names).")
         }
+        return Self.redirect(try signedURL(rendition.key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+    }
+
+    static func redirect(_ location: String) -> Response {
         var response = Response(status: .found)
-        response.headers[.location] = try signedURL(rendition.key, date: Date())
+        response.headers[.location] = location
         response.headers[.cacheControl] = "no-store"
         return response
     }
@@ -497,7 +552,10 @@ public struct ProductAPI: Sendable {
         case .expired: throw APIError(403, "ExpiredURL", "This playlist URL has expired; get the master playlist again.")
         case .invalid: throw APIError(403, "InvalidSignature", "This playlist URL is not signed correctly.")
         }
-        let (status, chunks) = try await playableStatus(id)
+        let objects = try await objects(id)
+        guard !objects.isEmpty else { throw APIError.notFound(id) }
+        _ = try await authorizePlayback(id, .video, request: request, objects: objects, token: false)
+        let (status, chunks) = try playableStatus(id, objects)
         let key: String
         if status.state == "ready" {
             guard let entry = status.renditions?.first(where: { $0.name == rendition }), let playlist = entry.playlist else {
@@ -512,8 +570,14 @@ public struct ProductAPI: Sendable {
         }
         let text = try await playlistText(key)
         let duration = (try? MediaPlaylist(parsing: text).duration) ?? 0
-        // Segment URLs outlive the whole video's playback, so a viewer never meets an expired one.
-        let expiry = min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2)
+        // Segment URLs outlive the whole video's playback, so a viewer never meets an expired one; a signed
+        // video's never outlive its token (whose expiry this playlist URL's own carries).
+        var expiry = min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2)
+        if (objects.upload?.playbackPolicy ?? configuration.defaultPlaybackPolicy) == .signed,
+            let expires = request.uri.queryParameters.get("expires").flatMap({ Int($0) })
+        {
+            expiry = max(1, min(expiry, expires - Int(Date().timeIntervalSince1970)))
+        }
         let directory = String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)])
         let now = Date()
         // While later chunks are still encoding, a segment not written yet is served by the API, which holds
@@ -556,6 +620,9 @@ public struct ProductAPI: Sendable {
         guard Self.segmentNumber(name) != nil, !rendition.contains("/"), (try? Self.validate(rendition)) != nil else {
             throw APIError(404, "NoSuchSegment", "'\(name)' is not a segment.")
         }
+        let objects = try await objects(id)
+        _ = try await authorizePlayback(id, .video, request: request, objects: objects, token: false)
+        let signedUntil = request.uri.queryParameters.get("expires").flatMap { Int($0) } ?? 0
         let key = ChunkKeys.segment(id, rung: rendition, name: name)
         let deadline = ContinuousClock.now + .seconds(configuration.segmentHoldSeconds)
         var checks = 0
@@ -576,15 +643,16 @@ public struct ProductAPI: Sendable {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        var response = Response(status: .found)
-        response.headers[.location] = try signedURL(key, date: Date())
-        response.headers[.cacheControl] = "no-store"
-        return response
+        let now = Date()
+        var lifetime = configuration.streamExpiry
+        if (objects.upload?.playbackPolicy ?? configuration.defaultPlaybackPolicy) == .signed {
+            lifetime = max(1, min(lifetime, signedUntil - Int(now.timeIntervalSince1970)))
+        }
+        return Self.redirect(try signedURL(key, date: now, expires: lifetime))
     }
 
     /// The status of a video whose master playlist can be played (ready, or chunked with its first chunk up).
-    func playableStatus(_ id: String) async throws -> (VideoStatus, ChunkProgress?) {
-        let objects = try await objects(id)
+    func playableStatus(_ id: String, _ objects: VideoObjects) throws -> (VideoStatus, ChunkProgress?) {
         guard !objects.isEmpty else { throw APIError.notFound(id) }
         guard let status = objects.status, objects.isPlayable else {
             throw APIError(409, "VideoNotReady", "Video '\(id)' is \(objects.state.0.rawValue), not playable yet.")
@@ -600,8 +668,7 @@ public struct ProductAPI: Sendable {
         return uri
     }
 
-    func readyStatus(_ id: String) async throws -> VideoStatus {
-        let objects = try await objects(id)
+    func readyStatus(_ id: String, _ objects: VideoObjects) throws -> VideoStatus {
         guard !objects.isEmpty else { throw APIError.notFound(id) }
         guard let status = objects.status, status.state == "ready" else {
             throw APIError(409, "VideoNotReady", "Video '\(id)' is \(objects.state.0.rawValue), not ready yet.")
@@ -618,9 +685,9 @@ public struct ProductAPI: Sendable {
         }
     }
 
-    func signedURL(_ key: String, date: Date) throws -> String {
+    func signedURL(_ key: String, date: Date, expires: Int? = nil) throws -> String {
         try presigner.presignedURL(
-            method: "GET", bucket: configuration.mediaBucket, key: key, expires: configuration.streamExpiry, date: date
+            method: "GET", bucket: configuration.mediaBucket, key: key, expires: expires ?? configuration.streamExpiry, date: date
         ).absoluteString
     }
 
@@ -656,7 +723,7 @@ public struct ProductAPI: Sendable {
         } catch {
             let requestID = Self.requestID()
             let (status, code, message): (Int, String, String)
-            if error is S3Error {
+            if error is S3Error || error is S3ClientError {
                 (status, code, message) = (502, "StoreError", "The object store could not serve this request.")
             } else if error is APIKeyError {
                 (status, code, message) = (503, "KeyStoreUnavailable", "API keys cannot be checked right now; try again.")

@@ -19,12 +19,16 @@ public struct ProductConfiguration: Sendable {
     /// How long a request for a segment not encoded yet (a chunked video that is playable, not ready) is held
     /// before it is answered 503 with Retry-After, seconds.
     public var segmentHoldSeconds: Int
+    /// The playback policy of a video whose upload does not choose one (and of videos put into the bucket
+    /// without `POST /uploads`).
+    public var defaultPlaybackPolicy: PlaybackPolicy
 
     public init(
         ingestBucket: String = "ingest", uploadPrefix: String = "uploads/", mediaBucket: String = "media",
         maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600, streamExpiry: Int = 900, signingSecret: [UInt8],
-        segmentHoldSeconds: Int = 60
+        segmentHoldSeconds: Int = 60, defaultPlaybackPolicy: PlaybackPolicy = .public
     ) {
+        self.defaultPlaybackPolicy = defaultPlaybackPolicy
         self.segmentHoldSeconds = segmentHoldSeconds
         self.ingestBucket = ingestBucket
         self.uploadPrefix = uploadPrefix

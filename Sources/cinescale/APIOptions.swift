@@ -24,16 +24,23 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Bucket the functions write to.")
     var mediaBucket: String = "media"
 
+    @Option(help: "Playback policy of a video whose upload chooses none: public, or signed (a playback token on every stream route).")
+    var defaultPlaybackPolicy: String = "public"
+
     func validate() throws {
         guard (1...604_800).contains(streamExpiry), (1...604_800).contains(uploadExpiry) else {
             throw ValidationError("--stream-expiry and --upload-expiry must be 1...604800 seconds")
         }
         guard maxUploadBytes > 0 else { throw ValidationError("--max-upload-bytes must be positive") }
+        guard PlaybackPolicy(rawValue: defaultPlaybackPolicy) != nil else {
+            throw ValidationError("--default-playback-policy is public or signed")
+        }
     }
 
     /// The API over `store` (read and written by the API) presigning for `publicStore` (as clients reach it).
     func makeAPI(
-        store: String, publicStore: String, region: String, credentials: Credentials, keys: any APIKeyStore, logger: Logger
+        store: String, publicStore: String, region: String, credentials: Credentials, keys: any APIKeyStore & PlaybackKeyStore,
+        logger: Logger
     ) throws -> ProductAPI {
         guard let storeURL = URL(string: store), let publicURL = URL(string: publicStore) else {
             throw ValidationError("the API's store URLs must be URLs: \(store), \(publicStore)")
@@ -44,7 +51,8 @@ struct APIOptions: ParsableArguments {
             configuration: ProductConfiguration(
                 ingestBucket: ingestBucket, mediaBucket: mediaBucket, maxUploadBytes: maxUploadBytes,
                 uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
-                signingSecret: Array(credentials.secretAccessKey.utf8)),
+                signingSecret: Array(credentials.secretAccessKey.utf8),
+                defaultPlaybackPolicy: PlaybackPolicy(rawValue: defaultPlaybackPolicy) ?? .public),
             s3: s3, presigner: presigner, keys: keys, logger: logger)
     }
 }

@@ -12,7 +12,9 @@ import Synchronization
 /// every gateway), so whoever shares the queue shares the keys.
 enum KeyStores {
     /// The store for `queue`, and the service that must run while it is used (PostgreSQL's connection pool).
-    static func open(_ queue: QueueConfiguration, logger: Logger) throws -> (store: any APIKeyStore, service: (any Service)?) {
+    static func open(_ queue: QueueConfiguration, logger: Logger) throws
+        -> (store: any APIKeyStore & PlaybackKeyStore, service: (any Service)?)
+    {
         if let url = queue.postgres {
             let store = PostgresAPIKeyStore(configuration: try PostgresQueueConfiguration(url: url), logger: logger)
             return (store, store)

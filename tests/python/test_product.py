@@ -210,7 +210,8 @@ def test_openapi_describes_every_route():
     spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openapi.yaml")))
     assert set(spec["paths"]) == {"/uploads", "/upload", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
                                   "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}",
-                                  "/stream/{id}/{rendition}/{segment}", "/keys", "/keys/{id}"}
+                                  "/stream/{id}/{rendition}/{segment}", "/keys", "/keys/{id}",
+                                  "/playback-keys", "/playback-keys/{id}"}
     assert set(spec["paths"]["/videos/{id}"]) >= {"get", "delete"}
 
 
@@ -319,3 +320,103 @@ def test_keys_scopes_and_tenants(dev, tmp_path):
     keys = {k["id"]: k for k in json.loads(out.stdout)}
     assert keys[created["key"]["id"]]["revokedAt"] and {k["tenant"] for k in keys.values()} >= {"dev", "other"}
     assert all("token" not in k and "hash" not in k for k in keys.values())
+
+
+def playback_token(key, video_id, seconds=300, aud=None, algorithm="HS256", kid=None, sub=None):
+    import jwt  # PyJWT
+    claims = {"sub": sub or video_id, "exp": int(time.time()) + seconds}
+    if aud:
+        claims["aud"] = aud
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid})
+
+
+def test_signed_playback_needs_a_token_of_the_tenant_for_that_video(dev, tmp_path):
+    """A `signed` video streams only with a playback token (a JWT with the tenant's HS256 secret or RS256 key
+    naming the video, with an expiry); the URLs minted from it never outlive the token; origins are checked."""
+    import base64
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    clip = str(tmp_path / "signed.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
+    status, ticket = dev.json("POST", "/uploads", {"fileName": "signed.mp4", "playbackPolicy": "signed"})
+    assert status == 201, ticket
+    assert dev.json("POST", "/uploads", {"playbackPolicy": "secret"})[0] == 400
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", clip, ticket["uploadUrl"]],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout == "200"
+    video_id = ticket["videoId"]
+    video = wait_ready(dev, video_id)
+    assert video["playbackPolicy"] == "signed"
+
+    status, created = dev.json("POST", "/playback-keys", {"algorithm": "HS256"})
+    assert status == 201 and created["key"]["algorithm"] == "HS256" and created["secret"]
+    kid, secret = created["key"]["id"], base64.urlsafe_b64decode(created["secret"] + "==")
+    assert "secret" not in json.dumps(dev.json("GET", "/playback-keys")[1])
+
+    def master(token=None, headers=None):
+        url = dev.api + video["hls"] + (f"?token={token}" if token else "")
+        status, _, body = request("GET", url, None, headers)
+        return status, body
+
+    # No token, a tampered one, another video's, an expired one, a thumbnail-only one: refused.
+    status, body = master()
+    assert status == 403 and json.loads(body)["error"]["code"] == "PlaybackTokenRequired"
+    good = playback_token(secret, video_id, seconds=120, kid=kid)
+    assert master(good[:-2] + ("AA" if not good.endswith("AA") else "BB"))[0] == 403
+    assert master(playback_token(secret, "dev_000000000000000000000000", kid=kid))[0] == 403
+    assert master(playback_token(b"x" * 32, video_id, kid=kid))[0] == 403
+    status, body = master(playback_token(secret, video_id, seconds=-10, kid=kid))
+    assert status == 403 and json.loads(body)["error"]["code"] == "ExpiredPlaybackToken"
+    assert master(playback_token(secret, video_id, aud="t", kid=kid))[0] == 403
+    assert request("GET", f"{dev.api}/stream/{video_id}/240p")[0] == 403
+
+    # A good token: the master answers, its playlists expire with the token, and ffprobe plays the tree.
+    status, body = master(good)
+    assert status == 200
+    expiries = [int(line.split("expires=")[1].split("&")[0]) for line in body.decode().splitlines() if "expires=" in line]
+    token_exp = int(time.time()) + 120
+    assert expiries and all(e <= token_exp + 1 for e in expiries)
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries",
+                          "stream=nb_read_packets", "-of", "csv=p=0", dev.api + video["hls"] + f"?token={good}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and int(out.stdout.split()[0]) == 75, out.stderr
+    status, headers, _ = request("GET", f"{dev.api}/stream/{video_id}/240p?token={good}")
+    assert status == 302
+    assert int(headers["Location"].split("X-Amz-Expires=")[1].split("&")[0]) <= 121
+    assert request("GET", f"{dev.api}/stream/{video_id}/thumbnail.jpg?token={good}")[0] == 403
+    thumb = playback_token(secret, video_id, aud="t", kid=kid)
+    status, headers, _ = request("GET", f"{dev.api}/stream/{video_id}/thumbnail.jpg?token={thumb}")
+    assert status == 302 and request("GET", headers["Location"])[0] == 200
+
+    # RS256: the tenant registers a public key and keeps the private one.
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    status, registered = dev.json("POST", "/playback-keys", {"algorithm": "RS256", "publicKey": pem})
+    assert status == 201 and registered.get("secret") is None
+    assert dev.json("POST", "/playback-keys", {"algorithm": "RS256", "publicKey": "not a key"})[0] == 400
+    rs = playback_token(private, video_id, algorithm="RS256", kid=registered["key"]["id"])
+    assert master(rs)[0] == 200
+
+    # Another tenant's key cannot sign for this video; a revoked key stops at once.
+    other = api_key(dev.database, tenant="signer", scopes="admin")
+    status, foreign = dev.json("POST", "/playback-keys", {"algorithm": "HS256"}, key=other)
+    foreign_secret = base64.urlsafe_b64decode(foreign["secret"] + "==")
+    assert master(playback_token(foreign_secret, video_id, kid=foreign["key"]["id"]))[0] == 403
+    assert dev.json("DELETE", f"/playback-keys/{kid}")[0] == 204
+    assert master(good)[0] == 403
+
+    # Allowed origins: a public video streams only for pages of its origins.
+    status, ticket = dev.json("POST", "/uploads", {"fileName": "o.mp4", "allowedOrigins": ["https://app.example"]})
+    assert status == 201
+    assert dev.json("POST", "/uploads", {"allowedOrigins": ["app.example/path"]})[0] == 400
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", clip, ticket["uploadUrl"]],
+                         capture_output=True, text=True, timeout=60)
+    wait_ready(dev, ticket["videoId"])
+    path = f"{dev.api}/stream/{ticket['videoId']}/master.m3u8"
+    assert request("GET", path)[0] == 403
+    assert request("GET", path, None, {"Origin": "https://evil.example"})[0] == 403
+    assert request("GET", path, None, {"Origin": "https://app.example"})[0] == 200
+    assert request("GET", path, None, {"Referer": "https://app.example/watch?v=1"})[0] == 200
