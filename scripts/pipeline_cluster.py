@@ -92,10 +92,11 @@ class Process:
 
 class Cluster:
     def __init__(self, bin_dir, work, gateways=2, queue="postgres", ladder="240", transcoders=1, lease=3,
-                 chunk_seconds=0, preset="veryfast"):
+                 chunk_seconds=0, preset="veryfast", api=False):
         """`chunk_seconds` > 0: chunked transcoding wired as `cinescale dev` does it (plan and finish on
-        transcode, each video's first chunk on transcode-lead, the rest on transcode-chunk)."""
-        self.bin_dir, self.work = bin_dir, work
+        transcode, each video's first chunk on transcode-lead, the rest on transcode-chunk). `api`: every
+        gateway also serves the product API over the store (its keys beside the shared queue)."""
+        self.bin_dir, self.work, self.api = bin_dir, work, api
         self.processes = []
         self.postgres = Postgres(work) if queue == "postgres" else None
         self.gateway_ports = [free_port() for _ in range(gateways)]
@@ -161,7 +162,8 @@ class Cluster:
         port = self.gateway_ports[n]
         process = self._start([self._bin("cinescale"), "gateway", "--config", self.config, "--port", str(port),
                                "--data-dir", os.path.join(self.work, f"gw{n}"), "--access-key", ACCESS,
-                               "--secret-key", SECRET, "--event-token", TOKEN, "--log-level", "warning"],
+                               "--secret-key", SECRET, "--event-token", TOKEN, "--log-level", "warning",
+                               *(["--api-store", self.store] if self.api else [])],
                               f"gateway{n}.log")
         wait_until(f"gateway {n}", lambda: healthy(f"http://127.0.0.1:{port}"), timeout=60)
         return process

@@ -124,3 +124,41 @@ def test_two_gateways_on_postgres_run_the_chunks_of_one_video(tmp_path):
             assert int(out.stdout.strip()) == 1800, rendition
     finally:
         cluster.close()
+
+
+def test_api_keys_live_in_the_shared_database_and_a_revoke_counts_on_every_gateway(tmp_path):
+    """Both gateways serve the product API with their keys in the PostgreSQL database they share the queue in:
+    a key made by the operator's CLI or through one gateway works on the other, and one revoked through either
+    is refused by both at their next request (nothing cached)."""
+    import json
+    import urllib.request
+
+    from conftest import api_key
+
+    cluster = Cluster(os.path.dirname(binary("CINESCALE_BIN")), str(tmp_path), gateways=2, queue="postgres",
+                      ladder="240", api=True)
+    try:
+        urls = [f"http://127.0.0.1:{port}" for port in cluster.gateway_ports]
+
+        def call(url, method, path, token, body=None):
+            request = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body else None,
+                                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    data = response.read()
+                    return response.status, (json.loads(data) if data else None)
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read() or b"null")
+
+        admin = api_key(cluster.postgres.url, tenant="shared", scopes="admin")
+        status, created = call(urls[0], "POST", "/keys", admin, {"name": "reader", "scopes": ["read"]})
+        assert status == 201
+        reader = created["token"]
+        assert [call(url, "GET", "/videos", reader)[0] for url in urls] == [200, 200]
+        status, ticket = call(urls[1], "POST", "/uploads", admin, {"fileName": "a.mp4"})
+        assert status == 201 and ticket["videoId"].startswith("shared_")
+        assert call(urls[0], "GET", f"/videos/{ticket['videoId']}", reader)[0] == 200
+        assert call(urls[1], "DELETE", f"/keys/{created['key']['id']}", admin)[0] == 204
+        assert [call(url, "GET", "/videos", reader)[0] for url in urls] == [401, 401]
+    finally:
+        cluster.close()
