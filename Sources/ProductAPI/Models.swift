@@ -194,6 +194,8 @@ struct APIError: Error, Sendable {
     var message: String
     /// Set for failures of the server's own (5xx): the id its log line carries.
     var requestID: String?
+    /// Seconds, for 429 and 503 answers.
+    var retryAfter: Int?
 
     init(_ status: Int, _ code: String, _ message: String) {
         self.status = status

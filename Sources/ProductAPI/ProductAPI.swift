@@ -32,6 +32,8 @@ public struct ProductAPI: Sendable {
     let signer: StreamSigner
     let keys: any APIKeyStore
     let playbackKeys: any PlaybackKeyStore
+    let limiter: RateLimiter?
+    let cors: CORSPolicy
     let logger: Logger
 
     public init(
@@ -44,73 +46,88 @@ public struct ProductAPI: Sendable {
         self.signer = StreamSigner(secret: configuration.signingSecret)
         self.keys = keys
         self.playbackKeys = keys
+        self.limiter = configuration.rateLimit.map { RateLimiter(rate: $0, burst: configuration.rateBurst) }
+        self.cors = CORSPolicy(origins: configuration.corsOrigins)
         self.logger = logger
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        addPreflights(to: router)
         router.get("/") { _, _ in WebPage.response() }
         router.get("/index.html") { _, _ in WebPage.response() }
         router.post("/uploads") { request, _ in
-            await respond { try await createUpload(request, tenant: try await authenticate(request, .upload).tenant) }
+            await respond(request) { try await createUpload(request, tenant: try await authenticate(request, .upload).tenant) }
         }
         router.post("/upload") { request, _ in
-            await respond { try await uploadForm(request, tenant: try await authenticate(request, .upload).tenant) }
+            await respond(request) { try await uploadForm(request, tenant: try await authenticate(request, .upload).tenant) }
         }
         router.get("/videos") { request, _ in
-            await respond { try await listVideos(request, tenant: try await authenticate(request, .read).tenant) }
+            await respond(request) { try await listVideos(request, tenant: try await authenticate(request, .read).tenant) }
         }
         router.get("/videos/:id") { request, context in
-            await respond {
+            await respond(request) {
                 let key = try await authenticate(request, .read)
                 return try await video(try owned(context.parameters.get("id") ?? "", by: key))
             }
         }
         router.delete("/videos/:id") { request, context in
-            await respond {
+            await respond(request) {
                 let key = try await authenticate(request, .delete)
                 return try await deleteVideo(try owned(context.parameters.get("id") ?? "", by: key))
             }
         }
         router.post("/keys") { request, _ in
-            await respond { try await createKey(request, by: try await authenticate(request, .admin)) }
+            await respond(request) { try await createKey(request, by: try await authenticate(request, .admin)) }
         }
         router.get("/keys") { request, _ in
-            await respond { try await listKeys(by: try await authenticate(request, .admin)) }
+            await respond(request) { try await listKeys(by: try await authenticate(request, .admin)) }
         }
         router.delete("/keys/:id") { request, context in
-            await respond {
+            await respond(request) {
                 try await revokeKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
             }
         }
         router.post("/playback-keys") { request, _ in
-            await respond { try await createPlaybackKey(request, by: try await authenticate(request, .admin)) }
+            await respond(request) { try await createPlaybackKey(request, by: try await authenticate(request, .admin)) }
         }
         router.get("/playback-keys") { request, _ in
-            await respond { try await listPlaybackKeys(by: try await authenticate(request, .admin)) }
+            await respond(request) { try await listPlaybackKeys(by: try await authenticate(request, .admin)) }
         }
         router.delete("/playback-keys/:id") { request, context in
-            await respond {
+            await respond(request) {
                 try await revokePlaybackKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
             }
         }
         router.get("/stream/:id/:name") { request, context in
-            await respond {
+            await respond(request) {
                 try await stream(context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
             }
         }
         // (The same parameter name as the route above: the router's trie shares the segment.)
         router.get("/stream/:id/:name/index.m3u8") { request, context in
-            await respond {
+            await respond(request) {
                 try await mediaPlaylist(
                     context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
             }
         }
         router.get("/stream/:id/:name/:segment") { request, context in
-            await respond {
+            await respond(request) {
                 try await heldSegment(
                     context.parameters.get("id") ?? "", context.parameters.get("name") ?? "",
                     context.parameters.get("segment") ?? "", request: request)
             }
+        }
+    }
+
+    /// Preflights for every API route, answered by the CORS policy (204 without headers when it allows none).
+    func addPreflights<Context: RequestContext>(to router: Router<Context>) {
+        let routes: [(String, String)] = [
+            ("/uploads", "POST"), ("/upload", "POST"), ("/videos", "GET"), ("/videos/:id", "GET, DELETE"), ("/keys", "GET, POST"),
+            ("/keys/:id", "DELETE"), ("/playback-keys", "GET, POST"), ("/playback-keys/:id", "DELETE"), ("/stream/:id/:name", "GET"),
+            ("/stream/:id/:name/index.m3u8", "GET"), ("/stream/:id/:name/:segment", "GET"),
+        ]
+        for (path, methods) in routes {
+            router.on(RouterPath(path), method: .options) { request, _ in cors.preflight(request, methods: methods) }
         }
     }
 
@@ -321,6 +338,11 @@ public struct ProductAPI: Sendable {
         }
         guard let key = try await keys.authenticate(token: parts[1].trimmingCharacters(in: .whitespaces)) else {
             throw APIError(401, "Unauthorized", "The API key is not valid (unknown, revoked or mistyped).")
+        }
+        if let limiter, let wait = limiter.take(key.id) {
+            var error = APIError(429, "TooManyRequests", "This key is over its rate of \(limiter.rate) requests a second; slow down.")
+            error.retryAfter = max(1, Int(wait.rounded(.up)))
+            throw error
         }
         guard key.allows(scope) else {
             throw APIError(403, "Forbidden", "This key's scopes (\(key.scopes.map(\.rawValue).joined(separator: ", "))) do not include '\(scope.rawValue)'.")
@@ -715,7 +737,13 @@ public struct ProductAPI: Sendable {
 
     /// Runs a route: an `APIError` is the client's answer; any other failure is ours, logged in full with a
     /// request id, and answered with only that id (no store message, path or error text leaves the server).
-    func respond(_ work: () async throws -> Response) async -> Response {
+    func respond(_ request: Request, _ work: () async throws -> Response) async -> Response {
+        var response = await answer(work)
+        cors.decorate(&response, for: request)
+        return response
+    }
+
+    private func answer(_ work: () async throws -> Response) async -> Response {
         do {
             return try await work()
         } catch let error as APIError {
@@ -761,6 +789,7 @@ public struct ProductAPI: Sendable {
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
         if error.status == 401 { response.headers[.wwwAuthenticate] = #"Bearer realm="cinescale""# }
         if let requestID = error.requestID { response.headers[HTTPField.Name("X-Request-Id")!] = requestID }
+        if let retryAfter = error.retryAfter { response.headers[.retryAfter] = String(retryAfter) }
         return response
     }
 

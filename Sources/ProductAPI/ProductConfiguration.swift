@@ -22,12 +22,21 @@ public struct ProductConfiguration: Sendable {
     /// The playback policy of a video whose upload does not choose one (and of videos put into the bucket
     /// without `POST /uploads`).
     public var defaultPlaybackPolicy: PlaybackPolicy
+    /// Requests a second each API key may make on average (nil: no limit), and at once.
+    public var rateLimit: Double?
+    public var rateBurst: Double
+    /// Origins whose pages may call the API and fetch its playlists from a browser (CORS); `*` for any.
+    public var corsOrigins: [String]
 
     public init(
         ingestBucket: String = "ingest", uploadPrefix: String = "uploads/", mediaBucket: String = "media",
         maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600, streamExpiry: Int = 900, signingSecret: [UInt8],
-        segmentHoldSeconds: Int = 60, defaultPlaybackPolicy: PlaybackPolicy = .public
+        segmentHoldSeconds: Int = 60, defaultPlaybackPolicy: PlaybackPolicy = .public, rateLimit: Double? = nil,
+        rateBurst: Double = 100, corsOrigins: [String] = []
     ) {
+        self.rateLimit = rateLimit
+        self.rateBurst = rateBurst
+        self.corsOrigins = corsOrigins
         self.defaultPlaybackPolicy = defaultPlaybackPolicy
         self.segmentHoldSeconds = segmentHoldSeconds
         self.ingestBucket = ingestBucket

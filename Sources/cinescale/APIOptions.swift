@@ -24,6 +24,15 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Bucket the functions write to.")
     var mediaBucket: String = "media"
 
+    @Option(help: "Requests a second each API key may make on average (0: no limit); over it: 429 with Retry-After.")
+    var apiRateLimit: Double = 50
+
+    @Option(help: "Requests an API key may make at once (the rate limit's burst).")
+    var apiRateBurst: Double = 100
+
+    @Option(help: "An origin whose pages may call the API and fetch its playlists from a browser (CORS); repeat it; * for any.")
+    var apiCorsOrigin: [String] = []
+
     @Option(help: "Playback policy of a video whose upload chooses none: public, or signed (a playback token on every stream route).")
     var defaultPlaybackPolicy: String = "public"
 
@@ -32,6 +41,9 @@ struct APIOptions: ParsableArguments {
             throw ValidationError("--stream-expiry and --upload-expiry must be 1...604800 seconds")
         }
         guard maxUploadBytes > 0 else { throw ValidationError("--max-upload-bytes must be positive") }
+        guard apiRateLimit >= 0, apiRateBurst >= 1 else {
+            throw ValidationError("--api-rate-limit must be 0 or more and --api-rate-burst 1 or more")
+        }
         guard PlaybackPolicy(rawValue: defaultPlaybackPolicy) != nil else {
             throw ValidationError("--default-playback-policy is public or signed")
         }
@@ -52,7 +64,8 @@ struct APIOptions: ParsableArguments {
                 ingestBucket: ingestBucket, mediaBucket: mediaBucket, maxUploadBytes: maxUploadBytes,
                 uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
                 signingSecret: Array(credentials.secretAccessKey.utf8),
-                defaultPlaybackPolicy: PlaybackPolicy(rawValue: defaultPlaybackPolicy) ?? .public),
+                defaultPlaybackPolicy: PlaybackPolicy(rawValue: defaultPlaybackPolicy) ?? .public,
+                rateLimit: apiRateLimit > 0 ? apiRateLimit : nil, rateBurst: apiRateBurst, corsOrigins: apiCorsOrigin),
             s3: s3, presigner: presigner, keys: keys, logger: logger)
     }
 }

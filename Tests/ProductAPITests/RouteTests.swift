@@ -23,7 +23,7 @@ struct RouteTests {
         keys = try SQLiteAPIKeyStore(path: "\(directory)/keys.sqlite")
     }
 
-    func app() -> some ApplicationProtocol {
+    func app(_ configuration: ProductConfiguration = ProductConfiguration(signingSecret: Array("secret".utf8))) -> some ApplicationProtocol {
         var retry = S3RetryPolicy.default
         retry.maxAttempts = 1
         let s3 = S3Client(
@@ -31,7 +31,7 @@ struct RouteTests {
                 endpoint: URL(string: "http://127.0.0.1:9")!, credentials: Credentials(accessKeyId: "a", secretAccessKey: "b"),
                 timeout: .seconds(2), retry: retry))
         let api = ProductAPI(
-            configuration: ProductConfiguration(signingSecret: Array("secret".utf8)), s3: s3, presigner: s3, keys: keys,
+            configuration: configuration, s3: s3, presigner: s3, keys: keys,
             logger: .init(label: "test"))
         let router = Router()
         api.addRoutes(to: router)
@@ -113,6 +113,44 @@ struct RouteTests {
                 #expect(["StoreError", "InternalError"].contains(error["code"]) && error["requestId"]?.count == 16)
                 #expect(response.headers[HTTPField.Name("X-Request-Id")!] == error["requestId"])
                 #expect(!text.contains("127.0.0.1") && !text.lowercased().contains("connect") && !text.contains("S3"))
+            }
+        }
+    }
+
+    @Test func aKeyOverItsRateGets429WithRetryAfterAndOthersAreNotSlowed() async throws {
+        let busy = try await keys.create(tenant: "acme", name: "", scopes: [.admin]).token
+        let calm = try await keys.create(tenant: "acme", name: "", scopes: [.admin]).token
+        let configuration = ProductConfiguration(signingSecret: Array("s".utf8), rateLimit: 0.5, rateBurst: 3)
+        try await app(configuration).test(.router) { client in
+            for _ in 0..<3 {
+                try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(busy)) { #expect($0.status == .ok) }
+            }
+            try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(busy)) { response in
+                #expect(response.status == .tooManyRequests && Self.error(response.body)["code"] == "TooManyRequests")
+                #expect(response.headers[.retryAfter] == "2")
+            }
+            try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(calm)) { #expect($0.status == .ok) }
+        }
+        let limiter = RateLimiter(rate: 10, burst: 1)
+        let start = ContinuousClock.now
+        #expect(limiter.take("k", now: start) == nil && limiter.take("k", now: start) != nil)
+        #expect(limiter.take("k", now: start + .milliseconds(100)) == nil)
+    }
+
+    @Test func corsAnswersPreflightsAndDecoratesAnswersForAllowedOriginsOnly() async throws {
+        let configuration = ProductConfiguration(signingSecret: Array("s".utf8), corsOrigins: ["https://app.example"])
+        try await app(configuration).test(.router) { client in
+            let preflight: HTTPFields = [.origin: "https://app.example", .accessControlRequestMethod: "POST"]
+            try await client.execute(uri: "/uploads", method: .options, headers: preflight) { response in
+                #expect(response.status == .noContent)
+                #expect(response.headers[.accessControlAllowOrigin] == "https://app.example")
+                #expect(response.headers[.accessControlAllowHeaders]?.contains("Authorization") == true)
+            }
+            try await client.execute(uri: "/videos", method: .get, headers: [.origin: "https://app.example"]) { response in
+                #expect(response.status == .unauthorized && response.headers[.accessControlAllowOrigin] == "https://app.example")
+            }
+            try await client.execute(uri: "/videos", method: .get, headers: [.origin: "https://evil.example"]) { response in
+                #expect(response.headers[.accessControlAllowOrigin] == nil)
             }
         }
     }
