@@ -136,7 +136,8 @@ public struct ProductAPI: Sendable {
     static let videoTypes: [String: String] = [
         "mp4": "video/mp4", "m4v": "video/x-m4v", "mov": "video/quicktime", "mkv": "video/x-matroska",
         "webm": "video/webm", "avi": "video/x-msvideo", "ts": "video/mp2t", "mpg": "video/mpeg", "mpeg": "video/mpeg",
-        "ogv": "video/ogg", "3gp": "video/3gpp", "flv": "video/x-flv", "wmv": "video/x-ms-wmv",
+        "ogv": "video/ogg", "3gp": "video/3gpp", "flv": "video/x-flv", "wmv": "video/x-ms-wmv", "m2ts": "video/mp2t",
+        "mts": "video/mp2t", "vob": "video/mpeg", "mpeg4": "video/mp4", "h264": "video/h264",
     ]
 
     func createUpload(_ request: Request, tenant: String) async throws -> Response {
@@ -277,7 +278,12 @@ public struct ProductAPI: Sendable {
     /// the extension its key gets; 415 when the type is not video/*.
     static func videoType(fileName: String?, contentType: String?) throws -> (contentType: String, ext: String) {
         let ext = fileExtension(fileName)
-        let type = (contentType?.isEmpty == false ? contentType : nil) ?? ext.flatMap { videoTypes[$0] } ?? "video/mp4"
+        let given = contentType?.isEmpty == false ? contentType : nil
+        // A name whose extension is not a video's (photo.png, notes.txt), with no type given, is not taken for one.
+        if given == nil, let ext, videoTypes[ext] == nil {
+            throw APIError(415, "UnsupportedMediaType", "'.\(ext)' is not a video file extension; give contentType if it is a video.")
+        }
+        let type = given ?? ext.flatMap { videoTypes[$0] } ?? "video/mp4"
         guard type.lowercased().hasPrefix("video/") else {
             throw APIError(415, "UnsupportedMediaType", "'\(type)' is not a video type; CineScale takes video/* uploads.")
         }
@@ -463,8 +469,13 @@ public struct ProductAPI: Sendable {
         }
         let cursor = request.uri.queryParameters.get("cursor").flatMap { $0.isEmpty ? nil : $0 }
         // The tenant's videos only: every one of its ids, hence key prefixes, starts with "<tenant>_".
-        let page = try await s3.listObjectsV2(
-            bucket: configuration.mediaBucket, prefix: "\(tenant)_", delimiter: "/", continuationToken: cursor, maxKeys: limit)
+        let page: ListObjectsV2Page
+        do {
+            page = try await s3.listObjectsV2(
+                bucket: configuration.mediaBucket, prefix: "\(tenant)_", delimiter: "/", continuationToken: cursor, maxKeys: limit)
+        } catch let error as S3Error where cursor != nil && (400..<500).contains(error.statusCode) {
+            throw APIError(400, "InvalidCursor", "cursor must be a nextCursor this API returned.")
+        }
         let ids = page.commonPrefixes.map { String($0.dropLast()) }.filter { (try? Self.validate($0)) != nil }
         let summaries = try await withThrowingTaskGroup(of: (Int, VideoSummary?).self) { group in
             for (index, id) in ids.enumerated() {
