@@ -2,7 +2,6 @@ import APIKeys
 import Foundation
 import Logging
 import NIOCore
-import NIOSSL
 import PostgresInvocationQueue
 import PostgresNIO
 import ServiceLifecycle
@@ -20,18 +19,8 @@ public final class PostgresAPIKeyStore: APIKeyStore, PlaybackKeyStore, Service {
 
     public init(configuration: PostgresQueueConfiguration, logger: Logger) {
         self.logger = logger
-        let tls: PostgresClient.Configuration.TLS
-        switch configuration.tls {
-        case .disable: tls = .disable
-        case .prefer: tls = .prefer(.makeClientConfiguration())
-        case .require: tls = .require(.makeClientConfiguration())
-        }
-        var clientConfiguration = PostgresClient.Configuration(
-            host: configuration.host, port: configuration.port, username: configuration.user,
-            password: configuration.password, database: configuration.database, tls: tls)
         // Key checks are one indexed read each: a few connections serve them.
-        clientConfiguration.options.maximumConnections = 4
-        clientConfiguration.options.connectTimeout = .seconds(5)
+        let clientConfiguration = configuration.clientConfiguration(maximumConnections: 4)
         var background = logger
         background.logLevel = max(logger.logLevel, .warning)
         client = PostgresClient(configuration: clientConfiguration, backgroundLogger: background)

@@ -41,6 +41,22 @@ public struct PostgresQueueConfiguration: Sendable, Hashable {
         self.owner = owner
     }
 
+    /// A PostgresNIO client for this database (TLS as `tls` says, a 5 s connect timeout): the queue's, and the
+    /// API keys' beside it.
+    public func clientConfiguration(maximumConnections: Int) -> PostgresClient.Configuration {
+        let mode: PostgresClient.Configuration.TLS
+        switch tls {
+        case .disable: mode = .disable
+        case .prefer: mode = .prefer(.makeClientConfiguration())
+        case .require: mode = .require(.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: port, username: user, password: password, database: database, tls: mode)
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectTimeout = .seconds(5)
+        return configuration
+    }
+
     /// `<host name>/<pid>/<random>`: unique per gateway process, readable in the operator view.
     public static func defaultOwner() -> String {
         "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
@@ -130,17 +146,7 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
     public init(configuration: PostgresQueueConfiguration, logger: Logger) throws(PostgresQueueError) {
         self.configuration = configuration
         self.logger = logger
-        let tls: PostgresClient.Configuration.TLS
-        switch configuration.tls {
-        case .disable: tls = .disable
-        case .prefer: tls = .prefer(.makeClientConfiguration())
-        case .require: tls = .require(.makeClientConfiguration())
-        }
-        var clientConfiguration = PostgresClient.Configuration(
-            host: configuration.host, port: configuration.port, username: configuration.user,
-            password: configuration.password, database: configuration.database, tls: tls)
-        clientConfiguration.options.maximumConnections = max(2, configuration.maxConnections)
-        clientConfiguration.options.connectTimeout = .seconds(5)
+        let clientConfiguration = configuration.clientConfiguration(maximumConnections: max(2, configuration.maxConnections))
         var background = logger
         background.logLevel = max(logger.logLevel, .warning)
         client = PostgresClient(configuration: clientConfiguration, backgroundLogger: background)
