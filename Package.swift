@@ -234,6 +234,7 @@ let package = Package(
             dependencies: [
                 "APIKeys", "PostgresAPIKeys", "PostgresInvocationQueue", "PostgresTestSupport", "InvocationQueue",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

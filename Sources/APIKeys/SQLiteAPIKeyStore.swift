@@ -4,7 +4,7 @@ import GRDB
 
 /// The keys in SQLite: a table of their own in the gateway's queue file (`api_key`, its own migration), so a
 /// data directory holds the queue and the keys together.
-public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore {
+public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStore {
     let database: DurableDatabase
 
     public init(path: String) throws(DurableDatabaseError) {
@@ -37,6 +37,39 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore {
                         revoked_at REAL
                     );
                     CREATE INDEX playback_key_tenant ON playback_key(tenant, created_at);
+                    """)
+        }
+        migrator.registerMigration("webhooks-v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE webhook_endpoint (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        tenant TEXT NOT NULL,
+                        url TEXT NOT NULL,
+                        events TEXT NOT NULL,
+                        secret TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE INDEX webhook_endpoint_tenant ON webhook_endpoint(tenant, created_at);
+                    CREATE TABLE webhook_delivery (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id TEXT UNIQUE NOT NULL,
+                        endpoint_id TEXT NOT NULL,
+                        tenant TEXT NOT NULL,
+                        event_id TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        body BLOB NOT NULL,
+                        state TEXT NOT NULL,
+                        attempts INTEGER NOT NULL,
+                        created_at REAL NOT NULL,
+                        next_attempt_at REAL NOT NULL,
+                        lease_until REAL NOT NULL DEFAULT 0,
+                        delivered_at REAL,
+                        last_status INTEGER,
+                        last_error TEXT,
+                        UNIQUE (endpoint_id, event_id)
+                    );
+                    CREATE INDEX webhook_delivery_pending ON webhook_delivery(state, endpoint_id, seq);
                     """)
         }
         database = try DurableDatabase(path: path, migrator: migrator)

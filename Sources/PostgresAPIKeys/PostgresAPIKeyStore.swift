@@ -12,9 +12,9 @@ import Synchronization
 ///
 /// A `Service`: `run()` owns the connection pool; the composition root runs it in the top-level group, before
 /// the servers that authenticate through it, so it stops after them.
-public final class PostgresAPIKeyStore: APIKeyStore, PlaybackKeyStore, Service {
-    private let client: PostgresClient
-    private let logger: Logger
+public final class PostgresAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStore, Service {
+    let client: PostgresClient
+    let logger: Logger
     private let migrated = Mutex(false)
 
     public init(configuration: PostgresQueueConfiguration, logger: Logger) {
@@ -50,6 +50,41 @@ public final class PostgresAPIKeyStore: APIKeyStore, PlaybackKeyStore, Service {
                 """, logger: self.logger)
             try await connection.query(
                 "CREATE INDEX IF NOT EXISTS cinescale_api_key_tenant ON cinescale_api_key (tenant, created_at)",
+                logger: self.logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS cinescale_webhook_endpoint (
+                    id TEXT PRIMARY KEY,
+                    tenant TEXT NOT NULL,
+                    url TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL
+                )
+                """, logger: self.logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS cinescale_webhook_delivery (
+                    seq BIGSERIAL PRIMARY KEY,
+                    id TEXT UNIQUE NOT NULL,
+                    endpoint_id TEXT NOT NULL,
+                    tenant TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    body BYTEA NOT NULL,
+                    state TEXT NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    next_attempt_at DOUBLE PRECISION NOT NULL,
+                    lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+                    delivered_at DOUBLE PRECISION,
+                    last_status INTEGER,
+                    last_error TEXT,
+                    UNIQUE (endpoint_id, event_id)
+                )
+                """, logger: self.logger)
+            try await connection.query(
+                "CREATE INDEX IF NOT EXISTS cinescale_webhook_delivery_pending ON cinescale_webhook_delivery (state, endpoint_id, seq)",
                 logger: self.logger)
             try await connection.query(
                 """

@@ -20,7 +20,7 @@ import Testing
     /// Two handles on one store (two gateways on one PostgreSQL database, or two opens of one SQLite file),
     /// run while `body` runs.
     func withStores(
-        _ backend: QueueBackend, _ body: (any APIKeyStore & PlaybackKeyStore, any APIKeyStore & PlaybackKeyStore) async throws -> Void
+        _ backend: QueueBackend, _ body: (any APIKeyStore & PlaybackKeyStore & WebhookStore, any APIKeyStore & PlaybackKeyStore & WebhookStore) async throws -> Void
     ) async throws {
         switch backend {
         case .sqlite:
@@ -108,6 +108,55 @@ import Testing
         }
     }
 
+    @Test(arguments: QueueBackend.allCases) func webhookDeliveriesGoOneAtATimePerEndpointInOrder(_ backend: QueueBackend) async throws {
+        try await withStores(backend) { one, two in
+            let now = Date(timeIntervalSince1970: 1_000_000)
+            let a = WebhookEndpoint(
+                id: "wa", tenant: "acme", url: "https://a.example/hook", events: ["video.created", "video.ready"], secret: "s1",
+                createdAt: now)
+            let b = WebhookEndpoint(id: "wb", tenant: "acme", url: "https://b.example/hook", events: ["video.ready"], secret: "s2", createdAt: now)
+            let other = WebhookEndpoint(id: "wc", tenant: "other", url: "https://c.example", events: ["video.ready"], secret: "s3", createdAt: now)
+            for endpoint in [a, b, other] { try await one.addEndpoint(endpoint) }
+            #expect(Set(try await two.endpoints(tenant: "acme").map(\.id)) == ["wa", "wb"])
+            #expect(try await one.enqueue(tenant: "acme", eventID: "e1", type: "video.created", body: Array("1".utf8), at: now) == 1)
+            #expect(try await one.enqueue(tenant: "acme", eventID: "e2", type: "video.ready", body: Array("2".utf8), at: now) == 2)
+            #expect(try await two.enqueue(tenant: "acme", eventID: "e2", type: "video.ready", body: Array("2".utf8), at: now) == 0)
+            #expect(try await one.enqueue(tenant: "acme", eventID: "e3", type: "video.created", body: Array("3".utf8), at: now) == 1)
+
+            // Each endpoint's oldest only, and a claim is leased: the other handle (another gateway) gets nothing.
+            let first = try await one.claimDue(now: now, lease: 60, limit: 10)
+            #expect(Set(first.map { "\($0.1.id):\($0.0.eventID)" }) == ["wa:e1", "wb:e2"])
+            #expect(try await two.claimDue(now: now, lease: 60, limit: 10).isEmpty)
+            let a1 = try #require(first.first { $0.1.id == "wa" }?.0)
+            let b1 = try #require(first.first { $0.1.id == "wb" }?.0)
+            #expect(a1.body == Array("1".utf8) && first.first { $0.1.id == "wa" }?.1.secret == "s1")
+            // A failed attempt retried later holds back the endpoint's later events (order), not other endpoints'.
+            try await one.record(
+                WebhookAttempt(state: .pending, status: 503, error: nil, nextAttemptAt: now.addingTimeInterval(30)), delivery: a1.id,
+                at: now)
+            try await one.record(WebhookAttempt(state: .delivered, status: 200, error: nil, nextAttemptAt: now), delivery: b1.id, at: now)
+            #expect(try await two.claimDue(now: now.addingTimeInterval(1), lease: 60, limit: 10).isEmpty)
+            let retried = try await two.claimDue(now: now.addingTimeInterval(31), lease: 60, limit: 10)
+            #expect(retried.map(\.0.eventID) == ["e1"] && retried.first?.0.attempts == 1)
+            try await two.record(WebhookAttempt(state: .delivered, status: 204, error: nil, nextAttemptAt: now), delivery: a1.id, at: now)
+            #expect(try await one.claimDue(now: now.addingTimeInterval(32), lease: 60, limit: 10).map(\.0.eventID) == ["e2"])
+
+            // The record of an endpoint, newest first; a delivered event re-sent goes again.
+            let listed = try await one.deliveries(endpoint: "wa", tenant: "acme", limit: 10)
+            #expect(listed.map(\.eventID) == ["e3", "e2", "e1"] && listed.last?.state == .delivered && listed.last?.lastStatus == 204)
+            #expect(try await one.deliveries(endpoint: "wa", tenant: "other", limit: 10).isEmpty)
+            #expect(try await two.resend(delivery: b1.id, endpoint: "wb", tenant: "acme", at: now.addingTimeInterval(40)))
+            #expect(try await one.claimDue(now: now.addingTimeInterval(200), lease: 60, limit: 10).contains { $0.0.id == b1.id })
+            // Removing an endpoint drops what it had not received.
+            #expect(try await one.removeEndpoint(id: "wa", tenant: "other") == false)
+            #expect(try await one.removeEndpoint(id: "wa", tenant: "acme"))
+            #expect(try await one.claimDue(now: now.addingTimeInterval(400), lease: 60, limit: 10).allSatisfy { $0.1.id != "wa" })
+        }
+        #expect(
+            WebhookSignature.sign(body: Array("{}".utf8), secret: "whsec_test", timestamp: 1_700_000_000)
+                == "t=1700000000,v1=" + HMACHex.of("1700000000.{}", key: "whsec_test"))
+    }
+
     @Test func theDatabaseHoldsNoTokenOnlyItsKeyedHash() async throws {
         let path = "\(directory)/keys.sqlite"
         let store = try SQLiteAPIKeyStore(path: path)
@@ -116,5 +165,15 @@ import Testing
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path + "-wal")) + Data(contentsOf: URL(fileURLWithPath: path))
         #expect(bytes.range(of: Data(secret.utf8)) == nil)
         #expect(bytes.range(of: Data(APIKeyToken.hash(token))) != nil)
+    }
+}
+
+import Crypto
+
+/// An independent HMAC-SHA256 (hex) to check the signature format against.
+enum HMACHex {
+    static func of(_ message: String, key: String) -> String {
+        HMAC<SHA256>.authenticationCode(for: Array(message.utf8), using: SymmetricKey(data: Array(key.utf8)))
+            .map { String(format: "%02x", $0) }.joined()
     }
 }
