@@ -32,13 +32,15 @@ public struct ProductAPI: Sendable {
     let signer: StreamSigner
     let keys: any APIKeyStore
     let playbackKeys: any PlaybackKeyStore
+    let webhooks: any WebhookStore
+    let webhookWakeup = WebhookWakeup()
     let limiter: RateLimiter?
     let cors: CORSPolicy
     let logger: Logger
 
     public init(
-        configuration: ProductConfiguration, s3: S3Client, presigner: S3Client, keys: any APIKeyStore & PlaybackKeyStore,
-        logger: Logger
+        configuration: ProductConfiguration, s3: S3Client, presigner: S3Client,
+        keys: any APIKeyStore & PlaybackKeyStore & WebhookStore, logger: Logger
     ) {
         self.configuration = configuration
         self.s3 = s3
@@ -46,9 +48,16 @@ public struct ProductAPI: Sendable {
         self.signer = StreamSigner(secret: configuration.signingSecret)
         self.keys = keys
         self.playbackKeys = keys
+        self.webhooks = keys
         self.limiter = configuration.rateLimit.map { RateLimiter(rate: $0, burst: configuration.rateBurst) }
         self.cors = CORSPolicy(origins: configuration.corsOrigins)
         self.logger = logger
+    }
+
+    /// The service that delivers the webhooks this API enqueues: the composition root runs it in its group.
+    public func makeWebhookSender() -> WebhookSender {
+        WebhookSender(
+            store: webhooks, wakeup: webhookWakeup, allowPrivate: configuration.webhooksMayReachPrivateAddresses, logger: logger)
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
@@ -87,6 +96,30 @@ public struct ProductAPI: Sendable {
                 try await revokeKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
             }
         }
+        router.post("/webhooks") { request, _ in
+            await respond(request) { try await createWebhook(request, by: try await authenticate(request, .admin)) }
+        }
+        router.get("/webhooks") { request, _ in
+            await respond(request) { try await listWebhooks(by: try await authenticate(request, .admin)) }
+        }
+        router.delete("/webhooks/:id") { request, context in
+            await respond(request) {
+                try await removeWebhook(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
+            }
+        }
+        router.get("/webhooks/:id/deliveries") { request, context in
+            await respond(request) {
+                try await listDeliveries(
+                    context.parameters.get("id") ?? "", request: request, by: try await authenticate(request, .admin))
+            }
+        }
+        router.post("/webhooks/:id/deliveries/:delivery/resend") { request, context in
+            await respond(request) {
+                try await resendDelivery(
+                    context.parameters.get("id") ?? "", delivery: context.parameters.get("delivery") ?? "",
+                    by: try await authenticate(request, .admin))
+            }
+        }
         router.post("/playback-keys") { request, _ in
             await respond(request) { try await createPlaybackKey(request, by: try await authenticate(request, .admin)) }
         }
@@ -123,7 +156,8 @@ public struct ProductAPI: Sendable {
     func addPreflights<Context: RequestContext>(to router: Router<Context>) {
         let routes: [(String, String)] = [
             ("/uploads", "POST"), ("/upload", "POST"), ("/videos", "GET"), ("/videos/:id", "GET, DELETE"), ("/keys", "GET, POST"),
-            ("/keys/:id", "DELETE"), ("/playback-keys", "GET, POST"), ("/playback-keys/:id", "DELETE"), ("/stream/:id/:name", "GET"),
+            ("/keys/:id", "DELETE"), ("/webhooks", "GET, POST"), ("/webhooks/:id", "DELETE"), ("/webhooks/:id/deliveries", "GET"),
+            ("/webhooks/:id/deliveries/:delivery/resend", "POST"), ("/playback-keys", "GET, POST"), ("/playback-keys/:id", "DELETE"), ("/stream/:id/:name", "GET"),
             ("/stream/:id/:name/index.m3u8", "GET"), ("/stream/:id/:name/:segment", "GET"),
         ]
         for (path, methods) in routes {
@@ -187,6 +221,9 @@ public struct ProductAPI: Sendable {
             createdAt: ISO8601.string(now), expiresAt: ISO8601.string(expires), playbackPolicy: policy,
             allowedOrigins: origins.isEmpty ? nil : origins)
         try await s3.putJSON(record, bucket: configuration.mediaBucket, key: Self.uploadKey(id))
+        try await emit(
+            "video.created", video: id, tenant: tenant,
+            data: ["state": .string(VideoState.awaitingUpload.rawValue), "fileName": upload.fileName.map(JSONValue.string) ?? .null])
         logger.info("upload created", metadata: ["cinescale.video": .string(id), "cinescale.key": .string(key)])
         return try Self.json(
             UploadTicket(
@@ -247,6 +284,11 @@ public struct ProductAPI: Sendable {
             await upload?.abort()
             throw APIError(400, "MalformedForm", "The form ended before its closing boundary, or had no 'file' part.")
         }
+        // The bytes are in the bucket already: created and uploaded at once.
+        try await emit("video.created", video: upload.id, tenant: tenant, data: ["state": .string(VideoState.probing.rawValue)])
+        try await emit(
+            "video.uploaded", video: upload.id, tenant: tenant,
+            data: ["state": .string(VideoState.probing.rawValue), "size": .number(Double(upload.size))])
         return try Self.json(
             UploadTicket(
                 videoId: upload.id, uploadUrl: "", method: "POST", headers: [:], expiresAt: ISO8601.string(Date()),
@@ -522,6 +564,7 @@ public struct ProductAPI: Sendable {
             }
             start = end
         }
+        if let tenant = Self.tenant(of: id) { try await emit("video.deleted", video: id, tenant: tenant, data: [:]) }
         logger.info("video deleted", metadata: ["cinescale.video": .string(id), "cinescale.objects": .stringConvertible(keys.count)])
         return Response(status: .noContent)
     }

@@ -27,13 +27,17 @@ public struct ProductConfiguration: Sendable {
     public var rateBurst: Double
     /// Origins whose pages may call the API and fetch its playlists from a browser (CORS); `*` for any.
     public var corsOrigins: [String]
+    /// Whether webhook URLs may resolve to loopback, link-local or private addresses (tests, a private network);
+    /// off by default, so a tenant cannot make the gateway call internal services.
+    public var webhooksMayReachPrivateAddresses: Bool
 
     public init(
         ingestBucket: String = "ingest", uploadPrefix: String = "uploads/", mediaBucket: String = "media",
         maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600, streamExpiry: Int = 900, signingSecret: [UInt8],
         segmentHoldSeconds: Int = 60, defaultPlaybackPolicy: PlaybackPolicy = .public, rateLimit: Double? = nil,
-        rateBurst: Double = 100, corsOrigins: [String] = []
+        rateBurst: Double = 100, corsOrigins: [String] = [], webhooksMayReachPrivateAddresses: Bool = false
     ) {
+        self.webhooksMayReachPrivateAddresses = webhooksMayReachPrivateAddresses
         self.rateLimit = rateLimit
         self.rateBurst = rateBurst
         self.corsOrigins = corsOrigins

@@ -33,6 +33,9 @@ struct APIOptions: ParsableArguments {
     @Option(help: "An origin whose pages may call the API and fetch its playlists from a browser (CORS); repeat it; * for any.")
     var apiCorsOrigin: [String] = []
 
+    @Flag(help: "Let webhook URLs resolve to loopback, link-local or private addresses (off: a tenant cannot make the gateway call internal services).")
+    var webhooksMayReachPrivateAddresses = false
+
     @Option(help: "Playback policy of a video whose upload chooses none: public, or signed (a playback token on every stream route).")
     var defaultPlaybackPolicy: String = "public"
 
@@ -51,7 +54,7 @@ struct APIOptions: ParsableArguments {
 
     /// The API over `store` (read and written by the API) presigning for `publicStore` (as clients reach it).
     func makeAPI(
-        store: String, publicStore: String, region: String, credentials: Credentials, keys: any APIKeyStore & PlaybackKeyStore,
+        store: String, publicStore: String, region: String, credentials: Credentials, keys: any APIKeyStore & PlaybackKeyStore & WebhookStore,
         logger: Logger
     ) throws -> ProductAPI {
         guard let storeURL = URL(string: store), let publicURL = URL(string: publicStore) else {
@@ -65,7 +68,8 @@ struct APIOptions: ParsableArguments {
                 uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
                 signingSecret: Array(credentials.secretAccessKey.utf8),
                 defaultPlaybackPolicy: PlaybackPolicy(rawValue: defaultPlaybackPolicy) ?? .public,
-                rateLimit: apiRateLimit > 0 ? apiRateLimit : nil, rateBurst: apiRateBurst, corsOrigins: apiCorsOrigin),
+                rateLimit: apiRateLimit > 0 ? apiRateLimit : nil, rateBurst: apiRateBurst, corsOrigins: apiCorsOrigin,
+                webhooksMayReachPrivateAddresses: webhooksMayReachPrivateAddresses),
             s3: s3, presigner: presigner, keys: keys, logger: logger)
     }
 }

@@ -170,7 +170,8 @@ struct DevCommand: AsyncParsableCommand {
             configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) })
 
         let group = ServiceGroup(configuration: .init(
-            services: store.services + [gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: store.services + [gateway, api.makeWebhookSender()], gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
         let readyFile = self.readyFile
         let portFile = processOptions.portFile
         try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -96,7 +96,8 @@ struct GatewayCommand: AsyncParsableCommand {
         // The key store's connection pool first: the group stops services in reverse order, so it outlives
         // the servers that authenticate through it.
         let group = ServiceGroup(configuration: .init(
-            services: (keyService.map { [$0] } ?? []) + [gateway], gracefulShutdownSignals: [.sigterm, .sigint],
+            services: (keyService.map { [$0] } ?? []) + [gateway] + (api.map { [$0.makeWebhookSender()] } ?? []),
+            gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

@@ -13,7 +13,7 @@ import Synchronization
 enum KeyStores {
     /// The store for `queue`, and the service that must run while it is used (PostgreSQL's connection pool).
     static func open(_ queue: QueueConfiguration, logger: Logger) throws
-        -> (store: any APIKeyStore & PlaybackKeyStore, service: (any Service)?)
+        -> (store: any APIKeyStore & PlaybackKeyStore & WebhookStore, service: (any Service)?)
     {
         if let url = queue.postgres {
             let store = PostgresAPIKeyStore(configuration: try PostgresQueueConfiguration(url: url), logger: logger)

@@ -155,6 +155,40 @@ struct RouteTests {
         }
     }
 
+    @Test func webhooksToPrivateAddressesAreRefusedUnlessTheOperatorAllowsThem() async throws {
+        let admin = try await keys.create(tenant: "acme", name: "", scopes: [.admin]).token
+        try await app().test(.router) { client in
+            for (url, code) in [
+                ("http://127.0.0.1:8080/hook", "WebhookURLNotAllowed"), ("http://169.254.169.254/latest/meta-data", "WebhookURLNotAllowed"),
+                ("http://10.1.2.3/x", "WebhookURLNotAllowed"), ("http://[::1]:9/x", "WebhookURLNotAllowed"),
+                ("http://localhost/x", "WebhookURLNotAllowed"), ("ftp://example.com/x", "InvalidWebhookURL"),
+                ("https://user:pw@example.com/x", "InvalidWebhookURL"),
+            ] {
+                let body = ByteBuffer(string: #"{"url":"\#(url)","events":["video.ready"]}"#)
+                try await client.execute(uri: "/webhooks", method: .post, headers: Self.bearer(admin), body: body) { response in
+                    #expect(response.status == .badRequest && Self.error(response.body)["code"] == code, "\(url)")
+                }
+            }
+            let unknown = ByteBuffer(string: #"{"url":"http://127.0.0.1/x","events":["video.exploded"]}"#)
+            try await client.execute(uri: "/webhooks", method: .post, headers: Self.bearer(admin), body: unknown) {
+                #expect($0.status == .badRequest)
+            }
+        }
+        let allowed = ProductConfiguration(signingSecret: Array("s".utf8), webhooksMayReachPrivateAddresses: true)
+        try await app(allowed).test(.router) { client in
+            let body = ByteBuffer(string: #"{"url":"http://127.0.0.1:8080/hook","events":["video.ready"]}"#)
+            try await client.execute(uri: "/webhooks", method: .post, headers: Self.bearer(admin), body: body) {
+                #expect($0.status == .created)
+            }
+        }
+        for address in ["127.0.0.1", "10.0.0.1", "172.20.1.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1",
+            "fe80::1", "fd00::1", "::ffff:127.0.0.1"]
+        {
+            #expect(WebhookTarget.isPrivate(address), "\(address)")
+        }
+        for address in ["93.184.216.34", "172.32.0.1", "8.8.8.8", "2606:4700::1111"] { #expect(!WebhookTarget.isPrivate(address), "\(address)") }
+    }
+
     @Test func playbackTokenHeadersAndOrigins() {
         // {"alg":"HS256","kid":"p0123456789abcdef","typ":"JWT"}
         let header = Data(#"{"alg":"HS256","kid":"p0123456789abcdef","typ":"JWT"}"#.utf8).base64EncodedString()

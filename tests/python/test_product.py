@@ -211,7 +211,8 @@ def test_openapi_describes_every_route():
     assert set(spec["paths"]) == {"/uploads", "/upload", "/videos", "/videos/{id}", "/stream/{id}/master.m3u8",
                                   "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}",
                                   "/stream/{id}/{rendition}/{segment}", "/keys", "/keys/{id}",
-                                  "/playback-keys", "/playback-keys/{id}"}
+                                  "/playback-keys", "/playback-keys/{id}", "/webhooks", "/webhooks/{id}",
+                                  "/webhooks/{id}/deliveries", "/webhooks/{id}/deliveries/{delivery}/resend"}
     assert set(spec["paths"]["/videos/{id}"]) >= {"get", "delete"}
 
 

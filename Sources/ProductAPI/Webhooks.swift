@@ -1,0 +1,318 @@
+import APIKeys
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// A video event as an app's endpoint receives it.
+struct WebhookEvent: Encodable, Sendable {
+    var id: String
+    var type: String
+    var createdAt: String
+    var data: [String: JSONValue]
+
+    /// The same id for the same happening however often it is reported (a redelivered store event, a retried
+    /// call): the deliveries are unique per endpoint and event id.
+    static func id(type: String, video: String, detail: String = "") -> String {
+        "evt_" + SHA256.hash(data: Array("\(type)\n\(video)\n\(detail)".utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+extension ProductAPI {
+    /// Enqueues `type` for the tenant's endpoints that want it; durable before this returns.
+    func emit(_ type: String, video: String, tenant: String, data: [String: JSONValue], detail: String = "") async throws {
+        let now = Date()
+        let event = WebhookEvent(
+            id: WebhookEvent.id(type: type, video: video, detail: detail), type: type, createdAt: ISO8601.string(now),
+            data: data.merging(["videoId": .string(video)]) { first, _ in first })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let added = try await webhooks.enqueue(
+            tenant: tenant, eventID: event.id, type: type, body: Array(try encoder.encode(event)), at: now)
+        if added > 0 { webhookWakeup.signal() }
+    }
+
+    // MARK: Routes
+
+    func createWebhook(_ request: Request, by admin: APIKey) async throws -> Response {
+        struct Asked: Decodable {
+            var url: String
+            var events: [String]
+        }
+        struct Created: Encodable {
+            var webhook: WebhookView
+            /// The signing secret, shown here once.
+            var secret: String
+        }
+        let body = try await request.body.collect(upTo: 16 * 1024)
+        guard let asked = try? JSONDecoder().decode(Asked.self, from: Data(body.readableBytesView)) else {
+            throw APIError(400, "InvalidRequest", "The body must be JSON: {\"url\": \"https://…\", \"events\": [\"video.ready\", …]}.")
+        }
+        let unknown = asked.events.filter { !WebhookEndpoint.eventTypes.contains($0) }
+        guard !asked.events.isEmpty, unknown.isEmpty else {
+            throw APIError(
+                400, "InvalidRequest", "events are some of \(WebhookEndpoint.eventTypes.joined(separator: ", ")); unknown: \(unknown.prefix(5)).")
+        }
+        try await WebhookTarget.check(asked.url, allowPrivate: configuration.webhooksMayReachPrivateAddresses)
+        let (id, secret) = WebhookEndpoint.generate()
+        let endpoint = WebhookEndpoint(
+            id: id, tenant: admin.tenant, url: asked.url, events: Array(Set(asked.events)).sorted(), secret: secret,
+            createdAt: APIKeyRules.now())
+        try await webhooks.addEndpoint(endpoint)
+        logger.info("webhook added", metadata: ["cinescale.webhook": .string(id), "cinescale.by": .string(admin.id)])
+        return try Self.json(Created(webhook: WebhookView(endpoint), secret: secret), status: .created)
+    }
+
+    func listWebhooks(by admin: APIKey) async throws -> Response {
+        struct List: Encodable { var webhooks: [WebhookView] }
+        return try Self.json(List(webhooks: try await webhooks.endpoints(tenant: admin.tenant).map(WebhookView.init)))
+    }
+
+    func removeWebhook(_ id: String, by admin: APIKey) async throws -> Response {
+        guard try await webhooks.removeEndpoint(id: id, tenant: admin.tenant) else {
+            throw APIError(404, "NoSuchWebhook", "There is no webhook '\(id.prefix(64))'.")
+        }
+        return Response(status: .noContent)
+    }
+
+    func listDeliveries(_ id: String, request: Request, by admin: APIKey) async throws -> Response {
+        struct List: Encodable { var deliveries: [DeliveryView] }
+        let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 50
+        guard (1...200).contains(limit) else { throw APIError(400, "InvalidRequest", "limit must be 1–200.") }
+        guard try await webhooks.endpoints(tenant: admin.tenant).contains(where: { $0.id == id }) else {
+            throw APIError(404, "NoSuchWebhook", "There is no webhook '\(id.prefix(64))'.")
+        }
+        let deliveries = try await webhooks.deliveries(endpoint: id, tenant: admin.tenant, limit: limit)
+        return try Self.json(List(deliveries: deliveries.map(DeliveryView.init)))
+    }
+
+    func resendDelivery(_ id: String, delivery: String, by admin: APIKey) async throws -> Response {
+        guard try await webhooks.resend(delivery: delivery, endpoint: id, tenant: admin.tenant, at: Date()) else {
+            throw APIError(404, "NoSuchDelivery", "Webhook '\(id.prefix(64))' has no delivery '\(delivery.prefix(64))'.")
+        }
+        webhookWakeup.signal()
+        return Response(status: .accepted)
+    }
+}
+
+struct WebhookView: Encodable, Sendable {
+    var id: String
+    var url: String
+    var events: [String]
+    var createdAt: String
+
+    init(_ endpoint: WebhookEndpoint) {
+        id = endpoint.id
+        url = endpoint.url
+        events = endpoint.events
+        createdAt = ISO8601.string(endpoint.createdAt)
+    }
+}
+
+struct DeliveryView: Encodable, Sendable {
+    var id: String
+    var eventId: String
+    var type: String
+    var state: String
+    var attempts: Int
+    var createdAt: String
+    var nextAttemptAt: String?
+    var deliveredAt: String?
+    var lastStatus: Int?
+    var lastError: String?
+
+    init(_ delivery: WebhookDelivery) {
+        id = delivery.id
+        eventId = delivery.eventID
+        type = delivery.type
+        state = delivery.state.rawValue
+        attempts = delivery.attempts
+        createdAt = ISO8601.string(delivery.createdAt)
+        nextAttemptAt = delivery.state == .pending ? ISO8601.string(delivery.nextAttemptAt) : nil
+        deliveredAt = delivery.deliveredAt.map(ISO8601.string)
+        lastStatus = delivery.lastStatus
+        lastError = delivery.lastError
+    }
+}
+
+/// Wakes the sender when an event was enqueued (it also looks every second on its own).
+final class WebhookWakeup: Sendable {
+    private let stream: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    init() {
+        (stream, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func signal() { continuation.yield() }
+
+    /// Returns on a signal or after `timeout`.
+    func wait(_ timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [stream] in
+                var iterator = stream.makeAsyncIterator()
+                _ = await iterator.next()
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}
+
+/// Where a webhook may point: http(s) URLs whose host resolves to public addresses only, unless the operator
+/// allows private ones — so a tenant cannot make the gateway call its own network (loopback, link-local such
+/// as cloud metadata at 169.254.169.254, RFC 1918, CGNAT, unique-local IPv6). Checked at registration and
+/// again before every attempt (a name may change where it points).
+enum WebhookTarget {
+    static func check(_ url: String, allowPrivate: Bool) async throws {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+            scheme == "https" || scheme == "http", let host = components.host, !host.isEmpty, url.count <= 2048,
+            components.user == nil, components.password == nil
+        else { throw APIError(400, "InvalidWebhookURL", "A webhook URL is http(s)://host[:port]/path, without credentials.") }
+        guard !allowPrivate else { return }
+        let addresses = try await resolve(host)
+        guard !addresses.isEmpty else { throw APIError(400, "InvalidWebhookURL", "The webhook's host does not resolve.") }
+        if let blocked = addresses.first(where: isPrivate) {
+            throw APIError(
+                400, "WebhookURLNotAllowed",
+                "The webhook's host resolves to \(blocked), a loopback, link-local or private address; the operator has not allowed those.")
+        }
+    }
+
+    /// The host's addresses (getaddrinfo, on NIO's blocking-I/O pool).
+    static func resolve(_ host: String) async throws -> [String] {
+        let name = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return try await NIOThreadPool.singleton.runIfActive {
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var result: UnsafeMutablePointer<addrinfo>?
+            guard getaddrinfo(name, nil, &hints, &result) == 0, let first = result else { return [] }
+            defer { freeaddrinfo(first) }
+            var addresses: [String] = []
+            var next: UnsafeMutablePointer<addrinfo>? = first
+            while let info = next {
+                var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                    addresses.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+                }
+                next = info.pointee.ai_next
+            }
+            return addresses
+        }
+    }
+
+    static func isPrivate(_ address: String) -> Bool {
+        let lower = address.lowercased()
+        if lower.contains(":") {
+            if lower.hasPrefix("::ffff:") { return isPrivate(String(lower.dropFirst(7))) }
+            return lower == "::1" || lower == "::" || lower.hasPrefix("fe8") || lower.hasPrefix("fe9") || lower.hasPrefix("fea")
+                || lower.hasPrefix("feb") || lower.hasPrefix("fc") || lower.hasPrefix("fd")
+        }
+        let octets = address.split(separator: ".").compactMap { Int($0) }
+        guard octets.count == 4 else { return true }
+        switch (octets[0], octets[1]) {
+        case (0, _), (10, _), (127, _), (169, 254), (192, 168), (255, _): return true
+        case (172, 16...31), (100, 64...127): return true
+        case (224...239, _): return true
+        default: return false
+        }
+    }
+}
+
+/// Delivers the enqueued webhook events: each endpoint's oldest pending delivery, signed, POSTed with a 10 s
+/// timeout; a 2xx is delivered, anything else is retried with exponential backoff (1 s doubling to an hour,
+/// with jitter) until 24 h after the event, then given up (`failed`, and the endpoint's next event goes).
+/// A `Service`: the composition root runs it in its group; gateways sharing a database share the work.
+public final class WebhookSender: Service {
+    let store: any WebhookStore
+    let wakeup: WebhookWakeup
+    let client: HTTPClient
+    let allowPrivate: Bool
+    let logger: Logger
+    /// How long an event is retried.
+    static let giveUpAfter: TimeInterval = 24 * 3600
+
+    init(store: any WebhookStore, wakeup: WebhookWakeup, allowPrivate: Bool, logger: Logger) {
+        self.store = store
+        self.wakeup = wakeup
+        self.client = HTTPClient.shared
+        self.allowPrivate = allowPrivate
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.loop() }
+    }
+
+    private func loop() async {
+        while !Task.isCancelled {
+            let due: [(WebhookDelivery, WebhookEndpoint)]
+            do {
+                due = try await store.claimDue(now: Date(), lease: 20, limit: 32)
+            } catch {
+                logger.warning("webhook deliveries cannot be read", metadata: ["cinescale.error": .string("\(error)")])
+                await wakeup.wait(.seconds(5))
+                continue
+            }
+            if due.isEmpty {
+                await wakeup.wait(.seconds(1))
+                continue
+            }
+            await withTaskGroup(of: Void.self) { group in
+                for (delivery, endpoint) in due {
+                    group.addTask { await self.deliver(delivery, to: endpoint) }
+                }
+            }
+        }
+    }
+
+    func deliver(_ delivery: WebhookDelivery, to endpoint: WebhookEndpoint) async {
+        let now = Date()
+        var status: Int?
+        var failure: String?
+        do {
+            try await WebhookTarget.check(endpoint.url, allowPrivate: allowPrivate)
+            var request = HTTPClientRequest(url: endpoint.url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "User-Agent", value: "CineScale-Webhooks/1")
+            request.headers.add(name: "CineScale-Event-Id", value: delivery.eventID)
+            request.headers.add(
+                name: WebhookSignature.header,
+                value: WebhookSignature.sign(body: delivery.body, secret: endpoint.secret, timestamp: Int(now.timeIntervalSince1970)))
+            request.body = .bytes(ByteBuffer(bytes: delivery.body))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            status = Int(response.status.code)
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+        } catch let error as APIError {
+            failure = error.message
+        } catch {
+            failure = "\(error)".prefix(300).description
+        }
+        let attempt: WebhookAttempt
+        if let status, (200..<300).contains(status) {
+            attempt = WebhookAttempt(state: .delivered, status: status, error: nil, nextAttemptAt: now)
+        } else {
+            let backoff = min(3600, pow(2, Double(min(delivery.attempts, 12)))) * Double.random(in: 0.8...1.2)
+            let next = now.addingTimeInterval(backoff)
+            let expired = next.timeIntervalSince(delivery.createdAt) > Self.giveUpAfter
+            attempt = WebhookAttempt(
+                state: expired ? .failed : .pending, status: status, error: failure ?? status.map { "HTTP \($0)" }, nextAttemptAt: next)
+        }
+        do {
+            try await store.record(attempt, delivery: delivery.id, at: now)
+        } catch {
+            logger.warning("a webhook attempt could not be recorded", metadata: ["cinescale.error": .string("\(error)")])
+        }
+        logger.debug("webhook attempt", metadata: [
+            "cinescale.webhook": .string(endpoint.id), "cinescale.event": .string(delivery.eventID),
+            "cinescale.state": .string(attempt.state.rawValue), "cinescale.status": .stringConvertible(status ?? 0),
+        ])
+    }
+}
