@@ -35,9 +35,12 @@ public final class GatewayService: Service, FunctionInvoker {
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
+    ///   - eventObserver: sees every store notification body `POST /events` accepts, after its invocations are
+    ///     committed and before the store is answered (the product API's webhooks).
     public init(
         configuration: GatewayConfiguration, logger: Logger,
-        additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in }
+        additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in },
+        eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil
     ) throws(GatewayError) {
         try configuration.validate()
         self.configuration = configuration
@@ -66,7 +69,7 @@ public final class GatewayService: Service, FunctionInvoker {
         invokeAPI = InvokeAPI(core: core, scheduler: scheduler, logger: logger)
         operatorAPI = OperatorAPI(
             core: core, scheduler: scheduler, intake: EventIntake(configuration: configuration), invokeAPI: invokeAPI,
-            metrics: metrics, token: configuration.eventToken, logger: logger)
+            metrics: metrics, token: configuration.eventToken, eventObserver: eventObserver, logger: logger)
         let (scheduler, metrics) = (scheduler, metrics)
         sqsSources = configuration.sqsSources.map { source in
             SQSEventSource(

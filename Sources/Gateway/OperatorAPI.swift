@@ -19,6 +19,10 @@ struct OperatorAPI: Sendable {
     let invokeAPI: InvokeAPI
     let metrics: GatewayMetrics
     let token: String?
+    /// Called with every accepted notification body once its invocations are committed, before the store is
+    /// answered (so what it records is as durable as the invocations: a failure answers 503 and the store
+    /// sends the body again; the queue dedupes the invocations).
+    var eventObserver: (@Sendable (ByteBuffer) async throws -> Void)?
     let logger: Logger
 
     static let maxEventBytes = 6 << 20
@@ -76,6 +80,14 @@ struct OperatorAPI: Sendable {
         do {
             let results = try await scheduler.enqueue(batch.invocations)
             let queued = results.filter { if case .inserted = $0 { true } else { false } }.count
+            if let eventObserver {
+                do {
+                    try await eventObserver(body)
+                } catch {
+                    logger.error("an event observer failed", metadata: ["cinescale.error": "\(error)"])
+                    return Self.error(503, "ObserverUnavailable", "The events could not be recorded; retry.")
+                }
+            }
             let text = #"{"records":\#(batch.records),"queued":\#(queued),"duplicates":\#(results.count - queued)}"#
             return Response(
                 status: .ok, headers: [.contentType: "application/json"],

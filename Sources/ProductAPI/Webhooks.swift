@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import MediaFunctionSupport
 import ServiceLifecycle
 
 /// A video event as an app's endpoint receives it.
@@ -314,5 +315,71 @@ public final class WebhookSender: Service {
             "cinescale.webhook": .string(endpoint.id), "cinescale.event": .string(delivery.eventID),
             "cinescale.state": .string(attempt.state.rawValue), "cinescale.status": .stringConvertible(status ?? 0),
         ])
+    }
+}
+
+/// The parts of a store notification (MinIO webhook body, S3 event JSON) the webhooks read.
+struct StoreNotification: Decodable {
+    struct Record: Decodable {
+        struct S3: Decodable {
+            struct Bucket: Decodable { var name: String }
+            struct Object: Decodable {
+                var key: String
+                var size: Int64?
+            }
+            var bucket: Bucket
+            var object: Object
+        }
+        var eventName: String?
+        var s3: S3
+    }
+    var Records: [Record]?
+}
+
+extension ProductAPI {
+    /// Turns the store's notifications into the tenants' video events: an upload's object in the ingest bucket
+    /// → `video.uploaded`; a chunked video's first chunk record → `video.playable`; its `status.json` turning
+    /// `ready` → `video.playable` (for a whole-video transcode; the same event id as a chunk's, so once) and
+    /// `video.ready`, or `failed` → `video.failed` with the reason. Durable before it returns (the gateway answers
+    /// the store only then); the deterministic event ids make the store's redeliveries harmless.
+    public func observeStoreEvents(_ body: ByteBuffer) async throws {
+        guard let notification = try? JSONDecoder().decode(StoreNotification.self, from: Data(body.readableBytesView)) else { return }
+        for record in notification.Records ?? [] where (record.eventName ?? "").contains("ObjectCreated") {
+            let key = (record.s3.object.key.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? record.s3.object.key)
+            if record.s3.bucket.name == configuration.ingestBucket, key.hasPrefix(configuration.uploadPrefix) {
+                let id = VideoKeys.videoID(forUpload: key)
+                guard let tenant = Self.tenant(of: id), (try? Self.validate(id)) != nil else { continue }
+                var data: [String: JSONValue] = ["state": .string(VideoState.probing.rawValue)]
+                if let size = record.s3.object.size { data["size"] = .number(Double(size)) }
+                try await emit("video.uploaded", video: id, tenant: tenant, data: data)
+                continue
+            }
+            guard record.s3.bucket.name == configuration.mediaBucket, let slash = key.firstIndex(of: "/") else { continue }
+            let id = String(key[..<slash])
+            guard let tenant = Self.tenant(of: id), (try? Self.validate(id)) != nil else { continue }
+            if key == ChunkKeys.record(id, index: 0) {
+                try await emit("video.playable", video: id, tenant: tenant, data: ["hls": .string("/stream/\(id)/master.m3u8")])
+            } else if key == VideoKeys.status(id) {
+                guard let status = try await optionalJSON(VideoStatus.self, key) else { continue }
+                switch status.state {
+                case "ready":
+                    let hls = JSONValue.string("/stream/\(id)/master.m3u8")
+                    try await emit("video.playable", video: id, tenant: tenant, data: ["hls": hls])
+                    let renditions: [JSONValue] = (status.renditions ?? []).map { JSONValue.string($0.name) }
+                    let data: [String: JSONValue] = ["state": .string("ready"), "hls": hls, "renditions": .array(renditions)]
+                    try await emit("video.ready", video: id, tenant: tenant, data: data)
+                case "failed":
+                    var data: [String: JSONValue] = ["state": .string("failed")]
+                    if let error = status.error {
+                        data["code"] = .string(error.code)
+                        data["message"] = .string(error.message)
+                    }
+                    if let stage = status.stage { data["stage"] = .string(stage) }
+                    try await emit("video.failed", video: id, tenant: tenant, data: data)
+                default:
+                    continue
+                }
+            }
+        }
     }
 }

@@ -93,6 +93,8 @@ struct DevCommand: AsyncParsableCommand {
         let mediaRules: [(String, String)] = [
             ("transcode-metadata", "/metadata.json"), ("transcode-lead", ChunkKeys.leadSuffix),
             ("transcode-chunk", ChunkKeys.chunkSuffix), ("transcode-finish", ChunkKeys.finishSuffix),
+            // No function's: for the API's webhooks (video.playable, video.ready, video.failed).
+            ("webhooks-status", "/status.json"), ("webhooks-playable", "/chunks/00000.json"),
         ]
         try await store.notifier.setConfiguration(
             BucketNotificationConfiguration(queues: mediaRules.map { id, suffix in
@@ -167,7 +169,8 @@ struct DevCommand: AsyncParsableCommand {
         let api = try apiOptions.makeAPI(
             store: storeURL, publicStore: publicStore, region: region, credentials: credentials, keys: keys, logger: logger)
         let gateway = try GatewayService(
-            configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) })
+            configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) },
+            eventObserver: { body in try await api.observeStoreEvents(body) })
 
         let group = ServiceGroup(configuration: .init(
             services: store.services + [gateway, api.makeWebhookSender()], gracefulShutdownSignals: [.sigterm, .sigint],

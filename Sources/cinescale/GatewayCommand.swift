@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Gateway
 import Logging
+import NIOCore
 import ProductAPI
 import ServiceLifecycle
 
@@ -88,8 +89,11 @@ struct GatewayCommand: AsyncParsableCommand {
                 store: store, publicStore: apiPublicStore ?? store, region: configuration.region,
                 credentials: configuration.credentials[0], keys: keys.store, logger: logger)
         }
+        var observer: (@Sendable (ByteBuffer) async throws -> Void)?
+        if let api { observer = { body in try await api.observeStoreEvents(body) } }
         let gateway = try GatewayService(
-            configuration: configuration, logger: logger, additionalRoutes: { router in api?.addRoutes(to: router) })
+            configuration: configuration, logger: logger, additionalRoutes: { router in api?.addRoutes(to: router) },
+            eventObserver: observer)
         let portFile = processOptions.portFile
         let host = configuration.host
         let functionNames = configuration.functions.map(\.name).joined(separator: ",")

@@ -133,3 +133,41 @@ def test_events_arrive_signed_in_order_once_each_through_a_receiver_outage_and_a
             assert [e["data"]["videoId"] for e in receiver.events(secret)[6:]] == pending
         finally:
             restarted.close()
+
+
+def test_the_pipeline_reports_uploaded_playable_ready_and_failed(receiver, tmp_path):
+    """The store's notifications, through the gateway's event intake, become the tenant's video events: a real
+    upload through its presigned PUT is uploaded → playable → ready; a file that is no video fails with the
+    probe's reason."""
+    import subprocess
+
+    from conftest import ffmpeg
+
+    with temporary("cinescale-webhooks-", WebhookDev) as dev:
+        _, secret = register(dev, receiver, ["video.created", "video.uploaded", "video.playable", "video.ready",
+                                             "video.failed"])
+        clip = str(tmp_path / "hook.mp4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
+               "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", clip)
+        garbage = tmp_path / "garbage.mp4"
+        garbage.write_bytes(b"no video here" * 500)
+        ids = []
+        for path in (clip, str(garbage)):
+            status, ticket = dev.json("POST", "/uploads", {"fileName": os.path.basename(path)})
+            assert status == 201
+            out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", path, ticket["uploadUrl"]],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.stdout == "200"
+            ids.append(ticket["videoId"])
+
+        def types(video):
+            return [e["type"] for e in receiver.events(secret) if e["data"]["videoId"] == video]
+        wait_for("video.ready", lambda: "video.ready" in types(ids[0]), timeout=180)
+        wait_for("video.failed", lambda: "video.failed" in types(ids[1]), timeout=180)
+        assert types(ids[0]) == ["video.created", "video.uploaded", "video.playable", "video.ready"]
+        assert types(ids[1]) == ["video.created", "video.uploaded", "video.failed"]
+        events = {(e["data"]["videoId"], e["type"]): e for e in receiver.events(secret)}
+        assert events[(ids[0], "video.ready")]["data"]["renditions"] == ["240p"]
+        failed = events[(ids[1], "video.failed")]["data"]
+        assert failed["stage"] == "probe" and failed["code"] and failed["message"]
+        assert events[(ids[0], "video.uploaded")]["data"]["size"] == os.path.getsize(clip)
