@@ -5,7 +5,9 @@
 #           every new *.lead.json           -> the gateway (transcode-lead: a video's first chunk)
 #           every new *.chunk.json          -> the gateway (transcode-chunk: the other chunks)
 #           every new */jobs/finish.json    -> the gateway (transcode: the finish)
-# (the same rules as the triggers in functions.yaml; no suffix is a suffix of another, so none overlap).
+#           every new */status.json and */chunks/00000.json -> the gateway (no function: the API's webhooks,
+#           video.playable, video.ready and video.failed)
+# (the triggers in functions.yaml and the webhooks' two; no suffix is a suffix of another, so none overlap).
 # Needs `mc`; MINIO_URL, MINIO_ROOT_USER and MINIO_ROOT_PASSWORD in the environment. Idempotent.
 set -eu
 
@@ -31,7 +33,7 @@ mc mb --ignore-existing cinescale/ingest cinescale/media
 mc event remove cinescale/ingest "$ARN" --force >/dev/null 2>&1 || true
 mc event remove cinescale/media "$ARN" --force >/dev/null 2>&1 || true
 mc event add cinescale/ingest "$ARN" --event put --prefix uploads/
-for suffix in /metadata.json .lead.json .chunk.json /jobs/finish.json; do
+for suffix in /metadata.json .lead.json .chunk.json /jobs/finish.json /status.json /chunks/00000.json; do
     mc event add cinescale/media "$ARN" --event put --suffix "$suffix"
 done
 mc event list cinescale/ingest

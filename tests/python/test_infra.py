@@ -163,7 +163,9 @@ def test_gateway_deployments_wire_the_chunked_pipeline_as_dev_does():
     bucket events (setup.sh's, which infra/k8s runs too) are exactly the triggers' filters, as dev's store rules are."""
     dev = dev_wiring()
     assert set(dev["functions"]) == CHUNKED_FUNCTIONS
-    assert len(dev["triggers"]) == 5 and dev["store"] == {(b, k, v) for _, b, k, v in dev["triggers"]}
+    # The store's rules: the triggers' filters, and the two the API's webhooks read (no function's).
+    webhooks = {("media", "suffix", "/status.json"), ("media", "suffix", "/chunks/00000.json")}
+    assert len(dev["triggers"]) == 5 and dev["store"] == {(b, k, v) for _, b, k, v in dev["triggers"]} | webhooks
     chunk_workers = dev["functions"]["transcode-chunk"]["concurrency"]
     assert dev["environment"]["CHUNK_WINDOW"] == chunk_workers + 1, dev["environment"]
 
@@ -187,7 +189,7 @@ def test_gateway_deployments_wire_the_chunked_pipeline_as_dev_does():
         assert float(environment["CHUNK_SECONDS"]) == dev["environment"]["CHUNK_SECONDS"], label
         assert int(environment["CHUNK_WINDOW"]) == gateways * functions["transcode-chunk"]["concurrency"] + 1, label
         assert {"LADDER", "X264_PRESET", "WORK_DIR"} <= set(environment)
-    assert minio_bucket_rules() == {(b, k, v) for _, b, k, v in dev["triggers"]}
+    assert minio_bucket_rules() == {(b, k, v) for _, b, k, v in dev["triggers"]} | webhooks
     assert "infra/minio/setup.sh" in open(os.path.join(K8S, "minio.yaml")).read()
 
 
