@@ -312,6 +312,11 @@ def test_keys_scopes_and_tenants(dev, tmp_path):
     assert dev.json("GET", f"/videos/{theirs['videoId']}")[0] == 404
     assert [v["videoId"] for v in dev.json("GET", "/videos", key=other)[1]["videos"]] == [theirs["videoId"]]
 
+    # Webhooks to loopback or private addresses are refused: this dev's operator has not allowed them.
+    for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest/meta-data/", "http://localhost:8080/x"):
+        status, body = dev.json("POST", "/webhooks", {"url": url, "events": ["video.ready"]})
+        assert status == 400 and body["error"]["code"] == "WebhookURLNotAllowed", (url, body)
+
     # Revoked through the API: refused at once; the operator lists it as revoked.
     assert dev.json("DELETE", f"/keys/{created['key']['id']}")[0] == 204
     assert dev.json("GET", "/videos", key=reader)[0] == 401
