@@ -189,6 +189,25 @@ struct RouteTests {
         for address in ["93.184.216.34", "172.32.0.1", "8.8.8.8", "2606:4700::1111"] { #expect(!WebhookTarget.isPrivate(address), "\(address)") }
     }
 
+    /// The sender's wakeup: a signal given before a wait ends it at once; a wait without one lasts its timeout
+    /// (every time: a timed-out wait once finished an AsyncStream and every later wait returned at once); a
+    /// cancelled wait ends.
+    @Test func theWebhookSendersWakeupWaitsAndWakes() async throws {
+        let wakeup = WebhookWakeup()
+        let clock = ContinuousClock()
+        wakeup.signal()
+        #expect(await clock.measure { await wakeup.wait(.seconds(30)) } < .seconds(10))
+        for _ in 0..<3 {
+            #expect(await clock.measure { await wakeup.wait(.milliseconds(200)) } >= .milliseconds(190))
+        }
+        let waiting = Task { await wakeup.wait(.seconds(60)) }
+        wakeup.signal()
+        await waiting.value
+        let cancelled = Task { await wakeup.wait(.seconds(60)) }
+        cancelled.cancel()
+        await cancelled.value
+    }
+
     @Test func playbackTokenHeadersAndOrigins() {
         // {"alg":"HS256","kid":"p0123456789abcdef","typ":"JWT"}
         let header = Data(#"{"alg":"HS256","kid":"p0123456789abcdef","typ":"JWT"}"#.utf8).base64EncodedString()
