@@ -80,9 +80,7 @@ public enum APIKeyToken {
     public static func generate() -> (id: String, token: String) {
         var generator = SystemRandomNumberGenerator()
         let id = "k" + (0..<8).map { _ in hex(UInt8.random(in: 0...255, using: &generator)) }.joined()
-        let secret = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        let secret = Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
         return (id, "\(prefix)\(id)_\(secret)")
     }
 

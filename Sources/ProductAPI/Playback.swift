@@ -143,8 +143,7 @@ extension ProductAPI {
         case .hs256:
             guard asked.publicKey == nil else { throw APIError(400, "InvalidRequest", "An HS256 key takes no publicKey.") }
             material = PlaybackKey.generateSecret()
-            secret = Data(material).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            secret = Base64URL.encode(material)
         case .rs256:
             guard let pem = asked.publicKey, (try? Insecure.RSA.PublicKey(pem: pem)) != nil else {
                 throw APIError(400, "InvalidRequest", "An RS256 key needs publicKey: an RSA public key in PEM (2048 bits or more).")
