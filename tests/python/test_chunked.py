@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import boto3
@@ -127,8 +128,17 @@ def test_playable_while_chunks_encode_and_the_ladder_equals_the_source(dev, tmp_
     with urllib.request.urlopen(segments[0], timeout=30) as response:
         assert response.status == 200 and len(response.read()) > 1000
     last = segments[-1] if segments[-1].startswith("http") else dev.api + segments[-1]
-    with urllib.request.urlopen(last, timeout=120) as response:
-        assert response.status == 200 and len(response.read()) > 1000
+    # Held up to 60 s; a segment still not encoded then (a loaded machine) answers 503 with Retry-After, and a
+    # player asks again, as this does.
+    deadline = time.time() + 300
+    while True:
+        try:
+            with urllib.request.urlopen(last, timeout=120) as response:
+                assert response.status == 200 and len(response.read()) > 1000
+            break
+        except urllib.error.HTTPError as error:
+            assert error.code == 503 and error.headers["Retry-After"] and time.time() < deadline, error
+            time.sleep(int(error.headers["Retry-After"]))
 
     video = wait_state(dev, video_id, "ready")
     assert video["playable"] is True and video["percent"] == 100
