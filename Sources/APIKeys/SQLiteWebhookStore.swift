@@ -140,6 +140,20 @@ extension SQLiteAPIKeyStore {
         }
     }
 
+    public func pruneDeliveries(endedBefore cutoff: Date) async throws -> Int {
+        try await storage("pruning webhook deliveries") {
+            try await database.write(durable: false) { db in
+                // Ended: delivered (delivered_at) or given up (its last attempt's next_attempt_at is past 24 h).
+                try db.execute(
+                    sql: """
+                        DELETE FROM webhook_delivery WHERE state != 'pending'
+                            AND COALESCE(delivered_at, next_attempt_at) < ?
+                        """, arguments: [cutoff.timeIntervalSince1970])
+                return db.changesCount
+            }
+        }
+    }
+
     static func endpoint(_ row: Row) -> WebhookEndpoint {
         WebhookEndpoint(
             id: row["id"], tenant: row["tenant"], url: row["url"], events: (row["events"] as String).split(separator: ",").map(String.init),

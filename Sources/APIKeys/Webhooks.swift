@@ -118,6 +118,9 @@ public protocol WebhookStore: Sendable {
     func deliveries(endpoint: String, tenant: String, limit: Int) async throws -> [WebhookDelivery]
     /// Makes a delivery pending again, due now; false when the tenant has no such delivery.
     func resend(delivery id: String, endpoint: String, tenant: String, at: Date) async throws -> Bool
+    /// Deletes deliveries that ended (delivered or given up) before `cutoff`; returns how many.
+    @discardableResult
+    func pruneDeliveries(endedBefore cutoff: Date) async throws -> Int
 }
 
 /// Signatures as Stripe and Mux make them: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.

@@ -141,6 +141,19 @@ extension PostgresAPIKeyStore {
         }
     }
 
+    public func pruneDeliveries(endedBefore cutoff: Date) async throws -> Int {
+        try await APIKeyStorage.run("pruning webhook deliveries") {
+            try await migrate()
+            let time = cutoff.timeIntervalSince1970
+            return try await client.query(
+                """
+                DELETE FROM cinescale_webhook_delivery WHERE state != 'pending'
+                    AND COALESCE(delivered_at, next_attempt_at) < \(time) RETURNING id
+                """, logger: logger
+            ).collect().count
+        }
+    }
+
     static func endpoint(_ row: PostgresRow) throws -> WebhookEndpoint {
         let (id, tenant, url, events, secret, created) = try row.decode((String, String, String, String, String, Double).self)
         return WebhookEndpoint(

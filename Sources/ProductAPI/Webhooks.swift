@@ -283,8 +283,21 @@ public final class WebhookSender: Service {
         await cancelWhenGracefulShutdown { await self.loop() }
     }
 
+    /// How long ended deliveries stay listed (`GET /webhooks/{id}/deliveries`) before they are pruned.
+    static let retention: TimeInterval = 7 * 24 * 3600
+
     private func loop() async {
+        var nextPrune = Date()
         while !Task.isCancelled {
+            if Date() >= nextPrune {
+                nextPrune = Date().addingTimeInterval(3600)
+                do {
+                    let pruned = try await store.pruneDeliveries(endedBefore: Date().addingTimeInterval(-Self.retention))
+                    if pruned > 0 { logger.info("webhook deliveries pruned", metadata: ["cinescale.count": .stringConvertible(pruned)]) }
+                } catch {
+                    logger.warning("webhook deliveries cannot be pruned", metadata: ["cinescale.error": .string("\(error)")])
+                }
+            }
             let due: [(WebhookDelivery, WebhookEndpoint)]
             do {
                 due = try await store.claimDue(now: Date(), lease: 20, limit: 32)

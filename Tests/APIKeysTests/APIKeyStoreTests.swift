@@ -147,6 +147,12 @@ import Testing
             #expect(try await one.deliveries(endpoint: "wa", tenant: "other", limit: 10).isEmpty)
             #expect(try await two.resend(delivery: b1.id, endpoint: "wb", tenant: "acme", at: now.addingTimeInterval(40)))
             #expect(try await one.claimDue(now: now.addingTimeInterval(200), lease: 60, limit: 10).contains { $0.0.id == b1.id })
+            // Ended deliveries are pruned after their retention; pending ones never.
+            #expect(try await one.pruneDeliveries(endedBefore: now.addingTimeInterval(-1)) == 0)
+            let before = try await one.deliveries(endpoint: "wa", tenant: "acme", limit: 10).count
+            #expect(try await two.pruneDeliveries(endedBefore: now.addingTimeInterval(1)) >= 1)
+            let after = try await one.deliveries(endpoint: "wa", tenant: "acme", limit: 10)
+            #expect(after.count < before && after.allSatisfy { $0.state == .pending || $0.id == b1.id })
             // Removing an endpoint drops what it had not received.
             #expect(try await one.removeEndpoint(id: "wa", tenant: "other") == false)
             #expect(try await one.removeEndpoint(id: "wa", tenant: "acme"))
