@@ -74,7 +74,7 @@ public final class GatewayService: Service, FunctionInvoker {
         sqsSources = configuration.sqsSources.map { source in
             SQSEventSource(
                 configuration: source, scheduler: scheduler, intake: EventIntake(configuration: configuration),
-                metrics: metrics, logger: logger)
+                metrics: metrics, eventObserver: eventObserver, logger: logger)
         }
         self.additionalRoutes = additionalRoutes
     }

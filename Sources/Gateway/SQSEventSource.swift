@@ -40,6 +40,9 @@ final class SQSEventSource: Sendable {
     let scheduler: AsyncScheduler
     let intake: EventIntake
     let metrics: GatewayMetrics
+    /// Sees every event body whose invocations are committed, before the message is let go (as `POST /events`'s
+    /// observer does): a failure releases the message, which comes back.
+    let eventObserver: (@Sendable (ByteBuffer) async throws -> Void)?
     let logger: Logger
     private let inFlight = Mutex(0)
     private let slotFreed = WakeSignal()
@@ -56,8 +59,10 @@ final class SQSEventSource: Sendable {
 
     init(
         configuration: SQSSourceConfiguration, client: (any SQSEventSourceClient)? = nil, scheduler: AsyncScheduler,
-        intake: EventIntake, metrics: GatewayMetrics, logger: Logger
+        intake: EventIntake, metrics: GatewayMetrics, eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil,
+        logger: Logger
     ) {
+        self.eventObserver = eventObserver
         self.configuration = configuration
         self.injectedClient = client
         self.scheduler = scheduler
@@ -274,6 +279,16 @@ final class SQSEventSource: Sendable {
                 "cinescale.records": .stringConvertible(batch.records),
                 "cinescale.invocations": .string(ids.joined(separator: ",")),
             ])
+        }
+        if let eventObserver {
+            do {
+                try await eventObserver(body)
+            } catch {
+                logger.error("an event observer failed; the SQS message will be received again", metadata: [
+                    "cinescale.error": "\(error)"
+                ])
+                return release(message, "not observed", logger: logger)
+            }
         }
         // Until every invocation has finished: check their state, extend the visibility when due.
         var pending = ids

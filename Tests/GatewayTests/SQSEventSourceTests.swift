@@ -1,6 +1,7 @@
 import Foundation
 import InvocationQueue
 import Logging
+import NIOCore
 import SQSClient
 import Synchronization
 import Testing
@@ -104,7 +105,7 @@ struct SQSEventSourceTests {
     /// Runs a source over `queue` alongside `body`; stops it afterwards.
     func withSource(
         _ gw: LiveGateway, _ queue: FakeQueue, visibilityTimeout: Int = 30, maxInFlight: Int = 10,
-        _ body: (SQSEventSource) async throws -> Void
+        observer: (@Sendable (ByteBuffer) async throws -> Void)? = nil, _ body: (SQSEventSource) async throws -> Void
     ) async throws {
         let configuration = SQSSourceConfiguration(
             queueURL: "http://127.0.0.1:1/000000000000/events", region: "us-east-1",
@@ -112,7 +113,7 @@ struct SQSEventSourceTests {
             maxInFlight: maxInFlight)
         let source = SQSEventSource(
             configuration: configuration, client: queue, scheduler: gw.service.scheduler,
-            intake: EventIntake(configuration: gw.service.configuration), metrics: gw.service.metrics,
+            intake: EventIntake(configuration: gw.service.configuration), metrics: gw.service.metrics, eventObserver: observer,
             logger: LiveGateway.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await source.run() }
@@ -162,6 +163,33 @@ struct SQSEventSourceTests {
                 try await waitUntil("the garbage received again after its visibility timeout") { queue.receives(of: garbage) >= 2 }
                 #expect(!queue.deleted.contains(garbage))
                 #expect(dir.runs().count == 2)
+            }
+        }
+    }
+
+    /// The observer (the product API's webhooks) sees every event body once its invocations are committed; one
+    /// that fails leaves the message to come back, and the next receive is observed again.
+    @Test func theEventObserverSeesEachBodyAndItsFailureReleasesTheMessage() async throws {
+        let dir = try HandlerDirectory()
+        let seen = Mutex<[String]>([])
+        let failures = Mutex(1)
+        let observer: @Sendable (ByteBuffer) async throws -> Void = { body in
+            seen.withLock { $0.append(String(buffer: body)) }
+            if failures.withLock({ failures in
+                defer { failures -= 1 }
+                return failures > 0
+            }) {
+                throw CancellationError()
+            }
+        }
+        try await LiveGateway.run([recorder(dir)], configure: configure) { gw in
+            let queue = FakeQueue()
+            try await withSource(gw, queue, visibilityTimeout: 1, observer: observer) { _ in
+                let message = queue.send(Self.event("videos/observed.mp4"))
+                try await waitUntil("the message deleted after a second, observed receive") { queue.deleted.contains(message) }
+                // Observed on each of its (at least two) receives: the failed first left the message in the queue.
+                #expect(seen.withLock { $0 }.count >= 2 && seen.withLock { $0 }.allSatisfy { $0.contains("videos/observed.mp4") })
+                #expect(dir.runs().count == 1)  // the invocation itself ran once: the queue deduped the redelivery
             }
         }
     }
