@@ -78,10 +78,8 @@ public enum APIKeyToken {
 
     /// A new key id and token.
     public static func generate() -> (id: String, token: String) {
-        var generator = SystemRandomNumberGenerator()
-        let id = "k" + (0..<8).map { _ in hex(UInt8.random(in: 0...255, using: &generator)) }.joined()
-        let secret = Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
-        return (id, "\(prefix)\(id)_\(secret)")
+        let id = "k" + RandomBytes.hex(8)
+        return (id, "\(prefix)\(id)_\(Base64URL.encode(RandomBytes.make(32)))")
     }
 
     /// The key id a token names, if it has the token's shape.
@@ -104,7 +102,6 @@ public enum APIKeyToken {
         HMAC<SHA256>.isValidAuthenticationCode(stored, authenticating: Array(token.utf8), using: hashKey)
     }
 
-    static func hex(_ byte: UInt8) -> String { (byte < 16 ? "0" : "") + String(byte, radix: 16) }
 }
 
 /// The rules every store applies before it writes.
@@ -145,20 +142,34 @@ public enum APIKeyRules {
     }
 }
 
-/// Runs a database operation, reporting its failure as `APIKeyError.storage` (the cause's text for the log).
-func storage<T>(_ what: String, _ work: () async throws -> T) async throws(APIKeyError) -> T {
-    do {
-        return try await work()
-    } catch let error as APIKeyError {
-        throw error
-    } catch {
-        throw APIKeyError(.storage, "\(what): \(error)")
+/// Runs a database operation, reporting its failure as `APIKeyError.storage` (the cause's text for the log):
+/// every store's operations, SQLite's and PostgreSQL's.
+public enum APIKeyStorage {
+    public static func run<T>(_ what: String, _ work: () async throws -> T) async throws(APIKeyError) -> T {
+        do {
+            return try await work()
+        } catch let error as APIKeyError {
+            throw error
+        } catch {
+            throw APIKeyError(.storage, "\(what): \(error)")
+        }
     }
 }
 
-/// The same for stores in other targets.
-public enum APIKeyStorage {
-    public static func run<T>(_ what: String, _ work: () async throws -> T) async throws(APIKeyError) -> T {
-        try await storage(what, work)
+/// Random bytes from the system's generator: key ids, tokens, secrets, video and request ids.
+public enum RandomBytes {
+    public static func make(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    /// `count` random bytes as lowercase hex (2 × count digits).
+    public static func hex(_ count: Int) -> String { Hex.encode(make(count)) }
+}
+
+/// Lowercase hex, two digits a byte.
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 }

@@ -27,15 +27,9 @@ public struct PlaybackKey: Sendable, Hashable {
     }
 
     /// A new id and, for HS256, 32 random bytes of secret.
-    public static func generateID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return "p" + (0..<8).map { _ in APIKeyToken.hex(UInt8.random(in: 0...255, using: &generator)) }.joined()
-    }
+    public static func generateID() -> String { "p" + RandomBytes.hex(8) }
 
-    public static func generateSecret() -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-    }
+    public static func generateSecret() -> [UInt8] { RandomBytes.make(32) }
 }
 
 /// The tenants' playback keys, beside their API keys (the same database).

@@ -79,7 +79,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
 
     public func addPlaybackKey(_ key: PlaybackKey) async throws {
         try APIKeyRules.validate(tenant: key.tenant)
-        try await storage("adding a playback key") {
+        try await APIKeyStorage.run("adding a playback key") {
             try await database.write { db in
                 try db.execute(
                     sql: "INSERT INTO playback_key (id, tenant, algorithm, material, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -91,7 +91,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
     }
 
     public func playbackKeys(tenant: String) async throws -> [PlaybackKey] {
-        try await storage("listing playback keys") {
+        try await APIKeyStorage.run("listing playback keys") {
             try await database.read { db in
                 try Row.fetchAll(
                     db, sql: "SELECT * FROM playback_key WHERE tenant = ? ORDER BY created_at, id", arguments: [tenant]
@@ -101,7 +101,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
     }
 
     public func playbackKey(id: String) async throws -> PlaybackKey? {
-        try await storage("reading a playback key") {
+        try await APIKeyStorage.run("reading a playback key") {
             try await database.read { db in
                 try Row.fetchOne(db, sql: "SELECT * FROM playback_key WHERE id = ?", arguments: [id]).flatMap(Self.playbackKey)
             }
@@ -110,7 +110,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
 
     public func revokePlaybackKey(id: String, tenant: String) async throws -> Bool {
         let now = Date().timeIntervalSince1970
-        return try await storage("revoking a playback key") {
+        return try await APIKeyStorage.run("revoking a playback key") {
             try await database.write { db in
                 try db.execute(
                     sql: "UPDATE playback_key SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
@@ -136,7 +136,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
         let (id, token) = APIKeyToken.generate()
         let key = APIKey(id: id, tenant: tenant, name: name, scopes: scopes.sorted(), createdAt: APIKeyRules.now())
         let hash = APIKeyToken.hash(token)
-        try await storage("creating a key") {
+        try await APIKeyStorage.run("creating a key") {
             try await database.write { db in
                 try db.execute(
                     sql: "INSERT INTO api_key (id, tenant, name, scopes, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -150,7 +150,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
     }
 
     public func list(tenant: String?) async throws -> [APIKey] {
-        try await storage("listing keys") { try await listNow(tenant: tenant) }
+        try await APIKeyStorage.run("listing keys") { try await listNow(tenant: tenant) }
     }
 
     private func listNow(tenant: String?) async throws -> [APIKey] {
@@ -168,7 +168,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
 
     public func revoke(id: String, tenant: String?) async throws -> Bool {
         let now = Date().timeIntervalSince1970
-        return try await storage("revoking a key") { try await revokeNow(id: id, tenant: tenant, now: now) }
+        return try await APIKeyStorage.run("revoking a key") { try await revokeNow(id: id, tenant: tenant, now: now) }
     }
 
     private func revokeNow(id: String, tenant: String?, now: Double) async throws -> Bool {
@@ -186,7 +186,7 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
 
     public func authenticate(token: String) async throws -> APIKey? {
         guard let id = APIKeyToken.keyID(of: token) else { return nil }
-        let found = try await storage("reading a key") { try await database.read { db -> (APIKey, [UInt8])? in
+        let found = try await APIKeyStorage.run("reading a key") { try await database.read { db -> (APIKey, [UInt8])? in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM api_key WHERE id = ?", arguments: [id]) else { return nil }
             let hash: Data = row["hash"]
             return (Self.key(row), Array(hash))

@@ -4,7 +4,7 @@ import GRDB
 extension SQLiteAPIKeyStore {
     public func addEndpoint(_ endpoint: WebhookEndpoint) async throws {
         try APIKeyRules.validate(tenant: endpoint.tenant)
-        try await storage("adding a webhook") {
+        try await APIKeyStorage.run("adding a webhook") {
             try await database.write { db in
                 try db.execute(
                     sql: "INSERT INTO webhook_endpoint (id, tenant, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -17,7 +17,7 @@ extension SQLiteAPIKeyStore {
     }
 
     public func endpoints(tenant: String) async throws -> [WebhookEndpoint] {
-        try await storage("listing webhooks") {
+        try await APIKeyStorage.run("listing webhooks") {
             try await database.read { db in
                 try Row.fetchAll(
                     db, sql: "SELECT * FROM webhook_endpoint WHERE tenant = ? ORDER BY created_at, id", arguments: [tenant]
@@ -27,7 +27,7 @@ extension SQLiteAPIKeyStore {
     }
 
     public func removeEndpoint(id: String, tenant: String) async throws -> Bool {
-        try await storage("removing a webhook") {
+        try await APIKeyStorage.run("removing a webhook") {
             try await database.write { db in
                 try db.execute(sql: "DELETE FROM webhook_endpoint WHERE id = ? AND tenant = ?", arguments: [id, tenant])
                 guard db.changesCount > 0 else { return false }
@@ -38,7 +38,7 @@ extension SQLiteAPIKeyStore {
     }
 
     public func enqueue(tenant: String, eventID: String, type: String, body: [UInt8], at: Date) async throws -> Int {
-        try await storage("enqueueing a webhook event") {
+        try await APIKeyStorage.run("enqueueing a webhook event") {
             // Most events have no endpoint that wants them: a read tells, and spares the store's event intake an
             // fsync per notification.
             let wanted = try await database.read { db in
@@ -70,7 +70,7 @@ extension SQLiteAPIKeyStore {
 
     public func claimDue(now: Date, lease: TimeInterval, limit: Int) async throws -> [(WebhookDelivery, WebhookEndpoint)] {
         let time = now.timeIntervalSince1970
-        return try await storage("claiming webhook deliveries") {
+        return try await APIKeyStorage.run("claiming webhook deliveries") {
             // Not durable: a claim lost to a power cut is only a lease that never was (the delivery stays pending).
             try await database.write(durable: false) { db in
                 let rows = try Row.fetchAll(
@@ -100,7 +100,7 @@ extension SQLiteAPIKeyStore {
     }
 
     public func record(_ attempt: WebhookAttempt, delivery id: String, at: Date) async throws {
-        try await storage("recording a webhook attempt") {
+        try await APIKeyStorage.run("recording a webhook attempt") {
             try await database.write { db in
                 try db.execute(
                     sql: """
@@ -117,7 +117,7 @@ extension SQLiteAPIKeyStore {
     }
 
     public func deliveries(endpoint: String, tenant: String, limit: Int) async throws -> [WebhookDelivery] {
-        try await storage("listing webhook deliveries") {
+        try await APIKeyStorage.run("listing webhook deliveries") {
             try await database.read { db in
                 try Row.fetchAll(
                     db, sql: "SELECT * FROM webhook_delivery WHERE endpoint_id = ? AND tenant = ? ORDER BY seq DESC LIMIT ?",
@@ -128,7 +128,7 @@ extension SQLiteAPIKeyStore {
     }
 
     public func resend(delivery id: String, endpoint: String, tenant: String, at: Date) async throws -> Bool {
-        try await storage("re-sending a webhook delivery") {
+        try await APIKeyStorage.run("re-sending a webhook delivery") {
             try await database.write { db in
                 try db.execute(
                     sql: """
@@ -141,7 +141,7 @@ extension SQLiteAPIKeyStore {
     }
 
     public func pruneDeliveries(endedBefore cutoff: Date) async throws -> Int {
-        try await storage("pruning webhook deliveries") {
+        try await APIKeyStorage.run("pruning webhook deliveries") {
             try await database.write(durable: false) { db in
                 // Ended: delivered (delivered_at) or given up (its last attempt's next_attempt_at is past 24 h).
                 try db.execute(

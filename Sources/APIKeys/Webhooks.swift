@@ -28,10 +28,7 @@ public struct WebhookEndpoint: Sendable, Hashable {
 
     /// A new endpoint's id and secret.
     public static func generate() -> (id: String, secret: String) {
-        var generator = SystemRandomNumberGenerator()
-        let id = "w" + (0..<8).map { _ in APIKeyToken.hex(UInt8.random(in: 0...255, using: &generator)) }.joined()
-        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return (id, "whsec_" + Base64URL.encode(bytes))
+        ("w" + RandomBytes.hex(8), "whsec_" + Base64URL.encode(RandomBytes.make(32)))
     }
 }
 
@@ -77,10 +74,7 @@ public struct WebhookDelivery: Sendable, Hashable {
         self.lastError = lastError
     }
 
-    public static func generateID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return "d" + (0..<8).map { _ in APIKeyToken.hex(UInt8.random(in: 0...255, using: &generator)) }.joined()
-    }
+    public static func generateID() -> String { "d" + RandomBytes.hex(8) }
 }
 
 /// The outcome of one attempt.
@@ -130,7 +124,7 @@ public enum WebhookSignature {
     public static func sign(body: [UInt8], secret: String, timestamp: Int) -> String {
         let message = Array("\(timestamp).".utf8) + body
         let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: Array(secret.utf8)))
-        return "t=\(timestamp),v1=" + mac.map { APIKeyToken.hex($0) }.joined()
+        return "t=\(timestamp),v1=" + Hex.encode(mac)
     }
 }
 

@@ -334,13 +334,7 @@ public struct ProductAPI: Sendable {
 
     /// The tenant, '_', and 96 random bits in lowercase hex: unguessable, safe as a key segment and a file
     /// name, and every object key of the video (`uploads/<id>.mp4`, `<id>/…`) carries its tenant.
-    static func newVideoID(tenant: String) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return tenant + "_" + (0..<12).map { _ in
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
-        }.joined()
-    }
+    static func newVideoID(tenant: String) -> String { tenant + "_" + RandomBytes.hex(12) }
 
     /// The tenant a video id names (what precedes its first '_'); nil for an id without one.
     static func tenant(of id: String) -> String? {
@@ -821,10 +815,7 @@ public struct ProductAPI: Sendable {
         }
     }
 
-    static func requestID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-    }
+    static func requestID() -> String { RandomBytes.hex(8) }
 
     static func error(_ error: APIError) -> Response {
         struct Body: Encodable {

@@ -21,7 +21,7 @@ struct WebhookEvent: Encodable, Sendable {
     /// The same id for the same happening however often it is reported (a redelivered store event, a retried
     /// call): the deliveries are unique per endpoint and event id.
     static func id(type: String, video: String, detail: String = "") -> String {
-        "evt_" + SHA256.hash(data: Array("\(type)\n\(video)\n\(detail)".utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
+        "evt_" + Hex.encode(SHA256.hash(data: Array("\(type)\n\(video)\n\(detail)".utf8)).prefix(12))
     }
 }
 
