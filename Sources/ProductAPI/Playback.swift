@@ -45,7 +45,8 @@ struct PlaybackGrant: Sendable {
 extension ProductAPI {
     /// Checks a stream request against the video's playback policy and allowed origins.
     /// `token: false` for the URLs the API minted itself from a checked request (media playlists, held
-    /// segments): their own signature and expiry carry the grant; only the origins are checked again.
+    /// segments, their signature checked by the caller): for a signed video their own `expires` (never past
+    /// the token's) is the grant; only the origins are checked again.
     func authorizePlayback(
         _ id: String, _ asset: PlaybackAsset, request: Request, objects: VideoObjects, token needed: Bool = true
     ) async throws -> PlaybackGrant {
@@ -56,7 +57,11 @@ extension ProductAPI {
                 throw APIError(403, "OriginNotAllowed", "This video may be streamed only from its allowed origins.")
             }
         }
-        guard needed, (record?.playbackPolicy ?? configuration.defaultPlaybackPolicy) == .signed else { return PlaybackGrant() }
+        guard playbackPolicy(objects) == .signed else { return PlaybackGrant() }
+        guard needed else {
+            let expires = request.uri.queryParameters.get("expires").flatMap { Int($0) }
+            return PlaybackGrant(expires: expires.map { Date(timeIntervalSince1970: Double($0)) })
+        }
         let token = request.uri.queryParameters.get("token").map { String($0) } ?? ""
         guard !token.isEmpty else {
             throw APIError(403, "PlaybackTokenRequired", "This video is signed: add ?token=<playback token>.")
@@ -67,6 +72,11 @@ extension ProductAPI {
             throw APIError(403, "InvalidPlaybackToken", "The playback token does not grant this asset ('\(asset.rawValue)').")
         }
         return PlaybackGrant(expires: claims.exp.value)
+    }
+
+    /// The video's playback policy: its upload's choice, else the configured default.
+    func playbackPolicy(_ objects: VideoObjects) -> PlaybackPolicy {
+        objects.upload?.playbackPolicy ?? configuration.defaultPlaybackPolicy
     }
 
     /// The claims of a playback token for `video`, verified with the playback key its `kid` names, which must

@@ -465,7 +465,7 @@ public struct ProductAPI: Sendable {
         var view = VideoView(
             videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName,
             source: objects.status?.source ?? objects.upload?.source, metadata: objects.metadata?["media"])
-        view.playbackPolicy = objects.upload?.playbackPolicy ?? configuration.defaultPlaybackPolicy
+        view.playbackPolicy = playbackPolicy(objects)
         view.allowedOrigins = objects.upload?.allowedOrigins
         if state == .awaitingUpload { view.uploadExpiresAt = objects.upload?.expiresAt }
         if state == .transcoding || state == .ready { view.playable = objects.isPlayable }
@@ -624,7 +624,7 @@ public struct ProductAPI: Sendable {
         }
         let objects = try await objects(id)
         guard !objects.isEmpty else { throw APIError.notFound(id) }
-        _ = try await authorizePlayback(id, .video, request: request, objects: objects, token: false)
+        let grant = try await authorizePlayback(id, .video, request: request, objects: objects, token: false)
         let (status, chunks) = try playableStatus(id, objects)
         let key: String
         if status.state == "ready" {
@@ -642,14 +642,9 @@ public struct ProductAPI: Sendable {
         let duration = (try? MediaPlaylist(parsing: text).duration) ?? 0
         // Segment URLs outlive the whole video's playback, so a viewer never meets an expired one; a signed
         // video's never outlive its token (whose expiry this playlist URL's own carries).
-        var expiry = min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2)
-        if (objects.upload?.playbackPolicy ?? configuration.defaultPlaybackPolicy) == .signed,
-            let expires = request.uri.queryParameters.get("expires").flatMap({ Int($0) })
-        {
-            expiry = max(1, min(expiry, expires - Int(Date().timeIntervalSince1970)))
-        }
-        let directory = String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)])
         let now = Date()
+        let expiry = grant.lifetime(min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2), now: now)
+        let directory = String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)])
         // While later chunks are still encoding, a segment not written yet is served by the API, which holds
         // the request until the segment exists: the player gets the whole VOD playlist (true duration, plays
         // from 0) and waits where the encoder has not got to yet.
@@ -691,8 +686,7 @@ public struct ProductAPI: Sendable {
             throw APIError(404, "NoSuchSegment", "'\(name)' is not a segment.")
         }
         let objects = try await objects(id)
-        _ = try await authorizePlayback(id, .video, request: request, objects: objects, token: false)
-        let signedUntil = request.uri.queryParameters.get("expires").flatMap { Int($0) } ?? 0
+        let grant = try await authorizePlayback(id, .video, request: request, objects: objects, token: false)
         let key = ChunkKeys.segment(id, rung: rendition, name: name)
         let deadline = ContinuousClock.now + .seconds(configuration.segmentHoldSeconds)
         var checks = 0
@@ -714,11 +708,7 @@ public struct ProductAPI: Sendable {
             try await Task.sleep(for: .milliseconds(200))
         }
         let now = Date()
-        var lifetime = configuration.streamExpiry
-        if (objects.upload?.playbackPolicy ?? configuration.defaultPlaybackPolicy) == .signed {
-            lifetime = max(1, min(lifetime, signedUntil - Int(now.timeIntervalSince1970)))
-        }
-        return Self.redirect(try signedURL(key, date: now, expires: lifetime))
+        return Self.redirect(try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
     }
 
     /// The status of a video whose master playlist can be played (ready, or chunked with its first chunk up).
