@@ -15,13 +15,16 @@ public struct EncodedAudio: Sendable, Hashable, Codable {
     public var duration: Double
     /// RFC 6381 codec string, `mp4a.40.2`.
     public var codecs: String
+    /// Bytes of the M4A written.
+    public var size: Int64
 
-    public init(packets: Int, sampleRate: Int, leadIn: Double, duration: Double, codecs: String) {
+    public init(packets: Int, sampleRate: Int, leadIn: Double, duration: Double, codecs: String, size: Int64) {
         self.packets = packets
         self.sampleRate = sampleRate
         self.leadIn = leadIn
         self.duration = duration
         self.codecs = codecs
+        self.size = size
     }
 }
 
@@ -61,9 +64,11 @@ private final class AudioEncodeJob {
     let stream: UnsafeMutablePointer<AVStream>
     /// The video's first frame, in the source audio's time base (0 without video).
     let origin: Int64
+    let output: String
 
     init(file: InputFile, output: String) throws(MediaError) {
         self.file = file
+        self.output = output
         let context = file.context!
         let videoIndex = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, nil, 0)
         let audioIndex = av_find_best_stream(context, AVMEDIA_TYPE_AUDIO, -1, videoIndex, nil, 0)
@@ -132,6 +137,6 @@ private final class AudioEncodeJob {
         guard let first, count > 0 else { throw MediaError(.unreadableMedia, "the source's audio holds no sound") }
         return EncodedAudio(
             packets: count, sampleRate: Int(audio.parameters!.pointee.sample_rate), leadIn: Double(first) * av_q2d(timeBase),
-            duration: Double(last - first) * av_q2d(timeBase), codecs: audio.codecs)
+            duration: Double(last - first) * av_q2d(timeBase), codecs: audio.codecs, size: TranscodeJob.fileSize(output) ?? 0)
     }
 }

@@ -87,16 +87,16 @@ extension PostgresAPIKeyStore {
                     delivered_at, last_status, last_error
                 """, logger: logger
             ).collect()
-            var claimed: [(WebhookDelivery, WebhookEndpoint)] = []
-            for row in rows {
-                let delivery = try Self.delivery(row)
-                let found = try await client.query(
-                    "SELECT id, tenant, url, events, secret, created_at FROM cinescale_webhook_endpoint WHERE id = \(delivery.endpointID)",
-                    logger: logger
-                ).collect()
-                if let endpoint = try found.first.map(Self.endpoint) { claimed.append((delivery, endpoint)) }
-            }
-            return claimed
+            let deliveries = try rows.map(Self.delivery)
+            guard !deliveries.isEmpty else { return [] }
+            // Their endpoints in one read (not one per delivery).
+            let endpointIDs = Array(Set(deliveries.map(\.endpointID)))
+            let endpoints = try await client.query(
+                "SELECT id, tenant, url, events, secret, created_at FROM cinescale_webhook_endpoint WHERE id = ANY(\(endpointIDs))",
+                logger: logger
+            ).collect().map(Self.endpoint)
+            let byID = Dictionary(uniqueKeysWithValues: endpoints.map { ($0.id, $0) })
+            return deliveries.compactMap { delivery in byID[delivery.endpointID].map { (delivery, $0) } }
         }
     }
 

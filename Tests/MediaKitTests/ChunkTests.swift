@@ -151,6 +151,7 @@ struct ChunkTests {
         let m4a = directory + "/audio.m4a"
         let encoded = try await Transcoder.encodeAudio(source: try FileSource(path: source), output: m4a)
         #expect(encoded.sampleRate == 48000 && abs(encoded.duration - 10) < 0.1 && encoded.codecs.hasPrefix("mp4a.40"))
+        #expect(encoded.size == Int64((try FileManager.default.attributesOfItem(atPath: m4a)[.size] as? NSNumber)?.intValue ?? -1))
         let single = try await Self.packets(m4a)
         #expect(single.count == encoded.packets)
 

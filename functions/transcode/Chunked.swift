@@ -107,10 +107,9 @@ extension TranscodeHandler {
         }
         let key = ChunkKeys.encodedAudio(id)
         _ = try await s3.uploadFile(bucket: mediaBucket, key: key, path: path, contentType: "audio/mp4")
-        let size = TranscodeHandler.fileSize(path)
         let record = EncodedAudioRecord(
             key: key, packets: encoded.packets, sampleRate: encoded.sampleRate, leadIn: encoded.leadIn,
-            duration: encoded.duration, size: size, seconds: Self.seconds(since: started))
+            duration: encoded.duration, size: encoded.size, seconds: Self.seconds(since: started))
         try await s3.putJSON(record, bucket: mediaBucket, key: recordKey)
         guard try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) != nil else {
             try? await s3.deleteObject(bucket: mediaBucket, key: key)
@@ -122,10 +121,6 @@ extension TranscodeHandler {
             "cinescale.seconds": .string(Self.seconds(record.seconds)),
         ])
         return true
-    }
-
-    static func fileSize(_ path: String) -> Int64 {
-        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
     }
 
     // MARK: Chunk
