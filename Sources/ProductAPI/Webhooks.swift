@@ -32,10 +32,7 @@ extension ProductAPI {
         let event = WebhookEvent(
             id: WebhookEvent.id(type: type, video: video, detail: detail), type: type, createdAt: ISO8601.string(now),
             data: data.merging(["videoId": .string(video)]) { first, _ in first })
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let added = try await webhooks.enqueue(
-            tenant: tenant, eventID: event.id, type: type, body: Array(try encoder.encode(event)), at: now)
+        let added = try await webhooks.enqueue(tenant: tenant, eventID: event.id, type: type, body: try Self.encoded(event), at: now)
         if added > 0 { webhookWakeup.signal() }
     }
 
