@@ -22,6 +22,8 @@ struct FileTrailer: Decodable, Sendable {
     var lastModifiedNs: Int64
     var metadata: ObjectMetadata?
     var partCount: Int?
+    /// Each part's size, for objects made by CompleteMultipartUpload.
+    var partSizes: [Int]?
     var partNumber: Int?
     var uploadId: String?
 
@@ -41,6 +43,7 @@ struct FileTrailer: Decodable, Sendable {
         json += #","size":\#(size),"etag":"# + q(etag) + #","lastModifiedNs":\#(lastModifiedNs)"#
         if let metadata { json += #","metadata":"# + metadata.json() }
         if let partCount { json += #","partCount":\#(partCount)"# }
+        if let partSizes { json += #","partSizes":["# + partSizes.map(String.init).joined(separator: ",") + "]" }
         if let partNumber { json += #","partNumber":\#(partNumber)"# }
         if let uploadId { json += #","uploadId":"# + q(uploadId) }
         json += "}"
@@ -106,6 +109,7 @@ extension ObjectMetadata {
             ("cacheControl", cacheControl), ("contentLanguage", contentLanguage), ("expires", expires),
         ]
         for case (let name, let value?) in optional { json += "," + q(name) + ":" + q(value) }
+        if let acl { json += #","acl":"# + q(acl.rawValue) }
         return json + "}"
     }
 }

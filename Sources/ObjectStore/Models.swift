@@ -14,6 +14,8 @@ public struct ObjectMetadata: Sendable, Codable, Equatable {
     public var expires: String?
     /// Additional checksums, e.g. `["CRC32": "base64…"]`; stored and returned verbatim, not verified.
     public var checksums: [String: String]
+    /// The object's canned ACL (``CannedACL``); nil is `private`.
+    public var acl: CannedACL?
 
     public init(
         contentType: String? = nil,
@@ -23,7 +25,8 @@ public struct ObjectMetadata: Sendable, Codable, Equatable {
         cacheControl: String? = nil,
         contentLanguage: String? = nil,
         expires: String? = nil,
-        checksums: [String: String] = [:]
+        checksums: [String: String] = [:],
+        acl: CannedACL? = nil
     ) {
         self.contentType = contentType
         self.userMetadata = userMetadata
@@ -33,11 +36,12 @@ public struct ObjectMetadata: Sendable, Codable, Equatable {
         self.contentLanguage = contentLanguage
         self.expires = expires
         self.checksums = checksums
+        self.acl = acl
     }
 
     enum CodingKeys: String, CodingKey {
         case contentType, userMetadata, contentEncoding, contentDisposition, cacheControl, contentLanguage
-        case expires, checksums
+        case expires, checksums, acl
     }
 
     public init(from decoder: any Decoder) throws {
@@ -50,6 +54,7 @@ public struct ObjectMetadata: Sendable, Codable, Equatable {
         contentLanguage = try c.decodeIfPresent(String.self, forKey: .contentLanguage)
         expires = try c.decodeIfPresent(String.self, forKey: .expires)
         checksums = try c.decodeIfPresent([String: String].self, forKey: .checksums) ?? [:]
+        acl = try c.decodeIfPresent(String.self, forKey: .acl).flatMap(CannedACL.init(rawValue:))
     }
 }
 
@@ -65,6 +70,26 @@ public struct ObjectInfo: Sendable, Equatable {
     public var metadata: ObjectMetadata
     /// Number of parts for an object made by `CompleteMultipartUpload`, else `nil`.
     public var partCount: Int?
+    /// The size of each part, in order, for an object made by `CompleteMultipartUpload` (nil for objects
+    /// completed before the store recorded them).
+    public var partSizes: [Int]? = nil
+
+    /// The byte range of part `number` (1-based): the whole object is part 1 of a single-part object.
+    /// nil when there is no such part.
+    public func partRange(_ number: Int) -> Range<Int>? {
+        guard let partSizes else { return number == 1 && partCount == nil ? 0..<size : nil }
+        guard number >= 1, number <= partSizes.count else { return nil }
+        let start = partSizes[..<(number - 1)].reduce(0, +)
+        return start..<(start + partSizes[number - 1])
+    }
+}
+
+/// The canned ACLs the store enforces. Anyone — anonymous or another user — may read what is `public-read`:
+/// a bucket's listing, or an object's data and metadata, as in S3. Everything else is the owner's and the
+/// users the store's configuration grants access.
+public enum CannedACL: String, Sendable, Codable, Equatable {
+    case `private` = "private"
+    case publicRead = "public-read"
 }
 
 /// A bucket and a key.
@@ -126,6 +151,16 @@ public struct CopySourceConditions: Sendable, Equatable {
 public struct BucketInfo: Sendable, Equatable {
     public var name: String
     public var creationDate: Date
+    /// The user who created it (nil: made before the store had users, or by the single configured key).
+    public var owner: String?
+    public var acl: CannedACL = .private
+
+    public init(name: String, creationDate: Date, owner: String? = nil, acl: CannedACL = .private) {
+        self.name = name
+        self.creationDate = creationDate
+        self.owner = owner
+        self.acl = acl
+    }
 }
 
 /// One object in a listing.

@@ -24,6 +24,7 @@ extension ObjectStore {
         let fsync = configuration.fsync
         do {
             try await io {
+                try self.ensureRoom(for: 0, operation: "CreateMultipartUpload", bucket: bucket, key: key)
                 let staging = paths.tmp + "/newupload-" + id
                 try Posix.mkdir(staging)
                 do {
@@ -37,7 +38,7 @@ extension ObjectStore {
                 }
             }
         } catch {
-            throw ObjectStoreError.wrap(error, operation: "CreateMultipartUpload", bucket: bucket, key: key)
+            throw writeFailure(error, operation: "CreateMultipartUpload", bucket: bucket, key: key)
         }
         uploads.withLock { $0[id] = UploadEntry(info: record.info) }
         return id
@@ -56,7 +57,10 @@ extension ObjectStore {
     }
 
     /// Starts an UploadPart (part numbers 1...10000). Re-uploading a part number replaces it.
-    public func beginPart(bucket: String, key: String, uploadId: String, partNumber: Int) async throws -> PartWriter {
+    /// `expectedSize` (the request's length, 0 when unknown) is checked against the free-space floor first.
+    public func beginPart(
+        bucket: String, key: String, uploadId: String, partNumber: Int, expectedSize: Int = 0
+    ) async throws -> PartWriter {
         guard (1...configuration.maximumPartNumber).contains(partNumber) else {
             throw ObjectStoreError(
                 .invalidArgument, "Part number must be an integer between 1 and \(configuration.maximumPartNumber), inclusive.",
@@ -67,11 +71,15 @@ extension ObjectStore {
         let pool = threadPool
         let writeback = configuration.fsync ? Self.writebackInterval : 0
         do {
-            let temp = try await io { try TempFile.create(in: tmp, threadPool: pool, writebackInterval: writeback) }
+            let temp = try await io {
+                try self.ensureRoom(
+                    for: expectedSize, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
+                return try TempFile.create(in: tmp, threadPool: pool, writebackInterval: writeback)
+            }
             return PartWriter(
                 store: self, bucket: bucket, key: key, uploadId: uploadId, partNumber: partNumber, temp: temp)
         } catch {
-            throw ObjectStoreError.wrap(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
+            throw writeFailure(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
         }
     }
 
@@ -91,28 +99,93 @@ extension ObjectStore {
                         .badDigest, "The Content-MD5 you specified did not match what we received.",
                         bucket: bucket, key: key, uploadId: uploadId)
                 }
-                let etag = hexString(md5)
-                let now = Posix.nowNanoseconds()
-                try temp.seal(
-                    FileTrailer(
-                        kind: .part, size: size, etag: etag, lastModifiedNs: now, partNumber: partNumber,
-                        uploadId: uploadId),
-                    fsync: fsync)
-                do {
-                    try Posix.rename(temp.path, paths.part(uploadId, partNumber))
-                    temp.markInstalled()
-                } catch let error as SystemCallError where error.errno == ENOENT {
-                    // The upload directory is gone: completed or aborted meanwhile.
-                    throw ObjectStoreError(
-                        .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
-                        uploadId: uploadId)
-                }
-                if fsync { try Posix.fsyncDirectory(paths.upload(uploadId)) }
-                return PartInfo(partNumber: partNumber, size: size, etag: etag, lastModified: Date(nanoseconds: now))
+                return try Self.installPart(
+                    temp, md5: md5, size: size, paths: paths, fsync: fsync, bucket: bucket, key: key, uploadId: uploadId,
+                    partNumber: partNumber)
             }
         } catch {
             _ = try? await io { temp.discardSync() }
-            throw ObjectStoreError.wrap(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
+            throw writeFailure(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
+        }
+    }
+
+    /// Seals a part's temp file and renames it into its upload's directory, replacing an earlier part of the
+    /// same number. Blocking.
+    static func installPart(
+        _ temp: TempFile, md5: [UInt8], size: Int, paths: StorePaths, fsync: Bool, bucket: String, key: String,
+        uploadId: String, partNumber: Int
+    ) throws -> PartInfo {
+        let etag = hexString(md5)
+        let now = Posix.nowNanoseconds()
+        try temp.seal(
+            FileTrailer(
+                kind: .part, size: size, etag: etag, lastModifiedNs: now, partNumber: partNumber, uploadId: uploadId),
+            fsync: fsync)
+        do {
+            try Posix.rename(temp.path, paths.part(uploadId, partNumber))
+            temp.markInstalled()
+        } catch let error as SystemCallError where error.errno == ENOENT {
+            // The upload directory is gone: completed or aborted meanwhile.
+            throw ObjectStoreError(
+                .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
+                uploadId: uploadId)
+        }
+        if fsync { try Posix.fsyncDirectory(paths.upload(uploadId)) }
+        return PartInfo(partNumber: partNumber, size: size, etag: etag, lastModified: Date(nanoseconds: now))
+    }
+
+    /// UploadPartCopy: part `partNumber` of the upload becomes the bytes `range` of the source object (all
+    /// of it when nil), read from the one version opened and checked against `sourceConditions`.
+    /// `InvalidRange` (416) when the range is not within the source; `EntityTooLarge` past the part size limit.
+    public func copyPart(
+        from source: ObjectLocation, range: ClosedRange<Int>? = nil, sourceConditions: CopySourceConditions = .none,
+        bucket: String, key: String, uploadId: String, partNumber: Int
+    ) async throws -> (part: PartInfo, source: ObjectInfo) {
+        guard (1...configuration.maximumPartNumber).contains(partNumber) else {
+            throw ObjectStoreError(
+                .invalidArgument, "Part number must be an integer between 1 and \(configuration.maximumPartNumber), inclusive.",
+                bucket: bucket, key: key, uploadId: uploadId)
+        }
+        try Validation.validateKey(source.key, bucket: source.bucket)
+        _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
+        let sourceBucket = try bucketState(source.bucket)
+        let paths = self.paths
+        let pool = threadPool
+        let configuration = self.configuration
+        do {
+            return try await io {
+                let (fd, sourceInfo) = try Self.openVersion(sourceBucket, key: source.key)
+                defer { Posix.close(fd) }
+                try Self.checkSourceConditions(sourceConditions, sourceInfo)
+                var (offset, length) = (0, sourceInfo.size)
+                if let range {
+                    guard range.lowerBound >= 0, range.upperBound < sourceInfo.size else {
+                        throw ObjectStoreError(
+                            .invalidRange,
+                            "The x-amz-copy-source-range bytes=\(range.lowerBound)-\(range.upperBound) is not within the source object (\(sourceInfo.size) bytes).",
+                            bucket: bucket, key: key, uploadId: uploadId)
+                    }
+                    (offset, length) = (range.lowerBound, range.count)
+                }
+                guard length <= configuration.maximumPartSize else {
+                    throw ObjectStoreError(
+                        .entityTooLarge, "Your proposed upload exceeds the maximum allowed part size.",
+                        bucket: bucket, key: key, uploadId: uploadId)
+                }
+                try self.ensureRoom(for: length, operation: "UploadPartCopy", bucket: bucket, key: key, uploadId: uploadId)
+                let temp = try TempFile.create(in: paths.tmp, threadPool: pool)
+                defer { temp.discardSync() }
+                try temp.append(
+                    from: fd, offset: offset, length: length, hash: true,
+                    bufferSize: configuration.copyBufferSize)
+                let (md5, size) = try temp.digest()
+                let part = try Self.installPart(
+                    temp, md5: md5, size: size, paths: paths, fsync: configuration.fsync, bucket: bucket, key: key,
+                    uploadId: uploadId, partNumber: partNumber)
+                return (part, sourceInfo)
+            }
+        } catch {
+            throw writeFailure(error, operation: "UploadPartCopy", bucket: bucket, key: key, uploadId: uploadId)
         }
     }
 
@@ -179,6 +252,9 @@ extension ObjectStore {
                 bucket: bucket, key: key, uploadId: uploadId)
         }
         let bucketState = try bucketState(bucket)
+        if let earlier = completedResult(bucket: bucket, key: key, uploadId: uploadId, parts: parts) {
+            return earlier
+        }
         let entry = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
         try uploads.withLock { map in
             guard let current = map[uploadId] else {
@@ -228,6 +304,8 @@ extension ObjectStore {
                     }
                     total += trailer.size
                 }
+                try self.ensureRoom(
+                    for: total, operation: "CompleteMultipartUpload", bucket: bucket, key: key, uploadId: uploadId)
                 for (index, part) in opened.enumerated() where index < opened.count - 1 {
                     if part.size < configuration.minimumPartSize {
                         throw ObjectStoreError(
@@ -255,13 +333,18 @@ extension ObjectStore {
                 try temp.seal(
                     FileTrailer(
                         kind: .object, key: key, size: total, etag: etag, lastModifiedNs: now,
-                        metadata: entry.info.metadata, partCount: parts.count),
+                        metadata: entry.info.metadata, partCount: parts.count, partSizes: opened.map(\.size)),
                     fsync: configuration.fsync)
                 let sequencer = try self.install(
                     temp, bucket: bucketState, entry: IndexEntry(key: key, size: total, etag: etag, lastModifiedNs: now),
                     conditions: conditions)
 
-                // The object is committed; now retire the upload (best effort).
+                // The object is committed; remember the result for a retried complete, then retire the upload
+                // (both best effort).
+                let record = CompletedUploadRecord(
+                    uploadId: uploadId, bucket: bucket, key: key, etag: etag, size: total, partSizes: opened.map(\.size),
+                    lastModifiedNs: now, completedNs: now)
+                self.rememberCompleted(record)
                 do {
                     let trash = paths.tmp + "/completed-" + uploadId
                     try Posix.rename(paths.upload(uploadId), trash)
@@ -274,12 +357,12 @@ extension ObjectStore {
                 }
                 let info = ObjectInfo(
                     bucket: bucket, key: key, size: total, etag: etag, lastModified: Date(nanoseconds: now),
-                    metadata: entry.info.metadata, partCount: parts.count)
+                    metadata: entry.info.metadata, partCount: parts.count, partSizes: opened.map(\.size))
                 return (info, sequencer)
             }
         } catch {
             uploads.withLock { map in map[uploadId]?.completing = false }
-            throw ObjectStoreError.wrap(
+            throw writeFailure(
                 error, operation: "CompleteMultipartUpload", bucket: bucket, key: key, uploadId: uploadId)
         }
         uploads.withLock { _ = $0.removeValue(forKey: uploadId) }
@@ -288,6 +371,47 @@ extension ObjectStore {
                 kind: .completeMultipartUpload, bucket: bucket, key: key, size: info.size, etag: info.etag,
                 sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer), metadata: info.metadata))
         return info
+    }
+
+    /// How long a completed upload's result is kept for retried completes.
+    static let completedUploadRetention: Int64 = 24 * 3600 * 1_000_000_000
+
+    /// The result of an upload completed earlier with the same parts: S3 answers a retried complete (the
+    /// client lost the first answer) with the result it gave, so the client does not report a failure for an
+    /// upload that succeeded. The parts are the same when their ETags give the object's multipart ETag.
+    func completedResult(bucket: String, key: String, uploadId: String, parts: [CompletedPart]) -> ObjectInfo? {
+        guard uploads.withLock({ $0[uploadId] == nil }),
+            let record = completedUploads.withLock({ $0[uploadId] }),
+            record.bucket == bucket, utf8Equal(record.key, key)
+        else { return nil }
+        var hash = Insecure.MD5()
+        for part in parts { hash.update(data: Self.bytes(fromHex: Validation.normalizeETag(part.etag))) }
+        guard hexString(hash.finalize()) + "-\(parts.count)" == record.etag else { return nil }
+        return ObjectInfo(
+            bucket: bucket, key: key, size: record.size, etag: record.etag,
+            lastModified: Date(nanoseconds: record.lastModifiedNs), metadata: ObjectMetadata(),
+            partCount: record.partSizes.count, partSizes: record.partSizes)
+    }
+
+    /// Records a completed upload (in memory and in `completed/`, so a restart keeps it) and forgets those
+    /// older than ``completedUploadRetention``. Blocking; failures are logged, never thrown.
+    func rememberCompleted(_ record: CompletedUploadRecord) {
+        let expired = completedUploads.withLock { map -> [String] in
+            map[record.uploadId] = record
+            let old = map.values.filter { record.completedNs - $0.completedNs > Self.completedUploadRetention }.map(\.uploadId)
+            for id in old { map[id] = nil }
+            return old
+        }
+        do {
+            let path = paths.completedUpload(record.uploadId)
+            _ = try Posix.unlink(path)
+            try StoreLoader.writeJSON(record, to: path, fsync: configuration.fsync)
+            for id in expired { _ = try Posix.unlink(paths.completedUpload(id)) }
+        } catch {
+            logger.warning(
+                "could not record a completed multipart upload",
+                metadata: ["cinescale.uploadId": "\(record.uploadId)", "cinescale.error": "\(error)"])
+        }
     }
 
     /// AbortMultipartUpload: removes the upload and its parts. `NoSuchUpload` if unknown;

@@ -48,6 +48,11 @@ public final class ObjectStore: Sendable {
     let buckets: Mutex<[String: BucketSlot]>
     let uploads: Mutex<[String: UploadEntry]>
     private let lastSequencer: Mutex<Int64>
+    /// Writes refused with `StorageFull`, for `/metrics`.
+    private let storageFullRefusals = Atomic<Int>(0)
+    /// Completed multipart uploads, kept ``completedUploadRetention`` so that a retried
+    /// CompleteMultipartUpload (the client lost the first answer) gets the same result, as S3 answers it.
+    let completedUploads: Mutex<[String: CompletedUploadRecord]>
     /// Holds an exclusive `flock` on `<root>/lock` for the store's lifetime.
     private let lockFD: CInt
 
@@ -78,6 +83,7 @@ public final class ObjectStore: Sendable {
         self.lockFD = loaded.lockFD
         self.buckets = Mutex(loaded.buckets.mapValues { .ready($0) })
         self.uploads = Mutex(loaded.uploads)
+        self.completedUploads = Mutex(loaded.completed)
         self.lastSequencer = Mutex(0)
     }
 
@@ -88,29 +94,61 @@ public final class ObjectStore: Sendable {
 
     // MARK: - Buckets
 
-    /// Creates a bucket. Throws `InvalidBucketName` or `BucketAlreadyOwnedByYou`.
+    /// Creates a bucket owned by `owner` (a user name; nil when the store has a single key). Throws
+    /// `InvalidBucketName`, `BucketAlreadyOwnedByYou` (the owner has it) or `BucketAlreadyExists` (someone else has).
     @discardableResult
-    public func createBucket(_ name: String) async throws -> BucketInfo {
+    public func createBucket(_ name: String, owner: String? = nil, acl: CannedACL = .private) async throws -> BucketInfo {
         try Validation.validateBucketName(name)
         try buckets.withLock { map in
-            if map[name] != nil {
+            switch map[name] {
+            case .ready(let existing) where existing.owner == owner:
                 throw ObjectStoreError(
                     .bucketAlreadyOwnedByYou,
                     "Your previous request to create the named bucket succeeded and you already own it.",
                     bucket: name)
+            case .ready, .creating:
+                throw ObjectStoreError(
+                    .bucketAlreadyExists,
+                    "The requested bucket name is not available. The bucket namespace is shared by all users of the store. Please select a different name and try again.",
+                    bucket: name)
+            case nil:
+                map[name] = .creating
             }
-            map[name] = .creating
         }
         do {
             let paths = self.paths
             let fsync = configuration.fsync
-            let state = try await io { try StoreLoader.createBucketOnDisk(name: name, paths: paths, fsync: fsync) }
+            let state = try await io {
+                try self.ensureRoom(for: 0, operation: "CreateBucket", bucket: name, key: nil)
+                return try StoreLoader.createBucketOnDisk(name: name, owner: owner, acl: acl, paths: paths, fsync: fsync)
+            }
             buckets.withLock { $0[name] = .ready(state) }
-            logger.info("created bucket", metadata: ["cinescale.bucket": "\(name)"])
+            logger.info("created bucket", metadata: ["cinescale.bucket": "\(name)", "cinescale.owner": "\(owner ?? "")"])
             return state.info
         } catch {
             buckets.withLock { _ = $0.removeValue(forKey: name) }
-            throw ObjectStoreError.wrap(error, operation: "CreateBucket", bucket: name)
+            throw writeFailure(error, operation: "CreateBucket", bucket: name)
+        }
+    }
+
+    /// PutBucketAcl: the bucket's canned ACL, kept in its `bucket.json`.
+    public func setBucketACL(_ name: String, _ acl: CannedACL) async throws {
+        let bucket = try bucketState(name)
+        let paths = self.paths
+        let fsync = configuration.fsync
+        do {
+            try await io {
+                try bucket.aclLock.withLock { current in
+                    try StoreLoader.rewriteBucketRecord(
+                        BucketRecord(
+                            name: name, creationDateNs: Int64(bucket.creationDate.timeIntervalSince1970 * 1e9),
+                            owner: bucket.owner, acl: acl),
+                        directory: bucket.directory, paths: paths, fsync: fsync)
+                    current = acl
+                }
+            }
+        } catch {
+            throw writeFailure(error, operation: "PutBucketAcl", bucket: name)
         }
     }
 
@@ -174,6 +212,54 @@ public final class ObjectStore: Sendable {
                 return nil
             }
         }.sorted { $0.name < $1.name }
+    }
+
+    // MARK: - Free space
+
+    /// The store's file system as `/metrics` shows it.
+    public struct SpaceStatus: Sendable, Equatable {
+        /// Bytes the store may still write (the file system's free space for its user).
+        public var available: Int
+        public var capacity: Int
+        /// Bytes kept free (``ObjectStoreConfiguration/freeSpaceFloor``).
+        public var floor: Int
+        /// Writes refused with `StorageFull` since start-up.
+        public var refusedWrites: Int
+    }
+
+    /// Reads the file system's free space (one `statvfs`; blocking but fast).
+    public func spaceStatus() throws -> SpaceStatus {
+        let (available, capacity) = try Posix.space(paths.root)
+        return SpaceStatus(
+            available: available, capacity: capacity, floor: configuration.freeSpaceFloor.bytes(capacity: capacity),
+            refusedWrites: storageFullRefusals.load(ordering: .relaxed))
+    }
+
+    /// Refuses, with `StorageFull`, a write of `size` bytes (0 when unknown) that would leave less than the
+    /// free-space floor. Blocking (one `statvfs`): thread pool only.
+    func ensureRoom(for size: Int, operation: String, bucket: String, key: String?, uploadId: String? = nil) throws {
+        let (available, capacity) = try Posix.space(paths.root)
+        let floor = configuration.freeSpaceFloor.bytes(capacity: capacity)
+        guard available - max(0, size) < floor else { return }
+        countStorageFull()
+        throw ObjectStoreError(
+            .storageFull,
+            "\(operation) refused: the store has \(available) bytes free and keeps at least \(floor) free; this write needs \(max(0, size)). Delete objects or give the store more disk space.",
+            bucket: bucket, key: key, uploadId: uploadId)
+    }
+
+    func countStorageFull() {
+        storageFullRefusals.add(1, ordering: .relaxed)
+    }
+
+    /// ``ObjectStoreError/wrap(_:operation:bucket:key:uploadId:)`` for the write paths: a full file system
+    /// (ENOSPC, EDQUOT) is counted as a refused write too.
+    func writeFailure(
+        _ error: any Error, operation: String, bucket: String? = nil, key: String? = nil, uploadId: String? = nil
+    ) -> ObjectStoreError {
+        let wrapped = ObjectStoreError.wrap(error, operation: operation, bucket: bucket, key: key, uploadId: uploadId)
+        if wrapped.code == .storageFull, error is SystemCallError { countStorageFull() }
+        return wrapped
     }
 
     // MARK: - Internals shared by the operations
@@ -364,6 +450,10 @@ struct BucketMutableState: Sendable {
 final class BucketState: Sendable {
     let name: String
     let creationDate: Date
+    /// The user who created the bucket (nil: made before users, or with the single configured key).
+    let owner: String?
+    /// The bucket's canned ACL; its lock also serialises rewrites of `bucket.json`.
+    let aclLock: Mutex<CannedACL>
     let directory: String
     let objectsDirectory: String
     let state: Mutex<BucketMutableState>
@@ -372,9 +462,14 @@ final class BucketState: Sendable {
     /// `mkdir` calls and parent fsyncs only the first time. Directories go only with their bucket.
     private let madeDirectories = Mutex([UInt64](repeating: 0, count: (65_536 + 256) / 64))
 
-    init(name: String, creationDate: Date, directory: String, index: KeyIndex, existingDirectories: [Int] = []) {
+    init(
+        name: String, creationDate: Date, owner: String? = nil, acl: CannedACL = .private, directory: String,
+        index: KeyIndex, existingDirectories: [Int] = []
+    ) {
         self.name = name
         self.creationDate = creationDate
+        self.owner = owner
+        self.aclLock = Mutex(acl)
         self.directory = directory
         self.objectsDirectory = directory + "/objects"
         self.state = Mutex(BucketMutableState(index: index))
@@ -387,7 +482,9 @@ final class BucketState: Sendable {
     /// The bit of the `objects/ab` that holds `objects/ab/cd` (bit `0xabcd`).
     static func level1Bit(_ directory: Int) -> Int { 65_536 + directory >> 8 }
 
-    var info: BucketInfo { BucketInfo(name: name, creationDate: creationDate) }
+    var info: BucketInfo {
+        BucketInfo(name: name, creationDate: creationDate, owner: owner, acl: aclLock.withLock { $0 })
+    }
     var isDeleted: Bool { state.withLock { $0.deleted } }
 
     struct Location {
@@ -432,6 +529,8 @@ struct StorePaths: Sendable {
 
     func bucket(_ name: String) -> String { buckets + "/" + name }
     func upload(_ id: String) -> String { multipart + "/" + id }
+    var completed: String { root + "/completed" }
+    func completedUpload(_ id: String) -> String { completed + "/" + id + ".json" }
     func part(_ id: String, _ number: Int) -> String { upload(id) + "/" + partFileName(number) }
 }
 

@@ -37,6 +37,8 @@ public struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
         public static let noSuchKey = Code("NoSuchKey", 404)
         public static let noSuchUpload = Code("NoSuchUpload", 404)
         public static let bucketAlreadyOwnedByYou = Code("BucketAlreadyOwnedByYou", 409)
+        /// The name is taken by a bucket of another user.
+        public static let bucketAlreadyExists = Code("BucketAlreadyExists", 409)
         public static let bucketNotEmpty = Code("BucketNotEmpty", 409)
         public static let invalidBucketName = Code("InvalidBucketName", 400)
         public static let keyTooLong = Code("KeyTooLongError", 400)
@@ -44,6 +46,10 @@ public struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
         public static let invalidKey = Code("InvalidObjectName", 400)
         public static let invalidPart = Code("InvalidPart", 400)
         public static let invalidPartOrder = Code("InvalidPartOrder", 400)
+        /// `GET ?partNumber=N` past the object's parts.
+        public static let invalidPartNumber = Code("InvalidPartNumber", 416)
+        /// A copy-source range outside the source object.
+        public static let invalidRange = Code("InvalidRange", 416)
         public static let entityTooSmall = Code("EntityTooSmall", 400)
         public static let entityTooLarge = Code("EntityTooLarge", 400)
         public static let metadataTooLarge = Code("MetadataTooLarge", 400)
@@ -58,6 +64,11 @@ public struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
         public static let internalError = Code("InternalError", 500)
         /// Temporary resource exhaustion (EMFILE…) or an observer failure after a committed change.
         public static let serviceUnavailable = Code("ServiceUnavailable", 503)
+        /// The file system is full, or the write would take it below the store's free-space floor
+        /// (``ObjectStoreConfiguration/freeSpaceFloor``). 507 Insufficient Storage, as MinIO answers it: SDKs
+        /// do not retry it (they retry 500 and 503), so a client is told at once instead of re-sending the
+        /// whole upload into a full disk.
+        public static let storageFull = Code("StorageFull", 507)
 
         private static let knownStatus: [String: Int] = {
             var map: [String: Int] = [:]
@@ -65,7 +76,8 @@ public struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
                 noSuchBucket, noSuchKey, noSuchUpload, bucketAlreadyOwnedByYou, bucketNotEmpty,
                 invalidBucketName, keyTooLong, invalidKey, invalidPart, invalidPartOrder, entityTooSmall,
                 entityTooLarge, metadataTooLarge, preconditionFailed, badDigest, invalidDigest, invalidArgument, invalidRequest,
-                malformedXML, operationAborted, internalError, serviceUnavailable,
+                malformedXML, operationAborted, internalError, serviceUnavailable, bucketAlreadyExists,
+                invalidPartNumber, invalidRange, storageFull,
             ] {
                 map[code.rawValue] = code.httpStatus
             }
@@ -142,11 +154,11 @@ extension ObjectStoreError {
             let reason: String
             switch sys.errno {
             case ENOSPC:
-                code = .internalError
-                reason = "no space left on device"
+                code = .storageFull
+                reason = "the store's disk is full; nothing was stored"
             case EDQUOT:
-                code = .internalError
-                reason = "disk quota exceeded"
+                code = .storageFull
+                reason = "the store's disk quota is exhausted; nothing was stored"
             case EMFILE, ENFILE:
                 code = .serviceUnavailable
                 reason = "too many open files"

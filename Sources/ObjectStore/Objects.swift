@@ -14,17 +14,21 @@ extension ObjectStore {
 
     /// Starts a PUT: checks the bucket and key and opens a temp file. Stream the body with
     /// ``ObjectWriter/write(_:)``, then ``ObjectWriter/commit(metadata:conditions:contentMD5:)``.
-    public func beginPut(bucket: String, key: String) async throws -> ObjectWriter {
+    /// `expectedSize` (the request's length, 0 when unknown) is checked against the free-space floor first.
+    public func beginPut(bucket: String, key: String, expectedSize: Int = 0) async throws -> ObjectWriter {
         try Validation.validateKey(key, bucket: bucket)
         let state = try bucketState(bucket)
         let tmp = paths.tmp
         let pool = threadPool
         let writeback = configuration.fsync ? Self.writebackInterval : 0
         do {
-            let temp = try await io { try TempFile.create(in: tmp, threadPool: pool, writebackInterval: writeback) }
+            let temp = try await io {
+                try self.ensureRoom(for: expectedSize, operation: "PutObject", bucket: bucket, key: key)
+                return try TempFile.create(in: tmp, threadPool: pool, writebackInterval: writeback)
+            }
             return ObjectWriter(store: self, bucket: state, key: key, temp: temp)
         } catch {
-            throw ObjectStoreError.wrap(error, operation: "PutObject", bucket: bucket, key: key)
+            throw writeFailure(error, operation: "PutObject", bucket: bucket, key: key)
         }
     }
 
@@ -34,7 +38,7 @@ extension ObjectStore {
         bucket: String, key: String, body: ByteBuffer, metadata: ObjectMetadata = ObjectMetadata(),
         conditions: WriteConditions = .none, contentMD5: String? = nil
     ) async throws -> ObjectInfo {
-        let writer = try await beginPut(bucket: bucket, key: key)
+        let writer = try await beginPut(bucket: bucket, key: key, expectedSize: body.readableBytes)
         do {
             try await writer.write(body)
         } catch {
@@ -76,7 +80,7 @@ extension ObjectStore {
         } catch {
             // Whatever failed, nothing may stay behind.
             _ = try? await io { temp.discardSync() }
-            throw ObjectStoreError.wrap(error, operation: "PutObject", bucket: bucket.name, key: key)
+            throw writeFailure(error, operation: "PutObject", bucket: bucket.name, key: key)
         }
     }
 
@@ -126,7 +130,7 @@ extension ObjectStore {
             let info = ObjectInfo(
                 bucket: bucket.name, key: key, size: trailer.size, etag: trailer.etag,
                 lastModified: trailer.lastModified, metadata: trailer.metadata ?? ObjectMetadata(),
-                partCount: trailer.partCount)
+                partCount: trailer.partCount, partSizes: trailer.partSizes)
             return (fd, info)
         } catch {
             Posix.close(fd)
@@ -226,11 +230,12 @@ extension ObjectStore {
     /// CopyObject. The source version is opened once and checked against `sourceConditions`;
     /// `conditions` apply to the destination, atomically with the commit. Copying an object onto
     /// itself requires `.replace` metadata (else `InvalidRequest`, as in S3). The copy's ETag is
-    /// the source's for single-part sources and the MD5 of the data for multipart sources.
+    /// the source's for single-part sources and the MD5 of the data for multipart sources. The copy's ACL is
+    /// `acl` (as in S3, an ACL is not copied with the metadata).
     @discardableResult
     public func copyObject(
         from source: ObjectLocation, to destination: ObjectLocation, metadata: MetadataDirective = .copy,
-        conditions: WriteConditions = .none, sourceConditions: CopySourceConditions = .none
+        conditions: WriteConditions = .none, sourceConditions: CopySourceConditions = .none, acl: CannedACL? = nil
     ) async throws -> ObjectInfo {
         try Validation.validateKey(source.key, bucket: source.bucket)
         try Validation.validateKey(destination.key, bucket: destination.bucket)
@@ -254,11 +259,14 @@ extension ObjectStore {
                 let (fd, sourceInfo) = try Self.openVersion(sourceBucket, key: source.key)
                 defer { Posix.close(fd) }
                 try Self.checkSourceConditions(sourceConditions, sourceInfo)
-                let newMetadata: ObjectMetadata
+                try self.ensureRoom(
+                    for: sourceInfo.size, operation: "CopyObject", bucket: destination.bucket, key: destination.key)
+                var newMetadata: ObjectMetadata
                 switch metadata {
                 case .copy: newMetadata = sourceInfo.metadata
                 case .replace(let replacement): newMetadata = replacement
                 }
+                newMetadata.acl = acl == .private ? nil : acl
                 let temp = try TempFile.create(in: tmp, threadPool: pool)
                 defer { temp.discardSync() }
                 let rehash = sourceInfo.partCount != nil
@@ -282,13 +290,47 @@ extension ObjectStore {
                 return (info, sequencer)
             }
         } catch {
-            throw ObjectStoreError.wrap(error, operation: "CopyObject", bucket: destination.bucket, key: destination.key)
+            throw writeFailure(error, operation: "CopyObject", bucket: destination.bucket, key: destination.key)
         }
         try await notify(
             ObjectStoreEvent(
                 kind: .copy, bucket: info.bucket, key: info.key, size: info.size, etag: info.etag,
                 sequencer: sequencerString(sequencer), time: Date(nanoseconds: sequencer), metadata: info.metadata))
         return info
+    }
+
+    /// PutObjectAcl: the object's canned ACL. Its trailer is rewritten (the data copied into a new file with the
+    /// same ETag, date and parts, installed only if the object is still the version read), without an event.
+    public func setObjectACL(bucket: String, key: String, _ acl: CannedACL) async throws {
+        try Validation.validateKey(key, bucket: bucket)
+        let state = try bucketState(bucket)
+        let tmp = paths.tmp
+        let pool = threadPool
+        let configuration = self.configuration
+        do {
+            try await io {
+                let (fd, info) = try Self.openVersion(state, key: key)
+                defer { Posix.close(fd) }
+                try self.ensureRoom(for: info.size, operation: "PutObjectAcl", bucket: bucket, key: key)
+                let temp = try TempFile.create(in: tmp, threadPool: pool)
+                defer { temp.discardSync() }
+                try temp.append(from: fd, offset: 0, length: info.size, hash: false, bufferSize: configuration.copyBufferSize)
+                var metadata = info.metadata
+                metadata.acl = acl == .private ? nil : acl
+                let modified = Int64((info.lastModified.timeIntervalSince1970 * 1e9).rounded())
+                try temp.seal(
+                    FileTrailer(
+                        kind: .object, key: key, size: info.size, etag: info.etag, lastModifiedNs: modified,
+                        metadata: metadata, partCount: info.partCount, partSizes: info.partSizes),
+                    fsync: configuration.fsync)
+                _ = try self.install(
+                    temp, bucket: state,
+                    entry: IndexEntry(key: key, size: info.size, etag: info.etag, lastModifiedNs: modified),
+                    conditions: WriteConditions(ifMatch: info.etag))
+            }
+        } catch {
+            throw writeFailure(error, operation: "PutObjectAcl", bucket: bucket, key: key)
+        }
     }
 
     static func checkSourceConditions(_ conditions: CopySourceConditions, _ info: ObjectInfo) throws {

@@ -229,6 +229,14 @@ enum Posix {
         }
     }
 
+    /// Bytes available to the store's user on the file system holding `path`, and the file system's size.
+    static func space(_ path: String) throws -> (available: Int, capacity: Int) {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { throw fail("statvfs", path) }
+        let unit = Int(info.f_frsize)
+        return (Int(info.f_bavail) * unit, Int(info.f_blocks) * unit)
+    }
+
     /// Wall-clock time in nanoseconds since 1970.
     static func nowNanoseconds() -> Int64 {
         var ts = timespec()

@@ -12,6 +12,8 @@ import Darwin
 struct BucketRecord: Codable {
     var name: String
     var creationDateNs: Int64
+    var owner: String?
+    var acl: CannedACL?
 }
 
 struct UploadRecord: Codable {
@@ -28,10 +30,24 @@ struct UploadRecord: Codable {
     }
 }
 
+/// A completed multipart upload's result, in `completed/<uploadId>.json` (see
+/// ``ObjectStore/completedResult(bucket:key:uploadId:parts:)``).
+struct CompletedUploadRecord: Codable, Sendable {
+    var uploadId: String
+    var bucket: String
+    var key: String
+    var etag: String
+    var size: Int
+    var partSizes: [Int]
+    var lastModifiedNs: Int64
+    var completedNs: Int64
+}
+
 struct LoadedState: Sendable {
     var lockFD: CInt
     var buckets: [String: BucketState]
     var uploads: [String: UploadEntry]
+    var completed: [String: CompletedUploadRecord]
 }
 
 /// Start-up and directory-level operations. Everything here blocks: thread pool only.
@@ -63,6 +79,7 @@ enum StoreLoader {
         try Posix.mkdir(paths.buckets)
         try Posix.mkdir(paths.multipart)
         try Posix.mkdir(paths.tmp)
+        try Posix.mkdir(paths.completed)
 
         // Interrupted uploads, half-created buckets and uploads, trash of deletions.
         let leftovers = try Posix.listDirectory(paths.tmp)
@@ -86,8 +103,9 @@ enum StoreLoader {
             let (entries, directories) = try scanObjects(directory + "/objects", bucket: name, logger: logger)
             objectCount += entries.count
             buckets[name] = BucketState(
-                name: name, creationDate: Date(nanoseconds: record.creationDateNs), directory: directory,
-                index: KeyIndex(unsorted: entries), existingDirectories: directories)
+                name: name, creationDate: Date(nanoseconds: record.creationDateNs), owner: record.owner,
+                acl: record.acl ?? .private, directory: directory, index: KeyIndex(unsorted: entries),
+                existingDirectories: directories)
         }
 
         var uploads: [String: UploadEntry] = [:]
@@ -103,13 +121,25 @@ enum StoreLoader {
                 try Posix.removeTree(directory)
             }
         }
+        var completed: [String: CompletedUploadRecord] = [:]
+        let now = Posix.nowNanoseconds()
+        for name in try Posix.listDirectory(paths.completed) {
+            let path = paths.completed + "/" + name
+            if let record = try? readJSON(CompletedUploadRecord.self, at: path),
+                name == record.uploadId + ".json", now - record.completedNs <= ObjectStore.completedUploadRetention
+            {
+                completed[record.uploadId] = record
+            } else {
+                _ = try Posix.unlink(path)
+            }
+        }
         logger.info(
             "object store opened",
             metadata: [
                 "cinescale.root": "\(paths.root)", "cinescale.buckets": "\(buckets.count)",
                 "cinescale.objects": "\(objectCount)", "cinescale.uploads": "\(uploads.count)",
             ])
-        return LoadedState(lockFD: lockFD, buckets: buckets, uploads: uploads)
+        return LoadedState(lockFD: lockFD, buckets: buckets, uploads: uploads, completed: completed)
     }
 
     static func makeDirectories(_ path: String) throws {
@@ -163,22 +193,40 @@ enum StoreLoader {
         return (entries, directories)
     }
 
-    static func createBucketOnDisk(name: String, paths: StorePaths, fsync: Bool) throws -> BucketState {
+    static func createBucketOnDisk(
+        name: String, owner: String?, acl: CannedACL, paths: StorePaths, fsync: Bool
+    ) throws -> BucketState {
         let staging = paths.tmp + "/newbucket-" + randomHex()
         try Posix.mkdir(staging)
         do {
             let now = Posix.nowNanoseconds()
-            try writeJSON(BucketRecord(name: name, creationDateNs: now), to: staging + "/bucket.json", fsync: fsync)
+            try writeJSON(
+                BucketRecord(name: name, creationDateNs: now, owner: owner, acl: acl), to: staging + "/bucket.json",
+                fsync: fsync)
             try Posix.mkdir(staging + "/objects")
             if fsync { try Posix.fsyncDirectory(staging) }
             try Posix.rename(staging, paths.bucket(name))
             if fsync { try Posix.fsyncDirectory(paths.buckets) }
             return BucketState(
-                name: name, creationDate: Date(nanoseconds: now), directory: paths.bucket(name), index: KeyIndex())
+                name: name, creationDate: Date(nanoseconds: now), owner: owner, acl: acl, directory: paths.bucket(name),
+                index: KeyIndex())
         } catch {
             try? Posix.removeTree(staging)
             throw error
         }
+    }
+
+    /// Replaces a bucket's `bucket.json` atomically (a temp file renamed over it).
+    static func rewriteBucketRecord(_ record: BucketRecord, directory: String, paths: StorePaths, fsync: Bool) throws {
+        let temp = paths.tmp + "/bucket-json-" + randomHex()
+        try writeJSON(record, to: temp, fsync: fsync)
+        do {
+            try Posix.rename(temp, directory + "/bucket.json")
+        } catch {
+            _ = try? Posix.unlink(temp)
+            throw error
+        }
+        if fsync { try Posix.fsyncDirectory(directory) }
     }
 
     static func writeJSON<T: Encodable>(_ value: T, to path: String, fsync: Bool) throws {

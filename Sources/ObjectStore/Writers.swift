@@ -230,7 +230,7 @@ public final class ObjectWriter: Sendable {
         do {
             try await temp.append(buffer, limit: limit)
         } catch {
-            throw ObjectStoreError.wrap(error, operation: "PutObject", bucket: bucket.name, key: key)
+            throw store.writeFailure(error, operation: "PutObject", bucket: bucket.name, key: key)
         }
     }
 
@@ -288,7 +288,7 @@ public final class PartWriter: Sendable {
         do {
             try await temp.append(buffer, limit: limit)
         } catch {
-            throw ObjectStoreError.wrap(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
+            throw store.writeFailure(error, operation: "UploadPart", bucket: bucket, key: key, uploadId: uploadId)
         }
     }
 

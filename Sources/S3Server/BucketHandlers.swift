@@ -9,25 +9,54 @@ import SigV4
 extension S3Responder {
     static let ownerID = "cinescale"
 
-    func listBuckets(_ s3: S3Request) async throws -> Response {
-        let buckets = try await store.listBuckets()
+    /// ListBuckets: the buckets the principal may use, by name; `max-buckets` (1–10 000) pages them with a
+    /// continuation token, `prefix` filters them.
+    func listBuckets(_ s3: S3Request, principal: Principal) async throws -> Response {
+        let prefix = s3.query["prefix"] ?? ""
+        var maxBuckets: Int?
+        if let value = s3.query["max-buckets"] {
+            guard let parsed = Int(value), (1...10_000).contains(parsed) else {
+                throw S3ServerError.invalidArgument(
+                    "Argument max-buckets must be an integer between 1 and 10000.", name: "max-buckets", value: value)
+            }
+            maxBuckets = parsed
+        }
+        var after: String?
+        if let token = s3.query["continuation-token"] {
+            guard let marker = ContinuationToken.decode(token) else {
+                throw S3ServerError.invalidArgument(
+                    "The continuation token provided is incorrect", name: "continuation-token", value: token)
+            }
+            after = marker
+        }
+        var buckets = try await store.listBuckets().filter { bucket in
+            principal.sees(bucket) && bucket.name.hasPrefix(prefix) && after.map { bucket.name > $0 } != false
+        }
+        var next: String?
+        if let maxBuckets, buckets.count > maxBuckets {
+            buckets = Array(buckets.prefix(maxBuckets))
+            next = buckets.last.map { ContinuationToken.encode($0.name) }
+        }
         var xml = S3XMLWriter(root: "ListAllMyBucketsResult")
         xml.group("Owner") {
-            $0.element("ID", Self.ownerID)
-            $0.element("DisplayName", Self.ownerID)
+            $0.element("ID", principal.name ?? Self.ownerID)
+            $0.element("DisplayName", principal.name ?? Self.ownerID)
         }
         xml.group("Buckets") { xml in
             for bucket in buckets {
                 xml.group("Bucket") {
                     $0.element("Name", bucket.name)
                     $0.element("CreationDate", S3Date.iso8601(bucket.creationDate))
+                    $0.element("BucketRegion", configuration.region)
                 }
             }
         }
+        xml.element("ContinuationToken", next)
+        if s3.query["prefix"] != nil { xml.element("Prefix", prefix) }
         return Self.xmlResponse(xml.finish())
     }
 
-    func createBucket(_ s3: S3Request, bucket: String, payload: PayloadReader) async throws -> Response {
+    func createBucket(_ s3: S3Request, bucket: String, payload: PayloadReader, principal: Principal) async throws -> Response {
         let body = try await payload.collect(limit: 64 * 1024)
         if body.readableBytes > 0 {
             guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "CreateBucketConfiguration" else {
@@ -39,7 +68,18 @@ extension S3Responder {
                     details: [("LocationConstraint", location)])
             }
         }
-        _ = try await store.createBucket(bucket)
+        let acl = try cannedACL(s3) ?? .private
+        // An administrator's buckets belong to no one user (as buckets made with the single --access-key do).
+        var owner: String?
+        if case .user(let user) = principal, !user.admin { owner = user.name }
+        do {
+            _ = try await store.createBucket(bucket, owner: owner, acl: acl)
+        } catch let error as ObjectStoreError where error.code == .bucketAlreadyExists && owner == nil {
+            // An administrator owns every bucket.
+            throw S3ServerError(ObjectStoreError(
+                .bucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it.", bucket: bucket))
+        }
         return Response(status: .ok, headers: [.location: "/\(bucket)"])
     }
 
@@ -137,6 +177,58 @@ extension S3Responder {
         if parameters.urlEncoded { xml.element("EncodingType", "url") }
         xml.element("IsTruncated", listing.isTruncated)
         writeContents(&xml, listing, parameters, owner: true)
+        return Self.xmlResponse(xml.finish())
+    }
+
+    /// ListObjectVersions on a bucket without versioning: every object is its only, latest version, with the
+    /// version id `null`, as S3 lists an unversioned bucket.
+    func listObjectVersions(_ s3: S3Request, bucket: String) async throws -> Response {
+        let parameters = try listParameters(s3)
+        let keyMarker = s3.query["key-marker"].flatMap { $0.isEmpty ? nil : $0 }
+        if let versionMarker = s3.query["version-id-marker"], !versionMarker.isEmpty {
+            guard keyMarker != nil else {
+                throw S3ServerError.invalidArgument(
+                    "A version-id marker cannot be specified without a key marker.", name: "version-id-marker",
+                    value: versionMarker)
+            }
+            guard versionMarker == "null" else {
+                throw S3ServerError.invalidArgument("Invalid version id specified", name: "version-id-marker", value: versionMarker)
+            }
+        }
+        let listing = try await store.listObjects(
+            bucket: bucket, prefix: parameters.prefix, delimiter: parameters.delimiter,
+            startAfter: keyMarker, maxKeys: parameters.maxKeys)
+        var xml = S3XMLWriter(root: "ListVersionsResult")
+        xml.element("Name", bucket)
+        xml.element("Prefix", encodeListValue(parameters.prefix, parameters))
+        xml.element("KeyMarker", encodeListValue(keyMarker ?? "", parameters))
+        xml.element("VersionIdMarker", s3.query["version-id-marker"] ?? "")
+        if listing.isTruncated, let next = listing.nextMarker {
+            xml.element("NextKeyMarker", encodeListValue(next, parameters))
+            xml.element("NextVersionIdMarker", "null")
+        }
+        xml.element("MaxKeys", parameters.maxKeys)
+        if let delimiter = parameters.delimiter { xml.element("Delimiter", encodeListValue(delimiter, parameters)) }
+        if parameters.urlEncoded { xml.element("EncodingType", "url") }
+        xml.element("IsTruncated", listing.isTruncated)
+        for object in listing.objects {
+            xml.group("Version") {
+                $0.element("Key", encodeListValue(object.key, parameters))
+                $0.element("VersionId", "null")
+                $0.element("IsLatest", true)
+                $0.element("LastModified", S3Date.iso8601(object.lastModified))
+                $0.element("ETag", quoted(object.etag))
+                $0.element("Size", object.size)
+                $0.group("Owner") {
+                    $0.element("ID", Self.ownerID)
+                    $0.element("DisplayName", Self.ownerID)
+                }
+                $0.element("StorageClass", "STANDARD")
+            }
+        }
+        for prefix in listing.commonPrefixes {
+            xml.group("CommonPrefixes") { $0.element("Prefix", encodeListValue(prefix, parameters)) }
+        }
         return Self.xmlResponse(xml.finish())
     }
 

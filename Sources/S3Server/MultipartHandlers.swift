@@ -29,9 +29,10 @@ extension S3Responder {
                 "Part number must be an integer between 1 and 10000, inclusive", name: "partNumber",
                 value: s3.query["partNumber"])
         }
-        try requireLength(s3, payload: payload)
+        let length = try requireLength(s3, payload: payload)
         let contentMD5 = try validatedContentMD5(s3)
-        let writer = try await store.beginPart(bucket: bucket, key: key, uploadId: uploadID, partNumber: number)
+        let writer = try await store.beginPart(
+            bucket: bucket, key: key, uploadId: uploadID, partNumber: number, expectedSize: length)
         let part: PartInfo
         let result: PayloadResult
         do {
@@ -44,6 +45,45 @@ extension S3Responder {
         var headers: HTTPFields = [.eTag: quoted(part.etag)]
         Self.addChecksumHeaders(result.checksums, to: &headers)
         return Response(status: .ok, headers: headers)
+    }
+
+    /// UploadPartCopy: a part from (a range of) an existing object — what aws-cli and boto3 send for copies
+    /// over 8 MB (`aws s3 cp s3://a/x s3://b/x`, `aws s3 mv`, boto3's managed `copy()`).
+    func uploadPartCopy(
+        _ s3: S3Request, bucket: String, key: String, uploadID: String, access: Access
+    ) async throws -> Response {
+        guard let number = s3.query["partNumber"].flatMap({ Int($0) }), (1...10_000).contains(number) else {
+            throw S3ServerError.invalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive", name: "partNumber",
+                value: s3.query["partNumber"])
+        }
+        let source = try copySource(s3)
+        try await authorizeCopySource(source, access: access)
+        var range: ClosedRange<Int>?
+        if let text = s3.header("x-amz-copy-source-range") {
+            range = try Self.copySourceRange(text)
+        }
+        let (part, _) = try await store.copyPart(
+            from: ObjectLocation(bucket: source.bucket, key: source.key), range: range,
+            sourceConditions: copySourceConditions(s3), bucket: bucket, key: key, uploadId: uploadID, partNumber: number)
+        var xml = S3XMLWriter(root: "CopyPartResult")
+        xml.element("LastModified", S3Date.iso8601(part.lastModified))
+        xml.element("ETag", quoted(part.etag))
+        return Self.xmlResponse(xml.finish())
+    }
+
+    /// `x-amz-copy-source-range: bytes=first-last`, both zero-based and inclusive (the only form S3 takes).
+    static func copySourceRange(_ text: String) throws -> ClosedRange<Int> {
+        let invalid = S3ServerError.invalidArgument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+            name: "x-amz-copy-source-range", value: text)
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard trimmed.hasPrefix("bytes=") else { throw invalid }
+        let bounds = trimmed.dropFirst("bytes=".count).split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2, let first = Int(bounds[0]), let last = Int(bounds[1]), first >= 0, last >= first else {
+            throw invalid
+        }
+        return first...last
     }
 
     func completeMultipartUpload(

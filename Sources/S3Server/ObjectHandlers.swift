@@ -12,11 +12,11 @@ extension S3Responder {
     // MARK: PutObject
 
     func putObject(_ s3: S3Request, bucket: String, key: String, payload: PayloadReader) async throws -> Response {
-        try requireLength(s3, payload: payload)
+        let length = try requireLength(s3, payload: payload)
         let metadata = try objectMetadata(from: s3)
         let conditions = try writeConditions(s3)
         let contentMD5 = try validatedContentMD5(s3)
-        let writer = try await store.beginPut(bucket: bucket, key: key)
+        let writer = try await store.beginPut(bucket: bucket, key: key, expectedSize: length)
         let info: ObjectInfo
         let result: PayloadResult
         do {
@@ -47,7 +47,9 @@ extension S3Responder {
     }
 
     /// S3 needs to know a PUT's size: Content-Length, or x-amz-decoded-content-length for aws-chunked bodies.
-    func requireLength(_ s3: S3Request, payload: PayloadReader) throws {
+    /// Returns it.
+    @discardableResult
+    func requireLength(_ s3: S3Request, payload: PayloadReader) throws -> Int {
         if payload.isChunked {
             guard s3.header("x-amz-decoded-content-length") != nil else {
                 throw S3ServerError.missingContentLength
@@ -62,7 +64,9 @@ extension S3Responder {
             if size > configuration.maxSinglePutSize {
                 throw S3ServerError.entityTooLarge(max: configuration.maxSinglePutSize)
             }
+            return size
         }
+        return 0
     }
 
     func validatedContentMD5(_ s3: S3Request) throws -> String? {
@@ -101,16 +105,18 @@ extension S3Responder {
         metadata.contentLanguage = s3.headers[.contentLanguage]
         metadata.cacheControl = s3.headers[.cacheControl]
         metadata.expires = s3.headers[.expires]
+        metadata.acl = try cannedACL(s3)
         var size = 0
         for field in s3.headers {
             let name = field.name.canonicalName
             guard name.hasPrefix("x-amz-meta-") else { continue }
             let short = String(name.dropFirst("x-amz-meta-".count))
-            size += short.utf8.count + field.value.utf8.count
+            let value = EncodedWord.decode(field.value)
+            size += short.utf8.count + value.utf8.count
             if let existing = metadata.userMetadata[short] {
-                metadata.userMetadata[short] = existing + "," + field.value
+                metadata.userMetadata[short] = existing + "," + value
             } else {
-                metadata.userMetadata[short] = field.value
+                metadata.userMetadata[short] = value
             }
         }
         if size > 2048 {
@@ -123,11 +129,35 @@ extension S3Responder {
 
     // MARK: GetObject / HeadObject
 
-    func getObject(_ s3: S3Request, bucket: String, key: String, head: Bool) async throws -> Response {
+    func getObject(_ s3: S3Request, bucket: String, key: String, head: Bool, access: Access) async throws -> Response {
+        var partRange: Range<Int>?
+        if let text = s3.query["partNumber"] {
+            guard let number = Int(text), (1...10_000).contains(number) else {
+                throw S3ServerError.invalidArgument(
+                    "Part number must be an integer between 1 and 10000, inclusive", name: "partNumber", value: text)
+            }
+            guard s3.headers[.range] == nil else {
+                throw S3ServerError.invalidRequest("Cannot specify both Range header and partNumber query parameter")
+            }
+            partRange = 0..<0  // resolved below, once the object is open
+        }
         // The reader holds the version it opened; dropping it closes its descriptor, so early exits
         // (HEAD, 304, errors) need no explicit close.
-        let reader = try await store.openObject(bucket: bucket, key: key)
+        let reader = try await access.read { try await store.openObject(bucket: bucket, key: key) }
         let info = reader.info
+        try access.check(info)
+        if partRange != nil, let number = s3.query["partNumber"].flatMap({ Int($0) }) {
+            guard let range = info.partRange(number) else {
+                if info.partCount != nil && info.partSizes == nil {
+                    throw S3ServerError.invalidRequest(
+                        "The object's part sizes were not recorded (it was completed before the store kept them); read it with a Range header.")
+                }
+                throw S3ServerError(
+                    "InvalidPartNumber", .rangeNotSatisfiable, "The requested partnumber is not satisfiable",
+                    details: [("PartNumberRequested", String(number)), ("ActualPartCount", String(info.partCount ?? 1))])
+            }
+            partRange = range
+        }
 
         switch try evaluateReadConditions(s3, info: info) {
         case .notModified:
@@ -143,9 +173,16 @@ extension S3Responder {
         var status = HTTPResponse.Status.ok
         var offset = 0
         var length = info.size
-        let range = ByteRangeRequest.parse(s3.headers[.range], size: info.size)
+        var range = ByteRangeRequest.parse(s3.headers[.range], size: info.size)
+        if let partRange {
+            // S3 answers a part with 206 and its Content-Range, even when it is the whole object (an empty one: 200).
+            range = partRange.isEmpty ? .whole : .range(partRange.lowerBound, partRange.upperBound - 1)
+        }
         // Checksums describe the whole object; S3 sends none with a part of it.
         var headers = objectHeaders(info, s3: s3, wholeObject: range == .whole)
+        if partRange != nil {
+            headers[HTTPField.Name("x-amz-mp-parts-count")!] = String(info.partCount ?? 1)
+        }
         switch range {
         case .whole:
             break
@@ -205,7 +242,7 @@ extension S3Responder {
         headers[.cacheControl] = m.cacheControl
         headers[.expires] = m.expires
         for (name, value) in m.userMetadata.sorted(by: { $0.key < $1.key }) {
-            if let field = HTTPField.Name("x-amz-meta-\(name)") { headers[field] = value }
+            if let field = HTTPField.Name("x-amz-meta-\(name)") { headers[field] = EncodedWord.encode(value) }
         }
         if let parts = info.partCount {
             headers[HTTPField.Name("x-amz-mp-parts-count")!] = String(parts)
@@ -251,10 +288,68 @@ extension S3Responder {
         }
     }
 
+    // MARK: GetObjectAttributes
+
+    /// GetObjectAttributes: the attributes named in `x-amz-object-attributes` (ETag, Checksum, ObjectParts,
+    /// StorageClass, ObjectSize); the parts of a multipart object are paged by `x-amz-max-parts` and
+    /// `x-amz-part-number-marker`.
+    func getObjectAttributes(_ s3: S3Request, bucket: String, key: String, access: Access) async throws -> Response {
+        let known: Set<String> = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
+        let asked = Set((s3.header("x-amz-object-attributes") ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty })
+        guard !asked.isEmpty else {
+            throw S3ServerError.invalidArgument(
+                "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty",
+                name: "x-amz-object-attributes")
+        }
+        if let unknown = asked.subtracting(known).sorted().first {
+            throw S3ServerError.invalidArgument("Invalid attribute name specified.", name: "x-amz-object-attributes", value: unknown)
+        }
+        if let version = s3.query["versionId"], version != "null" {
+            throw S3ServerError("NoSuchVersion", .notFound, "The specified version does not exist.", details: [("VersionId", version)])
+        }
+        let info = try await access.read { try await store.headObject(bucket: bucket, key: key) }
+        try access.check(info)
+        var xml = S3XMLWriter(root: "GetObjectAttributesResponse")
+        if asked.contains("ETag") { xml.element("ETag", info.etag) }
+        if asked.contains("Checksum"), !info.metadata.checksums.isEmpty {
+            xml.group("Checksum") { xml in
+                for (name, value) in info.metadata.checksums.sorted(by: { $0.key < $1.key }) {
+                    xml.element("Checksum" + name.uppercased(), value)
+                }
+            }
+        }
+        if asked.contains("ObjectParts"), let count = info.partCount {
+            let maxParts = min(Int(s3.header("x-amz-max-parts") ?? "1000") ?? 1000, 1000)
+            let marker = Int(s3.header("x-amz-part-number-marker") ?? "0") ?? 0
+            let sizes = info.partSizes ?? []
+            let numbers = sizes.indices.map { $0 + 1 }.filter { $0 > marker }
+            let page = numbers.prefix(max(0, maxParts))
+            xml.group("ObjectParts") { xml in
+                xml.element("PartsCount", count)
+                xml.element("PartNumberMarker", marker)
+                if page.count < numbers.count, let last = page.last { xml.element("NextPartNumberMarker", last) }
+                xml.element("MaxParts", maxParts)
+                xml.element("IsTruncated", page.count < numbers.count)
+                for number in page {
+                    xml.group("Part") {
+                        $0.element("PartNumber", number)
+                        $0.element("Size", sizes[number - 1])
+                    }
+                }
+            }
+        }
+        if asked.contains("StorageClass") { xml.element("StorageClass", "STANDARD") }
+        if asked.contains("ObjectSize") { xml.element("ObjectSize", info.size) }
+        return Self.xmlResponse(xml.finish(), headers: [.lastModified: S3Date.rfc1123(info.lastModified)])
+    }
+
     // MARK: CopyObject
 
-    func copyObject(_ s3: S3Request, bucket: String, key: String) async throws -> Response {
+    func copyObject(_ s3: S3Request, bucket: String, key: String, access: Access) async throws -> Response {
         let source = try copySource(s3)
+        try await authorizeCopySource(source, access: access)
         let directive = (s3.header("x-amz-metadata-directive") ?? "COPY").uppercased()
         let metadataDirective: MetadataDirective
         switch directive {
@@ -269,34 +364,26 @@ extension S3Responder {
         default:
             throw S3ServerError.invalidArgument("Unknown metadata directive.", name: "x-amz-metadata-directive", value: directive)
         }
-        // Conditions on the source object.
-        let sourceInfo = try await store.headObject(bucket: source.bucket, key: source.key)
-        if let ifMatch = s3.header("x-amz-copy-source-if-match"), !etagList(ifMatch, matches: sourceInfo.etag) {
-            throw S3ServerError.preconditionFailed
-        }
-        if let ifNoneMatch = s3.header("x-amz-copy-source-if-none-match"), etagList(ifNoneMatch, matches: sourceInfo.etag) {
-            throw S3ServerError.preconditionFailed
-        }
-        let modified = sourceInfo.lastModified.timeIntervalSince1970.rounded(.down)
-        if let since = s3.header("x-amz-copy-source-if-unmodified-since").flatMap(S3Date.parseHTTP),
-           modified > since.timeIntervalSince1970
-        {
-            throw S3ServerError.preconditionFailed
-        }
-        if let since = s3.header("x-amz-copy-source-if-modified-since").flatMap(S3Date.parseHTTP),
-           modified <= since.timeIntervalSince1970
-        {
-            throw S3ServerError.preconditionFailed
-        }
         let info = try await store.copyObject(
             from: ObjectLocation(bucket: source.bucket, key: source.key),
             to: ObjectLocation(bucket: bucket, key: key),
             metadata: metadataDirective,
-            conditions: try writeConditions(s3))
+            conditions: try writeConditions(s3),
+            sourceConditions: copySourceConditions(s3),
+            acl: try cannedACL(s3))
         var xml = S3XMLWriter(root: "CopyObjectResult")
         xml.element("LastModified", S3Date.iso8601(info.lastModified))
         xml.element("ETag", quoted(info.etag))
         return Self.xmlResponse(xml.finish())
+    }
+
+    /// `x-amz-copy-source-if-*`, checked by the store against the exact source version it copies.
+    func copySourceConditions(_ s3: S3Request) -> CopySourceConditions {
+        CopySourceConditions(
+            ifMatch: s3.header("x-amz-copy-source-if-match"),
+            ifNoneMatch: s3.header("x-amz-copy-source-if-none-match"),
+            ifModifiedSince: s3.header("x-amz-copy-source-if-modified-since").flatMap(S3Date.parseHTTP),
+            ifUnmodifiedSince: s3.header("x-amz-copy-source-if-unmodified-since").flatMap(S3Date.parseHTTP))
     }
 
     /// Parses `x-amz-copy-source`: `bucket/key` or `/bucket/key`, URL-encoded, optionally `?versionId=`.
@@ -353,6 +440,53 @@ extension S3Responder {
             }
         }
         return Self.xmlResponse(xml.finish())
+    }
+}
+
+/// User metadata that is not US-ASCII, as S3 keeps it: a value sent as an RFC 2047 encoded word
+/// (`=?UTF-8?B?…?=` or `=?UTF-8?Q?…?=`, what SDKs that refuse raw non-ASCII headers send) is decoded before it
+/// is stored, and a stored value that is not ASCII is answered as a `=?UTF-8?B?…?=` word, so it survives
+/// HTTP clients that read header bytes as Latin-1. Raw UTF-8 in a header is stored as the text it is.
+enum EncodedWord {
+    static func encode(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 >= 0x80 || $0 < 0x20 }) else { return value }
+        return "=?UTF-8?B?" + Data(value.utf8).base64EncodedString() + "?="
+    }
+
+    static func decode(_ value: String) -> String {
+        let parts = value.split(separator: "?", omittingEmptySubsequences: false)
+        guard value.hasPrefix("=?"), value.hasSuffix("?="), parts.count == 5,
+            parts[1].lowercased() == "utf-8"
+        else { return value }
+        let text = parts[3]
+        switch parts[2].uppercased() {
+        case "B":
+            guard let data = Data(base64Encoded: String(text)), let decoded = String(data: data, encoding: .utf8) else {
+                return value
+            }
+            return decoded
+        case "Q":
+            var bytes: [UInt8] = []
+            var index = text.utf8.startIndex
+            let utf8 = text.utf8
+            while index < utf8.endIndex {
+                let byte = utf8[index]
+                if byte == UInt8(ascii: "_") {
+                    bytes.append(0x20)
+                } else if byte == UInt8(ascii: "="), utf8.distance(from: index, to: utf8.endIndex) >= 3,
+                    let hex = UInt8(String(decoding: utf8[utf8.index(after: index)...utf8.index(index, offsetBy: 2)], as: UTF8.self), radix: 16)
+                {
+                    bytes.append(hex)
+                    index = utf8.index(index, offsetBy: 2)
+                } else {
+                    bytes.append(byte)
+                }
+                index = utf8.index(after: index)
+            }
+            return String(validating: bytes, as: UTF8.self) ?? value
+        default:
+            return value
+        }
     }
 }
 

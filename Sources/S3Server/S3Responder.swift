@@ -14,6 +14,7 @@ public struct S3Responder: HTTPResponder {
     let store: ObjectStore
     let configuration: S3ServerConfiguration
     let verifier: SigV4Verifier
+    let users: StoreUsers
     let logger: Logger
     let now: @Sendable () -> Date
     /// Bucket notification rules and the admission check for writes; nil: notifications not configured.
@@ -26,7 +27,7 @@ public struct S3Responder: HTTPResponder {
 
     public init(
         store: ObjectStore, configuration: S3ServerConfiguration, logger: Logger,
-        notifier: EventNotifier? = nil, metrics: (@Sendable () -> [UInt8])? = nil,
+        notifier: EventNotifier? = nil, metrics: (@Sendable () -> [UInt8])? = nil, users: StoreUsers? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
@@ -35,14 +36,11 @@ public struct S3Responder: HTTPResponder {
         self.configuration = configuration
         self.logger = logger
         self.now = now
-        var secrets: [String: String] = [:]
-        for credential in configuration.credentials {
-            secrets[credential.accessKeyId] = credential.secretAccessKey
-        }
-        let lookup = secrets
+        let users = users ?? StoreUsers(configuration.users)
+        self.users = users
         self.verifier = SigV4Verifier(
             region: configuration.region, allowedClockSkew: configuration.allowedClockSkewSeconds,
-            secretKey: { lookup[$0] })
+            secretKey: { users.user(accessKey: $0)?.secretKey })
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
@@ -74,12 +72,12 @@ public struct S3Responder: HTTPResponder {
         do {
             let s3 = try S3Request(request: request, requestID: requestID, virtualHostDomain: configuration.virtualHostDomain)
             resource = s3.resource
-            let auth = try authenticate(request, s3)
+            let (auth, principal) = try authenticate(request, s3)
             let info = EventRequestInfo(
                 principalID: auth?.accessKeyId ?? "", sourceIP: "", requestID: requestID,
                 userAgent: request.headers[.userAgent] ?? "", host: request.head.authority ?? "")
             response = try await EventRequestInfo.$current.withValue(info) {
-                try await dispatch(s3, body: request.body, auth: auth, logger: logger)
+                try await dispatch(s3, body: request.body, auth: auth, principal: principal, logger: logger)
             }
         } catch {
             let s3Error = Self.s3Error(error, logger: logger)
@@ -100,40 +98,120 @@ public struct S3Responder: HTTPResponder {
 
     // MARK: Authentication
 
-    /// Verifies the request's signature; anonymous reads pass only for buckets configured public-read.
-    func authenticate(_ request: Request, _ s3: S3Request) throws -> VerifiedRequest? {
+    /// Verifies the request's signature and names its user. An unsigned request is anonymous: authorisation
+    /// then lets it read only what is public.
+    func authenticate(_ request: Request, _ s3: S3Request) throws -> (VerifiedRequest?, Principal) {
         let incoming = S3Request.incoming(request, virtualHostedBucket: s3.virtualHostedBucket)
-        if SigV4Verifier.isAnonymous(incoming) {
-            if let bucket = s3.bucket, configuration.publicReadBuckets.contains(bucket),
-               s3.method == .get || s3.method == .head
-            {
-                return nil
-            }
-            throw S3ServerError("AccessDenied", .forbidden, "Access Denied")
-        }
+        if SigV4Verifier.isAnonymous(incoming) { return (nil, .anonymous) }
+        let verified: VerifiedRequest
         do {
-            return try verifier.verify(incoming, now: now())
+            verified = try verifier.verify(incoming, now: now())
         } catch {
             throw S3ServerError(error)
         }
+        guard let user = users.user(accessKey: verified.accessKeyId) else {
+            // Removed from the users between the signature check and here (a SIGHUP reload).
+            throw S3ServerError("InvalidAccessKeyId", .forbidden, "The AWS Access Key Id you provided does not exist in our records.")
+        }
+        return (verified, .user(user))
     }
 
     // MARK: Dispatch
 
-    func dispatch(_ s3: S3Request, body: RequestBody, auth: VerifiedRequest?, logger: Logger) async throws -> Response {
+    func dispatch(
+        _ s3: S3Request, body: RequestBody, auth: VerifiedRequest?, principal: Principal, logger: Logger
+    ) async throws -> Response {
         let payload = PayloadReader(body: body, expectation: auth?.payload ?? .unsigned, headers: s3.headers)
         guard let bucket = s3.bucket else {
             guard s3.method == .get else { throw S3ServerError.methodNotAllowed(s3.method.rawValue) }
-            return try await listBuckets(s3)
+            try require(principal.authorize(.listBuckets, bucket: nil, publicReadBuckets: configuration.publicReadBuckets))
+            return try await listBuckets(s3, principal: principal)
+        }
+        let action = Self.action(of: s3)
+        var access = Access(principal: principal)
+        if action == .createBucket {
+            try require(principal.authorize(.createBucket, bucket: nil, publicReadBuckets: configuration.publicReadBuckets))
+        } else if let info = try? await store.bucketInfo(bucket) {
+            // A bucket that does not exist is answered NoSuchBucket by the operation itself.
+            switch principal.authorize(action, bucket: info, publicReadBuckets: configuration.publicReadBuckets) {
+            case .allowed: break
+            case .denied: throw S3ServerError.accessDenied
+            case .ifObjectIsPublic:
+                access.objectMustBePublic = true
+                access.mayList =
+                    principal.authorize(.listBucket, bucket: info, publicReadBuckets: configuration.publicReadBuckets) == .allowed
+            }
+        } else if case .anonymous = principal {
+            throw S3ServerError.accessDenied
         }
         guard let key = s3.key else {
-            return try await bucketOperation(s3, bucket: bucket, payload: payload)
+            return try await bucketOperation(s3, bucket: bucket, payload: payload, access: access)
         }
-        return try await objectOperation(s3, bucket: bucket, key: key, payload: payload, logger: logger)
+        return try await objectOperation(s3, bucket: bucket, key: key, payload: payload, access: access, logger: logger)
     }
 
-    func bucketOperation(_ s3: S3Request, bucket: String, payload: PayloadReader) async throws -> Response {
-        let unsupported = ["acl", "policy", "lifecycle", "tagging", "website", "replication", "encryption",
+    /// The principal of a request and what its authorisation left to check once the object is opened.
+    struct Access {
+        var principal: Principal
+        /// Set when the principal may read the object only if its ACL is `public-read`.
+        var objectMustBePublic = false
+        /// Whether the principal may list the bucket (and so learn that a key does not exist).
+        var mayList = false
+
+        func check(_ info: ObjectInfo) throws {
+            if objectMustBePublic && info.metadata.acl != .publicRead { throw S3ServerError.accessDenied }
+        }
+
+        /// Opens or reads an object for a principal who may only see it if public: a missing object is then
+        /// AccessDenied too unless the principal may list the bucket, as S3 answers it, so that names do not leak.
+        func read<T>(_ body: () async throws -> T) async throws -> T {
+            do {
+                return try await body()
+            } catch let error as ObjectStoreError where objectMustBePublic && !mayList && error.code == .noSuchKey {
+                throw S3ServerError.accessDenied
+            }
+        }
+    }
+
+    func require(_ authorization: Authorization) throws {
+        guard authorization == .allowed else { throw S3ServerError.accessDenied }
+    }
+
+    /// What a request does, for authorisation (see ``S3Action``).
+    static func action(of s3: S3Request) -> S3Action {
+        if s3.key == nil {
+            switch s3.method {
+            case .put:
+                return s3.has("acl") || s3.has("notification") || s3.has("cors") || s3.has("versioning")
+                    ? .administerBucket : .createBucket
+            case .delete: return .administerBucket
+            case .get where s3.has("acl") || s3.has("notification"): return .administerBucket
+            case .post: return .writeObject
+            default: return .listBucket
+            }
+        }
+        switch s3.method {
+        case .get, .head: return s3.has("uploadId") ? .writeObject : .readObject
+        default: return .writeObject
+        }
+    }
+
+    /// A copy's source must be readable by the request's principal: by its grants, or because it is public.
+    func authorizeCopySource(_ source: (bucket: String, key: String), access: Access) async throws {
+        guard let info = try? await store.bucketInfo(source.bucket) else { return }  // NoSuchBucket follows
+        switch access.principal.authorize(.readObject, bucket: info, publicReadBuckets: configuration.publicReadBuckets) {
+        case .allowed: return
+        case .denied: throw S3ServerError.accessDenied
+        case .ifObjectIsPublic:
+            var sourceAccess = access
+            sourceAccess.objectMustBePublic = true
+            let object = try await sourceAccess.read { try await store.headObject(bucket: source.bucket, key: source.key) }
+            try sourceAccess.check(object)
+        }
+    }
+
+    func bucketOperation(_ s3: S3Request, bucket: String, payload: PayloadReader, access: Access) async throws -> Response {
+        let unsupported = ["policy", "lifecycle", "tagging", "website", "replication", "encryption",
                            "logging", "requestPayment", "object-lock", "ownershipControls", "accelerate",
                            "analytics", "inventory", "metrics", "intelligent-tiering", "publicAccessBlock"]
         if let name = unsupported.first(where: s3.has) {
@@ -142,13 +220,14 @@ public struct S3Responder: HTTPResponder {
         switch s3.method {
         case .put:
             if s3.has("notification") { return try await putBucketNotification(bucket: bucket, payload: payload) }
+            if s3.has("acl") { return try await putBucketACL(s3, bucket: bucket, payload: payload) }
             if s3.has("versioning") || s3.has("cors") {
                 throw S3ServerError.notImplemented("PUT ?\(s3.query.keys.sorted().joined(separator: "&"))")
             }
             guard !Self.reservedBucketNames.contains(bucket) else {
                 throw S3ServerError("InvalidBucketName", .badRequest, "The bucket name '\(bucket)' is reserved by the store.")
             }
-            return try await createBucket(s3, bucket: bucket, payload: payload)
+            return try await createBucket(s3, bucket: bucket, payload: payload, principal: access.principal)
         case .delete:
             if s3.has("cors") { throw S3ServerError.notImplemented("DELETE ?cors") }
             try await store.deleteBucket(bucket)
@@ -162,7 +241,9 @@ public struct S3Responder: HTTPResponder {
             if s3.has("versioning") { return try await bucketVersioning(bucket) }
             if s3.has("uploads") { return try await listMultipartUploads(s3, bucket: bucket) }
             if s3.has("notification") { return try await getBucketNotification(bucket: bucket) }
-            if s3.has("cors") || s3.has("versions") {
+            if s3.has("acl") { return try await getBucketACL(bucket) }
+            if s3.has("versions") { return try await listObjectVersions(s3, bucket: bucket) }
+            if s3.has("cors") {
                 throw S3ServerError.notImplemented("GET ?\(s3.query.keys.sorted().joined(separator: "&"))")
             }
             if s3.query["list-type"] == "2" { return try await listObjectsV2(s3, bucket: bucket) }
@@ -179,30 +260,35 @@ public struct S3Responder: HTTPResponder {
     }
 
     func objectOperation(
-        _ s3: S3Request, bucket: String, key: String, payload: PayloadReader, logger: Logger
+        _ s3: S3Request, bucket: String, key: String, payload: PayloadReader, access: Access, logger: Logger
     ) async throws -> Response {
-        let unsupported = ["acl", "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes"]
+        let unsupported = ["tagging", "retention", "legal-hold", "torrent", "restore", "select"]
         if let name = unsupported.first(where: s3.has) {
             throw S3ServerError.notImplemented("?\(name)")
         }
         switch s3.method {
         case .put:
+            if s3.has("acl") { return try await putObjectACL(s3, bucket: bucket, key: key, payload: payload) }
             if let uploadID = s3.query["uploadId"] {
-                if s3.header("x-amz-copy-source") != nil { throw S3ServerError.notImplemented("UploadPartCopy") }
+                if s3.header("x-amz-copy-source") != nil {
+                    return try await uploadPartCopy(s3, bucket: bucket, key: key, uploadID: uploadID, access: access)
+                }
                 return try await uploadPart(s3, bucket: bucket, key: key, uploadID: uploadID, payload: payload)
             }
             try admit(bucket)
             if s3.header("x-amz-copy-source") != nil {
-                return try await copyObject(s3, bucket: bucket, key: key)
+                return try await copyObject(s3, bucket: bucket, key: key, access: access)
             }
             return try await putObject(s3, bucket: bucket, key: key, payload: payload)
         case .get:
             if let uploadID = s3.query["uploadId"] {
                 return try await listParts(s3, bucket: bucket, key: key, uploadID: uploadID)
             }
-            return try await getObject(s3, bucket: bucket, key: key, head: false)
+            if s3.has("acl") { return try await getObjectACL(bucket: bucket, key: key, access: access) }
+            if s3.has("attributes") { return try await getObjectAttributes(s3, bucket: bucket, key: key, access: access) }
+            return try await getObject(s3, bucket: bucket, key: key, head: false, access: access)
         case .head:
-            return try await getObject(s3, bucket: bucket, key: key, head: true)
+            return try await getObject(s3, bucket: bucket, key: key, head: true, access: access)
         case .delete:
             if let uploadID = s3.query["uploadId"] {
                 try await store.abortMultipartUpload(bucket: bucket, key: key, uploadId: uploadID)

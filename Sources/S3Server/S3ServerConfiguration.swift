@@ -39,11 +39,12 @@ public struct CORSConfiguration: Sendable, Equatable {
 
 /// Settings of the embedded S3 server, read once at start-up.
 public struct S3ServerConfiguration: Sendable {
-    /// Access keys accepted by the store; requests signed with any other key are refused.
-    public var credentials: [Credentials]
+    /// The store's users (``StoreUser``); requests signed with any other key are refused. Built from the
+    /// `credentials` given to `init` (each an administrator) unless set.
+    public var users: [StoreUser]
     /// Region that SigV4 credential scopes must name.
     public var region: String
-    /// Buckets readable without authentication (GET/HEAD of objects and listing).
+    /// Buckets readable by anyone, signed or not (GET/HEAD of objects and listing), whatever their ACLs.
     public var publicReadBuckets: Set<String>
     public var cors: CORSConfiguration
     /// When set (for example `s3.localhost`), `Host: <bucket>.<domain>` selects the bucket (virtual-host style).
@@ -65,7 +66,9 @@ public struct S3ServerConfiguration: Sendable {
         allowedClockSkewSeconds: Double = 900,
         readChunkSize: Int = 1 << 20
     ) {
-        self.credentials = credentials
+        self.users = credentials.enumerated().map { index, credentials in
+            StoreUser.administrator(credentials, name: index == 0 ? "admin" : "admin\(index + 1)")
+        }
         self.region = region
         self.publicReadBuckets = publicReadBuckets
         self.cors = cors

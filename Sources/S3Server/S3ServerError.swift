@@ -73,6 +73,7 @@ extension S3ServerError {
         .init("EntityTooLarge", .badRequest, "Your proposed upload exceeds the maximum allowed object size.",
               details: [("MaxSizeAllowed", String(max))])
     }
+    static let accessDenied = S3ServerError("AccessDenied", .forbidden, "Access Denied")
     static let internalError = S3ServerError(
         "InternalError", .internalServerError, "We encountered an internal error. Please try again.")
 

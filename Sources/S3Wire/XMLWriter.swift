@@ -38,6 +38,10 @@ public struct S3XMLWriter: Sendable {
     /// Writes an opening tag.
     public mutating func open(_ name: String) { text += "<\(name)>" }
 
+    /// Appends markup as it is: the caller escapes any text in it (used for elements with attributes,
+    /// such as an ACL grant's `xsi:type`).
+    public mutating func raw(_ markup: String) { text += markup }
+
     /// Writes a closing tag.
     public mutating func close(_ name: String) { text += "</\(name)>" }
 

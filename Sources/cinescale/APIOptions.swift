@@ -53,9 +53,10 @@ struct APIOptions: ParsableArguments {
     }
 
     /// The API over `store` (read and written by the API) presigning for `publicStore` (as clients reach it).
+    /// The API signs its own stream URLs with a key derived from `signingSecret` (default: the store secret).
     func makeAPI(
-        store: String, publicStore: String, region: String, credentials: Credentials, keys: any APIKeyStore & PlaybackKeyStore & WebhookStore,
-        logger: Logger
+        store: String, publicStore: String, region: String, credentials: Credentials,
+        keys: any APIKeyStore & PlaybackKeyStore & WebhookStore, signingSecret: String? = nil, logger: Logger
     ) throws -> ProductAPI {
         guard let storeURL = URL(string: store), let publicURL = URL(string: publicStore) else {
             throw ValidationError("the API's store URLs must be URLs: \(store), \(publicStore)")
@@ -66,7 +67,7 @@ struct APIOptions: ParsableArguments {
             configuration: ProductConfiguration(
                 ingestBucket: ingestBucket, mediaBucket: mediaBucket, maxUploadBytes: maxUploadBytes,
                 uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
-                signingSecret: Array(credentials.secretAccessKey.utf8),
+                signingSecret: Array((signingSecret ?? credentials.secretAccessKey).utf8),
                 defaultPlaybackPolicy: PlaybackPolicy(rawValue: defaultPlaybackPolicy) ?? .public,
                 rateLimit: apiRateLimit > 0 ? apiRateLimit : nil, rateBurst: apiRateBurst, corsOrigins: apiCorsOrigin,
                 webhooksMayReachPrivateAddresses: webhooksMayReachPrivateAddresses),

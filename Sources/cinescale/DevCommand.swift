@@ -79,10 +79,26 @@ struct DevCommand: AsyncParsableCommand {
         let target = WebhookTarget(
             id: "gateway", endpoint: URL(string: "\(apiURL)/events")!, authToken: token, batchSize: 64)
         let started = StartupSignal()
+        // Least privilege: the operator's key administers the store; the functions' key reads uploads and writes
+        // media only, the API's reads and writes the two buckets. Both derive from the operator's secret, so
+        // they stay the same across restarts and a new secret changes them.
+        let functionsCredentials = Self.derivedCredentials("functions", from: credentials)
+        let apiCredentials = Self.derivedCredentials("api", from: credentials)
+        var server = S3ServerConfiguration(credentials: [], region: region, cors: CORSConfiguration(allowedOrigins: ["*"]))
+        server.users = [
+            StoreUser.administrator(credentials),
+            StoreUser(
+                name: "functions", accessKey: functionsCredentials.accessKeyId,
+                secretKey: functionsCredentials.secretAccessKey,
+                buckets: [apiOptions.ingestBucket: .read, apiOptions.mediaBucket: .readwrite]),
+            StoreUser(
+                name: "api", accessKey: apiCredentials.accessKeyId, secretKey: apiCredentials.secretAccessKey,
+                buckets: [apiOptions.ingestBucket: .readwrite, apiOptions.mediaBucket: .readwrite]),
+        ]
         let store = try await EmbeddedStore(
             settings: EmbeddedStore.Settings(
                 dataDirectory: "\(root)/store", host: host, port: storePort,
-                server: S3ServerConfiguration(credentials: [credentials], region: region, cors: CORSConfiguration(allowedOrigins: ["*"])),
+                server: server,
                 fsync: true, targets: [target], maxQueued: 100_000, createBuckets: [apiOptions.ingestBucket, apiOptions.mediaBucket]),
             logger: logger, onRunning: { _ in await started.signal("store") })
         try await store.notifier.setConfiguration(
@@ -107,7 +123,8 @@ struct DevCommand: AsyncParsableCommand {
             throw ValidationError("no \(name) executable in \(functions) (build it: swift build --product \(name), or pass --functions-dir)")
         }
         let functionEnvironment: [String: String] = [
-            "AWS_ACCESS_KEY_ID": credentials.accessKeyId, "AWS_SECRET_ACCESS_KEY": credentials.secretAccessKey,
+            "AWS_ACCESS_KEY_ID": functionsCredentials.accessKeyId,
+            "AWS_SECRET_ACCESS_KEY": functionsCredentials.secretAccessKey,
             "AWS_REGION": region, "CINESCALE_S3_ENDPOINT": storeURL, "MEDIA_BUCKET": apiOptions.mediaBucket,
         ]
         var transcodeEnvironment = functionEnvironment.merging(
@@ -167,7 +184,8 @@ struct DevCommand: AsyncParsableCommand {
         let keys = try SQLiteAPIKeyStore(path: "\(root)/gateway/queue.sqlite")
         let apiKey = try await Self.devKey(keys, file: "\(root)/gateway/dev-api-key", logger: logger)
         let api = try apiOptions.makeAPI(
-            store: storeURL, publicStore: publicStore, region: region, credentials: credentials, keys: keys, logger: logger)
+            store: storeURL, publicStore: publicStore, region: region, credentials: apiCredentials, keys: keys,
+            signingSecret: credentials.secretAccessKey, logger: logger)
         let gateway = try GatewayService(
             configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) },
             eventObserver: { body in try await api.observeStoreEvents(body) })
@@ -216,6 +234,14 @@ struct DevCommand: AsyncParsableCommand {
     static func executableDirectory() -> String {
         let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: path).deletingLastPathComponent().path
+    }
+
+    /// A key pair of the store for one part of the pipeline (`cinescale-functions`), its secret an HMAC of the
+    /// operator's secret and the part's name.
+    static func derivedCredentials(_ part: String, from operatorCredentials: Credentials) -> Credentials {
+        let key = SymmetricKey(data: Array(operatorCredentials.secretAccessKey.utf8))
+        let secret = hex(HMAC<SHA256>.authenticationCode(for: Array("cinescale-dev-store-user\n\(part)".utf8), using: key))
+        return Credentials(accessKeyId: "cinescale-\(part)", secretAccessKey: String(secret.prefix(40)))
     }
 
     static func hex(_ digest: some Sequence<UInt8>) -> String {

@@ -1,10 +1,13 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ObjectStore
 import S3Server
 import ServiceLifecycle
 import SigV4
 import StoreNotifications
+import UnixSignals
+import Yams
 
 /// `cinescale store`: serves the embedded S3-compatible store.
 struct StoreCommand: AsyncParsableCommand {
@@ -21,6 +24,20 @@ struct StoreCommand: AsyncParsableCommand {
     var port: Int = 9000
 
     @OptionGroup var credentialOptions: CredentialOptions
+
+    @Option(
+        help: """
+            A YAML file of users, each {name, accessKey, secretKey} with admin: true, createBuckets: true and/or \
+            buckets: {NAME: read|write|readwrite}; replaces --access-key/--secret-key. Re-read on SIGHUP.
+            """)
+    var users: String?
+
+    @Option(
+        help: """
+            Free space the store keeps on its disk: writes that would leave less are refused with 507 StorageFull. \
+            Bytes (512MiB, 2GB) or a share of the disk (1%). Default: 256MiB or 1%, whichever is smaller.
+            """)
+    var minFreeSpace: String?
 
     @Option(help: "Origins allowed by CORS, comma-separated ('*' for any, 'none' to disable).")
     var corsOrigins: String = "*"
@@ -62,17 +79,31 @@ struct StoreCommand: AsyncParsableCommand {
         let logger = processOptions.makeLogger(label: "cinescale.store")
         let dataDirectory = dataDir ?? environment["CINESCALE_DATA_DIR"] ?? "./.data/store"
         let credentials = credentialOptions.credentials(environment: environment)
-        if credentials.accessKeyId == CredentialOptions.defaultAccessKey
+        var storeUsers = [StoreUser.administrator(credentials)]
+        if let users {
+            guard credentialOptions.accessKey == nil, credentialOptions.secretKey == nil else {
+                throw ValidationError("--users replaces --access-key/--secret-key: give one or the other")
+            }
+            storeUsers = try StoreUsersFile.load(users)
+        } else if credentials.accessKeyId == CredentialOptions.defaultAccessKey
             && credentials.secretAccessKey == CredentialOptions.defaultSecretKey
         {
             logger.warning("using the default development credentials; set CINESCALE_ACCESS_KEY and CINESCALE_SECRET_KEY")
         }
+        var floor = FreeSpaceFloor.standard
+        if let minFreeSpace {
+            guard let parsed = FreeSpaceFloor.parse(minFreeSpace) else {
+                throw ValidationError("--min-free-space: '\(minFreeSpace)' is not a size (512MiB, 2GB, 1048576) or a percentage (1%)")
+            }
+            floor = parsed
+        }
         let cors: CORSConfiguration = corsOrigins == "none"
             ? .disabled
             : CORSConfiguration(allowedOrigins: corsOrigins.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
-        let serverConfiguration = S3ServerConfiguration(
+        var serverConfiguration = S3ServerConfiguration(
             credentials: [credentials], region: credentialOptions.resolvedRegion(environment: environment),
             publicReadBuckets: Set(publicReadBuckets), cors: cors, virtualHostDomain: virtualHostDomain)
+        serverConfiguration.users = storeUsers
 
         guard notifyQueueLimit >= 1 else { throw ValidationError("--notify-queue-limit must be at least 1") }
         guard (1...1000).contains(notifyBatchSize) else { throw ValidationError("--notify-batch-size must be 1 to 1000") }
@@ -95,7 +126,7 @@ struct StoreCommand: AsyncParsableCommand {
             settings: EmbeddedStore.Settings(
                 dataDirectory: dataDirectory, host: host, port: port, server: serverConfiguration, fsync: !noFsync,
                 targets: targets, maxQueued: notifyQueueLimit,
-                createBuckets: (createBuckets ?? "").split(separator: ",").map(String.init)),
+                createBuckets: (createBuckets ?? "").split(separator: ",").map(String.init), freeSpaceFloor: floor),
             logger: logger,
             onRunning: { port in
                 logger.info("store listening", metadata: [
@@ -107,8 +138,68 @@ struct StoreCommand: AsyncParsableCommand {
                     logger.error("cannot write the port file", metadata: ["cinescale.error": .string("\(error)")])
                 }
             })
+        var services = embedded.services
+        if let users {
+            services.append(StoreUsersFile.Reloader(path: users, directory: embedded.users, logger: logger))
+        }
         let group = ServiceGroup(
-            configuration: .init(services: embedded.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+/// `--users FILE`: the store's users as YAML (a list of ``StoreUser``), read at start-up and on SIGHUP.
+enum StoreUsersFile {
+    static func load(_ path: String) throws -> [StoreUser] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ValidationError("--users \(path): cannot read the file (\(error.localizedDescription))")
+        }
+        let users: [StoreUser]
+        do {
+            users = try YAMLDecoder().decode([StoreUser].self, from: text)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw ValidationError("--users \(path): \(describe(context.codingPath + [key])): missing")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+            let DecodingError.dataCorrupted(context)
+        {
+            throw ValidationError("--users \(path): \(describe(context.codingPath)): \(context.debugDescription)")
+        } catch {
+            throw ValidationError("--users \(path): not a YAML list of users (\(error))")
+        }
+        if let problem = StoreUser.problem(in: users) { throw ValidationError("--users \(path): \(problem)") }
+        return users
+    }
+
+    /// `users[2].buckets.media` from a decoding path.
+    static func describe(_ path: [any CodingKey]) -> String {
+        var text = "users"
+        for key in path {
+            if let index = key.intValue { text += "[\(index)]" } else { text += "." + key.stringValue }
+        }
+        return text
+    }
+
+    /// Re-reads the users on SIGHUP. A file that no longer reads keeps the users in force (and says why).
+    struct Reloader: Service {
+        let path: String
+        let directory: StoreUsers
+        let logger: Logger
+
+        func run() async throws {
+            for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+                do {
+                    let users = try StoreUsersFile.load(path)
+                    directory.replace(with: users)
+                    logger.notice("reloaded the store's users", metadata: ["cinescale.users": .stringConvertible(users.count)])
+                } catch {
+                    logger.error(
+                        "could not reload the store's users; the previous ones stay in force",
+                        metadata: ["cinescale.error": .string("\(error)")])
+                }
+            }
+        }
     }
 }

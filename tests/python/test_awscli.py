@@ -86,3 +86,41 @@ def test_missing_key_and_bucket_errors(aws, bucket, tmp_path):
     assert "NoSuchKey" in result.stderr
     result = aws("s3", "ls", "s3://no-such-bucket-here", check=False)
     assert "NoSuchBucket" in result.stderr
+
+
+def test_cp_mv_and_sync_between_buckets(aws, store, tmp_path):
+    """aws-cli copies objects over 8 MB bucket to bucket with UploadPartCopy (multipart copy): cp and mv of a
+    40 MB and a 200 MB object, and sync of a bucket, arrive byte for byte."""
+    aws("s3", "mb", "s3://copy-from")
+    aws("s3", "mb", "s3://copy-to")
+    medium = write_random(tmp_path / "medium.bin", 40 * 1024 * 1024)
+    big = write_random(tmp_path / "big.bin", 200 * 1024 * 1024)
+    small = write_random(tmp_path / "small.bin", 1000)
+    aws("s3", "cp", str(medium), "s3://copy-from/a/medium.bin")
+    aws("s3", "cp", str(big), "s3://copy-from/a/big.bin")
+    aws("s3", "cp", str(small), "s3://copy-from/b/small.bin")
+
+    aws("s3", "cp", "s3://copy-from/a/medium.bin", "s3://copy-to/medium.bin")
+    aws("s3", "cp", "s3://copy-from/a/big.bin", "s3://copy-to/big.bin")
+    aws("s3", "mv", "s3://copy-from/a/big.bin", "s3://copy-to/moved/big.bin")
+    client = store.client()
+    # Multipart copies: ETags of S3's md5-N form, parts of aws-cli's 8 MiB chunks.
+    assert client.head_object(Bucket="copy-to", Key="medium.bin")["ETag"].strip('"').endswith("-5")
+    assert client.head_object(Bucket="copy-to", Key="big.bin")["ContentLength"] == 200 * 1024 * 1024
+    assert "big.bin" not in aws("s3", "ls", "s3://copy-from/a/").stdout
+    for key, source in [("medium.bin", medium), ("big.bin", big), ("moved/big.bin", big)]:
+        out = tmp_path / "down.bin"
+        aws("s3", "cp", f"s3://copy-to/{key}", str(out))
+        assert sha256(out) == sha256(source), key
+
+    aws("s3", "mb", "s3://copy-synced")
+    aws("s3", "sync", "s3://copy-from", "s3://copy-synced")
+    listing = aws("s3", "ls", "--recursive", "s3://copy-synced").stdout
+    assert "a/medium.bin" in listing and "b/small.bin" in listing and "big.bin" not in listing
+    # A second sync has nothing to copy.
+    assert aws("s3", "sync", "s3://copy-from", "s3://copy-synced").stdout.strip() == ""
+    out = tmp_path / "synced.bin"
+    aws("s3", "cp", "s3://copy-synced/a/medium.bin", str(out))
+    assert sha256(out) == sha256(medium)
+    for bucket in ("copy-from", "copy-to", "copy-synced"):
+        aws("s3", "rb", "--force", f"s3://{bucket}")
