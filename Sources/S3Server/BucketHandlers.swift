@@ -211,31 +211,22 @@ extension S3Responder {
         if let delimiter = parameters.delimiter { xml.element("Delimiter", encodeListValue(delimiter, parameters)) }
         if parameters.urlEncoded { xml.element("EncodingType", "url") }
         xml.element("IsTruncated", listing.isTruncated)
-        for object in listing.objects {
-            xml.group("Version") {
-                $0.element("Key", encodeListValue(object.key, parameters))
-                $0.element("VersionId", "null")
-                $0.element("IsLatest", true)
-                $0.element("LastModified", S3Date.iso8601(object.lastModified))
-                $0.element("ETag", quoted(object.etag))
-                $0.element("Size", object.size)
-                $0.group("Owner") {
-                    $0.element("ID", Self.ownerID)
-                    $0.element("DisplayName", Self.ownerID)
-                }
-                $0.element("StorageClass", "STANDARD")
-            }
-        }
-        for prefix in listing.commonPrefixes {
-            xml.group("CommonPrefixes") { $0.element("Prefix", encodeListValue(prefix, parameters)) }
-        }
+        writeContents(&xml, listing, parameters, owner: true, asVersions: true)
         return Self.xmlResponse(xml.finish())
     }
 
-    private func writeContents(_ xml: inout S3XMLWriter, _ listing: ObjectListing, _ parameters: ListParameters, owner: Bool) {
+    /// A listing's objects (`Contents`, or as ListObjectVersions' only, latest `Version`s) and common prefixes.
+    private func writeContents(
+        _ xml: inout S3XMLWriter, _ listing: ObjectListing, _ parameters: ListParameters, owner: Bool,
+        asVersions: Bool = false
+    ) {
         for object in listing.objects {
-            xml.group("Contents") {
+            xml.group(asVersions ? "Version" : "Contents") {
                 $0.element("Key", encodeListValue(object.key, parameters))
+                if asVersions {
+                    $0.element("VersionId", "null")
+                    $0.element("IsLatest", true)
+                }
                 $0.element("LastModified", S3Date.iso8601(object.lastModified))
                 $0.element("ETag", quoted(object.etag))
                 $0.element("Size", object.size)

@@ -24,11 +24,7 @@ extension S3Responder {
     func uploadPart(
         _ s3: S3Request, bucket: String, key: String, uploadID: String, payload: PayloadReader
     ) async throws -> Response {
-        guard let number = s3.query["partNumber"].flatMap({ Int($0) }), (1...10_000).contains(number) else {
-            throw S3ServerError.invalidArgument(
-                "Part number must be an integer between 1 and 10000, inclusive", name: "partNumber",
-                value: s3.query["partNumber"])
-        }
+        let number = try Self.partNumber(s3)
         let length = try requireLength(s3, payload: payload)
         let contentMD5 = try validatedContentMD5(s3)
         let writer = try await store.beginPart(
@@ -52,11 +48,7 @@ extension S3Responder {
     func uploadPartCopy(
         _ s3: S3Request, bucket: String, key: String, uploadID: String, access: Access
     ) async throws -> Response {
-        guard let number = s3.query["partNumber"].flatMap({ Int($0) }), (1...10_000).contains(number) else {
-            throw S3ServerError.invalidArgument(
-                "Part number must be an integer between 1 and 10000, inclusive", name: "partNumber",
-                value: s3.query["partNumber"])
-        }
+        let number = try Self.partNumber(s3)
         let source = try copySource(s3)
         try await authorizeCopySource(source, access: access)
         var range: ClosedRange<Int>?
@@ -70,6 +62,16 @@ extension S3Responder {
         xml.element("LastModified", S3Date.iso8601(part.lastModified))
         xml.element("ETag", quoted(part.etag))
         return Self.xmlResponse(xml.finish())
+    }
+
+    /// `?partNumber=` of UploadPart and UploadPartCopy: 1 to 10 000.
+    static func partNumber(_ s3: S3Request) throws -> Int {
+        guard let number = s3.query["partNumber"].flatMap({ Int($0) }), (1...10_000).contains(number) else {
+            throw S3ServerError.invalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive", name: "partNumber",
+                value: s3.query["partNumber"])
+        }
+        return number
     }
 
     /// `x-amz-copy-source-range: bytes=first-last`, both zero-based and inclusive (the only form S3 takes).
