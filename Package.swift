@@ -269,16 +269,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API.
+        // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API, event sources
+        // (webhook, SQS, bucket polling).
         .target(
             name: "Gateway",
             dependencies: [
                 "SigV4",
                 "SQSClient",
+                "S3Client",
                 "S3Wire",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
+                "DurableSQLite",
                 "FunctionRuntime",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -298,6 +302,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "S3Client",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
                 "PostgresTestSupport",

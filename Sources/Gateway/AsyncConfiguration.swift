@@ -291,8 +291,11 @@ public struct QueueConfiguration: Sendable, Hashable {
         return queue
     }
 
-    /// Replaces every `${NAME}` in `text` with the gateway's variable NAME.
-    static func substitute(_ text: String, environment: [String: String], field: String) throws(GatewayError) -> String {
+    /// Replaces every `${NAME}` in `text` with the gateway's variable NAME, percent-encoded for a URL's
+    /// password unless `escape` is false.
+    static func substitute(_ text: String, environment: [String: String], field: String, escape: Bool = true)
+        throws(GatewayError) -> String
+    {
         var result = ""
         var rest = Substring(text)
         while let open = rest.range(of: "${") {
@@ -304,7 +307,7 @@ public struct QueueConfiguration: Sendable, Hashable {
             guard let value = environment[name] else {
                 throw .configuration(field, "names ${\(name)}, which is not set in the gateway's environment")
             }
-            result += value.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? value
+            result += escape ? value.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? value : value
             rest = rest[rest.index(after: close)...]
         }
         return result + rest

@@ -150,6 +150,11 @@ public struct GatewayConfiguration: Sendable {
     public var queue: QueueConfiguration
     /// SQS queues polled for object-store events (`sources.sqs`), next to the webhook.
     public var sqsSources: [SQSSourceConfiguration] = []
+    /// Buckets listed for new and changed objects (`sources.poll`), for stores without usable notifications.
+    public var pollSources: [PollSourceConfiguration] = []
+    /// The SQLite file of the poll sources' seen state (key → ETag per source). `nil`: `poll.sqlite` beside
+    /// `queue.path`.
+    public var pollStatePath: String?
 
     public init(
         functions: [FunctionConfiguration], region: String = "us-east-1", accountId: String = "000000000000",
@@ -232,6 +237,16 @@ public struct GatewayConfiguration: Sendable {
     ///       waitTimeSeconds: 20  # long poll, 0-20 (default 20)
     ///       visibilityTimeout: 30  # seconds; extended while the message's invocations run (default 30)
     ///       maxInFlight: 100     # messages held until their invocations finish (default 100)
+    ///   poll:                    # buckets listed for new/changed objects (stores without usable notifications)
+    ///     - endpoint: http://127.0.0.1:3900   # the S3 endpoint (${X} anywhere: the gateway's X)
+    ///       bucket: ingest
+    ///       prefix: uploads/     # optional; default: the whole bucket
+    ///       interval: 5s         # between scans: 500ms, 5s, 2m, or a number of seconds (default 5s)
+    ///       accessKey: ${S3_ACCESS_KEY}  # default: the gateway's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    ///       secretKey: ${S3_SECRET_KEY}
+    ///       region: garage       # default: `region`
+    ///       pathStyle: true      # default true (false: virtual-hosted-style requests)
+    ///       startFrom: beginning # objects already there at the first scan: beginning (events) or now (none)
     /// ```
     ///
     /// A message is deleted once every invocation made from it has succeeded or been dead-lettered; one
@@ -293,7 +308,7 @@ public struct GatewayConfiguration: Sendable {
             }
         }
         if let sources {
-            configuration.sqsSources = try SQSSourceConfiguration.parseSources(
+            (configuration.sqsSources, configuration.pollSources) = try parseSources(
                 sources, environment: environment, defaultRegion: configuration.region)
         }
         var seen: Set<String> = []
@@ -303,6 +318,29 @@ public struct GatewayConfiguration: Sendable {
         configuration.functions = functions.sorted { $0.name < $1.name }
         try configuration.validateTriggers()
         return configuration
+    }
+
+    /// Parses `sources:` (a mapping with an `sqs` and a `poll` list). `environment` is the gateway's (`${NAME}`
+    /// values, default credentials); `defaultRegion` is the gateway's region.
+    static func parseSources(_ node: Node, environment: [String: String], defaultRegion: String) throws(GatewayError)
+        -> (sqs: [SQSSourceConfiguration], poll: [PollSourceConfiguration])
+    {
+        if case .scalar(let s) = node, s.string.isEmpty || s.string == "~" || s.string == "null" { return ([], []) }
+        guard case .mapping(let fields) = node else { throw .configuration("sources", "expected a mapping (sqs, poll)") }
+        var sqs: [SQSSourceConfiguration] = []
+        var poll: [PollSourceConfiguration] = []
+        for (k, value) in fields {
+            let field = try scalarKey(k, path: "sources")
+            switch field {
+            case "sqs":
+                sqs = try SQSSourceConfiguration.parseList(value, environment: environment, defaultRegion: defaultRegion)
+            case "poll":
+                poll = try PollSourceConfiguration.parseList(value, environment: environment, defaultRegion: defaultRegion)
+            default:
+                throw .configuration("sources.\(field)", "unknown source (expected sqs or poll)")
+            }
+        }
+        return (sqs, poll)
     }
 
     static func scalarKey(_ node: Node, path: String) throws(GatewayError) -> String {
@@ -441,6 +479,7 @@ public struct GatewayConfiguration: Sendable {
         try validateTriggers()
         try queue.validate()
         for (index, source) in sqsSources.enumerated() { try source.validate(path: "sources.sqs[\(index)]") }
+        for (index, source) in pollSources.enumerated() { try source.validate(path: "sources.poll[\(index)]") }
     }
 
     /// Every trigger names a configured function.

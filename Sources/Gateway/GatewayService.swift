@@ -26,12 +26,15 @@ public final class GatewayService: Service, FunctionInvoker {
     let operatorAPI: OperatorAPI
     /// `sources.sqs`: queues polled for object-store events.
     let sqsSources: [SQSEventSource]
+    /// `sources.poll`: buckets listed for new and changed objects.
+    let pollSources: [PollEventSource]
     let logger: Logger
     private let additionalRoutes: @Sendable (Router<BasicRequestContext>) -> Void
     private let publicPort = AsyncValue<Int>()
     private let started = Atomic<Bool>(false)
 
-    /// Opens the durable queue (`configuration.queue.postgres`, else `configuration.queue.path`, required).
+    /// Opens the durable queue (`configuration.queue.postgres`, else `configuration.queue.path`, required), and,
+    /// with poll sources, their seen state (`configuration.pollStatePath`, else `poll.sqlite` beside `queue.path`).
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
@@ -75,6 +78,31 @@ public final class GatewayService: Service, FunctionInvoker {
             SQSEventSource(
                 configuration: source, scheduler: scheduler, intake: EventIntake(configuration: configuration),
                 metrics: metrics, eventObserver: eventObserver, logger: logger)
+        }
+        if configuration.pollSources.isEmpty {
+            pollSources = []
+        } else {
+            guard
+                let path = configuration.pollStatePath
+                    ?? configuration.queue.path.map({
+                        URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("poll.sqlite").path
+                    })
+            else {
+                throw .configuration(
+                    "sources.poll", "needs a file for its seen state: set queue.path or the gateway's pollStatePath")
+            }
+            let state: SQLitePollState
+            do {
+                state = try SQLitePollState(path: path)
+            } catch {
+                throw GatewayError(.invalidConfiguration, "sources.poll: \(error.description)", underlying: error)
+            }
+            pollSources = configuration.pollSources.map { source in
+                PollEventSource(
+                    configuration: source, state: state, scheduler: scheduler,
+                    intake: EventIntake(configuration: configuration), metrics: metrics, eventObserver: eventObserver,
+                    logger: logger)
+            }
         }
         self.additionalRoutes = additionalRoutes
     }
@@ -191,6 +219,7 @@ public final class GatewayService: Service, FunctionInvoker {
         let retention = configuration.queue.retention
         let shutdownGrace = configuration.shutdownGracePeriod
         let sqsSources = self.sqsSources
+        let pollSources = self.pollSources
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -212,10 +241,23 @@ public final class GatewayService: Service, FunctionInvoker {
                     }
                 }
                 group.addTask {
-                    await Self.pruneFinished(queue: queue, retention: retention, logger: logger)
+                    await Self.pruneFinished(queue: queue, retention: retention, logger: logger) {
+                        // After a crash between a poll source's commit to the queue and its seen-state write, its
+                        // first scan emits those records again: they must still find their invocations (and
+                        // their dedupe keys), however long the gateway was down. At most an hour late.
+                        let deadline = ContinuousClock.now + .seconds(3600)
+                        for source in pollSources {
+                            _ = await source.scanned.sleep(for: max(.zero, deadline - .now))
+                        }
+                    }
                 }
                 for source in sqsSources {
                     // Stops receiving at graceful shutdown; messages still held come back after their visibility timeout.
+                    group.addTask { await cancelWhenGracefulShutdown { await source.run() } }
+                }
+                for source in pollSources {
+                    // Stops scanning at graceful shutdown; records not yet recorded as seen are emitted again
+                    // (and deduplicated) at the next start.
                     group.addTask { await cancelWhenGracefulShutdown { await source.run() } }
                 }
                 group.addTask {
@@ -242,9 +284,14 @@ public final class GatewayService: Service, FunctionInvoker {
         logger.info("gateway stopped")
     }
 
-    /// Deletes finished invocations older than `retention`, hourly, until graceful shutdown.
-    static func pruneFinished(queue: any DurableInvocationQueue, retention: Duration, logger: Logger) async {
+    /// Deletes finished invocations older than `retention`, hourly, until graceful shutdown; the first time
+    /// once `ready` has returned.
+    static func pruneFinished(
+        queue: any DurableInvocationQueue, retention: Duration, logger: Logger,
+        ready: @escaping @Sendable () async -> Void = {}
+    ) async {
         try? await cancelWhenGracefulShutdown {
+            await ready()
             while true {
                 do {
                     let removed = try await queue.prune(finishedBefore: Date().addingTimeInterval(-retention.seconds))

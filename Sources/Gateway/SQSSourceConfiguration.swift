@@ -81,25 +81,19 @@ public struct SQSSourceConfiguration: Sendable, Hashable {
         return String(labels[1])
     }
 
-    /// Parses `sources:` (a mapping with an `sqs` list). `environment` is the gateway's: `${NAME}` values are
-    /// read from it, and credentials default to its AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
-    /// AWS_SESSION_TOKEN. `defaultRegion` is the gateway's region.
-    static func parseSources(_ node: Node, environment: [String: String], defaultRegion: String) throws(GatewayError)
+    /// Parses `sources.sqs` (a list). `environment` is the gateway's: `${NAME}` values are read from it, and
+    /// credentials default to its AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+    /// `defaultRegion` is the gateway's region.
+    static func parseList(_ node: Node, environment: [String: String], defaultRegion: String) throws(GatewayError)
         -> [SQSSourceConfiguration]
     {
-        if case .scalar(let s) = node, s.string.isEmpty || s.string == "~" || s.string == "null" { return [] }
-        guard case .mapping(let fields) = node else { throw .configuration("sources", "expected a mapping (sqs)") }
+        guard case .sequence(let items) = node else {
+            throw .configuration("sources.sqs", "expected a list of queues")
+        }
         var sources: [SQSSourceConfiguration] = []
-        for (k, value) in fields {
-            let field = try GatewayConfiguration.scalarKey(k, path: "sources")
-            guard field == "sqs" else { throw .configuration("sources.\(field)", "unknown source (expected sqs)") }
-            guard case .sequence(let items) = value else {
-                throw .configuration("sources.sqs", "expected a list of queues")
-            }
-            for (index, item) in items.enumerated() {
-                sources.append(
-                    try parse(item, path: "sources.sqs[\(index)]", environment: environment, defaultRegion: defaultRegion))
-            }
+        for (index, item) in items.enumerated() {
+            sources.append(
+                try parse(item, path: "sources.sqs[\(index)]", environment: environment, defaultRegion: defaultRegion))
         }
         return sources
     }

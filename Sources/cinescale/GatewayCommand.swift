@@ -65,6 +65,9 @@ struct GatewayCommand: AsyncParsableCommand {
             for source in configuration.sqsSources {
                 print("source sqs \(source.queueURL) (region \(source.region), endpoint \(source.endpoint.absoluteString), visibility \(source.visibilityTimeout) s, maxInFlight \(source.maxInFlight))")
             }
+            for source in configuration.pollSources {
+                print("source poll \(source.endpoint.absoluteString) bucket \(source.bucket)\(source.prefix.isEmpty ? "" : " prefix \(source.prefix)") every \(source.interval) (region \(source.region), startFrom \(source.startFrom.rawValue))")
+            }
             return
         }
         configuration.host = host

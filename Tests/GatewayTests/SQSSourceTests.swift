@@ -82,7 +82,7 @@ struct SQSSourceTests {
         #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      secretAccessKey: ${NOPE}", environment: env)
             == "sources.sqs[0].secretAccessKey: names ${NOPE}, which is not set in the gateway's environment")
         #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q").hasPrefix("sources.sqs[0]: no credentials"))
-        #expect(message("sources:\n  kafka: []", environment: env) == "sources.kafka: unknown source (expected sqs)")
+        #expect(message("sources:\n  kafka: []", environment: env) == "sources.kafka: unknown source (expected sqs or poll)")
         #expect(message("sources:\n  sqs: http://h/1/q", environment: env) == "sources.sqs: expected a list of queues")
         #expect(message("sources:\n  sqs:\n    - http://h/1/q", environment: env).hasPrefix("sources.sqs[0]: expected a mapping"))
     }
