@@ -15,6 +15,9 @@ enum Validation {
             throw fail("must start and end with a letter or digit")
         }
         if name.contains("..") { throw fail("must not contain two adjacent periods") }
+        if name.contains("-.") || name.contains(".-") {
+            throw fail("each label between periods must start and end with a letter or digit")
+        }
         if name.hasPrefix("xn--") || name.hasPrefix("sthree-") || name.hasSuffix("-s3alias")
             || name.hasSuffix("--ol-s3")
         {

@@ -68,22 +68,23 @@ extension S3Responder {
             $0.element("DisplayName", owner)
         }
         xml.group("AccessControlList") { list in
-            list.raw(
-                #"<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"><ID>"#
-                    + S3XMLWriter.escape(owner) + "</ID><DisplayName>" + S3XMLWriter.escape(owner)
-                    + "</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant>")
+            // The group's grant first, as RGW lists it (a client that sorts grants by name meets it first).
             if acl == .publicRead {
                 list.raw(
                     #"<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Group"><URI>"#
                         + allUsersGroup + "</URI></Grantee><Permission>READ</Permission></Grant>")
             }
+            list.raw(
+                #"<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"><ID>"#
+                    + S3XMLWriter.escape(owner) + "</ID><DisplayName>" + S3XMLWriter.escape(owner)
+                    + "</DisplayName></Grantee><Permission>FULL_CONTROL</Permission></Grant>")
         }
         return xml.finish()
     }
 
     func getBucketACL(_ bucket: String) async throws -> Response {
         let info = try await store.bucketInfo(bucket)
-        return Self.xmlResponse(Self.aclDocument(owner: info.owner ?? Self.ownerID, acl: info.acl))
+        return Self.xmlResponse(Self.aclDocument(owner: try await ownerID(of: bucket), acl: info.acl))
     }
 
     func putBucketACL(_ s3: S3Request, bucket: String, payload: PayloadReader) async throws -> Response {
@@ -95,7 +96,7 @@ extension S3Responder {
     func getObjectACL(bucket: String, key: String, access: Access) async throws -> Response {
         let info = try await access.read { try await store.headObject(bucket: bucket, key: key) }
         try access.check(info)
-        let owner = try await store.bucketInfo(bucket).owner ?? Self.ownerID
+        let owner = try await ownerID(of: bucket)
         return Self.xmlResponse(Self.aclDocument(owner: owner, acl: info.metadata.acl ?? .private))
     }
 

@@ -7,7 +7,19 @@ import S3Wire
 import SigV4
 
 extension S3Responder {
+    /// The canonical user id of the administrators, who own the buckets that have no owner of their own.
     static let ownerID = "cinescale"
+
+    /// A principal's canonical user id in Owner elements: its user name, or ``ownerID`` for administrators.
+    static func canonicalID(of principal: Principal) -> String {
+        guard case .user(let user) = principal, !user.admin else { return ownerID }
+        return user.name
+    }
+
+    /// The canonical user id of a bucket's owner.
+    func ownerID(of bucket: String) async throws -> String {
+        try await store.bucketInfo(bucket).owner ?? Self.ownerID
+    }
 
     /// ListBuckets: the buckets the principal may use, by name; `max-buckets` (1–10 000) pages them with a
     /// continuation token, `prefix` filters them.
@@ -39,8 +51,8 @@ extension S3Responder {
         }
         var xml = S3XMLWriter(root: "ListAllMyBucketsResult")
         xml.group("Owner") {
-            $0.element("ID", principal.name ?? Self.ownerID)
-            $0.element("DisplayName", principal.name ?? Self.ownerID)
+            $0.element("ID", Self.canonicalID(of: principal))
+            $0.element("DisplayName", Self.canonicalID(of: principal))
         }
         xml.group("Buckets") { xml in
             for bucket in buckets {
@@ -74,8 +86,14 @@ extension S3Responder {
         if case .user(let user) = principal, !user.admin { owner = user.name }
         do {
             _ = try await store.createBucket(bucket, owner: owner, acl: acl)
-        } catch let error as ObjectStoreError where error.code == .bucketAlreadyExists && owner == nil {
-            // An administrator owns every bucket.
+        } catch let error as ObjectStoreError
+            where error.code == .bucketAlreadyOwnedByYou || (error.code == .bucketAlreadyExists && owner == nil)
+        {
+            // One's own bucket (an administrator owns every bucket): S3 answers 200 in us-east-1 (its legacy
+            // behaviour, which clients expect there) and BucketAlreadyOwnedByYou in every other region.
+            guard configuration.region != "us-east-1" else {
+                return Response(status: .ok, headers: [.location: "/\(bucket)"])
+            }
             throw S3ServerError(ObjectStoreError(
                 .bucketAlreadyOwnedByYou,
                 "Your previous request to create the named bucket succeeded and you already own it.", bucket: bucket))
@@ -155,7 +173,8 @@ extension S3Responder {
             xml.element("NextContinuationToken", ContinuationToken.encode(next))
         }
         if let after = s3.query["start-after"] { xml.element("StartAfter", encodeListValue(after, parameters)) }
-        writeContents(&xml, listing, parameters, owner: s3.query["fetch-owner"] == "true")
+        let owner = s3.query["fetch-owner"] == "true" ? try await ownerID(of: bucket) : nil
+        writeContents(&xml, listing, parameters, owner: owner)
         return Self.xmlResponse(xml.finish())
     }
 
@@ -167,7 +186,8 @@ extension S3Responder {
             startAfter: marker, maxKeys: parameters.maxKeys)
         var xml = S3XMLWriter(root: "ListBucketResult")
         xml.element("Name", bucket)
-        xml.element("Prefix", encodeListValue(parameters.prefix, parameters))
+        // V1 answers the prefix as sent (botocore decodes only Delimiter, Marker, NextMarker and Key of a v1 listing).
+        xml.element("Prefix", parameters.prefix)
         xml.element("Marker", encodeListValue(marker ?? "", parameters))
         if listing.isTruncated, parameters.delimiter != nil, let next = listing.nextMarker {
             xml.element("NextMarker", encodeListValue(next, parameters))
@@ -176,7 +196,7 @@ extension S3Responder {
         if let delimiter = parameters.delimiter { xml.element("Delimiter", encodeListValue(delimiter, parameters)) }
         if parameters.urlEncoded { xml.element("EncodingType", "url") }
         xml.element("IsTruncated", listing.isTruncated)
-        writeContents(&xml, listing, parameters, owner: true)
+        writeContents(&xml, listing, parameters, owner: try await ownerID(of: bucket))
         return Self.xmlResponse(xml.finish())
     }
 
@@ -211,13 +231,13 @@ extension S3Responder {
         if let delimiter = parameters.delimiter { xml.element("Delimiter", encodeListValue(delimiter, parameters)) }
         if parameters.urlEncoded { xml.element("EncodingType", "url") }
         xml.element("IsTruncated", listing.isTruncated)
-        writeContents(&xml, listing, parameters, owner: true, asVersions: true)
+        writeContents(&xml, listing, parameters, owner: try await ownerID(of: bucket), asVersions: true)
         return Self.xmlResponse(xml.finish())
     }
 
     /// A listing's objects (`Contents`, or as ListObjectVersions' only, latest `Version`s) and common prefixes.
     private func writeContents(
-        _ xml: inout S3XMLWriter, _ listing: ObjectListing, _ parameters: ListParameters, owner: Bool,
+        _ xml: inout S3XMLWriter, _ listing: ObjectListing, _ parameters: ListParameters, owner: String?,
         asVersions: Bool = false
     ) {
         for object in listing.objects {
@@ -230,10 +250,10 @@ extension S3Responder {
                 $0.element("LastModified", S3Date.iso8601(object.lastModified))
                 $0.element("ETag", quoted(object.etag))
                 $0.element("Size", object.size)
-                if owner {
+                if let owner {
                     $0.group("Owner") {
-                        $0.element("ID", Self.ownerID)
-                        $0.element("DisplayName", Self.ownerID)
+                        $0.element("ID", owner)
+                        $0.element("DisplayName", owner)
                     }
                 }
                 $0.element("StorageClass", "STANDARD")

@@ -128,10 +128,11 @@ extension S3Responder {
         xml.element("Bucket", bucket)
         xml.element("Key", key)
         xml.element("UploadId", uploadID)
+        let owner = try await ownerID(of: bucket)
         for role in ["Initiator", "Owner"] {
             xml.group(role) {
-                $0.element("ID", Self.ownerID)
-                $0.element("DisplayName", Self.ownerID)
+                $0.element("ID", owner)
+                $0.element("DisplayName", owner)
             }
         }
         xml.element("StorageClass", "STANDARD")

@@ -80,10 +80,8 @@ extension S3Responder {
     func writeConditions(_ s3: S3Request) throws -> WriteConditions {
         var conditions = WriteConditions()
         if let value = s3.headers[.ifNoneMatch] {
-            guard value.trimmingCharacters(in: .whitespaces) == "*" else {
-                throw S3ServerError.notImplemented("If-None-Match other than *")
-            }
-            conditions.ifNoneMatch = "*"
+            // `*`: create only if absent (S3's conditional write); an ETag: replace only if it differs.
+            conditions.ifNoneMatch = unquoted(value)
         }
         if let value = s3.headers[.ifMatch] {
             conditions.ifMatch = unquoted(value)

@@ -132,7 +132,7 @@ public struct S3Responder: HTTPResponder {
         if action == .createBucket {
             try require(principal.authorize(.createBucket, bucket: nil, publicReadBuckets: configuration.publicReadBuckets))
         } else if let info = try? await store.bucketInfo(bucket) {
-            // A bucket that does not exist is answered NoSuchBucket by the operation itself.
+            // A bucket that does not exist is answered NoSuchBucket by the operation itself (to anyone, as S3 does).
             switch principal.authorize(action, bucket: info, publicReadBuckets: configuration.publicReadBuckets) {
             case .allowed: break
             case .denied: throw S3ServerError.accessDenied
@@ -141,8 +141,6 @@ public struct S3Responder: HTTPResponder {
                 access.mayList =
                     principal.authorize(.listBucket, bucket: info, publicReadBuckets: configuration.publicReadBuckets) == .allowed
             }
-        } else if case .anonymous = principal {
-            throw S3ServerError.accessDenied
         }
         guard let key = s3.key else {
             return try await bucketOperation(s3, bucket: bucket, payload: payload, access: access)

@@ -497,7 +497,17 @@ public struct SigV4Verifier: Sendable {
     private static func v2Resources(_ request: IncomingRequest) -> [String] {
         let a = v2Resource(request, subresources: botocoreSubresources)
         let b = v2Resource(request, subresources: extendedSubresources)
-        return a == b ? [a] : [a, b]
+        var candidates = a == b ? [a] : [a, b]
+        // botocore's HmacV1 signs a path-style bucket request (CreateBucket, ListObjects) over `/bucket/` while
+        // it sends `/bucket`: the same resource, so both spellings are accepted.
+        let path = request.rawPath
+        if request.virtualHostedBucket == nil, path.count > 1, path.hasPrefix("/"), !path.dropFirst().contains("/") {
+            let slashed = IncomingRequest(
+                method: request.method, rawPath: path + "/", rawQuery: request.rawQuery, headers: request.headers,
+                virtualHostedBucket: nil)
+            candidates += [v2Resource(slashed, subresources: botocoreSubresources)]
+        }
+        return candidates
     }
 
     /// x-amz-* headers: lowercased, values trimmed, duplicates joined with ','.

@@ -106,9 +106,7 @@ def test_each_key_does_only_what_it_is_given(users_store, tmp_path):
     # for the administrator; the bucket namespace is shared.
     alice.create_bucket(Bucket="alice-bucket")
     alice.put_object(Bucket="alice-bucket", Key="k", Body=b"a")
-    with pytest.raises(ClientError) as error:
-        alice.create_bucket(Bucket="alice-bucket")
-    assert code(error) == ("BucketAlreadyOwnedByYou", 409)
+    alice.create_bucket(Bucket="alice-bucket")  # one's own bucket again: 200 in us-east-1, as S3 answers
     with pytest.raises(ClientError) as error:
         bob.create_bucket(Bucket="alice-bucket")
     assert code(error) == ("BucketAlreadyExists", 409)
