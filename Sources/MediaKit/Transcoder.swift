@@ -213,6 +213,9 @@ final class TranscodeJob {
     var damagedPackets = 0
     var decodedFrames = 0
     var lastFrameTime = 0.0
+    /// The end of the last source audio packet read, on the video's timeline (seconds from its start): a file
+    /// whose audio runs on past its last picture is intact, not truncated.
+    var lastAudioTime = 0.0
 
     convenience init(
         input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
@@ -458,6 +461,7 @@ final class TranscodeJob {
                         }
                     }
                 } else if let audio, packet.pointee.stream_index == audio.sourceIndex {
+                    noteAudio(packet, timeBase: audio.sourceTimeBase, videoTimeBase: videoTimeBase)
                     try audio.process(packet) { (encoded) throws(MediaError) in try hand(encoded, to: roots) }
                 }
             }
@@ -541,6 +545,14 @@ final class TranscodeJob {
 
     /// Fails a transcode whose input was mostly undecodable or ends well before its stated duration, rather
     /// than publishing a rendition of grey frames or a cut-off video.
+    /// Records how far the source's audio reaches (see ``lastAudioTime``).
+    func noteAudio(_ packet: UnsafeMutablePointer<AVPacket>, timeBase: AVRational, videoTimeBase: AVRational) {
+        let pts = packet.pointee.pts
+        guard pts != cinescale_nopts_value() else { return }
+        let end = Double(pts + max(0, packet.pointee.duration)) * av_q2d(timeBase) - Double(startTime) * av_q2d(videoTimeBase)
+        lastAudioTime = max(lastAudioTime, end)
+    }
+
     func judgeDecoding(until end: Double? = nil) throws(MediaError) {
         let duration = end ?? self.duration
         guard decodedFrames > 0 else {
@@ -551,7 +563,10 @@ final class TranscodeJob {
                 .corruptMedia, "\(damagedPackets) of \(videoPackets) video packets could not be decoded; the file is damaged")
         }
         let frameDuration = 1 / max(av_q2d(frameRate), 1)
-        if duration > 0, lastFrameTime + frameDuration < duration - max(1, duration * 0.05) {
+        // Where the file's media stop: the last picture, or the audio when it runs on past it (screen recordings
+        // and trailers often have audio past the picture); a truncated file stops short of its duration in both.
+        let reached = max(lastFrameTime + frameDuration, lastAudioTime)
+        if duration > 0, reached < duration - max(1, duration * 0.05) {
             throw MediaError(
                 .corruptMedia,
                 "the video stops at \(Int(lastFrameTime)) s of its \(Int(duration.rounded())) s: the file is truncated or damaged")
@@ -809,8 +824,9 @@ extension TranscodeJob {
                         _ = FFmpegLog.take()
                     }
                     try drainDecoder(frame, to: roots)
-                } else if audioFile == nil, let audio, packet.pointee.stream_index == audio.sourceIndex, !audioDone {
-                    try take(packet, of: audio)
+                } else if let audio, packet.pointee.stream_index == audio.sourceIndex {
+                    noteAudio(packet, timeBase: audio.sourceTimeBase, videoTimeBase: videoTimeBase)
+                    if audioFile == nil, !audioDone { try take(packet, of: audio) }
                 }
             }
             if reachedEnd, !failed.isRaised {

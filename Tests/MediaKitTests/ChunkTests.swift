@@ -135,6 +135,33 @@ struct ChunkTests {
         #expect(probe["width"] as? Int == 4 * sprite.tileWidth && probe["height"] as? Int == 3 * 36)
     }
 
+    /// Audio that runs 2 s past the picture: the last chunk encodes the last pictures and carries the audio to
+    /// its end, and the chunks together hold every picture and every audio packet of the unchunked encode.
+    @Test func audioPastThePictureStaysWithTheLastChunk() async throws {
+        let source = try await Clips.make("chunk-audio-longer.mp4", [
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=8",
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac",
+        ])
+        let directory = Clips.directory + "/chunks-longer-\(UUID().uuidString)"
+        let settings = EncodingSettings(preset: "ultrafast", keyframeInterval: 2)
+        let ladder = [Rung(name: "240p", height: 240, maxBitRate: 400_000)]
+        var results: [ChunkResult] = []
+        for range in [ChunkRange(index: 0, start: 0, end: 2, firstSegment: 0), ChunkRange(index: 1, start: 2, end: nil, firstSegment: 1)] {
+            results.append(
+                try await Transcoder.transcodeChunk(
+                    source: try FileSource(path: source), chunk: range, ladder: ladder, settings: settings,
+                    thumbnails: nil, directory: "\(directory)/\(range.index)"))
+        }
+        #expect(results.map(\.frames) == [50, 100])
+        try FileManager.default.createDirectory(atPath: directory + "/whole", withIntermediateDirectories: true)
+        let unchunked = try await Transcoder.transcode(
+            input: source, ladder: ladder, settings: settings, directory: directory + "/whole")
+        let wholeAudio = try await Self.frames(unchunked.renditions[0].path, stream: "a:0")
+        #expect(results.map(\.audioPackets).reduce(0, +) == wholeAudio.count)
+        #expect(abs((wholeAudio.last?.pts ?? 0) - 8) < 0.1, "the audio ends at \(wholeAudio.last?.pts ?? 0) s")
+    }
+
     /// Audio that is not AAC (Opus in Matroska, as WebM uploads carry) is encoded to AAC once for the whole
     /// video; the first chunk encodes its own range from the source (so it need not wait for that encode) and
     /// the later chunks mux the encode's packets. Joined, the rendition's audio is the single encode, packet

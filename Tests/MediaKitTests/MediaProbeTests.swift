@@ -321,6 +321,30 @@ struct TranscoderTests {
         #expect(rendition.hls.codecs.hasSuffix(",mp4a.40.2"))
     }
 
+    /// Audio that runs on past the last picture (screen recordings, trailers) or stops before it is a valid
+    /// file: every picture is encoded, and the audio is kept whole.
+    @Test(arguments: [("audio-longer.mp4", 1.0, 4.0), ("audio-longer.mkv", 1.0, 3.0), ("audio-shorter.mp4", 4.0, 1.0)])
+    func audioLongerOrShorterThanThePicture(name: String, video: Double, audio: Double) async throws {
+        let source = try await Clips.make(name, [
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=\(video)",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=\(audio)",
+            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+        ])
+        let directory = Clips.directory + "/shape-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let result = try await Transcoder.transcode(
+            input: source, ladder: [Rung(name: "240p", height: 240, maxBitRate: 400_000)],
+            settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 1), directory: directory)
+        let rendition = try #require(result.renditions.first)
+        let probe = try await Clips.ffprobe(rendition.path)
+        let streams = try #require(probe["streams"] as? [[String: Any]])
+        let videoStream = try #require(streams.first { $0["codec_type"] as? String == "video" })
+        let audioStream = try #require(streams.first { $0["codec_type"] as? String == "audio" })
+        #expect(Int(videoStream["nb_frames"] as? String ?? "") == Int(video * 25), "\(videoStream)")
+        let audioSeconds = Double(audioStream["duration"] as? String ?? "") ?? 0
+        #expect(abs(audioSeconds - audio) < 0.1, "audio lasts \(audioSeconds) s")
+    }
+
     /// A faststart MP4 whose header is intact but whose media data is damaged: the probe accepts it (the
     /// header is all it reads); the transcoder must refuse it rather than publish grey frames or a cut video.
     @Test(arguments: ["garbage-after-header", "truncated-media"])
