@@ -93,6 +93,9 @@ struct VideoView: Encodable, Sendable {
     struct Thumbnails: Encodable, Sendable {
         var posters: [Poster]
         var sprite: Sprite?
+        /// The API path of the WebVTT storyboard (cues pointing into the sprite with `#xywh=`), for players'
+        /// seek-bar previews.
+        var storyboard: String?
     }
 
     var videoId: String

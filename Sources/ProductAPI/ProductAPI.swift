@@ -489,7 +489,8 @@ public struct ProductAPI: Sendable {
                             VideoView.Sprite(
                                 url: try signedURL($0.key, date: now), interval: $0.interval, columns: $0.columns, rows: $0.rows,
                                 count: $0.count, tileWidth: $0.tileWidth, tileHeight: $0.tileHeight)
-                        })
+                        },
+                        storyboard: thumbnails.sprite == nil ? nil : "/stream/\(id)/storyboard.vtt")
                 }
                 view.urlsExpireAt = ISO8601.string(urlsExpire)
             }
@@ -585,7 +586,25 @@ public struct ProductAPI: Sendable {
             }
             return Self.playlist(rewritten)
         }
-        if name == "thumbnail.jpg" || name == "storyboard.jpg" {
+        if name == "storyboard.vtt" {
+            _ = try await authorizePlayback(id, .storyboard, request: request, objects: objects)
+            let status = try readyStatus(id, objects)
+            guard let sprite = status.thumbnails?.sprite else {
+                throw APIError(404, "NoSuchThumbnail", "Video '\(id)' has no storyboard.")
+            }
+            // The sprite through the API's own route (a redirect to a fresh signed URL, the token passed on), so
+            // a cue's text holds no `&` for WebVTT to mistake for a character reference.
+            var image = "/stream/\(id)/storyboard.jpg"
+            if let token = request.uri.queryParameters.get("token") {
+                image += "?token=" + (token.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? token)
+            }
+            var response = Response(
+                status: .ok, headers: [.contentType: "text/vtt; charset=utf-8", .cacheControl: "no-store"],
+                body: .init(byteBuffer: ByteBuffer(string: Storyboard.webVTT(sprite, image: image))))
+            response.headers[.accessControlAllowOrigin] = "*"
+            return response
+        }
+                if name == "thumbnail.jpg" || name == "storyboard.jpg" {
             let thumbnail = name == "thumbnail.jpg"
             let grant = try await authorizePlayback(id, thumbnail ? .thumbnail : .storyboard, request: request, objects: objects)
             let status = try readyStatus(id, objects)

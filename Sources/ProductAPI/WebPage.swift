@@ -40,6 +40,10 @@ enum WebPage {
           ul { padding-left: 1.1rem; } li { margin: .2rem 0; } code { font-size: 12px; }
           a { color: #2457d6; cursor: pointer; }
           #posters img { height: 72px; margin-right: .4rem; border-radius: 4px; }
+          #scrub { position: relative; height: 14px; margin: .4rem 0; background: #d6dae3; border-radius: 7px; cursor: pointer; }
+          #scrub .done { height: 100%; width: 0; background: #2457d6; border-radius: 7px; }
+          #preview { position: absolute; bottom: 20px; border: 2px solid #fff; border-radius: 4px;
+                     box-shadow: 0 2px 8px rgba(0,0,0,.4); background-repeat: no-repeat; pointer-events: none; }
         </style>
         </head>
         <body>
@@ -57,6 +61,7 @@ enum WebPage {
         </div>
         <div class="box" id="viewer" hidden>
           <video id="player" controls muted playsinline preload="auto" crossorigin="anonymous"></video>
+          <div id="scrub" hidden title="seek (hover for a preview)"><div class="done"></div><div id="preview" hidden></div></div>
           <div class="row"><span class="name">playing</span><code id="source"></code></div>
           <div id="posters"></div>
           <ul id="renditions"></ul>
@@ -190,7 +195,67 @@ enum WebPage {
             $("posters").append(img);
           }
           $("viewer").hidden = false;
+          loadStoryboard(video);
         }
+
+        // Seek-bar previews from the video's WebVTT storyboard: each cue names a tile of the sprite with
+        // #xywh=x,y,w,h; hovering over the bar shows the tile of that time.
+        let storyboard = [];
+        async function loadStoryboard(video) {
+          const path = video.thumbnails && video.thumbnails.storyboard;
+          if (!path || $("scrub").dataset.video === video.videoId) return;
+          try {
+            const response = await fetch(path);
+            if (!response.ok) return;
+            storyboard = parseStoryboard(await response.text());
+            $("scrub").dataset.video = video.videoId;
+            $("scrub").hidden = storyboard.length === 0;
+            document.body.dataset.storyboardCues = String(storyboard.length);
+          } catch (error) { /* previews are a convenience */ }
+        }
+
+        function parseStoryboard(text) {
+          const seconds = (t) => t.split(":").reduce((total, part) => total * 60 + parseFloat(part), 0);
+          const cues = [];
+          const blocks = text.replace(/\r/g, "").split("\n\n");
+          for (const block of blocks) {
+            const lines = block.split("\n");
+            const timing = lines.findIndex((line) => line.includes("-->"));
+            if (timing < 0 || !lines[timing + 1]) continue;
+            const [start, end] = lines[timing].split("-->").map((t) => seconds(t.trim().split(" ")[0]));
+            const [url, fragment] = lines[timing + 1].trim().split("#xywh=");
+            if (!fragment) continue;
+            const [x, y, w, h] = fragment.split(",").map(Number);
+            cues.push({ start, end, url, x, y, w, h });
+          }
+          return cues;
+        }
+
+        function scrubTime(event) {
+          const bar = $("scrub").getBoundingClientRect();
+          const duration = $("player").duration || (storyboard.length ? storyboard[storyboard.length - 1].end : 0);
+          return Math.max(0, Math.min(1, (event.clientX - bar.left) / bar.width)) * duration;
+        }
+
+        $("scrub").addEventListener("mousemove", (event) => {
+          const time = scrubTime(event);
+          const cue = storyboard.find((c) => time >= c.start && time < c.end) || storyboard[storyboard.length - 1];
+          if (!cue) return;
+          const preview = $("preview");
+          preview.style.width = `${cue.w}px`; preview.style.height = `${cue.h}px`;
+          preview.style.backgroundImage = `url("${cue.url}")`;
+          preview.style.backgroundPosition = `-${cue.x}px -${cue.y}px`;
+          const bar = $("scrub").getBoundingClientRect();
+          preview.style.left = `${Math.max(0, Math.min(bar.width - cue.w, event.clientX - bar.left - cue.w / 2))}px`;
+          preview.hidden = false;
+          document.body.dataset.preview = `${cue.start} ${cue.x},${cue.y},${cue.w},${cue.h}`;
+        });
+        $("scrub").addEventListener("mouseleave", () => { $("preview").hidden = true; });
+        $("scrub").addEventListener("click", (event) => { $("player").currentTime = scrubTime(event); });
+        $("player").addEventListener("timeupdate", () => {
+          const p = $("player");
+          $("scrub").firstElementChild.style.width = p.duration ? `${100 * p.currentTime / p.duration}%` : "0";
+        });
 
         $("player").addEventListener("canplay", () => { document.body.dataset.canplay = $("player").dataset.source; });
         $("player").addEventListener("ended", () => { document.body.dataset.ended = String($("player").currentTime); });

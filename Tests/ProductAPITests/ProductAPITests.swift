@@ -138,3 +138,26 @@ struct MultipartParserTests {
         }
     }
 }
+
+/// The WebVTT storyboard: one cue per sprite tile, row by row, each naming its rectangle.
+@Suite struct StoryboardTests {
+    @Test func cuesNameEachTileOfTheSprite() {
+        let sprite = VideoStatus.Sprite(
+            key: "v/thumbnails/sprite.jpg", interval: 2.5, columns: 2, rows: 2, count: 3, tileWidth: 160, tileHeight: 90)
+        let vtt = Storyboard.webVTT(sprite, image: "/stream/v/storyboard.jpg?token=abc")
+        #expect(vtt == """
+            WEBVTT
+
+            00:00:00.000 --> 00:00:02.500
+            /stream/v/storyboard.jpg?token=abc#xywh=0,0,160,90
+
+            00:00:02.500 --> 00:00:05.000
+            /stream/v/storyboard.jpg?token=abc#xywh=160,0,160,90
+
+            00:00:05.000 --> 00:00:07.500
+            /stream/v/storyboard.jpg?token=abc#xywh=0,90,160,90
+
+            """)
+        #expect(Storyboard.timestamp(3723.4567) == "01:02:03.457")
+    }
+}

@@ -5,6 +5,7 @@ kept in .test-output/web-page.png."""
 import os
 import shutil
 import time
+import urllib.request
 
 import pytest
 
@@ -13,6 +14,7 @@ from test_product import Dev
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 from conftest import ffmpeg, temporary
@@ -79,6 +81,25 @@ def test_upload_watch_and_play_hls_in_chromium(browser, dev, tmp_path):
     wait_until(browser, "playback past the seek",
                "const p = document.getElementById('player'); return p.readyState >= 3 && p.currentTime >= 6.5")
     assert browser.find_element(By.ID, "videos").text.count("browser clip.mp4") == 1
+
+    # The WebVTT storyboard: a cue per sprite tile, #xywh= into the sprite; hovering over the seek bar at 75 %
+    # shows the tile of that time, and the sprite it names loads.
+    cues = int(wait_until(browser, "the storyboard", "return document.body.dataset.storyboardCues"))
+    video_id = browser.execute_script("return document.getElementById('scrub').dataset.video")
+    with urllib.request.urlopen(f"{dev.api}/stream/{video_id}/storyboard.vtt", timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/vtt")
+        vtt = response.read().decode()
+    assert vtt.startswith("WEBVTT\n") and vtt.count(" --> ") == cues >= 5
+    assert f"00:00:00.000 --> " in vtt and f"/stream/{video_id}/storyboard.jpg#xywh=0,0," in vtt
+    bar = browser.find_element(By.ID, "scrub")
+    ActionChains(browser).move_to_element_with_offset(bar, int(bar.size["width"] * 0.25), 0).perform()
+    preview = wait_until(browser, "a preview", "return document.body.dataset.preview")
+    start = float(preview.split()[0])
+    assert 6.5 <= start <= 7.5 + 1e-6, preview  # the tile whose interval holds 7.5 s
+    assert wait_until(browser, "the sprite image", """
+        const url = getComputedStyle(document.getElementById('preview')).backgroundImage.slice(5, -2);
+        return new Promise((resolve) => { const i = new Image(); i.onload = () => resolve(i.naturalWidth);
+                                          i.onerror = () => resolve(0); i.src = url; });""") > 0
     os.makedirs(OUTPUT, exist_ok=True)
     browser.save_screenshot(os.path.join(OUTPUT, "web-page.png"))
 
