@@ -67,6 +67,7 @@ public enum Assembly {
             try check(avcodec_parameters_copy(stream.pointee.codecpar, source.pointee.codecpar), "stream parameters")
             stream.pointee.codecpar.pointee.codec_tag = 0
             stream.pointee.time_base = source.pointee.time_base
+            DisplayMatrix.copy(from: source, to: stream)
             outputStreams.append(stream)
         }
         try check(avio_open(&format.pointee.pb, output, AVIO_FLAG_WRITE), "creating \(output)")

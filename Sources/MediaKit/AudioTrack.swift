@@ -36,9 +36,9 @@ final class AudioTrack {
         sourceTimeBase = stream.pointee.time_base
         let source = stream.pointee.codecpar!
         parameters = avcodec_parameters_alloc()
-        // AAC with its AudioSpecificConfig is carried as it is; ADTS-framed AAC (from MPEG-TS) and every other
-        // codec are encoded.
-        if source.pointee.codec_id == AV_CODEC_ID_AAC, source.pointee.extradata_size > 0 {
+        // Mono or stereo AAC with its AudioSpecificConfig is carried as it is; ADTS-framed AAC (from MPEG-TS),
+        // surround AAC (downmixed to stereo by the resampler) and every other codec are encoded.
+        if source.pointee.codec_id == AV_CODEC_ID_AAC, source.pointee.extradata_size > 0, source.pointee.ch_layout.nb_channels <= 2 {
             try check(avcodec_parameters_copy(parameters, source), "audio parameters")
             parameters!.pointee.codec_tag = 0
             timeBase = stream.pointee.time_base

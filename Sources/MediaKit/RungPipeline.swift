@@ -71,6 +71,9 @@ final class RungStage: @unchecked Sendable {
     var encoder: UnsafeMutablePointer<AVCodecContext>?
     var scaler: OpaquePointer?
     var scaled: UnsafeMutablePointer<AVFrame>?
+    /// The source's display matrix (a rotation for players), written into the HLS init section's track header
+    /// once the rung is finished: FFmpeg's HLS muxer does not pass it to the fMP4 muxer it writes through.
+    var displayMatrix: [Int32]?
 
     let input = PipelineQueue(frameCapacity: 1)
     /// The smaller rungs scaled from this rung's pictures, fed with them and the audio.
@@ -171,6 +174,13 @@ final class RungStage: @unchecked Sendable {
             try check(av_write_trailer(muxer.format), "finishing \(rung.name)")
         }
         muxers.removeAll()  // closes the files
+        if let displayMatrix {
+            do {
+                try DisplayMatrix.write(displayMatrix, intoTrackHeaderOf: hlsDirectory + "/init.mp4")
+            } catch {
+                throw MediaError(.transcodeFailed, "writing the rotation of \(rung.name): \(error)")
+            }
+        }
     }
 
     private func scale(_ frame: UnsafeMutablePointer<AVFrame>) throws(MediaError) {

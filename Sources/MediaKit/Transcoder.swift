@@ -401,6 +401,12 @@ final class TranscodeJob {
         try check(avcodec_parameters_from_context(video.pointee.codecpar, output.encoder), "stream parameters")
         video.pointee.time_base = output.encoder!.pointee.time_base
         video.pointee.avg_frame_rate = output.encoder!.pointee.framerate
+        // A phone's portrait video is stored landscape with a rotation for players: the renditions keep it.
+        if let input {
+            let source = input.pointee.streams[Int(videoIndex)]!
+            DisplayMatrix.copy(from: source, to: video)
+            output.displayMatrix = DisplayMatrix.read(source)
+        }
         muxer.video = video
         if let audio, let parameters = audio.parameters {
             let stream = avformat_new_stream(format, nil)!

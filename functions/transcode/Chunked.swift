@@ -39,11 +39,13 @@ extension TranscodeHandler {
             plan = existing  // a retried or duplicated plan step: the same cut, the same jobs
         } else {
             let chunking = configuration.chunking!
-            // The source's AAC is carried packet by packet into each chunk's range; any other audio is encoded
-            // to AAC once, here (an encoder per chunk would prime every chunk with silence), and the chunks mux
-            // that encode's packets.
+            // The source's mono or stereo AAC is carried packet by packet into each chunk's range (as MediaKit's
+            // AudioTrack carries it); any other audio, surround AAC included (downmixed to stereo), is encoded to
+            // AAC once, here (an encoder per chunk would prime every chunk with silence), and the chunks mux that
+            // encode's packets.
             let carried = info.audio.map {
                 $0.codec == "aac" && (info.container.contains("mp4") || info.container.contains("matroska"))
+                    && ($0.channels ?? 2) <= 2
             } ?? true
             let cut = TranscodePlan.cut(
                 duration: info.duration, keyframeInterval: configuration.settings.keyframeInterval,
