@@ -25,7 +25,7 @@ apt_ensure() {
 # build_deps_ensure: the C libraries the package links (FFmpeg 5.1 from Debian, found through pkg-config)
 # and the ffmpeg/ffprobe CLI the tests use as an oracle.
 build_deps_ensure() {
-    apt_ensure pkg-config libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
+    apt_ensure pkg-config libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
 }
 
 # venv_ensure: a project-local Python venv with the pinned test clients (tests/python/requirements.txt).

@@ -216,6 +216,9 @@ final class TranscodeJob {
     /// The end of the last source audio packet read, on the video's timeline (seconds from its start): a file
     /// whose audio runs on past its last picture is intact, not truncated.
     var lastAudioTime = 0.0
+    /// Set at the first interlaced picture (see ``Deinterlacer``).
+    var deinterlacer: Deinterlacer?
+    var deinterlacerFlushed = false
 
     convenience init(
         input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
@@ -615,36 +618,69 @@ final class TranscodeJob {
         let sourceTimeBase = input!.pointee.streams[Int(videoIndex)]!.pointee.time_base
         while true {
             let received = avcodec_receive_frame(decoder, frame)
-            if received == cinescale_averror(EAGAIN) || received == cinescale_averror_eof() { return }
+            if received == cinescale_averror(EAGAIN) { return }
+            if received == cinescale_averror_eof() {
+                // The decoder is drained: so is the deinterlacer, of the picture it held back.
+                if let deinterlacer, !deinterlacerFlushed {
+                    deinterlacerFlushed = true
+                    try deinterlacer.flush()
+                    while deinterlacer.pull(into: frame) {
+                        defer { av_frame_unref(frame) }
+                        try handleDecoded(frame, pts: frame.pointee.pts, to: roots, sourceTimeBase: sourceTimeBase)
+                    }
+                }
+                return
+            }
             if received < 0 {
                 damagedPackets += 1
                 _ = FFmpegLog.take()
                 continue
             }
-            defer { av_frame_unref(frame) }
-            let pts = frame.pointee.best_effort_timestamp
-            if chunk != nil, pts != cinescale_nopts_value() {
-                // Frames before the range come from the keyframe the seek landed on; the first one at or past
-                // its end means every frame of the range has come out (the decoder gives presentation order).
-                if pts < rangeStart { continue }
-                if pts >= rangeEnd {
-                    videoDone = true
-                    continue
-                }
+            // Interlaced pictures (broadcast, camcorders, DVD) are deinterlaced from the first one on.
+            if deinterlacer == nil, frame.pointee.interlaced_frame != 0 {
+                deinterlacer = try Deinterlacer(like: frame, timeBase: sourceTimeBase)
             }
-            decodedFrames += 1
-            // Chunk mode: the encoders' timeline starts at the video's first frame in every chunk alike.
-            frame.pointee.pts = chunk != nil && pts != cinescale_nopts_value() ? pts - startTime : pts
-            if pts != cinescale_nopts_value() {
-                lastFrameTime = max(lastFrameTime, Double(pts - startTime) * av_q2d(sourceTimeBase))
+            guard let deinterlacer else {
+                defer { av_frame_unref(frame) }
+                try handleDecoded(frame, pts: frame.pointee.best_effort_timestamp, to: roots, sourceTimeBase: sourceTimeBase)
+                continue
             }
-            for root in roots {
-                guard let reference = av_frame_clone(frame) else { throw MediaError(.transcodeFailed, "out of memory") }
-                root.input.push(.frame(reference))
+            frame.pointee.pts = frame.pointee.best_effort_timestamp
+            try deinterlacer.push(frame)
+            av_frame_unref(frame)
+            while deinterlacer.pull(into: frame) {
+                defer { av_frame_unref(frame) }
+                try handleDecoded(frame, pts: frame.pointee.pts, to: roots, sourceTimeBase: sourceTimeBase)
             }
-            if let thumbnails, pts != cinescale_nopts_value() {
-                try thumbnails.offer(frame, time: Double(pts - startTime) * av_q2d(sourceTimeBase))
+        }
+    }
+
+    /// A decoded (and, if interlaced, deinterlaced) picture at `pts`: dropped outside a chunk's range, else
+    /// handed to the rungs and the thumbnails.
+    private func handleDecoded(
+        _ frame: UnsafeMutablePointer<AVFrame>, pts: Int64, to roots: [RungStage], sourceTimeBase: AVRational
+    ) throws(MediaError) {
+        if chunk != nil, pts != cinescale_nopts_value() {
+            // Frames before the range come from the keyframe the seek landed on; the first one at or past
+            // its end means every frame of the range has come out (the decoder gives presentation order).
+            if pts < rangeStart { return }
+            if pts >= rangeEnd {
+                videoDone = true
+                return
             }
+        }
+        decodedFrames += 1
+        // Chunk mode: the encoders' timeline starts at the video's first frame in every chunk alike.
+        frame.pointee.pts = chunk != nil && pts != cinescale_nopts_value() ? pts - startTime : pts
+        if pts != cinescale_nopts_value() {
+            lastFrameTime = max(lastFrameTime, Double(pts - startTime) * av_q2d(sourceTimeBase))
+        }
+        for root in roots {
+            guard let reference = av_frame_clone(frame) else { throw MediaError(.transcodeFailed, "out of memory") }
+            root.input.push(.frame(reference))
+        }
+        if let thumbnails, pts != cinescale_nopts_value() {
+            try thumbnails.offer(frame, time: Double(pts - startTime) * av_q2d(sourceTimeBase))
         }
     }
 }

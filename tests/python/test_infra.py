@@ -1660,13 +1660,13 @@ def test_aws_package_zips_a_bootstrap_that_needs_nothing_from_the_runtime_image(
     bin_dir.mkdir()
     (tmp_path / "stand_in.c").write_text(
         "#include <stdio.h>\n#include <libavformat/avformat.h>\n#include <libavcodec/avcodec.h>\n"
-        "#include <libswscale/swscale.h>\n#include <libswresample/swresample.h>\n"
-        'int main(void) { printf("avformat %u avcodec %u swscale %u swresample %u\\n", avformat_version(), '
-        "avcodec_version(), swscale_version(), swresample_version()); return 0; }\n")
+        "#include <libavfilter/avfilter.h>\n#include <libswscale/swscale.h>\n#include <libswresample/swresample.h>\n"
+        'int main(void) { printf("avformat %u avcodec %u avfilter %u swscale %u swresample %u\\n", avformat_version(), '
+        "avcodec_version(), avfilter_version(), swscale_version(), swresample_version()); return 0; }\n")
     # The libraries the CFFmpeg module map links, exactly.
     modulemap = open(os.path.join(ROOT, "Sources", "CFFmpeg", "module.modulemap")).read()
     libraries = re.findall(r'link "(\w+)"', modulemap)
-    assert {"avformat", "avcodec", "swscale", "swresample", "avutil"} == set(libraries)
+    assert {"avformat", "avcodec", "avfilter", "swscale", "swresample", "avutil"} == set(libraries)
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", *[f"lib{name}" for name in libraries]],
                            capture_output=True, text=True, check=True).stdout.split()
     subprocess.run([compiler, "-o", str(bin_dir / "probe"), str(tmp_path / "stand_in.c"), *flags], check=True)
