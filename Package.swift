@@ -270,7 +270,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API, event sources
-        // (webhook, SQS, bucket polling).
+        // (webhook, SQS, bucket polling; the poll sources' seen state in SQLite or the shared PostgreSQL).
         .target(
             name: "Gateway",
             dependencies: [
@@ -283,6 +283,7 @@ let package = Package(
                 "DurableSQLite",
                 "FunctionRuntime",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -308,6 +309,7 @@ let package = Package(
                 "PostgresTestSupport",
                 "SigV4",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

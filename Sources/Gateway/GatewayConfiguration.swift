@@ -152,8 +152,9 @@ public struct GatewayConfiguration: Sendable {
     public var sqsSources: [SQSSourceConfiguration] = []
     /// Buckets listed for new and changed objects (`sources.poll`), for stores without usable notifications.
     public var pollSources: [PollSourceConfiguration] = []
-    /// The SQLite file of the poll sources' seen state (key → ETag per source). `nil`: `poll.sqlite` beside
-    /// `queue.path`.
+    /// The SQLite file of the poll sources' seen state (key → ETag per source), honoured with either queue.
+    /// `nil` (the default): with the PostgreSQL queue, tables in its database that every gateway of the fleet
+    /// shares; with the SQLite queue, `poll.sqlite` beside `queue.path`.
     public var pollStatePath: String?
 
     public init(

@@ -34,7 +34,9 @@ public final class GatewayService: Service, FunctionInvoker {
     private let started = Atomic<Bool>(false)
 
     /// Opens the durable queue (`configuration.queue.postgres`, else `configuration.queue.path`, required), and,
-    /// with poll sources, their seen state (`configuration.pollStatePath`, else `poll.sqlite` beside `queue.path`).
+    /// with poll sources, their seen state: the SQLite file `configuration.pollStatePath` when set; else, with
+    /// the PostgreSQL queue, tables in its database shared by the fleet (`PostgresPollState`); else `poll.sqlite`
+    /// beside `queue.path`.
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
@@ -82,20 +84,27 @@ public final class GatewayService: Service, FunctionInvoker {
         if configuration.pollSources.isEmpty {
             pollSources = []
         } else {
-            guard
-                let path = configuration.pollStatePath
-                    ?? configuration.queue.path.map({
-                        URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("poll.sqlite").path
-                    })
-            else {
-                throw .configuration(
-                    "sources.poll", "needs a file for its seen state: set queue.path or the gateway's pollStatePath")
-            }
-            let state: SQLitePollState
-            do {
-                state = try SQLitePollState(path: path)
-            } catch {
-                throw GatewayError(.invalidConfiguration, "sources.poll: \(error.description)", underlying: error)
+            let state: any PollStateStore
+            if configuration.pollStatePath == nil, let postgres = invocationQueue as? PostgresInvocationQueue {
+                // One seen state for the fleet, on the queue's connection pool (run by `run()` for longer than
+                // the sources).
+                state = PostgresPollState(client: postgres.client, logger: logger)
+            } else {
+                guard
+                    let path = configuration.pollStatePath
+                        ?? configuration.queue.path.map({
+                            URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("poll.sqlite")
+                                .path
+                        })
+                else {
+                    throw .configuration(
+                        "sources.poll", "needs a file for its seen state: set queue.path or the gateway's pollStatePath")
+                }
+                do {
+                    state = try SQLitePollState(path: path)
+                } catch {
+                    throw GatewayError(.invalidConfiguration, "sources.poll: \(error.description)", underlying: error)
+                }
             }
             pollSources = configuration.pollSources.map { source in
                 PollEventSource(

@@ -34,6 +34,10 @@ extension S3Client: PollObjectLister {
 ///   ETag), which the queue keeps for `queue.retention` — so nothing is lost and nothing runs twice.
 /// - A seen key the listing no longer has is dropped from the state, and an `ObjectRemoved:Delete` record is
 ///   emitted for it (it invokes only rules that ask for `ObjectRemoved` events).
+/// - With the shared PostgreSQL queue the seen state is the fleet's (`PostgresPollState`): every gateway polling
+///   the source reads it before each scan and records into it, so a gateway that joins, or returns after more
+///   than `queue.retention`, does not emit again what another gateway already has. Gateways scanning at once
+///   may both emit a new object; the dedupe key makes that one invocation.
 /// - The first scan of a source emits every object present (`startFrom: beginning`) or records them as seen
 ///   without events (`startFrom: now`).
 /// - Errors (store down, access denied, a listing that cannot be read, the queue unavailable) are logged,
@@ -140,7 +144,9 @@ final class PollEventSource: Sendable {
         while !Task.isCancelled {
             var wait = configuration.interval
             do {
-                if seen == nil {
+                // A shared state is read again before every scan, before the listing: whatever another gateway
+                // has recorded by then is not emitted again here, and what the listing shows is at least as new.
+                if seen == nil || state.isShared {
                     do {
                         let loaded = try await state.load(source: configuration.stateID)
                         fresh = loaded == nil
@@ -200,7 +206,7 @@ final class PollEventSource: Sendable {
             // The baseline: what is there now is not an event.
             var baseline: [String: SeenObject] = [:]
             for object in diff.changed { baseline[object.key] = PollScan.seen(object) }
-            try await record(seen: baseline, removed: [])
+            try await record(seen: baseline, removed: [:])
             seen = baseline
             fresh = false
             logger.info("first scan: existing objects recorded as seen (startFrom: now)", metadata: [
@@ -221,7 +227,7 @@ final class PollEventSource: Sendable {
                     PollScan.createdRecord(object, bucket: configuration.bucket, region: configuration.region, now: now))
                 updates[object.key] = PollScan.seen(object)
             }
-            try await commit(records, seen: updates, removed: [])
+            try await commit(records, seen: updates, removed: [:])
             counters.created.increment(by: Int64(records.count))
             seen.merge(updates) { $1 }
             fresh = false
@@ -234,13 +240,13 @@ final class PollEventSource: Sendable {
                 PollScan.removedRecord(
                     key: $0.key, seen: $0.object, bucket: configuration.bucket, region: configuration.region, now: now)
             }
-            try await commit(records, seen: [:], removed: chunk.map(\.key))
+            try await commit(records, seen: [:], removed: Dictionary(uniqueKeysWithValues: chunk.map { ($0.key, $0.object) }))
             counters.removed.increment(by: Int64(records.count))
             for entry in chunk { seen[entry.key] = nil }
         }
         if fresh {
             // An empty first scan: recorded, so that objects appearing later are new, not a first scan's.
-            try await record(seen: [:], removed: [])
+            try await record(seen: [:], removed: [:])
             fresh = false
         }
         if !diff.changed.isEmpty || !diff.removed.isEmpty {
@@ -261,7 +267,9 @@ final class PollEventSource: Sendable {
 
     /// Commits records as one notification: their invocations to the queue, the body to the observer, then the
     /// versions to the seen state — in that order, so that the state never runs ahead of the queue.
-    private func commit(_ records: [String], seen: [String: SeenObject], removed: [String]) async throws(Failure) {
+    private func commit(_ records: [String], seen: [String: SeenObject], removed: [String: SeenObject])
+        async throws(Failure)
+    {
         let body = ByteBuffer(string: PollScan.body(records))
         let batch: EventIntake.Batch
         do throws(GatewayError) {
@@ -302,7 +310,7 @@ final class PollEventSource: Sendable {
         try await record(seen: seen, removed: removed)
     }
 
-    private func record(seen: [String: SeenObject], removed: [String]) async throws(Failure) {
+    private func record(seen: [String: SeenObject], removed: [String: SeenObject]) async throws(Failure) {
         do {
             try await state.record(source: configuration.stateID, seen: seen, removed: removed)
         } catch {

@@ -135,7 +135,9 @@ public struct PostgresQueueError: Error, CustomStringConvertible, Sendable {
 public final class PostgresInvocationQueue: LeasedInvocationQueue {
     public let configuration: PostgresQueueConfiguration
     public var leaseDuration: Duration { configuration.leaseDuration }
-    private let client: PostgresClient
+    /// The connection pool `run()` runs. Tables that live beside the queue and are used only while the queue
+    /// runs (the poll sources' seen state) share it rather than opening a pool of their own.
+    public let client: PostgresClient
     private let logger: Logger
     private let writes = PendingWrites()
     private let schema = SchemaGate()

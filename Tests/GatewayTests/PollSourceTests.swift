@@ -277,13 +277,15 @@ struct PollStateTests {
         do {
             let state = try SQLitePollState(path: path)
             #expect(try await state.load(source: "a") == nil)  // never scanned
-            try await state.record(source: "a", seen: [:], removed: [])
+            try await state.record(source: "a", seen: [:], removed: [:])
             #expect(try await state.load(source: "a") == [:])  // scanned, empty
             try await state.record(
                 source: "a", seen: ["k1": .init(etag: "e1", sequencer: "s1"), "k2": .init(etag: "e2", sequencer: "s2")],
-                removed: [])
-            try await state.record(source: "b", seen: ["k1": .init(etag: "other", sequencer: "x")], removed: [])
-            try await state.record(source: "a", seen: ["k1": .init(etag: "e1b", sequencer: "s1b")], removed: ["k2", "nope"])
+                removed: [:])
+            try await state.record(source: "b", seen: ["k1": .init(etag: "other", sequencer: "x")], removed: [:])
+            try await state.record(
+                source: "a", seen: ["k1": .init(etag: "e1b", sequencer: "s1b")],
+                removed: ["k2": .init(etag: "e2", sequencer: "s2"), "nope": .init(etag: "x", sequencer: "x")])
         }
         // A new process: the same file.
         let reopened = try SQLitePollState(path: path)
@@ -321,11 +323,13 @@ struct PollEventSourceTests {
     final class Harness: Sendable {
         let dir: ScratchDirectory
         let service: GatewayService
-        let state: SQLitePollState
-        let bucket = FakeBucket()
+        let state: any PollStateStore
+        let bucket: FakeBucket
         let observed = Mutex<[String]>([])
 
-        init(dir: ScratchDirectory? = nil) throws {
+        /// `state`: the seen state (default: a SQLite file in `dir`); `bucket`: shared by several harnesses, as
+        /// several gateways poll one bucket.
+        init(dir: ScratchDirectory? = nil, state: (any PollStateStore)? = nil, bucket: FakeBucket = FakeBucket()) throws {
             self.dir = try dir ?? ScratchDirectory()
             var configuration = GatewayConfiguration(
                 functions: [FunctionConfiguration(name: "rec", command: ["/bin/true"])],
@@ -336,7 +340,8 @@ struct PollEventSourceTests {
                 queue: QueueConfiguration(path: self.dir.path + "/queue.sqlite"))
             configuration.pollStatePath = self.dir.path + "/poll.sqlite"
             service = try GatewayService(configuration: configuration, logger: LiveGateway.logger)
-            state = try SQLitePollState(path: self.dir.path + "/poll.sqlite")
+            self.state = try state ?? SQLitePollState(path: self.dir.path + "/poll.sqlite")
+            self.bucket = bucket
         }
 
         func source(startFrom: PollSourceConfiguration.StartFrom = .beginning, prefix: String = "") -> PollEventSource {
@@ -415,8 +420,9 @@ struct PollEventSourceTests {
         }
         try await h.service.invocationQueue.flush()
         let source = h.source()
-        try await h.state.record(
-            source: source.configuration.stateID, seen: [:], removed: (1...5).map { "videos/\($0).mp4" })
+        var lost: [String: SeenObject] = [:]
+        for n in 1...5 { lost["videos/\(n).mp4"] = SeenObject(etag: "e\(n)", sequencer: "") }
+        try await h.state.record(source: source.configuration.stateID, seen: [:], removed: lost)
         try await h.scan(source)
         let invocations = try await h.service.invocationQueue.list(InvocationFilter(limit: 100))
         #expect(invocations.count == 20)

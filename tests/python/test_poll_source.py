@@ -3,8 +3,9 @@ turns each new object into the S3 event record a notification would carry, and q
 intake as the webhook. Real processes: the embedded store started without any notification target, the gateway,
 and awslambdaric workers recording what they receive (tests/python/recorder.py: one effect file per request
 id, so a re-run of an interrupted invocation overwrites rather than adds). Counted: every upload has exactly one
-invocation, also across a `kill -9` of the gateway; and against LocalStack's S3, with no notification
-configuration on the bucket."""
+invocation, also across a `kill -9` of the gateway; with several gateways on one PostgreSQL queue, which share
+one seen state (a gateway joining after the others' invocations were pruned runs nothing again); and against
+LocalStack's S3, with no notification configuration on the bucket."""
 import concurrent.futures
 import json
 import os
@@ -43,7 +44,8 @@ class PollGateway:
     """`cinescale gateway` with a recording function, a trigger rule on `bucket`, and a poll source on
     `endpoint`; can be killed with -9 and restarted on the same port with the same data directory."""
 
-    def __init__(self, root, endpoint, bucket, access_key, secret_key, sleep=0.0, concurrency=4, interval="200ms"):
+    def __init__(self, root, endpoint, bucket, access_key, secret_key, sleep=0.0, concurrency=4, interval="200ms",
+                 queue=None, start_from=None):
         self.root = root
         self.records = os.path.join(root, "records")
         os.makedirs(self.records, exist_ok=True)
@@ -64,6 +66,10 @@ class PollGateway:
                                   "accessKey": "${POLL_ACCESS_KEY}", "secretKey": "${POLL_SECRET_KEY}",
                                   "region": "us-east-1"}]},
         }
+        if queue:
+            config["queue"] = queue
+        if start_from:
+            config["sources"]["poll"][0]["startFrom"] = start_from
         self.config = os.path.join(root, "gateway.yaml")
         with open(self.config, "w") as f:
             json.dump(config, f)
@@ -260,6 +266,84 @@ def test_store_down_is_retried_and_counted_without_stopping_the_gateway(tmp_path
     finally:
         gateway.close()
     assert gateway.proc.returncode == 0  # a graceful shutdown, with the source still backing off
+
+
+# MARK: Several gateways on one PostgreSQL queue
+
+SHARED_N = 100
+
+
+@pytest.fixture
+def postgres(quiet_store):
+    sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "scripts")))
+    from pipeline_cluster import Postgres
+    root, _, _ = quiet_store
+    pg = Postgres(root)
+    try:
+        yield pg
+    finally:
+        pg.close()
+
+
+def test_gateways_on_postgres_share_one_seen_state_and_a_late_joiner_runs_nothing_again(
+        quiet_store, gateway_factory, postgres):
+    """Two gateways poll one bucket into one PostgreSQL queue: every upload runs once. The finished invocations
+    are then pruned (as `queue.retention` would, days later), and a third gateway joins with `startFrom:
+    beginning`: it reads the fleet's seen state from the database, so it emits nothing — with a seen state of
+    its own, it would emit every object again and, the dedupe keys pruned, run each a second time."""
+    _, _, s3 = quiet_store
+    queue = {"postgres": postgres.url}
+    fleet = [gateway_factory(queue=queue, start_from="beginning") for _ in range(2)]
+    for g in fleet:
+        g.start()
+
+    def effects(gateways):
+        return [object_key(e) for g in gateways for e in g.effects().values()]
+
+    def states():
+        return dict(postgres.sql("SELECT state, COUNT(*) FROM cinescale_invocation GROUP BY 1"))
+
+    expected = keys(SHARED_N)
+    upload(s3, "ingest", expected)
+    wait_for(f"{SHARED_N} effects", lambda: len(effects(fleet)) >= SHARED_N or None, timeout=300)
+    wait_for("every invocation finished", lambda: states() == {"succeeded": str(SHARED_N)} or None, timeout=120)
+    for g in fleet:
+        g.wait_for_scans()
+    assert sorted(effects(fleet)) == sorted(expected), "an upload was lost or invoked twice"
+    assert postgres.sql("SELECT COUNT(*), COUNT(DISTINCT dedupe_key) FROM cinescale_invocation") == [
+        [str(SHARED_N), str(SHARED_N)]]
+    # One seen state in the database, every key in it once.
+    assert postgres.sql("SELECT COUNT(*), COUNT(DISTINCT key) FROM cinescale_poll_object") == [
+        [str(SHARED_N), str(SHARED_N)]]
+    emitted = [g.metric("cinescale_gateway_poll_records_emitted_total", event="ObjectCreated:Put") for g in fleet]
+    assert sum(emitted) >= SHARED_N
+    assert all(g.metric("cinescale_gateway_poll_errors_total", stage="commit") == 0 for g in fleet)
+    print(f"records emitted per gateway: {emitted} (more than {SHARED_N} in all: scans at once, deduplicated)")
+
+    # Retention has passed: the queue prunes what finished (the statement of `prune(finishedBefore:)`).
+    pruned = postgres.sql(
+        "WITH d AS (DELETE FROM cinescale_invocation WHERE state IN ('succeeded', 'dead') RETURNING id) "
+        "SELECT COUNT(*) FROM d")
+    assert pruned == [[str(SHARED_N)]] and states() == {}
+
+    late = gateway_factory(queue=queue, start_from="beginning")
+    late.start()
+    late.wait_for_scans(3)
+    for g in fleet:
+        g.wait_for_scans()
+    assert late.metric("cinescale_gateway_poll_records_emitted_total", event="ObjectCreated:Put") == 0
+    assert late.metric("cinescale_gateway_poll_objects_seen") == SHARED_N
+    assert states() == {}, "an object already turned into an event was queued again"
+    assert sorted(effects(fleet + [late])) == sorted(expected)
+
+    # The late gateway is one of the fleet: a new upload runs once, wherever it is seen first.
+    s3.put_object(Bucket="ingest", Key="videos/after the join.mp4", Body=b"new")
+    wait_for("the new upload's effect", lambda: len(effects(fleet + [late])) == SHARED_N + 1 or None, timeout=120)
+    wait_for("its invocation finished", lambda: states() == {"succeeded": "1"} or None, timeout=60)
+    for g in fleet + [late]:
+        g.wait_for_scans()
+    assert sorted(effects(fleet + [late])) == sorted(expected + ["videos/after the join.mp4"])
+    assert states() == {"succeeded": "1"}
 
 
 # MARK: LocalStack
