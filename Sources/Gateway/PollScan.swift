@@ -1,3 +1,4 @@
+import FunctionRuntime
 import Foundation
 import S3Client
 import S3Wire
@@ -95,26 +96,7 @@ enum PollScan {
 
     /// The key as S3 writes it in event records: URL-encoded with `+` for a space and `/` kept
     /// (`uploads/my clip.mp4` → `uploads/my+clip.mp4`); what `S3Event` decodes.
-    static func eventKey(_ key: String) -> String {
-        var out = ""
-        out.reserveCapacity(key.utf8.count)
-        let hex = Array("0123456789ABCDEF".utf8)
-        for byte in key.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."),
-                UInt8(ascii: "~"), UInt8(ascii: "/"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            case UInt8(ascii: " "):
-                out += "+"
-            default:
-                out.unicodeScalars.append("%")
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0xF)]))
-            }
-        }
-        return out
-    }
+    static func eventKey(_ key: String) -> String { S3Event.formEncodeKey(key) }
 
     static func fnv1a(_ text: String) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
