@@ -138,3 +138,39 @@ import Testing
         print("subtitle extraction \(extraction) (separate pass) vs ladder \(ladder) for a 6 s 320x240 MKV")
     }
 }
+
+/// The cost of the subtitles against the ladder, on a source of a realistic length (60 s 720p30, a SubRip track of
+/// one cue every 2 s): the whole transcode with and without the track, and the chunked finish's separate pass.
+/// Run with CINESCALE_MEASURE=1 (minutes on 2 cores).
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["CINESCALE_MEASURE"] != nil))
+struct SubtitleCostMeasurement {
+    @Test func subtitleExtractionAgainstTheLadder() async throws {
+        let cues = (0..<30).map { WebVTT.Cue(start: Double($0) * 2 + 0.2, end: Double($0) * 2 + 1.8, text: "Cue number \($0).") }
+        let srt = try SubtitleTests.write(SubtitleTests.srt(cues), "measure.srt")
+        let inputs = [
+            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=60", "-i", srt,
+        ]
+        let codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+        let with = try await Clips.make("measure-subs.mkv", inputs + ["-map", "0:v", "-map", "1:a", "-map", "2:s"] + codecs + ["-c:s", "srt"])
+        let without = try await Clips.make("measure-nosubs.mkv", inputs + ["-map", "0:v", "-map", "1:a"] + codecs)
+        let ladder = Array(Rung.defaultLadder.prefix(3))
+        func timed<T>(_ work: () async throws -> T) async rethrows -> (T, Duration) {
+            let start = ContinuousClock.now
+            let value = try await work()
+            return (value, ContinuousClock.now - start)
+        }
+        var lines: [String] = []
+        for round in 1...2 {
+            let base = "\(Clips.directory)/measure-\(round)-\(UUID().uuidString)"
+            for path in [base + "/a", base + "/b"] { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+            let (plain, plainTime) = try await timed { try await Transcoder.transcode(input: without, ladder: ladder, directory: base + "/a") }
+            let (subbed, subbedTime) = try await timed { try await Transcoder.transcode(input: with, ladder: ladder, directory: base + "/b") }
+            let (tracks, extractTime) = try await timed { try await Subtitles.extract(source: try FileSource(path: with)) }
+            #expect(plain.subtitles.isEmpty && subbed.subtitles.count == 1 && tracks.first?.cues.count == 30)
+            lines.append("round \(round): ladder without the track \(plainTime), with it (decoded in the same loop) \(subbedTime); separate pass \(extractTime)")
+            try? FileManager.default.removeItem(atPath: base)
+        }
+        print(lines.joined(separator: "\n"))
+    }
+}
