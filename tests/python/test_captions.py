@@ -137,9 +137,14 @@ def add_srt(dev, video_id):
     assert len(dev.json("GET", f"/videos/{video_id}")[1]["captions"]) == 2
 
 
+class WholeDev(Dev):
+    """One invocation per video (functions/transcode/Whole.swift): `cinescale dev` chunks by default."""
+    ARGS = Dev.ARGS + ("--chunk-seconds", "0")
+
+
 @pytest.fixture(scope="module")
 def dev():
-    with temporary("cinescale-captions-", Dev) as d:
+    with temporary("cinescale-captions-", WholeDev) as d:
         yield d
 
 
@@ -157,6 +162,8 @@ def test_whole_video_subtitles_and_an_added_srt(dev, tmp_path):
     video_id = upload(dev, source(tmp_path, 6))
     video = check_captions(dev, video_id)
     assert [s["type"] for s in video["metadata"]["streams"]].count("audio") == 2
+    log = open(os.path.join(dev.root, "dev.log"), errors="replace").read()
+    assert "subtitles extracted" not in log  # decoded in the whole transcode's own loop, no separate pass
     add_srt(dev, video_id)
 
 
