@@ -77,15 +77,20 @@ public struct Variant: Sendable, Hashable, Codable {
 
 public enum Playlist {
     /// A master playlist listing `variants` (lowest first is what players start with when they know nothing).
-    public static func master(_ variants: [Variant], independentSegments: Bool = true) -> String {
+    /// With `subtitles`, one `#EXT-X-MEDIA:TYPE=SUBTITLES` per track and `SUBTITLES="subs"` on every variant.
+    public static func master(
+        _ variants: [Variant], subtitles: [SubtitleRendition] = [], independentSegments: Bool = true
+    ) -> String {
         var text = "#EXTM3U\n#EXT-X-VERSION:7\n"
         if independentSegments { text += "#EXT-X-INDEPENDENT-SEGMENTS\n" }
+        for track in subtitles { text += track.mediaTag + "\n" }
         for variant in variants {
             var attributes = ["BANDWIDTH=\(variant.bandwidth)"]
             if let average = variant.averageBandwidth { attributes.append("AVERAGE-BANDWIDTH=\(average)") }
             attributes.append("RESOLUTION=\(variant.width)x\(variant.height)")
             attributes.append("CODECS=\"\(variant.codecs)\"")
             if let rate = variant.frameRate { attributes.append("FRAME-RATE=\(formatRate(rate))") }
+            if !subtitles.isEmpty { attributes.append("SUBTITLES=\"\(subtitleGroup)\"") }
             text += "#EXT-X-STREAM-INF:\(attributes.joined(separator: ","))\n\(variant.uri)\n"
         }
         return text

@@ -134,11 +134,16 @@ public struct TranscodePlan: Codable, Sendable, Hashable {
     /// chunks after the first, which mux that encode's packets; the first chunk encodes its own range. nil in
     /// plans written before this existed (their such videos are one chunk).
     public var encodedAudio: Bool?
+    /// True when the source has subtitle streams: the finish step reads them (once, the whole source's packets
+    /// demuxed, none decoded but the subtitles') into WebVTT renditions. nil in plans written before this existed.
+    public var subtitles: Bool?
 
     public init(
         videoId: String, source: SourceObject, duration: Double, keyframeInterval: Double, segmentDurations: [Double],
-        chunks: [Chunk], rungs: [Rung], preset: String, window: Int, createdAt: String, encodedAudio: Bool? = nil
+        chunks: [Chunk], rungs: [Rung], preset: String, window: Int, createdAt: String, encodedAudio: Bool? = nil,
+        subtitles: Bool? = nil
     ) {
+        self.subtitles = subtitles
         self.videoId = videoId
         self.source = source
         self.duration = duration

@@ -66,6 +66,8 @@ public enum VideoKeys {
     public static func hls(_ id: String) -> String { "\(id)/hls/" }
     public static func hlsMaster(_ id: String) -> String { "\(id)/hls/master.m3u8" }
     public static func hlsPlaylist(_ id: String, rung: String) -> String { "\(id)/hls/\(rung)/index.m3u8" }
+    /// A caption track's WebVTT file (its playlist is `hlsPlaylist(id, rung: name)`).
+    public static func captionVTT(_ id: String, name: String) -> String { "\(id)/hls/\(name)/captions.vtt" }
 
     /// The video id of a `<id>/metadata.json` key.
     public static func videoID(forMetadata key: String) -> String? {
@@ -182,6 +184,29 @@ public struct VideoStatus: Codable, Sendable {
         }
     }
 
+    /// A caption track: a WebVTT rendition of the HLS tree (from a subtitle stream of the source, or a caption
+    /// file added later through the API).
+    public struct Caption: Codable, Sendable, Hashable {
+        /// The rendition's directory under `hls/` (`subs-1`), unique within the video.
+        public var name: String
+        public var language: String?
+        public var label: String
+        /// The WebVTT file and its one-segment media playlist.
+        public var key: String
+        public var playlist: String
+        /// `source` (a subtitle stream of the upload) or `upload` (added through the API).
+        public var origin: String
+
+        public init(name: String, language: String?, label: String, key: String, playlist: String, origin: String) {
+            self.name = name
+            self.language = language
+            self.label = label
+            self.key = key
+            self.playlist = playlist
+            self.origin = origin
+        }
+    }
+
     public struct Thumbnails: Codable, Sendable, Hashable {
         public var posters: [Poster]
         public var sprite: Sprite?
@@ -204,11 +229,14 @@ public struct VideoStatus: Codable, Sendable {
     /// The HLS master playlist's key.
     public var hls: String?
     public var thumbnails: Thumbnails?
+    public var captions: [Caption]?
 
     public init(
         videoId: String, state: String, percent: Int? = nil, stage: String? = nil, error: Failure? = nil,
-        source: SourceObject? = nil, renditions: [Rendition]? = nil, hls: String? = nil, thumbnails: Thumbnails? = nil
+        source: SourceObject? = nil, renditions: [Rendition]? = nil, hls: String? = nil, thumbnails: Thumbnails? = nil,
+        captions: [Caption]? = nil
     ) {
+        self.captions = captions
         self.hls = hls
         self.videoId = videoId
         self.state = state

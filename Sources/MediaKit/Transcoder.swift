@@ -77,6 +77,8 @@ public struct TranscodeResult: Sendable, Hashable {
     public var hlsDirectory: String
     /// Video packets the decoder could not decode and skipped (damaged input that was still usable).
     public var damagedPackets: Int
+    /// The source's text subtitle tracks, as WebVTT renditions under `hlsDirectory` (named in the master).
+    public var subtitles: [SubtitleOutput] = []
 }
 
 /// Decodes the source once and encodes every rung (H.264 via libx264; audio carried over when it is
@@ -219,6 +221,9 @@ final class TranscodeJob {
     /// Set at the first interlaced picture (see ``Deinterlacer``).
     var deinterlacer: Deinterlacer?
     var deinterlacerFlushed = false
+    /// The whole-video job's subtitle decoders, fed from its own read loop (a chunk reads only its range, so
+    /// the chunked transcode extracts subtitles apart, once: `Subtitles.extract`).
+    var subtitles: SubtitleDecoders?
 
     convenience init(
         input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
@@ -275,6 +280,10 @@ final class TranscodeJob {
             if audioIndex >= 0 { audio = try AudioTrack(input: context, index: audioIndex) }
         }
 
+        if chunk == nil {
+            let decoders = SubtitleDecoders(input: context)
+            if !decoders.isEmpty { subtitles = decoders }
+        }
         let stream = context.pointee.streams[Int(videoIndex)]!
         decoder = avcodec_alloc_context3(codec)
         guard let decoder else { throw MediaError(.transcodeFailed, "out of memory") }
@@ -472,6 +481,8 @@ final class TranscodeJob {
                 } else if let audio, packet.pointee.stream_index == audio.sourceIndex {
                     noteAudio(packet, timeBase: audio.sourceTimeBase, videoTimeBase: videoTimeBase)
                     try audio.process(packet) { (encoded) throws(MediaError) in try hand(encoded, to: roots) }
+                } else if let subtitles, subtitles.handles(packet.pointee.stream_index) {
+                    subtitles.process(packet)
                 }
             }
             if !failed.isRaised {
@@ -502,14 +513,18 @@ final class TranscodeJob {
                     height: Int(output.height), codecs: hls.codecs, frameRate: hls.frameRate,
                     uri: "\(output.rung.name)/index.m3u8"))
         }
+        let subtitleOutputs = try Subtitles.write(
+            subtitles?.finish() ?? [], hlsDirectory: "\(directory)/hls", duration: duration)
         let master = "\(directory)/hls/master.m3u8"
-        guard FileManager.default.createFile(atPath: master, contents: Data(Playlist.master(variants).utf8)) else {
+        let masterText = Playlist.master(variants, subtitles: subtitleOutputs.map(\.rendition))
+        guard FileManager.default.createFile(atPath: master, contents: Data(masterText.utf8)) else {
             throw MediaError(.transcodeFailed, "cannot write \(master)")
         }
         let thumbs = try thumbnails?.finish()
         progress(1)
         return TranscodeResult(
-            renditions: renditions, thumbnails: thumbs, hlsDirectory: "\(directory)/hls", damagedPackets: damagedPackets)
+            renditions: renditions, thumbnails: thumbs, hlsDirectory: "\(directory)/hls", damagedPackets: damagedPackets,
+            subtitles: subtitleOutputs)
     }
 
     /// Wires the rung stages and starts their threads; returns the stages the decoder feeds.

@@ -73,6 +73,19 @@ struct VideoView: Encodable, Sendable {
         var stream: String
     }
 
+    struct Caption: Encodable, Sendable {
+        /// The subtitle rendition's name (`subs-1`).
+        var name: String
+        var language: String?
+        var label: String
+        /// `source` or `upload`.
+        var origin: String
+        /// A signed GET URL of the WebVTT file.
+        var url: String
+        /// The API path that redirects to a fresh signed URL of it.
+        var stream: String
+    }
+
     struct Poster: Encodable, Sendable {
         var url: String
         var time: Double
@@ -113,6 +126,8 @@ struct VideoView: Encodable, Sendable {
     /// The API path of the HLS master playlist (every URI in it signed).
     var hls: String?
     var thumbnails: Thumbnails?
+    /// Caption tracks (subtitle streams of the source and caption files added since), also in the master playlist.
+    var captions: [Caption]?
     /// When the signed URLs in this answer stop working.
     var urlsExpireAt: String?
     /// For `awaiting-upload`: when the upload URL expires.

@@ -79,6 +79,12 @@ public struct ProductAPI: Sendable {
                 return try await video(try owned(context.parameters.get("id") ?? "", by: key))
             }
         }
+        router.post("/videos/:id/captions") { request, context in
+            await respond(request) {
+                let key = try await authenticate(request, .upload)
+                return try await addCaption(try owned(context.parameters.get("id") ?? "", by: key), request: request)
+            }
+        }
         router.delete("/videos/:id") { request, context in
             await respond(request) {
                 let key = try await authenticate(request, .delete)
@@ -155,7 +161,7 @@ public struct ProductAPI: Sendable {
     /// Preflights for every API route, answered by the CORS policy (204 without headers when it allows none).
     func addPreflights<Context: RequestContext>(to router: Router<Context>) {
         let routes: [(String, String)] = [
-            ("/uploads", "POST"), ("/upload", "POST"), ("/videos", "GET"), ("/videos/:id", "GET, DELETE"), ("/keys", "GET, POST"),
+            ("/uploads", "POST"), ("/upload", "POST"), ("/videos", "GET"), ("/videos/:id", "GET, DELETE"), ("/videos/:id/captions", "POST"), ("/keys", "GET, POST"),
             ("/keys/:id", "DELETE"), ("/webhooks", "GET, POST"), ("/webhooks/:id", "DELETE"), ("/webhooks/:id/deliveries", "GET"),
             ("/webhooks/:id/deliveries/:delivery/resend", "POST"), ("/playback-keys", "GET, POST"), ("/playback-keys/:id", "DELETE"), ("/stream/:id/:name", "GET"),
             ("/stream/:id/:name/index.m3u8", "GET"), ("/stream/:id/:name/:segment", "GET"),
@@ -480,6 +486,7 @@ public struct ProductAPI: Sendable {
                         stream: "/stream/\(id)/\(rendition.name)")
                 }
                 if status.hls != nil { view.hls = "/stream/\(id)/master.m3u8" }
+                view.captions = try (status.captions ?? []).map { try captionView(id, $0, date: now) }
                 if let thumbnails = status.thumbnails {
                     view.thumbnails = VideoView.Thumbnails(
                         posters: try thumbnails.posters.map {
@@ -615,6 +622,9 @@ public struct ProductAPI: Sendable {
         }
         let grant = try await authorizePlayback(id, .video, request: request, objects: objects)
         let status = try readyStatus(id, objects)
+        if name.hasSuffix(".vtt"), let caption = status.captions?.first(where: { $0.name == name.dropLast(4) }) {
+            return Self.redirect(try signedURL(caption.key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+        }
         let renditionName = name.hasSuffix(".mp4") ? String(name.dropLast(4)) : name
         guard let rendition = status.renditions?.first(where: { $0.name == renditionName }) else {
             let names = (status.renditions ?? []).map(\.name).joined(separator: ", ")
@@ -646,7 +656,10 @@ public struct ProductAPI: Sendable {
         let grant = try await authorizePlayback(id, .video, request: request, objects: objects, token: false)
         let (status, chunks) = try playableStatus(id, objects)
         let key: String
-        if status.state == "ready" {
+        if status.state == "ready", let caption = status.captions?.first(where: { $0.name == rendition }) {
+            // A subtitle rendition: its one WebVTT file signed like any segment.
+            key = caption.playlist
+        } else if status.state == "ready" {
             guard let entry = status.renditions?.first(where: { $0.name == rendition }), let playlist = entry.playlist else {
                 throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
             }

@@ -178,6 +178,15 @@ enum WebPage {
             player.src = hls ? video.hls : best.url;
             $("source").textContent = hls ? `HLS ${video.hls}` : `MP4 ${best.name}`;
           }
+          // Caption tracks as <track kind="subtitles"> (the signed WebVTT URLs; the element is crossorigin).
+          for (const old of player.querySelectorAll("track")) old.remove();
+          for (const c of video.captions || []) {
+            const track = document.createElement("track");
+            track.kind = "subtitles"; track.label = c.label; track.src = c.url;
+            if (c.language) track.srclang = c.language;
+            player.append(track);
+          }
+          document.body.dataset.captionTracks = String((video.captions || []).length);
           $("renditions").innerHTML = "";
           for (const r of renditions) {
             const li = document.createElement("li");

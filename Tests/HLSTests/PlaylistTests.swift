@@ -97,3 +97,72 @@ struct PlaylistTests {
         #expect(Codecs.mp4a(ffmpegProfile: -99) == "mp4a.40.2")
     }
 }
+
+@Suite("Subtitle renditions and WebVTT")
+struct SubtitleRenditionTests {
+    static let variant = Variant(
+        bandwidth: 500_000, averageBandwidth: 400_000, width: 426, height: 240, codecs: "avc1.64001e,mp4a.40.2",
+        frameRate: 25, uri: "240p/index.m3u8")
+
+    @Test func theMasterNamesEachTrackAndEveryVariantItsGroup() {
+        let text = Playlist.master(
+            [Self.variant, Self.variant],
+            subtitles: [
+                SubtitleRendition(name: "English", language: "eng", uri: "subs-1/index.m3u8"),
+                SubtitleRendition(name: "Say \"hi\"", language: nil, uri: "subs-2/index.m3u8"),
+            ])
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains(
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",LANGUAGE=\"eng\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-1/index.m3u8\""))
+        #expect(lines.contains(
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Say 'hi'\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-2/index.m3u8\""))
+        let variants = lines.filter { $0.hasPrefix("#EXT-X-STREAM-INF:") }
+        #expect(variants.count == 2 && variants.allSatisfy { $0.hasSuffix(",SUBTITLES=\"subs\"") })
+        // Without tracks, nothing changes.
+        #expect(!Playlist.master([Self.variant]).contains("SUBTITLES"))
+        // The API's rewriting signs the subtitle playlist's URI like any other.
+        let signed = Playlist.rewritingURIs(text) { "\($0)?sig=1" }
+        #expect(signed.contains("URI=\"subs-1/index.m3u8?sig=1\""))
+    }
+
+    @Test func aTrackIsAddedToAWrittenMaster() {
+        let before = Playlist.master([Self.variant])
+        let one = Playlist.addingSubtitles(before, SubtitleRendition(name: "English", language: "en", uri: "subs-1/index.m3u8"))
+        let two = Playlist.addingSubtitles(one, SubtitleRendition(name: "Deutsch", language: "de", uri: "subs-2/index.m3u8"))
+        #expect(two == Playlist.master(
+            [Self.variant],
+            subtitles: [
+                SubtitleRendition(name: "English", language: "en", uri: "subs-1/index.m3u8"),
+                SubtitleRendition(name: "Deutsch", language: "de", uri: "subs-2/index.m3u8"),
+            ]))
+    }
+
+    @Test func aSubtitlePlaylistIsOneSegmentOfTheWholeDuration() throws {
+        let text = Playlist.subtitleMedia(uri: "captions.vtt", duration: 12.04)
+        #expect(text.contains("#EXT-X-TARGETDURATION:13\n") && text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"))
+        let playlist = try MediaPlaylist(parsing: text)
+        #expect(playlist.segments.map(\.uri) == ["captions.vtt"] && playlist.segments[0].duration == 12.04 && playlist.isComplete)
+    }
+
+    @Test func subRipBecomesWebVTT() throws {
+        let srt = "\u{FEFF}1\r\n00:00:01,000 --> 00:00:02,500\r\nHello\r\nworld\r\n\r\n2\r\n01:00:03,250 --> 01:00:04,000\r\n-->\r\n"
+        let (format, cues) = try WebVTT.parse(srt)
+        #expect(format == "srt")
+        #expect(cues == [WebVTT.Cue(start: 1, end: 2.5, text: "Hello\nworld"), WebVTT.Cue(start: 3603.25, end: 3604, text: "-->")])
+        #expect(WebVTT.document(cues) == "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nHello\nworld\n\n01:00:03.250 --> 01:00:04.000\n->\n")
+        let vtt = try WebVTT.parse("WEBVTT\n\nNOTE a comment\n\nid-1\n00:01.000 --> 00:02.000 align:start\nHi\n")
+        #expect(vtt.format == "webvtt" && vtt.cues == [WebVTT.Cue(start: 1, end: 2, text: "Hi")])
+    }
+
+    @Test func neitherSubRipNorWebVTTIsRefused() {
+        #expect(throws: PlaylistError.self) { try WebVTT.parse("hello, this is not a caption file\n") }
+        #expect(throws: PlaylistError.self) { try WebVTT.parse("") }
+        #expect(throws: PlaylistError.self) { try WebVTT.parse("1\n00:00:01.000 --> 00:00:02,000\nmixed\n") }
+        #expect(throws: PlaylistError.self) { try WebVTT.parse("WEBVTT\n\n00:00:05.000 --> 00:00:02.000\nbackwards\n") }
+    }
+
+    @Test func assDialogueTextLosesItsOverridesAndKeepsItsBreaks() {
+        #expect(WebVTT.textOfASSDialogue("0,0,Default,,0,0,0,,{\\b1}Gras{\\b0} et\\Nsur, deux lignes.") == "Gras et\nsur, deux lignes.")
+        #expect(WebVTT.textOfASSDialogue("Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,a\\hb\\nc") == "a b\nc")
+    }
+}

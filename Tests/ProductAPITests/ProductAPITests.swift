@@ -62,6 +62,8 @@ struct ProductAPITests {
     }
 
     @Test func namesFromClientsAreChecked() throws {
+        for good in ["en", "eng", "pt-BR", "zh-Hant-TW", "es-419"] { #expect(ProductAPI.isLanguageTag(good), "\(good)") }
+        for bad in ["", "e", "en-", "en_US", "1en", "en-toolongsubtag", "fr\"", "日本"] { #expect(!ProductAPI.isLanguageTag(bad), "\(bad)") }
         #expect(ProductAPI.fileExtension("Holiday.MOV") == "mov")
         #expect(ProductAPI.fileExtension("noext") == nil)
         #expect(ProductAPI.fileExtension(".hidden") == nil)

@@ -51,6 +51,7 @@ struct RouteTests {
             for (method, path) in [
                 (HTTPRequest.Method.get, "/videos"), (.get, "/videos/acme_1"), (.delete, "/videos/acme_1"), (.post, "/uploads"),
                 (.post, "/upload"), (.get, "/keys"), (.post, "/keys"), (.delete, "/keys/k1"), (.get, "/playback-keys"),
+                (.post, "/videos/acme_1/captions?language=en&label=English"),
             ] {
                 try await client.execute(uri: path, method: method) { response in
                     #expect(response.status == .unauthorized, "\(method) \(path)")
@@ -63,7 +64,10 @@ struct RouteTests {
                 #expect($0.status == .unauthorized)
             }
             // A read key: 403 where it lacks the scope (before the store is asked anything).
-            for (method, path) in [(HTTPRequest.Method.post, "/uploads"), (.delete, "/videos/acme_1"), (.get, "/keys")] {
+            for (method, path) in [
+                (HTTPRequest.Method.post, "/uploads"), (.delete, "/videos/acme_1"), (.get, "/keys"),
+                (.post, "/videos/acme_1/captions?language=en&label=English"),
+            ] {
                 try await client.execute(uri: path, method: method, headers: Self.bearer(reader)) { response in
                     #expect(response.status == .forbidden, "\(method) \(path)")
                     #expect(Self.error(response.body)["code"] == "Forbidden")

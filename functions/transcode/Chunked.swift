@@ -59,7 +59,8 @@ extension TranscodeHandler {
                     TranscodePlan.Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate)
                 },
                 preset: configuration.settings.preset, window: chunking.window, createdAt: ISO8601DateFormatter().string(from: Date()),
-                encodedAudio: carried ? nil : true)
+                encodedAudio: carried ? nil : true,
+                subtitles: info.streams.contains { $0.type == "subtitle" } ? true : nil)
             if !(try await s3.createJSON(plan, bucket: mediaBucket, key: ChunkKeys.plan(id))) {
                 plan = try await s3.getJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id))
             }
@@ -340,6 +341,9 @@ extension TranscodeHandler {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
+        // The subtitles are read from the source while the MP4s are joined (the first chunk never waits for
+        // them: the early master has none, the final one names them).
+        async let subtitleTracks = extractSubtitles(plan: plan, context: context)
         var renditions: [VideoStatus.Rendition] = []
         var variants: [Variant] = []
         for (rungIndex, first) in records[0].rungs.enumerated() {
@@ -389,7 +393,12 @@ extension TranscodeHandler {
                     bandwidth: rates?.peak ?? 0, averageBandwidth: rates?.average, width: first.width, height: first.height,
                     codecs: first.codecs, frameRate: records[0].frameRate, uri: "\(first.name)/index.m3u8"))
         }
-        try await putText(Playlist.master(variants), key: VideoKeys.hlsMaster(id))
+        let captions = try await uploadSubtitles(try await subtitleTracks, plan: plan, scratch: scratch)
+        try await putText(
+            Playlist.master(
+                variants,
+                subtitles: captions.map { SubtitleRendition(name: $0.label, language: $0.language, uri: "\($0.name)/index.m3u8") }),
+            key: VideoKeys.hlsMaster(id))
 
         var thumbnails = VideoStatus.Thumbnails(posters: records.flatMap(\.posters).sorted { $0.time < $1.time })
         let parts = records.compactMap(\.sprite)
@@ -411,13 +420,59 @@ extension TranscodeHandler {
         try await s3.putJSON(
             VideoStatus(
                 videoId: id, state: "ready", percent: 100, source: plan.source, renditions: renditions,
-                hls: VideoKeys.hlsMaster(id), thumbnails: thumbnails),
+                hls: VideoKeys.hlsMaster(id), thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions),
             bucket: mediaBucket, key: VideoKeys.status(id))
         context.logger.info("finished", metadata: [
             "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(records.count),
             "cinescale.renditions": .string(renditions.map(\.name).joined(separator: ",")),
         ])
         return Done(videoId: id, step: "finish", renditions: renditions.map(\.name))
+    }
+
+    /// The source's text subtitle tracks (none when the plan saw no subtitle stream). A source that cannot be
+    /// read is transient (the retry decides); subtitles that cannot be decoded cost the captions, not the video.
+    func extractSubtitles(plan: TranscodePlan, context: FunctionContext) async throws -> [SubtitleTrack] {
+        guard plan.subtitles == true else { return [] }
+        let started = ContinuousClock.now
+        do {
+            let tracks = try await Subtitles.extract(source: try await rangedSource(plan.source))
+            context.logger.info("subtitles extracted", metadata: [
+                "cinescale.video": .string(plan.videoId), "cinescale.tracks": .stringConvertible(tracks.count),
+                "cinescale.cues": .stringConvertible(tracks.reduce(0) { $0 + $1.cues.count }),
+                "cinescale.seconds": .string(Self.seconds(Self.seconds(since: started))),
+            ])
+            return tracks
+        } catch let error as MediaError where error.code != .sourceUnavailable {
+            context.logger.warning("subtitles not extracted", metadata: [
+                "cinescale.video": .string(plan.videoId), "cinescale.error": .string(error.message),
+            ])
+            return []
+        }
+    }
+
+    /// Writes and uploads each track's WebVTT file and playlist; the status entries naming them.
+    func uploadSubtitles(_ tracks: [SubtitleTrack], plan: TranscodePlan, scratch: String) async throws -> [VideoStatus.Caption] {
+        guard !tracks.isEmpty else { return [] }
+        let id = plan.videoId
+        let outputs = try Subtitles.write(tracks, hlsDirectory: "\(scratch)/subs", duration: plan.duration)
+        var uploads: [Upload] = []
+        for output in outputs {
+            uploads.append(
+                Upload(
+                    key: VideoKeys.captionVTT(id, name: output.name), path: "\(scratch)/subs/\(output.vtt)",
+                    contentType: "text/vtt; charset=utf-8"))
+            uploads.append(
+                Upload(
+                    key: VideoKeys.hlsPlaylist(id, rung: output.name), path: "\(scratch)/subs/\(output.playlist)",
+                    contentType: "application/vnd.apple.mpegurl"))
+        }
+        try await upload(uploads)
+        return outputs.map { output in
+            VideoStatus.Caption(
+                name: output.name, language: output.language, label: output.label,
+                key: VideoKeys.captionVTT(id, name: output.name), playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
+                origin: "source")
+        }
     }
 
     // MARK: Helpers

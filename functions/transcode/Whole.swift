@@ -64,6 +64,12 @@ extension TranscodeHandler {
                     codecs: rendition.hls.codecs))
         }
         try await uploadHLS(from: result.hlsDirectory, to: VideoKeys.hls(id), bucket: media)
+        let captions = result.subtitles.map { output in
+            VideoStatus.Caption(
+                name: output.name, language: output.language, label: output.label,
+                key: VideoKeys.captionVTT(id, name: output.name), playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
+                origin: "source")
+        }
         var thumbnails = VideoStatus.Thumbnails()
         for (index, poster) in (result.thumbnails?.posters ?? []).enumerated() {
             let key = "\(id)/thumbnails/poster-\(index + 1).jpg"
@@ -80,7 +86,7 @@ extension TranscodeHandler {
         try await s3.putJSON(
             VideoStatus(
                 videoId: id, state: "ready", percent: 100, renditions: infos, hls: VideoKeys.hlsMaster(id),
-                thumbnails: thumbnails),
+                thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions),
             bucket: media, key: VideoKeys.status(id))
         context.logger.info("transcoded", metadata: [
             "cinescale.video": .string(id), "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
@@ -114,6 +120,7 @@ extension TranscodeHandler {
     static func contentType(_ file: String) -> String {
         if file.hasSuffix(".m3u8") { return "application/vnd.apple.mpegurl" }
         if file.hasSuffix(".m4s") { return "video/iso.segment" }
+        if file.hasSuffix(".vtt") { return "text/vtt; charset=utf-8" }
         return "video/mp4"
     }
 }

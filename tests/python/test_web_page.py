@@ -126,3 +126,23 @@ def test_a_chunked_video_plays_from_0_to_its_end_while_later_chunks_encode(brows
     played = browser.execute_script(
         "const r = document.getElementById('player').played; return [r.length, r.start(0), r.end(r.length - 1)]")
     assert played[0] == 1 and played[1] == pytest.approx(0, abs=0.1) and played[2] == pytest.approx(60, abs=0.3), played
+
+
+def test_caption_tracks_are_track_elements_chromium_loads(browser, dev, tmp_path):
+    """A source with a subtitle stream: the page puts its WebVTT rendition on the <video> as
+    <track kind="subtitles">, and Chromium loads the signed .vtt (cross-origin, as the element is) into cues."""
+    from test_captions import CUES, source
+    clip = source(tmp_path, 6)
+    browser.get(dev.api + "/index.html#key=" + dev.key)
+    browser.find_element(By.ID, "file").send_keys(clip)
+    wait_until(browser, "ready", "return document.body.dataset.state === 'ready' && document.body.dataset.captionTracks")
+    track = browser.execute_script("""
+        const t = document.querySelector('#player track');
+        return t && [t.kind, t.srclang, t.label, t.src.includes('captions.vtt')];""")
+    assert track == ["subtitles", "eng", "eng", True]
+    cues = wait_until(browser, "the cues", """
+        const t = document.querySelector('#player track');
+        t.track.mode = 'showing';
+        return t.readyState === 2 && Array.from(t.track.cues).map((c) => [c.startTime, c.endTime, c.text]);""", timeout=30)
+    assert [c[2] for c in cues] == [c[2] for c in CUES]
+    assert all(abs(a - c) < 0.01 and abs(b - d) < 0.01 for (a, b, _), (c, d, _) in zip(cues, CUES))
