@@ -51,7 +51,7 @@ extension UploadFlow {
             return view.videoId
         }
         let stored = view.partCount - view.missingParts.count
-        out.line("video \(view.videoId): resuming session \(saved.sessionId): \(stored) of \(view.partCount) parts already stored (\(Terminal.bytes(view.storedBytes))); sending the \(view.missingParts.count) missing")
+        out.line("video \(view.videoId): resuming session \(saved.sessionId): \(stored) of \(view.partCount) parts already stored (\(view.storedBytes) bytes); sending the \(view.missingParts.count) missing")
         let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber
         var urls: [Int: PartURL] = [:]
         try await sendParts(
