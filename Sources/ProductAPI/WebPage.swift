@@ -202,6 +202,9 @@ enum WebPage {
         }
 
         async function finishResumable(file, session) {
+          // While it runs, the note about an interrupted upload is this upload: hide it (a reload shows it again).
+          $("resume").hidden = true;
+          document.body.dataset.resumable = session.sessionId;
           showState(session.storedBytes ? "uploading the missing parts" : "uploading");
           $("uploadinfo").textContent = `resumable: ${session.partCount} parts of ${megabytes(session.partSize)}, `
             + `${session.partCount - session.missing.length} already stored`;
