@@ -552,6 +552,10 @@ public struct ProductAPI: Sendable {
         var keys: [String] = []
         for try await object in s3.listAllObjects(bucket: configuration.mediaBucket, prefix: "\(id)/") { keys.append(object.key) }
         guard !keys.isEmpty || !sources.isEmpty else { throw APIError.notFound(id) }
+        // A resumable upload still open: its parts go too (best effort; the janitor would abort them later).
+        if let upload = objects.upload, let multipart = upload.multipart {
+            try? await s3.abortMultipartUpload(bucket: upload.source.bucket, key: upload.source.key, uploadId: multipart.uploadId)
+        }
         // The source first: once it is gone, a retried probe cannot bring the outputs back.
         for source in Set(sources.map { "\($0.bucket)\n\($0.key)" }) {
             let parts = source.split(separator: "\n", maxSplits: 1).map(String.init)

@@ -135,7 +135,7 @@ struct ResumableRouteTests {
 
     @Test func aSessionIsOpenedResumedCompletedAndItsErrorsAreTheAPIs() async throws {
         try await Self.withAPI { api, s3, keys in
-            let token = try await keys.create(tenant: "acme", name: "", scopes: [.upload, .read]).token
+            let token = try await keys.create(tenant: "acme", name: "", scopes: [.upload, .read, .delete]).token
             let other = try await keys.create(tenant: "other", name: "", scopes: [.upload]).token
             let auth: HTTPFields = [.authorization: "Bearer \(token)", .contentType: "application/json"]
             let size = 12 * Self.mib + 5
@@ -237,6 +237,10 @@ struct ResumableRouteTests {
                     #expect($0.status == .notFound)
                 }
                 #expect(try await s3.listAllMultipartUploads(bucket: "ingest").count == 1)  // the forced one above
+                // Deleting the video of an open session aborts its multipart upload too.
+                let forcedVideo = try #require(Self.json(forced.body)["videoId"] as? String)
+                try await client.execute(uri: "/videos/\(forcedVideo)", method: .delete, headers: auth) { #expect($0.status == .noContent) }
+                #expect(try await s3.listAllMultipartUploads(bucket: "ingest").isEmpty)
             }
         }
     }
