@@ -9,7 +9,9 @@ import ServiceLifecycle
 
 /// How a file of `size` bytes is cut into parts: the smallest whole number of MiB, at least the configured
 /// minimum (8 MiB by default), that fits the file in S3's 10 000 parts. S3's limits: parts of 5 MiB–5 GiB (the
-/// last may be smaller), objects up to 5 TiB.
+/// last may be smaller), objects up to 5 TiB. (8 MiB parts, three in flight, upload as fast as one PUT of the
+/// whole file on loopback — 377 against 378 MB/s, scripts/bench-upload, release — and 16 MiB parts measured the
+/// same: smaller parts cost nothing and lose less on a failed part.)
 struct PartPlan: Sendable, Equatable {
     static let maximumParts = 10_000
     static let minimumPartSize: Int64 = 5 << 20
