@@ -161,6 +161,7 @@ let package = Package(
             name: "cinescale",
             dependencies: [
                 "ProductAPI",
+                .product(name: "Crypto", package: "swift-crypto"),
                 "APIKeys",
                 "PostgresAPIKeys",
                 "MediaFunctionSupport",
@@ -371,8 +372,11 @@ let package = Package(
         .testTarget(
             name: "ProductAPITests",
             dependencies: [
-                "ProductAPI", "MediaFunctionSupport", "APIKeys", "S3Client", "SigV4",
+                "ProductAPI", "MediaFunctionSupport", "APIKeys", "S3Client", "SigV4", "S3Server", "ObjectStore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings

@@ -11,6 +11,9 @@ struct UploadRequest: Decodable, Sendable {
     var playbackPolicy: String?
     /// Origins (`https://app.example`) whose pages may stream the video; empty or absent: any.
     var allowedOrigins: [String]?
+    /// true: a resumable (multipart) upload session; false: one presigned PUT; absent: resumable when `size`
+    /// is over the configured threshold.
+    var resumable: Bool?
 }
 
 /// `<id>/upload.json` in the media bucket: written when an upload URL is handed out, so the video is known
@@ -26,6 +29,8 @@ struct UploadRecord: Codable, Sendable {
     /// nil in records written before playback policies: public.
     var playbackPolicy: PlaybackPolicy?
     var allowedOrigins: [String]?
+    /// A resumable upload's multipart upload and plan (nil for one PUT).
+    var multipart: MultipartRecord? = nil
 }
 
 /// `POST /uploads` answer.

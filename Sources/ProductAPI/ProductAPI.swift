@@ -13,7 +13,9 @@ import APIKeys
 /// and has scopes (`upload`, `read`, `delete`, `admin`); a video belongs to the tenant whose key created its
 /// upload (its id starts with the tenant: `acme_1f0c…`, so every object key of it carries the tenant) and is
 /// unknown (404) to every other tenant.
-/// - `POST /uploads` → a video id and a presigned PUT URL into the ingest bucket;
+/// - `POST /uploads` → a video id and a presigned PUT URL into the ingest bucket, or for a large file a
+///   resumable session (a multipart upload, presigned part URLs in batches); `GET`/`DELETE /uploads/{id}`,
+///   `POST /uploads/{id}/parts` and `POST /uploads/{id}/complete` drive it (ResumableUploads.swift);
 /// - `GET /videos/{id}` → state, metadata, renditions and thumbnails with signed URLs; `GET /videos` lists;
 /// - `GET /stream/{id}/{rendition}` → 302 to a signed URL of that MP4;
 /// - `GET /stream/{id}/master.m3u8` and `/stream/{id}/{rendition}/index.m3u8` → playlists rewritten so every
@@ -67,6 +69,7 @@ public struct ProductAPI: Sendable {
         router.post("/uploads") { request, _ in
             await respond(request) { try await createUpload(request, tenant: try await authenticate(request, .upload).tenant) }
         }
+        addResumableRoutes(to: router)
         router.post("/upload") { request, _ in
             await respond(request) { try await uploadForm(request, tenant: try await authenticate(request, .upload).tenant) }
         }
@@ -161,7 +164,9 @@ public struct ProductAPI: Sendable {
     /// Preflights for every API route, answered by the CORS policy (204 without headers when it allows none).
     func addPreflights<Context: RequestContext>(to router: Router<Context>) {
         let routes: [(String, String)] = [
-            ("/uploads", "POST"), ("/upload", "POST"), ("/videos", "GET"), ("/videos/:id", "GET, DELETE"), ("/videos/:id/captions", "POST"), ("/keys", "GET, POST"),
+            ("/uploads", "POST"), ("/uploads/:id", "GET, DELETE"), ("/uploads/:id/parts", "POST"),
+            ("/uploads/:id/complete", "POST"), ("/upload", "POST"), ("/videos", "GET"), ("/videos/:id", "GET, DELETE"),
+            ("/videos/:id/captions", "POST"), ("/keys", "GET, POST"),
             ("/keys/:id", "DELETE"), ("/webhooks", "GET, POST"), ("/webhooks/:id", "DELETE"), ("/webhooks/:id/deliveries", "GET"),
             ("/webhooks/:id/deliveries/:delivery/resend", "POST"), ("/playback-keys", "GET, POST"), ("/playback-keys/:id", "DELETE"), ("/stream/:id/:name", "GET"),
             ("/stream/:id/:name/index.m3u8", "GET"), ("/stream/:id/:name/:segment", "GET"),
@@ -214,6 +219,10 @@ public struct ProductAPI: Sendable {
         guard origins.count <= 20 else { throw APIError(400, "InvalidRequest", "At most 20 allowedOrigins.") }
         let id = Self.newVideoID(tenant: tenant)
         let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
+        if try isResumable(size: upload.size, asked: upload.resumable) {
+            return try await createSession(
+                id: id, key: key, upload: upload, contentType: contentType, policy: policy, origins: origins, tenant: tenant)
+        }
         let now = Date()
         let expires = now.addingTimeInterval(Double(configuration.uploadExpiry))
         var headers: [String: String] = [:]
@@ -551,6 +560,10 @@ public struct ProductAPI: Sendable {
         var keys: [String] = []
         for try await object in s3.listAllObjects(bucket: configuration.mediaBucket, prefix: "\(id)/") { keys.append(object.key) }
         guard !keys.isEmpty || !sources.isEmpty else { throw APIError.notFound(id) }
+        // A resumable upload still open: its parts go too (best effort; the janitor would abort them later).
+        if let upload = objects.upload, let multipart = upload.multipart {
+            try? await s3.abortMultipartUpload(bucket: upload.source.bucket, key: upload.source.key, uploadId: multipart.uploadId)
+        }
         // The source first: once it is gone, a retried probe cannot bring the outputs back.
         for source in Set(sources.map { "\($0.bucket)\n\($0.key)" }) {
             let parts = source.split(separator: "\n", maxSplits: 1).map(String.init)

@@ -9,8 +9,14 @@ public struct ProductConfiguration: Sendable {
     public var mediaBucket: String
     /// Largest upload `POST /uploads` hands out a URL for, bytes.
     public var maxUploadBytes: Int64
-    /// Lifetime of a presigned upload URL, seconds.
+    /// Lifetime of a presigned upload URL, seconds (one PUT's, and each batch of part URLs').
     public var uploadExpiry: Int
+    /// Uploads larger than this many bytes get a resumable session (multipart, part by part) instead of one PUT.
+    public var resumableThreshold: Int64
+    /// The smallest part of a resumable upload, bytes (raised to fit a file in 10 000 parts); 5 MiB–5 GiB.
+    public var resumablePartSize: Int64
+    /// How long a resumable upload session lives, seconds: after it, its stored parts are aborted.
+    public var resumableExpiry: Int
     /// Lifetime of the signed URLs handed to viewers (renditions, thumbnails, playlists), seconds. Segment
     /// URLs in an HLS playlist live at least the video's duration longer, so playback never outlives them.
     public var streamExpiry: Int
@@ -33,7 +39,8 @@ public struct ProductConfiguration: Sendable {
 
     public init(
         ingestBucket: String = "ingest", uploadPrefix: String = "uploads/", mediaBucket: String = "media",
-        maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600, streamExpiry: Int = 900, signingSecret: [UInt8],
+        maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600,
+        resumableThreshold: Int64 = 64 << 20, resumablePartSize: Int64 = 8 << 20, resumableExpiry: Int = 86_400, streamExpiry: Int = 900, signingSecret: [UInt8],
         segmentHoldSeconds: Int = 60, defaultPlaybackPolicy: PlaybackPolicy = .public, rateLimit: Double? = nil,
         rateBurst: Double = 100, corsOrigins: [String] = [], webhooksMayReachPrivateAddresses: Bool = false
     ) {
@@ -48,6 +55,9 @@ public struct ProductConfiguration: Sendable {
         self.mediaBucket = mediaBucket
         self.maxUploadBytes = maxUploadBytes
         self.uploadExpiry = uploadExpiry
+        self.resumableThreshold = resumableThreshold
+        self.resumablePartSize = resumablePartSize
+        self.resumableExpiry = resumableExpiry
         self.streamExpiry = streamExpiry
         self.signingSecret = signingSecret
     }

@@ -3,7 +3,9 @@ import Hummingbird
 import NIOCore
 
 /// The browser page at `/`: choose a file, upload it straight to the bucket through the presigned PUT
-/// (CORS), watch its state, play it from the signed HLS master playlist (Safari and Chromium play HLS with
+/// (CORS) — or, for a large file, as a resumable upload: parts three at a time, a failed part retried, and
+/// after a reload the same file chosen again sends only the parts not stored yet (the session id and the
+/// file's name, size and lastModified are kept in localStorage) — watch its state, play it from the signed HLS master playlist (Safari and Chromium play HLS with
 /// fMP4 segments natively), or from the MP4 rendition where `canPlayType` says no. One file, no build step,
 /// nothing from a CDN. The `<video>` element is `crossorigin="anonymous"`: Chromium's native HLS player
 /// only loads segments from another origin (the store's) in CORS mode, so the store must answer CORS for
@@ -35,6 +37,7 @@ enum WebPage {
           progress { width: 100%; height: 10px; }
           .row { display: flex; gap: .75rem; align-items: center; margin: .35rem 0; }
           .row span.name { width: 6.5rem; color: #596275; }
+          #resume { background: #fff6dc; border-radius: 6px; padding: .4rem .6rem; }
           #state { font-weight: 600; } .failed { color: #b3261e; }
           video { width: 100%; max-height: 540px; background: #000; border-radius: 6px; }
           ul { padding-left: 1.1rem; } li { margin: .2rem 0; } code { font-size: 12px; }
@@ -55,7 +58,9 @@ enum WebPage {
         </div>
         <div class="box">
           <label class="pick">Choose a video…<input type="file" id="file" accept="video/*"></label>
+          <div class="row" id="resume" hidden><span id="resumetext"></span> <a id="forget">forget it</a></div>
           <div class="row"><span class="name">upload</span><progress id="upload" max="1" value="0"></progress></div>
+          <div class="row"><span class="name"></span><small id="uploadinfo"></small></div>
           <div class="row"><span class="name">processing</span><progress id="process" max="100" value="0"></progress></div>
           <div class="row"><span class="name">state</span><span id="state">–</span></div>
         </div>
@@ -129,17 +134,153 @@ enum WebPage {
           if (!file) return;
           $("upload").value = 0; $("process").value = 0; $("viewer").hidden = true;
           try {
+            const resumed = await resumableSession(file);
+            if (resumed) { await finishResumable(file, resumed); return; }
             showState("requesting an upload URL");
             const ticket = await api("POST", "/uploads", { fileName: file.name, contentType: file.type || undefined, size: file.size });
             document.body.dataset.videoId = ticket.videoId;
+            if (ticket.sessionId) {
+              // A large file: a resumable session (the API decides by size).
+              saveUpload({ sessionId: ticket.sessionId, videoId: ticket.videoId, name: file.name, size: file.size,
+                           lastModified: file.lastModified, percent: 0 });
+              await finishResumable(file, { sessionId: ticket.sessionId, videoId: ticket.videoId, partSize: ticket.partSize,
+                                            missing: range(1, ticket.partCount), parts: ticket.parts,
+                                            storedBytes: 0, partCount: ticket.partCount });
+              return;
+            }
             showState("uploading");
             await put(ticket.uploadUrl, file, ticket.headers);
             $("upload").value = 1;
             follow(ticket.videoId);
           } catch (error) {
             showState(`failed: ${error.message}`, true);
+            showResumeNote();
           }
         });
+
+        // Resumable uploads. The session and the file's identity (name, size, lastModified) stay in
+        // localStorage until the upload completes: a page cannot reopen a file by itself, so after a reload the
+        // user chooses the same file again and only the parts the store does not have yet are sent.
+        const RESUME = "cinescale.resumableUpload";
+        const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+        const savedUpload = () => { try { return JSON.parse(localStorage.getItem(RESUME) || "null"); } catch (e) { return null; } };
+        const saveUpload = (saved) => localStorage.setItem(RESUME, JSON.stringify(saved));
+        const megabytes = (n) => `${(n / 1e6).toFixed(1)} MB`;
+        const count = (name, by = 1) => { document.body.dataset[name] = String(Number(document.body.dataset[name] || 0) + by); };
+        function showResumeNote() {
+          const saved = savedUpload();
+          $("resume").hidden = !saved;
+          document.body.dataset.resumable = saved ? saved.sessionId : "";
+          if (saved) {
+            $("resumetext").textContent = `The upload of ${saved.name} (${megabytes(saved.size)}) stopped at ${saved.percent || 0} %. `
+              + "Choose the same file again to resume it: only the parts not stored yet are sent.";
+          }
+        }
+        $("forget").addEventListener("click", async () => {
+          const saved = savedUpload();
+          localStorage.removeItem(RESUME);
+          showResumeNote();
+          if (saved) { try { await api("DELETE", `/uploads/${saved.sessionId}`); } catch (e) { /* expired or gone already */ } }
+        });
+        showResumeNote();
+
+        // The saved session when `file` is the file it was uploading and the session is still open; else null.
+        async function resumableSession(file) {
+          const saved = savedUpload();
+          if (!saved || saved.name !== file.name || saved.size !== file.size || saved.lastModified !== file.lastModified) return null;
+          showState("resuming");
+          let view;
+          try { view = await api("GET", `/uploads/${saved.sessionId}`); } catch (error) {
+            localStorage.removeItem(RESUME);  // expired or aborted: start again
+            showResumeNote();
+            return null;
+          }
+          document.body.dataset.videoId = view.videoId;
+          document.body.dataset.partsAlreadyStored = String(view.partCount - view.missingParts.length);
+          return { sessionId: saved.sessionId, videoId: view.videoId, partSize: view.partSize, partCount: view.partCount,
+                   missing: view.state === "completed" ? [] : view.missingParts, parts: [], storedBytes: view.storedBytes };
+        }
+
+        async function finishResumable(file, session) {
+          // While it runs, the note about an interrupted upload is this upload: hide it (a reload shows it again).
+          $("resume").hidden = true;
+          document.body.dataset.resumable = session.sessionId;
+          showState(session.storedBytes ? "uploading the missing parts" : "uploading");
+          $("uploadinfo").textContent = `resumable: ${session.partCount} parts of ${megabytes(session.partSize)}, `
+            + `${session.partCount - session.missing.length} already stored`;
+          await sendParts(file, session);
+          showState("completing the upload");
+          await api("POST", `/uploads/${session.sessionId}/complete`);
+          localStorage.removeItem(RESUME);
+          showResumeNote();
+          $("upload").value = 1;
+          follow(session.videoId);
+        }
+
+        // Three parts in flight; a failed part is retried (5 tries, backing off), with a fresh URL after a 403.
+        async function sendParts(file, session) {
+          const urls = new Map((session.parts || []).map((p) => [p.partNumber, p]));
+          const queue = [...session.missing];
+          const loading = new Map();
+          let stored = session.storedBytes;
+          const show = () => {
+            let inFlight = 0;
+            for (const loaded of loading.values()) inFlight += loaded;
+            $("upload").value = (stored + inFlight) / file.size;
+          };
+          show();
+          async function urlFor(number) {
+            if (!urls.has(number)) {
+              const wanted = [number, ...queue.filter((n) => !urls.has(n)).slice(0, 99)];
+              const batch = await api("POST", `/uploads/${session.sessionId}/parts`, { partNumbers: wanted });
+              for (const p of batch.parts) urls.set(p.partNumber, p);
+            }
+            return urls.get(number);
+          }
+          async function worker() {
+            while (queue.length) {
+              const number = queue.shift();
+              for (let attempt = 1; ; attempt++) {
+                try {
+                  const part = await urlFor(number);
+                  const start = (number - 1) * session.partSize;
+                  await putPart(part.url, file.slice(start, start + part.size), (loaded) => { loading.set(number, loaded); show(); });
+                  loading.delete(number);
+                  stored += part.size;
+                  count("partsSent");
+                  const saved = savedUpload();
+                  if (saved) { saved.percent = Math.floor(100 * stored / file.size); saveUpload(saved); }
+                  show();
+                  break;
+                } catch (error) {
+                  loading.delete(number);
+                  show();
+                  if (attempt >= 5) throw error;
+                  count("partRetries");
+                  if (error.status === 403) urls.delete(number);  // expired: mint it again
+                  await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+                }
+              }
+            }
+          }
+          await Promise.all([worker(), worker(), worker()]);
+        }
+
+        function putPart(url, blob, progress) {
+          return new Promise((resolve, reject) => {
+            const request = new XMLHttpRequest();
+            request.open("PUT", url);
+            request.upload.onprogress = (e) => progress(e.loaded);
+            request.onload = () => {
+              if (request.status === 200) return resolve();
+              const error = new Error(`the store answered ${request.status}: ${request.responseText.slice(0, 300)}`);
+              error.status = request.status;
+              reject(error);
+            };
+            request.onerror = () => reject(new Error("a part failed (network or CORS)"));
+            request.send(blob);
+          });
+        }
 
         async function follow(id) {
           following = id;

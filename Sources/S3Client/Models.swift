@@ -336,3 +336,31 @@ public enum MetadataDirective: Sendable, Hashable {
     /// Replace user metadata (and content type when given).
     case replace(metadata: [String: String], contentType: String? = nil)
 }
+
+/// A multipart upload in progress, as `ListMultipartUploads` lists it.
+public struct MultipartUploadSummary: Sendable, Hashable {
+    public var key: String
+    public var uploadId: String
+    /// When it was created (nil if the store did not say).
+    public var initiated: Date?
+
+    public init(key: String, uploadId: String, initiated: Date?) {
+        self.key = key
+        self.uploadId = uploadId
+        self.initiated = initiated
+    }
+}
+
+public struct ListMultipartUploadsOutput: Sendable, Hashable {
+    public var uploads: [MultipartUploadSummary]
+    public var isTruncated: Bool
+    public var nextKeyMarker: String?
+    public var nextUploadIdMarker: String?
+
+    public init(uploads: [MultipartUploadSummary], isTruncated: Bool, nextKeyMarker: String?, nextUploadIdMarker: String?) {
+        self.uploads = uploads
+        self.isTruncated = isTruncated
+        self.nextKeyMarker = nextKeyMarker
+        self.nextUploadIdMarker = nextUploadIdMarker
+    }
+}

@@ -143,3 +143,86 @@ extension S3Client {
         }
     }
 }
+
+extension S3Client {
+    /// Every part uploaded so far, following `NextPartNumberMarker` through all pages (S3 answers at most
+    /// 1 000 parts a page; an upload may have 10 000).
+    public func listAllParts(bucket: String, key: String, uploadId: String) async throws -> [PartSummary] {
+        var parts: [PartSummary] = []
+        var marker: Int?
+        while true {
+            let page = try await listParts(bucket: bucket, key: key, uploadId: uploadId, partNumberMarker: marker)
+            parts += page.parts
+            guard page.isTruncated else { return parts }
+            guard let next = page.nextPartNumberMarker ?? page.parts.last?.partNumber, next != marker else {
+                throw S3ClientError.invalidResponse("truncated ListParts without a new NextPartNumberMarker")
+            }
+            marker = next
+        }
+    }
+
+    /// One page of the multipart uploads in progress in `bucket` whose key starts with `prefix`.
+    public func listMultipartUploads(
+        bucket: String,
+        prefix: String? = nil,
+        keyMarker: String? = nil,
+        uploadIdMarker: String? = nil,
+        maxUploads: Int? = nil
+    ) async throws -> ListMultipartUploadsOutput {
+        var query: [(name: String, value: String)] = [("uploads", "")]
+        if let prefix { query.append(("prefix", prefix)) }
+        if let keyMarker { query.append(("key-marker", keyMarker)) }
+        if let uploadIdMarker { query.append(("upload-id-marker", uploadIdMarker)) }
+        if let maxUploads { query.append(("max-uploads", String(maxUploads))) }
+        let root = try await send(S3Operation("ListMultipartUploads", "GET", bucket: bucket, query: query)).xml()
+        return try Self.parseListMultipartUploads(root)
+    }
+
+    static func parseListMultipartUploads(_ root: S3XMLElement) throws -> ListMultipartUploadsOutput {
+        guard root.name == "ListMultipartUploadsResult" else {
+            throw S3ClientError.invalidResponse("expected ListMultipartUploadsResult, got \(root.name)")
+        }
+        let uploads = root.children("Upload").compactMap { upload -> MultipartUploadSummary? in
+            guard let key = upload.string("Key"), let id = upload.string("UploadId") else { return nil }
+            return MultipartUploadSummary(key: key, uploadId: id, initiated: upload.date("Initiated"))
+        }
+        func nonEmpty(_ value: String?) -> String? { value?.isEmpty == false ? value : nil }
+        return ListMultipartUploadsOutput(
+            uploads: uploads, isTruncated: root.bool("IsTruncated") ?? false,
+            nextKeyMarker: nonEmpty(root.string("NextKeyMarker")), nextUploadIdMarker: nonEmpty(root.string("NextUploadIdMarker")))
+    }
+
+    /// Every multipart upload in progress under `prefix`, following the key and upload-id markers.
+    public func listAllMultipartUploads(bucket: String, prefix: String? = nil) async throws -> [MultipartUploadSummary] {
+        var uploads: [MultipartUploadSummary] = []
+        var keyMarker: String?
+        var uploadIdMarker: String?
+        while true {
+            let page = try await listMultipartUploads(
+                bucket: bucket, prefix: prefix, keyMarker: keyMarker, uploadIdMarker: uploadIdMarker)
+            uploads += page.uploads
+            guard page.isTruncated else { return uploads }
+            let nextKey = page.nextKeyMarker ?? page.uploads.last?.key
+            let nextID = page.nextUploadIdMarker ?? page.uploads.last?.uploadId
+            guard let nextKey, nextKey != keyMarker || nextID != uploadIdMarker else {
+                throw S3ClientError.invalidResponse("truncated ListMultipartUploads without new markers")
+            }
+            (keyMarker, uploadIdMarker) = (nextKey, nextID)
+        }
+    }
+
+    /// A presigned URL for one `UploadPart` (PUT `?partNumber=N&uploadId=…`), valid `expires` seconds. With
+    /// `contentLength` the length is signed: the store refuses a part of any other size.
+    public func presignedUploadPartURL(
+        bucket: String, key: String, uploadId: String, partNumber: Int, contentLength: Int64? = nil, expires: Int,
+        date: Date = Date()
+    ) throws -> URL {
+        guard (1...S3ClientConfiguration.maximumPartCount).contains(partNumber) else {
+            throw S3ClientError.invalidArgument("part number \(partNumber) outside 1...10000")
+        }
+        return try presignedURL(
+            method: "PUT", bucket: bucket, key: key, expires: expires,
+            headers: contentLength.map { ["Content-Length": String($0)] } ?? [:],
+            query: [("partNumber", String(partNumber)), ("uploadId", uploadId)], date: date)
+    }
+}

@@ -18,6 +18,15 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Largest upload accepted, bytes.")
     var maxUploadBytes: Int64 = 20 << 30
 
+    @Option(help: "Uploads larger than this (bytes) get a resumable session (multipart, presigned part URLs) instead of one PUT.")
+    var resumableThreshold: Int64 = 64 << 20
+
+    @Option(help: "Smallest part of a resumable upload, bytes (raised to fit a file in 10 000 parts); 5 MiB to 5 GiB.")
+    var resumablePartSize: Int64 = 8 << 20
+
+    @Option(help: "Seconds a resumable upload session lives; then its stored parts are aborted.")
+    var uploadSessionExpiry: Int = 86_400
+
     @Option(help: "Bucket uploads go to (the probe's trigger bucket).")
     var ingestBucket: String = "ingest"
 
@@ -44,6 +53,12 @@ struct APIOptions: ParsableArguments {
             throw ValidationError("--stream-expiry and --upload-expiry must be 1...604800 seconds")
         }
         guard maxUploadBytes > 0 else { throw ValidationError("--max-upload-bytes must be positive") }
+        guard resumableThreshold >= 0, ((5 << 20)...(5 << 30)).contains(resumablePartSize) else {
+            throw ValidationError("--resumable-threshold must be 0 or more and --resumable-part-size 5 MiB to 5 GiB")
+        }
+        guard (1...30 * 86_400).contains(uploadSessionExpiry) else {
+            throw ValidationError("--upload-session-expiry must be 1 s to 30 days")
+        }
         guard apiRateLimit >= 0, apiRateBurst >= 1 else {
             throw ValidationError("--api-rate-limit must be 0 or more and --api-rate-burst 1 or more")
         }
@@ -66,7 +81,8 @@ struct APIOptions: ParsableArguments {
         return ProductAPI(
             configuration: ProductConfiguration(
                 ingestBucket: ingestBucket, mediaBucket: mediaBucket, maxUploadBytes: maxUploadBytes,
-                uploadExpiry: uploadExpiry, streamExpiry: streamExpiry,
+                uploadExpiry: uploadExpiry, resumableThreshold: resumableThreshold, resumablePartSize: resumablePartSize,
+                resumableExpiry: uploadSessionExpiry, streamExpiry: streamExpiry,
                 signingSecret: Array((signingSecret ?? credentials.secretAccessKey).utf8),
                 defaultPlaybackPolicy: PlaybackPolicy(rawValue: defaultPlaybackPolicy) ?? .public,
                 rateLimit: apiRateLimit > 0 ? apiRateLimit : nil, rateBurst: apiRateBurst, corsOrigins: apiCorsOrigin,

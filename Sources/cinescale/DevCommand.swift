@@ -191,7 +191,7 @@ struct DevCommand: AsyncParsableCommand {
             eventObserver: { body in try await api.observeStoreEvents(body) })
 
         let group = ServiceGroup(configuration: .init(
-            services: store.services + [gateway, api.makeWebhookSender()], gracefulShutdownSignals: [.sigterm, .sigint],
+            services: store.services + [gateway, api.makeWebhookSender(), api.makeUploadJanitor()], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         let readyFile = self.readyFile
         let portFile = processOptions.portFile

@@ -103,7 +103,7 @@ struct GatewayCommand: AsyncParsableCommand {
         // The key store's connection pool first: the group stops services in reverse order, so it outlives
         // the servers that authenticate through it.
         let group = ServiceGroup(configuration: .init(
-            services: (keyService.map { [$0] } ?? []) + [gateway] + (api.map { [$0.makeWebhookSender()] } ?? []),
+            services: (keyService.map { [$0] } ?? []) + [gateway] + (api.map { [$0.makeWebhookSender(), $0.makeUploadJanitor()] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in

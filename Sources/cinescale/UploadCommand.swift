@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 
 /// `cinescale upload FILE`: uploads a video through a running API (presigned PUT straight to the bucket),
+/// or, for a large file, as a resumable upload: parts in parallel, resumed after the command is killed —
 /// follows it through probing and transcoding with progress bars, and prints its signed URLs.
 struct UploadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,6 +18,9 @@ struct UploadCommand: AsyncParsableCommand {
     @Option(help: "An API key with the upload and read scopes (env CINESCALE_API_KEY; `cinescale dev` prints one).")
     var apiKey: String?
 
+    @Option(help: "Parts of a resumable upload sent at once.")
+    var parallel: Int = 4
+
     func run() async throws {
         let api = (api ?? ProcessInfo.processInfo.environment["CINESCALE_API"] ?? "http://127.0.0.1:8080")
             .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
@@ -26,7 +30,7 @@ struct UploadCommand: AsyncParsableCommand {
         }
         let flow = UploadFlow(api: api, apiKey: key, client: .shared, out: Terminal())
         do {
-            let video = try await flow.run(path: file)
+            let video = try await flow.run(path: file, parallel: max(1, parallel))
             flow.show(video)
         } catch let failure as UploadFlow.Failure {
             FileHandle.standardError.write(Data("cinescale upload: \(failure.description)\n".utf8))

@@ -49,13 +49,33 @@ struct UploadFlow {
         var hls: String?
     }
 
-    /// Uploads `path` and waits until the video is ready; returns it.
-    func run(path: String) async throws -> Video {
-        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber
-        guard let size = size?.int64Value, size > 0 else { throw Failure(description: "\(path) is empty") }
+    /// Uploads `path` and waits until the video is ready; returns it. A large file goes up as a resumable
+    /// session (the API decides), `parallel` parts at a time, and a run killed half way is resumed by the next
+    /// run for the same file (same path, size and modification time): only the missing parts are sent.
+    func run(path: String, parallel: Int = 4) async throws -> Video {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        guard let size = (attributes[.size] as? NSNumber)?.int64Value, size > 0 else { throw Failure(description: "\(path) is empty") }
+        let modified = (attributes[.modificationDate] as? Date) ?? Date(timeIntervalSince1970: 0)
         let name = URL(fileURLWithPath: path).lastPathComponent
+        let state = UploadState(path: path, size: size, modified: modified, api: api)
+        if let saved = state.load() {
+            if let id = try await resume(saved, path: path, state: state, parallel: parallel) { return try await follow(id) }
+        }
         let body = try JSONSerialization.data(withJSONObject: ["fileName": name, "size": size])
-        let ticket: Ticket = try await call("POST", "/uploads", body: body, expect: 201)
+        let answer: Data = try await call("POST", "/uploads", body: body, expect: 201)
+        if let session = try? JSONDecoder().decode(Session.self, from: answer) {
+            state.save(.init(api: api, sessionId: session.sessionId, videoId: session.videoId))
+            out.line("video \(session.videoId): uploading \(name) (\(Terminal.bytes(size))) as a resumable upload, \(session.partCount) parts of \(Terminal.bytes(session.partSize)), \(parallel) at a time")
+            out.line("session \(session.sessionId) (kept in \(state.file.path) until complete: run again to resume)")
+            var urls = Dictionary(session.parts.map { ($0.partNumber, $0) }, uniquingKeysWith: { a, _ in a })
+            let missing = Array(1...session.partCount)
+            try await sendParts(
+                missing, urls: &urls, sessionId: session.sessionId, path: path, size: size, partSize: session.partSize,
+                parallel: parallel, stored: 0)
+            try await complete(session.sessionId, state: state)
+            return try await follow(session.videoId)
+        }
+        let ticket = try JSONDecoder().decode(Ticket.self, from: answer)
         out.line("video \(ticket.videoId): uploading \(name) (\(Terminal.bytes(size))) through a presigned PUT")
 
         // The PUT, streamed from disk in 1 MiB chunks.
@@ -67,17 +87,21 @@ struct UploadFlow {
         let source = FileChunks(handle: handle, size: size, progress: { bar.update(Double($0) / Double(size)) })
         request.body = .stream(source, length: .known(size))
         let response = try await client.execute(request, timeout: .hours(6))
-        let answer = try await response.body.collect(upTo: 1 << 20)
+        let stored = try await response.body.collect(upTo: 1 << 20)
         try? handle.close()
         guard response.status == .ok else {
-            throw Failure(description: "the store refused the upload: HTTP \(response.status.code) \(String(buffer: answer))")
+            throw Failure(description: "the store refused the upload: HTTP \(response.status.code) \(String(buffer: stored))")
         }
         bar.finish()
+        return try await follow(ticket.videoId)
+    }
 
+    /// Follows a video through probing and transcoding (a bar) until it is ready.
+    func follow(_ videoId: String) async throws -> Video {
         // Processing: probing, then transcoding with a percentage.
         let processing = out.bar("process")
         while true {
-            let video: Video = try await call("GET", "/videos/\(ticket.videoId)", expect: 200)
+            let video: Video = try await call("GET", "/videos/\(videoId)", expect: 200)
             switch video.state {
             case "ready":
                 processing.finish()
@@ -115,6 +139,20 @@ struct UploadFlow {
     }
 
     func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, expect: Int) async throws -> T {
+        let data: Data = try await call(method, path, body: body, expect: expect)
+        return try JSONDecoder().decode(T.self, from: data)
+    }
+
+    func call(_ method: String, _ path: String, body: Data? = nil, expect: Int) async throws -> Data {
+        let (status, data) = try await callStatus(method, path, body: body)
+        guard status == expect else {
+            throw Failure(description: "\(method) \(path): HTTP \(status) \(String(decoding: data, as: UTF8.self))")
+        }
+        return data
+    }
+
+    /// A call's status and body, whatever the status.
+    func callStatus(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, Data) {
         var request = HTTPClientRequest(url: api + path)
         request.method = .init(rawValue: method)
         request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
@@ -124,10 +162,7 @@ struct UploadFlow {
         }
         let response = try await client.execute(request, timeout: .seconds(30))
         let data = try await response.body.collect(upTo: 16 << 20)
-        guard Int(response.status.code) == expect else {
-            throw Failure(description: "\(method) \(path): HTTP \(response.status.code) \(String(buffer: data))")
-        }
-        return try JSONDecoder().decode(T.self, from: Data(buffer: data))
+        return (Int(response.status.code), Data(buffer: data))
     }
 }
 
@@ -159,6 +194,13 @@ struct Terminal: Sendable {
     let interactive = isatty(STDERR_FILENO) == 1
 
     func line(_ text: String) { print(text) }
+
+    /// A line written at once (print's stdout is block-buffered into a pipe: a watcher would see nothing until
+    /// the buffer fills). `fflush(nil)` flushes every stream, so earlier `print`s stay in order.
+    func flushedLine(_ text: String) {
+        print(text)
+        fflush(nil)
+    }
 
     func bar(_ name: String) -> Bar { Bar(name: name, interactive: interactive) }
 

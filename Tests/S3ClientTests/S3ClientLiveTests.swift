@@ -326,6 +326,36 @@ struct LiveTests {
         }
     }
 
+    @Test func multipartUploadsAndPartsListedThroughEveryPage() async throws {
+        try await LiveS3.withBucket { client, bucket in
+            let small = ByteBuffer(bytes: randomBytes(1000, seed: 3))
+            let first = try await client.createMultipartUpload(bucket: bucket, key: "up/a")
+            let second = try await client.createMultipartUpload(bucket: bucket, key: "up/b")
+            let other = try await client.createMultipartUpload(bucket: bucket, key: "elsewhere")
+            for number in 1...3 {
+                _ = try await client.uploadPart(bucket: bucket, key: "up/a", uploadId: first, partNumber: number, body: small)
+            }
+            let listed = try await client.listAllMultipartUploads(bucket: bucket, prefix: "up/")
+            #expect(Set(listed.map(\.uploadId)) == [first, second])
+            #expect(listed.allSatisfy { $0.initiated.map { abs($0.timeIntervalSinceNow) < 600 } ?? false })
+            // One page of one part at a time: three pages, in order.
+            var marker: Int?
+            var pages: [[Int]] = []
+            repeat {
+                let page = try await client.listParts(bucket: bucket, key: "up/a", uploadId: first, partNumberMarker: marker, maxParts: 1)
+                pages.append(page.parts.map(\.partNumber))
+                marker = page.isTruncated ? page.nextPartNumberMarker : nil
+            } while marker != nil && pages.count < 10
+            #expect(pages == [[1], [2], [3]])
+            let all = try await client.listAllParts(bucket: bucket, key: "up/a", uploadId: first)
+            #expect(all.map(\.partNumber) == [1, 2, 3] && all.allSatisfy { $0.size == 1000 })
+            for (key, id) in [("up/a", first), ("up/b", second), ("elsewhere", other)] {
+                try await client.abortMultipartUpload(bucket: bucket, key: key, uploadId: id)
+            }
+            #expect(try await client.listAllMultipartUploads(bucket: bucket).isEmpty)
+        }
+    }
+
     @Test("presigned GET and PUT followed with AsyncHTTPClient")
     func presigned() async throws {
         try await LiveS3.withBucket { client, bucket in

@@ -143,6 +143,31 @@ struct SigningTests {
         }
     }
 
+    @Test("presigned UploadPart: partNumber and uploadId signed, Content-Length signed, other lengths refused")
+    func presignedUploadPart() throws {
+        let client = localClient("http://127.0.0.1:9000")
+        let date = Date(timeIntervalSince1970: 1_700_000_000)
+        let url = try client.presignedUploadPartURL(
+            bucket: "ingest", key: "uploads/a_1.mp4", uploadId: "up/1+x", partNumber: 7, contentLength: 8_388_608,
+            expires: 900, date: date)
+        let components = try #require(URLComponents(url: url, resolvingAgainstBaseURL: false))
+        let query = S3URIEncoding.decodeQuery(components.percentEncodedQuery ?? "")
+        let dict = Dictionary(query.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        #expect(dict["partNumber"] == "7" && dict["uploadId"] == "up/1+x")
+        #expect(dict["X-Amz-SignedHeaders"] == "content-length;host")
+        let verifier = SigV4Verifier(region: "us-east-1") { $0 == "AK" ? "SK" : nil }
+        func incoming(_ length: String) -> IncomingRequest {
+            IncomingRequest(
+                method: "PUT", rawPath: components.percentEncodedPath, rawQuery: components.percentEncodedQuery,
+                headers: [("Host", "127.0.0.1:9000"), ("Content-Length", length)])
+        }
+        #expect(try verifier.verify(incoming("8388608"), now: date).accessKeyId == "AK")
+        #expect(throws: (any Error).self) { try verifier.verify(incoming("8388607"), now: date) }
+        #expect(throws: S3ClientError.self) {
+            try client.presignedUploadPartURL(bucket: "ingest", key: "k", uploadId: "u", partNumber: 10_001, expires: 60)
+        }
+    }
+
     @Test("presign rejects expiries outside 1...604800")
     func presignExpiry() {
         let client = localClient()
@@ -562,5 +587,42 @@ struct XMLBodyTests {
         #expect(out.parts[0].size == 10_485_760)
         #expect(out.isTruncated)
         #expect(out.nextPartNumberMarker == 3)
+    }
+
+    @Test func listMultipartUploadsResult() throws {
+        let xml = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+              <Bucket>bucket</Bucket>
+              <KeyMarker></KeyMarker>
+              <UploadIdMarker></UploadIdMarker>
+              <NextKeyMarker>my-movie.m2ts</NextKeyMarker>
+              <NextUploadIdMarker>YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ</NextUploadIdMarker>
+              <MaxUploads>3</MaxUploads>
+              <IsTruncated>true</IsTruncated>
+              <Upload>
+                <Key>my-divisor</Key>
+                <UploadId>XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw</UploadId>
+                <StorageClass>REDUCED_REDUNDANCY</StorageClass>
+                <Initiated>2010-11-10T20:48:33.000Z</Initiated>
+              </Upload>
+              <Upload>
+                <Key>my-movie.m2ts</Key>
+                <UploadId>YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ</UploadId>
+                <StorageClass>STANDARD</StorageClass>
+                <Initiated>2010-11-10T20:48:33.000Z</Initiated>
+              </Upload>
+            </ListMultipartUploadsResult>
+            """
+        let out = try S3Client.parseListMultipartUploads(S3XML.parse(xml))
+        #expect(out.uploads.map(\.key) == ["my-divisor", "my-movie.m2ts"])
+        #expect(out.uploads[1].uploadId == "YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ")
+        #expect(out.uploads[0].initiated == S3Date.parseISO8601("2010-11-10T20:48:33.000Z"))
+        #expect(out.isTruncated && out.nextKeyMarker == "my-movie.m2ts")
+        #expect(out.nextUploadIdMarker == "YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ")
+        let empty = try S3Client.parseListMultipartUploads(S3XML.parse(
+            "<ListMultipartUploadsResult><Bucket>b</Bucket><NextKeyMarker></NextKeyMarker><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"))
+        #expect(empty.uploads.isEmpty && !empty.isTruncated && empty.nextKeyMarker == nil)
+        #expect(throws: S3ClientError.self) { try S3Client.parseListMultipartUploads(S3XML.parse("<Error/>")) }
     }
 }

@@ -17,7 +17,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
-from conftest import ffmpeg, temporary
+from conftest import ffmpeg, temporary, wait_for
 
 OUTPUT = os.path.join(os.path.dirname(__file__), "..", "..", ".test-output")
 
@@ -146,3 +146,63 @@ def test_caption_tracks_are_track_elements_chromium_loads(browser, dev, tmp_path
         return t.readyState === 2 && Array.from(t.track.cues).map((c) => [c.startTime, c.endTime, c.text]);""", timeout=30)
     assert [c[2] for c in cues] == [c[2] for c in CUES]
     assert all(abs(a - c) < 0.01 and abs(b - d) < 0.01 for (a, b, _), (c, d, _) in zip(cues, CUES))
+
+
+# Counts the part PUTs the page sends (by `partNumber=` in the URL) and, while `__holdAfter` is set, holds every
+# part past that many: its request is never sent, as over a connection that hung. Installed by the test, not
+# by the page.
+INSTRUMENT = """
+window.__partPuts = [];
+const open = XMLHttpRequest.prototype.open, send = XMLHttpRequest.prototype.send;
+XMLHttpRequest.prototype.open = function (method, url) { this.__url = String(url); return open.apply(this, arguments); };
+XMLHttpRequest.prototype.send = function (body) {
+  const match = /[?&]partNumber=(\\d+)/.exec(this.__url || "");
+  if (match) {
+    window.__partPuts.push(Number(match[1]));
+    if (window.__holdAfter !== undefined && window.__partPuts.length > window.__holdAfter) return;
+  }
+  return send.apply(this, arguments);
+};
+"""
+
+
+def test_a_large_upload_resumes_after_a_page_reload_sending_only_the_missing_parts(browser, dev, tmp_path):
+    """A 100 MB file (over the 64 MiB threshold: 12 parts of 8 MiB) uploads as a resumable session, three parts
+    in flight; once half the parts are stored the page is reloaded. It says how to resume; the same file chosen
+    again sends only the six missing parts (counted in the page and checked against the store's list), and the
+    video becomes ready and plays."""
+    from test_resumable_upload import padded_clip
+    clip = padded_clip(tmp_path, "large clip.mp4", 100_000_000, seconds=4)
+    browser.get(dev.api + "/index.html#key=" + dev.key)
+    browser.execute_script(INSTRUMENT + "window.__holdAfter = 6;")
+    browser.find_element(By.ID, "file").send_keys(clip)
+    wait_until(browser, "the session", "return document.body.dataset.resumable")
+    session = browser.execute_script("return JSON.parse(localStorage.getItem('cinescale.resumableUpload'))")
+    assert session["size"] == 100_000_000 and session["name"] == "large clip.mp4"
+
+    def half_stored():
+        status, view = dev.json("GET", f"/uploads/{session['sessionId']}")
+        assert status == 200
+        return view if len(view["parts"]) == 6 else None
+    view = wait_for("six parts stored", half_stored, timeout=60)
+    assert wait_until(browser, "six parts counted", "return document.body.dataset.partsSent === '6'")
+    progress = browser.execute_script("return document.getElementById('upload').value")
+    assert 0.45 <= progress <= 0.55, progress
+    assert browser.execute_script("return window.__partPuts.length") == 9  # three held in flight
+    stored = {p["partNumber"] for p in view["parts"]}
+    assert len(stored) == 6
+
+    browser.refresh()
+    assert wait_until(browser, "the resume note", "return !document.getElementById('resume').hidden && document.body.dataset.resumable")
+    note = browser.find_element(By.ID, "resumetext").text
+    assert "large clip.mp4" in note and "50 %" in note and "Choose the same file again" in note, note
+    browser.execute_script(INSTRUMENT)
+    browser.find_element(By.ID, "file").send_keys(clip)
+    wait_until(browser, "ready", "return document.body.dataset.state === 'ready'", timeout=240)
+    sent = browser.execute_script("return window.__partPuts")
+    assert sorted(sent) == view["missingParts"] and not set(sent) & stored, (sent, stored)
+    assert browser.execute_script("return [document.body.dataset.partsAlreadyStored, document.body.dataset.partsSent]") == ["6", "6"]
+    assert browser.execute_script("return localStorage.getItem('cinescale.resumableUpload')") is None
+    assert wait_until(browser, "canplay", "return document.body.dataset.canplay") == "hls"
+    status, view = dev.json("GET", f"/uploads/{session['sessionId']}")
+    assert status == 200 and view["state"] == "completed"
