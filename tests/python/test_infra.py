@@ -1462,10 +1462,13 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
         ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "lavfi", "-i",
                "sine=frequency=440:sample_rate=44100", "-t", str(seconds), "-c:v", "libx264", "-g", "10",
                "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(clips[name]))
-    # Opus audio (as WebM uploads carry) is not carried: the plan encodes it once and the chunks read that.
+    # Opus audio (as WebM uploads carry) is not carried: the plan encodes it once and the chunks read that. Its
+    # SubRip track becomes a WebVTT rendition, written by the finish.
     clips["opus"] = tmp_path / "opus.mkv"
+    (tmp_path / "subs.srt").write_text("1\n00:00:01,000 --> 00:00:03,000\nHello\n\n2\n00:00:05,000 --> 00:00:07,000\nWorld\n")
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-           "-t", "9", "-c:v", "libx264", "-g", "10", "-pix_fmt", "yuv420p", "-c:a", "libopus", str(clips["opus"]))
+           "-i", str(tmp_path / "subs.srt"), "-map", "0:v", "-map", "1:a", "-map", "2:s", "-t", "9", "-c:v", "libx264",
+           "-g", "10", "-pix_fmt", "yuv420p", "-c:a", "libopus", "-c:s", "srt", str(clips["opus"]))
     (tmp_path / "notes.mp4").write_bytes(b"not a video\n" * 100)
 
     (tmp_path / "store").mkdir()
@@ -1559,7 +1562,8 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
                      ("transcode", "s3:PutObject", "*/mp4/*.mp4"), ("transcode", "s3:DeleteObject", "*/thumbnails/sprite-part-*.jpg"),
                      ("transcode", "s3:PutObject", "*/jobs/chunk-*.chunk.json"), ("transcode-chunk", "s3:PutObject", "*/jobs/finish.json"),
                      ("transcode", "s3:GetObject", "uploads/*"), ("transcode", "s3:PutObject", "*/audio/audio.m4a"),
-                     ("transcode-chunk", "s3:GetObject", "*/audio/audio.m4a")]:
+                     ("transcode-chunk", "s3:GetObject", "*/audio/audio.m4a"),
+                     ("transcode", "s3:PutObject", "*/hls/*/captions.vtt")]:
         assert expected in covered, (expected, sorted(covered))
     ranged = [r for r in proxies["transcode-chunk"][1] if r[1].startswith("/ingest/")]
     assert ranged and all(r[0] in ("GET", "HEAD") for r in ranged)
@@ -1572,6 +1576,7 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
     unreached = {
         "probe": set(),
         "transcode": {("s3:AbortMultipartUpload", "*/mp4/*.mp4"), ("s3:AbortMultipartUpload", "*/thumbnails/sprite.jpg"),
+                      ("s3:AbortMultipartUpload", "*/hls/*/captions.vtt"), ("s3:AbortMultipartUpload", "*/hls/*/index.m3u8"),
                       ("s3:ListBucket", "*/chunks/*.json"), ("s3:AbortMultipartUpload", "*/audio/audio.m4a"),
                       ("s3:DeleteObject", "*/audio/audio.m4a"), ("s3:DeleteObject", "*/audio/audio.json")},
         "transcode-lead": {("s3:ListBucket", "*/plan.json")},
