@@ -109,6 +109,29 @@ final class AsyncScheduler: Sendable {
         }
     }
 
+    /// For event sources that can hold their events (a bucket being polled, an SQS message kept invisible):
+    /// waits until ``admit(_:)`` lets `count` invocations in, trying once a second and logging the first refusal
+    /// (`waiting` says what is held meanwhile). `meanwhile` runs after each wait; returning false gives up.
+    /// Returns false when the task is cancelled or `meanwhile` gave up.
+    func admitWhenRoom(
+        _ count: Int, logger: Logger, waiting: String, meanwhile: () async -> Bool = { true }
+    ) async -> Bool {
+        var warned = false
+        while true {
+            do throws(GatewayError) {
+                try admit(count)
+                return true
+            } catch {
+                if !warned {
+                    logger.notice(
+                        "invocation queue full; \(waiting)", metadata: ["cinescale.error": .string(error.message)])
+                    warned = true
+                }
+            }
+            guard (try? await Task.sleep(for: .seconds(1))) != nil, await meanwhile() else { return false }
+        }
+    }
+
     /// Durably queues `invocations`, then schedules those that were new. Returns the enqueue results.
     func enqueue(_ invocations: [QueuedInvocation]) async throws -> [EnqueueResult] {
         let results = try await queue.enqueue(invocations)

@@ -281,18 +281,8 @@ final class PollEventSource: Sendable {
         metrics.eventRecords.increment(by: Int64(batch.records))
         if !batch.invocations.isEmpty {
             // Admission: past the queue's bound, wait for room (the bucket keeps the objects meanwhile).
-            var warned = false
-            while true {
-                do throws(GatewayError) {
-                    try scheduler.admit(batch.invocations.count)
-                    break
-                } catch {
-                    if !warned {
-                        logger.notice("invocation queue full; waiting for room", metadata: ["cinescale.error": .string(error.message)])
-                        warned = true
-                    }
-                }
-                guard (try? await Task.sleep(for: .seconds(1))) != nil else { throw .cancelled }
+            guard await scheduler.admitWhenRoom(batch.invocations.count, logger: logger, waiting: "waiting for room") else {
+                throw .cancelled
             }
             do {
                 _ = try await scheduler.enqueue(batch.invocations)

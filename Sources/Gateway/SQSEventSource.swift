@@ -245,21 +245,10 @@ final class SQSEventSource: Sendable {
         if !batch.invocations.isEmpty {
             // Admission: past the queue's bound, hold the message (extending its visibility) until there is room,
             // rather than let it come back and count towards its maxReceiveCount.
-            var warned = false
-            while true {
-                do throws(GatewayError) {
-                    try scheduler.admit(batch.invocations.count)
-                    break
-                } catch {
-                    if !warned {
-                        logger.notice("invocation queue full; holding the SQS message", metadata: ["cinescale.error": .string(error.message)])
-                        warned = true
-                    }
-                }
-                guard (try? await Task.sleep(for: .seconds(1))) != nil,
-                    await extendIfDue(message, &heartbeat, client, logger: logger)
-                else { return release(message, "stopped or lost while waiting for room", logger: logger) }
-            }
+            let admitted = await scheduler.admitWhenRoom(
+                batch.invocations.count, logger: logger, waiting: "holding the SQS message",
+                meanwhile: { await extendIfDue(message, &heartbeat, client, logger: logger) })
+            guard admitted else { return release(message, "stopped or lost while waiting for room", logger: logger) }
             let results: [EnqueueResult]
             do {
                 results = try await scheduler.enqueue(batch.invocations)
