@@ -20,3 +20,27 @@ def handler(event, context):
         json.dump(rec, f)
     os.rename(tmp, os.path.join(d, "effects", context.aws_request_id + ".json"))
     return {"ok": True}
+
+
+# What the tests read back of a RECORD_DIR.
+
+def read_runs(d):
+    """Every run recorded in d/runs.log, in order (none yet: [])."""
+    try:
+        with open(os.path.join(d, "runs.log")) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def read_effects(d):
+    """Each effect in d/effects by request id (none yet: {})."""
+    directory = os.path.join(d, "effects")
+    if not os.path.isdir(directory):
+        return {}
+    out = {}
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            with open(os.path.join(directory, name)) as f:
+                out[name[:-5]] = json.load(f)
+    return out

@@ -21,6 +21,7 @@ import urllib.request
 
 import pytest
 
+from recorder import read_effects, read_runs
 from conftest import ACCESS_KEY, SECRET_KEY, binary, free_port, healthy, start_store, stop_process, temporary, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -119,22 +120,10 @@ class PollGateway:
         wait_for(f"{more} more scans", lambda: self.scans() >= target, timeout=60)
 
     def runs(self):
-        try:
-            with open(os.path.join(self.records, "runs.log")) as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        return read_runs(self.records)
 
     def effects(self):
-        directory = os.path.join(self.records, "effects")
-        if not os.path.isdir(directory):
-            return {}
-        out = {}
-        for name in os.listdir(directory):
-            if name.endswith(".json"):
-                with open(os.path.join(directory, name)) as f:
-                    out[name[:-5]] = json.load(f)
-        return out
+        return read_effects(self.records)
 
     def log(self):
         return open(os.path.join(self.root, "gateway.log"), errors="replace").read()

@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
+from recorder import read_effects, read_runs
 from conftest import ACCESS_KEY, SECRET_KEY, aws_cli, binary, free_port, healthy, metric, start_store, stop_process, wait_for
 
 TOKEN = "trigger-test-token"
@@ -108,22 +109,10 @@ class Pipeline:
             list(pool.map(put, range(count)))
 
     def runs(self):
-        try:
-            with open(os.path.join(self.records, "runs.log")) as f:
-                return [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            return []
+        return read_runs(self.records)
 
     def effects(self):
-        directory = os.path.join(self.records, "effects")
-        if not os.path.isdir(directory):
-            return {}
-        out = {}
-        for name in os.listdir(directory):
-            if name.endswith(".json"):
-                with open(os.path.join(directory, name)) as f:
-                    out[name[:-5]] = json.load(f)
-        return out
+        return read_effects(self.records)
 
     def close(self):
         if self.gateway_proc and self.gateway_proc.poll() is None:
