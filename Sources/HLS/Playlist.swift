@@ -77,12 +77,16 @@ public struct Variant: Sendable, Hashable, Codable {
 
 public enum Playlist {
     /// A master playlist listing `variants` (lowest first is what players start with when they know nothing).
+    /// With `audio`, one `#EXT-X-MEDIA:TYPE=AUDIO` per track and `AUDIO="audio"` on every variant (whose
+    /// segments then hold the picture only: the variant's BANDWIDTH and CODECS must already count the audio).
     /// With `subtitles`, one `#EXT-X-MEDIA:TYPE=SUBTITLES` per track and `SUBTITLES="subs"` on every variant.
     public static func master(
-        _ variants: [Variant], subtitles: [SubtitleRendition] = [], independentSegments: Bool = true
+        _ variants: [Variant], audio: [AudioRendition] = [], subtitles: [SubtitleRendition] = [],
+        independentSegments: Bool = true
     ) -> String {
         var text = "#EXTM3U\n#EXT-X-VERSION:7\n"
         if independentSegments { text += "#EXT-X-INDEPENDENT-SEGMENTS\n" }
+        for track in audio { text += track.mediaTag + "\n" }
         for track in subtitles { text += track.mediaTag + "\n" }
         for variant in variants {
             var attributes = ["BANDWIDTH=\(variant.bandwidth)"]
@@ -90,6 +94,7 @@ public enum Playlist {
             attributes.append("RESOLUTION=\(variant.width)x\(variant.height)")
             attributes.append("CODECS=\"\(variant.codecs)\"")
             if let rate = variant.frameRate { attributes.append("FRAME-RATE=\(formatRate(rate))") }
+            if !audio.isEmpty { attributes.append("AUDIO=\"\(audioGroup)\"") }
             if !subtitles.isEmpty { attributes.append("SUBTITLES=\"\(subtitleGroup)\"") }
             text += "#EXT-X-STREAM-INF:\(attributes.joined(separator: ","))\n\(variant.uri)\n"
         }

@@ -137,13 +137,17 @@ public struct TranscodePlan: Codable, Sendable, Hashable {
     /// True when the source has subtitle streams: the finish step reads them (once, the whole source's packets
     /// demuxed, none decoded but the subtitles') into WebVTT renditions. nil in plans written before this existed.
     public var subtitles: Bool?
+    /// True when the source has more than one audio stream: the finish step writes the tracks the chunks did
+    /// not carry as renditions of their own (the whole source's packets demuxed once, only theirs decoded).
+    public var extraAudio: Bool?
 
     public init(
         videoId: String, source: SourceObject, duration: Double, keyframeInterval: Double, segmentDurations: [Double],
         chunks: [Chunk], rungs: [Rung], preset: String, window: Int, createdAt: String, encodedAudio: Bool? = nil,
-        subtitles: Bool? = nil
+        subtitles: Bool? = nil, extraAudio: Bool? = nil
     ) {
         self.subtitles = subtitles
+        self.extraAudio = extraAudio
         self.videoId = videoId
         self.source = source
         self.duration = duration
@@ -234,6 +238,29 @@ public struct ChunkRecord: Codable, Sendable, Hashable {
         }
     }
 
+    public struct Audio: Codable, Sendable, Hashable {
+        /// The rendition's directory under `hls/` (`audio-1`).
+        public var name: String
+        public var language: String?
+        public var label: String
+        public var channels: Int
+        public var sampleRate: Int
+        public var codecs: String
+        public var segments: [Segment]
+
+        public init(
+            name: String, language: String?, label: String, channels: Int, sampleRate: Int, codecs: String, segments: [Segment]
+        ) {
+            self.name = name
+            self.language = language
+            self.label = label
+            self.channels = channels
+            self.sampleRate = sampleRate
+            self.codecs = codecs
+            self.segments = segments
+        }
+    }
+
     public struct SpritePart: Codable, Sendable, Hashable {
         public var key: String
         public var firstTile: Int
@@ -266,6 +293,11 @@ public struct ChunkRecord: Codable, Sendable, Hashable {
     public var audioPackets: Int
     public var frameRate: Double
     public var rungs: [Rung]
+    /// The chunk's range of the ladder's audio track, in segments of its own (nil: the source has no audio).
+    public var audio: Audio?
+    /// Where the video's first frame is on the segments' timeline, seconds (the encoder's reorder delay): the
+    /// audio tracks written at the finish go on the same timeline. nil in records written before it existed.
+    public var videoDelay: Double?
     public var posters: [VideoStatus.Poster]
     public var sprite: SpritePart?
     /// Wall-clock seconds the chunk took (download, encode, upload), and its encode alone.
@@ -274,8 +306,11 @@ public struct ChunkRecord: Codable, Sendable, Hashable {
 
     public init(
         videoId: String, index: Int, start: Double, end: Double?, frames: Int, audioPackets: Int, frameRate: Double,
-        rungs: [Rung], posters: [VideoStatus.Poster], sprite: SpritePart?, seconds: Double, encodeSeconds: Double
+        rungs: [Rung], audio: Audio? = nil, posters: [VideoStatus.Poster], sprite: SpritePart?, videoDelay: Double? = nil,
+        seconds: Double, encodeSeconds: Double
     ) {
+        self.audio = audio
+        self.videoDelay = videoDelay
         self.videoId = videoId
         self.index = index
         self.start = start

@@ -68,6 +68,8 @@ public enum VideoKeys {
     public static func hlsPlaylist(_ id: String, rung: String) -> String { "\(id)/hls/\(rung)/index.m3u8" }
     /// A caption track's WebVTT file (its playlist is `hlsPlaylist(id, rung: name)`).
     public static func captionVTT(_ id: String, name: String) -> String { "\(id)/hls/\(name)/captions.vtt" }
+    /// The audio-only download: the ladder's audio track as a progressive M4A.
+    public static func audioDownload(_ id: String) -> String { "\(id)/mp4/audio.m4a" }
 
     /// The video id of a `<id>/metadata.json` key.
     public static func videoID(forMetadata key: String) -> String? {
@@ -230,13 +232,52 @@ public struct VideoStatus: Codable, Sendable {
     public var hls: String?
     public var thumbnails: Thumbnails?
     public var captions: [Caption]?
+    /// Every audio track of the source, each a rendition of its own (`hls/audio-N/`), the ladder's first.
+    public var audio: [AudioTrack]?
+    /// The ladder's audio as a progressive M4A.
+    public var audioDownload: String?
+
+    /// One audio rendition.
+    public struct AudioTrack: Codable, Sendable, Hashable {
+        /// The rendition's directory under `hls/` (`audio-2`: the source's second audio track).
+        public var name: String
+        public var language: String?
+        public var label: String
+        /// The track the ladder carries: muxed into the MP4 downloads and the player's default.
+        public var isDefault: Bool
+        public var channels: Int
+        public var sampleRate: Int
+        public var codecs: String
+        /// The media playlist, and its peak and average segment bit rates.
+        public var playlist: String
+        public var bandwidth: Int
+        public var averageBandwidth: Int
+
+        public init(
+            name: String, language: String?, label: String, isDefault: Bool, channels: Int, sampleRate: Int, codecs: String,
+            playlist: String, bandwidth: Int, averageBandwidth: Int
+        ) {
+            self.name = name
+            self.language = language
+            self.label = label
+            self.isDefault = isDefault
+            self.channels = channels
+            self.sampleRate = sampleRate
+            self.codecs = codecs
+            self.playlist = playlist
+            self.bandwidth = bandwidth
+            self.averageBandwidth = averageBandwidth
+        }
+    }
 
     public init(
         videoId: String, state: String, percent: Int? = nil, stage: String? = nil, error: Failure? = nil,
         source: SourceObject? = nil, renditions: [Rendition]? = nil, hls: String? = nil, thumbnails: Thumbnails? = nil,
-        captions: [Caption]? = nil
+        captions: [Caption]? = nil, audio: [AudioTrack]? = nil, audioDownload: String? = nil
     ) {
         self.captions = captions
+        self.audio = audio
+        self.audioDownload = audioDownload
         self.hls = hls
         self.videoId = videoId
         self.state = state

@@ -5,17 +5,19 @@ import Foundation
 /// its HLS segments (stream copy, never a re-encode) and one sprite from the chunks' partial sprites.
 public enum Assembly {
     /// Writes a progressive MP4 with its index first (`+faststart`) at `output` from an fMP4 init section and
-    /// media segments in order: the init section and segments, concatenated, are one fragmented MP4, which is
-    /// remuxed packet by packet. Returns the file's size and duration.
+    /// media segments in order (the init section and segments, concatenated, are one fragmented MP4), and, with
+    /// `audio`, an audio rendition's init section and segments beside them (the picture's segments hold no
+    /// audio), remuxed packet by packet and interleaved. Returns the file's size and duration.
     public static func progressiveMP4(
-        initSection: String, segments: [String], output: String
+        initSection: String, segments: [String], audio: (initSection: String, segments: [String])? = nil, output: String
     ) async throws(MediaError) -> (size: Int64, duration: Double) {
         try await MediaThread.run { () throws(MediaError) -> (size: Int64, duration: Double) in
             FFmpegLog.start()
-            let fragmented = output + ".fragmented.mp4"
-            defer { try? FileManager.default.removeItem(atPath: fragmented) }
-            try concatenate([initSection] + segments, into: fragmented)
-            let duration = try remux(fragmented, to: output)
+            var parts = [(output + ".fragmented.mp4", [initSection] + segments)]
+            if let audio { parts.append((output + ".audio.mp4", [audio.initSection] + audio.segments)) }
+            defer { for part in parts { try? FileManager.default.removeItem(atPath: part.0) } }
+            for part in parts { try concatenate(part.1, into: part.0) }
+            let duration = try remux(parts.map(\.0), to: output)
             return (TranscodeJob.fileSize(output) ?? 0, duration)
         }
     }
@@ -38,37 +40,81 @@ public enum Assembly {
         }
     }
 
-    /// Copies every stream of `path` into an MP4 at `output` with `+faststart`; returns the duration.
-    static func remux(_ path: String, to output: String) throws(MediaError) -> Double {
-        var input: UnsafeMutablePointer<AVFormatContext>?
-        try check(avformat_open_input(&input, path, nil, nil), "opening the joined segments")
-        defer { avformat_close_input(&input) }
-        try check(avformat_find_stream_info(input, nil), "reading the joined segments")
+    /// One fragmented input of `remux`, with its next packet read ahead (for interleaving by time).
+    private final class RemuxInput {
+        var context: UnsafeMutablePointer<AVFormatContext>?
+        var streams: [UnsafeMutablePointer<AVStream>?] = []
+        var packet: UnsafeMutablePointer<AVPacket>? = av_packet_alloc()
+        var pending = false
+        var ended = false
+
+        init(_ path: String) throws(MediaError) {
+            try check(avformat_open_input(&context, path, nil, nil), "opening the joined segments")
+            try check(avformat_find_stream_info(context, nil), "reading the joined segments")
+        }
+
+        deinit {
+            av_packet_free(&packet)
+            avformat_close_input(&context)
+        }
+
+        /// Reads the next packet unless one is waiting; false at the end.
+        func fill() throws(MediaError) -> Bool {
+            if pending { return true }
+            if ended { return false }
+            let read = av_read_frame(context, packet)
+            if read == cinescale_averror_eof() {
+                ended = true
+                return false
+            }
+            try check(read, "reading the joined segments")
+            pending = true
+            return true
+        }
+
+        /// The waiting packet's decode time, seconds.
+        var time: Double {
+            let p = packet!.pointee
+            let ts = p.dts != cinescale_nopts_value() ? p.dts : p.pts
+            return ts == cinescale_nopts_value() ? 0 : Double(ts) * av_q2d(context!.pointee.streams[Int(p.stream_index)]!.pointee.time_base)
+        }
+    }
+
+    /// Copies every audio and video stream of the fragmented files at `paths` into one MP4 at `output` with
+    /// `+faststart`, interleaved by decode time; returns the duration.
+    static func remux(_ paths: [String], to output: String) throws(MediaError) -> Double {
+        var inputs: [RemuxInput] = []
+        for path in paths { inputs.append(try RemuxInput(path)) }
         var allocated: UnsafeMutablePointer<AVFormatContext>?
         try check(avformat_alloc_output_context2(&allocated, nil, "mp4", output), "creating \(output)")
         guard let format = allocated else { throw MediaError(.transcodeFailed, "creating \(output)") }
         let muxer = Muxer(format: format)
-        var outputStreams: [UnsafeMutablePointer<AVStream>?] = []
-        // The fragmented input's times are the fragments' decode times, which carry the encoder's delay (the
+        // The fragmented inputs' times are the fragments' decode times, which carry the encoder's delay (the
         // edit list that hides it is not applied to fragments): the video's first picture sets time zero, and
         // every stream moves by the same amount, so A/V sync and the audio's priming stay as they were.
         var origin = 0.0
-        for index in 0..<Int(input!.pointee.nb_streams) {
-            let source = input!.pointee.streams[index]!
-            let type = source.pointee.codecpar.pointee.codec_type
-            guard type == AVMEDIA_TYPE_VIDEO || type == AVMEDIA_TYPE_AUDIO else {
-                outputStreams.append(nil)
-                continue
+        for input in inputs {
+            let context = input.context!
+            for index in 0..<Int(context.pointee.nb_streams) {
+                let source = context.pointee.streams[index]!
+                let type = source.pointee.codecpar.pointee.codec_type
+                guard type == AVMEDIA_TYPE_VIDEO || type == AVMEDIA_TYPE_AUDIO else {
+                    input.streams.append(nil)
+                    continue
+                }
+                if type == AVMEDIA_TYPE_VIDEO, source.pointee.start_time != cinescale_nopts_value() {
+                    origin = Double(source.pointee.start_time) * av_q2d(source.pointee.time_base)
+                }
+                let stream = avformat_new_stream(format, nil)!
+                try check(avcodec_parameters_copy(stream.pointee.codecpar, source.pointee.codecpar), "stream parameters")
+                stream.pointee.codecpar.pointee.codec_tag = 0
+                stream.pointee.time_base = source.pointee.time_base
+                if let language = av_dict_get(source.pointee.metadata, "language", nil, 0) {
+                    av_dict_set(&stream.pointee.metadata, "language", language.pointee.value, 0)
+                }
+                DisplayMatrix.copy(from: source, to: stream)
+                input.streams.append(stream)
             }
-            if type == AVMEDIA_TYPE_VIDEO, source.pointee.start_time != cinescale_nopts_value() {
-                origin = Double(source.pointee.start_time) * av_q2d(source.pointee.time_base)
-            }
-            let stream = avformat_new_stream(format, nil)!
-            try check(avcodec_parameters_copy(stream.pointee.codecpar, source.pointee.codecpar), "stream parameters")
-            stream.pointee.codecpar.pointee.codec_tag = 0
-            stream.pointee.time_base = source.pointee.time_base
-            DisplayMatrix.copy(from: source, to: stream)
-            outputStreams.append(stream)
         }
         try check(avio_open(&format.pointee.pb, output, AVIO_FLAG_WRITE), "creating \(output)")
         var options: OpaquePointer?
@@ -76,23 +122,28 @@ public enum Assembly {
         let written = avformat_write_header(format, &options)
         av_dict_free(&options)
         try check(written, "writing the header of \(output)")
-        var packet: UnsafeMutablePointer<AVPacket>? = av_packet_alloc()
-        defer { av_packet_free(&packet) }
         while true {
-            let read = av_read_frame(input, packet)
-            if read == cinescale_averror_eof() { break }
-            try check(read, "reading the joined segments")
-            defer { av_packet_unref(packet) }
-            let index = Int(packet!.pointee.stream_index)
-            guard index < outputStreams.count, let stream = outputStreams[index] else { continue }
-            let timeBase = input!.pointee.streams[index]!.pointee.time_base
+            // The input whose next packet comes first.
+            var next: RemuxInput?
+            for input in inputs where try input.fill() {
+                if next == nil || input.time < next!.time { next = input }
+            }
+            guard let input = next, let packet = input.packet else { break }
+            defer {
+                av_packet_unref(packet)
+                input.pending = false
+            }
+            let index = Int(packet.pointee.stream_index)
+            guard index < input.streams.count, let stream = input.streams[index] else { continue }
+            let timeBase = input.context!.pointee.streams[index]!.pointee.time_base
             let shift = Int64((origin / av_q2d(timeBase)).rounded())
-            if packet!.pointee.pts != cinescale_nopts_value() { packet!.pointee.pts -= shift }
-            if packet!.pointee.dts != cinescale_nopts_value() { packet!.pointee.dts -= shift }
-            try muxer.write(packet!, timeBase: timeBase, to: stream, "writing \(output)")
+            if packet.pointee.pts != cinescale_nopts_value() { packet.pointee.pts -= shift }
+            if packet.pointee.dts != cinescale_nopts_value() { packet.pointee.dts -= shift }
+            try muxer.write(packet, timeBase: timeBase, to: stream, "writing \(output)")
         }
         try check(av_write_trailer(format), "finishing \(output)")
-        return input!.pointee.duration > 0 ? Double(input!.pointee.duration) / Double(AV_TIME_BASE) : 0
+        let durations = inputs.map { $0.context!.pointee.duration }.filter { $0 > 0 }
+        return (durations.max()).map { Double($0) / Double(AV_TIME_BASE) } ?? 0
     }
 
     /// One part of a storyboard: a sprite a chunk wrote, of which it drew tiles `firstTile ..< firstTile + count`.

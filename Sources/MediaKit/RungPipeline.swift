@@ -127,7 +127,8 @@ final class RungStage: @unchecked Sendable {
                 if failure == nil {
                     do throws(MediaError) {
                         for muxer in muxers {
-                            try muxer.write(packet, timeBase: audioTimeBase, to: muxer.audio!, "writing audio to \(rung.name)")
+                            guard let stream = muxer.audio else { continue }
+                            try muxer.write(packet, timeBase: audioTimeBase, to: stream, "writing audio to \(rung.name)")
                         }
                     } catch { fail(error, failed) }
                 }

@@ -79,6 +79,12 @@ public struct TranscodeResult: Sendable, Hashable {
     public var damagedPackets: Int
     /// The source's text subtitle tracks, as WebVTT renditions under `hlsDirectory` (named in the master).
     public var subtitles: [SubtitleOutput] = []
+    /// Every audio track of the source as a rendition of its own under `hlsDirectory`, the ladder's first.
+    public var audio: [AudioOutput] = []
+    /// Audio tracks left out (undecodable), each with its reason.
+    public var skippedAudio: [String] = []
+    /// Where the video's first frame is on the segments' timeline, seconds: see ``TranscodeJob/videoDelay``.
+    public var videoDelay: Double = 0
 }
 
 /// Decodes the source once and encodes every rung (H.264 via libx264; audio carried over when it is
@@ -224,6 +230,16 @@ final class TranscodeJob {
     /// The whole-video job's subtitle decoders, fed from its own read loop (a chunk reads only its range, so
     /// the chunked transcode extracts subtitles apart, once: `Subtitles.extract`).
     var subtitles: SubtitleDecoders?
+    /// The ladder's audio as a rendition of its own (`hls/audio-N/`): the rungs' segments hold the picture only.
+    var audioSegmenter: AudioSegmenter?
+    var mainAudio: AudioOutput?
+    /// The source file of a whole-video job (its other audio tracks are read from it after the ladder).
+    var inputPath: String?
+    let segmentSeconds: Double
+    /// Where the video's first frame is on the segments' timeline, seconds: the H.264 encoder's reorder delay
+    /// (B-frames), since the muxer starts the picture's decode times at 0. Every audio rendition is written on
+    /// this timeline, so renditions in separate segments stay in sync.
+    var videoDelay = 0.0
 
     convenience init(
         input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
@@ -242,6 +258,7 @@ final class TranscodeJob {
         try self.init(
             context: context, file: nil, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory,
             chunk: nil, audio: nil)
+        inputPath = path
     }
 
     /// A chunk's job over an opened ranged input (which it keeps, and which closes the context).
@@ -264,6 +281,7 @@ final class TranscodeJob {
         audioFile = external?.file
         audioLeadIn = external?.leadIn ?? 0
         cascade = settings.cascade
+        segmentSeconds = settings.keyframeInterval
         input = context
         duration = context.pointee.duration > 0 ? Double(context.pointee.duration) / Double(AV_TIME_BASE) : 0
 
@@ -276,8 +294,26 @@ final class TranscodeJob {
             guard audioIndex >= 0 else { throw MediaError(.transcodeFailed, "the encoded audio has no audio stream") }
             audio = try AudioTrack(input: encoded, index: audioIndex)
         } else {
-            let audioIndex = av_find_best_stream(context, AVMEDIA_TYPE_AUDIO, -1, videoIndex, nil, 0)
-            if audioIndex >= 0 { audio = try AudioTrack(input: context, index: audioIndex) }
+            if let audioIndex = AudioStreams.main(context, videoIndex: videoIndex) {
+                audio = try AudioTrack(input: context, index: audioIndex)
+            }
+        }
+        if let audio, let parameters = audio.parameters, let sourceIndex = AudioStreams.main(context, videoIndex: videoIndex) {
+            // Named by the source's track (an encoded M4A stands in for it in later chunks).
+            let position = AudioStreams.position(of: sourceIndex, in: context)
+            let (language, title) = AudioStreams.tags(context.pointee.streams[Int(sourceIndex)]!)
+            let name = AudioOutput.name(position: position)
+            // The muxer cuts a segment `hls_time` after the first packet's time; the first chunk's first packet
+            // is the AAC priming before 0, so a cut would fall one frame before the picture's boundary. That chunk
+            // is one segment by construction (`TranscodePlan.cut`): it is never cut. A later chunk's first packet
+            // is at or after its start, so its cuts never come before the picture's.
+            audioSegmenter = try AudioSegmenter(
+                directory: "\(directory)/hls/\(name)", parameters: parameters, timeBase: audio.timeBase, language: language,
+                segmentSeconds: chunk?.index == 0 ? 1_000_000 : settings.keyframeInterval, chunk: chunk)
+            mainAudio = AudioOutput(
+                name: name, position: position, language: language, title: title, isMain: true,
+                channels: Int(parameters.pointee.ch_layout.nb_channels), sampleRate: Int(parameters.pointee.sample_rate),
+                codecs: audio.codecs, directory: "\(directory)/hls/\(name)", segments: [])
         }
 
         if chunk == nil {
@@ -342,6 +378,21 @@ final class TranscodeJob {
                 if chunk.index > 0 { hlsOptions["hls_segment_options"] = "movflags=+frag_discont" }
             }
             try openMuxer(output, format: "hls", path: "\(output.hlsDirectory)/index.m3u8", options: hlsOptions)
+        }
+        // The audio rendition on the picture's timeline (see `videoDelay`): the picture's segments start their
+        // decode times at 0, so its first frame is at the encoder's reorder delay; the audio's samples are
+        // written at their time from that frame plus the same delay (the AAC priming before it then stays
+        // positive, and the muxer keeps the first packet's time as the init section's start). The first chunk
+        // comes to `hand` on the video's timeline; a later chunk's fragments (frag_discont) are written relative
+        // to the audio's first packet (see `runChunk`), which that start then places (measured: ChunkTests).
+        if let audio, let audioSegmenter, let encoder = outputs.first?.encoder {
+            videoDelay = Double(encoder.pointee.has_b_frames) / max(av_q2d(rate), 1)
+            let delay = Self.ticks(videoDelay, audio.timeBase)
+            switch chunk?.index {
+            case nil: audioSegmenter.offset = delay - av_rescale_q(startTime, stream.pointee.time_base, audio.timeBase)
+            case 0: audioSegmenter.offset = delay
+            default: audioSegmenter.offset = 0
+            }
         }
         if let chunk {
             let timeBase = stream.pointee.time_base
@@ -420,10 +471,12 @@ final class TranscodeJob {
             output.displayMatrix = DisplayMatrix.read(source)
         }
         muxer.video = video
-        if let audio, let parameters = audio.parameters {
+        // The MP4 download carries the audio; the HLS rung holds the picture only (the audio has its own).
+        if name != "hls", let audio, let parameters = audio.parameters {
             let stream = avformat_new_stream(format, nil)!
             try check(avcodec_parameters_copy(stream.pointee.codecpar, parameters), "audio parameters")
             stream.pointee.time_base = audio.timeBase
+            if let language = mainAudio?.language { av_dict_set(&stream.pointee.metadata, "language", language, 0) }
             muxer.audio = stream
         }
         if format.pointee.oformat.pointee.flags & AVFMT_NOFILE == 0 {
@@ -498,11 +551,31 @@ final class TranscodeJob {
         try judgeDecoding()
         if let failure = outputs.lazy.compactMap(\.failure).first { throw failure }
 
+        // Every audio track: the ladder's, written beside the rungs, then the others, read again from the file.
+        var audioOutputs: [AudioOutput] = []
+        if var main = mainAudio, let segmenter = audioSegmenter {
+            main.segments = try segmenter.finish()
+            if !main.segments.isEmpty { audioOutputs.append(main) }
+        }
+        var skippedAudio: [String] = []
+        if let inputPath, AudioStreams.all(input!).count > 1 {
+            let (extra, skipped) = try Transcoder.extraAudio(
+                file: try InputFile(source: try FileSource(path: inputPath)), hlsDirectory: "\(directory)/hls",
+                segmentSeconds: segmentSeconds, videoDelay: videoDelay)
+            audioOutputs += extra
+            skippedAudio = skipped
+        }
+        let audioPeak = audioOutputs.map(\.bitRates.peak).max() ?? 0
+        let audioAverage = audioOutputs.first?.bitRates.average ?? 0
+
         var renditions: [Rendition] = []
         var variants: [Variant] = []
         for output in outputs {
             let size = Self.fileSize(output.path) ?? 0
-            let hls = try hlsRendition(output)
+            var hls = try hlsRendition(output)
+            hls.bandwidth += audioPeak
+            hls.averageBandwidth += audioAverage
+            hls.codecs = Self.variantCodecs(video: hls.codecs, audio: audioOutputs)
             renditions.append(
                 Rendition(
                     rung: output.rung, width: Int(output.width), height: Int(output.height), path: output.path,
@@ -516,7 +589,8 @@ final class TranscodeJob {
         let subtitleOutputs = try Subtitles.write(
             subtitles?.finish() ?? [], hlsDirectory: "\(directory)/hls", duration: duration)
         let master = "\(directory)/hls/master.m3u8"
-        let masterText = Playlist.master(variants, subtitles: subtitleOutputs.map(\.rendition))
+        let masterText = Playlist.master(
+            variants, audio: audioOutputs.map { $0.rendition() }, subtitles: subtitleOutputs.map(\.rendition))
         guard FileManager.default.createFile(atPath: master, contents: Data(masterText.utf8)) else {
             throw MediaError(.transcodeFailed, "cannot write \(master)")
         }
@@ -524,7 +598,7 @@ final class TranscodeJob {
         progress(1)
         return TranscodeResult(
             renditions: renditions, thumbnails: thumbs, hlsDirectory: "\(directory)/hls", damagedPackets: damagedPackets,
-            subtitles: subtitleOutputs)
+            subtitles: subtitleOutputs, audio: audioOutputs, skippedAudio: skippedAudio, videoDelay: videoDelay)
     }
 
     /// Wires the rung stages and starts their threads; returns the stages the decoder feeds.
@@ -561,6 +635,9 @@ final class TranscodeJob {
     }
 
     func hand(_ packet: UnsafeMutablePointer<AVPacket>, to roots: [RungStage]) throws(MediaError) {
+        try audioSegmenter?.write(packet)
+        // Only a whole transcode's MP4s carry audio; a chunk's rungs write HLS segments of the picture only.
+        guard chunk == nil else { return }
         for root in roots {
             guard let copy = av_packet_clone(packet) else { throw MediaError(.transcodeFailed, "out of memory") }
             root.input.push(.audio(copy))
@@ -597,14 +674,6 @@ final class TranscodeJob {
         }
     }
 
-    private func writeAudio(_ packet: UnsafeMutablePointer<AVPacket>, audio: AudioTrack) throws(MediaError) {
-        for output in outputs {
-            for muxer in output.muxers {
-                try muxer.write(packet, timeBase: audio.timeBase, to: muxer.audio!, "writing audio to \(output.rung.name)")
-            }
-        }
-    }
-
     func hlsRendition(_ output: RungStage) throws(MediaError) -> HLSRendition {
         let playlist = try readPlaylist(output)
         guard let rates = Playlist.bitRates(of: playlist, size: { Self.fileSize("\(output.hlsDirectory)/\($0)") }) else {
@@ -613,6 +682,14 @@ final class TranscodeJob {
         return HLSRendition(
             directory: output.hlsDirectory, segments: playlist.segments.count, bandwidth: rates.peak,
             averageBandwidth: rates.average, codecs: codecs(of: output), frameRate: av_q2d(frameRate))
+    }
+
+    /// A variant's CODECS: its picture's and every audio rendition's (RFC 8216 4.3.4.2: every format of every
+    /// rendition a variant may play), each once.
+    public static func variantCodecs(video: String, audio: [AudioOutput]) -> String {
+        var codecs = [String(video.split(separator: ",").first ?? Substring(video))]
+        for track in audio where !codecs.contains(track.codecs) { codecs.append(track.codecs) }
+        return codecs.joined(separator: ",")
     }
 
     /// RFC 6381 codecs of a rung: `avc1.PPCCLL` from its encoder's SPS, and the audio's.
@@ -738,11 +815,15 @@ public struct ChunkResult: Sendable, Hashable {
     }
 
     public var rungs: [RungOutput]
+    /// The chunk's range of the ladder's audio, as segments of its own (nil: the source has no audio).
+    public var audio: AudioOutput?
     public var thumbnails: Thumbnails?
     /// Pictures encoded (per rung) and audio packets muxed.
     public var frames: Int
     public var audioPackets: Int
     public var frameRate: Double
+    /// Where the video's first frame is on the segments' timeline, seconds: see ``TranscodeJob/videoDelay``.
+    public var videoDelay: Double = 0
 }
 
 extension TranscodeJob {
@@ -917,9 +998,11 @@ extension TranscodeJob {
                     rung: output.rung, width: Int(output.width), height: Int(output.height), codecs: codecs(of: output),
                     directory: output.hlsDirectory, segments: segments))
         }
+        var audioOutput = mainAudio
+        if let segmenter = audioSegmenter { audioOutput?.segments = try segmenter.finish() }
         return ChunkResult(
-            rungs: rungs, thumbnails: try thumbnails?.finish(), frames: decodedFrames, audioPackets: audioPackets,
-            frameRate: av_q2d(frameRate))
+            rungs: rungs, audio: audioOutput, thumbnails: try thumbnails?.finish(), frames: decodedFrames,
+            audioPackets: audioPackets, frameRate: av_q2d(frameRate), videoDelay: videoDelay)
     }
 
     func readPlaylist(_ output: RungStage) throws(MediaError) -> MediaPlaylist {

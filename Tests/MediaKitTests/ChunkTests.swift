@@ -72,6 +72,30 @@ struct ChunkTests {
         #expect(results.map { $0.thumbnails?.sprite?.firstTile ?? -1 } == [0, 2, 6])
         #expect(results.map { $0.thumbnails?.sprite?.count ?? 0 } == [2, 4, 4])
 
+        // The audio: a rendition of its own, its segments numbered and cut as the picture's, packet for packet as
+        // unchunked (no gap, no overlap at the boundaries).
+        let joinedAudio = "\(directory)/joined/audio-1"
+        try FileManager.default.createDirectory(atPath: joinedAudio, withIntermediateDirectories: true)
+        let firstAudio = try #require(results[0].audio)
+        try FileManager.default.copyItem(atPath: firstAudio.directory + "/init.mp4", toPath: joinedAudio + "/init.mp4")
+        var audioPlaylist = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"init.mp4\"\n"
+        var audioSegments: [String] = []
+        for result in results {
+            let output = try #require(result.audio)
+            for segment in output.segments {
+                try FileManager.default.copyItem(atPath: output.directory + "/" + segment.name, toPath: joinedAudio + "/" + segment.name)
+                audioPlaylist += "#EXTINF:\(segment.duration),\n\(segment.name)\n"
+                audioSegments.append(joinedAudio + "/" + segment.name)
+            }
+        }
+        try (audioPlaylist + "#EXT-X-ENDLIST\n").write(toFile: joinedAudio + "/index.m3u8", atomically: true, encoding: .utf8)
+        #expect(audioSegments.map { ($0 as NSString).lastPathComponent } == (0..<5).map { String(format: "seg-%05d.m4s", $0) })
+        let audio = try await Self.frames(joinedAudio + "/index.m3u8", stream: "a:0")
+        let wholeAudioHLS = try await Self.frames(unchunked.hlsDirectory + "/audio-1/index.m3u8", stream: "a:0")
+        #expect(audio.count == audioPackets && wholeAudioHLS.count == audioPackets)
+        let moved = zip(audio, wholeAudioHLS).filter { abs($0.pts - $1.pts) > 0.0005 }
+        #expect(moved.isEmpty, "\(moved.prefix(3).map(\.0.pts))")
+
         for (rungIndex, rung) in ladder.enumerated() {
             let joined = "\(directory)/joined/\(rung.name)"
             try FileManager.default.createDirectory(atPath: joined, withIntermediateDirectories: true)
@@ -90,8 +114,7 @@ struct ChunkTests {
             playlist += "#EXT-X-ENDLIST\n"
             #expect(segments.map { ($0 as NSString).lastPathComponent } == (0..<5).map { String(format: "seg-%05d.m4s", $0) })
             try playlist.write(toFile: joined + "/index.m3u8", atomically: true, encoding: .utf8)
-            // Every frame once, at the unchunked rendition's times, with a keyframe exactly every 2 s; the audio
-            // packet for packet as unchunked (no gap, no overlap at the boundaries).
+            // Every frame once, at the unchunked rendition's times, with a keyframe exactly every 2 s.
             let whole = unchunked.renditions[rungIndex].hls.directory + "/index.m3u8"
             let video = try await Self.frames(joined + "/index.m3u8", stream: "v:0")
             let wholeVideo = try await Self.frames(whole, stream: "v:0")
@@ -100,15 +123,13 @@ struct ChunkTests {
             #expect(offGrid.isEmpty, "\(offGrid.prefix(3).map(\.0.pts))")
             let origin = video.first?.pts ?? 0
             #expect(video.filter(\.key).map { (($0.pts - origin) * 10).rounded() / 10 } == [0, 2, 4, 6, 8])
-            let audio = try await Self.frames(joined + "/index.m3u8", stream: "a:0")
-            let wholeAudioHLS = try await Self.frames(whole, stream: "a:0")
-            #expect(audio.count == audioPackets && wholeAudioHLS.count == audioPackets)
-            let moved = zip(audio, wholeAudioHLS).filter { abs($0.pts - $1.pts) > 0.0005 }
-            #expect(moved.isEmpty, "\(moved.prefix(3).map(\.0.pts))")
-            // The progressive MP4 from the same segments, by stream copy: faststart, every frame and packet.
+            #expect(try await Self.frames(joined + "/index.m3u8", stream: "a").isEmpty, "the rung's segments hold no audio")
+            // The progressive MP4 from the same segments and the audio's, by stream copy: faststart, every frame
+            // and packet.
             let mp4 = "\(directory)/joined/\(rung.name).mp4"
             let (size, duration) = try await Assembly.progressiveMP4(
-                initSection: joined + "/init.mp4", segments: segments, output: mp4)
+                initSection: joined + "/init.mp4", segments: segments,
+                audio: (joinedAudio + "/init.mp4", audioSegments), output: mp4)
             #expect(size > 10_000 && abs(duration - 10) < 0.1)
             let mp4Video = try await Self.frames(mp4, stream: "v:0")
             let wholeMP4Video = try await Self.frames(unchunked.renditions[rungIndex].path, stream: "v:0")
@@ -199,8 +220,11 @@ struct ChunkTests {
         #expect(results.map(\.frames) == [60, 120, 120])
         #expect(results.map(\.audioPackets).reduce(0, +) == encoded.packets)
         let segments = results.flatMap { result in result.rungs[0].segments.map { result.rungs[0].directory + "/" + $0.name } }
+        let audioSegments = results.flatMap { result in (result.audio?.segments ?? []).map { result.audio!.directory + "/" + $0.name } }
         let mp4 = directory + "/joined.mp4"
-        _ = try await Assembly.progressiveMP4(initSection: results[0].rungs[0].directory + "/init.mp4", segments: segments, output: mp4)
+        _ = try await Assembly.progressiveMP4(
+            initSection: results[0].rungs[0].directory + "/init.mp4", segments: segments,
+            audio: (results[0].audio!.directory + "/init.mp4", audioSegments), output: mp4)
         let joined = try await Self.packets(mp4)
         #expect(joined.count == single.count)
         let differing = zip(joined, single).enumerated().filter { $0.element.0.hash != $0.element.1.hash }.map(\.offset)

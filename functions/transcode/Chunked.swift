@@ -60,7 +60,8 @@ extension TranscodeHandler {
                 },
                 preset: configuration.settings.preset, window: chunking.window, createdAt: ISO8601DateFormatter().string(from: Date()),
                 encodedAudio: carried ? nil : true,
-                subtitles: info.streams.contains { $0.type == "subtitle" } ? true : nil)
+                subtitles: info.streams.contains { $0.type == "subtitle" } ? true : nil,
+                extraAudio: info.streams.filter { $0.type == "audio" }.count > 1 ? true : nil)
             if !(try await s3.createJSON(plan, bucket: mediaBucket, key: ChunkKeys.plan(id))) {
                 plan = try await s3.getJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id))
             }
@@ -201,6 +202,26 @@ extension TranscodeHandler {
                     name: output.rung.name, width: output.width, height: output.height, codecs: output.codecs,
                     segments: output.segments.map { .init(name: $0.name, duration: $0.duration, size: $0.size) }))
         }
+        // The chunk's range of the ladder's audio: a rendition of its own, numbered as the picture's segments.
+        var audioRecord: ChunkRecord.Audio?
+        if let audio = result.audio, !audio.segments.isEmpty {
+            for segment in audio.segments {
+                uploads.append(
+                    Upload(
+                        key: ChunkKeys.segment(id, rung: audio.name, name: segment.name),
+                        path: "\(audio.directory)/\(segment.name)", contentType: "audio/iso.segment"))
+            }
+            if index == 0 {
+                uploads.append(
+                    Upload(
+                        key: ChunkKeys.initSection(id, rung: audio.name), path: "\(audio.directory)/init.mp4",
+                        contentType: "audio/mp4"))
+            }
+            audioRecord = ChunkRecord.Audio(
+                name: audio.name, language: audio.language, label: audio.label, channels: audio.channels,
+                sampleRate: audio.sampleRate, codecs: audio.codecs,
+                segments: audio.segments.map { .init(name: $0.name, duration: $0.duration, size: $0.size) })
+        }
         var posters: [VideoStatus.Poster] = []
         let targets = ThumbnailSettings().posterFractions.sorted().map { $0 * plan.duration }
         for poster in result.thumbnails?.posters ?? [] {
@@ -224,11 +245,12 @@ extension TranscodeHandler {
             _ = try? await s3.deleteObjects(bucket: mediaBucket, keys: uploads.map(\.key))
             return Done(videoId: id, step: "chunk", chunk: index, skipped: "cancelled")
         }
-        if index == 0 { try await writePlayablePlaylists(plan: plan, lead: result) }
+        if index == 0 { try await writePlayablePlaylists(plan: plan, lead: result, audio: audioRecord) }
 
         let record = ChunkRecord(
             videoId: id, index: index, start: planned.start, end: planned.end, frames: result.frames,
-            audioPackets: result.audioPackets, frameRate: result.frameRate, rungs: rungs, posters: posters, sprite: spritePart,
+            audioPackets: result.audioPackets, frameRate: result.frameRate, rungs: rungs, audio: audioRecord, posters: posters,
+            sprite: spritePart, videoDelay: result.videoDelay,
             seconds: Self.seconds(since: started), encodeSeconds: encodeSeconds)
         try await s3.putJSON(record, bucket: mediaBucket, key: ChunkKeys.record(id, index: index))
 
@@ -254,23 +276,40 @@ extension TranscodeHandler {
     /// (the lead's with their real durations), an `init.mp4` and `ENDLIST`, so it plays from 0 with the true
     /// duration; the API holds requests for segments not written yet. The master advertises each rung's
     /// VBV ceiling (or more, if the lead's segments measured more) until the finish measures the whole.
-    func writePlayablePlaylists(plan: TranscodePlan, lead: ChunkResult) async throws {
-        var variants: [Variant] = []
-        for output in lead.rungs {
+    func writePlayablePlaylists(plan: TranscodePlan, lead: ChunkResult, audio: ChunkRecord.Audio?) async throws {
+        func planned(_ written: [ChunkRecord.Segment]) -> [(uri: String, duration: Double)] {
             var segments = plan.segmentDurations.enumerated().map { (ChunkKeys.segmentName($0.offset), $0.element) }
-            for (offset, segment) in output.segments.enumerated() where offset < segments.count {
+            for (offset, segment) in written.enumerated() where offset < segments.count {
                 segments[offset] = (segment.name, segment.duration)
             }
-            let text = Playlist.media(segments: segments, mapURI: "init.mp4")
+            return segments
+        }
+        func peak(_ segments: [ChunkRecord.Segment]) -> Int {
+            segments.filter { $0.duration >= 1 }.map { Int(Double($0.size * 8) / $0.duration) }.max() ?? 0
+        }
+        // The ladder's audio: the other tracks come with the finish.
+        var audioRenditions: [AudioRendition] = []
+        if let audio {
+            let text = Playlist.media(segments: planned(audio.segments), mapURI: "init.mp4")
+            try await putText(text, key: VideoKeys.hlsPlaylist(plan.videoId, rung: audio.name))
+            audioRenditions.append(
+                AudioRendition(
+                    name: audio.label, language: audio.language, uri: "\(audio.name)/index.m3u8", isDefault: true,
+                    channels: audio.channels))
+        }
+        var variants: [Variant] = []
+        for output in lead.rungs {
+            let segments = output.segments.map { ChunkRecord.Segment(name: $0.name, duration: $0.duration, size: $0.size) }
+            let text = Playlist.media(segments: planned(segments), mapURI: "init.mp4")
             try await putText(text, key: VideoKeys.hlsPlaylist(plan.videoId, rung: output.rung.name))
-            let measured = output.segments.filter { $0.duration >= 1 }.map { Int(Double($0.size * 8) / $0.duration) }.max() ?? 0
+            let measured = peak(segments) + peak(audio?.segments ?? [])
             let ceiling = Int(Double(output.rung.maxBitRate) * 1.1) + 192_000
             variants.append(
                 Variant(
                     bandwidth: max(measured, ceiling), averageBandwidth: nil, width: output.width, height: output.height,
                     codecs: output.codecs, frameRate: lead.frameRate, uri: "\(output.rung.name)/index.m3u8"))
         }
-        try await putText(Playlist.master(variants), key: VideoKeys.hlsMaster(plan.videoId))
+        try await putText(Playlist.master(variants, audio: audioRenditions), key: VideoKeys.hlsMaster(plan.videoId))
     }
 
     func recordCount(_ id: String) async throws -> Int {
@@ -344,6 +383,54 @@ extension TranscodeHandler {
         // The subtitles are read from the source while the MP4s are joined (the first chunk never waits for
         // them: the early master has none, the final one names them).
         async let subtitleTracks = extractSubtitles(plan: plan, context: context)
+        // So are the audio tracks the chunks did not carry.
+        let videoDelay = records[0].videoDelay ?? 0
+        async let otherAudio = writeOtherAudio(plan: plan, videoDelay: videoDelay, scratch: scratch, context: context)
+
+        // The ladder's audio: every chunk's segments in order, one rendition, and the M4A download from them.
+        var audioTracks: [VideoStatus.AudioTrack] = []
+        var audioFiles: (initSection: String, segments: [String])?
+        var audioDownload: String?
+        if let main = records[0].audio {
+            let segments = records.flatMap { $0.audio?.segments ?? [] }
+            guard Set(segments.map(\.name)).count == segments.count else {
+                let error = MediaError(.transcodeFailed, "the chunks' audio segments overlap: \(segments.map(\.name).prefix(8))…")
+                try await fail(id, error, context: context)
+                throw TranscodeFailed(error: error, videoID: id)
+            }
+            let directory = "\(scratch)/\(main.name)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var downloads = [Download(key: ChunkKeys.initSection(id, rung: main.name), path: "\(directory)/init.mp4")]
+            downloads += segments.map {
+                Download(key: ChunkKeys.segment(id, rung: main.name, name: $0.name), path: "\(directory)/\($0.name)")
+            }
+            try await download(downloads)
+            audioFiles = ("\(directory)/init.mp4", segments.map { "\(directory)/\($0.name)" })
+            let text = Playlist.media(segments: segments.map { ($0.name, $0.duration) }, mapURI: "init.mp4")
+            try await putText(text, key: VideoKeys.hlsPlaylist(id, rung: main.name))
+            let sizes = Dictionary(uniqueKeysWithValues: segments.map { ($0.name, $0.size) })
+            let rates = Playlist.bitRates(of: try MediaPlaylist(parsing: text), size: { sizes[$0] })
+            audioTracks.append(
+                VideoStatus.AudioTrack(
+                    name: main.name, language: main.language, label: main.label, isDefault: true, channels: main.channels,
+                    sampleRate: main.sampleRate, codecs: main.codecs, playlist: VideoKeys.hlsPlaylist(id, rung: main.name),
+                    bandwidth: rates?.peak ?? 0, averageBandwidth: rates?.average ?? 0))
+            let m4a = "\(scratch)/audio.m4a"
+            do {
+                _ = try await Assembly.progressiveMP4(initSection: audioFiles!.initSection, segments: audioFiles!.segments, output: m4a)
+            } catch {
+                try await fail(id, error, context: context)
+                throw TranscodeFailed(error: error, videoID: id)
+            }
+            try await s3.uploadFile(bucket: mediaBucket, key: VideoKeys.audioDownload(id), path: m4a, contentType: "audio/mp4")
+            try? FileManager.default.removeItem(atPath: m4a)
+            audioDownload = VideoKeys.audioDownload(id)
+        }
+        audioTracks += try await otherAudio
+        let audioPeak = audioTracks.map(\.bandwidth).max() ?? 0
+        let audioAverage = audioTracks.first?.averageBandwidth ?? 0
+        let audioCodecs = audioTracks.reduce(into: [String]()) { if !$0.contains($1.codecs) { $0.append($1.codecs) } }
+
         var renditions: [VideoStatus.Rendition] = []
         var variants: [Variant] = []
         for (rungIndex, first) in records[0].rungs.enumerated() {
@@ -372,7 +459,8 @@ extension TranscodeHandler {
             let joined: (size: Int64, duration: Double)
             do {
                 joined = try await Assembly.progressiveMP4(
-                    initSection: "\(directory)/init.mp4", segments: segments.map { "\(directory)/\($0.name)" }, output: mp4Path)
+                    initSection: "\(directory)/init.mp4", segments: segments.map { "\(directory)/\($0.name)" },
+                    audio: audioFiles, output: mp4Path)
             } catch {
                 try await fail(id, error, context: context)
                 throw TranscodeFailed(error: error, videoID: id)
@@ -383,20 +471,28 @@ extension TranscodeHandler {
             try? FileManager.default.removeItem(atPath: mp4Path)
             try await putText(text, key: VideoKeys.hlsPlaylist(id, rung: first.name))
             let duration = joined.duration > 0 ? joined.duration : plan.duration
+            // A variant plays its picture with any of the audio renditions: its rates and codecs count them.
+            let codecs = ([String(first.codecs.split(separator: ",").first ?? "")] + audioCodecs).joined(separator: ",")
+            let bandwidth = (rates?.peak ?? 0) + audioPeak
             renditions.append(
                 VideoStatus.Rendition(
                     name: first.name, width: first.width, height: first.height,
                     bitRate: Int(Double(joined.size * 8) / max(duration, 0.001)), size: joined.size, key: mp4Key,
-                    playlist: VideoKeys.hlsPlaylist(id, rung: first.name), bandwidth: rates?.peak, codecs: first.codecs))
+                    playlist: VideoKeys.hlsPlaylist(id, rung: first.name), bandwidth: bandwidth, codecs: codecs))
             variants.append(
                 Variant(
-                    bandwidth: rates?.peak ?? 0, averageBandwidth: rates?.average, width: first.width, height: first.height,
-                    codecs: first.codecs, frameRate: records[0].frameRate, uri: "\(first.name)/index.m3u8"))
+                    bandwidth: bandwidth, averageBandwidth: rates.map { $0.average + audioAverage }, width: first.width,
+                    height: first.height, codecs: codecs, frameRate: records[0].frameRate, uri: "\(first.name)/index.m3u8"))
         }
         let captions = try await uploadSubtitles(try await subtitleTracks, plan: plan, scratch: scratch)
         try await putText(
             Playlist.master(
                 variants,
+                audio: audioTracks.map {
+                    AudioRendition(
+                        name: $0.label, language: $0.language, uri: "\($0.name)/index.m3u8", isDefault: $0.isDefault,
+                        channels: $0.channels)
+                },
                 subtitles: captions.map { SubtitleRendition(name: $0.label, language: $0.language, uri: "\($0.name)/index.m3u8") }),
             key: VideoKeys.hlsMaster(id))
 
@@ -420,7 +516,8 @@ extension TranscodeHandler {
         try await s3.putJSON(
             VideoStatus(
                 videoId: id, state: "ready", percent: 100, source: plan.source, renditions: renditions,
-                hls: VideoKeys.hlsMaster(id), thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions),
+                hls: VideoKeys.hlsMaster(id), thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions,
+                audio: audioTracks.isEmpty ? nil : audioTracks, audioDownload: audioDownload),
             bucket: mediaBucket, key: VideoKeys.status(id))
         context.logger.info("finished", metadata: [
             "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(records.count),
@@ -447,6 +544,67 @@ extension TranscodeHandler {
                 "cinescale.video": .string(plan.videoId), "cinescale.error": .string(error.message),
             ])
             return []
+        }
+    }
+
+    /// The source's audio tracks other than the ladder's (none when the plan saw one audio stream at most), each
+    /// written as a rendition of its own and uploaded; their status entries. A source that cannot be read is
+    /// transient (the retry decides); a track that cannot be decoded costs that track, not the video.
+    func writeOtherAudio(
+        plan: TranscodePlan, videoDelay: Double, scratch: String, context: FunctionContext
+    ) async throws -> [VideoStatus.AudioTrack] {
+        guard plan.extraAudio == true else { return [] }
+        let id = plan.videoId
+        let started = ContinuousClock.now
+        let directory = "\(scratch)/other-audio"
+        let outputs: [AudioOutput]
+        do {
+            let (written, skipped) = try await Transcoder.audioRenditions(
+                source: try await rangedSource(plan.source), hlsDirectory: directory, segmentSeconds: plan.keyframeInterval,
+                videoDelay: videoDelay)
+            outputs = written
+            if !skipped.isEmpty {
+                context.logger.warning("audio tracks left out", metadata: [
+                    "cinescale.video": .string(id), "cinescale.tracks": .string(skipped.joined(separator: "; ")),
+                ])
+            }
+        } catch let error as MediaError where error.code != .sourceUnavailable {
+            context.logger.warning("other audio tracks not written", metadata: [
+                "cinescale.video": .string(id), "cinescale.error": .string(error.message),
+            ])
+            return []
+        }
+        var uploads: [Upload] = []
+        for output in outputs {
+            let text = Playlist.media(segments: output.segments.map { ($0.name, $0.duration) }, mapURI: "init.mp4")
+            let playlist = "\(output.directory)/index.m3u8"
+            try Data(text.utf8).write(to: URL(fileURLWithPath: playlist))
+            uploads.append(
+                Upload(key: ChunkKeys.initSection(id, rung: output.name), path: "\(output.directory)/init.mp4", contentType: "audio/mp4"))
+            uploads += output.segments.map {
+                Upload(
+                    key: ChunkKeys.segment(id, rung: output.name, name: $0.name), path: "\(output.directory)/\($0.name)",
+                    contentType: "audio/iso.segment")
+            }
+        }
+        try await upload(uploads)
+        // The playlists once every segment is up.
+        try await upload(
+            outputs.map {
+                Upload(
+                    key: VideoKeys.hlsPlaylist(id, rung: $0.name), path: "\($0.directory)/index.m3u8",
+                    contentType: "application/vnd.apple.mpegurl")
+            })
+        context.logger.info("other audio tracks written", metadata: [
+            "cinescale.video": .string(id), "cinescale.tracks": .stringConvertible(outputs.count),
+            "cinescale.seconds": .string(Self.seconds(Self.seconds(since: started))),
+        ])
+        return outputs.map { output in
+            let rates = output.bitRates
+            return VideoStatus.AudioTrack(
+                name: output.name, language: output.language, label: output.label, isDefault: false, channels: output.channels,
+                sampleRate: output.sampleRate, codecs: output.codecs, playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
+                bandwidth: rates.peak, averageBandwidth: rates.average)
         }
     }
 

@@ -70,6 +70,27 @@ extension TranscodeHandler {
                 key: VideoKeys.captionVTT(id, name: output.name), playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
                 origin: "source")
         }
+        let audio = result.audio.map { output in
+            let rates = output.bitRates
+            return VideoStatus.AudioTrack(
+                name: output.name, language: output.language, label: output.label, isDefault: output.isMain,
+                channels: output.channels, sampleRate: output.sampleRate, codecs: output.codecs,
+                playlist: VideoKeys.hlsPlaylist(id, rung: output.name), bandwidth: rates.peak, averageBandwidth: rates.average)
+        }
+        if !result.skippedAudio.isEmpty {
+            context.logger.warning("audio tracks left out", metadata: [
+                "cinescale.video": .string(id), "cinescale.tracks": .string(result.skippedAudio.joined(separator: "; ")),
+            ])
+        }
+        // The audio-only download: the ladder's audio rendition as one progressive M4A.
+        var audioDownload: String?
+        if let main = result.audio.first(where: \.isMain) {
+            let m4a = scratch + "/audio.m4a"
+            _ = try await Assembly.progressiveMP4(
+                initSection: main.directory + "/init.mp4", segments: main.segments.map { main.directory + "/" + $0.name }, output: m4a)
+            try await s3.uploadFile(bucket: media, key: VideoKeys.audioDownload(id), path: m4a, contentType: "audio/mp4")
+            audioDownload = VideoKeys.audioDownload(id)
+        }
         var thumbnails = VideoStatus.Thumbnails()
         for (index, poster) in (result.thumbnails?.posters ?? []).enumerated() {
             let key = "\(id)/thumbnails/poster-\(index + 1).jpg"
@@ -86,7 +107,8 @@ extension TranscodeHandler {
         try await s3.putJSON(
             VideoStatus(
                 videoId: id, state: "ready", percent: 100, renditions: infos, hls: VideoKeys.hlsMaster(id),
-                thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions),
+                thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions, audio: audio.isEmpty ? nil : audio,
+                audioDownload: audioDownload),
             bucket: media, key: VideoKeys.status(id))
         context.logger.info("transcoded", metadata: [
             "cinescale.video": .string(id), "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
@@ -119,7 +141,8 @@ extension TranscodeHandler {
 
     static func contentType(_ file: String) -> String {
         if file.hasSuffix(".m3u8") { return "application/vnd.apple.mpegurl" }
-        if file.hasSuffix(".m4s") { return "video/iso.segment" }
+        if file.hasSuffix(".m4s") { return file.hasPrefix("audio-") ? "audio/iso.segment" : "video/iso.segment" }
+        if file.hasPrefix("audio-"), file.hasSuffix(".mp4") { return "audio/mp4" }
         if file.hasSuffix(".vtt") { return "text/vtt; charset=utf-8" }
         return "video/mp4"
     }
