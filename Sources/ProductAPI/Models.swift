@@ -133,6 +133,28 @@ struct VideoView: Encodable, Sendable {
     var thumbnails: Thumbnails?
     /// Caption tracks (subtitle streams of the source and caption files added since), also in the master playlist.
     var captions: [Caption]?
+    /// Every audio track of the source, each an audio rendition of the master playlist and the DASH manifest.
+    var audio: [AudioTrack]?
+    /// The default audio track as a progressive M4A.
+    var audioDownload: Download?
+    /// The API path of the DASH manifest (the same segments as the HLS renditions, every URL signed).
+    var dash: String?
+
+    struct AudioTrack: Encodable, Sendable {
+        /// The rendition's name (`audio-2`: the source's second audio track).
+        var name: String
+        var language: String?
+        var label: String
+        /// The track players start with, and the one in the MP4 downloads.
+        var isDefault: Bool
+        var channels: Int
+        var codecs: String
+    }
+
+    struct Download: Encodable, Sendable {
+        var url: String
+        var stream: String
+    }
     /// When the signed URLs in this answer stop working.
     var urlsExpireAt: String?
     /// For `awaiting-upload`: when the upload URL expires.

@@ -496,6 +496,17 @@ public struct ProductAPI: Sendable {
                 }
                 if status.hls != nil { view.hls = "/stream/\(id)/master.m3u8" }
                 view.captions = try (status.captions ?? []).map { try captionView(id, $0, date: now) }
+                if let tracks = status.audio, !tracks.isEmpty {
+                    view.audio = tracks.map {
+                        VideoView.AudioTrack(
+                            name: $0.name, language: $0.language, label: $0.label, isDefault: $0.isDefault,
+                            channels: $0.channels, codecs: $0.codecs)
+                    }
+                }
+                if let key = status.audioDownload {
+                    view.audioDownload = VideoView.Download(url: try signedURL(key, date: now), stream: "/stream/\(id)/audio.m4a")
+                }
+                if status.renditions?.contains(where: { $0.playlist != nil }) == true { view.dash = "/stream/\(id)/manifest.mpd" }
                 if let thumbnails = status.thumbnails {
                     view.thumbnails = VideoView.Thumbnails(
                         posters: try thumbnails.posters.map {
@@ -635,6 +646,11 @@ public struct ProductAPI: Sendable {
         }
         let grant = try await authorizePlayback(id, .video, request: request, objects: objects)
         let status = try readyStatus(id, objects)
+        if name == "manifest.mpd" { return try await dashManifest(id, status: status, grant: grant) }
+        if name == "audio.m4a" {
+            guard let key = status.audioDownload else { throw APIError(404, "NoSuchRendition", "Video '\(id)' has no audio.") }
+            return Self.redirect(try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+        }
         if name.hasSuffix(".vtt"), let caption = status.captions?.first(where: { $0.name == name.dropLast(4) }) {
             return Self.redirect(try signedURL(caption.key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
         }
@@ -672,13 +688,16 @@ public struct ProductAPI: Sendable {
         if status.state == "ready", let caption = status.captions?.first(where: { $0.name == rendition }) {
             // A subtitle rendition: its one WebVTT file signed like any segment.
             key = caption.playlist
+        } else if status.state == "ready", let audio = status.audio?.first(where: { $0.name == rendition }) {
+            key = audio.playlist
         } else if status.state == "ready" {
             guard let entry = status.renditions?.first(where: { $0.name == rendition }), let playlist = entry.playlist else {
                 throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
             }
             key = playlist
         } else {
-            guard let chunks, chunks.plan.rungs.contains(where: { $0.name == rendition }) else {
+            // A rung of the plan, or the audio track the chunks write (`audio-N`; its playlist exists or it is 404).
+            guard let chunks, chunks.plan.rungs.contains(where: { $0.name == rendition }) || Self.isAudioName(rendition) else {
                 throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
             }
             key = VideoKeys.hlsPlaylist(id, rung: rendition)
@@ -706,6 +725,82 @@ public struct ProductAPI: Sendable {
             ).absoluteString
         }
         return Self.playlist(rewritten)
+    }
+
+    /// `audio-2`: an audio rendition's name.
+    static func isAudioName(_ name: String) -> Bool {
+        name.hasPrefix("audio-") && name.count <= 12 && Int(name.dropFirst("audio-".count)).map { $0 > 0 } == true
+    }
+
+    /// The DASH manifest of a ready video: the same segment objects as its HLS renditions, every URL presigned
+    /// as the HLS media playlists' are (alive the stream expiry plus twice the duration, never past a token).
+    func dashManifest(_ id: String, status: VideoStatus, grant: PlaybackGrant) async throws -> Response {
+        let now = Date()
+        struct Read: Sendable {
+            var directory: String
+            var playlist: MediaPlaylist
+        }
+        func read(_ key: String) async throws -> Read {
+            let text = try await playlistText(key)
+            do {
+                return Read(directory: String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)]), playlist: try MediaPlaylist(parsing: text))
+            } catch {
+                throw APIError(502, "InvalidPlaylist", "The stored playlist \(key) cannot be read.")
+            }
+        }
+        let renditions = (status.renditions ?? []).filter { $0.playlist != nil }
+        guard !renditions.isEmpty else { throw APIError(404, "NoSuchPlaylist", "Video '\(id)' has no segmented output.") }
+        var videoPlaylists: [Read] = []
+        for rendition in renditions { videoPlaylists.append(try await read(rendition.playlist!)) }
+        var audioPlaylists: [Read] = []
+        for track in status.audio ?? [] { audioPlaylists.append(try await read(track.playlist)) }
+        let duration = videoPlaylists.map(\.playlist.duration).max() ?? 0
+        let expiry = grant.lifetime(min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2), now: now)
+        func url(_ directory: String, _ uri: String) throws -> String {
+            let path = try Self.relativePath(uri)
+            return try presigner.presignedURL(
+                method: "GET", bucket: configuration.mediaBucket, key: "\(directory)/\(path)", expires: expiry, date: now
+            ).absoluteString
+        }
+        func segments(_ read: Read) throws -> (initialization: String, segments: [DASH.Segment]) {
+            guard let map = read.playlist.mapURI else {
+                throw APIError(502, "InvalidPlaylist", "A stored playlist of video '\(id)' has no init section.")
+            }
+            return (try url(read.directory, map), try read.playlist.segments.map { DASH.Segment(url: try url(read.directory, $0.uri), duration: $0.duration) })
+        }
+        let audioPeak = (status.audio ?? []).map(\.bandwidth).max() ?? 0
+        var video: [DASH.Representation] = []
+        for (rendition, read) in zip(renditions, videoPlaylists) {
+            let (initialization, list) = try segments(read)
+            // The variant's rate counts the audio it plays with; the picture's own is the rest.
+            let bandwidth = max(1, (rendition.bandwidth ?? rendition.bitRate) - audioPeak)
+            video.append(
+                DASH.Representation(
+                    id: rendition.name, bandwidth: bandwidth,
+                    codecs: String((rendition.codecs ?? "avc1.640028").split(separator: ",").first ?? "avc1.640028"),
+                    width: rendition.width, height: rendition.height, initialization: initialization, segments: list))
+        }
+        var audio: [DASH.AudioSet] = []
+        for (track, read) in zip(status.audio ?? [], audioPlaylists) {
+            let (initialization, list) = try segments(read)
+            audio.append(
+                DASH.AudioSet(
+                    language: track.language, label: track.label, isDefault: track.isDefault,
+                    representation: DASH.Representation(
+                        id: track.name, bandwidth: max(1, track.bandwidth), codecs: track.codecs, sampleRate: track.sampleRate,
+                        channels: track.channels, initialization: initialization, segments: list)))
+        }
+        let text = try (status.captions ?? []).map { caption in
+            DASH.TextTrack(
+                id: caption.name, language: caption.language, label: caption.label,
+                url: try signedURL(caption.key, date: now, expires: expiry))
+        }
+        let manifest = DASH.manifest(duration: duration, video: video, audio: audio, text: text)
+        var response = Response(
+            status: .ok, headers: [.contentType: "application/dash+xml", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: manifest)))
+        response.headers[.accessControlAllowOrigin] = "*"
+        return response
     }
 
     /// `seg-00012.m4s` → 12.
