@@ -646,7 +646,9 @@ public struct ProductAPI: Sendable {
         }
         let grant = try await authorizePlayback(id, .video, request: request, objects: objects)
         let status = try readyStatus(id, objects)
-        if name == "manifest.mpd" { return try await dashManifest(id, status: status, grant: grant) }
+        if name == "manifest.mpd" {
+            return try await dashManifest(id, status: status, grant: grant, token: request.uri.queryParameters.get("token").map { String($0) })
+        }
         if name == "audio.m4a" {
             guard let key = status.audioDownload else { throw APIError(404, "NoSuchRendition", "Video '\(id)' has no audio.") }
             return Self.redirect(try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
@@ -734,7 +736,7 @@ public struct ProductAPI: Sendable {
 
     /// The DASH manifest of a ready video: the same segment objects as its HLS renditions, every URL presigned
     /// as the HLS media playlists' are (alive the stream expiry plus twice the duration, never past a token).
-    func dashManifest(_ id: String, status: VideoStatus, grant: PlaybackGrant) async throws -> Response {
+    func dashManifest(_ id: String, status: VideoStatus, grant: PlaybackGrant, token: String?) async throws -> Response {
         let now = Date()
         struct Read: Sendable {
             var directory: String
@@ -790,10 +792,14 @@ public struct ProductAPI: Sendable {
                         id: track.name, bandwidth: max(1, track.bandwidth), codecs: track.codecs, sampleRate: track.sampleRate,
                         channels: track.channels, initialization: initialization, segments: list)))
         }
-        let text = try (status.captions ?? []).map { caption in
-            DASH.TextTrack(
-                id: caption.name, language: caption.language, label: caption.label,
-                url: try signedURL(caption.key, date: now, expires: expiry))
+        // A caption file through the API's own route, relative to the manifest (a redirect to a fresh signed
+        // URL, the token passed on): a BaseURL holding a presigned URL's `&` breaks FFmpeg's DASH reader, which
+        // writes the resolved URL back into the document as markup.
+        let query = token.map {
+            "?token=" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? $0)
+        } ?? ""
+        let text = (status.captions ?? []).map { caption in
+            DASH.TextTrack(id: caption.name, language: caption.language, label: caption.label, url: "\(caption.name).vtt\(query)")
         }
         let manifest = DASH.manifest(duration: duration, video: video, audio: audio, text: text)
         var response = Response(
