@@ -759,10 +759,7 @@ public struct ProductAPI: Sendable {
         let duration = videoPlaylists.map(\.playlist.duration).max() ?? 0
         let expiry = grant.lifetime(min(604_800, configuration.streamExpiry + Int(duration.rounded(.up)) * 2), now: now)
         func url(_ directory: String, _ uri: String) throws -> String {
-            let path = try Self.relativePath(uri)
-            return try presigner.presignedURL(
-                method: "GET", bucket: configuration.mediaBucket, key: "\(directory)/\(path)", expires: expiry, date: now
-            ).absoluteString
+            try signedURL("\(directory)/\(try Self.relativePath(uri))", date: now, expires: expiry)
         }
         func segments(_ read: Read) throws -> (initialization: String, segments: [DASH.Segment]) {
             guard let map = read.playlist.mapURI else {

@@ -337,6 +337,15 @@ enum WebPage {
             li.append(a, document.createTextNode(` — ${(r.size / 1e6).toFixed(1)} MB`));
             $("renditions").append(li);
           }
+          // The default audio track alone (M4A), and which audio tracks the master offers.
+          if (video.audioDownload) {
+            const li = document.createElement("li");
+            const a = document.createElement("a");
+            a.textContent = "audio only (M4A)"; a.href = video.audioDownload.url; a.download = "";
+            li.append(a, document.createTextNode(` — tracks: ${(video.audio || []).map((t) => t.label).join(", ")}`));
+            $("renditions").append(li);
+          }
+          document.body.dataset.audioTracks = String((video.audio || []).length);
           $("posters").innerHTML = "";
           for (const p of (video.thumbnails && video.thumbnails.posters) || []) {
             const img = document.createElement("img");

@@ -91,3 +91,63 @@ import Testing
         #expect(none.outputs.isEmpty && none.skipped.isEmpty)
     }
 }
+
+/// What the extra audio and subtitle tracks cost (the target: at most 5 % of the ladder's time for a
+/// source with two audio tracks and one subtitle track). `CINESCALE_MEASURE=1 swift test --filter
+/// AudioCostMeasurement`; the sides alternate, and the figures are medians of the pairs.
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["CINESCALE_MEASURE"] != nil))
+struct AudioCostMeasurement {
+    @Test func extraTracksAgainstTheLadder() async throws {
+        let cues = (0..<30).map { WebVTT.Cue(start: Double($0) * 2 + 0.2, end: Double($0) * 2 + 1.8, text: "Cue number \($0).") }
+        let srt = try SubtitleTests.write(SubtitleTests.srt(cues), "measure-audio.srt")
+        let inputs = [
+            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=60",
+            "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000:duration=60", "-i", srt,
+        ]
+        let codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+        let plain = try await Clips.make("measure-one-audio.mkv", inputs + ["-map", "0:v", "-map", "1:a"] + codecs)
+        // The second track MP3, so it is decoded and encoded (the costlier case; AAC would be carried).
+        let full = try await Clips.make(
+            "measure-two-audio.mkv",
+            inputs + ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s"] + codecs + ["-c:a:1", "libmp3lame", "-c:s", "srt"])
+        let ladder = Array(Rung.defaultLadder.prefix(3))
+        func timed(_ work: () async throws -> Void) async rethrows -> Double {
+            let start = ContinuousClock.now
+            try await work()
+            let elapsed = ContinuousClock.now - start
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+        var ratios: [Double] = []
+        var passes: [Double] = []
+        var lines: [String] = []
+        for round in 1...3 {
+            let base = "\(Clips.directory)/measure-audio-\(round)-\(UUID().uuidString)"
+            for path in [base + "/a", base + "/b", base + "/c"] {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            }
+            var one = 0.0
+            var two = 0.0
+            // Alternate which side goes first.
+            if round % 2 == 1 {
+                one = try await timed { _ = try await Transcoder.transcode(input: plain, ladder: ladder, directory: base + "/a") }
+                two = try await timed { _ = try await Transcoder.transcode(input: full, ladder: ladder, directory: base + "/b") }
+            } else {
+                two = try await timed { _ = try await Transcoder.transcode(input: full, ladder: ladder, directory: base + "/b") }
+                one = try await timed { _ = try await Transcoder.transcode(input: plain, ladder: ladder, directory: base + "/a") }
+            }
+            // The chunked finish's separate pass over the same source (the other track only).
+            let pass = try await timed {
+                let (outputs, _) = try await Transcoder.audioRenditions(
+                    source: try FileSource(path: full), hlsDirectory: base + "/c", segmentSeconds: 4, videoDelay: 0)
+                #expect(outputs.count == 1)
+            }
+            ratios.append(two / one)
+            passes.append(pass / one)
+            lines.append(String(format: "round %d: ladder, one audio track %.2f s; two tracks + subtitles %.2f s (%.3f×); separate pass %.3f s (%.2f %% of the ladder)", round, one, two, two / one, pass, pass / one * 100))
+            try? FileManager.default.removeItem(atPath: base)
+        }
+        lines.append(String(format: "median: whole transcode %.3f× the one-track ladder; the chunked finish's pass %.2f %% of it", ratios.sorted()[1], passes.sorted()[1] * 100))
+        print(lines.joined(separator: "\n"))
+    }
+}

@@ -1463,11 +1463,13 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
                "sine=frequency=440:sample_rate=44100", "-t", str(seconds), "-c:v", "libx264", "-g", "10",
                "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", str(clips[name]))
     # Opus audio (as WebM uploads carry) is not carried: the plan encodes it once and the chunks read that. Its
-    # SubRip track becomes a WebVTT rendition, written by the finish.
+    # SubRip track becomes a WebVTT rendition and its second audio track an audio rendition, both written by
+    # the finish.
     clips["opus"] = tmp_path / "opus.mkv"
     (tmp_path / "subs.srt").write_text("1\n00:00:01,000 --> 00:00:03,000\nHello\n\n2\n00:00:05,000 --> 00:00:07,000\nWorld\n")
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-           "-i", str(tmp_path / "subs.srt"), "-map", "0:v", "-map", "1:a", "-map", "2:s", "-t", "9", "-c:v", "libx264",
+           "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000",
+           "-i", str(tmp_path / "subs.srt"), "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s", "-t", "9", "-c:v", "libx264",
            "-g", "10", "-pix_fmt", "yuv420p", "-c:a", "libopus", "-c:s", "srt", str(clips["opus"]))
     (tmp_path / "notes.mp4").write_bytes(b"not a video\n" * 100)
 
@@ -1578,7 +1580,9 @@ def test_aws_roles_allow_every_request_the_real_functions_make(tmp_path):
         "transcode": {("s3:AbortMultipartUpload", "*/mp4/*.mp4"), ("s3:AbortMultipartUpload", "*/thumbnails/sprite.jpg"),
                       ("s3:AbortMultipartUpload", "*/hls/*/captions.vtt"), ("s3:AbortMultipartUpload", "*/hls/*/index.m3u8"),
                       ("s3:ListBucket", "*/chunks/*.json"), ("s3:AbortMultipartUpload", "*/audio/audio.m4a"),
-                      ("s3:DeleteObject", "*/audio/audio.m4a"), ("s3:DeleteObject", "*/audio/audio.json")},
+                      ("s3:DeleteObject", "*/audio/audio.m4a"), ("s3:DeleteObject", "*/audio/audio.json"),
+                      ("s3:AbortMultipartUpload", "*/mp4/audio.m4a"), ("s3:AbortMultipartUpload", "*/hls/*/init.mp4"),
+                      ("s3:AbortMultipartUpload", "*/hls/*/seg-*.m4s")},
         "transcode-lead": {("s3:ListBucket", "*/plan.json")},
         "transcode-chunk": set()}
     for name, (_, properties) in functions.items():

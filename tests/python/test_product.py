@@ -210,6 +210,7 @@ def test_openapi_describes_every_route():
     spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "openapi.yaml")))
     assert set(spec["paths"]) == {"/uploads", "/uploads/{id}", "/uploads/{id}/parts", "/uploads/{id}/complete",
                                   "/upload", "/videos", "/videos/{id}", "/videos/{id}/captions", "/stream/{id}/master.m3u8",
+                                  "/stream/{id}/manifest.mpd",
                                   "/stream/{id}/{rendition}/index.m3u8", "/stream/{id}/{rendition}",
                                   "/stream/{id}/{rendition}/{segment}", "/keys", "/keys/{id}",
                                   "/playback-keys", "/playback-keys/{id}", "/webhooks", "/webhooks/{id}",
