@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import WireFormat
 
 /// `cinescale upload`'s resumable uploads: a session's parts sent `parallel` at a time, each retried, and
 /// the session kept in a small state file so that a run killed half way is resumed by the next one.
@@ -204,7 +205,7 @@ struct UploadState {
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/state")
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let identity = "\(absolute)\n\(size)\n\(Int64((modified.timeIntervalSince1970 * 1000).rounded()))"
-        let digest = SHA256.hash(data: Data(identity.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.encode(SHA256.hash(data: Data(identity.utf8)))
         file = base.appendingPathComponent("cinescale/uploads/\(digest.prefix(32)).json")
         self.api = api
     }

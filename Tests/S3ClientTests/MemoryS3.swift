@@ -1,6 +1,7 @@
 import FakeHTTPServer
 import Foundation
 import SigV4
+import WireFormat
 
 @testable import S3Client
 
