@@ -344,6 +344,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            path: "Benchmarks/gateway-bench",
             swiftSettings: swiftSettings
         ),
         // `trigger-bench`: uploads/s with and without notifications, notifications/s, upload → handler latency.
@@ -355,6 +356,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            path: "Benchmarks/trigger-bench",
             swiftSettings: swiftSettings
         ),
         // FFmpeg (Debian's libav*-dev) through pkg-config, with a header-only shim for the macros Swift cannot import.
@@ -435,6 +437,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            path: "Benchmarks/transcode-bench",
             swiftSettings: swiftSettings
         ),
         .testTarget(
