@@ -397,7 +397,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Media work over FFmpeg: probing (custom AVIO over any byte source). Owns every C pointer.
+        // FFmpeg wrapped once: probing over a custom AVIO (any byte source), the transcoder (the ladder, chunks, audio,
+        // captions, thumbnails), joining segments into MP4s. Owns every C pointer.
         .target(
             name: "MediaKit",
             dependencies: ["CFFmpeg", "HLS"],
