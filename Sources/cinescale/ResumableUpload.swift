@@ -166,6 +166,7 @@ extension UploadFlow {
 }
 
 /// Bytes done of a total, shared by the part tasks.
+/// `@unchecked Sendable`: `done`, the only mutable field, is read and written under `lock`.
 final class Progress: @unchecked Sendable {
     // A lock around two integers: updated once a part, from the task group's loop.
     private let lock = NSLock()
