@@ -45,16 +45,25 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
-        // Signs and verifies AWS SigV4 (and verifies SigV2); clock injected. Depends on swift-crypto only.
+        // The small text encodings every wire here shares, in one place: lowercase hex, constant-time comparison,
+        // ISO 8601 date-times and UTC calendar arithmetic, JSON string quoting. Foundation only, no project target,
+        // so the signer, the stores, the API keys and the functions' runtime can all use it.
+        .target(
+            name: "WireFormat",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "WireFormatTests", dependencies: ["WireFormat"], swiftSettings: swiftSettings),
+        // Signs and verifies AWS SigV4 (and verifies SigV2); clock injected. Depends on swift-crypto and WireFormat.
         .target(
             name: "SigV4",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["WireFormat", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         // S3 wire formats shared by client and server: XML tree, parser and writer; HTTP and ISO 8601 dates.
-        // Foundation only.
+        // Foundation and WireFormat only.
         .target(
             name: "S3Wire",
+            dependencies: ["WireFormat"],
             swiftSettings: swiftSettings
         ),
         // S3 requests over AsyncHTTPClient: objects, multipart, ranged reads, listing, presigning.
@@ -63,6 +72,7 @@ let package = Package(
             dependencies: [
                 "SigV4",
                 "S3Wire",
+                "WireFormat",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -103,6 +113,7 @@ let package = Package(
             name: "ObjectStore",
             dependencies: [
                 "S3Wire",
+                "WireFormat",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -116,6 +127,7 @@ let package = Package(
             dependencies: [
                 "ObjectStore",
                 "S3Wire",
+                "WireFormat",
                 "DurableSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -175,6 +187,7 @@ let package = Package(
                 "S3Client",
                 "ObjectStore",
                 "SigV4",
+                "WireFormat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -214,6 +227,7 @@ let package = Package(
             name: "APIKeys",
             dependencies: [
                 "DurableSQLite",
+                "WireFormat",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -330,6 +344,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            path: "Benchmarks/gateway-bench",
             swiftSettings: swiftSettings
         ),
         // `trigger-bench`: uploads/s with and without notifications, notifications/s, upload → handler latency.
@@ -341,6 +356,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            path: "Benchmarks/trigger-bench",
             swiftSettings: swiftSettings
         ),
         // FFmpeg (Debian's libav*-dev) through pkg-config, with a header-only shim for the macros Swift cannot import.
@@ -356,7 +372,7 @@ let package = Package(
         .target(
             name: "ProductAPI",
             dependencies: [
-                "HLS", "MediaFunctionSupport", "S3Client", "APIKeys",
+                "HLS", "MediaFunctionSupport", "S3Client", "APIKeys", "WireFormat",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -381,7 +397,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Media work over FFmpeg: probing (custom AVIO over any byte source). Owns every C pointer.
+        // FFmpeg wrapped once: probing over a custom AVIO (any byte source), the transcoder (the ladder, chunks, audio,
+        // captions, thumbnails), joining segments into MP4s. Owns every C pointer.
         .target(
             name: "MediaKit",
             dependencies: ["CFFmpeg", "HLS"],
@@ -421,6 +438,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            path: "Benchmarks/transcode-bench",
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -476,6 +494,7 @@ let package = Package(
                 "FakeHTTPServer",
                 "S3Wire",
                 "SigV4",
+                "WireFormat",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -28,9 +28,9 @@ build_deps_ensure() {
     apt_ensure pkg-config libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg
 }
 
-# venv_ensure: a project-local Python venv with the pinned test clients (tests/python/requirements.txt).
+# venv_ensure: a project-local Python venv with the pinned test clients (IntegrationTests/requirements.txt).
 venv_ensure() {
-    local req="$ROOT/tests/python/requirements.txt"
+    local req="$ROOT/IntegrationTests/requirements.txt"
     local stamp="$VENV/.requirements.sha256"
     local want
     want="$(sha256sum "$req" | cut -d' ' -f1)"

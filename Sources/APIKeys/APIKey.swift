@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WireFormat
 
 /// What a key may do. `admin` implies every other scope and manages the tenant's keys.
 public enum Scope: String, Codable, CaseIterable, Sendable, Comparable {
@@ -165,11 +166,4 @@ public enum RandomBytes {
 
     /// `count` random bytes as lowercase hex (2 × count digits).
     public static func hex(_ count: Int) -> String { Hex.encode(make(count)) }
-}
-
-/// Lowercase hex, two digits a byte.
-public enum Hex {
-    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-    }
 }

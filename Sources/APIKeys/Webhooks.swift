@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WireFormat
 
 /// An app's URL that gets the tenant's video events, signed with the endpoint's secret.
 public struct WebhookEndpoint: Sendable, Hashable {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WireFormat
 
 #if canImport(Glibc)
 import Glibc
@@ -115,7 +116,7 @@ extension ObjectStore {
         _ temp: TempFile, md5: [UInt8], size: Int, paths: StorePaths, fsync: Bool, bucket: String, key: String,
         uploadId: String, partNumber: Int
     ) throws -> PartInfo {
-        let etag = hexString(md5)
+        let etag = Hex.encode(md5)
         let now = Posix.nowNanoseconds()
         try temp.seal(
             FileTrailer(
@@ -328,7 +329,7 @@ extension ObjectStore {
                         from: part.fd, offset: 0, length: part.size, hash: false, bufferSize: configuration.copyBufferSize)
                     etagHash.update(data: part.md5)
                 }
-                let etag = hexString(etagHash.finalize()) + "-\(parts.count)"
+                let etag = Hex.encode(etagHash.finalize()) + "-\(parts.count)"
                 let now = Posix.nowNanoseconds()
                 try temp.seal(
                     FileTrailer(
@@ -386,7 +387,7 @@ extension ObjectStore {
         else { return nil }
         var hash = Insecure.MD5()
         for part in parts { hash.update(data: Self.bytes(fromHex: Validation.normalizeETag(part.etag))) }
-        guard hexString(hash.finalize()) + "-\(parts.count)" == record.etag else { return nil }
+        guard Hex.encode(hash.finalize()) + "-\(parts.count)" == record.etag else { return nil }
         return ObjectInfo(
             bucket: bucket, key: key, size: record.size, etag: record.etag,
             lastModified: Date(nanoseconds: record.lastModifiedNs), metadata: ObjectMetadata(),
@@ -469,13 +470,7 @@ extension ObjectStore {
         var out: [UInt8] = []
         var high: UInt8?
         for c in hex.utf8 {
-            let v: UInt8
-            switch c {
-            case 0x30...0x39: v = c - 0x30
-            case 0x61...0x66: v = c - 0x61 + 10
-            case 0x41...0x46: v = c - 0x41 + 10
-            default: continue
-            }
+            guard let v = Hex.nibble(c) else { continue }
             if let h = high {
                 out.append(h << 4 | v)
                 high = nil

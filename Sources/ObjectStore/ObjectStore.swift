@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import WireFormat
 
 #if canImport(Glibc)
 import Glibc
@@ -536,7 +537,7 @@ struct StorePaths: Sendable {
 
 /// The object file name of a key: hex SHA-256 of its UTF-8 bytes.
 func objectHash(_ key: String) -> String {
-    hexString(SHA256.hash(data: Array(key.utf8)))
+    Hex.encode(SHA256.hash(data: Array(key.utf8)))
 }
 
 func partFileName(_ number: Int) -> String {
@@ -559,25 +560,9 @@ func runIO<T: Sendable>(_ pool: NIOThreadPool, _ body: @escaping @Sendable () th
     }
 }
 
-private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-func hexString<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
-    for b in bytes {
-        out.append(hexDigits[Int(b >> 4)])
-        out.append(hexDigits[Int(b & 0x0F)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
-
-func hexString<D: Digest>(_ digest: D) -> String {
-    hexString(Array(digest))
-}
-
 func randomHex(bytes: Int = 16) -> String {
     var generator = SystemRandomNumberGenerator()
-    return hexString((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    return Hex.encode((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
 }
 
 /// Uppercase, zero-padded 16-digit hex (S3-style event sequencer).

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import WireFormat
 
 #if canImport(Glibc)
 import Glibc
@@ -64,7 +65,7 @@ extension ObjectStore {
                         .badDigest, "The Content-MD5 you specified did not match what we received.",
                         bucket: bucket.name, key: key)
                 }
-                let etag = hexString(md5)
+                let etag = Hex.encode(md5)
                 let now = Posix.nowNanoseconds()
                 let trailer = FileTrailer(
                     kind: .object, key: key, size: size, etag: etag, lastModifiedNs: now, metadata: metadata)
@@ -273,7 +274,7 @@ extension ObjectStore {
                 try temp.append(
                     from: fd, offset: 0, length: sourceInfo.size, hash: rehash,
                     bufferSize: configuration.copyBufferSize)
-                let etag = rehash ? hexString(try temp.digest().md5) : sourceInfo.etag
+                let etag = rehash ? Hex.encode(try temp.digest().md5) : sourceInfo.etag
                 let now = Posix.nowNanoseconds()
                 try temp.seal(
                     FileTrailer(

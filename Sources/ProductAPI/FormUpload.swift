@@ -4,6 +4,8 @@ import S3Client
 
 /// One file streamed from a form into the bucket: bytes are buffered up to a part (8 MiB), then sent as a
 /// multipart-upload part; a file smaller than one part is a single PUT. Aborted on failure.
+/// `@unchecked Sendable`: one request's body loop owns it and awaits each call before the next, so its mutable
+/// state is never touched from two tasks at once.
 final class FormUpload: @unchecked Sendable {
     static let partSize = 8 << 20
 

@@ -1,6 +1,7 @@
 import APIKeys
 import Foundation
 import MediaFunctionSupport
+import WireFormat
 
 /// `POST /uploads` body (every field optional).
 struct UploadRequest: Decodable, Sendable {
@@ -251,12 +252,9 @@ struct APIError: Error, Sendable {
     static func notFound(_ id: String) -> APIError { APIError(404, "NoSuchVideo", "There is no video '\(id)'.") }
 }
 
+/// The API's timestamps: ISO 8601 in UTC, whole seconds (`2026-01-02T03:04:05Z`).
 enum ISO8601 {
-    static func string(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
+    static func string(_ date: Date) -> String { ISO8601Date.format(date) }
 }
 
 /// A key as the API shows it (never its token, which only `POST /keys` returns, once).

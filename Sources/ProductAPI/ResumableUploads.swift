@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import S3Client
 import ServiceLifecycle
+import WireFormat
 
 /// How a file of `size` bytes is cut into parts: the smallest whole number of MiB, at least the configured
 /// minimum (8 MiB by default), that fits the file in S3's 10 000 parts. S3's limits: parts of 5 MiB–5 GiB (the
@@ -286,7 +287,7 @@ extension ProductAPI {
             logger.error("an upload record's plan does not add up", metadata: ["cinescale.video": .string(id.videoID)])
             throw APIError(502, "InvalidObject", "The upload session's record is damaged.")
         }
-        let expires = ISO8601DateFormatter().date(from: record.expiresAt) ?? .distantPast
+        let expires = ISO8601Date.parse(record.expiresAt) ?? .distantPast
         return Session(id: id, record: record, plan: plan, expires: expires)
     }
 

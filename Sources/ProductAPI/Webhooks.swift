@@ -10,6 +10,7 @@ import NIOPosix
 import MediaFunctionSupport
 import ServiceLifecycle
 import Synchronization
+import WireFormat
 
 /// A video event as an app's endpoint receives it.
 struct WebhookEvent: Encodable, Sendable {

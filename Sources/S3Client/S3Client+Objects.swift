@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import S3Wire
 import SigV4
+import WireFormat
 
 // MARK: - Buckets
 

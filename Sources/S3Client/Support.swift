@@ -20,21 +20,6 @@ enum MD5 {
     }
 }
 
-/// Lowercase hex, as in ETags.
-enum Hex {
-    private static let digits = Array("0123456789abcdef".utf8)
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-}
-
 extension String {
     /// `"abc"` → `abc`; also strips a weak-validator `W/` prefix.
     var unquotedETag: String {

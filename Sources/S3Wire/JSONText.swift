@@ -1,29 +1,11 @@
+import WireFormat
+
 /// Small, allocation-light JSON helpers for the event formats the store emits and the gateway receives:
 /// quoting strings into hand-built documents, and finding the raw bytes of the elements of a top-level array
 /// (so a record can be passed on exactly as it was sent, without a parse and re-serialisation).
 public enum JSONText {
-    /// `s` as a JSON string literal: quoted, with `"`, `\` and control characters escaped.
-    public static func quote(_ s: String) -> String {
-        var out = "\""
-        out.reserveCapacity(s.utf8.count + 2)
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    /// `s` as a JSON string literal: `JSONString.quote` (WireFormat), under the name the gateway calls it by.
+    public static func quote(_ s: String) -> String { JSONString.quote(s) }
 
     /// The byte ranges of the elements of the array that is the value of `key` in the top-level object of
     /// `bytes`. nil when the document is not an object, has no such key, the value is not an array, or the

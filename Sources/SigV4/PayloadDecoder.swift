@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WireFormat
 
 /// What `PayloadDecoder.finish()` established about a body.
 public struct PayloadResult: Sendable {
@@ -310,7 +311,7 @@ public struct PayloadDecoder: @unchecked Sendable {
             datetime: context.datetime, scope: context.scope, previous: previousSignature,
             chunkHashHex: Hex.encode(chunkHash.finalize()))
         let expected = Hex.encode(SigV4Core.hmac(context.signingKey, sts))
-        guard constantTimeEquals(expected, provided) else {
+        guard ConstantTime.equal(expected, provided) else {
             throw SigV4Error.signatureMismatch(stringToSign: sts)
         }
         previousSignature = expected
@@ -390,7 +391,7 @@ public struct PayloadDecoder: @unchecked Sendable {
                     datetime: context.datetime, scope: context.scope, previous: previousSignature,
                     trailerHashHex: SigV4Core.sha256Hex(trailerText))
                 let expected = Hex.encode(SigV4Core.hmac(context.signingKey, sts))
-                guard constantTimeEquals(expected, provided) else {
+                guard ConstantTime.equal(expected, provided) else {
                     throw SigV4Error.signatureMismatch(stringToSign: sts)
                 }
             }
@@ -429,7 +430,7 @@ public struct PayloadDecoder: @unchecked Sendable {
         for hasher in hashers {
             let digest = hasher.finalize()
             for expected in [headerChecksums[hasher.algorithm], trailerValues[hasher.algorithm]].compactMap({ $0 })
-            where !constantTimeEquals(expected, digest) {
+            where !ConstantTime.equal(expected, digest) {
                 throw SigV4Error(
                     .badDigest,
                     "The \(hasher.algorithm.rawValue) you specified did not match the calculated checksum.")
@@ -440,7 +441,7 @@ public struct PayloadDecoder: @unchecked Sendable {
         if let md5 {
             let digest = Array(md5.finalize())
             md5Hex = Hex.encode(digest)
-            if let expectedMD5, !constantTimeEquals(expectedMD5, digest) {
+            if let expectedMD5, !ConstantTime.equal(expectedMD5, digest) {
                 throw SigV4Error(.badDigest, "The Content-MD5 you specified did not match what we received.")
             }
         }

@@ -1,3 +1,5 @@
+import WireFormat
+
 /// S3 URI encoding (RFC 3986 unreserved A-Z a-z 0-9 - . _ ~ kept, everything else %XX uppercase, UTF-8).
 public enum S3URIEncoding {
     private static let upperHex: [UInt8] = Array("0123456789ABCDEF".utf8)

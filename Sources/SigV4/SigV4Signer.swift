@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WireFormat
 
 public struct Credentials: Sendable, Hashable {
     public var accessKeyId: String

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Synchronization
+import WireFormat
 
 /// What the server received, unparsed.
 public struct IncomingRequest: Sendable {
@@ -276,7 +277,7 @@ public struct SigV4Verifier: Sendable {
             signedHeaders: signedHeaders.joined(separator: ";"), payloadHash: payloadHash)
         let sts = SigV4Core.stringToSign(datetime: datetime, scope: cred.scope, canonicalRequest: canonical)
         let expected = Hex.encode(SigV4Core.hmac(key, sts))
-        guard constantTimeEquals(expected, provided.asciiLowercased) else {
+        guard ConstantTime.equal(expected, provided.asciiLowercased) else {
             throw SigV4Error.signatureMismatch(stringToSign: sts, canonicalRequest: canonical)
         }
         return expected
@@ -540,7 +541,7 @@ public struct SigV4Verifier: Sendable {
         // A '+' that arrived unencoded in a query string was form-decoded to ' '.
         let provided = provided.replacingOccurrences(of: " ", with: "+")
         var matched = false
-        for sts in candidates where constantTimeEquals(Self.v2Sign(secret, sts), provided) { matched = true }
+        for sts in candidates where ConstantTime.equal(Self.v2Sign(secret, sts), provided) { matched = true }
         guard matched else { throw SigV4Error.signatureMismatch(stringToSign: candidates.first) }
     }
 

@@ -1,48 +1,14 @@
 import Foundation
+import WireFormat
 
 // MARK: - Hex
 
-enum Hex {
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.underestimatedCount * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c &- UInt8(ascii: "A") &+ 10
-        default: return nil
-        }
-    }
-
+extension Hex {
     /// True for exactly 64 lowercase or uppercase hex characters.
     static func isSHA256Hex(_ s: String) -> Bool {
         let u = s.utf8
         return u.count == 64 && u.allSatisfy { nibble($0) != nil }
     }
-}
-
-// MARK: - Constant-time comparison
-
-/// Compares two strings without short-circuiting on the first differing byte.
-func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    constantTimeEquals(Array(a.utf8), Array(b.utf8))
-}
-
-func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    guard a.count == b.count else { return false }
-    var diff: UInt8 = 0
-    for i in 0..<a.count { diff |= a[i] ^ b[i] }
-    return diff == 0
 }
 
 // MARK: - ASCII helpers
@@ -122,33 +88,9 @@ struct HeaderIndex {
     func contains(_ lowercasedName: String) -> Bool { values[lowercasedName] != nil }
 }
 
-// MARK: - Dates (UTC, proleptic Gregorian; no Foundation formatters so no locale or thread-safety surprises)
+// MARK: - Dates (UTC, WireFormat's calendar; no Foundation formatters so no locale or thread-safety surprises)
 
 enum AMZDate {
-    /// Days since 1970-01-01 -> (year, month, day). Howard Hinnant's civil_from_days.
-    static func civil(fromDays z0: Int) -> (year: Int, month: Int, day: Int) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let y = yoe + era * 400
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? y + 1 : y, m, d)
-    }
-
-    static func days(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = month > 2 ? month - 3 : month + 9
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
     static func epochSeconds(_ date: Date) -> Int {
         Int(date.timeIntervalSince1970.rounded(.down))
     }
@@ -164,7 +106,7 @@ enum AMZDate {
         let t = epochSeconds(date)
         let days = t >= 0 ? t / 86400 : (t - 86399) / 86400
         let secs = t - days * 86400
-        let c = civil(fromDays: days)
+        let c = UTCCalendar.civil(fromDays: days)
         var out = ""
         pad(c.year, 4, into: &out); pad(c.month, 2, into: &out); pad(c.day, 2, into: &out)
         out += "T"
@@ -190,7 +132,7 @@ enum AMZDate {
             let h = num(9..<11), let mi = num(11..<13), let se = num(13..<15),
             (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, se < 61
         else { return nil }
-        let t = days(year: y, month: mo, day: d) * 86400 + h * 3600 + mi * 60 + se
+        let t = UTCCalendar.days(year: y, month: mo, day: d) * 86400 + h * 3600 + mi * 60 + se
         return Date(timeIntervalSince1970: TimeInterval(t))
     }
 
@@ -248,7 +190,7 @@ enum AMZDate {
         guard let d = day, let m = month, let y = year, let (h, mi, se) = time, (1...31).contains(d) else {
             return nil
         }
-        let t = days(year: y, month: m, day: d) * 86400 + h * 3600 + mi * 60 + se - offset
+        let t = UTCCalendar.days(year: y, month: m, day: d) * 86400 + h * 3600 + mi * 60 + se - offset
         return Date(timeIntervalSince1970: TimeInterval(t))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import ObjectStore
 import S3Wire
+import WireFormat
 
 /// MinIO's webhook body for one event: `{"EventName","Key","Records":[<S3 event record, version 2.0>]}`,
 /// the object key escaped like Go's `url.QueryEscape`.
@@ -10,7 +11,7 @@ enum EventFormat {
     static func body(
         _ event: ObjectStoreEvent, ruleID: String, region: String, origin: String, request: EventRequestInfo?
     ) -> Data {
-        let q = JSONText.quote
+        let q = JSONString.quote
         let name = q(eventName(event.kind))
         let principal = q(request?.principalID ?? "")
         let requestID = q(request?.requestID ?? "")

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import SigV4
+import WireFormat
 
 /// `cinescale invocations`: the operator view of a gateway's durable queue — list invocations by state,
 /// show one, re-drive a dead letter. Talks to the gateway's HTTP API, SigV4-signed like the Invoke API.
@@ -92,7 +93,7 @@ struct InvocationsCommand: AsyncParsableCommand {
             print(pad("ID", 36), pad("FUNCTION", 16), pad("STATE", 10), pad("ATTEMPTS", 8), pad("CREATED", 24),
                   pad("DURATION", 10), "ERROR")
             for item in items {
-                let created = (item["createdAt"] as? Double).map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) } ?? ""
+                let created = (item["createdAt"] as? Double).map { ISO8601Date.format(Date(timeIntervalSince1970: $0)) } ?? ""
                 let duration = (item["durationMs"] as? Double).map { String(format: "%.1f ms", $0) } ?? ""
                 let error = [item["errorType"] as? String, item["errorMessage"] as? String].compactMap { $0 }.joined(separator: ": ")
                 print(

@@ -7,6 +7,7 @@ import PostgresAPIKeys
 import PostgresInvocationQueue
 import ServiceLifecycle
 import Synchronization
+import WireFormat
 
 /// Where the API keys live: beside the invocation queue (its SQLite file, or its PostgreSQL database shared by
 /// every gateway), so whoever shares the queue shares the keys.
@@ -185,5 +186,5 @@ struct KeysCommand: AsyncParsableCommand {
         return encoder
     }
 
-    static func iso(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
+    static func iso(_ date: Date) -> String { ISO8601Date.format(date) }
 }

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import WireFormat
 
 /// `cinescale upload`'s resumable uploads: a session's parts sent `parallel` at a time, each retried, and
 /// the session kept in a small state file so that a run killed half way is resumed by the next one.
@@ -165,6 +166,7 @@ extension UploadFlow {
 }
 
 /// Bytes done of a total, shared by the part tasks.
+/// `@unchecked Sendable`: `done`, the only mutable field, is read and written under `lock`.
 final class Progress: @unchecked Sendable {
     // A lock around two integers: updated once a part, from the task group's loop.
     private let lock = NSLock()
@@ -204,7 +206,7 @@ struct UploadState {
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/state")
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let identity = "\(absolute)\n\(size)\n\(Int64((modified.timeIntervalSince1970 * 1000).rounded()))"
-        let digest = SHA256.hash(data: Data(identity.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digest = Hex.encode(SHA256.hash(data: Data(identity.utf8)))
         file = base.appendingPathComponent("cinescale/uploads/\(digest.prefix(32)).json")
         self.api = api
     }

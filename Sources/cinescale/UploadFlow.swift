@@ -204,6 +204,7 @@ struct Terminal: Sendable {
 
     func bar(_ name: String) -> Bar { Bar(name: name, interactive: interactive) }
 
+    /// `@unchecked Sendable`: the part tasks update it concurrently; every mutable field is behind `lock`.
     final class Bar: @unchecked Sendable {
         let name: String
         let interactive: Bool

@@ -11,6 +11,7 @@ import Testing
 /// A one-connection Runtime API on a plain blocking socket that sees the bytes exactly as they arrive: after
 /// each outcome post it waits briefly, without answering, to learn whether the runtime already sent its next
 /// `GET …/next` (pipelined) or waits for the 202 (one request at a time).
+/// `@unchecked Sendable`: built by the test, then used only by the one thread that serves it.
 private final class WireRuntimeAPI: @unchecked Sendable {
     let listener: Int32
     let port: Int

@@ -105,10 +105,10 @@ final class HandlerDirectory: Sendable {
             return {"unknown": action}
         """
 
-    /// The recorder function shared with the Python trigger tests (tests/python/recorder.py): every run in
+    /// The recorder function shared with the Python trigger tests (IntegrationTests/recorder.py): every run in
     /// `runs.log`, and unless `FAIL=1` its effect as `effects/<request id>.json`.
     static let recorder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("tests/python/recorder.py")
+        .deletingLastPathComponent().appendingPathComponent("IntegrationTests/recorder.py")
 
     /// Lines of `runs.log` as JSON objects.
     func runs() -> [[String: Any]] {

@@ -87,7 +87,7 @@ final class FakeQueue: SQSEventSourceClient {
     }
 }
 
-/// The SQS event source over a fake queue and a live gateway with awslambdaric workers (tests/python/recorder.py).
+/// The SQS event source over a fake queue and a live gateway with awslambdaric workers (IntegrationTests/recorder.py).
 @Suite("SQS event source, live", .enabled(if: Python.available, Python.skipMessage))
 struct SQSEventSourceTests {
     func recorder(_ dir: HandlerDirectory, fail: Bool = false, sleep: Double = 0, concurrency: Int = 2) -> FunctionConfiguration {

@@ -319,6 +319,7 @@ struct ChunkTests {
     }
 }
 
+/// `@unchecked Sendable`: `value` is set once in init; the runtime loads and zeroes weak references atomically.
 final class Weak<T: AnyObject>: @unchecked Sendable {
     weak var value: T?
     init(_ value: T) { self.value = value }

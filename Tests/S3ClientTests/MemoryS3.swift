@@ -1,11 +1,14 @@
 import FakeHTTPServer
 import Foundation
 import SigV4
+import WireFormat
 
 @testable import S3Client
 
 /// A tiny in-memory S3 (path style, one bucket namespace) behind `withFakeServer`, with hooks
 /// to inject failures. Enough to exercise the client's wire behaviour without a real store.
+/// `@unchecked Sendable`: the store's state is behind `lock`; the hooks (`intercept`, `pageSize`, `rangeMode`)
+/// are set by the test between requests, never while one is being served.
 final class MemoryS3: @unchecked Sendable {
     struct Object {
         var body: [UInt8]

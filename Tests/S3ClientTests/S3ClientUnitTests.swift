@@ -4,6 +4,7 @@ import NIOCore
 import S3Wire
 import SigV4
 import Testing
+import WireFormat
 
 @testable import S3Client
 

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import SigV4
 import Testing
+import WireFormat
 
 @testable import S3Client
 

@@ -8,7 +8,7 @@ import SQSClient
 import Testing
 
 /// The wire format and the failure paths of the SQS client, against a scripted server that checks SigV4
-/// (service `sqs`). The client against a real SQS implementation: tests/python/test_localstack.py.
+/// (service `sqs`). The client against a real SQS implementation: IntegrationTests/test_localstack.py.
 @Suite("SQSClient")
 struct SQSClientTests {
     static let queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/uploads"

@@ -22,7 +22,7 @@ from botocore.config import Config
 
 from conftest import binary, ffmpeg, free_port, healthy, stop_process, temporary, wait_for, api_key, bearer
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 ACCESS, SECRET = "CINESCALERGWKEY", "cinescale-rgw-secret"
 
 

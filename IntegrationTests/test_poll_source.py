@@ -1,7 +1,7 @@
 """Triggers on a store whose notifications are off: the gateway's poll source (`sources.poll`) lists the bucket,
 turns each new object into the S3 event record a notification would carry, and queues it through the same
 intake as the webhook. Real processes: the embedded store started without any notification target, the gateway,
-and awslambdaric workers recording what they receive (tests/python/recorder.py: one effect file per request
+and awslambdaric workers recording what they receive (IntegrationTests/recorder.py: one effect file per request
 id, so a re-run of an interrupted invocation overwrites rather than adds). Counted: every upload has exactly one
 invocation, also across a `kill -9` of the gateway; with several gateways on one PostgreSQL queue, which share
 one seen state (a gateway joining after the others' invocations were pruned runs nothing again); and against
@@ -264,7 +264,6 @@ SHARED_N = 100
 
 @pytest.fixture
 def postgres(quiet_store):
-    sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "scripts")))
     from pipeline_cluster import Postgres
     root, _, _ = quiet_store
     pg = Postgres(root)

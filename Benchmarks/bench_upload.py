@@ -3,7 +3,7 @@
 parts in flight, then complete) against one presigned PUT of the same file, alternated (the order swapped
 every pair) so that both see the same machine. Prints the medians of the pairs: MB/s of each, and the ratio
 resumable / single (parts alone, and parts + complete). Both PUT from the file in 1 MiB writes with
-http.client (tests/python/resumable_client.py), so the client is the same for both.
+http.client (IntegrationTests/resumable_client.py), so the client is the same for both.
 
 Usage: bench_upload.py BIN_DIR [SIZE_MB=512] [PAIRS=5] [PART_MIB=8 (the API's --resumable-part-size)]"""
 import json
@@ -17,7 +17,7 @@ import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+sys.path.insert(0, os.path.join(ROOT, "IntegrationTests"))
 from resumable_client import call, put_part  # noqa: E402
 
 

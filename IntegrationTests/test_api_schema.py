@@ -10,7 +10,7 @@ import pytest
 from conftest import temporary
 from test_product import Dev
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 class UnlimitedDev(Dev):

@@ -9,7 +9,7 @@ scheduled onto the workers as the gateway queues them, finish). With SECOND=1 a 
 after the long one and its own upload → playable time is printed (the long video still being chunked).
 Quality per rung of the last pair: PSNR against the source (scaled to the rung; the first 130 s of a longer
 source, which holds the lead and four chunk boundaries) and the MP4's bit rate, chunked against whole. With
-CLUSTER=1, one more chunked run on two gateways sharing a PostgreSQL queue (scripts/pipeline_cluster.py):
+CLUSTER=1, one more chunked run on two gateways sharing a PostgreSQL queue (IntegrationTests/pipeline_cluster.py):
 its time to ready and how many chunks each gateway ran.
 
 Usage: bench_chunked.py BIN_DIR [DURATION=600] [RUNS=1] [SECOND=1] [CLUSTER=1]
@@ -32,7 +32,8 @@ CLUSTER = (sys.argv[5] if len(sys.argv) > 5 else "1") == "1"
 # "opus": the same source remuxed to Matroska with its audio as Opus (what WebM uploads carry), which is not
 # carried but encoded to AAC once by the plan.
 AUDIO = sys.argv[6] if len(sys.argv) > 6 else "aac"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# pipeline_cluster (the CLUSTER run's processes) lives with the integration tests, which use it too.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "IntegrationTests"))
 LADDER = "240,360,720,1080"
 TICK = os.sysconf("SC_CLK_TCK")
 

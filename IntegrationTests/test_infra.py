@@ -16,7 +16,7 @@ import yaml
 
 from conftest import binary
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 MINIO = os.path.join(ROOT, "infra", "minio")
 K8S = os.path.join(ROOT, "infra", "k8s")
 DEV = os.path.join(ROOT, "Sources", "cinescale", "DevCommand.swift")
@@ -35,9 +35,12 @@ def env_file(path):
 def test_shellcheck_passes_on_every_script():
     if not shutil.which("shellcheck"):
         pytest.fail("shellcheck is not installed (scripts/test installs it)")
-    # Every shell script in scripts/ (the Python modules beside them are not shell).
-    scripts = sorted(os.path.join(ROOT, "scripts", name) for name in os.listdir(os.path.join(ROOT, "scripts"))
-                     if not name.endswith(".py") and not name.startswith(".") and name != "__pycache__")
+    # Every file in scripts/: entry points and the lib.sh they source, all shell (Python modules live with the
+    # benchmarks and the integration tests).
+    names = [name for name in os.listdir(os.path.join(ROOT, "scripts"))
+             if not name.startswith(".") and name != "__pycache__"]
+    assert not [name for name in names if name.endswith(".py")], names
+    scripts = sorted(os.path.join(ROOT, "scripts", name) for name in names)
     scripts += glob.glob(os.path.join(ROOT, "infra", "**", "*.sh"), recursive=True)
     scripts += glob.glob(os.path.join(ROOT, "localstack", "**", "*.sh"), recursive=True)
     scripts += [os.path.join(ROOT, ".ci", "run")]
@@ -235,6 +238,10 @@ def test_minio_compose_matches_the_binary_and_the_wiring():
     package = open(os.path.join(ROOT, "Package.swift")).read()
     for product in re.findall(r"--product (\S+)", open(dockerfile).read()):
         assert f'.executable(name: "{product}"' in package, product
+    # The manifest loads only when every target's folder is there: the image copies each top-level one.
+    copied = set(re.findall(r"^COPY (\S+) \./", open(dockerfile).read(), re.M))
+    for folder in {"Sources"} | set(re.findall(r'path: "([^/"]+)/', package)):
+        assert folder in copied, folder
 
 
 

@@ -21,7 +21,7 @@ from botocore.config import Config
 
 from conftest import binary, ffmpeg, free_port, healthy, stop_process, temporary, wait_for, api_key, bearer
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RUN = os.path.join(ROOT, "localstack", "run.sh")
 # LocalStack accepts any access key but checks presigned URLs against the secret "test".
 ACCESS, SECRET = "CINESCALELOCALKEY", "test"

@@ -3,7 +3,8 @@ event to each gateway's webhook, and N `cinescale gateway` processes running pro
 sharing one invocation queue: PostgreSQL (a throwaway cluster from scripts/postgres-throwaway) or, with one
 gateway, SQLite. Each gateway gets every event; the shared queue's dedupe makes one invocation of each.
 
-Used by tests/python/test_shared_queue.py and scripts/bench_shared_queue.py. Everything binds 127.0.0.1."""
+Used by test_shared_queue.py and test_poll_source.py here, and by Benchmarks/bench_shared_queue.py and
+Benchmarks/bench_chunked.py. Everything binds 127.0.0.1."""
 import json
 import os
 import signal

@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 
 from conftest import ffmpeg, temporary, wait_for
 
-OUTPUT = os.path.join(os.path.dirname(__file__), "..", "..", ".test-output")
+OUTPUT = os.path.join(os.path.dirname(__file__), "..", ".test-output")
 
 
 @pytest.fixture(scope="module")

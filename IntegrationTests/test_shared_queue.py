@@ -6,15 +6,12 @@ per stage."""
 import concurrent.futures
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
 from conftest import binary, ffmpeg
-
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "scripts")))
-from pipeline_cluster import Cluster, wait_until  # noqa: E402
+from pipeline_cluster import Cluster, wait_until
 
 VIDEOS = 200
 
