@@ -365,8 +365,9 @@ let package = Package(
             pkgConfig: "libavformat libavcodec libswscale libswresample libavutil",
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libswresample-dev", "libavutil-dev"])]
         ),
-        // HLS playlists as text: reading media playlists, writing master playlists, rewriting URIs. No dependencies.
-        .target(name: "HLS", swiftSettings: swiftSettings),
+        // HLS playlists and DASH manifests as text: reading media playlists, writing master playlists and MPDs,
+        // rewriting URIs. WireFormat only.
+        .target(name: "HLS", dependencies: ["WireFormat"], swiftSettings: swiftSettings),
         .testTarget(name: "HLSTests", dependencies: ["HLS"], swiftSettings: swiftSettings),
         // The product API (uploads, videos, signed streaming), stateless over the buckets; mounted on the gateway.
         .target(
@@ -424,7 +425,7 @@ let package = Package(
         .executableTarget(
             name: "transcode",
             dependencies: [
-                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS",
+                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS", "WireFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/transcode",

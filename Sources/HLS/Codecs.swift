@@ -1,3 +1,4 @@
+import WireFormat
 /// RFC 6381 codec strings for `CODECS=` attributes.
 public enum Codecs {
     /// `avc1.PPCCLL` from H.264 decoder configuration: either an `avcC` record (first byte 1) or Annex B
@@ -27,9 +28,6 @@ public enum Codecs {
     }
 
     private static func format(_ profile: UInt8, _ constraints: UInt8, _ level: UInt8) -> String {
-        "avc1." + [profile, constraints, level].map { byte in
-            let hex = String(byte, radix: 16)
-            return hex.count == 1 ? "0" + hex : hex
-        }.joined()
+        "avc1." + Hex.encode([profile, constraints, level])
     }
 }

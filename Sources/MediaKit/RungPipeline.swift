@@ -21,6 +21,7 @@ final class PipelineFailure: Sendable {
 /// A blocking queue between two threads, bounded in pictures: the producer waits while `frameCapacity`
 /// pictures are pending, so a slow encoder holds back decoding instead of pinning decoded pictures in
 /// memory. Audio packets (small, and as many as the demuxer interleaves) never wait.
+// @unchecked: its state is guarded by `condition` (NSCondition, which Swift cannot see as a lock).
 final class PipelineQueue: @unchecked Sendable {
     private let condition = NSCondition()
     private var items: [PipelineItem] = []
@@ -61,6 +62,8 @@ final class PipelineQueue: @unchecked Sendable {
 /// picture on to the smaller rungs that scale from it (in cascade: 360p and 240p from 720p's picture costs
 /// less than from the source's), encodes it with libx264 and writes the packets, with the audio, to the
 /// rung's muxers (MP4 and HLS). Decoding, scaling and encoding of different rungs overlap on both cores.
+// @unchecked: it holds FFmpeg pointers; after `start` only its own thread touches them, and the decoding
+// thread reads `failure` only after `join` (the semaphore orders the accesses).
 final class RungStage: @unchecked Sendable {
     let rung: Rung
     let width: Int32

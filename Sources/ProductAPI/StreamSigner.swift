@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import WireFormat
 
 /// Signs and checks the API's own stream URLs (`/stream/{id}/{rung}/index.m3u8?expires=…&signature=…`):
 /// HMAC-SHA256 over the path and the expiry, so a URL works until it expires and for that path only.
@@ -25,18 +26,12 @@ public struct StreamSigner: Sendable {
     public func verify(path: String, expires: String?, signature: String?, now: Date) -> Verdict {
         guard let expires, let seconds = Int(expires), let signature else { return .invalid }
         let expected = self.signature(path: path, expires: seconds)
-        // Constant time over equal lengths.
-        guard signature.utf8.count == expected.utf8.count,
-            zip(signature.utf8, expected.utf8).reduce(0, { $0 | ($1.0 ^ $1.1) }) == 0
-        else { return .invalid }
+        guard ConstantTime.equal(signature, expected) else { return .invalid }
         return Double(seconds) >= now.timeIntervalSince1970 ? .valid : .expired
     }
 
     private func signature(path: String, expires: Int) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array("GET\n\(path)\n\(expires)".utf8), using: SymmetricKey(data: key))
-        return mac.map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        return Hex.encode(mac)
     }
 }

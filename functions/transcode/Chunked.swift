@@ -15,6 +15,7 @@ import MediaFunctionSupport
 import MediaKit
 import NIOCore
 import S3Client
+import WireFormat
 
 extension TranscodeHandler {
     var mediaBucket: String { configuration.environment.mediaBucket }
@@ -58,7 +59,7 @@ extension TranscodeHandler {
                 rungs: Transcoder.rungs(for: height, ladder: configuration.ladder).map {
                     TranscodePlan.Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate)
                 },
-                preset: configuration.settings.preset, window: chunking.window, createdAt: ISO8601DateFormatter().string(from: Date()),
+                preset: configuration.settings.preset, window: chunking.window, createdAt: ISO8601Date.format(Date()),
                 encodedAudio: carried ? nil : true,
                 subtitles: info.streams.contains { $0.type == "subtitle" } ? true : nil,
                 extraAudio: info.streams.filter { $0.type == "audio" }.count > 1 ? true : nil)
