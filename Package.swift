@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "probe", targets: ["probe"]),
         .executable(name: "transcode", targets: ["transcode"]),
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
+        .library(name: "S3Events", targets: ["S3Events"]),
         .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "MediaKit", targets: ["MediaKit"]),
         .library(name: "HLS", targets: ["HLS"]),
@@ -282,7 +283,7 @@ let package = Package(
                 "InvocationQueue",
                 "PostgresInvocationQueue",
                 "DurableSQLite",
-                "FunctionRuntime",
+                "S3Events",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -397,7 +398,7 @@ let package = Package(
         .executableTarget(
             name: "probe",
             dependencies: [
-                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client",
+                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "S3Client",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/probe",
@@ -407,7 +408,7 @@ let package = Package(
         .executableTarget(
             name: "transcode",
             dependencies: [
-                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS",
+                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/transcode",
@@ -428,7 +429,8 @@ let package = Package(
             dependencies: ["MediaKit", "HLS"],
             swiftSettings: swiftSettings
         ),
-        // Handler protocols, context, the Lambda Runtime API client loop, S3 event types. No project target.
+        // Handler protocols, context, the Lambda Runtime API client loop. No project target, no event types
+        // (as in lambda-runtime v2, where they live in a package of their own).
         .target(
             name: "FunctionRuntime",
             dependencies: [
@@ -438,6 +440,18 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // S3 event notifications as AWS S3, MinIO and Ceph RGW send them (and AWS's s3:TestEvent): the records
+        // functions decode and the gateway's summaries of them. Dates through S3Wire.
+        .target(
+            name: "S3Events",
+            dependencies: ["S3Wire"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "S3EventsTests",
+            dependencies: ["S3Events"],
             swiftSettings: swiftSettings
         ),
         // `hello`: the example function (echo, sleep, crash, fail, init-fail, record).

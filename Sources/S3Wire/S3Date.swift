@@ -19,9 +19,12 @@ public enum S3Date {
 
     /// ISO 8601 with milliseconds (truncated), as S3 writes it in XML: `2009-10-12T17:50:30.000Z`.
     public static func iso8601(_ date: Date) -> String {
-        let t = UTCTime(date)
-        let seconds = date.timeIntervalSince1970
-        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
+        // Whole milliseconds first: the fraction of the double nearest 1764082974.393 is 0.39299988…, which
+        // would truncate to .392; the product by 1000 rounds to the millisecond the date was made from.
+        let milliseconds = (date.timeIntervalSince1970 * 1000).rounded(.down)
+        let seconds = (milliseconds / 1000).rounded(.down)
+        let t = UTCTime(Date(timeIntervalSince1970: seconds))
+        let millis = Int(milliseconds - seconds * 1000)
         return "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2))T"
             + "\(pad(t.hour, 2)):\(pad(t.minute, 2)):\(pad(t.second, 2)).\(pad(millis, 3))Z"
     }
