@@ -118,6 +118,26 @@ final class HandlerDirectory: Sendable {
         }
     }
 
+    /// The recorder behind a gate: `gated.handler` waits until `release()` is called, then records as
+    /// `recorder.handler` does (so `runs()` lists only the runs let through).
+    struct Gate: Sendable {
+        let path: String
+        func release() { _ = FileManager.default.createFile(atPath: path, contents: Data()) }
+    }
+
+    func gatedRecorder() throws -> Gate {
+        try """
+            import os, time
+            import recorder
+
+            def handler(event, context):
+                while not os.path.exists(os.path.join(os.environ["RECORD_DIR"], "release")):
+                    time.sleep(0.02)
+                return recorder.handler(event, context)
+            """.write(toFile: path + "/gated.py", atomically: true, encoding: .utf8)
+        return Gate(path: path + "/release")
+    }
+
     /// Request ids with a recorded effect.
     func effects() -> Set<String> {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path + "/effects")) ?? []
