@@ -167,6 +167,9 @@ let package = Package(
                 "PostgresAPIKeys",
                 "MediaFunctionSupport",
                 "Gateway",
+                "InvocationQueue",
+                "PostgresInvocationQueue",
+                "PollState",
                 "StoreNotifications",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -197,11 +200,20 @@ let package = Package(
             dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
-        // The same queue in PostgreSQL, shared by several gateways: leases with SKIP LOCKED, takeover, NOTIFY.
+        // The poll sources' seen state: its contract and its SQLite file (the fleet's is in PostgresInvocationQueue).
+        .target(
+            name: "PollState",
+            dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The same queue in PostgreSQL, shared by several gateways: leases with SKIP LOCKED, takeover, NOTIFY; a
+        // service whose run loop owns the pool and the outcome writes. Beside it, the poll sources' shared seen state.
         .target(
             name: "PostgresInvocationQueue",
             dependencies: [
                 "InvocationQueue",
+                "PollState",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -224,7 +236,7 @@ let package = Package(
         .target(
             name: "PostgresAPIKeys",
             dependencies: [
-                "APIKeys", "PostgresInvocationQueue",
+                "APIKeys", "InvocationQueue", "PostgresInvocationQueue",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -272,7 +284,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API, event sources
-        // (webhook, SQS, bucket polling; the poll sources' seen state in SQLite or the shared PostgreSQL).
+        // (webhook, SQS, bucket polling). Its queue (and the poll sources' shared seen state) is handed in by the
+        // composition root: no PostgreSQL driver here.
         .target(
             name: "Gateway",
             dependencies: [
@@ -281,11 +294,10 @@ let package = Package(
                 "S3Client",
                 "S3Wire",
                 "InvocationQueue",
-                "PostgresInvocationQueue",
+                "PollState",
                 "DurableSQLite",
                 "S3Events",
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -305,6 +317,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "PollState",
                 "S3Client",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
@@ -324,6 +337,7 @@ let package = Package(
             name: "gateway-bench",
             dependencies: [
                 "Gateway",
+                "InvocationQueue",
                 "SigV4",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

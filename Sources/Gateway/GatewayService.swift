@@ -4,7 +4,7 @@ import InvocationQueue
 import Logging
 import NIOCore
 import NIOPosix
-import PostgresInvocationQueue
+import PollState
 import ServiceLifecycle
 import Synchronization
 
@@ -17,7 +17,7 @@ public final class GatewayService: Service, FunctionInvoker {
     /// The Invoke API routes, to mount on another router as well if wanted.
     public let invokeAPI: InvokeAPI
     /// The durable queue of asynchronous invocations (events, `Event` invokes): SQLite, or PostgreSQL shared
-    /// with other gateways.
+    /// with other gateways — whichever the composition root handed in.
     public let invocationQueue: any DurableInvocationQueue
     /// Served at `/metrics`.
     public let metrics: GatewayMetrics
@@ -33,17 +33,19 @@ public final class GatewayService: Service, FunctionInvoker {
     private let publicPort = AsyncValue<Int>()
     private let started = Atomic<Bool>(false)
 
-    /// Opens the durable queue (`configuration.queue.postgres`, else `configuration.queue.path`, required), and,
-    /// with poll sources, their seen state: the SQLite file `configuration.pollStatePath` when set; else, with
-    /// the PostgreSQL queue, tables in its database shared by the fleet (`PostgresPollState`); else `poll.sqlite`
-    /// beside `queue.path`.
+    /// A gateway over `invocationQueue`, built by the composition root: a `SQLiteInvocationQueue` at
+    /// `configuration.queue.path`, or a `PostgresInvocationQueue` shared with other gateways (then a service of the
+    /// same group, listed before this one so that it stops after it). With poll sources, their seen state is
+    /// `pollState` when given (the shared queue's `PostgresPollState`); else the SQLite file
+    /// `configuration.pollStatePath`, else `poll.sqlite` beside `queue.path`.
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
     ///   - eventObserver: sees every store notification body `POST /events` accepts, after its invocations are
     ///     committed and before the store is answered (the product API's webhooks).
     public init(
-        configuration: GatewayConfiguration, logger: Logger,
+        configuration: GatewayConfiguration, invocationQueue: any DurableInvocationQueue,
+        pollState: (any PollStateStore)? = nil, logger: Logger,
         additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in },
         eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil
     ) throws(GatewayError) {
@@ -51,22 +53,7 @@ public final class GatewayService: Service, FunctionInvoker {
         self.configuration = configuration
         self.logger = logger
         self.core = GatewayCore(configuration: configuration, logger: logger)
-        if let postgres = try configuration.queue.postgresConfiguration() {
-            do {
-                invocationQueue = try PostgresInvocationQueue(configuration: postgres, logger: logger)
-            } catch {
-                throw .configuration("queue.postgres", error.message)
-            }
-        } else {
-            guard let path = configuration.queue.path else {
-                throw .configuration("queue.path", "is required (the durable invocation queue's SQLite file)")
-            }
-            do {
-                invocationQueue = try SQLiteInvocationQueue(path: path)
-            } catch {
-                throw GatewayError(.invalidConfiguration, "queue.path: \(error.description)", underlying: error)
-            }
-        }
+        self.invocationQueue = invocationQueue
         metrics = GatewayMetrics(functions: configuration.functions.map(\.name))
         scheduler = AsyncScheduler(
             queue: invocationQueue, core: core, metrics: metrics, maxPending: configuration.queue.maxPending,
@@ -85,10 +72,8 @@ public final class GatewayService: Service, FunctionInvoker {
             pollSources = []
         } else {
             let state: any PollStateStore
-            if configuration.pollStatePath == nil, let postgres = invocationQueue as? PostgresInvocationQueue {
-                // One seen state for the fleet, on the queue's connection pool (run by `run()` for longer than
-                // the sources).
-                state = PostgresPollState(client: postgres.client, logger: logger)
+            if let pollState {
+                state = pollState
             } else {
                 guard
                     let path = configuration.pollStatePath
@@ -150,16 +135,7 @@ public final class GatewayService: Service, FunctionInvoker {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
             throw GatewayError(.serverFailed, "GatewayService.run() can only be called once")
         }
-        // The shared queue's connections live until everything else has stopped (outcomes of drained
-        // attempts are written during shutdown).
-        guard let postgres = invocationQueue as? PostgresInvocationQueue else {
-            return try await runGateway()
-        }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await postgres.run() }
-            defer { group.cancelAll() }
-            try await runGateway()
-        }
+        try await runGateway()
     }
 
     private func runGateway() async throws {

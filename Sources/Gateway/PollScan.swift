@@ -1,4 +1,5 @@
 import Foundation
+import PollState
 import S3Client
 import S3Events
 import S3Wire

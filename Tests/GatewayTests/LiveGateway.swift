@@ -2,8 +2,11 @@ import AsyncHTTPClient
 import Foundation
 import Gateway
 import Hummingbird
+import InvocationQueue
 import Logging
 import NIOCore
+import PollState
+import PostgresInvocationQueue
 import ServiceLifecycle
 import SigV4
 import Testing
@@ -184,9 +187,11 @@ struct LiveGateway: Sendable {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         if configuration.queue.path == nil { configuration.queue.path = scratch.appendingPathComponent("queue.sqlite").path }
+        let parts = try Parts(configuration)
         let service = try GatewayService(
-            configuration: configuration, logger: logger, additionalRoutes: additionalRoutes)
-        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+            configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState, logger: logger,
+            additionalRoutes: additionalRoutes)
+        let group = ServiceGroup(configuration: .init(services: parts.services + [service], logger: logger))
         let seen = PidRecorder()
         let result: Result<T, any Error> = await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try? await group.run() }
@@ -209,6 +214,29 @@ struct LiveGateway: Sendable {
         }
         for pid in seen.pids { #expect(processGroupIsGone(pid), "process group \(pid) left behind") }
         return try result.get()
+    }
+
+    /// The gateway's queue as `cinescale`'s composition root builds it: SQLite at `queue.path`, or the shared
+    /// PostgreSQL queue — a service to run before (and stop after) the gateway — with the poll sources' seen
+    /// state in its database unless `pollStatePath` names a file.
+    struct Parts {
+        let queue: any DurableInvocationQueue
+        let pollState: (any PollStateStore)?
+        let services: [any Service]
+
+        init(_ configuration: GatewayConfiguration) throws {
+            if let postgres = try configuration.queue.postgresConfiguration() {
+                let queue = try PostgresInvocationQueue(configuration: postgres, logger: LiveGateway.logger)
+                self.queue = queue
+                pollState = configuration.pollStatePath == nil
+                    ? PostgresPollState(client: queue.client, logger: LiveGateway.logger) : nil
+                services = [queue]
+            } else {
+                queue = try SQLiteInvocationQueue(path: try #require(configuration.queue.path))
+                pollState = nil
+                services = []
+            }
+        }
     }
 
     // MARK: Invoke API client
