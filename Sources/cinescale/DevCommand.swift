@@ -193,8 +193,8 @@ struct DevCommand: AsyncParsableCommand {
             eventObserver: { body in try await api.observeStoreEvents(body) })
 
         let group = ServiceGroup(configuration: .init(
-            services: [parts.service].compactMap { $0 } + store.services
-                + [gateway, api.makeWebhookSender(), api.makeUploadJanitor()],
+            services: [parts.service].compactMap { $0 } + store.services + gateway.services
+                + [api.makeWebhookSender(), api.makeUploadJanitor()],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         let readyFile = self.readyFile

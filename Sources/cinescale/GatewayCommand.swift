@@ -105,7 +105,7 @@ struct GatewayCommand: AsyncParsableCommand {
         // order, so the queue outlives the gateway (which writes the outcomes of the attempts it drains) and the
         // key store the servers that authenticate through it.
         let group = ServiceGroup(configuration: .init(
-            services: [parts.service, keyService].compactMap { $0 } + [gateway]
+            services: [parts.service, keyService].compactMap { $0 } + gateway.services
                 + (api.map { [$0.makeWebhookSender(), $0.makeUploadJanitor()] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))

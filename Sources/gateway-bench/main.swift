@@ -114,7 +114,7 @@ let gateway = try GatewayService(
     invocationQueue: try SQLiteInvocationQueue(path: queuePath), logger: logger)
 defer { try? FileManager.default.removeItem(at: queueDirectory) }
 let group = ServiceGroup(configuration: .init(
-    services: [echoApp, gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    services: [echoApp] + gateway.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 
 var clientConfiguration = HTTPClient.Configuration()
 clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connections

@@ -244,7 +244,7 @@ struct AwslambdaricTests {
         let service = try GatewayService(
             configuration: configuration, invocationQueue: try SQLiteInvocationQueue(path: dir.path + "/queue.sqlite"),
             logger: LiveGateway.logger)
-        let group = ServiceGroup(configuration: .init(services: [service], logger: LiveGateway.logger))
+        let group = ServiceGroup(configuration: .init(services: service.services, logger: LiveGateway.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             let gw = LiveGateway(service: service, port: try await service.listeningPort())

@@ -191,7 +191,7 @@ struct LiveGateway: Sendable {
         let service = try GatewayService(
             configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState, logger: logger,
             additionalRoutes: additionalRoutes)
-        let group = ServiceGroup(configuration: .init(services: parts.services + [service], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: parts.services + service.services, logger: logger))
         let seen = PidRecorder()
         let result: Result<T, any Error> = await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try? await group.run() }
