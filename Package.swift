@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "probe", targets: ["probe"]),
         .executable(name: "transcode", targets: ["transcode"]),
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
+        .library(name: "S3Events", targets: ["S3Events"]),
         .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "MediaKit", targets: ["MediaKit"]),
         .library(name: "HLS", targets: ["HLS"]),
@@ -178,6 +179,9 @@ let package = Package(
                 "PostgresAPIKeys",
                 "MediaFunctionSupport",
                 "Gateway",
+                "InvocationQueue",
+                "PostgresInvocationQueue",
+                "PollState",
                 "StoreNotifications",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -209,11 +213,20 @@ let package = Package(
             dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
-        // The same queue in PostgreSQL, shared by several gateways: leases with SKIP LOCKED, takeover, NOTIFY.
+        // The poll sources' seen state: its contract and its SQLite file (the fleet's is in PostgresInvocationQueue).
+        .target(
+            name: "PollState",
+            dependencies: ["DurableSQLite", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        // The same queue in PostgreSQL, shared by several gateways: leases with SKIP LOCKED, takeover, NOTIFY; a
+        // service whose run loop owns the pool and the outcome writes. Beside it, the poll sources' shared seen state.
         .target(
             name: "PostgresInvocationQueue",
             dependencies: [
                 "InvocationQueue",
+                "PollState",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -237,7 +250,7 @@ let package = Package(
         .target(
             name: "PostgresAPIKeys",
             dependencies: [
-                "APIKeys", "PostgresInvocationQueue",
+                "APIKeys", "InvocationQueue", "PostgresInvocationQueue",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -285,7 +298,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API, event sources
-        // (webhook, SQS, bucket polling; the poll sources' seen state in SQLite or the shared PostgreSQL).
+        // (webhook, SQS, bucket polling). Its queue (and the poll sources' shared seen state) is handed in by the
+        // composition root: no PostgreSQL driver here.
         .target(
             name: "Gateway",
             dependencies: [
@@ -294,11 +308,8 @@ let package = Package(
                 "S3Client",
                 "S3Wire",
                 "InvocationQueue",
-                "PostgresInvocationQueue",
-                "DurableSQLite",
-                "FunctionRuntime",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+                "PollState",
+                "S3Events",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -318,6 +329,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "PollState",
                 "S3Client",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
@@ -337,6 +349,7 @@ let package = Package(
             name: "gateway-bench",
             dependencies: [
                 "Gateway",
+                "InvocationQueue",
                 "SigV4",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -415,7 +428,7 @@ let package = Package(
         .executableTarget(
             name: "probe",
             dependencies: [
-                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client",
+                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "S3Client",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/probe",
@@ -425,7 +438,7 @@ let package = Package(
         .executableTarget(
             name: "transcode",
             dependencies: [
-                "FunctionRuntime", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS", "WireFormat",
+                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS", "WireFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/transcode",
@@ -447,7 +460,8 @@ let package = Package(
             dependencies: ["MediaKit", "HLS"],
             swiftSettings: swiftSettings
         ),
-        // Handler protocols, context, the Lambda Runtime API client loop, S3 event types. No project target.
+        // Handler protocols, context, the Lambda Runtime API client loop. No project target, no event types
+        // (as in lambda-runtime v2, where they live in a package of their own).
         .target(
             name: "FunctionRuntime",
             dependencies: [
@@ -457,6 +471,18 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // S3 event notifications as AWS S3, MinIO and Ceph RGW send them (and AWS's s3:TestEvent): the records
+        // functions decode and the gateway's summaries of them. Dates through S3Wire.
+        .target(
+            name: "S3Events",
+            dependencies: ["S3Wire"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "S3EventsTests",
+            dependencies: ["S3Events"],
             swiftSettings: swiftSettings
         ),
         // `hello`: the example function (echo, sleep, crash, fail, init-fail, record).

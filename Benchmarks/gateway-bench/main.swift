@@ -10,6 +10,7 @@
 import AsyncHTTPClient
 import Foundation
 import Gateway
+import InvocationQueue
 import Hummingbird
 import Logging
 import NIOCore
@@ -104,15 +105,16 @@ let echoApp = Application(
     onServerRunning: { echoPortContinuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
 
 let queueDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-bench-\(UUID().uuidString)")
+let queuePath = queueDirectory.appendingPathComponent("queue.sqlite").path
 let gateway = try GatewayService(
     configuration: GatewayConfiguration(
         functions: [FunctionConfiguration(name: "noop", command: [hello, "echo"], concurrency: workers, maxQueued: 100_000)],
         port: 0, credentials: [credentials], inheritedEnvironment: ProcessInfo.processInfo.environment,
-        queue: QueueConfiguration(path: queueDirectory.appendingPathComponent("queue.sqlite").path)),
-    logger: logger)
+        queue: QueueConfiguration(path: queuePath)),
+    invocationQueue: try SQLiteInvocationQueue(path: queuePath), logger: logger)
 defer { try? FileManager.default.removeItem(at: queueDirectory) }
 let group = ServiceGroup(configuration: .init(
-    services: [echoApp, gateway], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    services: [echoApp] + gateway.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 
 var clientConfiguration = HTTPClient.Configuration()
 clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connections

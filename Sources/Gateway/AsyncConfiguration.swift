@@ -1,5 +1,5 @@
 import Foundation
-import PostgresInvocationQueue
+import InvocationQueue
 import Yams
 
 /// How a function's asynchronous invocations are retried, like Lambda's `MaximumRetryAttempts` and

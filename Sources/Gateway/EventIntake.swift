@@ -1,7 +1,7 @@
 import Foundation
-import FunctionRuntime
 import InvocationQueue
 import NIOCore
+import S3Events
 import S3Wire
 
 /// Turns an S3 event notification (MinIO's webhook body, AWS's S3 event 2.1, Ceph RGW's 2.2 — a `Records`

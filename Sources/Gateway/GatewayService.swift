@@ -4,20 +4,22 @@ import InvocationQueue
 import Logging
 import NIOCore
 import NIOPosix
-import PostgresInvocationQueue
+import PollState
 import ServiceLifecycle
 import Synchronization
 
-/// The gateway as a `Service`: one Runtime API listener per worker slot (127.0.0.1, free ports), the public
-/// Invoke API server, and the supervised worker processes. `run()` returns after a clean shutdown: on
-/// graceful shutdown it stops handing out work, SIGTERMs every worker, SIGKILLs stragglers after the grace
-/// period, reaps them all, then stops its HTTP servers. Cancellation kills the workers at once.
-public final class GatewayService: Service, FunctionInvoker {
+/// The gateway: one Runtime API listener per worker slot (127.0.0.1, free ports), the supervised worker
+/// processes, the asynchronous scheduler, the public Invoke API server, the event sources. Its long-running
+/// parts are `services`, for the command's one `ServiceGroup`: at graceful shutdown the gateway stops handing
+/// out work and SIGTERMs every worker at once, then its parts stop in turn — sources, public server, scheduler
+/// (draining), workers (SIGKILL for stragglers after the grace period, all reaped), Runtime API listeners.
+/// Cancellation kills the workers at once.
+public final class GatewayService: FunctionInvoker {
     public let configuration: GatewayConfiguration
     /// The Invoke API routes, to mount on another router as well if wanted.
     public let invokeAPI: InvokeAPI
     /// The durable queue of asynchronous invocations (events, `Event` invokes): SQLite, or PostgreSQL shared
-    /// with other gateways.
+    /// with other gateways — whichever the composition root handed in.
     public let invocationQueue: any DurableInvocationQueue
     /// Served at `/metrics`.
     public let metrics: GatewayMetrics
@@ -29,21 +31,29 @@ public final class GatewayService: Service, FunctionInvoker {
     /// `sources.poll`: buckets listed for new and changed objects.
     let pollSources: [PollEventSource]
     let logger: Logger
-    private let additionalRoutes: @Sendable (Router<BasicRequestContext>) -> Void
+    let supervisor: WorkerSupervisor
+    /// The public Invoke API server (with the routes added by `additionalRoutes`), pinned to one event loop.
+    private let publicServer: any Service
     private let publicPort = AsyncValue<Int>()
+    /// The Runtime API ports (`[function][slot]`), once every listener is bound.
+    private let runtimePorts = AsyncValue<[[Int]]>()
+    /// Set once the queue's pending invocations are scheduled: nothing new is accepted before.
+    private let recovered = AsyncValue<Bool>()
     private let started = Atomic<Bool>(false)
 
-    /// Opens the durable queue (`configuration.queue.postgres`, else `configuration.queue.path`, required), and,
-    /// with poll sources, their seen state: the SQLite file `configuration.pollStatePath` when set; else, with
-    /// the PostgreSQL queue, tables in its database shared by the fleet (`PostgresPollState`); else `poll.sqlite`
-    /// beside `queue.path`.
+    /// A gateway over `invocationQueue`, built by the composition root: a `SQLiteInvocationQueue` at
+    /// `configuration.queue.path`, or a `PostgresInvocationQueue` shared with other gateways (then a service of the
+    /// same group, listed before this one so that it stops after it). With poll sources, their seen state is
+    /// `pollState` when given (the shared queue's `PostgresPollState`); else the SQLite file
+    /// `configuration.pollStatePath`, else `poll.sqlite` beside `queue.path`.
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
     ///   - eventObserver: sees every store notification body `POST /events` accepts, after its invocations are
     ///     committed and before the store is answered (the product API's webhooks).
     public init(
-        configuration: GatewayConfiguration, logger: Logger,
+        configuration: GatewayConfiguration, invocationQueue: any DurableInvocationQueue,
+        pollState: (any PollStateStore)? = nil, logger: Logger,
         additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in },
         eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil
     ) throws(GatewayError) {
@@ -51,22 +61,7 @@ public final class GatewayService: Service, FunctionInvoker {
         self.configuration = configuration
         self.logger = logger
         self.core = GatewayCore(configuration: configuration, logger: logger)
-        if let postgres = try configuration.queue.postgresConfiguration() {
-            do {
-                invocationQueue = try PostgresInvocationQueue(configuration: postgres, logger: logger)
-            } catch {
-                throw .configuration("queue.postgres", error.message)
-            }
-        } else {
-            guard let path = configuration.queue.path else {
-                throw .configuration("queue.path", "is required (the durable invocation queue's SQLite file)")
-            }
-            do {
-                invocationQueue = try SQLiteInvocationQueue(path: path)
-            } catch {
-                throw GatewayError(.invalidConfiguration, "queue.path: \(error.description)", underlying: error)
-            }
-        }
+        self.invocationQueue = invocationQueue
         metrics = GatewayMetrics(functions: configuration.functions.map(\.name))
         scheduler = AsyncScheduler(
             queue: invocationQueue, core: core, metrics: metrics, maxPending: configuration.queue.maxPending,
@@ -85,10 +80,8 @@ public final class GatewayService: Service, FunctionInvoker {
             pollSources = []
         } else {
             let state: any PollStateStore
-            if configuration.pollStatePath == nil, let postgres = invocationQueue as? PostgresInvocationQueue {
-                // One seen state for the fleet, on the queue's connection pool (run by `run()` for longer than
-                // the sources).
-                state = PostgresPollState(client: postgres.client, logger: logger)
+            if let pollState {
+                state = pollState
             } else {
                 guard
                     let path = configuration.pollStatePath
@@ -113,7 +106,32 @@ public final class GatewayService: Service, FunctionInvoker {
                     logger: logger)
             }
         }
-        self.additionalRoutes = additionalRoutes
+        supervisor = WorkerSupervisor(configuration: configuration, dispatchers: core.ordered, logger: logger)
+
+        // The public Invoke API, event webhook and operator routes, on one event loop: a request is parsed,
+        // handled and answered on one thread.
+        var serverLogger = logger
+        if logger.logLevel > .trace { serverLogger.logLevel = max(logger.logLevel, .warning) }
+        let router = Router(context: BasicRequestContext.self)
+        invokeAPI.addRoutes(to: router)
+        operatorAPI.addRoutes(to: router)
+        additionalRoutes(router)
+        let (publicPort, host, functionCount) = (publicPort, configuration.host, core.ordered.count)
+        let publicLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let publicApp = Application(
+            router: router, server: .http1(),
+            configuration: .init(address: .hostname(host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                publicPort.set(.success(port))
+                logger.debug("gateway listening", metadata: [
+                    "cinescale.endpoint": .string("http://\(host):\(port)"),
+                    "cinescale.functions": .stringConvertible(functionCount),
+                ])
+            },
+            eventLoopGroupProvider: .shared(publicLoop),
+            logger: serverLogger)
+        publicServer = PinnedService(base: publicApp, executor: EventLoopTaskExecutor(publicLoop), name: "invoke-api")
     }
 
     // MARK: Public API
@@ -144,33 +162,77 @@ public final class GatewayService: Service, FunctionInvoker {
         try core.submit(function: function, payload: payload, requestID: requestID, completion: completion)
     }
 
-    // MARK: Service
+    // MARK: Services
 
-    public func run() async throws {
-        guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
-            throw GatewayError(.serverFailed, "GatewayService.run() can only be called once")
-        }
-        // The shared queue's connections live until everything else has stopped (outcomes of drained
-        // attempts are written during shutdown).
-        guard let postgres = invocationQueue as? PostgresInvocationQueue else {
-            return try await runGateway()
-        }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await postgres.run() }
-            defer { group.cancelAll() }
-            try await runGateway()
-        }
+    /// The gateway's long-running parts, to run in the command's `ServiceGroup` in this order (after whatever
+    /// they use, such as the shared queue's service; the group stops them in reverse order):
+    /// - `runtime`: the Runtime API listeners, bound before any worker starts, and the worker supervisor; stops
+    ///   last, once every worker is reaped.
+    /// - `scheduler`: recovers the queue's pending invocations, then starts due attempts; at shutdown, drains
+    ///   them (the grace period and 2 s more).
+    /// - `invoke-api`: the public server, up once the queue is recovered; at shutdown it finishes the requests
+    ///   in flight (their workers are being stopped).
+    /// - `sqs:<queue>`, `poll:<bucket>`: the event sources, from recovery until shutdown (messages still held
+    ///   come back after their visibility timeout; records not yet recorded as seen are emitted again).
+    /// - `prune`: deletes finished invocations past their retention, hourly.
+    /// - `shutdown`: signalled first, it stops the scheduler from starting attempts and the workers (SIGTERM)
+    ///   at once, so that no part waits for a worker the others would keep busy.
+    /// Each runs once.
+    public var services: [any Service] {
+        let scheduler = self.scheduler
+        let supervisor = self.supervisor
+        let recovered = self.recovered
+        return [
+            GatewayPart("runtime") { try await self.runWorkers() },
+            GatewayPart("scheduler") { try await self.runScheduler() },
+            GatewayPart("invoke-api") { try await self.runPublicServer() },
+        ]
+            + sqsSources.map { source in
+                GatewayPart("sqs:\(source.configuration.queueName)") {
+                    // Stops receiving at graceful shutdown; messages still held come back after their visibility
+                    // timeout.
+                    _ = try await recovered.get()
+                    await cancelWhenGracefulShutdown { await source.run() }
+                }
+            }
+            + pollSources.map { source in
+                GatewayPart("poll:\(source.configuration.bucket)") {
+                    // Stops scanning at graceful shutdown; records not yet recorded as seen are emitted again (and
+                    // deduplicated) at the next start.
+                    _ = try await recovered.get()
+                    await cancelWhenGracefulShutdown { await source.run() }
+                }
+            }
+            + [
+                GatewayPart("prune") { [
+                    queue = invocationQueue, retention = configuration.queue.retention, logger = logger,
+                    pollSources = pollSources
+                ] in
+                    await Self.pruneFinished(queue: queue, retention: retention, logger: logger) {
+                        // After a crash between a poll source's commit to the queue and its seen-state write, its
+                        // first scan emits those records again: they must still find their invocations (and
+                        // their dedupe keys), however long the gateway was down. At most an hour late.
+                        let deadline = ContinuousClock.now + .seconds(3600)
+                        for source in pollSources {
+                            _ = await source.scanned.sleep(for: max(.zero, deadline - .now))
+                        }
+                    }
+                },
+                GatewayPart("shutdown") {
+                    guard (try? await gracefulShutdown()) != nil else { return }  // cancelled
+                    scheduler.stop()
+                    supervisor.requestStop()
+                },
+            ]
     }
 
-    private func runGateway() async throws {
-        var serverLogger = logger
-        if logger.logLevel > .trace { serverLogger.logLevel = max(logger.logLevel, .warning) }
-
-        // Every server is pinned to one event loop, spread round-robin over the group: a request is
-        // parsed, handled and answered on one thread.
+    /// Binds the Runtime API listeners, runs the workers until shutdown, then closes the listeners.
+    private func runWorkers() async throws {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
+            throw GatewayError(.serverFailed, "the gateway's services can only be run once")
+        }
+        defer { runtimePorts.set(.failure(GatewayError(.shuttingDown, "the gateway stopped"))) }
         let loops = MultiThreadedEventLoopGroup.singleton
-
-        // Runtime API listeners, one per worker slot, up before any worker starts.
         var runtimeServers: [RuntimeAPIServer] = []
         var ports: [[Int]] = []
         do throws(GatewayError) {
@@ -186,111 +248,65 @@ public final class GatewayService: Service, FunctionInvoker {
         } catch {
             for server in runtimeServers { await server.close() }
             publicPort.set(.failure(error))
+            runtimePorts.set(.failure(error))
             throw error
         }
+        runtimePorts.set(.success(ports))
+        // Workers run while the gateway runs, even if the public server is still binding; until graceful
+        // shutdown (the `shutdown` part), or cancellation.
+        await supervisor.run(ports: ports)
+        // The `shutdown` part may have stopped the workers before the group reached this one: a service that
+        // returns before its turn makes the group cancel the others.
+        try? await gracefulShutdown()
+        for server in runtimeServers { await server.close() }
+        if !Task.isCancelled { logger.info("gateway stopped") }
+    }
 
-        // Pending invocations from before a crash or restart, scheduled before any new one is accepted.
+    /// Once the listeners are up: schedules the invocations pending from before a crash or restart, then runs
+    /// the scheduler until shutdown and drains it.
+    private func runScheduler() async throws {
+        defer { recovered.set(.failure(GatewayError(.shuttingDown, "the gateway stopped"))) }
+        do {
+            _ = try await runtimePorts.get()
+        } catch {
+            recovered.set(.failure(error))
+            throw error
+        }
         do {
             try await scheduler.recover()
         } catch {
-            for server in runtimeServers { await server.close() }
             let failure = GatewayError(.serverFailed, "the invocation queue could not be recovered: \(error)", underlying: error)
             publicPort.set(.failure(failure))
             throw failure
         }
+        recovered.set(.success(true))
+        let (scheduler, drainFor) = (self.scheduler, configuration.shutdownGracePeriod + .seconds(2))
+        await withGracefulShutdownHandler {
+            await scheduler.run(drainFor: drainFor)
+        } onGracefulShutdown: {
+            scheduler.stop()
+        }
+        // Stopped by the `shutdown` part, it may have drained before the group reached this one (see runWorkers).
+        try? await gracefulShutdown()
+    }
 
-        // The public Invoke API, event webhook and operator routes.
-        let router = Router(context: BasicRequestContext.self)
-        invokeAPI.addRoutes(to: router)
-        operatorAPI.addRoutes(to: router)
-        additionalRoutes(router)
-        let publicPort = self.publicPort
-        let host = configuration.host
-        let publicLoop = loops.next()
-        let publicApp = Application(
-            router: router, server: .http1(),
-            configuration: .init(address: .hostname(host, port: configuration.port), serverName: nil),
-            onServerRunning: { channel in
-                publicPort.set(.success(channel.localAddress?.port ?? 0))
-            },
-            eventLoopGroupProvider: .shared(publicLoop),
-            logger: serverLogger)
-        let servers = ServiceGroup(
-            configuration: .init(
-                services: [PinnedService(base: publicApp, executor: EventLoopTaskExecutor(publicLoop), name: "invoke-api")],
-                logger: serverLogger))
-        let supervisor = WorkerSupervisor(configuration: configuration, dispatchers: core.ordered, logger: logger)
-        let logger = self.logger
-        let functionCount = core.ordered.count
-        let slotPorts = ports
-        let scheduler = self.scheduler
-        let queue = invocationQueue
-        let retention = configuration.queue.retention
-        let shutdownGrace = configuration.shutdownGracePeriod
-        let sqsSources = self.sqsSources
-        let pollSources = self.pollSources
+    /// The public server, from recovery until shutdown.
+    private func runPublicServer() async throws {
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    do {
-                        try await servers.run()
-                    } catch {
-                        let failure = GatewayError(
-                            .serverFailed, "the Invoke API server failed: \(error)", underlying: error)
-                        publicPort.set(.failure(failure))
-                        throw failure
-                    }
-                    publicPort.set(.failure(GatewayError(.shuttingDown, "the Invoke API server stopped")))
-                }
-                group.addTask {
-                    await withGracefulShutdownHandler {
-                        await scheduler.run(drainFor: shutdownGrace + .seconds(2))
-                    } onGracefulShutdown: {
-                        scheduler.stop()
-                    }
-                }
-                group.addTask {
-                    await Self.pruneFinished(queue: queue, retention: retention, logger: logger) {
-                        // After a crash between a poll source's commit to the queue and its seen-state write, its
-                        // first scan emits those records again: they must still find their invocations (and
-                        // their dedupe keys), however long the gateway was down. At most an hour late.
-                        let deadline = ContinuousClock.now + .seconds(3600)
-                        for source in pollSources {
-                            _ = await source.scanned.sleep(for: max(.zero, deadline - .now))
-                        }
-                    }
-                }
-                for source in sqsSources {
-                    // Stops receiving at graceful shutdown; messages still held come back after their visibility timeout.
-                    group.addTask { await cancelWhenGracefulShutdown { await source.run() } }
-                }
-                for source in pollSources {
-                    // Stops scanning at graceful shutdown; records not yet recorded as seen are emitted again
-                    // (and deduplicated) at the next start.
-                    group.addTask { await cancelWhenGracefulShutdown { await source.run() } }
-                }
-                group.addTask {
-                    // Workers run while the gateway runs, even if the public server is still binding.
-                    await supervisor.run(ports: slotPorts)
-                    await servers.triggerGracefulShutdown()
-                }
-                group.addTask {
-                    if let port = try? await publicPort.get() {
-                        logger.debug("gateway listening", metadata: [
-                            "cinescale.endpoint": .string("http://\(host):\(port)"),
-                            "cinescale.functions": .stringConvertible(functionCount),
-                        ])
-                    }
-                }
-                try await group.waitForAll()
-            }
+            _ = try await recovered.get()
         } catch {
-            for dispatcher in core.ordered { dispatcher.markStopped() }
-            for server in runtimeServers { await server.close() }
+            // The listeners or the recovery failed, or the gateway stopped first.
+            publicPort.set(.failure(error))
             throw error
         }
-        for server in runtimeServers { await server.close() }
-        logger.info("gateway stopped")
+        do {
+            try await publicServer.run()
+        } catch {
+            let failure = GatewayError(.serverFailed, "the Invoke API server failed: \(error)", underlying: error)
+            publicPort.set(.failure(failure))
+            throw failure
+        }
+        publicPort.set(.failure(GatewayError(.shuttingDown, "the Invoke API server stopped")))
     }
 
     /// Deletes finished invocations older than `retention`, hourly, until graceful shutdown; the first time
@@ -314,4 +330,17 @@ public final class GatewayService: Service, FunctionInvoker {
             }
         }
     }
+}
+
+/// One long-running part of the gateway, as a `Service` named in the group's logs.
+struct GatewayPart: Service, CustomStringConvertible {
+    let description: String
+    let body: @Sendable () async throws -> Void
+
+    init(_ name: String, _ body: @escaping @Sendable () async throws -> Void) {
+        description = name
+        self.body = body
+    }
+
+    func run() async throws { try await body() }
 }

@@ -4,6 +4,7 @@ import Foundation
 import InvocationQueue
 import Logging
 import NIOCore
+import PollState
 import Prometheus
 import S3Client
 

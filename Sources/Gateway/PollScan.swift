@@ -1,6 +1,7 @@
-import FunctionRuntime
 import Foundation
+import PollState
 import S3Client
+import S3Events
 import S3Wire
 
 /// The pure part of a poll source: which listed objects are new or changed against the seen state, and the

@@ -14,8 +14,16 @@ struct WorkerSupervisor: Sendable {
     let configuration: GatewayConfiguration
     let dispatchers: [FunctionDispatcher]
     let logger: Logger
+    private let stopRequested = AsyncEvent()
 
-    /// Runs until shutdown; returns once every worker process has been reaped.
+    /// Stops the workers (as graceful shutdown does) without waiting for them: the gateway's `shutdown` part
+    /// calls it first, so that the parts shut down after it find their workers already stopping.
+    func requestStop() {
+        stopRequested.fire()
+    }
+
+    /// Runs until `requestStop()`, graceful shutdown or cancellation; returns once every worker process has
+    /// been reaped.
     /// `ports[f][i]` is the Runtime API port of slot `i` of `dispatchers[f]`.
     func run(ports: [[Int]]) async {
         let stopped = AsyncEvent()
@@ -34,8 +42,13 @@ struct WorkerSupervisor: Sendable {
                 group.addTask { await self.watchTimeouts(dispatcher, stopped: stopped) }
             }
             group.addTask {
-                // Graceful shutdown, or cancellation of the gateway: stop either way.
-                try? await gracefulShutdown()
+                // A stop request, graceful shutdown, or cancellation of the gateway: stop either way.
+                await withTaskGroup(of: Void.self) { first in
+                    first.addTask { try? await gracefulShutdown() }
+                    first.addTask { await self.stopRequested.wait() }
+                    await first.next()
+                    first.cancelAll()
+                }
                 self.stop(stopped: stopped)
                 let exitedInTime = await loopsDone.reachedZero.sleep(for: self.configuration.shutdownGracePeriod)
                 if !exitedInTime {

@@ -1,5 +1,6 @@
 import APIKeys
 import Foundation
+import InvocationQueue
 import Logging
 import NIOCore
 import PostgresInvocationQueue

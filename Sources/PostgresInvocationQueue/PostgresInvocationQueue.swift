@@ -4,43 +4,10 @@ import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
-/// Where the shared queue lives, parsed from a `postgres://user:password@host:port/database?sslmode=…` URL.
-public struct PostgresQueueConfiguration: Sendable, Hashable {
-    public enum TLSMode: String, Sendable, Hashable {
-        case disable, prefer, require
-    }
-
-    public var host: String
-    public var port: Int
-    public var user: String
-    public var password: String?
-    public var database: String
-    public var tls: TLSMode
-    /// How long a claim lasts without renewal: a gateway that dies loses its attempts to another after this.
-    public var leaseDuration: Duration
-    /// Connections this gateway may open. Default 8.
-    public var maxConnections: Int
-    /// This gateway in `lease_owner` (unique per process).
-    public var owner: String
-
-    public init(
-        host: String, port: Int = 5432, user: String, password: String? = nil, database: String,
-        tls: TLSMode = .prefer, leaseDuration: Duration = .seconds(10), maxConnections: Int = 8,
-        owner: String = PostgresQueueConfiguration.defaultOwner()
-    ) {
-        self.host = host
-        self.port = port
-        self.user = user
-        self.password = password
-        self.database = database
-        self.tls = tls
-        self.leaseDuration = leaseDuration
-        self.maxConnections = maxConnections
-        self.owner = owner
-    }
-
+extension PostgresQueueConfiguration {
     /// A PostgresNIO client for this database (TLS as `tls` says, a 5 s connect timeout): the queue's, and the
     /// API keys' beside it.
     public func clientConfiguration(maximumConnections: Int) -> PostgresClient.Configuration {
@@ -56,70 +23,6 @@ public struct PostgresQueueConfiguration: Sendable, Hashable {
         configuration.options.connectTimeout = .seconds(5)
         return configuration
     }
-
-    /// `<host name>/<pid>/<random>`: unique per gateway process, readable in the operator view.
-    public static func defaultOwner() -> String {
-        "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
-    }
-
-    /// Parses `postgres://` (or `postgresql://`) URLs; `sslmode` is `disable`, `prefer` (default) or `require`
-    /// (`verify-full` is taken as `require`: certificates are always verified).
-    public init(url: String) throws(PostgresQueueError) {
-        guard let components = URLComponents(string: url), let scheme = components.scheme,
-            scheme == "postgres" || scheme == "postgresql"
-        else {
-            throw PostgresQueueError(.invalidURL, "expected postgres://user:password@host:port/database, got '\(Self.redacted(url))'")
-        }
-        guard let host = components.host, !host.isEmpty else {
-            throw PostgresQueueError(.invalidURL, "the URL names no host: '\(Self.redacted(url))'")
-        }
-        guard let user = components.user, !user.isEmpty else {
-            throw PostgresQueueError(.invalidURL, "the URL names no user: '\(Self.redacted(url))'")
-        }
-        let database = String(components.path.drop { $0 == "/" })
-        var tls = TLSMode.prefer
-        for item in components.queryItems ?? [] {
-            switch (item.name, item.value ?? "") {
-            case ("sslmode", "disable"): tls = .disable
-            case ("sslmode", "prefer"), ("sslmode", "allow"): tls = .prefer
-            case ("sslmode", "require"), ("sslmode", "verify-ca"), ("sslmode", "verify-full"): tls = .require
-            case ("sslmode", let other):
-                throw PostgresQueueError(.invalidURL, "unknown sslmode '\(other)' (expected disable, prefer or require)")
-            default:
-                throw PostgresQueueError(.invalidURL, "unknown URL parameter '\(item.name)' (expected sslmode)")
-            }
-        }
-        self.init(
-            host: host, port: components.port ?? 5432, user: user.removingPercentEncoding ?? user,
-            password: components.password.map { $0.removingPercentEncoding ?? $0 },
-            database: database.isEmpty ? user : database, tls: tls)
-    }
-
-    /// The URL with its password masked, for messages.
-    public static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url), components.password != nil else { return url }
-        components.password = "***"
-        return components.string ?? "(unreadable URL)"
-    }
-}
-
-/// A failure of the PostgreSQL queue, with a code.
-public struct PostgresQueueError: Error, CustomStringConvertible, Sendable {
-    public enum Code: String, Sendable {
-        case invalidURL = "InvalidURL"
-        case unavailable = "QueueUnavailable"
-        case schema = "SchemaMismatch"
-    }
-
-    public var code: Code
-    public var message: String
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code.rawValue): \(message)" }
 }
 
 /// The invocation queue in PostgreSQL, shared by several gateways (``LeasedInvocationQueue``).
@@ -131,15 +34,17 @@ public struct PostgresQueueError: Error, CustomStringConvertible, Sendable {
 /// gateway that lost its lease (paused past it) cannot overwrite the newer attempt's record. Enqueues notify
 /// the other gateways (`NOTIFY cinescale_invocation`) so they claim new work at once.
 ///
-/// `run()` must be running (it owns the connection pool) while the queue is used.
-public final class PostgresInvocationQueue: LeasedInvocationQueue {
+/// A `Service`: `run()` must be running (it owns the connection pool and makes the outcome writes) while the
+/// queue is used. In a `ServiceGroup`, list it before the services that use it: the group stops services in
+/// reverse order, so the queue stops last, after the gateway has written the outcomes of the attempts it drained.
+public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
     public let configuration: PostgresQueueConfiguration
     public var leaseDuration: Duration { configuration.leaseDuration }
     /// The connection pool `run()` runs. Tables that live beside the queue and are used only while the queue
     /// runs (the poll sources' seen state) share it rather than opening a pool of their own.
     public let client: PostgresClient
     private let logger: Logger
-    private let writes = PendingWrites()
+    private let writes = OutcomeWrites()
     private let schema = SchemaGate()
 
     static let channel = "cinescale_invocation"
@@ -154,16 +59,32 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
         client = PostgresClient(configuration: clientConfiguration, backgroundLogger: background)
     }
 
-    /// Runs the connection pool until cancelled. Graceful shutdown does not stop it (the gateway still writes
-    /// the outcomes of the attempts it drains); the gateway cancels it last.
+    /// Runs the connection pool and makes the outcome writes `recordOutcome` submits (each in a child task)
+    /// until graceful shutdown or cancellation; run it once. In a `ServiceGroup` it is told to shut down only
+    /// once the services listed after it have stopped — the gateway flushes its outcomes before it returns — so
+    /// nothing is left to write by then: it takes no more writes and the pool closes (a write submitted that
+    /// late is still attempted, and its `done` told if it fails). Cancelled, it abandons the writes not yet
+    /// started (their `done` gets an error).
     public func run() async {
-        let client = self.client
-        // Detached: the pool must not see the service group's graceful shutdown.
-        let task = Task.detached { await client.run() }
-        await withTaskCancellationHandler {
-            await task.value
-        } onCancel: {
-            task.cancel()
+        await withDiscardingTaskGroup { group in
+            // Stops at graceful shutdown or cancellation.
+            group.addTask { await self.client.run() }
+            await withGracefulShutdownHandler {
+                for await _ in writes.submitted {
+                    for write in writes.take() {
+                        group.addTask { await write.make() }
+                    }
+                }
+            } onGracefulShutdown: {
+                self.writes.close()
+            }
+            for write in writes.stop() {
+                if Task.isCancelled {
+                    write.abandon()
+                } else {
+                    group.addTask { await write.make() }
+                }
+            }
         }
     }
 
@@ -306,21 +227,32 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue {
         let notify: Bool = if case .returned = outcome { true } else { false }
         let client = self.client
         let logger = self.logger
-        writes.submit {
-            do {
-                try await client.withConnection { connection in
-                    // No row updated: the lease went to another gateway, whose attempt's record stands.
-                    try await connection.query(query, logger: logger)
-                    if notify { try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger) }
-                }
-                done(nil)
-            } catch {
-                logger.error("could not record an invocation's outcome", metadata: [
-                    "cinescale.request.id": .string(id), "cinescale.error": "\(String(reflecting: error))",
-                ])
-                done(error)
-            }
+        let writes = self.writes
+        @Sendable func failed(_ error: any Error) {
+            logger.error("could not record an invocation's outcome", metadata: [
+                "cinescale.request.id": .string(id), "cinescale.error": "\(String(reflecting: error))",
+            ])
+            done(error)
         }
+        writes.submit(
+            OutcomeWrites.Write(
+                make: {
+                    do {
+                        try await client.withConnection { connection in
+                            // No row updated: the lease went to another gateway, whose attempt's record stands.
+                            try await connection.query(query, logger: logger)
+                            if notify { try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger) }
+                        }
+                        done(nil)
+                    } catch {
+                        failed(error)
+                    }
+                    writes.finished()
+                },
+                abandon: {
+                    failed(PostgresQueueError(.unavailable, "the queue stopped before the outcome was written"))
+                    writes.finished()
+                }))
     }
 
     public func redrive(id: String, now: Date, maxAttempts: Int, maxEventAge: TimeInterval) async throws
@@ -561,33 +493,91 @@ private final class SchemaGate: Sendable {
     }
 }
 
-/// Outcome writes in flight, so `flush()` can wait for them.
-private final class PendingWrites: Sendable {
+/// The outcome writes `recordOutcome` submits, made by the queue's run loop in child tasks of its own (none
+/// outlives the queue), and what `flush()` waits for: every write submitted so far made or abandoned.
+private final class OutcomeWrites: Sendable {
+    struct Write: Sendable {
+        /// Makes the write, then calls `finished()`.
+        let make: @Sendable () async -> Void
+        /// Reports the write as not made (the queue stopped), then calls `finished()`.
+        let abandon: @Sendable () -> Void
+    }
+
     private struct State {
-        var next = 0
-        var running: [Int: Task<Void, Never>] = [:]
+        var waiting: [Write] = []
+        /// Submitted, not yet finished.
+        var unfinished = 0
+        var stopped = false
+        var flushes: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
+    /// One element whenever writes are waiting (at most one buffered: the run loop takes them all at once).
+    let submitted: AsyncStream<Void>
+    private let signal: AsyncStream<Void>.Continuation
 
-    func submit(_ work: @escaping @Sendable () async -> Void) {
-        state.withLock { s in
-            let id = s.next
-            s.next += 1
-            s.running[id] = Task {
-                await work()
-                self.finished(id)
-            }
+    init() {
+        (submitted, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Hands `write` to the run loop; abandons it at once if the loop has stopped.
+    func submit(_ write: Write) {
+        let accepted = state.withLock { state -> Bool in
+            state.unfinished += 1
+            guard !state.stopped else { return false }
+            state.waiting.append(write)
+            return true
+        }
+        if accepted {
+            signal.yield()
+        } else {
+            write.abandon()
         }
     }
 
-    private func finished(_ id: Int) {
-        state.withLock { _ = $0.running.removeValue(forKey: id) }
+    /// The writes submitted since the last call.
+    func take() -> [Write] {
+        state.withLock { state in
+            defer { state.waiting = [] }
+            return state.waiting
+        }
     }
 
+    /// Ends `submitted` once what it holds has been read (graceful shutdown).
+    func close() {
+        signal.finish()
+    }
+
+    /// Refuses later writes (they are abandoned) and returns those not yet taken.
+    func stop() -> [Write] {
+        signal.finish()
+        return state.withLock { state in
+            state.stopped = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+    }
+
+    func finished() {
+        let flushes = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.unfinished -= 1
+            guard state.unfinished == 0 else { return [] }
+            defer { state.flushes = [] }
+            return state.flushes
+        }
+        for flush in flushes { flush.resume() }
+    }
+
+    /// Returns once every write submitted so far is made or abandoned.
     func flush() async {
-        let tasks = state.withLock { Array($0.running.values) }
-        for task in tasks { await task.value }
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                guard state.unfinished > 0 else { return true }
+                state.flushes.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
     }
 }
 

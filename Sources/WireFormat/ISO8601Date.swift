@@ -5,14 +5,15 @@ import Foundation
 public enum ISO8601Date {
     /// `date` in UTC, whole seconds (truncated), or with milliseconds (truncated).
     public static func format(_ date: Date, milliseconds: Bool = false) -> String {
-        let t = UTCCalendar.Fields(date)
+        // Whole milliseconds first: the fraction of the double nearest 1764082974.393 is 0.39299988…, which
+        // would truncate to .392; the product by 1000 rounds to the millisecond the date was made from.
+        let millis = (date.timeIntervalSince1970 * 1000).rounded(.down)
+        let seconds = (millis / 1000).rounded(.down)
+        let t = UTCCalendar.Fields(Date(timeIntervalSince1970: seconds))
         let pad = UTCCalendar.pad
         var out = "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2))T"
             + "\(pad(t.hour, 2)):\(pad(t.minute, 2)):\(pad(t.second, 2))"
-        if milliseconds {
-            let seconds = date.timeIntervalSince1970
-            out += "." + pad(Int((seconds - seconds.rounded(.down)) * 1000), 3)
-        }
+        if milliseconds { out += "." + pad(Int(millis - seconds * 1000), 3) }
         return out + "Z"
     }
 

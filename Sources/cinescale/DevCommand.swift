@@ -186,12 +186,16 @@ struct DevCommand: AsyncParsableCommand {
         let api = try apiOptions.makeAPI(
             store: storeURL, publicStore: publicStore, region: region, credentials: apiCredentials, keys: keys,
             signingSecret: credentials.secretAccessKey, logger: logger)
+        let parts = try GatewayQueue.open(gatewayConfiguration, logger: logger)
         let gateway = try GatewayService(
-            configuration: gatewayConfiguration, logger: logger, additionalRoutes: { router in api.addRoutes(to: router) },
+            configuration: gatewayConfiguration, invocationQueue: parts.queue, pollState: parts.pollState,
+            logger: logger, additionalRoutes: { router in api.addRoutes(to: router) },
             eventObserver: { body in try await api.observeStoreEvents(body) })
 
         let group = ServiceGroup(configuration: .init(
-            services: store.services + [gateway, api.makeWebhookSender(), api.makeUploadJanitor()], gracefulShutdownSignals: [.sigterm, .sigint],
+            services: [parts.service].compactMap { $0 } + store.services + gateway.services
+                + [api.makeWebhookSender(), api.makeUploadJanitor()],
+            gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         let readyFile = self.readyFile
         let portFile = processOptions.portFile

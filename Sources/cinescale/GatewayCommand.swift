@@ -94,16 +94,19 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         var observer: (@Sendable (ByteBuffer) async throws -> Void)?
         if let api { observer = { body in try await api.observeStoreEvents(body) } }
+        let parts = try GatewayQueue.open(configuration, logger: logger)
         let gateway = try GatewayService(
-            configuration: configuration, logger: logger, additionalRoutes: { router in api?.addRoutes(to: router) },
-            eventObserver: observer)
+            configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState, logger: logger,
+            additionalRoutes: { router in api?.addRoutes(to: router) }, eventObserver: observer)
         let portFile = processOptions.portFile
         let host = configuration.host
         let functionNames = configuration.functions.map(\.name).joined(separator: ",")
-        // The key store's connection pool first: the group stops services in reverse order, so it outlives
-        // the servers that authenticate through it.
+        // The shared queue, then the key store's connection pool, first: the group stops services in reverse
+        // order, so the queue outlives the gateway (which writes the outcomes of the attempts it drains) and the
+        // key store the servers that authenticate through it.
         let group = ServiceGroup(configuration: .init(
-            services: (keyService.map { [$0] } ?? []) + [gateway] + (api.map { [$0.makeWebhookSender(), $0.makeUploadJanitor()] } ?? []),
+            services: [parts.service, keyService].compactMap { $0 } + gateway.services
+                + (api.map { [$0.makeWebhookSender(), $0.makeUploadJanitor()] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -2,6 +2,7 @@ import APIKeys
 import ArgumentParser
 import Foundation
 import Gateway
+import InvocationQueue
 import Logging
 import PostgresAPIKeys
 import PostgresInvocationQueue

@@ -1,5 +1,6 @@
 import Foundation
 import Gateway
+import InvocationQueue
 import NIOCore
 import ServiceLifecycle
 import Testing
@@ -240,8 +241,10 @@ struct AwslambdaricTests {
             functions: [stubborn, polite], port: 0, credentials: [LiveGateway.credentials],
             inheritedEnvironment: ProcessInfo.processInfo.environment, shutdownGracePeriod: .seconds(1),
             queue: QueueConfiguration(path: dir.path + "/queue.sqlite"))
-        let service = try GatewayService(configuration: configuration, logger: LiveGateway.logger)
-        let group = ServiceGroup(configuration: .init(services: [service], logger: LiveGateway.logger))
+        let service = try GatewayService(
+            configuration: configuration, invocationQueue: try SQLiteInvocationQueue(path: dir.path + "/queue.sqlite"),
+            logger: LiveGateway.logger)
+        let group = ServiceGroup(configuration: .init(services: service.services, logger: LiveGateway.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             let gw = LiveGateway(service: service, port: try await service.listeningPort())

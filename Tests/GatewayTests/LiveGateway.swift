@@ -2,8 +2,11 @@ import AsyncHTTPClient
 import Foundation
 import Gateway
 import Hummingbird
+import InvocationQueue
 import Logging
 import NIOCore
+import PollState
+import PostgresInvocationQueue
 import ServiceLifecycle
 import SigV4
 import Testing
@@ -118,6 +121,26 @@ final class HandlerDirectory: Sendable {
         }
     }
 
+    /// The recorder behind a gate: `gated.handler` waits until `release()` is called, then records as
+    /// `recorder.handler` does (so `runs()` lists only the runs let through).
+    struct Gate: Sendable {
+        let path: String
+        func release() { _ = FileManager.default.createFile(atPath: path, contents: Data()) }
+    }
+
+    func gatedRecorder() throws -> Gate {
+        try """
+            import os, time
+            import recorder
+
+            def handler(event, context):
+                while not os.path.exists(os.path.join(os.environ["RECORD_DIR"], "release")):
+                    time.sleep(0.02)
+                return recorder.handler(event, context)
+            """.write(toFile: path + "/gated.py", atomically: true, encoding: .utf8)
+        return Gate(path: path + "/release")
+    }
+
     /// Request ids with a recorded effect.
     func effects() -> Set<String> {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path + "/effects")) ?? []
@@ -164,9 +187,11 @@ struct LiveGateway: Sendable {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         if configuration.queue.path == nil { configuration.queue.path = scratch.appendingPathComponent("queue.sqlite").path }
+        let parts = try Parts(configuration)
         let service = try GatewayService(
-            configuration: configuration, logger: logger, additionalRoutes: additionalRoutes)
-        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+            configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState, logger: logger,
+            additionalRoutes: additionalRoutes)
+        let group = ServiceGroup(configuration: .init(services: parts.services + service.services, logger: logger))
         let seen = PidRecorder()
         let result: Result<T, any Error> = await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try? await group.run() }
@@ -189,6 +214,29 @@ struct LiveGateway: Sendable {
         }
         for pid in seen.pids { #expect(processGroupIsGone(pid), "process group \(pid) left behind") }
         return try result.get()
+    }
+
+    /// The gateway's queue as `cinescale`'s composition root builds it: SQLite at `queue.path`, or the shared
+    /// PostgreSQL queue — a service to run before (and stop after) the gateway — with the poll sources' seen
+    /// state in its database unless `pollStatePath` names a file.
+    struct Parts {
+        let queue: any DurableInvocationQueue
+        let pollState: (any PollStateStore)?
+        let services: [any Service]
+
+        init(_ configuration: GatewayConfiguration) throws {
+            if let postgres = try configuration.queue.postgresConfiguration() {
+                let queue = try PostgresInvocationQueue(configuration: postgres, logger: LiveGateway.logger)
+                self.queue = queue
+                pollState = configuration.pollStatePath == nil
+                    ? PostgresPollState(client: queue.client, logger: LiveGateway.logger) : nil
+                services = [queue]
+            } else {
+                queue = try SQLiteInvocationQueue(path: try #require(configuration.queue.path))
+                pollState = nil
+                services = []
+            }
+        }
     }
 
     // MARK: Invoke API client

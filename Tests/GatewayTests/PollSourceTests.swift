@@ -2,6 +2,7 @@ import Foundation
 import InvocationQueue
 import Logging
 import NIOCore
+import PollState
 import S3Client
 import Synchronization
 import Testing
@@ -339,7 +340,10 @@ struct PollEventSourceTests {
                 ],
                 queue: QueueConfiguration(path: self.dir.path + "/queue.sqlite"))
             configuration.pollStatePath = self.dir.path + "/poll.sqlite"
-            service = try GatewayService(configuration: configuration, logger: LiveGateway.logger)
+            service = try GatewayService(
+                configuration: configuration,
+                invocationQueue: try SQLiteInvocationQueue(path: self.dir.path + "/queue.sqlite"),
+                logger: LiveGateway.logger)
             self.state = try state ?? SQLitePollState(path: self.dir.path + "/poll.sqlite")
             self.bucket = bucket
         }

@@ -1,6 +1,7 @@
 import Foundation
 import InvocationQueue
 import Logging
+import PollState
 import PostgresInvocationQueue
 import PostgresNIO
 import PostgresTestSupport
@@ -157,23 +158,29 @@ struct PollStateChoiceTests {
         return configuration
     }
 
+    /// The composition root's rule (`cinescale`'s GatewayQueue, mirrored by `LiveGateway.Parts`) and the
+    /// gateway's: the state handed in, else a SQLite file (named, or beside the queue's).
     @Test func theSharedQueuesGatewaysShareTheirSeenStateUnlessAFileIsNamed() throws {
+        func gateway(_ configuration: GatewayConfiguration) throws -> GatewayService {
+            let parts = try LiveGateway.Parts(configuration)
+            return try GatewayService(
+                configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState,
+                logger: LiveGateway.logger)
+        }
         let dir = try ScratchDirectory()
         var queue = QueueConfiguration(path: dir.path + "/queue.sqlite")
         queue.postgres = "postgres://cinescale@127.0.0.1:1/cinescale?sslmode=disable"  // never connected here
-        let shared = try GatewayService(configuration: Self.configuration(queue: queue), logger: LiveGateway.logger)
+        let shared = try gateway(Self.configuration(queue: queue))
         #expect(shared.pollSources.first?.state is PostgresPollState)
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/poll.sqlite"))
 
         var named = Self.configuration(queue: queue)
         named.pollStatePath = dir.path + "/own.sqlite"
-        let own = try GatewayService(configuration: named, logger: LiveGateway.logger)
+        let own = try gateway(named)
         #expect(own.pollSources.first?.state is SQLitePollState)
         #expect(FileManager.default.fileExists(atPath: dir.path + "/own.sqlite"))
 
-        let single = try GatewayService(
-            configuration: Self.configuration(queue: QueueConfiguration(path: dir.path + "/q2.sqlite")),
-            logger: LiveGateway.logger)
+        let single = try gateway(Self.configuration(queue: QueueConfiguration(path: dir.path + "/q2.sqlite")))
         #expect(single.pollSources.first?.state is SQLitePollState)
         #expect(FileManager.default.fileExists(atPath: dir.path + "/poll.sqlite"))
     }

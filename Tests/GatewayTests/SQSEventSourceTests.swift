@@ -9,6 +9,10 @@ import Testing
 @testable import Gateway
 
 /// An in-memory SQS queue with visibility timeouts and receipt handles, as the event source sees SQS.
+///
+/// Its visibility timeouts run on the real clock, or, `manualClock`, on a clock of its own that moves only
+/// when the test calls `advance(by:)`: then a held message becomes visible again only when the test says so,
+/// however slowly a loaded machine runs the event source.
 final class FakeQueue: SQSEventSourceClient {
     struct Message {
         var id: String
@@ -26,20 +30,40 @@ final class FakeQueue: SQSEventSourceClient {
         var askedFor: [Int] = []
         var failReceives = false
         var handles = 0
+        /// How far `advance(by:)` has moved the manual clock.
+        var advanced: Duration = .zero
     }
 
     let state = Mutex(State())
+    /// The manual clock's start; nil: the real clock.
+    private let manualStart: ContinuousClock.Instant?
+
+    init(manualClock: Bool = false) {
+        manualStart = manualClock ? .now : nil
+    }
+
+    /// The queue's time (call under the state's lock).
+    private func now(_ s: State) -> ContinuousClock.Instant {
+        manualStart.map { $0 + s.advanced } ?? .now
+    }
+
+    /// Moves the manual clock on.
+    func advance(by duration: Duration) {
+        precondition(manualStart != nil, "advance(by:) needs a FakeQueue(manualClock: true)")
+        state.withLock { $0.advanced += duration }
+    }
 
     func send(_ body: String) -> String {
         state.withLock { s in
             let id = "m\(s.messages.count + s.deleted.count + 1)"
-            s.messages.append(Message(id: id, body: body, visibleAt: .now))
+            s.messages.append(Message(id: id, body: body, visibleAt: now(s)))
             return id
         }
     }
 
     var deleted: [String] { state.withLock { $0.deleted } }
     var extended: [String] { state.withLock { $0.extended } }
+    func extensions(of id: String) -> Int { state.withLock { s in s.extended.filter { $0 == id }.count } }
     func receives(of id: String) -> Int { state.withLock { s in s.messages.first { $0.id == id }?.receives ?? -1 } }
 
     func receiveMessages(
@@ -50,12 +74,12 @@ final class FakeQueue: SQSEventSourceClient {
             s.askedFor.append(maxMessages)
             if s.failReceives { return (true, []) }
             var got: [SQSMessage] = []
-            let now = ContinuousClock.now
-            for i in s.messages.indices where s.messages[i].visibleAt <= now && got.count < maxMessages {
+            let instant = now(s)
+            for i in s.messages.indices where s.messages[i].visibleAt <= instant && got.count < maxMessages {
                 s.handles += 1
                 s.messages[i].handle = "h\(s.handles)"
                 s.messages[i].receives += 1
-                s.messages[i].visibleAt = now + .seconds(visibilityTimeout ?? 30)
+                s.messages[i].visibleAt = instant + .seconds(visibilityTimeout ?? 30)
                 got.append(SQSMessage(
                     messageID: s.messages[i].id, receiptHandle: "h\(s.handles)", body: s.messages[i].body,
                     attributes: ["ApproximateReceiveCount": "\(s.messages[i].receives)"]))
@@ -79,7 +103,7 @@ final class FakeQueue: SQSEventSourceClient {
     func changeMessageVisibility(queueURL: String, receiptHandle: String, visibilityTimeout: Int) async throws(SQSError) {
         let found = state.withLock { s -> Bool in
             guard let i = s.messages.firstIndex(where: { $0.handle == receiptHandle }) else { return false }
-            s.messages[i].visibleAt = .now + .seconds(visibilityTimeout)
+            s.messages[i].visibleAt = now(s) + .seconds(visibilityTimeout)
             s.extended.append(s.messages[i].id)
             return true
         }
@@ -136,10 +160,20 @@ struct SQSEventSourceTests {
         #"{"Records":["# + TriggerTests.awsRecord(bucket: "ingest", key: key, etag: etag, sequencer: "00AA") + "]}"
     }
 
+    /// Held messages wait for their invocations, which wait for the test (`release()`), and their visibility
+    /// runs on the fake queue's manual clock: what is checked follows from events, not from how long anything
+    /// takes. (It used to rely on a 5 s function outlasting a 4 s visibility timeout on the real clock: on a
+    /// loaded machine the source's extension — due at half the timeout, but made only at its next check of the
+    /// invocations' state, up to a second later — came after the fake had made the message visible again; the
+    /// source received it anew, the old receipt handle was refused, and no extension of it was ever recorded.)
     @Test func messagesAreDeletedOnlyOnceTheirInvocationsHaveRun() async throws {
         let dir = try HandlerDirectory()
-        try await LiveGateway.run([recorder(dir, sleep: 5)], configure: configure) { gw in
-            let queue = FakeQueue()
+        let gate = try dir.gatedRecorder()
+        var function = dir.function(
+            "rec", module: "gated", timeout: .seconds(120), concurrency: 2, environment: ["RECORD_DIR": dir.path])
+        function.retry = RetryPolicy(maxAttempts: 1)
+        try await LiveGateway.run([function], configure: configure) { gw in
+            let queue = FakeQueue(manualClock: true)
             try await withSource(gw, queue, visibilityTimeout: 4) { _ in
                 let plain = queue.send(Self.event("videos/a.mp4"))
                 let envelope = String(
@@ -154,13 +188,25 @@ struct SQSEventSourceTests {
                 try await waitUntil("the test event and the unmatched event deleted") {
                     Set(queue.deleted).isSuperset(of: [test, unmatched])
                 }
-                #expect(!queue.deleted.contains(plain) && !queue.deleted.contains(sns))  // still running (5 s)
+                // Held while their invocations run: extended at half the visibility timeout (the source's clock).
+                try await waitUntil("both held messages extended") {
+                    queue.extensions(of: plain) >= 1 && queue.extensions(of: sns) >= 1
+                }
+                // 3 s on the queue's clock, then, once both are extended again, 3 s more: past the 4 s of their
+                // receipt, not past their last extension. The garbage, never extended, comes back.
+                queue.advance(by: .seconds(3))
+                let extensions = (plain: queue.extensions(of: plain), sns: queue.extensions(of: sns))
+                try await waitUntil("both held messages extended again") {
+                    queue.extensions(of: plain) > extensions.plain && queue.extensions(of: sns) > extensions.sns
+                }
+                queue.advance(by: .seconds(3))
+                try await waitUntil("the garbage received again after its visibility timeout") { queue.receives(of: garbage) >= 2 }
+                #expect(queue.receives(of: plain) == 1 && queue.receives(of: sns) == 1)
+                #expect(!queue.deleted.contains(plain) && !queue.deleted.contains(sns))  // still running
+                #expect(dir.runs().isEmpty)
+                gate.release()
                 try await waitUntil("both events deleted") { Set(queue.deleted).isSuperset(of: [plain, sns]) }
                 #expect(dir.effects().count == 2)
-                // Held past its 4 s visibility timeout while the function ran: extended, received once.
-                #expect(queue.extended.contains(plain) && queue.extended.contains(sns))
-                #expect(queue.receives(of: garbage) >= 1)
-                try await waitUntil("the garbage received again after its visibility timeout") { queue.receives(of: garbage) >= 2 }
                 #expect(!queue.deleted.contains(garbage))
                 #expect(dir.runs().count == 2)
             }

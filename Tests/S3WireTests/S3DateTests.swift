@@ -51,6 +51,10 @@ struct S3DateTests {
         #expect(S3Date.iso8601(Date(timeIntervalSince1970: 1_255_369_830.25)) == "2009-10-12T17:50:30.250Z")
         #expect(S3Date.iso8601(Date(timeIntervalSince1970: -0.5)) == "1969-12-31T23:59:59.500Z")
         #expect(S3Date.iso8601(Date(timeIntervalSince1970: 4_107_542_400)) == "2100-03-01T00:00:00.000Z")
+        // The fraction of this double is 0.39299988…: still .393, the millisecond it was made from.
+        #expect(S3Date.iso8601(Date(timeIntervalSince1970: 1_764_082_974.393)) == "2025-11-25T15:02:54.393Z")
+        #expect(S3Date.parseISO8601(S3Date.iso8601(Date(timeIntervalSince1970: 1_764_082_974.393)))
+            == Date(timeIntervalSince1970: 1_764_082_974.393))
     }
 
     @Test func parseISO8601() {

@@ -12,6 +12,7 @@ import Foundation
 import FunctionRuntime
 import MediaKit
 import NIOCore
+import S3Events
 import S3Client
 import MediaFunctionSupport
 import Synchronization

@@ -20,6 +20,7 @@ import Foundation
 import FunctionRuntime
 import MediaFunctionSupport
 import MediaKit
+import S3Events
 import S3Client
 import Synchronization
 

@@ -1,5 +1,5 @@
 import Foundation
-import FunctionRuntime
+import S3Events
 import Testing
 
 /// Bodies captured on this kind of machine (copies of shared/fixtures/), and MinIO's webhook body built from

@@ -20,10 +20,11 @@ public struct SeenObject: Sendable, Hashable {
 /// crash at any point leaves at worst versions that are emitted again — which the queue's dedupe keys absorb.
 ///
 /// Two implementations: `SQLitePollState` (one gateway, a file of its own) and `PostgresPollState` (the
-/// database of the shared queue: one state for every gateway of the fleet, written concurrently). So that
+/// database of the shared queue: one state for every gateway of the fleet, written concurrently; in the
+/// `PostgresInvocationQueue` target, so the gateway links no PostgreSQL driver — the composition root hands it in). So that
 /// concurrent writers cannot undo each other, `record` never replaces a version by one whose sequencer sorts
 /// earlier, and drops a key only while it still holds the version the caller saw removed.
-protocol PollStateStore: Sendable {
+public protocol PollStateStore: Sendable {
     /// Whether other gateways write the same state: the poll source then reads it again before every scan,
     /// so that it diffs against what the fleet has turned into events, not only against its own scans.
     var isShared: Bool { get }
@@ -36,7 +37,7 @@ protocol PollStateStore: Sendable {
 }
 
 extension PollStateStore {
-    var isShared: Bool { false }
+    public var isShared: Bool { false }
 }
 
 /// `PollStateStore` in a SQLite file of its own (WAL, fsync'd group commits through `DurableDatabase`),
@@ -45,10 +46,10 @@ extension PollStateStore {
 /// A file of its own rather than a table in the queue's, so the queue's schema stays the queue's. Used with the
 /// SQLite queue, and with the shared PostgreSQL one only when `GatewayConfiguration.pollStatePath` names a file
 /// (then this gateway's state is its own: see `PostgresPollState` for why the fleet should share one).
-final class SQLitePollState: PollStateStore {
+public final class SQLitePollState: PollStateStore {
     let database: DurableDatabase
 
-    init(path: String) throws(DurableDatabaseError) {
+    public init(path: String) throws(DurableDatabaseError) {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(
@@ -70,7 +71,7 @@ final class SQLitePollState: PollStateStore {
         database = try DurableDatabase(path: path, migrator: migrator)
     }
 
-    func load(source: String) async throws -> [String: SeenObject]? {
+    public func load(source: String) async throws -> [String: SeenObject]? {
         try await database.read { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM poll_source WHERE id = ?", arguments: [source]) != nil else {
                 return nil
@@ -86,7 +87,7 @@ final class SQLitePollState: PollStateStore {
         }
     }
 
-    func record(source: String, seen: [String: SeenObject], removed: [String: SeenObject]) async throws {
+    public func record(source: String, seen: [String: SeenObject], removed: [String: SeenObject]) async throws {
         let now = Date().timeIntervalSince1970
         try await database.write { db in
             try db.cachedStatement(

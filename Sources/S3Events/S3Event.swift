@@ -1,4 +1,5 @@
 import Foundation
+import S3Wire
 
 /// An S3 event notification as AWS S3 (event version 2.1), MinIO (2.0, webhook body) and Ceph RGW (2.2)
 /// deliver it, plus AWS's `s3:TestEvent` (which has no records).
@@ -152,7 +153,7 @@ public struct S3Event: Codable, Sendable, Equatable {
             eventSource = try container.decodeIfPresent(String.self, forKey: .eventSource) ?? ""
             awsRegion = try container.decodeIfPresent(String.self, forKey: .awsRegion) ?? ""
             let time = try container.decode(String.self, forKey: .eventTime)
-            guard let date = ISO8601Timestamp.parse(time) else {
+            guard let date = S3Event.parseTimestamp(time) else {
                 throw DecodingError.dataCorruptedError(
                     forKey: .eventTime, in: container, debugDescription: "'\(time)' is not an ISO 8601 timestamp")
             }
@@ -176,7 +177,7 @@ public struct S3Event: Codable, Sendable, Equatable {
             try container.encode(eventVersion, forKey: .eventVersion)
             try container.encode(eventSource, forKey: .eventSource)
             try container.encode(awsRegion, forKey: .awsRegion)
-            try container.encode(ISO8601Timestamp.format(eventTime), forKey: .eventTime)
+            try container.encode(S3Date.iso8601(eventTime), forKey: .eventTime)
             try container.encode(rawEventName, forKey: .eventName)
             try container.encodeIfPresent(userIdentity, forKey: .userIdentity)
             try container.encode(requestParameters, forKey: .requestParameters)
@@ -381,6 +382,16 @@ public struct S3Event: Codable, Sendable, Equatable {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// `eventTime`: ISO 8601 as S3 servers write it (`2026-11-25T10:00:00Z`, `…00.123Z`, `…51.501072Z`, or with a
+    /// `±hh:mm` offset), parsed by S3Wire. A time without a zone is refused: it would name no instant.
+    static func parseTimestamp(_ text: String) -> Date? {
+        let u = Array(text.utf8)
+        let zoned = u.last == UInt8(ascii: "Z") || u.last == UInt8(ascii: "z")
+            || (u.count >= 6 && (u[u.count - 6] == UInt8(ascii: "+") || u[u.count - 6] == UInt8(ascii: "-"))
+                && u[u.count - 3] == UInt8(ascii: ":"))
+        return zoned ? S3Date.parseISO8601(text) : nil
+    }
+
     private static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
@@ -388,99 +399,6 @@ public struct S3Event: Codable, Sendable, Equatable {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
         default: return nil
         }
-    }
-}
-
-/// RFC 3339 timestamps as S3 servers write them: `2026-11-25T10:00:00Z`, `…00.123Z`, `…51.501072Z`, or
-/// with a `±hh:mm` offset. Parsed by hand so every fraction length works the same on every platform.
-enum ISO8601Timestamp {
-    static func parse(_ text: String) -> Date? {
-        let b = Array(text.utf8)
-        func number(_ from: Int, _ count: Int) -> Int? {
-            guard from + count <= b.count else { return nil }
-            var value = 0
-            for i in from..<(from + count) {
-                guard b[i] >= 48, b[i] <= 57 else { return nil }
-                value = value * 10 + Int(b[i] - 48)
-            }
-            return value
-        }
-        func expect(_ index: Int, _ chars: String) -> Bool {
-            index < b.count && chars.utf8.contains(b[index])
-        }
-        guard let year = number(0, 4), expect(4, "-"), let month = number(5, 2), expect(7, "-"),
-            let day = number(8, 2), expect(10, "Tt "), let hour = number(11, 2), expect(13, ":"),
-            let minute = number(14, 2), expect(16, ":"), let second = number(17, 2),
-            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
-        else { return nil }
-        var index = 19
-        var fraction = 0.0
-        if expect(index, ".") {
-            index += 1
-            var scale = 0.1
-            let start = index
-            while index < b.count, b[index] >= 48, b[index] <= 57 {
-                fraction += Double(b[index] - 48) * scale
-                scale /= 10
-                index += 1
-            }
-            guard index > start else { return nil }
-        }
-        var offset = 0
-        if expect(index, "Zz") {
-            index += 1
-        } else if expect(index, "+-") {
-            let sign = b[index] == UInt8(ascii: "-") ? -1 : 1
-            guard let hours = number(index + 1, 2), expect(index + 3, ":"), let minutes = number(index + 4, 2) else {
-                return nil
-            }
-            offset = sign * (hours * 3600 + minutes * 60)
-            index += 6
-        } else {
-            return nil
-        }
-        guard index == b.count else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
-        return Date(timeIntervalSince1970: Double(seconds) + fraction)
-    }
-
-    /// `yyyy-MM-ddTHH:mm:ss.SSSZ` in UTC.
-    static func format(_ date: Date) -> String {
-        let totalMilliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        let milliseconds = Int(((totalMilliseconds % 1000) + 1000) % 1000)
-        let seconds = (totalMilliseconds - Int64(milliseconds)) / 1000
-        let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
-        let secondOfDay = Int(seconds - Int64(days) * 86_400)
-        let (year, month, day) = civilFromDays(days)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):"
-            + "\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(milliseconds, 3))Z"
-    }
-
-    // Howard Hinnant's days_from_civil / civil_from_days.
-    static func daysFromCivil(year: Int, month: Int, day: Int) -> Int {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    static func civilFromDays(_ days: Int) -> (Int, Int, Int) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PollState
 import PostgresNIO
 import Synchronization
 
@@ -21,17 +22,18 @@ import Synchronization
 /// Each `record` is one transaction that first upserts the source's row: that row lock serialises the records
 /// of one source across the fleet, so two gateways' upserts of overlapping keys cannot deadlock.
 ///
-/// It runs on the queue's connection pool (`PostgresInvocationQueue.client`), which the gateway runs for
-/// longer than its poll sources: no second pool, no second set of connections per gateway.
-final class PostgresPollState: PollStateStore {
+/// It runs on the queue's connection pool (`PostgresInvocationQueue.client`), which runs for longer than the
+/// gateway's poll sources (the queue is a service stopped after the gateway): no second pool, no second set of
+/// connections per gateway.
+public final class PostgresPollState: PollStateStore {
     let client: PostgresClient
     let logger: Logger
     private let migrated = Mutex(false)
 
-    var isShared: Bool { true }
+    public var isShared: Bool { true }
 
     /// `client` must be running (`PostgresClient.run()`) while the state is used.
-    init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
     }
@@ -69,7 +71,7 @@ final class PostgresPollState: PollStateStore {
         migrated.withLock { $0 = true }
     }
 
-    func load(source: String) async throws -> [String: SeenObject]? {
+    public func load(source: String) async throws -> [String: SeenObject]? {
         try await migrate()
         return try await client.withConnection { connection in
             let scanned = try await connection.query(
@@ -87,7 +89,7 @@ final class PostgresPollState: PollStateStore {
         }
     }
 
-    func record(source: String, seen: [String: SeenObject], removed: [String: SeenObject]) async throws {
+    public func record(source: String, seen: [String: SeenObject], removed: [String: SeenObject]) async throws {
         try await migrate()
         let now = Date().timeIntervalSince1970
         // Arrays, one statement each however many keys (a `startFrom: now` baseline may be the whole bucket).
