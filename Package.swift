@@ -304,6 +304,7 @@ let package = Package(
             name: "Gateway",
             dependencies: [
                 "SigV4",
+                "WireFormat",
                 "SQSClient",
                 "S3Client",
                 "S3Wire",
@@ -465,6 +466,7 @@ let package = Package(
         .target(
             name: "FunctionRuntime",
             dependencies: [
+                "WireFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

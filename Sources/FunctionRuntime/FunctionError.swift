@@ -1,3 +1,5 @@
+import WireFormat
+
 /// An error that chooses how it is reported to the Runtime API. Any other error is reported with its Swift
 /// type name as `errorType` and `String(describing:)` as `errorMessage`.
 public protocol FunctionError: Error {
@@ -94,23 +96,3 @@ public struct RuntimeError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Minimal JSON string escaping (RFC 8259), so error bodies need no Foundation encoder.
-enum JSONString {
-    static func append(_ string: String, to out: inout String) {
-        out.append("\"")
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out.append("\\\"")
-            case "\\": out.append("\\\\")
-            case "\n": out.append("\\n")
-            case "\r": out.append("\\r")
-            case "\t": out.append("\\t")
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out.append("\"")
-    }
-}

@@ -160,6 +160,8 @@ final class ChildProcess: Sendable {
 
     /// The spawn handed to the niced thread. It drops the closure before signalling, so nothing holds it once
     /// `onThread` returns (the thread object itself may live a little longer).
+    // @unchecked: `body` and `result` are written by the niced thread before it signals `done` and read by the
+    // spawner only after waiting on it (the semaphore orders the accesses).
     private final class NicedWork: @unchecked Sendable {
         var body: (() -> Int32)?
         let nice: Int32

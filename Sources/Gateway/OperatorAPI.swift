@@ -4,6 +4,7 @@ import Hummingbird
 import InvocationQueue
 import Logging
 import NIOCore
+import WireFormat
 
 /// The gateway's non-Lambda routes:
 /// - `POST /events`: the object-store event webhook (MinIO / AWS S3 2.1 / Ceph RGW bodies), bearer-token
@@ -51,7 +52,7 @@ struct OperatorAPI: Sendable {
             // The header (MinIO, our store), or a `token` query parameter for stores whose webhook cannot send
             // headers (Ceph RGW's push-endpoint is a bare URL).
             let sent = request.headers[.authorization] ?? request.uri.queryParameters.get("token").map { "Bearer \($0)" } ?? ""
-            guard Self.constantTimeEqual(sent, "Bearer \(token)") else {
+            guard ConstantTime.equal(sent, "Bearer \(token)") else {
                 return Self.error(
                     401, "Unauthorized", "A valid 'Authorization: Bearer <token>' header (or ?token=) is required.")
             }
@@ -241,12 +242,4 @@ struct OperatorAPI: Sendable {
         json(status, ["error": ["code": code, "message": message]])
     }
 
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8)
-        let y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for i in x.indices { difference |= x[i] ^ y[i] }
-        return difference == 0
-    }
 }

@@ -9,6 +9,7 @@ import S3Server
 import ServiceLifecycle
 import SigV4
 import StoreNotifications
+import WireFormat
 
 /// `cinescale dev`: the whole pipeline in one process, data under one directory — the embedded store with
 /// the `ingest` and `media` buckets and their notification rules, the gateway supervising the `probe` and
@@ -72,7 +73,7 @@ struct DevCommand: AsyncParsableCommand {
         let apiURL = "http://\(host):\(apiPort)"
         let publicStore = publicStoreURL ?? storeURL
         // The webhook token: stable per data directory, never printed.
-        let token = Self.hex(SHA256.hash(data: Array("cinescale-dev-events\n\(credentials.secretAccessKey)\n\(root)".utf8)))
+        let token = Hex.encode(SHA256.hash(data: Array("cinescale-dev-events\n\(credentials.secretAccessKey)\n\(root)".utf8)))
 
         // The store, its buckets, and the rules that turn uploads and metadata.json into events.
         // The gateway reads every record of a body, so a backlog (the gateway restarting) goes out in batches.
@@ -244,13 +245,10 @@ struct DevCommand: AsyncParsableCommand {
     /// operator's secret and the part's name.
     static func derivedCredentials(_ part: String, from operatorCredentials: Credentials) -> Credentials {
         let key = SymmetricKey(data: Array(operatorCredentials.secretAccessKey.utf8))
-        let secret = hex(HMAC<SHA256>.authenticationCode(for: Array("cinescale-dev-store-user\n\(part)".utf8), using: key))
+        let secret = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array("cinescale-dev-store-user\n\(part)".utf8), using: key))
         return Credentials(accessKeyId: "cinescale-\(part)", secretAccessKey: String(secret.prefix(40)))
     }
 
-    static func hex(_ digest: some Sequence<UInt8>) -> String {
-        digest.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-    }
 }
 
 /// Waits for named start-up events (a server listening) across tasks.
