@@ -147,13 +147,17 @@ struct DeliveryView: Encodable, Sendable {
 final class WebhookWakeup: Sendable {
     private struct State {
         var signalled = false
-        var waiter: CheckedContinuation<Void, Never>?
+        /// The current wait's signal waiter, resumed with true by a signal, false by its cancellation.
+        var waiter: CheckedContinuation<Bool, Never>?
+        /// The current wait's signal waiter was cancelled before it waited (it then returns at once, leaving a
+        /// real signal for the next wait).
+        var cancelPending = false
     }
 
     private let state = Mutex(State())
 
     func signal() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             if let waiter = state.waiter {
                 state.waiter = nil
                 return waiter
@@ -161,37 +165,70 @@ final class WebhookWakeup: Sendable {
             state.signalled = true
             return nil
         }
-        waiter?.resume()
+        waiter?.resume(returning: true)
     }
 
-    /// Returns on a signal (or one given since the last wait), after `timeout`, or when the task is cancelled.
-    func wait(_ timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.signalled() }
+    /// Why a wait ended.
+    enum Outcome: Sendable, Equatable {
+        case signalled
+        case timedOut
+        case cancelled
+    }
+
+    /// Returns on a signal (or one given since the last wait), after `timeout`, or when the task is cancelled;
+    /// says which. No signal is lost: one that comes as the wait times out makes it `signalled`, and one given
+    /// between waits is taken by the next.
+    @discardableResult
+    func wait(_ timeout: Duration) async -> Outcome {
+        state.withLock { $0.cancelPending = false }  // one wait at a time: anything left is the last one's
+        return await withTaskGroup(of: Outcome.self) { group in
+            group.addTask { await self.signalled() ? .signalled : .cancelled }
             group.addTask {
-                try? await Task.sleep(for: timeout)
-                if !Task.isCancelled { self.signal() }
+                do {
+                    try await Task.sleep(for: timeout)
+                    return .timedOut
+                } catch {
+                    return .cancelled
+                }
             }
-            await group.next()
+            var outcome = await group.next() ?? .cancelled
+            // The other ends on its cancellation: the sleep throws, the signal waiter is resumed by its handler
+            // (or by a signal that came meanwhile, which then wins).
             group.cancelAll()
+            for await other in group where other == .signalled { outcome = .signalled }
+            return outcome
         }
     }
 
-    private func signalled() async {
+    /// True when a signal resumed it, false when its task's cancellation did.
+    private func signalled() async -> Bool {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { state -> Bool in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now = state.withLock { state -> Bool? in
+                    if state.cancelPending {
+                        state.cancelPending = false
+                        return false
+                    }
                     if state.signalled {
                         state.signalled = false
                         return true
                     }
                     state.waiter = continuation
-                    return false
+                    return nil
                 }
-                if now { continuation.resume() }
+                if let now { continuation.resume(returning: now) }
             }
         } onCancel: {
-            signal()
+            // Resumes the waiter (or, not yet waiting, tells it to return at once).
+            let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                if let waiter = state.waiter {
+                    state.waiter = nil
+                    return waiter
+                }
+                state.cancelPending = true
+                return nil
+            }
+            waiter?.resume(returning: false)
         }
     }
 }
