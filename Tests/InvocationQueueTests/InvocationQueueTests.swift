@@ -193,11 +193,19 @@ final class Stores: Sendable {
             let b = try stores.postgres(owner: "gateway-b")
             let now = Date()
             _ = try await a.enqueue((0..<300).map { invocation("i\($0)", now: now) })
-            // Both claim in small batches at the same time until nothing is left.
+            // Both claim in small batches at the same time until nothing is left. Each waits after its first
+            // batch until the other has one too, so both race whatever the machine's load (one could otherwise
+            // drain all 300 before the other's first claim).
+            let started = Barrier(parties: 2)
             func drain(_ queue: PostgresInvocationQueue) async throws -> [String] {
                 var mine: [String] = []
+                var first = true
                 while true {
                     let claimed = try await queue.claim(["probe": 7], now: Date())
+                    if first {
+                        first = false
+                        await started.arrive()
+                    }
                     if claimed.isEmpty { return mine }
                     mine += claimed.map(\.id)
                 }
@@ -287,5 +295,24 @@ final class Stores: Sendable {
                 if let error { c.resume(throwing: error) } else { c.resume() }
             }
         }
+    }
+}
+
+/// Lets `parties` tasks wait until all have arrived.
+actor Barrier {
+    private let parties: Int
+    private var arrived = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(parties: Int) { self.parties = parties }
+
+    func arrive() async {
+        arrived += 1
+        if arrived >= parties {
+            for continuation in waiting { continuation.resume() }
+            waiting.removeAll()
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
     }
 }
