@@ -287,13 +287,20 @@ struct TranscoderTests {
             let hlsProbe = try await Clips.ffprobe(hls.directory + "/index.m3u8")
             let hlsStreams = try #require(hlsProbe["streams"] as? [[String: Any]])
             #expect(hlsStreams.contains { $0["codec_name"] as? String == "h264" && $0["height"] as? Int == rendition.height })
-            #expect(hlsStreams.contains { $0["codec_name"] as? String == "aac" })
+            // The picture alone: the audio is a rendition of its own (below).
+            #expect(!hlsStreams.contains { $0["codec_type"] as? String == "audio" })
             let hlsDuration = Double((hlsProbe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
             #expect(abs(hlsDuration - 5) < 0.2)
         }
+        let audio = try #require(result.audio.first)
+        #expect(result.audio.count == 1 && audio.name == "audio-1" && audio.isMain && audio.codecs == "mp4a.40.2")
+        let audioProbe = try await Clips.ffprobe(audio.directory + "/index.m3u8")
+        let audioStreams = try #require(audioProbe["streams"] as? [[String: Any]])
+        #expect(audioStreams.map { $0["codec_name"] as? String } == ["aac"])
         let master = try String(contentsOfFile: result.hlsDirectory + "/master.m3u8", encoding: .utf8)
         #expect(master.components(separatedBy: "#EXT-X-STREAM-INF:").count == 3)
-        #expect(master.contains("RESOLUTION=426x240,CODECS=\"\(renditions[0].hls.codecs)\",FRAME-RATE=30.000\n240p/index.m3u8\n"))
+        #expect(master.contains("RESOLUTION=426x240,CODECS=\"\(renditions[0].hls.codecs)\",FRAME-RATE=30.000,AUDIO=\"audio\"\n240p/index.m3u8\n"))
+        #expect(master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","))
         #expect(master.contains("BANDWIDTH=\(renditions[1].hls.bandwidth),"))
         #expect(result.damagedPackets == 0)
     }
@@ -310,7 +317,8 @@ struct TranscoderTests {
             input: source, ladder: [Rung(name: "240p", height: 240, maxBitRate: 400_000)],
             settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 1), directory: directory)
         let rendition = try #require(result.renditions.first)
-        for path in [rendition.path, rendition.hls.directory + "/index.m3u8"] {
+        let audioRendition = try #require(result.audio.first)
+        for path in [rendition.path, audioRendition.directory + "/index.m3u8"] {
             let probe = try await Clips.ffprobe(path)
             let audio = try #require((probe["streams"] as? [[String: Any]])?.first { $0["codec_type"] as? String == "audio" })
             #expect(audio["codec_name"] as? String == "aac", "\(path)")
