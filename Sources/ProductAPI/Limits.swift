@@ -53,19 +53,19 @@ struct CORSPolicy: Sendable {
         return origins.contains(origin) ? origin : nil
     }
 
-    /// Adds the CORS headers a response to `request` carries.
-    func decorate(_ response: inout Response, for request: Request) {
+    /// Adds the CORS headers a response to `request` carries (an error's too).
+    func decorate(_ headers: inout HTTPFields, for request: Request) {
         guard let origin = allowedOrigin(request) else { return }
-        response.headers[.accessControlAllowOrigin] = origin
-        if origin != "*" { response.headers[.vary] = "Origin" }
-        response.headers[.accessControlExposeHeaders] = "Location, Retry-After, X-Request-Id"
+        headers[.accessControlAllowOrigin] = origin
+        if origin != "*" { headers[.vary] = "Origin" }
+        headers[.accessControlExposeHeaders] = "Location, Retry-After, X-Request-Id"
     }
 
     /// The answer to a preflight (`OPTIONS`) for a route.
     func preflight(_ request: Request, methods: String) -> Response {
         var response = Response(status: .noContent)
         guard allowedOrigin(request) != nil else { return response }
-        decorate(&response, for: request)
+        decorate(&response.headers, for: request)
         response.headers[.accessControlAllowMethods] = methods
         response.headers[.accessControlAllowHeaders] = "Authorization, Content-Type, Range"
         response.headers[.accessControlMaxAge] = "600"

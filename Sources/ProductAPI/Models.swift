@@ -233,25 +233,6 @@ struct ChunkProgress: Sendable {
     }
 }
 
-/// A JSON error body: `{"error": {"code": "…", "message": "…"}}`.
-struct APIError: Error, Sendable {
-    var status: Int
-    var code: String
-    var message: String
-    /// Set for failures of the server's own (5xx): the id its log line carries.
-    var requestID: String?
-    /// Seconds, for 429 and 503 answers.
-    var retryAfter: Int?
-
-    init(_ status: Int, _ code: String, _ message: String) {
-        self.status = status
-        self.code = code
-        self.message = message
-    }
-
-    static func notFound(_ id: String) -> APIError { APIError(404, "NoSuchVideo", "There is no video '\(id)'.") }
-}
-
 /// The API's timestamps: ISO 8601 in UTC, whole seconds (`2026-01-02T03:04:05Z`).
 enum ISO8601 {
     static func string(_ date: Date) -> String { ISO8601Date.format(date) }

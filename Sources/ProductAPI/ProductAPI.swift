@@ -24,7 +24,7 @@ import APIKeys
 /// - `POST /keys`, `GET /keys`, `DELETE /keys/{id}` → the tenant's keys (an `admin` key).
 /// - `GET /` → the web page (upload, progress, playback).
 /// Errors are JSON: `{"error": {"code", "message"}}` (and a `requestId` for the log when the fault is ours:
-/// no internal error text ever reaches a client). docs/openapi.yaml describes it all.
+/// no internal error text ever reaches a client), written by `APIError` alone. docs/openapi.yaml describes it all.
 public struct ProductAPI: Sendable {
     let configuration: ProductConfiguration
     /// Talks to the store (reads and deletes).
@@ -66,98 +66,78 @@ public struct ProductAPI: Sendable {
         addPreflights(to: router)
         router.get("/") { _, _ in WebPage.response() }
         router.get("/index.html") { _, _ in WebPage.response() }
+        // The API's routes, in a group whose middleware makes every error the API's JSON (APIError.swift).
+        let router = router.group().add(middleware: APIErrorMiddleware<Context>(cors: cors, logger: logger))
         router.post("/uploads") { request, _ in
-            await respond(request) { try await createUpload(request, tenant: try await authenticate(request, .upload).tenant) }
+            try await createUpload(request, tenant: try await authenticate(request, .upload).tenant)
         }
         addResumableRoutes(to: router)
         router.post("/upload") { request, _ in
-            await respond(request) { try await uploadForm(request, tenant: try await authenticate(request, .upload).tenant) }
+            try await uploadForm(request, tenant: try await authenticate(request, .upload).tenant)
         }
         router.get("/videos") { request, _ in
-            await respond(request) { try await listVideos(request, tenant: try await authenticate(request, .read).tenant) }
+            try await listVideos(request, tenant: try await authenticate(request, .read).tenant)
         }
         router.get("/videos/:id") { request, context in
-            await respond(request) {
-                let key = try await authenticate(request, .read)
-                return try await video(try owned(context.parameters.get("id") ?? "", by: key))
-            }
+            let key = try await authenticate(request, .read)
+            return try await video(try owned(context.parameters.get("id") ?? "", by: key))
         }
         router.post("/videos/:id/captions") { request, context in
-            await respond(request) {
-                let key = try await authenticate(request, .upload)
-                return try await addCaption(try owned(context.parameters.get("id") ?? "", by: key), request: request)
-            }
+            let key = try await authenticate(request, .upload)
+            return try await addCaption(try owned(context.parameters.get("id") ?? "", by: key), request: request)
         }
         router.delete("/videos/:id") { request, context in
-            await respond(request) {
-                let key = try await authenticate(request, .delete)
-                return try await deleteVideo(try owned(context.parameters.get("id") ?? "", by: key))
-            }
+            let key = try await authenticate(request, .delete)
+            return try await deleteVideo(try owned(context.parameters.get("id") ?? "", by: key))
         }
         router.post("/keys") { request, _ in
-            await respond(request) { try await createKey(request, by: try await authenticate(request, .admin)) }
+            try await createKey(request, by: try await authenticate(request, .admin))
         }
         router.get("/keys") { request, _ in
-            await respond(request) { try await listKeys(by: try await authenticate(request, .admin)) }
+            try await listKeys(by: try await authenticate(request, .admin))
         }
         router.delete("/keys/:id") { request, context in
-            await respond(request) {
-                try await revokeKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
-            }
+            try await revokeKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
         }
         router.post("/webhooks") { request, _ in
-            await respond(request) { try await createWebhook(request, by: try await authenticate(request, .admin)) }
+            try await createWebhook(request, by: try await authenticate(request, .admin))
         }
         router.get("/webhooks") { request, _ in
-            await respond(request) { try await listWebhooks(by: try await authenticate(request, .admin)) }
+            try await listWebhooks(by: try await authenticate(request, .admin))
         }
         router.delete("/webhooks/:id") { request, context in
-            await respond(request) {
-                try await removeWebhook(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
-            }
+            try await removeWebhook(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
         }
         router.get("/webhooks/:id/deliveries") { request, context in
-            await respond(request) {
-                try await listDeliveries(
-                    context.parameters.get("id") ?? "", request: request, by: try await authenticate(request, .admin))
-            }
+            try await listDeliveries(
+                context.parameters.get("id") ?? "", request: request, by: try await authenticate(request, .admin))
         }
         router.post("/webhooks/:id/deliveries/:delivery/resend") { request, context in
-            await respond(request) {
-                try await resendDelivery(
-                    context.parameters.get("id") ?? "", delivery: context.parameters.get("delivery") ?? "",
-                    by: try await authenticate(request, .admin))
-            }
+            try await resendDelivery(
+                context.parameters.get("id") ?? "", delivery: context.parameters.get("delivery") ?? "",
+                by: try await authenticate(request, .admin))
         }
         router.post("/playback-keys") { request, _ in
-            await respond(request) { try await createPlaybackKey(request, by: try await authenticate(request, .admin)) }
+            try await createPlaybackKey(request, by: try await authenticate(request, .admin))
         }
         router.get("/playback-keys") { request, _ in
-            await respond(request) { try await listPlaybackKeys(by: try await authenticate(request, .admin)) }
+            try await listPlaybackKeys(by: try await authenticate(request, .admin))
         }
         router.delete("/playback-keys/:id") { request, context in
-            await respond(request) {
-                try await revokePlaybackKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
-            }
+            try await revokePlaybackKey(context.parameters.get("id") ?? "", by: try await authenticate(request, .admin))
         }
         router.get("/stream/:id/:name") { request, context in
-            await respond(request) {
-                try await stream(context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
-            }
+            try await stream(context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
         }
         // (The same parameter name as the route above: the router's trie shares the segment.)
         router.get("/stream/:id/:name/index.m3u8") { request, context in
-            await respond(request) {
-                try await mediaPlaylist(
-                    context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
-            }
+            try await mediaPlaylist(
+                context.parameters.get("id") ?? "", context.parameters.get("name") ?? "", request: request)
         }
         router.get("/stream/:id/:name/:segment") { request, context in
-            await respond(request) {
-                try await heldSegment(
-                    context.parameters.get("id") ?? "", context.parameters.get("name") ?? "",
-                    context.parameters.get("segment") ?? "", request: request)
-            }
+            try await heldSegment(
+                context.parameters.get("id") ?? "", context.parameters.get("name") ?? "",
+                context.parameters.get("segment") ?? "", request: request)
         }
     }
 
@@ -844,9 +824,9 @@ public struct ProductAPI: Sendable {
                 }
             }
             guard ContinuousClock.now < deadline else {
-                var response = Self.error(APIError(503, "SegmentNotReady", "The segment is still being encoded; try again."))
-                response.headers[.retryAfter] = "1"
-                return response
+                var error = APIError(503, "SegmentNotReady", "The segment is still being encoded; try again.")
+                error.retryAfter = 1
+                throw error
             }
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -916,60 +896,7 @@ public struct ProductAPI: Sendable {
         }
     }
 
-    /// Runs a route: an `APIError` is the client's answer; any other failure is ours, logged in full with a
-    /// request id, and answered with only that id (no store message, path or error text leaves the server).
-    func respond(_ request: Request, _ work: () async throws -> Response) async -> Response {
-        var response = await answer(work)
-        cors.decorate(&response, for: request)
-        return response
-    }
-
-    private func answer(_ work: () async throws -> Response) async -> Response {
-        do {
-            return try await work()
-        } catch let error as APIError {
-            return Self.error(error)
-        } catch {
-            let requestID = Self.requestID()
-            let (status, code, message): (Int, String, String)
-            if error is S3Error || error is S3ClientError {
-                (status, code, message) = (502, "StoreError", "The object store could not serve this request.")
-            } else if error is APIKeyError {
-                (status, code, message) = (503, "KeyStoreUnavailable", "API keys cannot be checked right now; try again.")
-            } else {
-                (status, code, message) = (500, "InternalError", "The request failed on the server.")
-            }
-            logger.error("request failed", metadata: [
-                "cinescale.request.id": .string(requestID), "cinescale.error": .string(String(reflecting: error)),
-            ])
-            var answer = APIError(status, code, "\(message) (request id \(requestID))")
-            answer.requestID = requestID
-            return Self.error(answer)
-        }
-    }
-
     static func requestID() -> String { RandomBytes.hex(8) }
-
-    static func error(_ error: APIError) -> Response {
-        struct Body: Encodable {
-            struct Inner: Encodable {
-                var code: String
-                var message: String
-                var requestId: String?
-            }
-            var error: Inner
-        }
-        let data =
-            (try? JSONEncoder().encode(Body(error: .init(code: error.code, message: error.message, requestId: error.requestID))))
-            ?? Data()
-        var response = Response(
-            status: HTTPResponse.Status(code: error.status), headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
-        if error.status == 401 { response.headers[.wwwAuthenticate] = #"Bearer realm="cinescale""# }
-        if let requestID = error.requestID { response.headers[HTTPField.Name("X-Request-Id")!] = requestID }
-        if let retryAfter = error.retryAfter { response.headers[.retryAfter] = String(retryAfter) }
-        return response
-    }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         Response(

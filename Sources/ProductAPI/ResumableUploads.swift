@@ -33,11 +33,17 @@ struct PartPlan: Sendable, Equatable {
         let part = (least + Self.mebibyte - 1) / Self.mebibyte * Self.mebibyte
         // 5 TiB / 10 000 is 550 MB, far under 5 GiB: only a configured minimum could exceed it.
         guard part <= Self.maximumPartSize else {
-            throw APIError(500, "InternalError", "The configured part size is over S3's 5 GiB.")
+            throw PartPlan.PartSizeOverLimit(partSize: part)
         }
         self.size = size
         self.partSize = part
         self.partCount = Int((size + part - 1) / part)
+    }
+
+    /// A configured minimum part size over S3's largest: the server's fault, never the client's (a 500).
+    struct PartSizeOverLimit: Error, CustomStringConvertible {
+        var partSize: Int64
+        var description: String { "the configured part size (\(partSize) bytes) is over S3's 5 GiB" }
     }
 
     /// The byte length of part `number` (1-based): `partSize`, the last one the remainder.
@@ -163,30 +169,22 @@ extension ProductAPI {
     /// Most part URLs one `POST /uploads/{id}/parts` mints.
     static let largestPartBatch = 1000
 
-    func addResumableRoutes<Context: RequestContext>(to router: Router<Context>) {
+    func addResumableRoutes<Context: RequestContext>(to router: RouterGroup<Context>) {
         router.get("/uploads/:id") { request, context in
-            await respond(request) {
-                let key = try await authenticate(request, .upload)
-                return try await sessionView(try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
-            }
+            let key = try await authenticate(request, .upload)
+            return try await sessionView(try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
         }
         router.delete("/uploads/:id") { request, context in
-            await respond(request) {
-                let key = try await authenticate(request, .upload)
-                return try await abortSession(try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
-            }
+            let key = try await authenticate(request, .upload)
+            return try await abortSession(try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
         }
         router.post("/uploads/:id/parts") { request, context in
-            await respond(request) {
-                let key = try await authenticate(request, .upload)
-                return try await partURLs(request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
-            }
+            let key = try await authenticate(request, .upload)
+            return try await partURLs(request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
         }
         router.post("/uploads/:id/complete") { request, context in
-            await respond(request) {
-                let key = try await authenticate(request, .upload)
-                return try await completeSession(request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
-            }
+            let key = try await authenticate(request, .upload)
+            return try await completeSession(request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
         }
     }
 

@@ -14,13 +14,11 @@ struct CORS: Sendable {
     private static let requestMethod = HTTPField.Name("Access-Control-Request-Method")!
     private static let requestHeaders = HTTPField.Name("Access-Control-Request-Headers")!
 
-    /// The answer to `OPTIONS`: 200 with the allowed method and headers, or 403 when no rule matches.
-    func preflight(_ request: Request) -> Response {
+    /// The answer to `OPTIONS`: 200 with the allowed method and headers; 400 (no origin or method) or 403 (no
+    /// rule matches) thrown.
+    func preflight(_ request: Request) throws(S3ServerError) -> Response {
         guard let origin = request.headers[.origin], let method = request.headers[Self.requestMethod] else {
-            return S3Responder.xmlResponse(
-                S3ServerError("BadRequest", .badRequest, "Insufficient information. Origin request header needed.")
-                    .document(resource: request.uri.path, requestID: ""),
-                status: .badRequest)
+            throw S3ServerError("BadRequest", .badRequest, "Insufficient information. Origin request header needed.")
         }
         let requested = (request.headers[Self.requestHeaders] ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
@@ -30,10 +28,7 @@ struct CORS: Sendable {
               configuration.allowedMethods.contains(method.uppercased()),
               headersAllowed
         else {
-            return S3Responder.xmlResponse(
-                S3ServerError("AccessForbidden", .forbidden, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.")
-                    .document(resource: request.uri.path, requestID: ""),
-                status: .forbidden)
+            throw S3ServerError("AccessForbidden", .forbidden, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.")
         }
         var headers: HTTPFields = [:]
         headers[Self.allowOrigin] = configuration.allowedOrigins.contains("*") ? "*" : origin

@@ -50,7 +50,14 @@ public struct S3Responder: HTTPResponder {
         let origin = request.headers[.origin]
 
         if request.method == .options {
-            var response = cors.preflight(request)
+            var response: Response
+            do {
+                response = try cors.preflight(request)
+            } catch {
+                var error = error
+                error.requestID = requestID
+                response = try error.response(from: request, context: context)
+            }
             response.headers[.init("x-amz-request-id")!] = requestID
             return response
         }
@@ -80,12 +87,14 @@ public struct S3Responder: HTTPResponder {
                 try await dispatch(s3, body: request.body, auth: auth, principal: principal, logger: logger)
             }
         } catch {
-            let s3Error = Self.s3Error(error, logger: logger)
+            var s3Error = Self.s3Error(error, logger: logger)
             logger.debug("request failed", metadata: [
                 "cinescale.method": .string(request.method.rawValue), "cinescale.resource": .string(resource),
                 "cinescale.error": .string(s3Error.description),
             ])
-            response = errorResponse(s3Error, resource: resource, requestID: requestID, head: request.method == .head)
+            s3Error.resource = resource
+            s3Error.requestID = requestID
+            response = try s3Error.response(from: request, context: context)
         }
         response.headers[.init("x-amz-request-id")!] = requestID
         response.headers[.init("x-amz-id-2")!] = requestID
@@ -350,16 +359,8 @@ public struct S3Responder: HTTPResponder {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: document)))
     }
 
-    func errorResponse(_ error: S3ServerError, resource: String, requestID: String, head: Bool) -> Response {
-        var headers = error.headers
-        if head {
-            // HEAD answers carry no body; S3 names the code in a header instead.
-            headers[.init("x-amz-error-code")!] = error.code
-            return Response(status: error.status, headers: headers)
-        }
-        return Self.xmlResponse(error.document(resource: resource, requestID: requestID), status: error.status, headers: headers)
-    }
-
+    /// What a client is told of an error: the S3 error it names; anything that is not a client's error is a
+    /// 500 InternalError saying nothing of it, logged in full (the logger carries the request id the answer does).
     static func s3Error(_ error: any Error, logger: Logger) -> S3ServerError {
         switch error {
         case let error as S3ServerError: return error
@@ -369,8 +370,9 @@ public struct S3Responder: HTTPResponder {
             }
             return S3ServerError(error)
         case let error as SigV4Error: return S3ServerError(error)
+        case let error as NotificationError: return S3ServerError(error)
         default:
-            logger.error("unexpected failure", metadata: ["cinescale.error": .string(String(describing: error))])
+            logger.error("unexpected failure", metadata: ["cinescale.error": .string(String(reflecting: error))])
             return .internalError
         }
     }

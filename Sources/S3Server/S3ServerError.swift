@@ -6,14 +6,22 @@ import S3Wire
 import SigV4
 import StoreNotifications
 
-/// An error answered to the client as an S3 XML `<Error>` document.
-public struct S3ServerError: Error, Sendable, CustomStringConvertible {
+/// An error answered to the client as an S3 XML `<Error>` document, the one place that document is written
+/// (``response(from:context:)``; a HEAD answer names the code in `x-amz-error-code` instead, having no body).
+/// Handlers throw it; ``S3Responder`` maps every other error onto one (``S3Responder/s3Error(_:logger:)``:
+/// storage, signature and notification errors by their codes, anything else a logged 500 InternalError) and
+/// fills in the request's resource and id.
+public struct S3ServerError: HTTPResponseError, Sendable, CustomStringConvertible {
     public var code: String
     public var message: String
     public var status: HTTPResponse.Status
     /// Extra elements of the error document (BucketName, Key, UploadId, ...), in order.
     public var details: [(String, String)]
     public var headers: HTTPFields
+    /// The `<Resource>` of the document: the request's path (its bucket and key) unless set.
+    public var resource: String?
+    /// The `<RequestId>` and `<HostId>` of the document (the responder's `x-amz-request-id`).
+    public var requestID: String?
 
     public init(
         _ code: String, _ status: HTTPResponse.Status, _ message: String,
@@ -28,15 +36,21 @@ public struct S3ServerError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "\(code) (\(status.code)): \(message)" }
 
-    func document(resource: String, requestID: String) -> String {
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = headers
+        if request.method == .head {
+            // HEAD answers carry no body; S3 names the code in a header instead.
+            headers[.init("x-amz-error-code")!] = code
+            return Response(status: status, headers: headers)
+        }
         var xml = S3XMLWriter(root: "Error", namespace: false)
         xml.element("Code", code)
         xml.element("Message", message)
         for (name, value) in details { xml.element(name, value) }
-        xml.element("Resource", resource)
-        xml.element("RequestId", requestID)
-        xml.element("HostId", requestID)
-        return xml.finish()
+        xml.element("Resource", resource ?? request.uri.path)
+        xml.element("RequestId", requestID ?? "")
+        xml.element("HostId", requestID ?? "")
+        return S3Responder.xmlResponse(xml.finish(), status: status, headers: headers)
     }
 }
 
