@@ -1,6 +1,6 @@
 import APIKeys
 import Foundation
-import MediaFunctionSupport
+import VideoContract
 import WireFormat
 
 /// `POST /uploads` body (every field optional).
@@ -179,7 +179,7 @@ struct VideoList: Encodable, Sendable {
 /// The objects that say where a video is.
 struct VideoObjects: Sendable {
     var upload: UploadRecord?
-    var metadata: JSONValue?
+    var metadata: VideoMetadata<JSONValue>?
     var status: VideoStatus?
     /// Whether the uploaded object exists (only asked when nothing later says so).
     var sourceExists: Bool

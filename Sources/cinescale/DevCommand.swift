@@ -4,11 +4,11 @@ import Crypto
 import Foundation
 import Gateway
 import Logging
-import MediaFunctionSupport
 import S3Server
 import ServiceLifecycle
 import SigV4
 import StoreNotifications
+import VideoContract
 
 /// `cinescale dev`: the whole pipeline in one process, data under one directory — the embedded store with
 /// the `ingest` and `media` buckets and their notification rules, the gateway supervising the `probe` and

@@ -22,6 +22,7 @@ import MediaFunctionSupport
 import MediaKit
 import S3Client
 import Synchronization
+import VideoContract
 
 struct TranscodeConfiguration: Sendable {
     struct Chunking: Sendable {
@@ -68,13 +69,6 @@ struct TranscodeConfiguration: Sendable {
         }
         return Chunking(chunkSeconds: seconds, firstSeconds: first, window: window)
     }
-}
-
-/// The parts of the probe's metadata.json this function reads.
-struct ProbeMetadata: Decodable, Sendable {
-    var videoId: String
-    var source: SourceObject
-    var media: MediaInfo?
 }
 
 struct Done: Encodable, Sendable {
