@@ -406,8 +406,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The video pipeline's contract, one Swift type per schema: the media bucket's layout (`VideoKeys`,
-        // `ChunkKeys`), `metadata.json`, `status.json`, the chunk plan and records. Foundation only, no project target,
-        // so the functions, the product API and the CLI all read the same types.
+        // `ChunkKeys`), `metadata.json`, `status.json`, the chunk plan and records, the API's `GET /videos/{id}`
+        // answer. Foundation only, no project target, so the functions, the product API and the CLI all read the
+        // same types.
         .target(name: "VideoContract", swiftSettings: swiftSettings),
         // What the media functions alone share: configuration from the (Lambda) environment, conditional JSON
         // objects, async work run from a blocking thread.
