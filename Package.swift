@@ -67,7 +67,7 @@ let package = Package(
             dependencies: ["WireFormat"],
             swiftSettings: swiftSettings
         ),
-        // S3 requests over AsyncHTTPClient: objects, multipart, ranged reads, listing, presigning.
+        // S3 requests over AsyncHTTPClient: objects, multipart, ranged reads, listing, presigning, JSON objects.
         .target(
             name: "S3Client",
             dependencies: [
@@ -177,7 +177,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 "APIKeys",
                 "PostgresAPIKeys",
-                "MediaFunctionSupport",
+                "VideoContract",
                 "Gateway",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
@@ -387,7 +387,7 @@ let package = Package(
         .target(
             name: "ProductAPI",
             dependencies: [
-                "HLS", "MediaFunctionSupport", "S3Client", "APIKeys", "WireFormat",
+                "HLS", "VideoContract", "S3Client", "APIKeys", "WireFormat",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -403,7 +403,7 @@ let package = Package(
         .testTarget(
             name: "ProductAPITests",
             dependencies: [
-                "ProductAPI", "MediaFunctionSupport", "APIKeys", "S3Client", "SigV4", "S3Server", "ObjectStore",
+                "ProductAPI", "VideoContract", "APIKeys", "S3Client", "SigV4", "S3Server", "ObjectStore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -419,7 +419,13 @@ let package = Package(
             dependencies: ["CFFmpeg", "HLS"],
             swiftSettings: swiftSettings
         ),
-        // What the media functions share: configuration from the (Lambda) environment, output keys, JSON objects.
+        // The video pipeline's contract, one Swift type per schema: the media bucket's layout (`VideoKeys`,
+        // `ChunkKeys`), `metadata.json`, `status.json`, the chunk plan and records, the API's `GET /videos/{id}`
+        // answer. Foundation only, no project target, so the functions, the product API and the CLI all read the
+        // same types.
+        .target(name: "VideoContract", swiftSettings: swiftSettings),
+        // What the media functions alone share: configuration from the (Lambda) environment, conditional JSON
+        // objects, async work run from a blocking thread.
         .target(
             name: "MediaFunctionSupport",
             dependencies: ["S3Client", "SigV4", .product(name: "NIOCore", package: "swift-nio")],
@@ -429,7 +435,7 @@ let package = Package(
         .executableTarget(
             name: "probe",
             dependencies: [
-                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "S3Client",
+                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "VideoContract", "S3Client",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/probe",
@@ -439,7 +445,8 @@ let package = Package(
         .executableTarget(
             name: "transcode",
             dependencies: [
-                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "S3Client", "HLS", "WireFormat",
+                "FunctionRuntime", "S3Events", "MediaKit", "MediaFunctionSupport", "VideoContract", "S3Client", "HLS",
+                "WireFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "functions/transcode",

@@ -358,9 +358,10 @@ def lambda_functions(template):
 
 def variables_read_by(executable):
     """The environment variables a media function's Swift sources read (functions/<executable>/*.swift,
-    MediaFunctionSupport and FunctionRuntime): `environment["X"]`, `variables["X"]`, `number("X", …)`."""
+    MediaFunctionSupport, VideoContract and FunctionRuntime): `environment["X"]`, `variables["X"]`, `number("X", …)`."""
     paths = glob.glob(os.path.join(ROOT, "functions", executable, "*.swift"))
     paths += glob.glob(os.path.join(ROOT, "Sources", "MediaFunctionSupport", "*.swift"))
+    paths += glob.glob(os.path.join(ROOT, "Sources", "VideoContract", "*.swift"))
     paths += glob.glob(os.path.join(ROOT, "Sources", "FunctionRuntime", "*.swift"))
     names = set()
     for path in paths:
@@ -583,7 +584,8 @@ def test_aws_triggers_mirror_the_minio_and_dev_wiring():
 # of uploads — into a glob. An S3 call or key it cannot place fails the test, so a change to the functions'
 # S3 use has to be taught here (and granted on AWS) rather than slip by.
 
-SWIFT_SUPPORT = os.path.join(ROOT, "Sources", "MediaFunctionSupport")
+# The functions' support sources: the bucket layout and the objects' types (VideoContract), their helpers.
+SWIFT_SUPPORT = [os.path.join(ROOT, "Sources", name) for name in ("VideoContract", "MediaFunctionSupport")]
 S3_ACTIONS = {
     # S3Client method -> the IAM actions it needs on its key (ListBucket: a missing key answers 404 only to a caller
     # that may list it, with s3:prefix = the key; optionalJSON relies on the 404).
@@ -739,10 +741,11 @@ def call_arguments(source, open_paren):
 
 
 class KeyHelpers:
-    """VideoKeys/ChunkKeys in MediaFunctionSupport: their string constants and one-line key helpers."""
+    """VideoKeys/ChunkKeys in VideoContract: their string constants and one-line key helpers."""
 
     def __init__(self):
-        text = "\n".join(open(p).read() for p in sorted(glob.glob(os.path.join(SWIFT_SUPPORT, "*.swift"))))
+        paths = [p for directory in SWIFT_SUPPORT for p in sorted(glob.glob(os.path.join(directory, "*.swift")))]
+        text = "\n".join(open(p).read() for p in paths)
         self.source = Swift(text)
         self.constants = dict(re.findall(r'static let (\w+) = "([^"\\]*)"', text))
         self.helpers = {}
@@ -1173,7 +1176,7 @@ def property_type(owner, name):
     """The type of a stored property of a support type (ChunkRecord's `sprite` -> SpritePart)."""
     source = KeyHelpers().source
     declaration = re.search(rf"\bstruct {re.escape(owner)}\b[^{{]*\{{", source.masked)
-    assert declaration, f"no struct {owner} in MediaFunctionSupport"
+    assert declaration, f"no struct {owner} in VideoContract or MediaFunctionSupport"
     body = source.text[declaration.end() - 1:source.close(declaration.end() - 1)]
     found = set(re.findall(rf"\bvar {re.escape(name)}: (\w+)\??", body))
     assert len(found) == 1, (owner, name, found)

@@ -1,8 +1,8 @@
 import Foundation
 import HLS
 import Hummingbird
-import MediaFunctionSupport
 import NIOCore
+import VideoContract
 
 extension ProductAPI {
     /// The largest caption file accepted: a feature film's SubRip is ~100 KB.

@@ -1,6 +1,6 @@
 import APIKeys
 import Foundation
-import MediaFunctionSupport
+import VideoContract
 import WireFormat
 
 /// `POST /uploads` body (every field optional).
@@ -47,121 +47,6 @@ struct UploadTicket: Encodable, Sendable {
     var status: String
 }
 
-/// Where a video is, from the objects the pipeline wrote; the API keeps no state of its own.
-enum VideoState: String, Codable, Sendable {
-    case awaitingUpload = "awaiting-upload"
-    case probing
-    case transcoding
-    case ready
-    case failed
-}
-
-/// `GET /videos/{id}` answer.
-struct VideoView: Encodable, Sendable {
-    var playbackPolicy: PlaybackPolicy = .public
-    var allowedOrigins: [String]?
-    struct Failure: Encodable, Sendable {
-        var code: String
-        var message: String
-        var stage: String?
-    }
-
-    struct Rendition: Encodable, Sendable {
-        var name: String
-        var width: Int
-        var height: Int
-        var bitRate: Int
-        var size: Int64
-        var codecs: String?
-        /// A signed GET URL of the progressive MP4 (answers Range requests).
-        var url: String
-        /// The API path that redirects to a fresh signed URL.
-        var stream: String
-    }
-
-    struct Caption: Encodable, Sendable {
-        /// The subtitle rendition's name (`subs-1`).
-        var name: String
-        var language: String?
-        var label: String
-        /// `source` or `upload`.
-        var origin: String
-        /// A signed GET URL of the WebVTT file.
-        var url: String
-        /// The API path that redirects to a fresh signed URL of it.
-        var stream: String
-    }
-
-    struct Poster: Encodable, Sendable {
-        var url: String
-        var time: Double
-        var width: Int
-        var height: Int
-    }
-
-    struct Sprite: Encodable, Sendable {
-        var url: String
-        var interval: Double
-        var columns: Int
-        var rows: Int
-        var count: Int
-        var tileWidth: Int
-        var tileHeight: Int
-    }
-
-    struct Thumbnails: Encodable, Sendable {
-        var posters: [Poster]
-        var sprite: Sprite?
-        /// The API path of the WebVTT storyboard (cues pointing into the sprite with `#xywh=`), for players'
-        /// seek-bar previews.
-        var storyboard: String?
-    }
-
-    var videoId: String
-    var state: VideoState
-    var percent: Int?
-    /// True once the HLS master playlist can be played from the start (a chunked transcode's first chunk is up),
-    /// which may be well before `ready`.
-    var playable: Bool?
-    var error: Failure?
-    var fileName: String?
-    var source: SourceObject?
-    /// The probe's description of the source (container, duration, streams), as metadata.json has it.
-    var metadata: JSONValue?
-    var renditions: [Rendition]?
-    /// The API path of the HLS master playlist (every URI in it signed).
-    var hls: String?
-    var thumbnails: Thumbnails?
-    /// Caption tracks (subtitle streams of the source and caption files added since), also in the master playlist.
-    var captions: [Caption]?
-    /// Every audio track of the source, each an audio rendition of the master playlist and the DASH manifest.
-    var audio: [AudioTrack]?
-    /// The default audio track as a progressive M4A.
-    var audioDownload: Download?
-    /// The API path of the DASH manifest (the same segments as the HLS renditions, every URL signed).
-    var dash: String?
-
-    struct AudioTrack: Encodable, Sendable {
-        /// The rendition's name (`audio-2`: the source's second audio track).
-        var name: String
-        var language: String?
-        var label: String
-        /// The track players start with, and the one in the MP4 downloads.
-        var isDefault: Bool
-        var channels: Int
-        var codecs: String
-    }
-
-    struct Download: Encodable, Sendable {
-        var url: String
-        var stream: String
-    }
-    /// When the signed URLs in this answer stop working.
-    var urlsExpireAt: String?
-    /// For `awaiting-upload`: when the upload URL expires.
-    var uploadExpiresAt: String?
-}
-
 /// One line of `GET /videos`.
 struct VideoSummary: Encodable, Sendable {
     var videoId: String
@@ -179,7 +64,7 @@ struct VideoList: Encodable, Sendable {
 /// The objects that say where a video is.
 struct VideoObjects: Sendable {
     var upload: UploadRecord?
-    var metadata: JSONValue?
+    var metadata: VideoMetadata<JSONValue>?
     var status: VideoStatus?
     /// Whether the uploaded object exists (only asked when nothing later says so).
     var sourceExists: Bool

@@ -5,12 +5,7 @@ import HTTPTypes
 import Hummingbird
 import JWTKit
 import NIOCore
-
-/// Who may stream a video: anyone with its (unguessable) id, or only holders of a playback token.
-public enum PlaybackPolicy: String, Codable, Sendable, CaseIterable {
-    case `public`
-    case signed
-}
+import VideoContract
 
 /// What a playback token grants, in its `aud` claim (Mux's letters): the video (`v`, also when absent), a
 /// thumbnail (`t`) or the storyboard (`s`).

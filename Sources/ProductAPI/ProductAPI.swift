@@ -3,10 +3,10 @@ import HLS
 import HTTPTypes
 import Hummingbird
 import Logging
-import MediaFunctionSupport
 import NIOCore
 import S3Client
 import APIKeys
+import VideoContract
 
 /// What a CineScale user touches, served by the gateway; stateless over the buckets (and the key store):
 /// every route but the page and streaming takes `Authorization: Bearer <API key>`; a key belongs to a tenant
@@ -428,7 +428,7 @@ public struct ProductAPI: Sendable {
 
     func objects(_ id: String) async throws -> VideoObjects {
         async let upload = optionalJSON(UploadRecord.self, Self.uploadKey(id))
-        async let metadata = optionalJSON(JSONValue.self, VideoKeys.metadata(id))
+        async let metadata = optionalJSON(VideoMetadata<JSONValue>.self, VideoKeys.metadata(id))
         async let status = optionalJSON(VideoStatus.self, VideoKeys.status(id))
         var objects = VideoObjects(
             upload: try await upload, metadata: try await metadata, status: try await status, sourceExists: false)
@@ -459,7 +459,7 @@ public struct ProductAPI: Sendable {
         let urlsExpire = now.addingTimeInterval(Double(configuration.streamExpiry))
         var view = VideoView(
             videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName,
-            source: objects.status?.source ?? objects.upload?.source, metadata: objects.metadata?["media"])
+            source: objects.status?.source ?? objects.upload?.source, metadata: objects.metadata?.media)
         view.playbackPolicy = playbackPolicy(objects)
         view.allowedOrigins = objects.upload?.allowedOrigins
         if state == .awaitingUpload { view.uploadExpiresAt = objects.upload?.expiresAt }
@@ -543,11 +543,7 @@ public struct ProductAPI: Sendable {
         var sources: [SourceObject] = []
         if let source = objects.upload?.source { sources.append(source) }
         if let source = objects.status?.source { sources.append(source) }
-        if case .object(let fields)? = objects.metadata, case .object(let source)? = fields["source"],
-            case .string(let bucket)? = source["bucket"], case .string(let key)? = source["key"]
-        {
-            sources.append(SourceObject(bucket: bucket, key: key))
-        }
+        if let source = objects.metadata?.source { sources.append(SourceObject(bucket: source.bucket, key: source.key)) }
         var keys: [String] = []
         for try await object in s3.listAllObjects(bucket: configuration.mediaBucket, prefix: "\(id)/") { keys.append(object.key) }
         guard !keys.isEmpty || !sources.isEmpty else { throw APIError.notFound(id) }

@@ -1,4 +1,5 @@
 import Foundation
+import VideoContract
 
 /// The product API's settings, read once at start-up.
 public struct ProductConfiguration: Sendable {

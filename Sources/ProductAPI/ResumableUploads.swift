@@ -1,11 +1,11 @@
 import Foundation
 import HTTPTypes
-import MediaFunctionSupport
 import Hummingbird
 import Logging
 import NIOCore
 import S3Client
 import ServiceLifecycle
+import VideoContract
 import WireFormat
 
 /// How a file of `size` bytes is cut into parts: the smallest whole number of MiB, at least the configured

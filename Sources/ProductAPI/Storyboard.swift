@@ -1,4 +1,4 @@
-import MediaFunctionSupport
+import VideoContract
 
 /// A video's storyboard as players read it (video.js, Shaka, Mux Player, the web page): a WebVTT file whose cue
 /// for each sprite tile spans the tile's interval and names the tile's rectangle in the sprite image with a

@@ -7,9 +7,9 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
-import MediaFunctionSupport
 import ServiceLifecycle
 import Synchronization
+import VideoContract
 import WireFormat
 
 /// A video event as an app's endpoint receives it.

@@ -5,6 +5,7 @@ import Logging
 import ProductAPI
 import S3Client
 import SigV4
+import VideoContract
 
 /// The product API's options, shared by `cinescale dev` (always on) and `cinescale gateway` (on when
 /// `--api-store` names the S3 endpoint the API reads: MinIO, Ceph RGW, AWS S3 or the embedded store).

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import UnixSignals
+import VideoContract
 
 /// `cinescale demo`: starts `cinescale dev` (a child process, data in a fresh directory), makes a sample clip
 /// with the ffmpeg CLI, uploads it through a presigned PUT with progress bars while it is probed and
@@ -104,7 +105,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     /// Plays back what a viewer would: a Range request on the largest MP4 (206), the master playlist, a media
     /// playlist and its first segment, all over their signed URLs.
-    func verify(_ video: UploadFlow.Video, api: String, out: Terminal) async throws {
+    func verify(_ video: VideoView, api: String, out: Terminal) async throws {
         guard let best = video.renditions?.last, let hls = video.hls else {
             throw ValidationError("the video is ready but lists no renditions")
         }

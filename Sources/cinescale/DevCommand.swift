@@ -4,11 +4,11 @@ import Crypto
 import Foundation
 import Gateway
 import Logging
-import MediaFunctionSupport
 import S3Server
 import ServiceLifecycle
 import SigV4
 import StoreNotifications
+import VideoContract
 import WireFormat
 
 /// `cinescale dev`: the whole pipeline in one process, data under one directory — the embedded store with

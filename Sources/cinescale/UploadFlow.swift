@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOPosix
+import VideoContract
 
 /// What `cinescale upload` and `cinescale demo` do against a running API: ask for an upload URL, PUT the
 /// file straight to the bucket (streamed from disk, with a progress bar), follow the video through probing
@@ -24,35 +25,10 @@ struct UploadFlow {
         var headers: [String: String]
     }
 
-    struct Video: Decodable {
-        struct Rendition: Decodable {
-            var name: String
-            var width: Int
-            var height: Int
-            var bitRate: Int
-            var size: Int64
-            var url: String
-            var stream: String
-        }
-
-        struct Failure: Decodable {
-            var code: String
-            var message: String
-            var stage: String?
-        }
-
-        var videoId: String
-        var state: String
-        var percent: Int?
-        var error: Failure?
-        var renditions: [Rendition]?
-        var hls: String?
-    }
-
     /// Uploads `path` and waits until the video is ready; returns it. A large file goes up as a resumable
     /// session (the API decides), `parallel` parts at a time, and a run killed half way is resumed by the next
     /// run for the same file (same path, size and modification time): only the missing parts are sent.
-    func run(path: String, parallel: Int = 4) async throws -> Video {
+    func run(path: String, parallel: Int = 4) async throws -> VideoView {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         guard let size = (attributes[.size] as? NSNumber)?.int64Value, size > 0 else { throw Failure(description: "\(path) is empty") }
         let modified = (attributes[.modificationDate] as? Date) ?? Date(timeIntervalSince1970: 0)
@@ -97,30 +73,30 @@ struct UploadFlow {
     }
 
     /// Follows a video through probing and transcoding (a bar) until it is ready.
-    func follow(_ videoId: String) async throws -> Video {
+    func follow(_ videoId: String) async throws -> VideoView {
         // Processing: probing, then transcoding with a percentage.
         let processing = out.bar("process")
         while true {
-            let video: Video = try await call("GET", "/videos/\(videoId)", expect: 200)
+            let video: VideoView = try await call("GET", "/videos/\(videoId)", expect: 200)
             switch video.state {
-            case "ready":
+            case .ready:
                 processing.finish()
                 return video
-            case "failed":
+            case .failed:
                 processing.finish(label: "failed")
                 let error = video.error.map { "\($0.code) at \($0.stage ?? "?"): \($0.message)" } ?? "unknown"
                 throw Failure(description: "video \(video.videoId) failed: \(error)")
-            case "transcoding":
+            case .transcoding:
                 processing.update(0.1 + 0.9 * Double(video.percent ?? 0) / 100, label: "transcoding")
             default:
-                processing.update(0.05, label: video.state)
+                processing.update(0.05, label: video.state.rawValue)
             }
             try await Task.sleep(for: .milliseconds(500))
         }
     }
 
     /// Prints the signed URLs of a ready video and lines to try them.
-    func show(_ video: Video) {
+    func show(_ video: VideoView) {
         out.line("")
         out.line("ready: \(api)/videos/\(video.videoId)")
         for rendition in video.renditions ?? [] {

@@ -1,6 +1,6 @@
 import Foundation
-import MediaFunctionSupport
 import Testing
+import VideoContract
 
 @testable import ProductAPI
 
@@ -50,7 +50,7 @@ struct ProductAPITests {
         #expect(objects.state.0 == .awaitingUpload)
         objects.sourceExists = true
         #expect(objects.state.0 == .probing)
-        objects.metadata = .object(["videoId": .string("v")])
+        objects.metadata = VideoMetadata(videoId: "v", source: source, media: nil)
         #expect(objects.state == (.transcoding, 0))
         objects.status = VideoStatus(videoId: "v", state: "transcoding", percent: 42)
         #expect(objects.state == (.transcoding, 42))

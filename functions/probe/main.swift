@@ -16,6 +16,7 @@ import S3Events
 import S3Client
 import MediaFunctionSupport
 import Synchronization
+import VideoContract
 
 struct ProbeConfiguration: Sendable {
     var environment: MediaFunctionEnvironment
@@ -38,19 +39,6 @@ struct ProbeRefused: FunctionError {
     var videoID: String
     var errorType: String { error.code.rawValue }
     var errorMessage: String { "video \(videoID): \(error.message)" }
-}
-
-/// `<video-id>/metadata.json`.
-struct Metadata: Codable, Sendable {
-    struct Reads: Codable, Sendable {
-        var requests: Int
-        var bytesRead: Int64
-    }
-
-    var videoId: String
-    var source: SourceObject
-    var media: MediaInfo
-    var probe: Reads
 }
 
 struct Summary: Encodable, Sendable {
@@ -100,7 +88,7 @@ struct ProbeHandler: FunctionHandler {
             ])
             throw ProbeRefused(error: error, videoID: videoID)
         }
-        let metadata = Metadata(
+        let metadata = VideoMetadata<MediaInfo>(
             videoId: videoID, source: sourceInfo, media: info,
             probe: .init(requests: source.requests, bytesRead: source.bytesFetched))
         try await s3.putJSON(metadata, bucket: configuration.environment.mediaBucket, key: VideoKeys.metadata(videoID))

@@ -15,6 +15,7 @@ import MediaFunctionSupport
 import MediaKit
 import NIOCore
 import S3Client
+import VideoContract
 import WireFormat
 
 extension TranscodeHandler {
@@ -23,7 +24,7 @@ extension TranscodeHandler {
     // MARK: Plan
 
     func plan(metadataBucket: String, key: String, context: FunctionContext) async throws -> Done {
-        let metadata = try await s3.getJSON(ProbeMetadata.self, bucket: metadataBucket, key: key)
+        let metadata = try await s3.getJSON(VideoMetadata<MediaInfo>.self, bucket: metadataBucket, key: key)
         let id = metadata.videoId
         if let status = try await s3.optionalJSON(VideoStatus.self, bucket: mediaBucket, key: VideoKeys.status(id)),
             status.state == "ready"

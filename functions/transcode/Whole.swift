@@ -6,10 +6,11 @@ import MediaFunctionSupport
 import MediaKit
 import S3Client
 import Synchronization
+import VideoContract
 
 extension TranscodeHandler {
     func transcode(metadataBucket: String, key: String, context: FunctionContext) async throws -> Done {
-        let metadata = try await s3.getJSON(ProbeMetadata.self, bucket: metadataBucket, key: key)
+        let metadata = try await s3.getJSON(VideoMetadata<MediaInfo>.self, bucket: metadataBucket, key: key)
         let id = metadata.videoId
         let media = configuration.environment.mediaBucket
         let scratch = URL(fileURLWithPath: configuration.workDirectory)

@@ -23,6 +23,7 @@ import MediaKit
 import S3Events
 import S3Client
 import Synchronization
+import VideoContract
 
 struct TranscodeConfiguration: Sendable {
     struct Chunking: Sendable {
@@ -69,13 +70,6 @@ struct TranscodeConfiguration: Sendable {
         }
         return Chunking(chunkSeconds: seconds, firstSeconds: first, window: window)
     }
-}
-
-/// The parts of the probe's metadata.json this function reads.
-struct ProbeMetadata: Decodable, Sendable {
-    var videoId: String
-    var source: SourceObject
-    var media: MediaInfo?
 }
 
 struct Done: Encodable, Sendable {

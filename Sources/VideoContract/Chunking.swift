@@ -1,61 +1,4 @@
 import Foundation
-import NIOCore
-import S3Client
-
-/// The objects of a chunked transcode, all in the media bucket under the video's id:
-/// - `<id>/plan.json`: the timeline cut into chunks on the keyframe grid (written once by the plan step);
-/// - `<id>/jobs/chunk-NNNNN.lead.json` (the first chunk) and `<id>/jobs/chunk-NNNNN.chunk.json`: one object
-///   per chunk invocation; creating it (conditionally, once) is what triggers the invocation;
-/// - `<id>/chunks/NNNNN.json`: what a chunk wrote, once its segments are up (the chunk's "done");
-/// - `<id>/jobs/finish.json`: created, once, by whichever chunk finds every record present; triggers the
-///   finishing step.
-public enum ChunkKeys {
-    public static func plan(_ id: String) -> String { "\(id)/plan.json" }
-    public static let leadSuffix = ".lead.json"
-    public static let chunkSuffix = ".chunk.json"
-    public static let finishSuffix = "/jobs/finish.json"
-
-    public static func job(_ id: String, index: Int) -> String {
-        "\(id)/jobs/chunk-\(number(index))\(index == 0 ? leadSuffix : chunkSuffix)"
-    }
-
-    public static func finish(_ id: String) -> String { "\(id)\(finishSuffix)" }
-    public static func records(_ id: String) -> String { "\(id)/chunks/" }
-    public static func record(_ id: String, index: Int) -> String { "\(id)/chunks/\(number(index)).json" }
-    public static func spritePart(_ id: String, index: Int) -> String { "\(id)/thumbnails/sprite-part-\(number(index)).jpg" }
-    public static func segment(_ id: String, rung: String, name: String) -> String { "\(id)/hls/\(rung)/\(name)" }
-    public static func initSection(_ id: String, rung: String) -> String { "\(id)/hls/\(rung)/init.mp4" }
-
-    /// The video id and chunk index of a job key (`<id>/jobs/chunk-00003.chunk.json`).
-    public static func parseJob(_ key: String) -> (id: String, index: Int)? {
-        guard key.hasSuffix(leadSuffix) || key.hasSuffix(chunkSuffix),
-            let range = key.range(of: "/jobs/chunk-", options: .backwards)
-        else { return nil }
-        let id = String(key[..<range.lowerBound])
-        let digits = key[range.upperBound...].prefix { $0.isNumber }
-        guard !id.isEmpty, let index = Int(digits) else { return nil }
-        return (id, index)
-    }
-
-    /// The video id of a `<id>/jobs/finish.json` key.
-    public static func parseFinish(_ key: String) -> String? {
-        guard key.hasSuffix(finishSuffix) else { return nil }
-        let id = String(key.dropLast(finishSuffix.count))
-        return id.isEmpty ? nil : id
-    }
-
-    public static func number(_ index: Int) -> String {
-        let text = String(index)
-        return String(repeating: "0", count: max(0, 5 - text.count)) + text
-    }
-
-    public static func segmentName(_ index: Int) -> String { "seg-\(number(index)).m4s" }
-
-    /// A source whose audio is not carried: that audio encoded once to AAC (`<id>/audio/audio.m4a`), and what
-    /// the encode wrote (`<id>/audio/audio.json`, written after the M4A: its presence means the M4A is whole).
-    public static func encodedAudio(_ id: String) -> String { "\(id)/audio/audio.m4a" }
-    public static func encodedAudioRecord(_ id: String) -> String { "\(id)/audio/audio.json" }
-}
 
 /// `<id>/audio/audio.json`: the audio encoded once for a chunked video whose source audio is not AAC.
 public struct EncodedAudioRecord: Codable, Sendable, Hashable {
@@ -323,31 +266,5 @@ public struct ChunkRecord: Codable, Sendable, Hashable {
         self.sprite = sprite
         self.seconds = seconds
         self.encodeSeconds = encodeSeconds
-    }
-}
-
-extension S3Client {
-    /// Creates `key` with `value` as JSON only if it does not exist; false when it already did.
-    @discardableResult
-    public func createJSON(_ value: some Encodable, bucket: String, key: String) async throws -> Bool {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        do {
-            _ = try await putObject(
-                bucket: bucket, key: key, body: ByteBuffer(bytes: try encoder.encode(value)), contentType: "application/json",
-                ifNoneMatch: "*")
-            return true
-        } catch let error as S3Error where error.isPreconditionFailed {
-            return false
-        }
-    }
-
-    /// The JSON object at `key`, or nil when there is none.
-    public func optionalJSON<T: Decodable>(_ type: T.Type, bucket: String, key: String) async throws -> T? {
-        do {
-            return try await getJSON(T.self, bucket: bucket, key: key)
-        } catch let error as S3Error where error.isNoSuchKey {
-            return nil
-        }
     }
 }
