@@ -10,8 +10,8 @@
 import AsyncHTTPClient
 import Foundation
 import Gateway
-import InvocationQueue
 import Hummingbird
+import InvocationQueue
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -65,7 +65,9 @@ func drive(_ client: HTTPClient, url: String, headers: [(String, String)], durat
                         if response.status != .ok { errors += 1 }
                         count += 1
                         if record {
-                            latencies.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+                            latencies.append(
+                                Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds)
+                                    * 1000)
                         }
                     }
                     return (count, latencies, errors)
@@ -87,7 +89,9 @@ func drive(_ client: HTTPClient, url: String, headers: [(String, String)], durat
     let (count, latencies, errors) = try await run(for: .seconds(duration), record: true)
     let elapsed = ContinuousClock.now - started
     let sorted = latencies.sorted()
-    func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+    func percentile(_ p: Double) -> Double {
+        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
     return Measurement(
         requests: count, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
         p50: percentile(0.50), p99: percentile(0.99), errors: errors)
@@ -108,13 +112,16 @@ let queueDirectory = FileManager.default.temporaryDirectory.appendingPathCompone
 let queuePath = queueDirectory.appendingPathComponent("queue.sqlite").path
 let gateway = try GatewayService(
     configuration: GatewayConfiguration(
-        functions: [FunctionConfiguration(name: "noop", command: [hello, "echo"], concurrency: workers, maxQueued: 100_000)],
+        functions: [
+            FunctionConfiguration(name: "noop", command: [hello, "echo"], concurrency: workers, maxQueued: 100_000)
+        ],
         port: 0, credentials: [credentials], inheritedEnvironment: ProcessInfo.processInfo.environment,
         queue: QueueConfiguration(path: queuePath)),
     invocationQueue: try SQLiteInvocationQueue(path: queuePath), logger: logger)
 defer { try? FileManager.default.removeItem(at: queueDirectory) }
-let group = ServiceGroup(configuration: .init(
-    services: [echoApp] + gateway.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+let group = ServiceGroup(
+    configuration: .init(
+        services: [echoApp] + gateway.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 
 var clientConfiguration = HTTPClient.Configuration()
 clientConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = connections
@@ -158,12 +165,19 @@ try await withThrowingTaskGroup(of: Void.self) { tasks in
         name.padding(toLength: 36, withPad: " ", startingAt: 0)
             + String(format: "%10.0f %10.2f %10.2f %8d", m.rate, m.p50, m.p99, m.errors)
     }
-    let columns = ["req/s", "p50 ms", "p99 ms", "errors"].map { String(repeating: " ", count: max(0, 10 - $0.count)) + $0 }
+    let columns = ["req/s", "p50 ms", "p99 ms", "errors"].map {
+        String(repeating: " ", count: max(0, 10 - $0.count)) + $0
+    }
     print(String(repeating: " ", count: 36) + columns.joined(separator: " "))
     print(line("bare HTTP echo (Hummingbird)", echo))
     print(line("gateway invoke (no-op function)", invoke))
-    print(String(format: "throughput ratio gateway/echo: %.2fx   (target: >= 5000 invocations/s)", invoke.rate / echo.rate))
-    print(String(format: "p99 dispatch overhead (gateway p99 - echo p99): %.2f ms   (target: < 5 ms)", invoke.p99 - echo.p99))
+    print(
+        String(
+            format: "throughput ratio gateway/echo: %.2fx   (target: >= 5000 invocations/s)", invoke.rate / echo.rate))
+    print(
+        String(
+            format: "p99 dispatch overhead (gateway p99 - echo p99): %.2f ms   (target: < 5 ms)", invoke.p99 - echo.p99)
+    )
     try await client.shutdown()
     await group.triggerGracefulShutdown()
     try await tasks.waitForAll()

@@ -50,7 +50,8 @@ case "transcode":
     guard ladder.count == heights.count else { fail("LADDER must name default rungs (240,360,720,1080)") }
     do {
         let result = try await Transcoder.transcode(
-            input: arguments[1], ladder: ladder, settings: EncodingSettings(preset: arguments[4], keyframeInterval: keyframe),
+            input: arguments[1], ladder: ladder,
+            settings: EncodingSettings(preset: arguments[4], keyframeInterval: keyframe),
             directory: arguments[2])
         printJSON(result.renditions)
     } catch {
@@ -63,7 +64,8 @@ case "chunk":
     let heights = arguments[3].split(separator: ",").compactMap { Int($0) }
     let ladder = Rung.defaultLadder.filter { heights.contains($0.height) }
     let chunk = ChunkRange(
-        index: start > 0 ? 1 : 0, start: start, end: end, firstSegment: start > 0 ? Int(((start - 2) / 4).rounded()) + 1 : 0)
+        index: start > 0 ? 1 : 0, start: start, end: end,
+        firstSegment: start > 0 ? Int(((start - 2) / 4).rounded()) + 1 : 0)
     for run in 0..<repeats {
         let started = ContinuousClock.now
         do {
@@ -89,7 +91,10 @@ case "audio":
             var seconds: Double
             var audio: EncodedAudio
         }
-        printJSON(AudioRun(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, audio: encoded))
+        printJSON(
+            AudioRun(
+                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                audio: encoded))
     } catch {
         fail("\(error)")
     }

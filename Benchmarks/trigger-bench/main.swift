@@ -14,6 +14,7 @@ import Foundation
 import NIOCore
 import S3Client
 import SigV4
+import Synchronization
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3 else {
@@ -31,7 +32,13 @@ let token = "trigger-bench-token"
 
 let root = FileManager.default.temporaryDirectory.appendingPathComponent("trigger-bench-\(UUID().uuidString)").path
 try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-defer { if ProcessInfo.processInfo.environment["TRIGGER_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) } else { print("kept \(root)") } }
+defer {
+    if ProcessInfo.processInfo.environment["TRIGGER_BENCH_KEEP"] == nil {
+        try? FileManager.default.removeItem(atPath: root)
+    } else {
+        print("kept \(root)")
+    }
+}
 
 func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
@@ -48,10 +55,11 @@ func start(_ name: String, _ args: [String], port: Int = 0) throws -> (Process, 
     try? FileManager.default.removeItem(atPath: portFile)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: cinescale)
-    process.arguments = args + [
-        "--port", String(port), "--port-file", portFile, "--access-key", credentials.accessKeyId, "--secret-key",
-        credentials.secretAccessKey, "--log-level", "warning",
-    ]
+    process.arguments =
+        args + [
+            "--port", String(port), "--port-file", portFile, "--access-key", credentials.accessKeyId, "--secret-key",
+            credentials.secretAccessKey, "--log-level", "warning",
+        ]
     _ = FileManager.default.createFile(atPath: "\(root)/\(name).log", contents: nil)
     let log = FileHandle(forWritingAtPath: "\(root)/\(name).log")
     process.standardOutput = log
@@ -59,12 +67,15 @@ func start(_ name: String, _ args: [String], port: Int = 0) throws -> (Process, 
     try process.run()
     let deadline = Date().addingTimeInterval(30)
     while Date() < deadline {
-        if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) { return (process, port) }
+        if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) {
+            return (process, port)
+        }
         guard process.isRunning else { break }
         usleep(20_000)
     }
     process.terminate()
-    throw NSError(domain: "trigger-bench", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) did not start; see its log"])
+    throw NSError(
+        domain: "trigger-bench", code: 1, userInfo: [NSLocalizedDescriptionKey: "\(name) did not start; see its log"])
 }
 
 let records = "\(root)/records.log"
@@ -147,14 +158,18 @@ func upload(bucket: String, count: Int, prefix: String) async throws -> (Double,
 
 final class ManagedCounter: Sendable {
     private let value = Mutex(0)
-    func increment() -> Int { value.withLock { v in defer { v += 1 }; return v } }
+    func increment() -> Int {
+        value.withLock { v in
+            defer { v += 1 }
+            return v
+        }
+    }
 }
-
-import Synchronization
 
 /// The gateway's count of invocations committed to its queue.
 func enqueued() async throws -> Int {
-    let response = try await http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(gatewayPort)/metrics"), timeout: .seconds(10))
+    let response = try await http.execute(
+        HTTPClientRequest(url: "http://127.0.0.1:\(gatewayPort)/metrics"), timeout: .seconds(10))
     let text = String(buffer: try await response.body.collect(upTo: 16 << 20))
     for line in text.split(separator: "\n") where line.hasPrefix("cinescale_gateway_invocations_enqueued_total ") {
         return Int(Double(line.split(separator: " ").last ?? "0") ?? 0)
@@ -164,7 +179,9 @@ func enqueued() async throws -> Int {
 
 let storePID = store.processIdentifier
 let gatewayPID = gateway.processIdentifier
-let gatewayArguments = ["gateway", "--config", "\(root)/gateway.yaml", "--data-dir", "\(root)/gateway", "--event-token", token]
+let gatewayArguments = [
+    "gateway", "--config", "\(root)/gateway.yaml", "--data-dir", "\(root)/gateway", "--event-token", token,
+]
 
 /// CPU seconds (user + system) used so far by `pid` and, with `children`, by its child processes.
 func cpuSeconds(_ pid: Int32, children: Bool = false) -> Double {
@@ -204,16 +221,21 @@ struct CPU {
     }
 
     static func + (a: CPU, b: CPU) -> CPU {
-        CPU(store: a.store + b.store, gateway: a.gateway + b.gateway, workers: a.workers + b.workers, bench: a.bench + b.bench)
+        CPU(
+            store: a.store + b.store, gateway: a.gateway + b.gateway, workers: a.workers + b.workers,
+            bench: a.bench + b.bench)
     }
 
     static func - (a: CPU, b: CPU) -> CPU {
-        CPU(store: a.store - b.store, gateway: a.gateway - b.gateway, workers: a.workers - b.workers, bench: a.bench - b.bench)
+        CPU(
+            store: a.store - b.store, gateway: a.gateway - b.gateway, workers: a.workers - b.workers,
+            bench: a.bench - b.bench)
     }
 
     func perUpload(_ n: Int) -> String {
         func ms(_ v: Double) -> String { String(format: "%.3f", v / Double(n) * 1000) }
-        return "store \(ms(store))  gateway \(ms(gateway))  workers \(ms(workers))  uploaders \(ms(bench))  (CPU ms per upload)"
+        return
+            "store \(ms(store))  gateway \(ms(gateway))  workers \(ms(workers))  uploaders \(ms(bench))  (CPU ms per upload)"
     }
 }
 
@@ -228,7 +250,9 @@ while try await enqueued() < 50 { try await Task.sleep(for: .milliseconds(20)) }
 try await Task.sleep(for: .milliseconds(500))
 let warmLines = (try? String(contentsOfFile: records, encoding: .utf8))?.split(separator: "\n").count ?? 0
 
-print("trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B with and without notifications in \(pairs) alternating pairs of phases, store and gateway as processes, handler at nice \(handlerNice)")
+print(
+    "trigger-bench: \(uploaders) uploaders, \(objects) objects of \(size) B with and without notifications in \(pairs) alternating pairs of phases, store and gateway as processes, handler at nice \(handlerNice)"
+)
 
 /// Lines in the handler's record file (one per handler start).
 /// Reads only what was appended since the last call (the file grows by megabytes, and re-reading it all
@@ -290,7 +314,10 @@ for pair in 0..<pairs {
     plainRates.append(plainRate)
     ingestRates.append(ingestRate)
     costs.append((1 - ingestRate / plainRate) * 100)
-    progress(String(format: "pair %d: %.0f uploads/s without, %.0f with notifications: cost %.1f %%", pair + 1, plainRate, ingestRate, costs.last!))
+    progress(
+        String(
+            format: "pair %d: %.0f uploads/s without, %.0f with notifications: cost %.1f %%", pair + 1, plainRate,
+            ingestRate, costs.last!))
 }
 
 // Every handler start, matched to its upload's answer.
@@ -343,13 +370,25 @@ let p99 = percentile(latencies, 0.99)
 
 func f(_ v: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", v) }
 print("")
-print("uploads/s without notifications  \(f(median(plainRates)))   (median of \(pairs) phases: \(plainRates.map { f($0) }.joined(separator: ", ")))")
-print("uploads/s with notifications     \(f(median(ingestRates)))   (\(ingestRates.map { f($0) }.joined(separator: ", ")))")
-print("cost of notifications            \(f(cost, 1)) %   (target < 20 %; median of the pairs: \(costs.map { f($0, 1) }.joined(separator: ", ")))")
+print(
+    "uploads/s without notifications  \(f(median(plainRates)))   (median of \(pairs) phases: \(plainRates.map { f($0) }.joined(separator: ", ")))"
+)
+print(
+    "uploads/s with notifications     \(f(median(ingestRates)))   (\(ingestRates.map { f($0) }.joined(separator: ", ")))"
+)
+print(
+    "cost of notifications            \(f(cost, 1)) %   (target < 20 %; median of the pairs: \(costs.map { f($0, 1) }.joined(separator: ", ")))"
+)
 print("notifications/s into the queue   \(f(median(commitRates))) while uploading (bounded by the uploads)")
-print("  draining a backlog             \(f(drainRate))   = \(f(drainRate / 1000, 2))× the 1 000/s target, \(f(drainRate / 550, 2))× Ceph RGW (~550/s here)   (MinIO's format, one event per POST)")
-print("  draining a backlog, batched    \(f(batchedDrainRate))   = \(f(batchedDrainRate / 1000, 2))× the 1 000/s target, \(f(batchedDrainRate / 550, 2))× Ceph RGW   (--notify-batch-size 64)")
-print("upload 200 → handler start       p50 \(f(p50, 2)) ms (target ≤ 10; RGW persistent 50 → \(f(50 / p50, 1))×)   p99 \(f(p99, 2)) ms (target ≤ 50; RGW 104 → \(f(104 / p99, 1))×)")
+print(
+    "  draining a backlog             \(f(drainRate))   = \(f(drainRate / 1000, 2))× the 1 000/s target, \(f(drainRate / 550, 2))× Ceph RGW (~550/s here)   (MinIO's format, one event per POST)"
+)
+print(
+    "  draining a backlog, batched    \(f(batchedDrainRate))   = \(f(batchedDrainRate / 1000, 2))× the 1 000/s target, \(f(batchedDrainRate / 550, 2))× Ceph RGW   (--notify-batch-size 64)"
+)
+print(
+    "upload 200 → handler start       p50 \(f(p50, 2)) ms (target ≤ 10; RGW persistent 50 → \(f(50 / p50, 1))×)   p99 \(f(p99, 2)) ms (target ≤ 50; RGW 104 → \(f(104 / p99, 1))×)"
+)
 print("handler starts matched           \(latencies.count) of \(measured)")
 print("CPU without notifications        \(plainCPU.perUpload(measured))")
 print("CPU with notifications           \(ingestCPU.perUpload(measured))   (until the last handler started)")

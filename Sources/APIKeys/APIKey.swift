@@ -113,7 +113,8 @@ public enum APIKeyRules {
         guard (1...32).contains(tenant.utf8.count), tenant.first != "-",
             tenant.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D })
         else {
-            throw APIKeyError(.invalidArgument, "a tenant is 1–32 lowercase letters, digits or '-', got '\(tenant.prefix(40))'")
+            throw APIKeyError(
+                .invalidArgument, "a tenant is 1–32 lowercase letters, digits or '-', got '\(tenant.prefix(40))'")
         }
     }
 
@@ -135,7 +136,8 @@ public enum APIKeyRules {
         for word in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !word.isEmpty {
             guard let scope = Scope(rawValue: word) else {
                 throw APIKeyError(
-                    .invalidArgument, "unknown scope '\(word)'; scopes are \(Scope.allCases.map(\.rawValue).joined(separator: ", "))")
+                    .invalidArgument,
+                    "unknown scope '\(word)'; scopes are \(Scope.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             if !scopes.contains(scope) { scopes.append(scope) }
         }

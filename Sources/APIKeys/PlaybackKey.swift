@@ -17,7 +17,9 @@ public struct PlaybackKey: Sendable, Hashable {
     public var createdAt: Date
     public var revokedAt: Date?
 
-    public init(id: String, tenant: String, algorithm: Algorithm, material: [UInt8], createdAt: Date, revokedAt: Date? = nil) {
+    public init(
+        id: String, tenant: String, algorithm: Algorithm, material: [UInt8], createdAt: Date, revokedAt: Date? = nil
+    ) {
         self.id = id
         self.tenant = tenant
         self.algorithm = algorithm

@@ -82,9 +82,11 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
         try await APIKeyStorage.run("adding a playback key") {
             try await database.write { db in
                 try db.execute(
-                    sql: "INSERT INTO playback_key (id, tenant, algorithm, material, created_at) VALUES (?, ?, ?, ?, ?)",
+                    sql:
+                        "INSERT INTO playback_key (id, tenant, algorithm, material, created_at) VALUES (?, ?, ?, ?, ?)",
                     arguments: [
-                        key.id, key.tenant, key.algorithm.rawValue, Data(key.material), key.createdAt.timeIntervalSince1970,
+                        key.id, key.tenant, key.algorithm.rawValue, Data(key.material),
+                        key.createdAt.timeIntervalSince1970,
                     ])
             }
         }
@@ -103,7 +105,8 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
     public func playbackKey(id: String) async throws -> PlaybackKey? {
         try await APIKeyStorage.run("reading a playback key") {
             try await database.read { db in
-                try Row.fetchOne(db, sql: "SELECT * FROM playback_key WHERE id = ?", arguments: [id]).flatMap(Self.playbackKey)
+                try Row.fetchOne(db, sql: "SELECT * FROM playback_key WHERE id = ?", arguments: [id]).flatMap(
+                    Self.playbackKey)
             }
         }
     }
@@ -127,7 +130,8 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
         guard let algorithm = PlaybackKey.Algorithm(rawValue: algorithm) else { return nil }
         return PlaybackKey(
             id: row["id"], tenant: row["tenant"], algorithm: algorithm, material: Array(material),
-            createdAt: Date(timeIntervalSince1970: row["created_at"]), revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            revokedAt: revoked.map(Date.init(timeIntervalSince1970:)))
     }
 
     public func create(tenant: String, name: String, scopes: [Scope]) async throws -> (key: APIKey, token: String) {
@@ -140,8 +144,8 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
             try await database.write { db in
                 try db.execute(
                     sql: "INSERT INTO api_key (id, tenant, name, scopes, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [
-                    key.id, key.tenant, key.name, key.scopes.map(\.rawValue).joined(separator: ","), Data(hash),
+                    arguments: [
+                        key.id, key.tenant, key.name, key.scopes.map(\.rawValue).joined(separator: ","), Data(hash),
                         key.createdAt.timeIntervalSince1970,
                     ])
             }
@@ -178,7 +182,8 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
                     sql: "UPDATE api_key SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND tenant = ?",
                     arguments: [now, id, tenant])
             } else {
-                try db.execute(sql: "UPDATE api_key SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", arguments: [now, id])
+                try db.execute(
+                    sql: "UPDATE api_key SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", arguments: [now, id])
             }
             return db.changesCount > 0
         }
@@ -186,12 +191,18 @@ public final class SQLiteAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookStor
 
     public func authenticate(token: String) async throws -> APIKey? {
         guard let id = APIKeyToken.keyID(of: token) else { return nil }
-        let found = try await APIKeyStorage.run("reading a key") { try await database.read { db -> (APIKey, [UInt8])? in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM api_key WHERE id = ?", arguments: [id]) else { return nil }
-            let hash: Data = row["hash"]
-            return (Self.key(row), Array(hash))
-        } }
-        guard let (key, hash) = found, APIKeyToken.matches(token, stored: hash), key.revokedAt == nil else { return nil }
+        let found = try await APIKeyStorage.run("reading a key") {
+            try await database.read { db -> (APIKey, [UInt8])? in
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM api_key WHERE id = ?", arguments: [id]) else {
+                    return nil
+                }
+                let hash: Data = row["hash"]
+                return (Self.key(row), Array(hash))
+            }
+        }
+        guard let (key, hash) = found, APIKeyToken.matches(token, stored: hash), key.revokedAt == nil else {
+            return nil
+        }
         return key
     }
 

@@ -7,9 +7,11 @@ extension SQLiteAPIKeyStore {
         try await APIKeyStorage.run("adding a webhook") {
             try await database.write { db in
                 try db.execute(
-                    sql: "INSERT INTO webhook_endpoint (id, tenant, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    sql:
+                        "INSERT INTO webhook_endpoint (id, tenant, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     arguments: [
-                        endpoint.id, endpoint.tenant, endpoint.url, endpoint.events.joined(separator: ","), endpoint.secret,
+                        endpoint.id, endpoint.tenant, endpoint.url, endpoint.events.joined(separator: ","),
+                        endpoint.secret,
                         endpoint.createdAt.timeIntervalSince1970,
                     ])
             }
@@ -20,7 +22,8 @@ extension SQLiteAPIKeyStore {
         try await APIKeyStorage.run("listing webhooks") {
             try await database.read { db in
                 try Row.fetchAll(
-                    db, sql: "SELECT * FROM webhook_endpoint WHERE tenant = ? ORDER BY created_at, id", arguments: [tenant]
+                    db, sql: "SELECT * FROM webhook_endpoint WHERE tenant = ? ORDER BY created_at, id",
+                    arguments: [tenant]
                 ).map(Self.endpoint)
             }
         }
@@ -29,9 +32,11 @@ extension SQLiteAPIKeyStore {
     public func removeEndpoint(id: String, tenant: String) async throws -> Bool {
         try await APIKeyStorage.run("removing a webhook") {
             try await database.write { db in
-                try db.execute(sql: "DELETE FROM webhook_endpoint WHERE id = ? AND tenant = ?", arguments: [id, tenant])
+                try db.execute(
+                    sql: "DELETE FROM webhook_endpoint WHERE id = ? AND tenant = ?", arguments: [id, tenant])
                 guard db.changesCount > 0 else { return false }
-                try db.execute(sql: "DELETE FROM webhook_delivery WHERE endpoint_id = ? AND state = 'pending'", arguments: [id])
+                try db.execute(
+                    sql: "DELETE FROM webhook_delivery WHERE endpoint_id = ? AND state = 'pending'", arguments: [id])
                 return true
             }
         }
@@ -48,8 +53,10 @@ extension SQLiteAPIKeyStore {
             guard wanted else { return 0 }
             return try await database.write { db in
                 var added = 0
-                let endpoints = try Row.fetchAll(db, sql: "SELECT * FROM webhook_endpoint WHERE tenant = ?", arguments: [tenant])
-                    .map(Self.endpoint)
+                let endpoints = try Row.fetchAll(
+                    db, sql: "SELECT * FROM webhook_endpoint WHERE tenant = ?", arguments: [tenant]
+                )
+                .map(Self.endpoint)
                 for endpoint in endpoints where endpoint.events.contains(type) {
                     try db.execute(
                         sql: """
@@ -58,7 +65,8 @@ extension SQLiteAPIKeyStore {
                             VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)
                             """,
                         arguments: [
-                            WebhookDelivery.generateID(), endpoint.id, tenant, eventID, type, Data(body), at.timeIntervalSince1970,
+                            WebhookDelivery.generateID(), endpoint.id, tenant, eventID, type, Data(body),
+                            at.timeIntervalSince1970,
                             at.timeIntervalSince1970,
                         ])
                     added += db.changesCount
@@ -68,7 +76,9 @@ extension SQLiteAPIKeyStore {
         }
     }
 
-    public func claimDue(now: Date, lease: TimeInterval, limit: Int) async throws -> [(WebhookDelivery, WebhookEndpoint)] {
+    public func claimDue(now: Date, lease: TimeInterval, limit: Int) async throws -> [(
+        WebhookDelivery, WebhookEndpoint
+    )] {
         let time = now.timeIntervalSince1970
         return try await APIKeyStorage.run("claiming webhook deliveries") {
             // Not durable: a claim lost to a power cut is only a lease that never was (the delivery stays pending).
@@ -84,15 +94,19 @@ extension SQLiteAPIKeyStore {
                         """, arguments: [time, time, limit])
                 var claimed: [(WebhookDelivery, WebhookEndpoint)] = []
                 for row in rows {
-                    try db.execute(sql: "UPDATE webhook_delivery SET lease_until = ? WHERE seq = ?", arguments: [time + lease, row["seq"]])
+                    try db.execute(
+                        sql: "UPDATE webhook_delivery SET lease_until = ? WHERE seq = ?",
+                        arguments: [time + lease, row["seq"]])
                     let delivery = Self.delivery(row)
-                    claimed.append((
-                        delivery,
-                        WebhookEndpoint(
-                            id: delivery.endpointID, tenant: delivery.tenant, url: row["e_url"],
-                            events: (row["e_events"] as String).split(separator: ",").map(String.init), secret: row["e_secret"],
-                            createdAt: Date(timeIntervalSince1970: row["e_created_at"]))
-                    ))
+                    claimed.append(
+                        (
+                            delivery,
+                            WebhookEndpoint(
+                                id: delivery.endpointID, tenant: delivery.tenant, url: row["e_url"],
+                                events: (row["e_events"] as String).split(separator: ",").map(String.init),
+                                secret: row["e_secret"],
+                                createdAt: Date(timeIntervalSince1970: row["e_created_at"]))
+                        ))
                 }
                 return claimed
             }
@@ -109,7 +123,8 @@ extension SQLiteAPIKeyStore {
                         WHERE id = ?
                         """,
                     arguments: [
-                        attempt.state.rawValue, attempt.nextAttemptAt.timeIntervalSince1970, attempt.status, attempt.error,
+                        attempt.state.rawValue, attempt.nextAttemptAt.timeIntervalSince1970, attempt.status,
+                        attempt.error,
                         attempt.state == .delivered ? at.timeIntervalSince1970 : nil, id,
                     ])
             }
@@ -120,7 +135,9 @@ extension SQLiteAPIKeyStore {
         try await APIKeyStorage.run("listing webhook deliveries") {
             try await database.read { db in
                 try Row.fetchAll(
-                    db, sql: "SELECT * FROM webhook_delivery WHERE endpoint_id = ? AND tenant = ? ORDER BY seq DESC LIMIT ?",
+                    db,
+                    sql:
+                        "SELECT * FROM webhook_delivery WHERE endpoint_id = ? AND tenant = ? ORDER BY seq DESC LIMIT ?",
                     arguments: [endpoint, tenant, limit]
                 ).map(Self.delivery)
             }
@@ -156,7 +173,8 @@ extension SQLiteAPIKeyStore {
 
     static func endpoint(_ row: Row) -> WebhookEndpoint {
         WebhookEndpoint(
-            id: row["id"], tenant: row["tenant"], url: row["url"], events: (row["events"] as String).split(separator: ",").map(String.init),
+            id: row["id"], tenant: row["tenant"], url: row["url"],
+            events: (row["events"] as String).split(separator: ",").map(String.init),
             secret: row["secret"], createdAt: Date(timeIntervalSince1970: row["created_at"]))
     }
 
@@ -164,9 +182,13 @@ extension SQLiteAPIKeyStore {
         let body: Data = row["body"]
         let delivered: Double? = row["delivered_at"]
         return WebhookDelivery(
-            id: row["id"], endpointID: row["endpoint_id"], tenant: row["tenant"], eventID: row["event_id"], type: row["type"],
-            body: Array(body), state: WebhookDelivery.State(rawValue: row["state"]) ?? .pending, attempts: row["attempts"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]), nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
-            deliveredAt: delivered.map(Date.init(timeIntervalSince1970:)), lastStatus: row["last_status"], lastError: row["last_error"])
+            id: row["id"], endpointID: row["endpoint_id"], tenant: row["tenant"], eventID: row["event_id"],
+            type: row["type"],
+            body: Array(body), state: WebhookDelivery.State(rawValue: row["state"]) ?? .pending,
+            attempts: row["attempts"],
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
+            deliveredAt: delivered.map(Date.init(timeIntervalSince1970:)), lastStatus: row["last_status"],
+            lastError: row["last_error"])
     }
 }

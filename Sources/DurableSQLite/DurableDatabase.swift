@@ -64,7 +64,9 @@ public final class DurableDatabase: Sendable {
     }
 
     /// Runs `work` in the next group commit and returns its result once the transaction is durable.
-    public func write<T: Sendable>(durable: Bool = true, _ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    public func write<T: Sendable>(durable: Bool = true, _ work: @escaping @Sendable (Database) throws -> T)
+        async throws -> T
+    {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let result = Mutex<T?>(nil)
             submit(
@@ -115,8 +117,10 @@ public final class DurableDatabase: Sendable {
                 try pool.writeWithoutTransaction { db in
                     if durable != synchronousFull {
                         // Cached: batches alternate between the two, and parsing a statement each time showed.
-                        try db.cachedStatement(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
-                            .execute()
+                        try db.cachedStatement(
+                            sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"
+                        )
+                        .execute()
                         synchronousFull = durable
                     }
                     try db.inTransaction(.immediate) {

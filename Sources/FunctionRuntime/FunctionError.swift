@@ -95,4 +95,3 @@ public struct RuntimeError: Error, CustomStringConvertible, Equatable {
         return message.isEmpty ? kind + cause : "\(kind): \(message)\(cause)"
     }
 }
-

@@ -91,8 +91,10 @@ public final class RuntimeAPIHTTPClient: RuntimeAPIClient {
         let nextAnswer = channel.eventLoop.makePromise(of: RuntimeAPIResponse.self)
         channel.write(RuntimeAPIRequest(head: head(.POST, path, headers, body), body: body, promise: postAnswer))
             .cascadeFailure(to: postAnswer)
-        channel.writeAndFlush(RuntimeAPIRequest(head: head(.GET, Self.nextPath, [], nil), body: nil, promise: nextAnswer))
-            .cascadeFailure(to: nextAnswer)
+        channel.writeAndFlush(
+            RuntimeAPIRequest(head: head(.GET, Self.nextPath, [], nil), body: nil, promise: nextAnswer)
+        )
+        .cascadeFailure(to: nextAnswer)
         let postResponse = try await answer(postAnswer, on: channel, for: "POST \(path)")
         do {
             try check(postResponse, path: path)

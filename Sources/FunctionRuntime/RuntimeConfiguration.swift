@@ -38,7 +38,8 @@ public struct RuntimeConfiguration: Sendable, Equatable {
             throw RuntimeError.invalidConfiguration("AWS_LAMBDA_RUNTIME_API is not set (expected host:port)")
         }
         let (host, port) = try parseHostPort(api)
-        let functionName = environment["AWS_LAMBDA_FUNCTION_NAME"].flatMap { $0.isEmpty ? nil : $0 }
+        let functionName =
+            environment["AWS_LAMBDA_FUNCTION_NAME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent } ?? "function")
         let memory = environment["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"].flatMap { Int($0) }
         let levelText = environment["LOG_LEVEL"] ?? environment["AWS_LAMBDA_LOG_LEVEL"]

@@ -48,7 +48,8 @@ public struct RetryPolicy: Sendable, Hashable {
 
     static func parse(_ node: Node, path: String, function: String) throws(GatewayError) -> RetryPolicy {
         guard case .mapping(let fields) = node else {
-            throw .configuration(path, "expected a mapping (maxAttempts, backoff, maxBackoff, maxEventAge)", function: function)
+            throw .configuration(
+                path, "expected a mapping (maxAttempts, backoff, maxBackoff, maxEventAge)", function: function)
         }
         var policy = RetryPolicy()
         for (k, value) in fields {
@@ -126,7 +127,8 @@ public struct TriggerRule: Sendable, Hashable {
             let name = Self.stripPrefix(event)
             guard name.hasPrefix("ObjectCreated:") || name.hasPrefix("ObjectRemoved:") || name == "*" else {
                 throw .configuration(
-                    "\(path).events", "'\(event)' is not an S3 event name (s3:ObjectCreated:*, s3:ObjectRemoved:Delete...)")
+                    "\(path).events",
+                    "'\(event)' is not an S3 event name (s3:ObjectCreated:*, s3:ObjectRemoved:Delete...)")
             }
         }
     }
@@ -253,7 +255,9 @@ public struct QueueConfiguration: Sendable, Hashable {
             let field = try GatewayConfiguration.scalarKey(k, path: "queue")
             switch field {
             case "path":
-                guard let s = value.scalar?.string, !s.isEmpty else { throw .configuration("queue.path", "expected a path") }
+                guard let s = value.scalar?.string, !s.isEmpty else {
+                    throw .configuration("queue.path", "expected a path")
+                }
                 queue.path = GatewayConfiguration.resolve(s, base: base)
             case "maxPending":
                 guard let n = value.scalar.flatMap({ Int($0.string) }) else {

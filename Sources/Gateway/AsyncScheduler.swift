@@ -169,7 +169,8 @@ final class AsyncScheduler: Sendable {
         for invocation in unknown {
             // Configuration changed since it was queued: dead-letter it where an operator can see (and re-drive
             // it once the function is back).
-            let error = GatewayError.notFound(arn: core.configuration.arn(of: invocation.function), function: invocation.function)
+            let error = GatewayError.notFound(
+                arn: core.configuration.arn(of: invocation.function), function: invocation.function)
             queue.recordOutcome(
                 id: invocation.id, attempt: invocation.attempts, startedAt: nil,
                 outcome: .dead(errorType: error.code.lambdaErrorType, message: error.message), finishedAt: Date(),
@@ -186,7 +187,8 @@ final class AsyncScheduler: Sendable {
     func recover() async throws {
         let pending = try await queue.recover(now: Date())
         if !pending.isEmpty {
-            logger.info("recovered pending invocations", metadata: ["cinescale.count": .stringConvertible(pending.count)])
+            logger.info(
+                "recovered pending invocations", metadata: ["cinescale.count": .stringConvertible(pending.count)])
         }
         schedule(pending)
     }
@@ -286,9 +288,12 @@ final class AsyncScheduler: Sendable {
             } catch {
                 failures += 1
                 if failures == 1 || failures % 30 == 0 {
-                    logger.error("the shared invocation queue is unavailable; retrying", metadata: [
-                        "cinescale.error": "\(String(reflecting: error))", "cinescale.attempts": .stringConvertible(failures),
-                    ])
+                    logger.error(
+                        "the shared invocation queue is unavailable; retrying",
+                        metadata: [
+                            "cinescale.error": "\(String(reflecting: error))",
+                            "cinescale.attempts": .stringConvertible(failures),
+                        ])
                 }
                 await renewLeases(leased)
                 wait = .seconds(1)
@@ -304,9 +309,11 @@ final class AsyncScheduler: Sendable {
         do {
             let lost = try await leased.renewLeases(ids)
             for id in lost where state.withLock({ $0.leasedRunning.contains(id) }) {
-                logger.warning("lost the lease of a running attempt; another gateway may run it again", metadata: [
-                    "cinescale.request.id": .string(id)
-                ])
+                logger.warning(
+                    "lost the lease of a running attempt; another gateway may run it again",
+                    metadata: [
+                        "cinescale.request.id": .string(id)
+                    ])
             }
         } catch {
             logger.warning("could not renew leases", metadata: ["cinescale.error": "\(String(reflecting: error))"])
@@ -372,7 +379,9 @@ final class AsyncScheduler: Sendable {
         state.withLock { $0.unrecordedStarts[invocation.id] = attempt }
         metrics.started(function: function, waited: now.timeIntervalSince(invocation.nextAttemptAt))
         do throws(GatewayError) {
-            try core.submit(function: function, payload: ByteBuffer(bytes: invocation.payload), requestID: invocation.id) {
+            try core.submit(
+                function: function, payload: ByteBuffer(bytes: invocation.payload), requestID: invocation.id
+            ) {
                 result in
                 self.completed(invocation, attempt: attempt, result: result)
             }
@@ -398,7 +407,8 @@ final class AsyncScheduler: Sendable {
                 outcome = .returned(retryAt: now)
             } else if attempt < policy.maxAttempts {
                 let retryAt = now.addingTimeInterval(policy.delay(after: attempt).seconds)
-                outcome = retryAt < invocation.expiresAt
+                outcome =
+                    retryAt < invocation.expiresAt
                     ? .failed(errorType: type, message: message, retryAt: retryAt)
                     : .dead(errorType: type, message: message)
             } else {
@@ -434,17 +444,21 @@ final class AsyncScheduler: Sendable {
             next.nextAttemptAt = retryAt
             again = next
             metrics.outcome(function: invocation.function, "failed", duration: duration)
-            logger.notice("async invocation failed; will retry", metadata: [
-                "cinescale.function": .string(invocation.function), "cinescale.request.id": .string(invocation.id),
-                "cinescale.attempt": .stringConvertible(attempt), "cinescale.error.type": .string(type),
-            ])
+            logger.notice(
+                "async invocation failed; will retry",
+                metadata: [
+                    "cinescale.function": .string(invocation.function), "cinescale.request.id": .string(invocation.id),
+                    "cinescale.attempt": .stringConvertible(attempt), "cinescale.error.type": .string(type),
+                ])
         case .dead(let type, let message):
             metrics.outcome(function: invocation.function, "dead", duration: duration)
-            logger.warning("async invocation dead-lettered", metadata: [
-                "cinescale.function": .string(invocation.function), "cinescale.request.id": .string(invocation.id),
-                "cinescale.attempts": .stringConvertible(attempt), "cinescale.error.type": .string(type),
-                "cinescale.error": .string(message),
-            ])
+            logger.warning(
+                "async invocation dead-lettered",
+                metadata: [
+                    "cinescale.function": .string(invocation.function), "cinescale.request.id": .string(invocation.id),
+                    "cinescale.attempts": .stringConvertible(attempt), "cinescale.error.type": .string(type),
+                    "cinescale.error": .string(message),
+                ])
         case .returned(let retryAt):
             var next = invocation
             next.nextAttemptAt = retryAt
@@ -466,15 +480,20 @@ final class AsyncScheduler: Sendable {
 
     private func updateDepth() {
         let depths = state.withLock { s in
-            leased != nil ? s.sharedCounts.mapValues { ($0.waiting, $0.running) } : s.functions.mapValues { ($0.ready.count, $0.running) }
+            leased != nil
+                ? s.sharedCounts.mapValues { ($0.waiting, $0.running) }
+                : s.functions.mapValues { ($0.ready.count, $0.running) }
         }
-        for (function, (waiting, running)) in depths { metrics.depth(function: function, waiting: waiting, running: running) }
+        for (function, (waiting, running)) in depths {
+            metrics.depth(function: function, waiting: waiting, running: running)
+        }
     }
 
     /// errorType and errorMessage of a failed result (its payload is Lambda's error document).
     static func describeError(_ result: InvocationResult) -> (String, String) {
         var message = String(buffer: result.payload)
-        if let object = try? JSONSerialization.jsonObject(with: Data(result.payload.readableBytesView)) as? [String: Any],
+        if let object = try? JSONSerialization.jsonObject(with: Data(result.payload.readableBytesView))
+            as? [String: Any],
             let text = object["errorMessage"] as? String
         {
             message = text

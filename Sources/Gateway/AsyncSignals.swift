@@ -80,7 +80,8 @@ final class AsyncValue<Value: Sendable>: Sendable {
     }
 
     func get() async throws(GatewayError) -> Value {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Value, GatewayError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<Value, GatewayError>, Never>) in
             let ready = state.withLock { s -> Result<Value, GatewayError>? in
                 if let value = s.value { return value }
                 s.waiters.append(continuation)

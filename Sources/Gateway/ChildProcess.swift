@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// How a worker process ended, in the words Lambda uses ("exit status 1", "signal: killed").
 struct ProcessExit: Sendable, Hashable, CustomStringConvertible {
@@ -99,11 +100,13 @@ final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         _ = SpawnExtensions.closeFrom?(&fileActions, 3)
         guard let addChdir = SpawnExtensions.chdir else {
-            throw GatewayError(.spawnFailed, "posix_spawn_file_actions_addchdir_np is not available (glibc ≥ 2.29 needed)")
+            throw GatewayError(
+                .spawnFailed, "posix_spawn_file_actions_addchdir_np is not available (glibc ≥ 2.29 needed)")
         }
         let chdirResult = directory.withCString { addChdir(&fileActions, $0) }
         guard chdirResult == 0 else {
-            throw GatewayError(.spawnFailed, "cannot set the working directory: \(String(cString: strerror(chdirResult)))")
+            throw GatewayError(
+                .spawnFailed, "cannot set the working directory: \(String(cString: strerror(chdirResult)))")
         }
         var noSignals = sigset_t()
         sigemptyset(&noSignals)
@@ -125,7 +128,8 @@ final class ChildProcess: Sendable {
         let result = onThread(nice: nice, idle: idle) {
             argv.withUnsafeBufferPointer { argvBuffer in
                 envp.withUnsafeBufferPointer { envpBuffer in
-                    posix_spawn(&pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, envpBuffer.baseAddress!)
+                    posix_spawn(
+                        &pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, envpBuffer.baseAddress!)
                 }
             }
         }
@@ -239,7 +243,8 @@ final class ChildProcess: Sendable {
 
 /// glibc's posix_spawn extensions, which Swift's Glibc module does not import: looked up once with dlsym.
 private enum SpawnExtensions {
-    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
+    typealias AddChdir =
+        @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
     typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
 
     /// `posix_spawn_file_actions_addchdir_np` (glibc 2.29).

@@ -32,7 +32,8 @@ struct EventIntake: Sendable {
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
             throw GatewayError(.invalidRequestContent, "The body is not a JSON object.")
         } catch {
-            throw GatewayError(.invalidRequestContent, "The body is not an S3 event notification: \(Self.describe(error))")
+            throw GatewayError(
+                .invalidRequestContent, "The body is not an S3 event notification: \(Self.describe(error))")
         }
         // The records exactly as sent, to hand on without re-serialising them.
         guard let raw = JSONText.arrayElements(ofTopLevelKey: "Records", in: bytes) else {

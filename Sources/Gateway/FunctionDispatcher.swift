@@ -206,7 +206,8 @@ final class FunctionDispatcher: Sendable {
     }
 
     private func failedByInit(_ failure: InitFailure, requestID: String) -> InvocationResult {
-        let message = failure.invocationErrorType == "Runtime.InitError"
+        let message =
+            failure.invocationErrorType == "Runtime.InitError"
             ? failure.message : "RequestId: \(requestID) Error: \(failure.message)"
         return .failure(requestID: requestID, type: failure.invocationErrorType, message: message)
     }
@@ -260,12 +261,16 @@ final class FunctionDispatcher: Sendable {
                 .success(
                     .failure(
                         requestID: abandoned.requestID, type: "Runtime.InvalidResponse",
-                        message: "RequestId: \(abandoned.requestID) Error: the runtime asked for the next invocation without answering this one")))
+                        message:
+                            "RequestId: \(abandoned.requestID) Error: the runtime asked for the next invocation without answering this one"
+                    )))
         }
         if let recovered {
-            logger.notice("function recovered: a worker initialised", metadata: [
-                "cinescale.init.failures": .stringConvertible(recovered)
-            ])
+            logger.notice(
+                "function recovered: a worker initialised",
+                metadata: [
+                    "cinescale.init.failures": .stringConvertible(recovered)
+                ])
         }
         return immediate
     }
@@ -309,12 +314,15 @@ final class FunctionDispatcher: Sendable {
     /// `POST /runtime/init/error`.
     func initError(slot: Int, errorType: String, message: String) {
         state.withLock { s in
-            s.slots[slot].initError = InitFailure(invocationErrorType: "Runtime.InitError", message: "\(errorType): \(message)")
+            s.slots[slot].initError = InitFailure(
+                invocationErrorType: "Runtime.InitError", message: "\(errorType): \(message)")
         }
-        logger.error("function init error", metadata: [
-            "cinescale.worker": .stringConvertible(slot), "cinescale.error.type": .string(errorType),
-            "cinescale.error.message": .string(message),
-        ])
+        logger.error(
+            "function init error",
+            metadata: [
+                "cinescale.worker": .stringConvertible(slot), "cinescale.error.type": .string(errorType),
+                "cinescale.error.message": .string(message),
+            ])
     }
 
     // MARK: Timeouts
@@ -353,10 +361,12 @@ final class FunctionDispatcher: Sendable {
             let seconds = LambdaFormat.seconds(configuration.timeout)
             let message =
                 "\(LambdaFormat.timestamp(epochMilliseconds: LambdaFormat.epochMilliseconds())) \(requestID) Task timed out after \(seconds) seconds"
-            logger.warning("invocation timed out; killing the worker", metadata: [
-                "cinescale.request.id": .string(requestID), "cinescale.worker": .stringConvertible(slot),
-                "cinescale.pid": .stringConvertible(process?.pid ?? 0),
-            ])
+            logger.warning(
+                "invocation timed out; killing the worker",
+                metadata: [
+                    "cinescale.request.id": .string(requestID), "cinescale.worker": .stringConvertible(slot),
+                    "cinescale.pid": .stringConvertible(process?.pid ?? 0),
+                ])
             inFlight.completion.complete(
                 .success(.failure(requestID: requestID, type: "Runtime.TimeoutError", message: message)))
         }
@@ -423,8 +433,10 @@ final class FunctionDispatcher: Sendable {
             if let current = slotState.current {
                 let message = "RequestId: \(current.requestID) Error: Runtime exited with error: \(exitText)"
                 toFail.append(
-                    (current.completion,
-                     .success(.failure(requestID: current.requestID, type: "Runtime.ExitError", message: message))))
+                    (
+                        current.completion,
+                        .success(.failure(requestID: current.requestID, type: "Runtime.ExitError", message: message))
+                    ))
                 slotState.current = nil
             }
             if let w = slotState.waiter {
@@ -475,13 +487,17 @@ final class FunctionDispatcher: Sendable {
                     "cinescale.error.message": .string(newlyFailing.message),
                 ])
         } else if let initMessage, !outcome.stopping {
-            logger.warning("worker failed to initialise", metadata: [
-                "cinescale.worker": .stringConvertible(slot), "cinescale.error.message": .string(initMessage),
-            ])
+            logger.warning(
+                "worker failed to initialise",
+                metadata: [
+                    "cinescale.worker": .stringConvertible(slot), "cinescale.error.message": .string(initMessage),
+                ])
         } else if !outcome.stopping {
-            logger.info("worker exited", metadata: [
-                "cinescale.worker": .stringConvertible(slot), "cinescale.exit": .string(exitText),
-            ])
+            logger.info(
+                "worker exited",
+                metadata: [
+                    "cinescale.worker": .stringConvertible(slot), "cinescale.exit": .string(exitText),
+                ])
         }
         return outcome
     }

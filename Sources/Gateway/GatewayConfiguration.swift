@@ -97,8 +97,12 @@ public struct FunctionConfiguration: Sendable, Hashable {
         guard maxResponseBytes >= 1 else {
             throw .configuration("\(prefix).maxResponseBytes", "must be at least 1", function: name)
         }
-        guard maxQueued >= 0 else { throw .configuration("\(prefix).maxQueued", "must not be negative", function: name) }
-        guard (0...19).contains(nice) else { throw .configuration("\(prefix).nice", "must be between 0 and 19", function: name) }
+        guard maxQueued >= 0 else {
+            throw .configuration("\(prefix).maxQueued", "must not be negative", function: name)
+        }
+        guard (0...19).contains(nice) else {
+            throw .configuration("\(prefix).nice", "must be between 0 and 19", function: name)
+        }
         try retry.validate(path: "\(prefix).retry", function: name)
     }
 
@@ -281,7 +285,8 @@ public struct GatewayConfiguration: Sendable {
                 }
                 for (nameNode, settings) in entries {
                     let name = try scalarKey(nameNode, path: "functions")
-                    functions.append(try parseFunction(name: name, node: settings, base: base, gatewayEnvironment: environment))
+                    functions.append(
+                        try parseFunction(name: name, node: settings, base: base, gatewayEnvironment: environment))
                 }
             case "region":
                 guard let region = value.scalar?.string, !region.isEmpty else {
@@ -294,7 +299,9 @@ public struct GatewayConfiguration: Sendable {
                 guard case .mapping(let fields) = value else { throw .configuration("events", "expected a mapping") }
                 for (k, v) in fields {
                     let field = try scalarKey(k, path: "events")
-                    guard field == "token" else { throw .configuration("events.\(field)", "unknown field (expected token)") }
+                    guard field == "token" else {
+                        throw .configuration("events.\(field)", "unknown field (expected token)")
+                    }
                     guard let token = v.scalar?.string, !token.isEmpty else {
                         throw .configuration("events.token", "expected a non-empty string")
                     }
@@ -305,7 +312,8 @@ public struct GatewayConfiguration: Sendable {
             case "sources":
                 sources = value  // parsed below: its default region is `region`, wherever that is in the file
             default:
-                throw .configuration(key, "unknown field (expected functions, region, triggers, events, queue or sources)")
+                throw .configuration(
+                    key, "unknown field (expected functions, region, triggers, events, queue or sources)")
             }
         }
         if let sources {
@@ -327,16 +335,20 @@ public struct GatewayConfiguration: Sendable {
         -> (sqs: [SQSSourceConfiguration], poll: [PollSourceConfiguration])
     {
         if case .scalar(let s) = node, s.string.isEmpty || s.string == "~" || s.string == "null" { return ([], []) }
-        guard case .mapping(let fields) = node else { throw .configuration("sources", "expected a mapping (sqs, poll)") }
+        guard case .mapping(let fields) = node else {
+            throw .configuration("sources", "expected a mapping (sqs, poll)")
+        }
         var sqs: [SQSSourceConfiguration] = []
         var poll: [PollSourceConfiguration] = []
         for (k, value) in fields {
             let field = try scalarKey(k, path: "sources")
             switch field {
             case "sqs":
-                sqs = try SQSSourceConfiguration.parseList(value, environment: environment, defaultRegion: defaultRegion)
+                sqs = try SQSSourceConfiguration.parseList(
+                    value, environment: environment, defaultRegion: defaultRegion)
             case "poll":
-                poll = try PollSourceConfiguration.parseList(value, environment: environment, defaultRegion: defaultRegion)
+                poll = try PollSourceConfiguration.parseList(
+                    value, environment: environment, defaultRegion: defaultRegion)
             default:
                 throw .configuration("sources.\(field)", "unknown source (expected sqs or poll)")
             }

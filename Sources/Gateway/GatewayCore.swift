@@ -65,4 +65,3 @@ final class GatewayCore: FunctionInvoker {
             requestID: requestID ?? LambdaFormat.requestID(), payload: payload, completion: .callback(completion))
     }
 }
-

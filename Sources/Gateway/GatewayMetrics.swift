@@ -44,8 +44,12 @@ public struct GatewayMetrics: Sendable {
                 label: "cinescale_gateway_async_queue_wait_seconds", dimensions: [("function", function)],
                 factory: factory)
             depths[function] = (
-                CoreMetrics.Gauge(label: "cinescale_gateway_queue_depth", dimensions: [("function", function), ("state", "waiting")], factory: factory),
-                CoreMetrics.Gauge(label: "cinescale_gateway_queue_depth", dimensions: [("function", function), ("state", "running")], factory: factory)
+                CoreMetrics.Gauge(
+                    label: "cinescale_gateway_queue_depth", dimensions: [("function", function), ("state", "waiting")],
+                    factory: factory),
+                CoreMetrics.Gauge(
+                    label: "cinescale_gateway_queue_depth", dimensions: [("function", function), ("state", "running")],
+                    factory: factory)
             )
         }
         self.outcomes = outcomes

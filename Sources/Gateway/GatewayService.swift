@@ -91,7 +91,8 @@ public final class GatewayService: FunctionInvoker {
                         })
                 else {
                     throw .configuration(
-                        "sources.poll", "needs a file for its seen state: set queue.path or the gateway's pollStatePath")
+                        "sources.poll", "needs a file for its seen state: set queue.path or the gateway's pollStatePath"
+                    )
                 }
                 do {
                     state = try SQLitePollState(path: path)
@@ -124,10 +125,12 @@ public final class GatewayService: FunctionInvoker {
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 publicPort.set(.success(port))
-                logger.debug("gateway listening", metadata: [
-                    "cinescale.endpoint": .string("http://\(host):\(port)"),
-                    "cinescale.functions": .stringConvertible(functionCount),
-                ])
+                logger.debug(
+                    "gateway listening",
+                    metadata: [
+                        "cinescale.endpoint": .string("http://\(host):\(port)"),
+                        "cinescale.functions": .stringConvertible(functionCount),
+                    ])
             },
             eventLoopGroupProvider: .shared(publicLoop),
             logger: serverLogger)
@@ -204,10 +207,11 @@ public final class GatewayService: FunctionInvoker {
                 }
             }
             + [
-                GatewayPart("prune") { [
-                    queue = invocationQueue, retention = configuration.queue.retention, logger = logger,
-                    pollSources = pollSources
-                ] in
+                GatewayPart("prune") {
+                    [
+                        queue = invocationQueue, retention = configuration.queue.retention, logger = logger,
+                        pollSources = pollSources
+                    ] in
                     await Self.pruneFinished(queue: queue, retention: retention, logger: logger) {
                         // After a crash between a poll source's commit to the queue and its seen-state write, its
                         // first scan emits those records again: they must still find their invocations (and
@@ -275,7 +279,8 @@ public final class GatewayService: FunctionInvoker {
         do {
             try await scheduler.recover()
         } catch {
-            let failure = GatewayError(.serverFailed, "the invocation queue could not be recovered: \(error)", underlying: error)
+            let failure = GatewayError(
+                .serverFailed, "the invocation queue could not be recovered: \(error)", underlying: error)
             publicPort.set(.failure(failure))
             throw failure
         }
@@ -321,7 +326,8 @@ public final class GatewayService: FunctionInvoker {
                 do {
                     let removed = try await queue.prune(finishedBefore: Date().addingTimeInterval(-retention.seconds))
                     if removed > 0 {
-                        logger.info("pruned finished invocations", metadata: ["cinescale.count": .stringConvertible(removed)])
+                        logger.info(
+                            "pruned finished invocations", metadata: ["cinescale.count": .stringConvertible(removed)])
                     }
                 } catch {
                     logger.warning("could not prune finished invocations", metadata: ["cinescale.error": "\(error)"])

@@ -19,7 +19,9 @@ public struct InvokeAPI: Sendable {
         self.scheduler = scheduler
         self.logger = logger
         var secrets: [String: String] = [:]
-        for credential in core.configuration.credentials { secrets[credential.accessKeyId] = credential.secretAccessKey }
+        for credential in core.configuration.credentials {
+            secrets[credential.accessKeyId] = credential.secretAccessKey
+        }
         let lookup = secrets
         self.verifier = SigV4Verifier(
             region: core.configuration.region, service: "lambda",
@@ -275,7 +277,8 @@ public struct InvokeAPI: Sendable {
     static func authError(_ error: SigV4Error) -> GatewayError {
         switch error.code {
         case .invalidAccessKeyId:
-            GatewayError(.unrecognizedClient, "The security token included in the request is invalid.", underlying: error)
+            GatewayError(
+                .unrecognizedClient, "The security token included in the request is invalid.", underlying: error)
         case .signatureDoesNotMatch:
             GatewayError(
                 .invalidSignature,
@@ -295,11 +298,14 @@ public struct InvokeAPI: Sendable {
             body += "\"Reason\":\"ReservedFunctionConcurrentInvocationLimitExceeded\","
         }
         body += "\"Type\":\(status >= 500 ? "\"Service\"" : "\"User\""),\"message\":"
-        body += LambdaFormat.quote(status >= 500 && error.code == .serverFailed ? "Internal error" : error.message) + "}"
+        body +=
+            LambdaFormat.quote(status >= 500 && error.code == .serverFailed ? "Internal error" : error.message) + "}"
         if error.code == .serverFailed || error.code == .invalidSignature || error.code == .unrecognizedClient {
-            logger.notice("invoke API request refused", metadata: [
-                "cinescale.request.id": .string(requestID), "cinescale.error": .string(error.description),
-            ])
+            logger.notice(
+                "invoke API request refused",
+                metadata: [
+                    "cinescale.request.id": .string(requestID), "cinescale.error": .string(error.description),
+                ])
         }
         var headers: HTTPFields = [
             .contentType: "application/json", Self.requestIDName: requestID,

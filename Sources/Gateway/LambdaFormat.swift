@@ -1,12 +1,13 @@
 import S3Wire
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Identifiers need to be unique and unpredictable enough to not collide, not to be secret (the Runtime API
 /// also checks which worker answers): a SplitMix64 stream over an atomic counter, seeded once from the

@@ -51,7 +51,8 @@ struct OperatorAPI: Sendable {
         if let token {
             // The header (MinIO, our store), or a `token` query parameter for stores whose webhook cannot send
             // headers (Ceph RGW's push-endpoint is a bare URL).
-            let sent = request.headers[.authorization] ?? request.uri.queryParameters.get("token").map { "Bearer \($0)" } ?? ""
+            let sent =
+                request.headers[.authorization] ?? request.uri.queryParameters.get("token").map { "Bearer \($0)" } ?? ""
             guard ConstantTime.equal(sent, "Bearer \(token)") else {
                 return Self.error(
                     401, "Unauthorized", "A valid 'Authorization: Bearer <token>' header (or ?token=) is required.")
@@ -61,7 +62,8 @@ struct OperatorAPI: Sendable {
         do {
             body = try await request.body.collect(upTo: Self.maxEventBytes)
         } catch {
-            return Self.error(413, "RequestEntityTooLarge", "An event notification may be at most \(Self.maxEventBytes) bytes.")
+            return Self.error(
+                413, "RequestEntityTooLarge", "An event notification may be at most \(Self.maxEventBytes) bytes.")
         }
         let batch: EventIntake.Batch
         do throws(GatewayError) {
@@ -125,7 +127,8 @@ struct OperatorAPI: Sendable {
         }
         if let before = query.get("before") {
             guard let seconds = Double(before) else {
-                return Self.error(400, "InvalidParameterValue", "before must be a Unix time in seconds (createdAt of the last item).")
+                return Self.error(
+                    400, "InvalidParameterValue", "before must be a Unix time in seconds (createdAt of the last item).")
             }
             filter.createdBefore = Date(timeIntervalSince1970: seconds)
         }
@@ -165,7 +168,8 @@ struct OperatorAPI: Sendable {
                         409, "InvalidState", "Invocation '\(id)' is \(existing.state.rawValue), not dead-lettered.")
                 }
                 return Self.error(
-                    409, "ResourceNotFoundException", "Function '\(existing.function)' is not configured on this gateway.")
+                    409, "ResourceNotFoundException",
+                    "Function '\(existing.function)' is not configured on this gateway.")
             }
             try scheduler.admit(1)
             let policy = dispatcher.configuration.retry
@@ -176,9 +180,11 @@ struct OperatorAPI: Sendable {
                 return Self.error(409, "InvalidState", "Invocation '\(id)' is no longer dead-lettered.")
             }
             scheduler.schedule([invocation])
-            logger.info("dead letter re-driven", metadata: [
-                "cinescale.request.id": .string(id), "cinescale.function": .string(invocation.function),
-            ])
+            logger.info(
+                "dead letter re-driven",
+                metadata: [
+                    "cinescale.request.id": .string(id), "cinescale.function": .string(invocation.function),
+                ])
             return Self.json(200, Self.describe(invocation))
         } catch let error as GatewayError {
             return Self.error(error.code.httpStatus, error.code.lambdaErrorType, error.message)
@@ -226,12 +232,14 @@ struct OperatorAPI: Sendable {
         if let v = i.durationMs { object["durationMs"] = (v * 1000).rounded() / 1000 }
         if let v = i.errorType { object["errorType"] = v }
         if let v = i.errorMessage { object["errorMessage"] = v }
-        object["event"] = (try? JSONSerialization.jsonObject(with: i.payload)) ?? String(decoding: i.payload, as: UTF8.self)
+        object["event"] =
+            (try? JSONSerialization.jsonObject(with: i.payload)) ?? String(decoding: i.payload, as: UTF8.self)
         return object
     }
 
     static func json(_ status: Int, _ object: [String: Any]) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+        let data =
+            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{}".utf8)
         return Response(
             status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json"],

@@ -97,7 +97,8 @@ final class PollEventSource: Sendable {
         }
         counters = Counters(
             created: records("ObjectCreated:Put"), removed: records("ObjectRemoved:Delete"),
-            scans: CoreMetrics.Counter(label: "cinescale_gateway_poll_scans_total", dimensions: [source], factory: factory),
+            scans: CoreMetrics.Counter(
+                label: "cinescale_gateway_poll_scans_total", dimensions: [source], factory: factory),
             listErrors: errors("list"), commitErrors: errors("commit"),
             tracked: CoreMetrics.Gauge(
                 label: "cinescale_gateway_poll_objects_seen", dimensions: [source], factory: factory),
@@ -133,11 +134,13 @@ final class PollEventSource: Sendable {
     }
 
     private func poll(_ lister: any PollObjectLister) async {
-        logger.info("polling bucket", metadata: [
-            "cinescale.poll.endpoint": .string(configuration.endpoint.absoluteString),
-            "cinescale.poll.interval_ms": .stringConvertible(Int(configuration.interval.seconds * 1000)),
-            "cinescale.poll.start_from": .string(configuration.startFrom.rawValue),
-        ])
+        logger.info(
+            "polling bucket",
+            metadata: [
+                "cinescale.poll.endpoint": .string(configuration.endpoint.absoluteString),
+                "cinescale.poll.interval_ms": .stringConvertible(Int(configuration.interval.seconds * 1000)),
+                "cinescale.poll.start_from": .string(configuration.startFrom.rawValue),
+            ])
         // nil until loaded; `fresh`: no scan of this source was ever recorded.
         var seen: [String: SeenObject]?
         var fresh = false
@@ -158,7 +161,8 @@ final class PollEventSource: Sendable {
                 }
                 try await scan(lister, seen: &seen!, fresh: &fresh)
                 if failures > 0 {
-                    logger.info("bucket scanned again", metadata: ["cinescale.poll.failures": .stringConvertible(failures)])
+                    logger.info(
+                        "bucket scanned again", metadata: ["cinescale.poll.failures": .stringConvertible(failures)])
                     failures = 0
                 }
                 scanned.fire()
@@ -169,7 +173,9 @@ final class PollEventSource: Sendable {
                 failures += 1
                 let delay = SQSEventSource.backoff(afterFailures: failures)
                 wait = max(wait, delay)
-                var metadata: Logger.Metadata = ["cinescale.poll.retry_in_ms": .stringConvertible(Int(wait.seconds * 1000))]
+                var metadata: Logger.Metadata = [
+                    "cinescale.poll.retry_in_ms": .stringConvertible(Int(wait.seconds * 1000))
+                ]
                 switch error {
                 case Failure.list(let cause):
                     counters.listErrors.increment()
@@ -210,9 +216,11 @@ final class PollEventSource: Sendable {
             try await record(seen: baseline, removed: [:])
             seen = baseline
             fresh = false
-            logger.info("first scan: existing objects recorded as seen (startFrom: now)", metadata: [
-                "cinescale.count": .stringConvertible(baseline.count)
-            ])
+            logger.info(
+                "first scan: existing objects recorded as seen (startFrom: now)",
+                metadata: [
+                    "cinescale.count": .stringConvertible(baseline.count)
+                ])
             finish(started, tracked: seen.count)
             return
         }
@@ -225,7 +233,8 @@ final class PollEventSource: Sendable {
             var records: [String] = []
             for object in chunk {
                 records.append(
-                    PollScan.createdRecord(object, bucket: configuration.bucket, region: configuration.region, now: now))
+                    PollScan.createdRecord(object, bucket: configuration.bucket, region: configuration.region, now: now)
+                )
                 updates[object.key] = PollScan.seen(object)
             }
             try await commit(records, seen: updates, removed: [:])
@@ -241,7 +250,8 @@ final class PollEventSource: Sendable {
                 PollScan.removedRecord(
                     key: $0.key, seen: $0.object, bucket: configuration.bucket, region: configuration.region, now: now)
             }
-            try await commit(records, seen: [:], removed: Dictionary(uniqueKeysWithValues: chunk.map { ($0.key, $0.object) }))
+            try await commit(
+                records, seen: [:], removed: Dictionary(uniqueKeysWithValues: chunk.map { ($0.key, $0.object) }))
             counters.removed.increment(by: Int64(records.count))
             for entry in chunk { seen[entry.key] = nil }
         }
@@ -251,11 +261,13 @@ final class PollEventSource: Sendable {
             fresh = false
         }
         if !diff.changed.isEmpty || !diff.removed.isEmpty {
-            logger.debug("bucket scanned", metadata: [
-                "cinescale.poll.listed": .stringConvertible(listing.count),
-                "cinescale.poll.changed": .stringConvertible(diff.changed.count),
-                "cinescale.poll.removed": .stringConvertible(diff.removed.count),
-            ])
+            logger.debug(
+                "bucket scanned",
+                metadata: [
+                    "cinescale.poll.listed": .stringConvertible(listing.count),
+                    "cinescale.poll.changed": .stringConvertible(diff.changed.count),
+                    "cinescale.poll.removed": .stringConvertible(diff.removed.count),
+                ])
         }
         finish(started, tracked: seen.count)
     }
@@ -282,7 +294,8 @@ final class PollEventSource: Sendable {
         metrics.eventRecords.increment(by: Int64(batch.records))
         if !batch.invocations.isEmpty {
             // Admission: past the queue's bound, wait for room (the bucket keeps the objects meanwhile).
-            guard await scheduler.admitWhenRoom(batch.invocations.count, logger: logger, waiting: "waiting for room") else {
+            guard await scheduler.admitWhenRoom(batch.invocations.count, logger: logger, waiting: "waiting for room")
+            else {
                 throw .cancelled
             }
             do {

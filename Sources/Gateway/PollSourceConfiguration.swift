@@ -35,7 +35,8 @@ public struct PollSourceConfiguration: Sendable, Hashable {
     public static let defaultInterval: Duration = .seconds(5)
 
     public init(
-        endpoint: URL, bucket: String, prefix: String = "", interval: Duration = PollSourceConfiguration.defaultInterval,
+        endpoint: URL, bucket: String, prefix: String = "",
+        interval: Duration = PollSourceConfiguration.defaultInterval,
         credentials: Credentials, region: String, pathStyle: Bool = true, startFrom: StartFrom = .beginning
     ) {
         self.endpoint = endpoint
@@ -184,7 +185,8 @@ public struct PollSourceConfiguration: Sendable, Hashable {
         guard let accessKey, !accessKey.isEmpty, let secretKey, !secretKey.isEmpty else {
             throw .configuration(
                 path,
-                "no credentials: set accessKey and secretKey (e.g. \"${S3_SECRET_KEY}\"), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the gateway's environment")
+                "no credentials: set accessKey and secretKey (e.g. \"${S3_SECRET_KEY}\"), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the gateway's environment"
+            )
         }
         let source = PollSourceConfiguration(
             endpoint: endpoint, bucket: bucket, prefix: values["prefix"] ?? "", interval: interval,

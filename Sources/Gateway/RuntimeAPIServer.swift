@@ -64,7 +64,9 @@ final class RuntimeAPIServer: Sendable {
     private final class Connections: Sendable {
         private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
         func insert(_ channel: any Channel) { channels.withLock { $0[ObjectIdentifier(channel)] = channel } }
-        func remove(_ channel: any Channel) { _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
+        func remove(_ channel: any Channel) {
+            _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
         func all() -> [any Channel] { channels.withLock { Array($0.values) } }
     }
 }
@@ -178,7 +180,8 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
         let version = head.version
         let waiter = NextWaiter(token: token) { work in
             if loop.inEventLoop {
-                bound.value.handler.deliver(work, context: bound.value.context, token: token, keepAlive: keepAlive, version: version)
+                bound.value.handler.deliver(
+                    work, context: bound.value.context, token: token, keepAlive: keepAlive, version: version)
             } else {
                 loop.execute {
                     bound.value.handler.deliver(
@@ -278,7 +281,8 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     static func errorBody(_ type: String, _ message: String) -> ByteBuffer {
-        ByteBuffer(string: "{\"errorMessage\":\(LambdaFormat.quote(message)),\"errorType\":\(LambdaFormat.quote(type))}")
+        ByteBuffer(
+            string: "{\"errorMessage\":\(LambdaFormat.quote(message)),\"errorType\":\(LambdaFormat.quote(type))}")
     }
 
     private func respond(
@@ -288,7 +292,8 @@ final class RuntimeAPIHandler: ChannelInboundHandler, RemovableChannelHandler {
         var headers = headers
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         if keepAlive {
             context.write(wrapOutboundOut(.end(nil)), promise: nil)
@@ -310,14 +315,16 @@ enum RuntimeErrors {
     /// The error document returned to the caller: the runtime's body when it is JSON, else one built from the
     /// error-type header and the text.
     static func errorResult(requestID: String, body: ByteBuffer, headerType: String?) -> InvocationResult {
-        let valid = body.readableBytes > 0
+        let valid =
+            body.readableBytes > 0
             && body.withUnsafeReadableBytes { raw in (try? JSONValidator.validate(raw)) != nil }
         if valid {
             let type = errorFields(in: body).type ?? headerType ?? "Unhandled"
             return InvocationResult(requestID: requestID, payload: body, functionError: "Unhandled", errorType: type)
         }
         let text = String(buffer: body)
-        return .failure(requestID: requestID, type: headerType ?? "Unhandled", message: text.isEmpty ? "Unhandled error" : text)
+        return .failure(
+            requestID: requestID, type: headerType ?? "Unhandled", message: text.isEmpty ? "Unhandled error" : text)
     }
 
     /// `errorType` and `errorMessage` of a `{errorMessage, errorType, ...}` document.

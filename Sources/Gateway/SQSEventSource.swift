@@ -59,7 +59,8 @@ final class SQSEventSource: Sendable {
 
     init(
         configuration: SQSSourceConfiguration, client: (any SQSEventSourceClient)? = nil, scheduler: AsyncScheduler,
-        intake: EventIntake, metrics: GatewayMetrics, eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil,
+        intake: EventIntake, metrics: GatewayMetrics,
+        eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil,
         logger: Logger
     ) {
         self.eventObserver = eventObserver
@@ -111,10 +112,12 @@ final class SQSEventSource: Sendable {
     }
 
     private func poll(_ client: any SQSEventSourceClient) async {
-        logger.info("polling SQS queue", metadata: [
-            "cinescale.sqs.endpoint": .string(configuration.endpoint.absoluteString),
-            "cinescale.sqs.max_in_flight": .stringConvertible(configuration.maxInFlight),
-        ])
+        logger.info(
+            "polling SQS queue",
+            metadata: [
+                "cinescale.sqs.endpoint": .string(configuration.endpoint.absoluteString),
+                "cinescale.sqs.max_in_flight": .stringConvertible(configuration.maxInFlight),
+            ])
         await withDiscardingTaskGroup { group in
             var failures = 0
             while !Task.isCancelled {
@@ -130,22 +133,26 @@ final class SQSEventSource: Sendable {
                 do throws(SQSError) {
                     messages = try await client.receiveMessages(
                         queueURL: configuration.queueURL, maxMessages: min(10, free),
-                        waitTimeSeconds: configuration.waitTimeSeconds, visibilityTimeout: configuration.visibilityTimeout,
+                        waitTimeSeconds: configuration.waitTimeSeconds,
+                        visibilityTimeout: configuration.visibilityTimeout,
                         systemAttributes: ["ApproximateReceiveCount"])
                 } catch {
                     if Task.isCancelled { break }
                     failures += 1
                     counters.errors.increment()
                     let delay = Self.backoff(afterFailures: failures)
-                    logger.warning("could not receive from the SQS queue; retrying", metadata: [
-                        "cinescale.error": .string(error.description),
-                        "cinescale.sqs.retry_in_ms": .stringConvertible(Int(delay.seconds * 1000)),
-                    ])
+                    logger.warning(
+                        "could not receive from the SQS queue; retrying",
+                        metadata: [
+                            "cinescale.error": .string(error.description),
+                            "cinescale.sqs.retry_in_ms": .stringConvertible(Int(delay.seconds * 1000)),
+                        ])
                     guard (try? await Task.sleep(for: delay)) != nil else { break }
                     continue
                 }
                 if failures > 0 {
-                    logger.info("SQS queue reachable again", metadata: ["cinescale.sqs.failures": .stringConvertible(failures)])
+                    logger.info(
+                        "SQS queue reachable again", metadata: ["cinescale.sqs.failures": .stringConvertible(failures)])
                     failures = 0
                 }
                 if !messages.isEmpty {
@@ -253,9 +260,11 @@ final class SQSEventSource: Sendable {
             do {
                 results = try await scheduler.enqueue(batch.invocations)
             } catch {
-                logger.error("could not commit the SQS message's events to the queue; it will be received again", metadata: [
-                    "cinescale.error": "\(error)"
-                ])
+                logger.error(
+                    "could not commit the SQS message's events to the queue; it will be received again",
+                    metadata: [
+                        "cinescale.error": "\(error)"
+                    ])
                 return release(message, "not committed", logger: logger)
             }
             ids = results.map { result in
@@ -264,18 +273,22 @@ final class SQSEventSource: Sendable {
                 case .duplicate(let existing): existing
                 }
             }
-            logger.debug("SQS message queued", metadata: [
-                "cinescale.records": .stringConvertible(batch.records),
-                "cinescale.invocations": .string(ids.joined(separator: ",")),
-            ])
+            logger.debug(
+                "SQS message queued",
+                metadata: [
+                    "cinescale.records": .stringConvertible(batch.records),
+                    "cinescale.invocations": .string(ids.joined(separator: ",")),
+                ])
         }
         if let eventObserver {
             do {
                 try await eventObserver(body)
             } catch {
-                logger.error("an event observer failed; the SQS message will be received again", metadata: [
-                    "cinescale.error": "\(error)"
-                ])
+                logger.error(
+                    "an event observer failed; the SQS message will be received again",
+                    metadata: [
+                        "cinescale.error": "\(error)"
+                    ])
                 return release(message, "not observed", logger: logger)
             }
         }
@@ -298,9 +311,11 @@ final class SQSEventSource: Sendable {
                         still.append(id)
                     }
                 } catch {
-                    logger.warning("could not read an invocation's state", metadata: [
-                        "cinescale.request.id": .string(id), "cinescale.error": "\(error)",
-                    ])
+                    logger.warning(
+                        "could not read an invocation's state",
+                        metadata: [
+                            "cinescale.request.id": .string(id), "cinescale.error": "\(error)",
+                        ])
                     still.append(contentsOf: pending[index...])
                     break
                 }
@@ -337,12 +352,16 @@ final class SQSEventSource: Sendable {
             if Task.isCancelled { return false }
             counters.errors.increment()
             if error.isReceiptHandleInvalid {
-                logger.notice("the SQS message is no longer held (visibility timeout passed)", metadata: [
-                    "cinescale.error": .string(error.description)
-                ])
+                logger.notice(
+                    "the SQS message is no longer held (visibility timeout passed)",
+                    metadata: [
+                        "cinescale.error": .string(error.description)
+                    ])
                 return false
             }
-            logger.warning("could not extend the SQS message's visibility", metadata: ["cinescale.error": .string(error.description)])
+            logger.warning(
+                "could not extend the SQS message's visibility",
+                metadata: ["cinescale.error": .string(error.description)])
             return true
         }
     }
@@ -354,16 +373,19 @@ final class SQSEventSource: Sendable {
         } catch {
             counters.errors.increment()
             // It comes back; its invocations are found by dedupe key and it is deleted then.
-            logger.warning("could not delete the SQS message", metadata: ["cinescale.error": .string(error.description)])
+            logger.warning(
+                "could not delete the SQS message", metadata: ["cinescale.error": .string(error.description)])
         }
     }
 
     private func reject(_ message: SQSMessage, _ reason: String, logger: Logger) {
         counters.invalid.increment()
-        logger.warning("SQS message is not an S3 event notification; leaving it to the queue's redrive policy", metadata: [
-            "cinescale.error": .string(reason),
-            "cinescale.sqs.body": .string(String(message.body.prefix(256))),
-        ])
+        logger.warning(
+            "SQS message is not an S3 event notification; leaving it to the queue's redrive policy",
+            metadata: [
+                "cinescale.error": .string(reason),
+                "cinescale.sqs.body": .string(String(message.body.prefix(256))),
+            ])
     }
 
     private func release(_ message: SQSMessage, _ reason: String, logger: Logger) {

@@ -122,7 +122,8 @@ public struct SQSSourceConfiguration: Sendable, Hashable {
             if text.hasPrefix("${"), text.hasSuffix("}"), text.count > 3 {
                 let name = String(text.dropFirst(2).dropLast())
                 guard let passed = environment[name] else {
-                    throw .configuration("\(path).\(field)", "names ${\(name)}, which is not set in the gateway's environment")
+                    throw .configuration(
+                        "\(path).\(field)", "names ${\(name)}, which is not set in the gateway's environment")
                 }
                 values[field] = passed
             } else {
@@ -146,7 +147,8 @@ public struct SQSSourceConfiguration: Sendable, Hashable {
             guard let text = values[field] else { return value }
             guard let n = Int(text), range.contains(n) else {
                 throw .configuration(
-                    "\(path).\(field)", "expected an integer between \(range.lowerBound) and \(range.upperBound), got '\(text)'")
+                    "\(path).\(field)",
+                    "expected an integer between \(range.lowerBound) and \(range.upperBound), got '\(text)'")
             }
             return n
         }
@@ -155,7 +157,8 @@ public struct SQSSourceConfiguration: Sendable, Hashable {
         guard let accessKey, !accessKey.isEmpty, let secretKey, !secretKey.isEmpty else {
             throw .configuration(
                 path,
-                "no credentials: set accessKeyId and secretAccessKey (e.g. \"${AWS_ACCESS_KEY_ID}\"), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the gateway's environment")
+                "no credentials: set accessKeyId and secretAccessKey (e.g. \"${AWS_ACCESS_KEY_ID}\"), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the gateway's environment"
+            )
         }
         let sessionToken =
             values["sessionToken"] ?? (values["accessKeyId"] == nil ? environment["AWS_SESSION_TOKEN"] : nil)

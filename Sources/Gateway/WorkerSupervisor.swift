@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Logging
 import ServiceLifecycle
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Starts, restarts and stops the worker processes of every function: one supervision loop per worker slot,
 /// in one task group, until graceful shutdown (or cancellation).
@@ -54,9 +55,11 @@ struct WorkerSupervisor: Sendable {
                 if !exitedInTime {
                     let stragglers = self.dispatchers.flatMap { $0.liveProcesses() }
                     if !stragglers.isEmpty {
-                        self.logger.warning("workers did not exit after SIGTERM; sending SIGKILL", metadata: [
-                            "cinescale.pids": .string(stragglers.map { String($0.pid) }.joined(separator: ","))
-                        ])
+                        self.logger.warning(
+                            "workers did not exit after SIGTERM; sending SIGKILL",
+                            metadata: [
+                                "cinescale.pids": .string(stragglers.map { String($0.pid) }.joined(separator: ","))
+                            ])
                     }
                     for process in stragglers { process.signalGroup(SIGKILL) }
                 }
@@ -127,9 +130,12 @@ struct WorkerSupervisor: Sendable {
                 _ = dispatcher.processExited(slot: slot, exit: nil, spawnError: error)
                 failures += 1
             case .started(let process):
-                logger.debug("worker started", metadata: [
-                    "cinescale.pid": .stringConvertible(process.pid), "cinescale.runtime.port": .stringConvertible(port),
-                ])
+                logger.debug(
+                    "worker started",
+                    metadata: [
+                        "cinescale.pid": .stringConvertible(process.pid),
+                        "cinescale.runtime.port": .stringConvertible(port),
+                    ])
                 let exit = await process.waitForExit()
                 let result = dispatcher.processExited(slot: slot, exit: exit)
                 if result.stopping { return }

@@ -22,7 +22,9 @@ public struct AudioRendition: Sendable, Hashable, Codable {
 
     /// The `#EXT-X-MEDIA` line (group `audio`).
     public var mediaTag: String {
-        var attributes = ["TYPE=AUDIO", "GROUP-ID=\"\(Playlist.audioGroup)\"", "NAME=\"\(SubtitleRendition.quoted(name))\""]
+        var attributes = [
+            "TYPE=AUDIO", "GROUP-ID=\"\(Playlist.audioGroup)\"", "NAME=\"\(SubtitleRendition.quoted(name))\"",
+        ]
         if let language, !language.isEmpty { attributes.append("LANGUAGE=\"\(SubtitleRendition.quoted(language))\"") }
         attributes += ["DEFAULT=\(isDefault ? "YES" : "NO")", "AUTOSELECT=YES"]
         if let channels { attributes.append("CHANNELS=\"\(channels)\"") }

@@ -1,4 +1,5 @@
 import WireFormat
+
 /// RFC 6381 codec strings for `CODECS=` attributes.
 public enum Codecs {
     /// `avc1.PPCCLL` from H.264 decoder configuration: either an `avcC` record (first byte 1) or Annex B

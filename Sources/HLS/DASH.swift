@@ -98,7 +98,8 @@ public enum DASH {
             if let language = set.language { xml += " lang=\"\(escape(language))\"" }
             xml += " segmentAlignment=\"true\" startWithSAP=\"1\">\n"
             xml += "      <Label>\(escape(set.label))</Label>\n"
-            xml += "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"\(set.isDefault ? "main" : "alternate")\"/>\n"
+            xml +=
+                "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"\(set.isDefault ? "main" : "alternate")\"/>\n"
             xml += representation(set.representation, indent: "      ")
             xml += "    </AdaptationSet>\n"
             setID += 1
@@ -120,7 +121,8 @@ public enum DASH {
     static let timescale = 1000
 
     static func representation(_ r: Representation, indent: String) -> String {
-        var xml = "\(indent)<Representation id=\"\(escape(r.id))\" bandwidth=\"\(r.bandwidth)\" codecs=\"\(escape(r.codecs))\""
+        var xml =
+            "\(indent)<Representation id=\"\(escape(r.id))\" bandwidth=\"\(r.bandwidth)\" codecs=\"\(escape(r.codecs))\""
         if let width = r.width, let height = r.height { xml += " width=\"\(width)\" height=\"\(height)\"" }
         if let rate = r.frameRate { xml += " frameRate=\"\(frameRate(rate))\"" }
         if let sampleRate = r.sampleRate { xml += " audioSamplingRate=\"\(sampleRate)\"" }

@@ -22,7 +22,9 @@ public struct MediaPlaylist: Sendable, Hashable {
     /// Parses `text`; throws when it is not a playlist or an `#EXTINF` lacks its URI.
     public init(parsing text: String) throws(PlaylistError) {
         let lines = Playlist.lines(text)
-        guard lines.first == "#EXTM3U" else { throw PlaylistError("not an HLS playlist: the first line is not #EXTM3U") }
+        guard lines.first == "#EXTM3U" else {
+            throw PlaylistError("not an HLS playlist: the first line is not #EXTM3U")
+        }
         targetDuration = nil
         mapURI = nil
         segments = []
@@ -31,7 +33,9 @@ public struct MediaPlaylist: Sendable, Hashable {
         for line in lines.dropFirst() where !line.isEmpty {
             if line.hasPrefix("#EXTINF:") {
                 let value = line.dropFirst("#EXTINF:".count).prefix { $0 != "," }
-                guard let duration = Double(value), duration >= 0 else { throw PlaylistError("bad #EXTINF line: \(line)") }
+                guard let duration = Double(value), duration >= 0 else {
+                    throw PlaylistError("bad #EXTINF line: \(line)")
+                }
                 pending = duration
             } else if line.hasPrefix("#EXT-X-TARGETDURATION:") {
                 targetDuration = Int(line.dropFirst("#EXT-X-TARGETDURATION:".count))

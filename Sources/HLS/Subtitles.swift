@@ -101,7 +101,8 @@ public enum WebVTT {
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
-        return "\(pad(millis / 3_600_000, 2)):\(pad(millis / 60_000 % 60, 2)):\(pad(millis / 1000 % 60, 2)).\(pad(millis % 1000, 3))"
+        return
+            "\(pad(millis / 3_600_000, 2)):\(pad(millis / 60_000 % 60, 2)):\(pad(millis / 1000 % 60, 2)).\(pad(millis % 1000, 3))"
     }
 
     /// The text of an ASS `Dialogue` event as libavcodec hands it (`ReadOrder,Layer,Style,Name,MarginL,MarginR,
@@ -148,8 +149,10 @@ public enum WebVTT {
     public static func parse(_ text: String) throws(PlaylistError) -> (format: String, cues: [Cue]) {
         var body = text
         if body.hasPrefix("\u{FEFF}") { body.removeFirst() }
-        let lines = body.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
-            .map { String($0) }
+        let lines = body.split(
+            omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }
+        )
+        .map { String($0) }
         let isVTT = lines.first.map { $0 == "WEBVTT" || $0.hasPrefix("WEBVTT ") || $0.hasPrefix("WEBVTT\t") } ?? false
         var cues: [Cue] = []
         var index = isVTT ? 1 : 0
@@ -158,10 +161,14 @@ public enum WebVTT {
                 if !isVTT, !lines[index].trimmingCharacters(" \t").isEmpty,
                     Int(lines[index].trimmingCharacters(" \t")) == nil
                 {
-                    throw PlaylistError("not a SubRip or WebVTT file: line \(index + 1) is neither a number, a time range nor blank")
+                    throw PlaylistError(
+                        "not a SubRip or WebVTT file: line \(index + 1) is neither a number, a time range nor blank")
                 }
                 // WebVTT: a cue identifier, NOTE, STYLE or REGION block (skipped up to its blank line unless a time follows).
-                if isVTT, lines[index].hasPrefix("NOTE") || lines[index].hasPrefix("STYLE") || lines[index].hasPrefix("REGION") {
+                if isVTT,
+                    lines[index].hasPrefix("NOTE") || lines[index].hasPrefix("STYLE")
+                        || lines[index].hasPrefix("REGION")
+                {
                     while index < lines.count, !lines[index].isEmpty { index += 1 }
                 }
                 index += 1
@@ -169,7 +176,8 @@ public enum WebVTT {
             }
             let parts = lines[index].components("-->")
             guard parts.count == 2, let start = seconds(parts[0], comma: !isVTT),
-                let end = seconds(String(parts[1].trimmingCharacters(" \t").prefix { $0 != " " && $0 != "\t" }), comma: !isVTT),
+                let end = seconds(
+                    String(parts[1].trimmingCharacters(" \t").prefix { $0 != " " && $0 != "\t" }), comma: !isVTT),
                 end >= start
             else { throw PlaylistError("line \(index + 1): cannot read the cue times '\(lines[index])'") }
             index += 1

@@ -50,7 +50,8 @@ public struct PostgresQueueConfiguration: Sendable, Hashable {
         guard let components = URLComponents(string: url), let scheme = components.scheme,
             scheme == "postgres" || scheme == "postgresql"
         else {
-            throw PostgresQueueError(.invalidURL, "expected postgres://user:password@host:port/database, got '\(Self.redacted(url))'")
+            throw PostgresQueueError(
+                .invalidURL, "expected postgres://user:password@host:port/database, got '\(Self.redacted(url))'")
         }
         guard let host = components.host, !host.isEmpty else {
             throw PostgresQueueError(.invalidURL, "the URL names no host: '\(Self.redacted(url))'")
@@ -66,7 +67,8 @@ public struct PostgresQueueConfiguration: Sendable, Hashable {
             case ("sslmode", "prefer"), ("sslmode", "allow"): tls = .prefer
             case ("sslmode", "require"), ("sslmode", "verify-ca"), ("sslmode", "verify-full"): tls = .require
             case ("sslmode", let other):
-                throw PostgresQueueError(.invalidURL, "unknown sslmode '\(other)' (expected disable, prefer or require)")
+                throw PostgresQueueError(
+                    .invalidURL, "unknown sslmode '\(other)' (expected disable, prefer or require)")
             default:
                 throw PostgresQueueError(.invalidURL, "unknown URL parameter '\(item.name)' (expected sslmode)")
             }

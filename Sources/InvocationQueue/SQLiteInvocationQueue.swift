@@ -86,7 +86,8 @@ public final class SQLiteInvocationQueue: DurableInvocationQueue {
         database.submit(durable: false) { db in
             // A no-op when the attempt's outcome is already recorded (that sets attempts to `attempt`).
             try db.cachedStatement(
-                sql: "UPDATE invocation SET state = 'running', attempts = ?, started_at = ? WHERE id = ? AND attempts < ?"
+                sql:
+                    "UPDATE invocation SET state = 'running', attempts = ?, started_at = ? WHERE id = ? AND attempts < ?"
             ).execute(arguments: [attempt, time.timeIntervalSince1970, id, attempt])
         }
     }
@@ -227,7 +228,8 @@ public final class SQLiteInvocationQueue: DurableInvocationQueue {
     public func counts() async throws -> [String: [QueuedInvocation.State: Int]] {
         try await database.read { db in
             var result: [String: [QueuedInvocation.State: Int]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT function, state, COUNT(*) AS n FROM invocation GROUP BY 1, 2") {
+            for row in try Row.fetchAll(db, sql: "SELECT function, state, COUNT(*) AS n FROM invocation GROUP BY 1, 2")
+            {
                 guard let state = QueuedInvocation.State(rawValue: row["state"]) else { continue }
                 result[row["function"], default: [:]][state] = row["n"]
             }

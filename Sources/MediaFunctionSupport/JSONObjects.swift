@@ -10,7 +10,8 @@ extension S3Client {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {
             _ = try await putObject(
-                bucket: bucket, key: key, body: ByteBuffer(bytes: try encoder.encode(value)), contentType: "application/json",
+                bucket: bucket, key: key, body: ByteBuffer(bytes: try encoder.encode(value)),
+                contentType: "application/json",
                 ifNoneMatch: "*")
             return true
         } catch let error as S3Error where error.isPreconditionFailed {

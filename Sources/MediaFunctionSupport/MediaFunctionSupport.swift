@@ -1,8 +1,8 @@
 import Foundation
-import Synchronization
 import NIOCore
 import S3Client
 import SigV4
+import Synchronization
 
 /// What the media functions read from their environment, once at start-up — the Lambda variables first, so
 /// the same binaries run unchanged on AWS Lambda:
@@ -14,12 +14,15 @@ public struct MediaFunctionEnvironment: Sendable {
     public var mediaBucket: String
     public var variables: [String: String]
 
-    public init(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws(MediaFunctionConfigurationError) {
+    public init(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(MediaFunctionConfigurationError)
+    {
         let region = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1"
         guard let accessKey = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"] else {
             throw MediaFunctionConfigurationError(message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
         }
-        let endpointText = environment["CINESCALE_S3_ENDPOINT"] ?? environment["AWS_ENDPOINT_URL_S3"]
+        let endpointText =
+            environment["CINESCALE_S3_ENDPOINT"] ?? environment["AWS_ENDPOINT_URL_S3"]
             ?? "https://s3.\(region).amazonaws.com"
         guard let endpoint = URL(string: endpointText), endpoint.host != nil else {
             throw MediaFunctionConfigurationError(message: "invalid S3 endpoint '\(endpointText)'")

@@ -23,7 +23,9 @@ public enum Assembly {
     }
 
     static func concatenate(_ paths: [String], into target: String) throws(MediaError) {
-        guard FileManager.default.createFile(atPath: target, contents: nil), let out = FileHandle(forWritingAtPath: target) else {
+        guard FileManager.default.createFile(atPath: target, contents: nil),
+            let out = FileHandle(forWritingAtPath: target)
+        else {
             throw MediaError(.transcodeFailed, "cannot create \(target)")
         }
         defer { try? out.close() }
@@ -76,7 +78,8 @@ public enum Assembly {
         var time: Double {
             let p = packet!.pointee
             let ts = p.dts != cinescale_nopts_value() ? p.dts : p.pts
-            return ts == cinescale_nopts_value() ? 0 : Double(ts) * av_q2d(context!.pointee.streams[Int(p.stream_index)]!.pointee.time_base)
+            return ts == cinescale_nopts_value()
+                ? 0 : Double(ts) * av_q2d(context!.pointee.streams[Int(p.stream_index)]!.pointee.time_base)
         }
     }
 
@@ -106,7 +109,8 @@ public enum Assembly {
                     origin = Double(source.pointee.start_time) * av_q2d(source.pointee.time_base)
                 }
                 let stream = avformat_new_stream(format, nil)!
-                try check(avcodec_parameters_copy(stream.pointee.codecpar, source.pointee.codecpar), "stream parameters")
+                try check(
+                    avcodec_parameters_copy(stream.pointee.codecpar, source.pointee.codecpar), "stream parameters")
                 stream.pointee.codecpar.pointee.codec_tag = 0
                 stream.pointee.time_base = source.pointee.time_base
                 if let language = av_dict_get(source.pointee.metadata, "language", nil, 0) {
@@ -173,7 +177,8 @@ public enum Assembly {
             for part in parts.dropFirst() {
                 var picture: UnsafeMutablePointer<AVFrame>? = try decodeJPEG(part.path)
                 defer { av_frame_free(&picture) }
-                guard picture!.pointee.width == target!.pointee.width, picture!.pointee.height == target!.pointee.height,
+                guard picture!.pointee.width == target!.pointee.width,
+                    picture!.pointee.height == target!.pointee.height,
                     picture!.pointee.format == target!.pointee.format
                 else { throw MediaError(.transcodeFailed, "the chunks' sprites differ in size") }
                 for tile in part.firstTile..<(part.firstTile + part.count) {
@@ -214,12 +219,15 @@ public enum Assembly {
 
     /// Copies the rectangle at (x, y) (even) of a 4:2:0 picture into the same place of another.
     static func copyTile(
-        from source: UnsafeMutablePointer<AVFrame>, to target: UnsafeMutablePointer<AVFrame>, x: Int, y: Int, width: Int, height: Int
+        from source: UnsafeMutablePointer<AVFrame>, to target: UnsafeMutablePointer<AVFrame>, x: Int, y: Int,
+        width: Int, height: Int
     ) {
         let sourcePlanes = [source.pointee.data.0, source.pointee.data.1, source.pointee.data.2]
         let targetPlanes = [target.pointee.data.0, target.pointee.data.1, target.pointee.data.2]
-        let sourceLines = [source.pointee.linesize.0, source.pointee.linesize.1, source.pointee.linesize.2].map(Int.init)
-        let targetLines = [target.pointee.linesize.0, target.pointee.linesize.1, target.pointee.linesize.2].map(Int.init)
+        let sourceLines = [source.pointee.linesize.0, source.pointee.linesize.1, source.pointee.linesize.2].map(
+            Int.init)
+        let targetLines = [target.pointee.linesize.0, target.pointee.linesize.1, target.pointee.linesize.2].map(
+            Int.init)
         let pictureWidth = Int(target.pointee.width)
         let pictureHeight = Int(target.pointee.height)
         for plane in 0..<3 {

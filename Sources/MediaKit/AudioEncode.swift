@@ -136,7 +136,9 @@ private final class AudioEncodeJob {
         try check(av_write_trailer(muxer.format), "finishing the audio")
         guard let first, count > 0 else { throw MediaError(.unreadableMedia, "the source's audio holds no sound") }
         return EncodedAudio(
-            packets: count, sampleRate: Int(audio.parameters!.pointee.sample_rate), leadIn: Double(first) * av_q2d(timeBase),
-            duration: Double(last - first) * av_q2d(timeBase), codecs: audio.codecs, size: TranscodeJob.fileSize(output) ?? 0)
+            packets: count, sampleRate: Int(audio.parameters!.pointee.sample_rate),
+            leadIn: Double(first) * av_q2d(timeBase),
+            duration: Double(last - first) * av_q2d(timeBase), codecs: audio.codecs,
+            size: TranscodeJob.fileSize(output) ?? 0)
     }
 }

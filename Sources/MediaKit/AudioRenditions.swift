@@ -29,7 +29,8 @@ public struct AudioOutput: Sendable, Hashable, Codable {
         let duration = segments.reduce(0) { $0 + $1.duration }
         let bytes = segments.reduce(Int64(0)) { $0 + $1.size }
         let average = duration > 0 ? Int((Double(bytes) * 8 / duration).rounded(.up)) : 0
-        let peak = segments.filter { $0.duration >= 1 || segments.count == 1 }
+        let peak =
+            segments.filter { $0.duration >= 1 || segments.count == 1 }
             .map { Int((Double($0.size) * 8 / max($0.duration, 0.001)).rounded(.up)) }.max() ?? average
         return (max(peak, average), average)
     }
@@ -211,7 +212,8 @@ extension Transcoder {
                 origin -= TranscodeJob.ticks(videoDelay, track.sourceTimeBase)
                 let output = AudioOutput(
                     name: name, position: position, language: language, title: title, isMain: false,
-                    channels: Int(parameters.pointee.ch_layout.nb_channels), sampleRate: Int(parameters.pointee.sample_rate),
+                    channels: Int(parameters.pointee.ch_layout.nb_channels),
+                    sampleRate: Int(parameters.pointee.sample_rate),
                     codecs: track.codecs, directory: "\(hlsDirectory)/\(name)", segments: [])
                 tracks.append((track, segmenter, output, origin))
             } catch {
@@ -234,10 +236,13 @@ extension Transcoder {
             if result < 0 {
                 if let failure = file.io.failure { throw failure }
                 if read > 0 { break }  // a damaged tail: what was read is kept
-                throw MediaError(.corruptMedia, "the source's audio could not be read (\(FFmpegError.describe(result)))")
+                throw MediaError(
+                    .corruptMedia, "the source's audio could not be read (\(FFmpegError.describe(result)))")
             }
             defer { av_packet_unref(packet) }
-            guard let entry = tracks.first(where: { $0.track.sourceIndex == packet.pointee.stream_index }) else { continue }
+            guard let entry = tracks.first(where: { $0.track.sourceIndex == packet.pointee.stream_index }) else {
+                continue
+            }
             read += 1
             if packet.pointee.pts != cinescale_nopts_value() { packet.pointee.pts -= entry.origin }
             if packet.pointee.dts != cinescale_nopts_value() { packet.pointee.dts -= entry.origin }

@@ -28,7 +28,9 @@ final class AudioTrack {
     private var nextPTS: Int64?
 
     /// AAC sample rates the native encoder takes; other rates are resampled to 48 kHz.
-    private static let aacRates: Set<Int32> = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000]
+    private static let aacRates: Set<Int32> = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
+    ]
 
     init(input: UnsafeMutablePointer<AVFormatContext>, index: Int32) throws(MediaError) {
         sourceIndex = index
@@ -38,7 +40,9 @@ final class AudioTrack {
         parameters = avcodec_parameters_alloc()
         // Mono or stereo AAC with its AudioSpecificConfig is carried as it is; ADTS-framed AAC (from MPEG-TS),
         // surround AAC (downmixed to stereo by the resampler) and every other codec are encoded.
-        if source.pointee.codec_id == AV_CODEC_ID_AAC, source.pointee.extradata_size > 0, source.pointee.ch_layout.nb_channels <= 2 {
+        if source.pointee.codec_id == AV_CODEC_ID_AAC, source.pointee.extradata_size > 0,
+            source.pointee.ch_layout.nb_channels <= 2
+        {
             try check(avcodec_parameters_copy(parameters, source), "audio parameters")
             parameters!.pointee.codec_tag = 0
             timeBase = stream.pointee.time_base
@@ -47,7 +51,8 @@ final class AudioTrack {
         }
         guard let decoderCodec = avcodec_find_decoder(source.pointee.codec_id) else {
             throw MediaError(
-                .transcodeFailed, "the audio codec \(String(cString: avcodec_get_name(source.pointee.codec_id))) cannot be decoded")
+                .transcodeFailed,
+                "the audio codec \(String(cString: avcodec_get_name(source.pointee.codec_id))) cannot be decoded")
         }
         decoder = avcodec_alloc_context3(decoderCodec)
         try check(avcodec_parameters_to_context(decoder, source), "audio decoder parameters")
@@ -59,7 +64,9 @@ final class AudioTrack {
             av_channel_layout_default(&decoder!.pointee.ch_layout, max(1, channels))
         }
 
-        guard let aac = avcodec_find_encoder(AV_CODEC_ID_AAC) else { throw MediaError(.transcodeFailed, "no AAC encoder") }
+        guard let aac = avcodec_find_encoder(AV_CODEC_ID_AAC) else {
+            throw MediaError(.transcodeFailed, "no AAC encoder")
+        }
         let encoder = avcodec_alloc_context3(aac)!
         self.encoder = encoder
         let channels: Int32 = decoder!.pointee.ch_layout.nb_channels >= 2 ? 2 : 1
@@ -104,7 +111,9 @@ final class AudioTrack {
     }
 
     /// Hands `emit` the packets for one source packet (in `timeBase`).
-    func process(_ source: UnsafeMutablePointer<AVPacket>, emit: (UnsafeMutablePointer<AVPacket>) throws(MediaError) -> Void)
+    func process(
+        _ source: UnsafeMutablePointer<AVPacket>, emit: (UnsafeMutablePointer<AVPacket>) throws(MediaError) -> Void
+    )
         throws(MediaError)
     {
         guard let decoder else {
@@ -163,16 +172,21 @@ final class AudioTrack {
             // A frame whose layout or rate changed mid-stream: reconfigure once, then convert again.
             swr_close(resampler)
             try check(
-                swr_config_frame(resampler, resampled, frame), "reconfiguring the resampler (\(FFmpegError.describe(converted)))")
+                swr_config_frame(resampler, resampled, frame),
+                "reconfiguring the resampler (\(FFmpegError.describe(converted)))")
             try check(swr_convert_frame(resampler, resampled, frame), "resampling")
         }
         guard resampled.pointee.nb_samples > 0 else { return }
         let written = av_audio_fifo_write(fifo, cinescale_frame_planes(resampled), resampled.pointee.nb_samples)
-        guard written == resampled.pointee.nb_samples else { throw MediaError(.transcodeFailed, "audio buffer: out of memory") }
+        guard written == resampled.pointee.nb_samples else {
+            throw MediaError(.transcodeFailed, "audio buffer: out of memory")
+        }
     }
 
     /// Encodes full encoder frames from the queue (`all`: the last, shorter one too).
-    private func encodeFIFO(all: Bool, emit: (UnsafeMutablePointer<AVPacket>) throws(MediaError) -> Void) throws(MediaError) {
+    private func encodeFIFO(all: Bool, emit: (UnsafeMutablePointer<AVPacket>) throws(MediaError) -> Void)
+        throws(MediaError)
+    {
         guard let encoder, let chunk else { return }
         let frameSize = encoder.pointee.frame_size > 0 ? encoder.pointee.frame_size : 1024
         while av_audio_fifo_size(fifo) >= frameSize || (all && av_audio_fifo_size(fifo) > 0) {

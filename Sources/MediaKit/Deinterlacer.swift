@@ -18,7 +18,8 @@ final class Deinterlacer {
         graph = avfilter_graph_alloc()
         guard let graph else { throw MediaError(.transcodeFailed, "out of memory") }
         let aspect = frame.pointee.sample_aspect_ratio
-        let arguments = "video_size=\(frame.pointee.width)x\(frame.pointee.height):pix_fmt=\(frame.pointee.format)"
+        let arguments =
+            "video_size=\(frame.pointee.width)x\(frame.pointee.height):pix_fmt=\(frame.pointee.format)"
             + ":time_base=\(timeBase.num)/\(max(1, timeBase.den))"
             + ":pixel_aspect=\(max(0, aspect.num))/\(max(1, aspect.den))"
         try check(
@@ -44,7 +45,8 @@ final class Deinterlacer {
         input.pointee.pad_idx = 0
         input.pointee.next = nil
         try check(
-            avfilter_graph_parse_ptr(graph, "bwdif=mode=send_frame:parity=auto:deint=interlaced", &inputs, &outputs, nil),
+            avfilter_graph_parse_ptr(
+                graph, "bwdif=mode=send_frame:parity=auto:deint=interlaced", &inputs, &outputs, nil),
             "the deinterlacer")
         try check(avfilter_graph_config(graph, nil), "configuring the deinterlacer")
     }

@@ -17,7 +17,9 @@ enum DisplayMatrix {
     /// it is the identity.
     static func read(_ stream: UnsafeMutablePointer<AVStream>) -> [Int32]? {
         var size = 0
-        guard let matrix = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 36 else { return nil }
+        guard let matrix = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 36 else {
+            return nil
+        }
         let values = (0..<9).map { UnsafeRawPointer(matrix).load(fromByteOffset: 4 * $0, as: Int32.self) }
         return values == [0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x4000_0000] ? nil : values
     }

@@ -28,7 +28,9 @@ public enum MediaProbe {
             let kinds = info.streams.map(\.type)
             throw MediaError(
                 .noVideoStream,
-                kinds.isEmpty ? "the file has no streams" : "the file has no video stream (streams: \(kinds.joined(separator: ", ")))")
+                kinds.isEmpty
+                    ? "the file has no streams"
+                    : "the file has no video stream (streams: \(kinds.joined(separator: ", ")))")
         }
         // A "video stream" without dimensions is what a demuxer guesses from noise (or an unknown codec):
         // the file is not readable as video, which is a different fault from an audio-only upload.
@@ -39,7 +41,8 @@ public enum MediaProbe {
         // The size first: a hostile header declaring a huge picture is refused for what it declares.
         guard width <= limits.maxWidth, height <= limits.maxHeight else {
             throw MediaError(
-                .dimensionsTooLarge, "the video is \(width)×\(height); the limit is \(limits.maxWidth)×\(limits.maxHeight)")
+                .dimensionsTooLarge,
+                "the video is \(width)×\(height); the limit is \(limits.maxWidth)×\(limits.maxHeight)")
         }
         guard info.duration > 0, info.duration.isFinite else {
             throw MediaError(.zeroDuration, "the video has no duration (a still image, or an empty or broken file)")
@@ -67,12 +70,14 @@ final class InputFile {
         var context: UnsafeMutablePointer<AVFormatContext>? = allocated
         let opened = avformat_open_input(&context, nil, nil, nil)  // frees the context on failure
         guard opened >= 0, let context else {
-            throw io.failure ?? MediaError(.unreadableMedia, "not a recognised media file (\(FFmpegError.describe(opened)))")
+            throw io.failure
+                ?? MediaError(.unreadableMedia, "not a recognised media file (\(FFmpegError.describe(opened)))")
         }
         self.context = context
         let found = avformat_find_stream_info(context, nil)
         guard found >= 0 else {
-            throw io.failure ?? MediaError(.unreadableMedia, "the streams could not be read (\(FFmpegError.describe(found)))")
+            throw io.failure
+                ?? MediaError(.unreadableMedia, "the streams could not be read (\(FFmpegError.describe(found)))")
         }
     }
 
@@ -92,7 +97,9 @@ final class InputFile {
             duration = Double(ctx.pointee.duration) / Double(AV_TIME_BASE)
         } else {
             for i in 0..<Int(ctx.pointee.nb_streams) {
-                guard let stream = ctx.pointee.streams[i], stream.pointee.duration != cinescale_nopts_value() else { continue }
+                guard let stream = ctx.pointee.streams[i], stream.pointee.duration != cinescale_nopts_value() else {
+                    continue
+                }
                 duration = max(duration, Double(stream.pointee.duration) * av_q2d(stream.pointee.time_base))
             }
         }
@@ -165,7 +172,9 @@ final class SourceIO {
 
     init(source: any MediaSource) throws(MediaError) {
         self.source = source
-        guard let buffer = av_malloc(Int(Self.bufferSize)) else { throw MediaError(.sourceUnavailable, "out of memory") }
+        guard let buffer = av_malloc(Int(Self.bufferSize)) else {
+            throw MediaError(.sourceUnavailable, "out of memory")
+        }
         context = avio_alloc_context(
             buffer.assumingMemoryBound(to: UInt8.self), Self.bufferSize, 0,
             Unmanaged.passUnretained(self).toOpaque(), SourceIO.readPacket, nil, SourceIO.seek)
@@ -187,7 +196,8 @@ final class SourceIO {
         let io = Unmanaged<SourceIO>.fromOpaque(opaque!).takeUnretainedValue()
         guard let buffer, size > 0 else { return 0 }
         do {
-            let n = try io.source.read(at: io.position, into: UnsafeMutableRawBufferPointer(start: buffer, count: Int(size)))
+            let n = try io.source.read(
+                at: io.position, into: UnsafeMutableRawBufferPointer(start: buffer, count: Int(size)))
             if n == 0 { return cinescale_averror_eof() }
             io.position += Int64(n)
             return Int32(n)

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Random-access bytes FFmpeg reads from. Called synchronously on MediaKit's own threads (never on the Swift

@@ -123,7 +123,9 @@ final class RungStage: @unchecked Sendable {
             case .frame(let picture):
                 var owned: UnsafeMutablePointer<AVFrame>? = picture
                 if failure == nil {
-                    do throws(MediaError) { try self.picture(picture, sourceTimeBase: sourceTimeBase) } catch { fail(error, failed) }
+                    do throws(MediaError) { try self.picture(picture, sourceTimeBase: sourceTimeBase) } catch {
+                        fail(error, failed)
+                    }
                 }
                 av_frame_free(&owned)
             case .audio(let packet):
@@ -131,7 +133,8 @@ final class RungStage: @unchecked Sendable {
                     do throws(MediaError) {
                         for muxer in muxers {
                             guard let stream = muxer.audio else { continue }
-                            try muxer.write(packet, timeBase: audioTimeBase, to: stream, "writing audio to \(rung.name)")
+                            try muxer.write(
+                                packet, timeBase: audioTimeBase, to: stream, "writing audio to \(rung.name)")
                         }
                     } catch { fail(error, failed) }
                 }
@@ -166,7 +169,8 @@ final class RungStage: @unchecked Sendable {
             guard let forwarded = av_frame_clone(scaled) else { throw MediaError(.transcodeFailed, "out of memory") }
             child.input.push(.frame(forwarded))
         }
-        scaled!.pointee.pts = pts == cinescale_nopts_value()
+        scaled!.pointee.pts =
+            pts == cinescale_nopts_value()
             ? cinescale_nopts_value() : av_rescale_q(pts, sourceTimeBase, encoder!.pointee.time_base)
         scaled!.pointee.pict_type = AV_PICTURE_TYPE_NONE
         try encode(scaled)

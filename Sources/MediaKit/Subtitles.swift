@@ -51,7 +51,9 @@ final class SubtitleDecoders {
     init(input context: UnsafeMutablePointer<AVFormatContext>) {
         var origin = 0.0
         let video = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, nil, 0)
-        if video >= 0, let stream = context.pointee.streams[Int(video)], stream.pointee.start_time != cinescale_nopts_value() {
+        if video >= 0, let stream = context.pointee.streams[Int(video)],
+            stream.pointee.start_time != cinescale_nopts_value()
+        {
             origin = Double(stream.pointee.start_time) * av_q2d(stream.pointee.time_base)
         }
         self.origin = origin
@@ -81,7 +83,8 @@ final class SubtitleDecoders {
                 Decoder(
                     index: Int32(i), context: decoder, timeBase: stream.pointee.time_base,
                     track: SubtitleTrack(
-                        streamIndex: i, codec: String(cString: avcodec_get_name(parameters.pointee.codec_id)), language: language,
+                        streamIndex: i, codec: String(cString: avcodec_get_name(parameters.pointee.codec_id)),
+                        language: language,
                         title: Self.tag(stream, "title"), cues: [])))
         }
     }
@@ -140,7 +143,9 @@ final class SubtitleDecoders {
     }
 
     static func tag(_ stream: UnsafeMutablePointer<AVStream>, _ key: String) -> String? {
-        guard let entry = av_dict_get(stream.pointee.metadata, key, nil, 0), let value = entry.pointee.value else { return nil }
+        guard let entry = av_dict_get(stream.pointee.metadata, key, nil, 0), let value = entry.pointee.value else {
+            return nil
+        }
         let text = String(cString: value)
         return text.isEmpty ? nil : text
     }

@@ -74,7 +74,8 @@ final class ThumbnailCollector {
     /// `from`: where a chunk's share begins — just after the previous chunk's last frame (its start less a frame):
     /// posters and tiles before it are taken by the chunk before, from its own frames.
     init(
-        settings: ThumbnailSettings, directory: String, duration: Double, sourceHeight: Int, aspect: Double, from start: Double = 0
+        settings: ThumbnailSettings, directory: String, duration: Double, sourceHeight: Int, aspect: Double,
+        from start: Double = 0
     ) throws(MediaError) {
         self.settings = settings
         self.directory = directory
@@ -94,7 +95,8 @@ final class ThumbnailCollector {
         nextTile = firstTile
         posterFrame = try Self.frame(width: posterSize.0, height: posterSize.1)
         let rows = (tileCount + settings.columns - 1) / settings.columns
-        sprite = try Self.frame(width: tileSize.0 * Int32(min(settings.columns, tileCount)), height: tileSize.1 * Int32(rows))
+        sprite = try Self.frame(
+            width: tileSize.0 * Int32(min(settings.columns, tileCount)), height: tileSize.1 * Int32(rows))
     }
 
     deinit {
@@ -115,9 +117,11 @@ final class ThumbnailCollector {
             av_frame_free(&owned)
             throw MediaError(.transcodeFailed, "out of memory")
         }
-        let planes = [(frame.pointee.data.0, frame.pointee.linesize.0, height, UInt8(0)),
-                      (frame.pointee.data.1, frame.pointee.linesize.1, (height + 1) / 2, UInt8(128)),
-                      (frame.pointee.data.2, frame.pointee.linesize.2, (height + 1) / 2, UInt8(128))]
+        let planes = [
+            (frame.pointee.data.0, frame.pointee.linesize.0, height, UInt8(0)),
+            (frame.pointee.data.1, frame.pointee.linesize.1, (height + 1) / 2, UInt8(128)),
+            (frame.pointee.data.2, frame.pointee.linesize.2, (height + 1) / 2, UInt8(128)),
+        ]
         for (data, linesize, rows, value) in planes { memset(data!, Int32(value), Int(linesize) * Int(rows)) }
         return frame
     }
@@ -149,19 +153,23 @@ final class ThumbnailCollector {
             try Self.writeJPEG(sprite!, to: path)
             let columns = min(settings.columns, tileCount)
             spriteInfo = .init(
-                path: path, interval: interval, columns: columns, rows: (tileCount + settings.columns - 1) / settings.columns,
-                count: nextTile - firstTile, firstTile: firstTile, tileWidth: Int(tileSize.0), tileHeight: Int(tileSize.1))
+                path: path, interval: interval, columns: columns,
+                rows: (tileCount + settings.columns - 1) / settings.columns,
+                count: nextTile - firstTile, firstTile: firstTile, tileWidth: Int(tileSize.0),
+                tileHeight: Int(tileSize.1))
         }
         return Thumbnails(posters: posters, sprite: spriteInfo)
     }
 
     /// Scales `frame` into the rectangle at (x, y) of `target` (x and y even).
     private func scale(
-        _ frame: UnsafeMutablePointer<AVFrame>, with scaler: inout OpaquePointer?, into target: UnsafeMutablePointer<AVFrame>,
+        _ frame: UnsafeMutablePointer<AVFrame>, with scaler: inout OpaquePointer?,
+        into target: UnsafeMutablePointer<AVFrame>,
         x: Int32, y: Int32, size: (Int32, Int32)
     ) throws(MediaError) {
         scaler = sws_getCachedContext(
-            scaler, frame.pointee.width, frame.pointee.height, AVPixelFormat(rawValue: frame.pointee.format), size.0, size.1,
+            scaler, frame.pointee.width, frame.pointee.height, AVPixelFormat(rawValue: frame.pointee.format), size.0,
+            size.1,
             AV_PIX_FMT_YUVJ420P, SWS_BICUBIC, nil, nil, nil)
         guard let context = scaler else { throw MediaError(.transcodeFailed, "cannot scale a thumbnail") }
         try check(av_frame_make_writable(target), "thumbnail buffer")
@@ -176,7 +184,8 @@ final class ThumbnailCollector {
             withUnsafePointer(to: &frame.pointee.linesize) { sourceLines in
                 sws_scale(
                     context, UnsafeRawPointer(sourceData).assumingMemoryBound(to: UnsafePointer<UInt8>?.self),
-                    UnsafeRawPointer(sourceLines).assumingMemoryBound(to: Int32.self), 0, frame.pointee.height, planes, lines)
+                    UnsafeRawPointer(sourceLines).assumingMemoryBound(to: Int32.self), 0, frame.pointee.height, planes,
+                    lines)
             }
         }
         try check(result, "scaling a thumbnail")

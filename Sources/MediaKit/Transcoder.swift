@@ -111,7 +111,8 @@ public enum Transcoder {
     /// frames; `progress` gets 0...1.
     public static func transcode(
         input: String, ladder: [Rung] = Rung.defaultLadder, settings: EncodingSettings = EncodingSettings(),
-        thumbnails: ThumbnailSettings? = nil, directory: String, progress: @escaping @Sendable (Double) -> Void = { _ in }
+        thumbnails: ThumbnailSettings? = nil, directory: String,
+        progress: @escaping @Sendable (Double) -> Void = { _ in }
     ) async throws(MediaError) -> TranscodeResult {
         try await MediaThread.run { () throws(MediaError) -> TranscodeResult in
             FFmpegLog.start()
@@ -136,7 +137,8 @@ public enum Transcoder {
     /// same packets the whole encode produces: it need not wait for the whole encode.
     public static func transcodeChunk(
         source: any MediaSource, chunk: ChunkRange, ladder: [Rung] = Rung.defaultLadder,
-        settings: EncodingSettings = EncodingSettings(), thumbnails: ThumbnailSettings? = nil, audio: ChunkAudioSource? = nil,
+        settings: EncodingSettings = EncodingSettings(), thumbnails: ThumbnailSettings? = nil,
+        audio: ChunkAudioSource? = nil,
         directory: String
     ) async throws(MediaError) -> ChunkResult {
         try await MediaThread.run { () throws(MediaError) -> ChunkResult in
@@ -144,7 +146,8 @@ public enum Transcoder {
             let file = try InputFile(source: source)
             let audioFile = try audio.map { (audio) throws(MediaError) in try InputFile(source: audio.source) }
             let job = try TranscodeJob(
-                input: file, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory, chunk: chunk,
+                input: file, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory,
+                chunk: chunk,
                 audio: audioFile.map { ($0, audio!.leadIn) })
             return try job.runChunk()
         }
@@ -242,7 +245,8 @@ final class TranscodeJob {
     var videoDelay = 0.0
 
     convenience init(
-        input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String
+        input path: String, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?,
+        directory: String
     ) throws(MediaError) {
         var context: UnsafeMutablePointer<AVFormatContext>?
         let opened = avformat_open_input(&context, path, nil, nil)
@@ -256,14 +260,16 @@ final class TranscodeJob {
             throw MediaError(.unreadableMedia, "the streams could not be read (\(FFmpegError.describe(found)))")
         }
         try self.init(
-            context: context, file: nil, ladder: ladder, settings: settings, thumbnails: thumbnails, directory: directory,
+            context: context, file: nil, ladder: ladder, settings: settings, thumbnails: thumbnails,
+            directory: directory,
             chunk: nil, audio: nil)
         inputPath = path
     }
 
     /// A chunk's job over an opened ranged input (which it keeps, and which closes the context).
     convenience init(
-        input file: InputFile, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?, directory: String,
+        input file: InputFile, ladder: [Rung], settings: EncodingSettings, thumbnails: ThumbnailSettings?,
+        directory: String,
         chunk: ChunkRange, audio: (file: InputFile, leadIn: Double)? = nil
     ) throws(MediaError) {
         try self.init(
@@ -273,7 +279,8 @@ final class TranscodeJob {
 
     private init(
         context: UnsafeMutablePointer<AVFormatContext>, file: InputFile?, ladder: [Rung], settings: EncodingSettings,
-        thumbnails: ThumbnailSettings?, directory: String, chunk: ChunkRange?, audio external: (file: InputFile, leadIn: Double)?
+        thumbnails: ThumbnailSettings?, directory: String, chunk: ChunkRange?,
+        audio external: (file: InputFile, leadIn: Double)?
     ) throws(MediaError) {
         self.directory = directory
         self.chunk = chunk
@@ -287,7 +294,9 @@ final class TranscodeJob {
 
         var codec: UnsafePointer<AVCodec>?
         videoIndex = av_find_best_stream(context, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0)
-        guard videoIndex >= 0, let codec else { throw MediaError(.noVideoStream, "the source has no decodable video stream") }
+        guard videoIndex >= 0, let codec else {
+            throw MediaError(.noVideoStream, "the source has no decodable video stream")
+        }
         if let external {
             let encoded = external.file.context!
             let audioIndex = av_find_best_stream(encoded, AVMEDIA_TYPE_AUDIO, -1, -1, nil, 0)
@@ -298,7 +307,9 @@ final class TranscodeJob {
                 audio = try AudioTrack(input: context, index: audioIndex)
             }
         }
-        if let audio, let parameters = audio.parameters, let sourceIndex = AudioStreams.main(context, videoIndex: videoIndex) {
+        if let audio, let parameters = audio.parameters,
+            let sourceIndex = AudioStreams.main(context, videoIndex: videoIndex)
+        {
             // Named by the source's track (an encoded M4A stands in for it in later chunks).
             let position = AudioStreams.position(of: sourceIndex, in: context)
             let (language, title) = AudioStreams.tags(context.pointee.streams[Int(sourceIndex)]!)
@@ -308,11 +319,13 @@ final class TranscodeJob {
             // is one segment by construction (`TranscodePlan.cut`): it is never cut. A later chunk's first packet
             // is at or after its start, so its cuts never come before the picture's.
             audioSegmenter = try AudioSegmenter(
-                directory: "\(directory)/hls/\(name)", parameters: parameters, timeBase: audio.timeBase, language: language,
+                directory: "\(directory)/hls/\(name)", parameters: parameters, timeBase: audio.timeBase,
+                language: language,
                 segmentSeconds: chunk?.index == 0 ? 1_000_000 : settings.keyframeInterval, chunk: chunk)
             mainAudio = AudioOutput(
                 name: name, position: position, language: language, title: title, isMain: true,
-                channels: Int(parameters.pointee.ch_layout.nb_channels), sampleRate: Int(parameters.pointee.sample_rate),
+                channels: Int(parameters.pointee.ch_layout.nb_channels),
+                sampleRate: Int(parameters.pointee.sample_rate),
                 codecs: audio.codecs, directory: "\(directory)/hls/\(name)", segments: [])
         }
 
@@ -345,14 +358,16 @@ final class TranscodeJob {
         if stream.pointee.start_time != cinescale_nopts_value() { startTime = stream.pointee.start_time }
         if let thumbnails, duration > 0 {
             self.thumbnails = try ThumbnailCollector(
-                settings: thumbnails, directory: directory, duration: duration, sourceHeight: sourceHeight, aspect: aspect,
+                settings: thumbnails, directory: directory, duration: duration, sourceHeight: sourceHeight,
+                aspect: aspect,
                 from: chunk.map { $0.start - 1 / max(av_q2d(rate), 1) + 2e-6 } ?? 0)
         }
 
         let rungs = Transcoder.rungs(for: sourceHeight, ladder: ladder)
         rungCount = rungs.count
         for rung in rungs {
-            let (w, h) = Transcoder.size(height: rung.height, sourceWidth: sourceWidth, sourceHeight: sourceHeight, aspect: aspect)
+            let (w, h) = Transcoder.size(
+                height: rung.height, sourceWidth: sourceWidth, sourceHeight: sourceHeight, aspect: aspect)
             let output = RungStage(
                 rung: rung, width: Int32(w), height: Int32(h), path: "\(directory)/\(rung.name).mp4",
                 hlsDirectory: "\(directory)/hls/\(rung.name)")
@@ -419,7 +434,9 @@ final class TranscodeJob {
         return Int32(max(2, (cores * 3 + 2 * rungCount - 1) / (2 * max(1, rungCount))))
     }
 
-    private func openEncoder(_ output: RungStage, rate: AVRational, gop: Int32, settings: EncodingSettings) throws(MediaError) {
+    private func openEncoder(_ output: RungStage, rate: AVRational, gop: Int32, settings: EncodingSettings)
+        throws(MediaError)
+    {
         guard let x264 = avcodec_find_encoder_by_name("libx264") else {
             throw MediaError(.transcodeFailed, "libx264 is not available")
         }
@@ -454,7 +471,9 @@ final class TranscodeJob {
         try check(av_frame_get_buffer(output.scaled, 0), "frame buffer")
     }
 
-    private func openMuxer(_ output: RungStage, format name: String, path: String, options: [String: String]) throws(MediaError) {
+    private func openMuxer(_ output: RungStage, format name: String, path: String, options: [String: String])
+        throws(MediaError)
+    {
         var allocated: UnsafeMutablePointer<AVFormatContext>?
         try check(avformat_alloc_output_context2(&allocated, nil, name, path), "creating \(path)")
         guard let format = allocated else { throw MediaError(.transcodeFailed, "creating \(path)") }
@@ -579,7 +598,8 @@ final class TranscodeJob {
             renditions.append(
                 Rendition(
                     rung: output.rung, width: Int(output.width), height: Int(output.height), path: output.path,
-                    size: size, bitRate: duration > 0 ? Int(Double(size * 8) / duration) : 0, duration: duration, hls: hls))
+                    size: size, bitRate: duration > 0 ? Int(Double(size * 8) / duration) : 0, duration: duration,
+                    hls: hls))
             variants.append(
                 Variant(
                     bandwidth: hls.bandwidth, averageBandwidth: hls.averageBandwidth, width: Int(output.width),
@@ -597,7 +617,8 @@ final class TranscodeJob {
         let thumbs = try thumbnails?.finish()
         progress(1)
         return TranscodeResult(
-            renditions: renditions, thumbnails: thumbs, hlsDirectory: "\(directory)/hls", damagedPackets: damagedPackets,
+            renditions: renditions, thumbnails: thumbs, hlsDirectory: "\(directory)/hls",
+            damagedPackets: damagedPackets,
             subtitles: subtitleOutputs, audio: audioOutputs, skippedAudio: skippedAudio, videoDelay: videoDelay)
     }
 
@@ -605,7 +626,9 @@ final class TranscodeJob {
     func startStages(sourceTimeBase: AVRational, failed: PipelineFailure) -> [RungStage] {
         let roots = Self.arrange(outputs, cascade: cascade)
         for stage in outputs {
-            stage.start(sourceTimeBase: sourceTimeBase, audioTimeBase: audio?.timeBase ?? AVRational(num: 1, den: 1), failed: failed)
+            stage.start(
+                sourceTimeBase: sourceTimeBase, audioTimeBase: audio?.timeBase ?? AVRational(num: 1, den: 1),
+                failed: failed)
         }
         return roots
     }
@@ -650,18 +673,22 @@ final class TranscodeJob {
     func noteAudio(_ packet: UnsafeMutablePointer<AVPacket>, timeBase: AVRational, videoTimeBase: AVRational) {
         let pts = packet.pointee.pts
         guard pts != cinescale_nopts_value() else { return }
-        let end = Double(pts + max(0, packet.pointee.duration)) * av_q2d(timeBase) - Double(startTime) * av_q2d(videoTimeBase)
+        let end =
+            Double(pts + max(0, packet.pointee.duration)) * av_q2d(timeBase) - Double(startTime) * av_q2d(videoTimeBase)
         lastAudioTime = max(lastAudioTime, end)
     }
 
     func judgeDecoding(until end: Double? = nil) throws(MediaError) {
         let duration = end ?? self.duration
         guard decodedFrames > 0 else {
-            throw MediaError(.corruptMedia, "no picture could be decoded (\(damagedPackets) of \(videoPackets) video packets damaged)")
+            throw MediaError(
+                .corruptMedia,
+                "no picture could be decoded (\(damagedPackets) of \(videoPackets) video packets damaged)")
         }
         if damagedPackets > max(2, videoPackets / 10) {
             throw MediaError(
-                .corruptMedia, "\(damagedPackets) of \(videoPackets) video packets could not be decoded; the file is damaged")
+                .corruptMedia,
+                "\(damagedPackets) of \(videoPackets) video packets could not be decoded; the file is damaged")
         }
         let frameDuration = 1 / max(av_q2d(frameRate), 1)
         // Where the file's media stop: the last picture, or the audio when it runs on past it (screen recordings
@@ -670,13 +697,15 @@ final class TranscodeJob {
         if duration > 0, reached < duration - max(1, duration * 0.05) {
             throw MediaError(
                 .corruptMedia,
-                "the video stops at \(Int(lastFrameTime)) s of its \(Int(duration.rounded())) s: the file is truncated or damaged")
+                "the video stops at \(Int(lastFrameTime)) s of its \(Int(duration.rounded())) s: the file is truncated or damaged"
+            )
         }
     }
 
     func hlsRendition(_ output: RungStage) throws(MediaError) -> HLSRendition {
         let playlist = try readPlaylist(output)
-        guard let rates = Playlist.bitRates(of: playlist, size: { Self.fileSize("\(output.hlsDirectory)/\($0)") }) else {
+        guard let rates = Playlist.bitRates(of: playlist, size: { Self.fileSize("\(output.hlsDirectory)/\($0)") })
+        else {
             throw MediaError(.transcodeFailed, "the HLS segments of \(output.rung.name) are missing")
         }
         return HLSRendition(
@@ -695,7 +724,8 @@ final class TranscodeJob {
     /// RFC 6381 codecs of a rung: `avc1.PPCCLL` from its encoder's SPS, and the audio's.
     func codecs(of output: RungStage) -> String {
         let encoder = output.encoder!.pointee
-        let extradata = encoder.extradata.map { Array(UnsafeBufferPointer(start: $0, count: Int(encoder.extradata_size))) } ?? []
+        let extradata =
+            encoder.extradata.map { Array(UnsafeBufferPointer(start: $0, count: Int(encoder.extradata_size))) } ?? []
         var codecs = [Codecs.avc1(extradata: extradata) ?? "avc1.640028"]
         if let audio { codecs.append(audio.codecs) }
         return codecs.joined(separator: ",")
@@ -734,7 +764,8 @@ final class TranscodeJob {
             }
             guard let deinterlacer else {
                 defer { av_frame_unref(frame) }
-                try handleDecoded(frame, pts: frame.pointee.best_effort_timestamp, to: roots, sourceTimeBase: sourceTimeBase)
+                try handleDecoded(
+                    frame, pts: frame.pointee.best_effort_timestamp, to: roots, sourceTimeBase: sourceTimeBase)
                 continue
             }
             frame.pointee.pts = frame.pointee.best_effort_timestamp
@@ -853,7 +884,8 @@ extension TranscodeJob {
             audioShift = audioOrigin
             if chunk.index > 0 {
                 guard !audio.encodes else {
-                    throw MediaError(.transcodeFailed, "chunk \(chunk.index) needs the audio encoded once for the whole video")
+                    throw MediaError(
+                        .transcodeFailed, "chunk \(chunk.index) needs the audio encoded once for the whole video")
                 }
                 var first: Int64?
                 var reads = 0
@@ -882,7 +914,9 @@ extension TranscodeJob {
             let target = audioOrigin + Self.ticks(max(0, chunk.start - 1), audio.sourceTimeBase)
             let sought = av_seek_frame(audioInput, audio.sourceIndex, target, AVSEEK_FLAG_BACKWARD)
             guard sought >= 0 else {
-                throw MediaError(.transcodeFailed, "cannot seek the encoded audio to \(chunk.start) s (\(FFmpegError.describe(sought)))")
+                throw MediaError(
+                    .transcodeFailed,
+                    "cannot seek the encoded audio to \(chunk.start) s (\(FFmpegError.describe(sought)))")
             }
         }
 
@@ -925,7 +959,8 @@ extension TranscodeJob {
                 }
                 if read < 0 {
                     throw audioFile.io.failure
-                        ?? MediaError(.transcodeFailed, "the encoded audio could not be read (\(FFmpegError.describe(read)))")
+                        ?? MediaError(
+                            .transcodeFailed, "the encoded audio could not be read (\(FFmpegError.describe(read)))")
                 }
                 defer { av_packet_unref(audioPacket) }
                 if audioPacket.pointee.stream_index == audio.sourceIndex { try take(audioPacket, of: audio) }

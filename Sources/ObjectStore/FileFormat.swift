@@ -105,7 +105,8 @@ extension ObjectMetadata {
         }
         var json = #"{"userMetadata":"# + object(userMetadata) + #","checksums":"# + object(checksums)
         let optional: [(String, String?)] = [
-            ("contentType", contentType), ("contentEncoding", contentEncoding), ("contentDisposition", contentDisposition),
+            ("contentType", contentType), ("contentEncoding", contentEncoding),
+            ("contentDisposition", contentDisposition),
             ("cacheControl", cacheControl), ("contentLanguage", contentLanguage), ("expires", expires),
         ]
         for case (let name, let value?) in optional { json += "," + q(name) + ":" + q(value) }

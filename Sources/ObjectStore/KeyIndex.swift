@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // Keys are byte strings. Swift's `String ==` / `<` / `hasPrefix` use Unicode canonical equivalence
@@ -32,7 +32,7 @@ func utf8Compare(_ a: String, _ b: String) -> Int {
         case (nil, nil): return 0
         case (nil, _): return -1
         case (_, nil): return 1
-        case let (x?, y?):
+        case (let x?, let y?):
             if x != y { return x < y ? -1 : 1 }
         }
     }

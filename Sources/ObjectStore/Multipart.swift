@@ -3,11 +3,11 @@ import Foundation
 import WireFormat
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension ObjectStore {
@@ -64,7 +64,8 @@ extension ObjectStore {
     ) async throws -> PartWriter {
         guard (1...configuration.maximumPartNumber).contains(partNumber) else {
             throw ObjectStoreError(
-                .invalidArgument, "Part number must be an integer between 1 and \(configuration.maximumPartNumber), inclusive.",
+                .invalidArgument,
+                "Part number must be an integer between 1 and \(configuration.maximumPartNumber), inclusive.",
                 bucket: bucket, key: key, uploadId: uploadId)
         }
         _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
@@ -101,7 +102,8 @@ extension ObjectStore {
                         bucket: bucket, key: key, uploadId: uploadId)
                 }
                 return try Self.installPart(
-                    temp, md5: md5, size: size, paths: paths, fsync: fsync, bucket: bucket, key: key, uploadId: uploadId,
+                    temp, md5: md5, size: size, paths: paths, fsync: fsync, bucket: bucket, key: key,
+                    uploadId: uploadId,
                     partNumber: partNumber)
             }
         } catch {
@@ -144,7 +146,8 @@ extension ObjectStore {
     ) async throws -> (part: PartInfo, source: ObjectInfo) {
         guard (1...configuration.maximumPartNumber).contains(partNumber) else {
             throw ObjectStoreError(
-                .invalidArgument, "Part number must be an integer between 1 and \(configuration.maximumPartNumber), inclusive.",
+                .invalidArgument,
+                "Part number must be an integer between 1 and \(configuration.maximumPartNumber), inclusive.",
                 bucket: bucket, key: key, uploadId: uploadId)
         }
         try Validation.validateKey(source.key, bucket: source.bucket)
@@ -173,7 +176,8 @@ extension ObjectStore {
                         .entityTooLarge, "Your proposed upload exceeds the maximum allowed part size.",
                         bucket: bucket, key: key, uploadId: uploadId)
                 }
-                try self.ensureRoom(for: length, operation: "UploadPartCopy", bucket: bucket, key: key, uploadId: uploadId)
+                try self.ensureRoom(
+                    for: length, operation: "UploadPartCopy", bucket: bucket, key: key, uploadId: uploadId)
                 let temp = try TempFile.create(in: paths.tmp, threadPool: pool)
                 defer { temp.discardSync() }
                 try temp.append(
@@ -196,7 +200,9 @@ extension ObjectStore {
     ) async throws -> PartListing {
         let entry = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
         guard maxParts >= 0, partNumberMarker >= 0 else {
-            throw ObjectStoreError(.invalidArgument, "max-parts and part-number-marker must be non-negative.", bucket: bucket, key: key, uploadId: uploadId)
+            throw ObjectStoreError(
+                .invalidArgument, "max-parts and part-number-marker must be non-negative.", bucket: bucket, key: key,
+                uploadId: uploadId)
         }
         let limit = min(maxParts, 1000)
         let paths = self.paths
@@ -216,7 +222,9 @@ extension ObjectStore {
                     defer { Posix.close(fd) }
                     let (trailer, _) = try FileTrailer.read(fd: fd, path: path)
                     parts.append(
-                        PartInfo(partNumber: number, size: trailer.size, etag: trailer.etag, lastModified: trailer.lastModified))
+                        PartInfo(
+                            partNumber: number, size: trailer.size, etag: trailer.etag,
+                            lastModified: trailer.lastModified))
                 }
                 let truncated = index < numbers.count
                 return PartListing(
@@ -249,7 +257,8 @@ extension ObjectStore {
         }
         for (previous, next) in zip(parts, parts.dropFirst()) where next.partNumber <= previous.partNumber {
             throw ObjectStoreError(
-                .invalidPartOrder, "The list of parts was not in ascending order. Parts must be ordered by part number.",
+                .invalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
                 bucket: bucket, key: key, uploadId: uploadId)
         }
         let bucketState = try bucketState(bucket)
@@ -259,7 +268,9 @@ extension ObjectStore {
         let entry = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
         try uploads.withLock { map in
             guard let current = map[uploadId] else {
-                throw ObjectStoreError(.noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key, uploadId: uploadId)
+                throw ObjectStoreError(
+                    .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
+                    uploadId: uploadId)
             }
             guard !current.completing else {
                 throw ObjectStoreError(
@@ -326,7 +337,8 @@ extension ObjectStore {
                 var etagHash = Insecure.MD5()
                 for part in opened {
                     try temp.append(
-                        from: part.fd, offset: 0, length: part.size, hash: false, bufferSize: configuration.copyBufferSize)
+                        from: part.fd, offset: 0, length: part.size, hash: false,
+                        bufferSize: configuration.copyBufferSize)
                     etagHash.update(data: part.md5)
                 }
                 let etag = Hex.encode(etagHash.finalize()) + "-\(parts.count)"
@@ -337,13 +349,15 @@ extension ObjectStore {
                         metadata: entry.info.metadata, partCount: parts.count, partSizes: opened.map(\.size)),
                     fsync: configuration.fsync)
                 let sequencer = try self.install(
-                    temp, bucket: bucketState, entry: IndexEntry(key: key, size: total, etag: etag, lastModifiedNs: now),
+                    temp, bucket: bucketState,
+                    entry: IndexEntry(key: key, size: total, etag: etag, lastModifiedNs: now),
                     conditions: conditions)
 
                 // The object is committed; remember the result for a retried complete, then retire the upload
                 // (both best effort).
                 let record = CompletedUploadRecord(
-                    uploadId: uploadId, bucket: bucket, key: key, etag: etag, size: total, partSizes: opened.map(\.size),
+                    uploadId: uploadId, bucket: bucket, key: key, etag: etag, size: total,
+                    partSizes: opened.map(\.size),
                     lastModifiedNs: now, completedNs: now)
                 self.rememberCompleted(record)
                 do {
@@ -399,7 +413,8 @@ extension ObjectStore {
     func rememberCompleted(_ record: CompletedUploadRecord) {
         let expired = completedUploads.withLock { map -> [String] in
             map[record.uploadId] = record
-            let old = map.values.filter { record.completedNs - $0.completedNs > Self.completedUploadRetention }.map(\.uploadId)
+            let old = map.values.filter { record.completedNs - $0.completedNs > Self.completedUploadRetention }.map(
+                \.uploadId)
             for id in old { map[id] = nil }
             return old
         }
@@ -421,7 +436,9 @@ extension ObjectStore {
         _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
         try uploads.withLock { map in
             guard let current = map[uploadId] else {
-                throw ObjectStoreError(.noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key, uploadId: uploadId)
+                throw ObjectStoreError(
+                    .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
+                    uploadId: uploadId)
             }
             guard !current.completing else {
                 throw ObjectStoreError(
@@ -433,7 +450,8 @@ extension ObjectStore {
         do {
             try await removeUploadDirectory(uploadId)
         } catch {
-            throw ObjectStoreError.wrap(error, operation: "AbortMultipartUpload", bucket: bucket, key: key, uploadId: uploadId)
+            throw ObjectStoreError.wrap(
+                error, operation: "AbortMultipartUpload", bucket: bucket, key: key, uploadId: uploadId)
         }
     }
 

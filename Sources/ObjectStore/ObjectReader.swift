@@ -3,11 +3,11 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An open object: a file descriptor plus the metadata read from *that descriptor's* trailer,
@@ -69,7 +69,8 @@ public final class ObjectReader: Sendable {
             return try await runIO(threadPool) { [self] in
                 let fd = try self.state.withLock { state -> CInt in
                     guard !state.closed else {
-                        throw ObjectStoreError(.internalError, "The object reader is closed.", bucket: info.bucket, key: info.key)
+                        throw ObjectStoreError(
+                            .internalError, "The object reader is closed.", bucket: info.bucket, key: info.key)
                     }
                     state.inFlight += 1
                     return state.fd

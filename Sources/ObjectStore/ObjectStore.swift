@@ -7,11 +7,11 @@ import Synchronization
 import WireFormat
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Buckets and objects on a local file system, with atomic, durable writes. No HTTP.
@@ -98,7 +98,8 @@ public final class ObjectStore: Sendable {
     /// Creates a bucket owned by `owner` (a user name; nil when the store has a single key). Throws
     /// `InvalidBucketName`, `BucketAlreadyOwnedByYou` (the owner has it) or `BucketAlreadyExists` (someone else has).
     @discardableResult
-    public func createBucket(_ name: String, owner: String? = nil, acl: CannedACL = .private) async throws -> BucketInfo {
+    public func createBucket(_ name: String, owner: String? = nil, acl: CannedACL = .private) async throws -> BucketInfo
+    {
         try Validation.validateBucketName(name)
         try buckets.withLock { map in
             switch map[name] {
@@ -121,10 +122,12 @@ public final class ObjectStore: Sendable {
             let fsync = configuration.fsync
             let state = try await io {
                 try self.ensureRoom(for: 0, operation: "CreateBucket", bucket: name, key: nil)
-                return try StoreLoader.createBucketOnDisk(name: name, owner: owner, acl: acl, paths: paths, fsync: fsync)
+                return try StoreLoader.createBucketOnDisk(
+                    name: name, owner: owner, acl: acl, paths: paths, fsync: fsync)
             }
             buckets.withLock { $0[name] = .ready(state) }
-            logger.info("created bucket", metadata: ["cinescale.bucket": "\(name)", "cinescale.owner": "\(owner ?? "")"])
+            logger.info(
+                "created bucket", metadata: ["cinescale.bucket": "\(name)", "cinescale.owner": "\(owner ?? "")"])
             return state.info
         } catch {
             buckets.withLock { _ = $0.removeValue(forKey: name) }

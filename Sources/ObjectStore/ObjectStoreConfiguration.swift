@@ -72,7 +72,9 @@ public enum FreeSpaceFloor: Sendable, Equatable {
         case .bytes(let bytes): return max(0, bytes)
         case .fraction(let fraction): return Int(Double(capacity) * min(max(fraction, 0), 1))
         case .smallerOf(let bytes, let fraction):
-            return min(FreeSpaceFloor.bytes(bytes).bytes(capacity: capacity), FreeSpaceFloor.fraction(fraction).bytes(capacity: capacity))
+            return min(
+                FreeSpaceFloor.bytes(bytes).bytes(capacity: capacity),
+                FreeSpaceFloor.fraction(fraction).bytes(capacity: capacity))
         }
     }
 
@@ -86,10 +88,12 @@ public enum FreeSpaceFloor: Sendable, Equatable {
         }
         let units: [(String, Double)] = [
             ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("TiB", 1_099_511_627_776),
-            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("K", 1024), ("M", 1_048_576), ("G", 1_073_741_824), ("B", 1),
+            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("K", 1024), ("M", 1_048_576), ("G", 1_073_741_824),
+            ("B", 1),
         ]
         for (suffix, factor) in units where value.hasSuffix(suffix) {
-            guard let number = Double(value.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), number >= 0 else {
+            guard let number = Double(value.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), number >= 0
+            else {
                 return nil
             }
             return .bytes(Int(number * factor))

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An error thrown by ``ObjectStore``.
@@ -75,7 +75,8 @@ public struct ObjectStoreError: Error, Sendable, CustomStringConvertible {
             for code in [
                 noSuchBucket, noSuchKey, noSuchUpload, bucketAlreadyOwnedByYou, bucketNotEmpty,
                 invalidBucketName, keyTooLong, invalidKey, invalidPart, invalidPartOrder, entityTooSmall,
-                entityTooLarge, metadataTooLarge, preconditionFailed, badDigest, invalidDigest, invalidArgument, invalidRequest,
+                entityTooLarge, metadataTooLarge, preconditionFailed, badDigest, invalidDigest, invalidArgument,
+                invalidRequest,
                 malformedXML, operationAborted, internalError, serviceUnavailable, bucketAlreadyExists,
                 invalidPartNumber, invalidRange, storageFull,
             ] {

@@ -3,11 +3,11 @@ import NIOCore
 import WireFormat
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension ObjectStore {
@@ -186,7 +186,8 @@ extension ObjectStore {
                         results.append(
                             DeleteResult(
                                 key: key,
-                                error: ObjectStoreError.wrap(error, operation: "DeleteObject", bucket: bucket, key: key),
+                                error: ObjectStoreError.wrap(
+                                    error, operation: "DeleteObject", bucket: bucket, key: key),
                                 deleted: false))
                     }
                 }
@@ -315,7 +316,8 @@ extension ObjectStore {
                 try self.ensureRoom(for: info.size, operation: "PutObjectAcl", bucket: bucket, key: key)
                 let temp = try TempFile.create(in: tmp, threadPool: pool)
                 defer { temp.discardSync() }
-                try temp.append(from: fd, offset: 0, length: info.size, hash: false, bufferSize: configuration.copyBufferSize)
+                try temp.append(
+                    from: fd, offset: 0, length: info.size, hash: false, bufferSize: configuration.copyBufferSize)
                 var metadata = info.metadata
                 metadata.acl = acl == .private ? nil : acl
                 let modified = Int64((info.lastModified.timeIntervalSince1970 * 1e9).rounded())

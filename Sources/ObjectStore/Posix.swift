@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Thin wrappers over the system calls the store uses. All of them block: call them only on the
@@ -73,17 +73,19 @@ enum Posix {
     /// the call does not exist. Looked up at run time because Swift's Glibc module does not import it.
     static func startWriteback(_ fd: CInt, offset: Int, length: Int) {
         guard let syncFileRange = Self.syncFileRange else { return }
-        _ = syncFileRange(fd, Int64(offset), Int64(length), 2 /* SYNC_FILE_RANGE_WRITE */)
+        _ = syncFileRange(fd, Int64(offset), Int64(length), 2)  // SYNC_FILE_RANGE_WRITE
     }
 
     private typealias SyncFileRange = @convention(c) (CInt, Int64, Int64, UInt32) -> CInt
 
     private static let syncFileRange: SyncFileRange? = {
         #if os(Linux)
-        guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "sync_file_range") else { return nil }
-        return unsafeBitCast(symbol, to: SyncFileRange.self)
+            guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "sync_file_range") else {
+                return nil
+            }
+            return unsafeBitCast(symbol, to: SyncFileRange.self)
         #else
-        return nil
+            return nil
         #endif
     }()
 
@@ -199,22 +201,22 @@ enum Posix {
         var offset = sourceOffset
         var remaining = length
         #if os(Linux)
-        var inKernel = true
-        while remaining > 0 && inKernel {
-            var off = off_t(offset)
-            let n = sendfile(destination, source, &off, min(remaining, 1 << 30))
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP {
-                    inKernel = false
-                    break
+            var inKernel = true
+            while remaining > 0 && inKernel {
+                var off = off_t(offset)
+                let n = sendfile(destination, source, &off, min(remaining, 1 << 30))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP {
+                        inKernel = false
+                        break
+                    }
+                    throw fail("sendfile", path)
                 }
-                throw fail("sendfile", path)
+                if n == 0 { throw SystemCallError(call: "sendfile (unexpected end of file)", errno: EIO, path: path) }
+                offset += n
+                remaining -= n
             }
-            if n == 0 { throw SystemCallError(call: "sendfile (unexpected end of file)", errno: EIO, path: path) }
-            offset += n
-            remaining -= n
-        }
         #endif
         if remaining == 0 { return }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(4096, bufferSize), alignment: 16)
@@ -247,18 +249,18 @@ enum Posix {
 
 // Unambiguous names for the C functions (the enum's static methods shadow them).
 #if canImport(Glibc) || canImport(Musl) || canImport(Darwin)
-private func systemOpen(_ path: UnsafePointer<CChar>, _ flags: CInt, _ mode: mode_t) -> CInt {
-    open(path, flags, mode)
-}
-private func systemClose(_ fd: CInt) -> CInt { close(fd) }
-private func systemWrite(_ fd: CInt, _ buf: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buf, count) }
-private func systemPread(_ fd: CInt, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: off_t) -> Int {
-    pread(fd, buf, count, offset)
-}
-private func systemFsync(_ fd: CInt) -> CInt { fsync(fd) }
-private func systemRename(_ from: UnsafePointer<CChar>, _ to: UnsafePointer<CChar>) -> CInt { rename(from, to) }
-private func systemUnlink(_ path: UnsafePointer<CChar>) -> CInt { unlink(path) }
-private func systemLink(_ from: UnsafePointer<CChar>, _ to: UnsafePointer<CChar>) -> CInt { link(from, to) }
-private func systemMkdir(_ path: UnsafePointer<CChar>, _ mode: mode_t) -> CInt { mkdir(path, mode) }
-private func systemRmdir(_ path: UnsafePointer<CChar>) -> CInt { rmdir(path) }
+    private func systemOpen(_ path: UnsafePointer<CChar>, _ flags: CInt, _ mode: mode_t) -> CInt {
+        open(path, flags, mode)
+    }
+    private func systemClose(_ fd: CInt) -> CInt { close(fd) }
+    private func systemWrite(_ fd: CInt, _ buf: UnsafeRawPointer, _ count: Int) -> Int { write(fd, buf, count) }
+    private func systemPread(_ fd: CInt, _ buf: UnsafeMutableRawPointer, _ count: Int, _ offset: off_t) -> Int {
+        pread(fd, buf, count, offset)
+    }
+    private func systemFsync(_ fd: CInt) -> CInt { fsync(fd) }
+    private func systemRename(_ from: UnsafePointer<CChar>, _ to: UnsafePointer<CChar>) -> CInt { rename(from, to) }
+    private func systemUnlink(_ path: UnsafePointer<CChar>) -> CInt { unlink(path) }
+    private func systemLink(_ from: UnsafePointer<CChar>, _ to: UnsafePointer<CChar>) -> CInt { link(from, to) }
+    private func systemMkdir(_ path: UnsafePointer<CChar>, _ mode: mode_t) -> CInt { mkdir(path, mode) }
+    private func systemRmdir(_ path: UnsafePointer<CChar>) -> CInt { rmdir(path) }
 #endif

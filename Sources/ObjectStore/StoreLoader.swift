@@ -2,11 +2,11 @@ import Foundation
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 struct BucketRecord: Codable {
@@ -97,7 +97,8 @@ enum StoreLoader {
                 continue
             }
             guard let record = try? readJSON(BucketRecord.self, at: directory + "/bucket.json") else {
-                logger.warning("ignoring bucket directory without bucket.json", metadata: ["cinescale.bucket": "\(name)"])
+                logger.warning(
+                    "ignoring bucket directory without bucket.json", metadata: ["cinescale.bucket": "\(name)"])
                 continue
             }
             let (entries, directories) = try scanObjects(directory + "/objects", bucket: name, logger: logger)
@@ -117,7 +118,8 @@ enum StoreLoader {
             {
                 uploads[id] = UploadEntry(info: record.info)
             } else {
-                logger.warning("removing orphaned multipart upload directory", metadata: ["cinescale.uploadId": "\(id)"])
+                logger.warning(
+                    "removing orphaned multipart upload directory", metadata: ["cinescale.uploadId": "\(id)"])
                 try Posix.removeTree(directory)
             }
         }
@@ -185,7 +187,10 @@ enum StoreLoader {
                     } catch {
                         logger.error(
                             "skipping unreadable object file",
-                            metadata: ["cinescale.bucket": "\(bucket)", "cinescale.path": "\(path)", "cinescale.error": "\(error)"])
+                            metadata: [
+                                "cinescale.bucket": "\(bucket)", "cinescale.path": "\(path)",
+                                "cinescale.error": "\(error)",
+                            ])
                     }
                 }
             }

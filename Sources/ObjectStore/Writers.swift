@@ -1,15 +1,15 @@
-import Foundation
 import Crypto
+import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A temp file in `tmp/` being filled. Owns the file until it is installed or discarded; if it
@@ -128,7 +128,8 @@ final class TempFile: Sendable {
                     defer { buffer.deallocate() }
                     var done = 0
                     while done < length {
-                        let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(length - done, buffer.count)])
+                        let chunk = UnsafeMutableRawBufferPointer(
+                            rebasing: buffer[0..<min(length - done, buffer.count)])
                         let n = try Posix.preadFull(source, chunk, offset: offset + done)
                         if n == 0 { throw SystemCallError(call: "pread (unexpected end of file)", errno: EIO) }
                         let slice = UnsafeRawBufferPointer(rebasing: chunk[0..<n])
@@ -305,4 +306,3 @@ public final class PartWriter: Sendable {
         _ = try? await store.io { temp.discardSync() }
     }
 }
-

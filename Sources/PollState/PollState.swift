@@ -73,7 +73,8 @@ public final class SQLitePollState: PollStateStore {
 
     public func load(source: String) async throws -> [String: SeenObject]? {
         try await database.read { db in
-            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM poll_source WHERE id = ?", arguments: [source]) != nil else {
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM poll_source WHERE id = ?", arguments: [source]) != nil
+            else {
                 return nil
             }
             var seen: [String: SeenObject] = [:]
@@ -106,7 +107,8 @@ public final class SQLitePollState: PollStateStore {
             for (key, object) in seen {
                 try upsert.execute(arguments: [source, key, object.etag, object.sequencer])
             }
-            let delete = try db.cachedStatement(sql: "DELETE FROM poll_object WHERE source = ? AND key = ? AND etag = ?")
+            let delete = try db.cachedStatement(
+                sql: "DELETE FROM poll_object WHERE source = ? AND key = ? AND etag = ?")
             for (key, object) in removed { try delete.execute(arguments: [source, key, object.etag]) }
         }
     }

@@ -103,7 +103,9 @@ public final class PostgresAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookSt
     }
 
     public func create(tenant: String, name: String, scopes: [Scope]) async throws -> (key: APIKey, token: String) {
-        try await APIKeyStorage.run("creating a key") { try await createNow(tenant: tenant, name: name, scopes: scopes) }
+        try await APIKeyStorage.run("creating a key") {
+            try await createNow(tenant: tenant, name: name, scopes: scopes)
+        }
     }
 
     private func createNow(tenant: String, name: String, scopes: [Scope]) async throws -> (key: APIKey, token: String) {
@@ -242,7 +244,8 @@ public final class PostgresAPIKeyStore: APIKeyStore, PlaybackKeyStore, WebhookSt
             APIKey(
                 id: id, tenant: tenant, name: name,
                 scopes: scopes.split(separator: ",").compactMap { Scope(rawValue: String($0)) },
-                createdAt: Date(timeIntervalSince1970: created), revokedAt: revoked.map(Date.init(timeIntervalSince1970:))),
+                createdAt: Date(timeIntervalSince1970: created),
+                revokedAt: revoked.map(Date.init(timeIntervalSince1970:))),
             Array(hash.readableBytesView)
         )
     }

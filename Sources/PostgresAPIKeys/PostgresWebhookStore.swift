@@ -35,11 +35,13 @@ extension PostgresAPIKeyStore {
             try await migrate()
             return try await client.withTransaction(logger: logger) { connection in
                 let removed = try await connection.query(
-                    "DELETE FROM cinescale_webhook_endpoint WHERE id = \(id) AND tenant = \(tenant) RETURNING id", logger: logger
+                    "DELETE FROM cinescale_webhook_endpoint WHERE id = \(id) AND tenant = \(tenant) RETURNING id",
+                    logger: logger
                 ).collect()
                 guard !removed.isEmpty else { return false }
                 try await connection.query(
-                    "DELETE FROM cinescale_webhook_delivery WHERE endpoint_id = \(id) AND state = 'pending'", logger: logger)
+                    "DELETE FROM cinescale_webhook_delivery WHERE endpoint_id = \(id) AND state = 'pending'",
+                    logger: logger)
                 return true
             }
         }
@@ -68,7 +70,9 @@ extension PostgresAPIKeyStore {
         }
     }
 
-    public func claimDue(now: Date, lease: TimeInterval, limit: Int) async throws -> [(WebhookDelivery, WebhookEndpoint)] {
+    public func claimDue(now: Date, lease: TimeInterval, limit: Int) async throws -> [(
+        WebhookDelivery, WebhookEndpoint
+    )] {
         try await APIKeyStorage.run("claiming webhook deliveries") {
             try await migrate()
             let time = now.timeIntervalSince1970
@@ -155,19 +159,27 @@ extension PostgresAPIKeyStore {
     }
 
     static func endpoint(_ row: PostgresRow) throws -> WebhookEndpoint {
-        let (id, tenant, url, events, secret, created) = try row.decode((String, String, String, String, String, Double).self)
+        let (id, tenant, url, events, secret, created) = try row.decode(
+            (String, String, String, String, String, Double).self)
         return WebhookEndpoint(
             id: id, tenant: tenant, url: url, events: events.split(separator: ",").map(String.init), secret: secret,
             createdAt: Date(timeIntervalSince1970: created))
     }
 
     static func delivery(_ row: PostgresRow) throws -> WebhookDelivery {
-        let (id, endpoint, tenant, event, type, body, state, attempts, created, next, delivered, status, error) = try row.decode(
-            (String, String, String, String, String, ByteBuffer, String, Int, Double, Double, Double?, Int?, String?).self)
+        let (id, endpoint, tenant, event, type, body, state, attempts, created, next, delivered, status, error) =
+            try row.decode(
+                (
+                    String, String, String, String, String, ByteBuffer, String, Int, Double, Double, Double?, Int?,
+                    String?
+                ).self)
         return WebhookDelivery(
-            id: id, endpointID: endpoint, tenant: tenant, eventID: event, type: type, body: Array(body.readableBytesView),
-            state: WebhookDelivery.State(rawValue: state) ?? .pending, attempts: attempts, createdAt: Date(timeIntervalSince1970: created),
-            nextAttemptAt: Date(timeIntervalSince1970: next), deliveredAt: delivered.map(Date.init(timeIntervalSince1970:)),
+            id: id, endpointID: endpoint, tenant: tenant, eventID: event, type: type,
+            body: Array(body.readableBytesView),
+            state: WebhookDelivery.State(rawValue: state) ?? .pending, attempts: attempts,
+            createdAt: Date(timeIntervalSince1970: created),
+            nextAttemptAt: Date(timeIntervalSince1970: next),
+            deliveredAt: delivered.map(Date.init(timeIntervalSince1970:)),
             lastStatus: status, lastError: error)
     }
 }

@@ -53,7 +53,8 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
     public init(configuration: PostgresQueueConfiguration, logger: Logger) throws(PostgresQueueError) {
         self.configuration = configuration
         self.logger = logger
-        let clientConfiguration = configuration.clientConfiguration(maximumConnections: max(2, configuration.maxConnections))
+        let clientConfiguration = configuration.clientConfiguration(
+            maximumConnections: max(2, configuration.maxConnections))
         var background = logger
         background.logLevel = max(logger.logLevel, .warning)
         client = PostgresClient(configuration: clientConfiguration, backgroundLogger: background)
@@ -229,9 +230,11 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
         let logger = self.logger
         let writes = self.writes
         @Sendable func failed(_ error: any Error) {
-            logger.error("could not record an invocation's outcome", metadata: [
-                "cinescale.request.id": .string(id), "cinescale.error": "\(String(reflecting: error))",
-            ])
+            logger.error(
+                "could not record an invocation's outcome",
+                metadata: [
+                    "cinescale.request.id": .string(id), "cinescale.error": "\(String(reflecting: error))",
+                ])
             done(error)
         }
         writes.submit(
@@ -241,7 +244,9 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
                         try await client.withConnection { connection in
                             // No row updated: the lease went to another gateway, whose attempt's record stands.
                             try await connection.query(query, logger: logger)
-                            if notify { try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger) }
+                            if notify {
+                                try await connection.query("SELECT pg_notify(\(Self.channel), '')", logger: logger)
+                            }
                         }
                         done(nil)
                     } catch {
@@ -400,9 +405,11 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("lost the queue's notification channel; reconnecting", metadata: [
-                    "cinescale.error": "\(String(reflecting: error))"
-                ])
+                logger.warning(
+                    "lost the queue's notification channel; reconnecting",
+                    metadata: [
+                        "cinescale.error": "\(String(reflecting: error))"
+                    ])
             }
             try? await Task.sleep(for: .seconds(1))
         }
@@ -419,7 +426,8 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
 
     public func list(_ filter: InvocationFilter) async throws -> [QueuedInvocation] {
         try await migrate()
-        let states = filter.states.isEmpty
+        let states =
+            filter.states.isEmpty
             ? QueuedInvocation.State.allCases.map(\.rawValue) : filter.states.map(\.rawValue).sorted()
         let before = filter.createdBefore?.timeIntervalSince1970 ?? Double.greatestFiniteMagnitude
         let rows = try await client.query(
@@ -469,7 +477,8 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
             createdAt: try date("created_at")!, expiresAt: try date("expires_at")!,
             nextAttemptAt: try date("next_attempt_at")!, startedAt: try date("started_at"),
             finishedAt: try date("finished_at"), durationMs: try r["duration_ms"].decode(Double?.self),
-            errorType: try r["error_type"].decode(String?.self), errorMessage: try r["error_message"].decode(String?.self))
+            errorType: try r["error_type"].decode(String?.self),
+            errorMessage: try r["error_message"].decode(String?.self))
     }
 }
 

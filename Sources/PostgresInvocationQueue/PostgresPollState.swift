@@ -94,9 +94,12 @@ public final class PostgresPollState: PollStateStore {
         let now = Date().timeIntervalSince1970
         // Arrays, one statement each however many keys (a `startFrom: now` baseline may be the whole bucket).
         let upserts = seen.sorted { $0.key < $1.key }
-        let keys = upserts.map(\.key), etags = upserts.map(\.value.etag), sequencers = upserts.map(\.value.sequencer)
+        let keys = upserts.map(\.key)
+        let etags = upserts.map(\.value.etag)
+        let sequencers = upserts.map(\.value.sequencer)
         let removals = removed.sorted { $0.key < $1.key }
-        let removedKeys = removals.map(\.key), removedETags = removals.map(\.value.etag)
+        let removedKeys = removals.map(\.key)
+        let removedETags = removals.map(\.value.etag)
         try await client.withTransaction(logger: logger) { connection in
             try await connection.query(
                 """

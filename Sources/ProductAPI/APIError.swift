@@ -68,14 +68,18 @@ extension APIError {
             return
         }
         let requestID = ProductAPI.requestID()
-        logger.error("request failed", metadata: [
-            "cinescale.request.id": .string(requestID), "cinescale.method": .string(request.method.rawValue),
-            "cinescale.path": .string(request.uri.path), "cinescale.error": .string(String(reflecting: error)),
-        ])
+        logger.error(
+            "request failed",
+            metadata: [
+                "cinescale.request.id": .string(requestID), "cinescale.method": .string(request.method.rawValue),
+                "cinescale.path": .string(request.uri.path), "cinescale.error": .string(String(reflecting: error)),
+            ])
         if error is S3Error || error is S3ClientError {
             self.init(502, "StoreError", "The object store could not serve this request. (request id \(requestID))")
         } else if error is APIKeyError {
-            self.init(503, "KeyStoreUnavailable", "API keys cannot be checked right now; try again. (request id \(requestID))")
+            self.init(
+                503, "KeyStoreUnavailable", "API keys cannot be checked right now; try again. (request id \(requestID))"
+            )
         } else {
             self.init(500, "InternalError", "internal error")
         }
@@ -91,7 +95,9 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let cors: CORSPolicy
     let logger: Logger
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             var response = try await next(request, context)
             cors.decorate(&response.headers, for: request)

@@ -26,7 +26,8 @@ extension ProductAPI {
         do {
             body = try await request.body.collect(upTo: Self.maxCaptionBytes)
         } catch {
-            throw APIError(413, "CaptionTooLarge", "A caption file may be at most \(Self.maxCaptionBytes / 1024 / 1024) MiB.")
+            throw APIError(
+                413, "CaptionTooLarge", "A caption file may be at most \(Self.maxCaptionBytes / 1024 / 1024) MiB.")
         }
         guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
             throw APIError(400, "InvalidCaption", "The caption file must be UTF-8 text (SubRip or WebVTT).")
@@ -39,9 +40,13 @@ extension ProductAPI {
         }
         let objects = try await objects(id)
         var status = try readyStatus(id, objects)
-        guard let masterKey = status.hls else { throw APIError(409, "NoHLS", "Video '\(id)' has no HLS output to add captions to.") }
+        guard let masterKey = status.hls else {
+            throw APIError(409, "NoHLS", "Video '\(id)' has no HLS output to add captions to.")
+        }
         var captions = status.captions ?? []
-        guard captions.count < 32 else { throw APIError(409, "TooManyCaptions", "Video '\(id)' already has 32 caption tracks.") }
+        guard captions.count < 32 else {
+            throw APIError(409, "TooManyCaptions", "Video '\(id)' already has 32 caption tracks.")
+        }
         let used = Set(captions.compactMap { Int($0.name.dropFirst("subs-".count)) })
         let number = (1...).first { !used.contains($0) }!
         let name = "subs-\(number)"
@@ -69,14 +74,18 @@ extension ProductAPI {
         let rewritten = Playlist.addingSubtitles(
             master, SubtitleRendition(name: label, language: language, uri: "\(name)/index.m3u8"))
         _ = try await s3.putObject(
-            bucket: bucket, key: masterKey, body: ByteBuffer(string: rewritten), contentType: "application/vnd.apple.mpegurl")
+            bucket: bucket, key: masterKey, body: ByteBuffer(string: rewritten),
+            contentType: "application/vnd.apple.mpegurl")
         captions.append(caption)
         status.captions = captions
         try await s3.putJSON(status, bucket: bucket, key: VideoKeys.status(id))
-        logger.info("caption added", metadata: [
-            "cinescale.video": .string(id), "cinescale.caption": .string(name), "cinescale.format": .string(parsed.format),
-            "cinescale.cues": .stringConvertible(parsed.cues.count),
-        ])
+        logger.info(
+            "caption added",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.caption": .string(name),
+                "cinescale.format": .string(parsed.format),
+                "cinescale.cues": .stringConvertible(parsed.cues.count),
+            ])
         return try Self.json(try captionView(id, caption, date: Date()), status: .created)
     }
 
@@ -89,9 +98,12 @@ extension ProductAPI {
     /// BCP 47 as players use it: 2–8 letters, then `-` subtags of 1–8 letters or digits.
     static func isLanguageTag(_ text: String) -> Bool {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard let first = parts.first, (2...8).contains(first.count), first.allSatisfy({ $0.isASCII && $0.isLetter }) else {
+        guard let first = parts.first, (2...8).contains(first.count), first.allSatisfy({ $0.isASCII && $0.isLetter })
+        else {
             return false
         }
-        return parts.dropFirst().allSatisfy { (1...8).contains($0.count) && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } }
+        return parts.dropFirst().allSatisfy {
+            (1...8).contains($0.count) && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+        }
     }
 }

@@ -58,7 +58,11 @@ final class FormUpload: @unchecked Sendable {
     }
 
     private func sendPart(_ part: ByteBuffer) async throws {
-        if uploadID == nil { uploadID = try await s3.createMultipartUpload(bucket: bucket, key: key, contentType: contentType) }
-        parts.append(try await s3.uploadPart(bucket: bucket, key: key, uploadId: uploadID!, partNumber: parts.count + 1, body: part))
+        if uploadID == nil {
+            uploadID = try await s3.createMultipartUpload(bucket: bucket, key: key, contentType: contentType)
+        }
+        parts.append(
+            try await s3.uploadPart(
+                bucket: bucket, key: key, uploadId: uploadID!, partNumber: parts.count + 1, body: part))
     }
 }

@@ -40,7 +40,9 @@ struct MultipartParser {
         guard parts.first?.lowercased() == "multipart/form-data" else { return nil }
         for part in parts.dropFirst() where part.lowercased().hasPrefix("boundary=") {
             var value = String(part.dropFirst("boundary=".count))
-            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 {
+                value = String(value.dropFirst().dropLast())
+            }
             return (1...70).contains(value.utf8.count) ? value : nil
         }
         return nil
@@ -66,7 +68,9 @@ struct MultipartParser {
                     pending.removeAll()
                     return events
                 }
-                guard pending[0] == 13, pending[1] == 10 else { throw Failure(message: "malformed multipart delimiter line") }
+                guard pending[0] == 13, pending[1] == 10 else {
+                    throw Failure(message: "malformed multipart delimiter line")
+                }
                 pending.removeFirst(2)
                 state = .headers
             case .headers:
@@ -78,7 +82,8 @@ struct MultipartParser {
                 for line in pending[..<end].split(separator: 10) {
                     let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                     guard let colon = text.firstIndex(of: ":") else { continue }
-                    headers[text[..<colon].lowercased()] = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                    headers[text[..<colon].lowercased()] = text[text.index(after: colon)...].trimmingCharacters(
+                        in: .whitespaces)
                 }
                 pending.removeFirst(end + 4)
                 events.append(.partStart(headers))
@@ -130,7 +135,9 @@ extension String {
             let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard pair.count == 2, pair[0].lowercased() == name else { continue }
             var value = pair[1]
-            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 {
+                value = String(value.dropFirst().dropLast())
+            }
             return value
         }
         return nil

@@ -64,7 +64,8 @@ extension ProductAPI {
         let claims = try await verifyPlaybackToken(token, video: id)
         let audiences = claims.aud?.value ?? [PlaybackAsset.video.rawValue]
         guard audiences.contains(asset.rawValue) else {
-            throw APIError(403, "InvalidPlaybackToken", "The playback token does not grant this asset ('\(asset.rawValue)').")
+            throw APIError(
+                403, "InvalidPlaybackToken", "The playback token does not grant this asset ('\(asset.rawValue)').")
         }
         return PlaybackGrant(expires: claims.exp.value)
     }
@@ -78,15 +79,20 @@ extension ProductAPI {
     /// be the video's tenant's and not revoked.
     func verifyPlaybackToken(_ token: String, video: String) async throws -> PlaybackClaims {
         let invalid = APIError(403, "InvalidPlaybackToken", "The playback token is not valid for this video.")
-        guard let kid = Self.keyID(ofJWT: token), let key = try await playbackKeys.playbackKey(id: kid), key.revokedAt == nil,
+        guard let kid = Self.keyID(ofJWT: token), let key = try await playbackKeys.playbackKey(id: kid),
+            key.revokedAt == nil,
             key.tenant == Self.tenant(of: video)
         else { throw invalid }
         let keys = JWTKeyCollection()
         switch key.algorithm {
         case .hs256:
-            await keys.add(hmac: HMACKey(key: SymmetricKey(data: key.material)), digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
+            await keys.add(
+                hmac: HMACKey(key: SymmetricKey(data: key.material)), digestAlgorithm: .sha256,
+                kid: JWKIdentifier(string: kid))
         case .rs256:
-            guard let publicKey = try? Insecure.RSA.PublicKey(pem: String(decoding: key.material, as: UTF8.self)) else { throw invalid }
+            guard let publicKey = try? Insecure.RSA.PublicKey(pem: String(decoding: key.material, as: UTF8.self)) else {
+                throw invalid
+            }
             await keys.add(rsa: publicKey, digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
         }
         let claims: PlaybackClaims
@@ -103,13 +109,15 @@ extension ProductAPI {
 
     /// The `kid` of a JWT's header, read before verifying (it names the key to verify with).
     static func keyID(ofJWT token: String) -> String? {
-        guard let header = token.split(separator: ".", omittingEmptySubsequences: false).first, header.count <= 2048 else {
+        guard let header = token.split(separator: ".", omittingEmptySubsequences: false).first, header.count <= 2048
+        else {
             return nil
         }
         var base64 = header.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard let data = Data(base64Encoded: base64),
-            let fields = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let kid = fields["kid"] as? String,
+            let fields = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let kid = fields["kid"] as? String,
             kid.count <= 64
         else { return nil }
         return kid
@@ -117,7 +125,8 @@ extension ProductAPI {
 
     /// `https://app.example` from a Referer URL.
     static func origin(of url: String) -> String? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host else {
+        guard let components = URLComponents(string: url), let scheme = components.scheme, let host = components.host
+        else {
             return nil
         }
         return components.port.map { "\(scheme)://\(host):\($0)" } ?? "\(scheme)://\(host)"
@@ -140,18 +149,24 @@ extension ProductAPI {
             let algorithm = PlaybackKey.Algorithm(rawValue: asked.algorithm)
         else {
             throw APIError(
-                400, "InvalidRequest", "The body must be JSON: {\"algorithm\": \"HS256\"} or {\"algorithm\": \"RS256\", \"publicKey\": \"<PEM>\"}.")
+                400, "InvalidRequest",
+                "The body must be JSON: {\"algorithm\": \"HS256\"} or {\"algorithm\": \"RS256\", \"publicKey\": \"<PEM>\"}."
+            )
         }
         var material: [UInt8]
         var secret: String?
         switch algorithm {
         case .hs256:
-            guard asked.publicKey == nil else { throw APIError(400, "InvalidRequest", "An HS256 key takes no publicKey.") }
+            guard asked.publicKey == nil else {
+                throw APIError(400, "InvalidRequest", "An HS256 key takes no publicKey.")
+            }
             material = PlaybackKey.generateSecret()
             secret = Base64URL.encode(material)
         case .rs256:
             guard let pem = asked.publicKey, (try? Insecure.RSA.PublicKey(pem: pem)) != nil else {
-                throw APIError(400, "InvalidRequest", "An RS256 key needs publicKey: an RSA public key in PEM (2048 bits or more).")
+                throw APIError(
+                    400, "InvalidRequest", "An RS256 key needs publicKey: an RSA public key in PEM (2048 bits or more)."
+                )
             }
             material = Array(pem.utf8)
         }
@@ -160,13 +175,15 @@ extension ProductAPI {
             createdAt: APIKeyRules.now())
         try await playbackKeys.addPlaybackKey(key)
         material = []
-        logger.info("playback key created", metadata: ["cinescale.key": .string(key.id), "cinescale.by": .string(admin.id)])
+        logger.info(
+            "playback key created", metadata: ["cinescale.key": .string(key.id), "cinescale.by": .string(admin.id)])
         return try Self.json(Created(key: PlaybackKeyView(key), secret: secret), status: .created)
     }
 
     func listPlaybackKeys(by admin: APIKey) async throws -> Response {
         struct List: Encodable { var keys: [PlaybackKeyView] }
-        return try Self.json(List(keys: try await playbackKeys.playbackKeys(tenant: admin.tenant).map(PlaybackKeyView.init)))
+        return try Self.json(
+            List(keys: try await playbackKeys.playbackKeys(tenant: admin.tenant).map(PlaybackKeyView.init)))
     }
 
     func revokePlaybackKey(_ id: String, by admin: APIKey) async throws -> Response {

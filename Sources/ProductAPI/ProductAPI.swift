@@ -1,3 +1,4 @@
+import APIKeys
 import Foundation
 import HLS
 import HTTPTypes
@@ -5,7 +6,6 @@ import Hummingbird
 import Logging
 import NIOCore
 import S3Client
-import APIKeys
 import VideoContract
 
 /// What a CineScale user touches, served by the gateway; stateless over the buckets (and the key store):
@@ -59,7 +59,8 @@ public struct ProductAPI: Sendable {
     /// The service that delivers the webhooks this API enqueues: the composition root runs it in its group.
     public func makeWebhookSender() -> WebhookSender {
         WebhookSender(
-            store: webhooks, wakeup: webhookWakeup, allowPrivate: configuration.webhooksMayReachPrivateAddresses, logger: logger)
+            store: webhooks, wakeup: webhookWakeup, allowPrivate: configuration.webhooksMayReachPrivateAddresses,
+            logger: logger)
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
@@ -147,8 +148,10 @@ public struct ProductAPI: Sendable {
             ("/uploads", "POST"), ("/uploads/:id", "GET, DELETE"), ("/uploads/:id/parts", "POST"),
             ("/uploads/:id/complete", "POST"), ("/upload", "POST"), ("/videos", "GET"), ("/videos/:id", "GET, DELETE"),
             ("/videos/:id/captions", "POST"), ("/keys", "GET, POST"),
-            ("/keys/:id", "DELETE"), ("/webhooks", "GET, POST"), ("/webhooks/:id", "DELETE"), ("/webhooks/:id/deliveries", "GET"),
-            ("/webhooks/:id/deliveries/:delivery/resend", "POST"), ("/playback-keys", "GET, POST"), ("/playback-keys/:id", "DELETE"), ("/stream/:id/:name", "GET"),
+            ("/keys/:id", "DELETE"), ("/webhooks", "GET, POST"), ("/webhooks/:id", "DELETE"),
+            ("/webhooks/:id/deliveries", "GET"),
+            ("/webhooks/:id/deliveries/:delivery/resend", "POST"), ("/playback-keys", "GET, POST"),
+            ("/playback-keys/:id", "DELETE"), ("/stream/:id/:name", "GET"),
             ("/stream/:id/:name/index.m3u8", "GET"), ("/stream/:id/:name/:segment", "GET"),
         ]
         for (path, methods) in routes {
@@ -172,14 +175,17 @@ public struct ProductAPI: Sendable {
             do {
                 upload = try JSONDecoder().decode(UploadRequest.self, from: Data(body.readableBytesView))
             } catch {
-                throw APIError(400, "InvalidRequest", "The body must be JSON: {\"fileName\", \"contentType\", \"size\"}, all optional.")
+                throw APIError(
+                    400, "InvalidRequest",
+                    "The body must be JSON: {\"fileName\", \"contentType\", \"size\"}, all optional.")
             }
         }
         if let size = upload.size {
             guard size > 0 else { throw APIError(400, "InvalidRequest", "size must be a positive number of bytes.") }
             guard size <= configuration.maxUploadBytes else {
                 throw APIError(
-                    413, "UploadTooLarge", "The file is \(size) bytes; uploads are limited to \(configuration.maxUploadBytes).")
+                    413, "UploadTooLarge",
+                    "The file is \(size) bytes; uploads are limited to \(configuration.maxUploadBytes).")
             }
         }
         let (contentType, suffix) = try Self.videoType(fileName: upload.fileName, contentType: upload.contentType)
@@ -192,7 +198,8 @@ public struct ProductAPI: Sendable {
         }
         let origins = try (upload.allowedOrigins ?? []).map { origin in
             guard origin.count <= 200, Self.origin(of: origin) == origin else {
-                throw APIError(400, "InvalidRequest", "allowedOrigins are origins like https://app.example (scheme, host, port).")
+                throw APIError(
+                    400, "InvalidRequest", "allowedOrigins are origins like https://app.example (scheme, host, port).")
             }
             return origin
         }
@@ -201,7 +208,8 @@ public struct ProductAPI: Sendable {
         let key = "\(configuration.uploadPrefix)\(id).\(suffix)"
         if try isResumable(size: upload.size, asked: upload.resumable) {
             return try await createSession(
-                id: id, key: key, upload: upload, contentType: contentType, policy: policy, origins: origins, tenant: tenant)
+                id: id, key: key, upload: upload, contentType: contentType, policy: policy, origins: origins,
+                tenant: tenant)
         }
         let now = Date()
         let expires = now.addingTimeInterval(Double(configuration.uploadExpiry))
@@ -218,7 +226,10 @@ public struct ProductAPI: Sendable {
         try await s3.putJSON(record, bucket: configuration.mediaBucket, key: Self.uploadKey(id))
         try await emit(
             "video.created", video: id, tenant: tenant,
-            data: ["state": .string(VideoState.awaitingUpload.rawValue), "fileName": upload.fileName.map(JSONValue.string) ?? .null])
+            data: [
+                "state": .string(VideoState.awaitingUpload.rawValue),
+                "fileName": upload.fileName.map(JSONValue.string) ?? .null,
+            ])
         logger.info("upload created", metadata: ["cinescale.video": .string(id), "cinescale.key": .string(key)])
         return try Self.json(
             UploadTicket(
@@ -234,7 +245,9 @@ public struct ProductAPI: Sendable {
         guard let boundary = MultipartParser.boundary(contentType: request.headers[.contentType] ?? "") else {
             throw APIError(415, "UnsupportedMediaType", "POST /upload takes multipart/form-data with a 'file' part.")
         }
-        if let length = request.headers[.contentLength].flatMap({ Int64($0) }), length > configuration.maxUploadBytes + 64 * 1024 {
+        if let length = request.headers[.contentLength].flatMap({ Int64($0) }),
+            length > configuration.maxUploadBytes + 64 * 1024
+        {
             throw APIError(413, "UploadTooLarge", "Uploads are limited to \(configuration.maxUploadBytes) bytes.")
         }
         var parser = MultipartParser(boundary: boundary)
@@ -264,7 +277,9 @@ public struct ProductAPI: Sendable {
                             try await current.append(bytes)
                         } else {
                             skipping += bytes.count
-                            if skipping > 64 * 1024 { throw APIError(400, "MalformedForm", "Only a 'file' part and small fields are taken.") }
+                            if skipping > 64 * 1024 {
+                                throw APIError(400, "MalformedForm", "Only a 'file' part and small fields are taken.")
+                            }
                         }
                     case .partEnd:
                         if let current = upload, !current.finished { try await current.finish() }
@@ -280,7 +295,8 @@ public struct ProductAPI: Sendable {
             throw APIError(400, "MalformedForm", "The form ended before its closing boundary, or had no 'file' part.")
         }
         // The bytes are in the bucket already: created and uploaded at once.
-        try await emit("video.created", video: upload.id, tenant: tenant, data: ["state": .string(VideoState.probing.rawValue)])
+        try await emit(
+            "video.created", video: upload.id, tenant: tenant, data: ["state": .string(VideoState.probing.rawValue)])
         try await emit(
             "video.uploaded", video: upload.id, tenant: tenant,
             data: ["state": .string(VideoState.probing.rawValue), "size": .number(Double(upload.size))])
@@ -306,7 +322,8 @@ public struct ProductAPI: Sendable {
                 playbackPolicy: configuration.defaultPlaybackPolicy),
             bucket: configuration.mediaBucket, key: Self.uploadKey(id))
         return FormUpload(
-            id: id, key: key, contentType: type, bucket: configuration.ingestBucket, s3: s3, limit: configuration.maxUploadBytes)
+            id: id, key: key, contentType: type, bucket: configuration.ingestBucket, s3: s3,
+            limit: configuration.maxUploadBytes)
     }
 
     static func uploadKey(_ id: String) -> String { "\(id)/upload.json" }
@@ -318,11 +335,14 @@ public struct ProductAPI: Sendable {
         let given = contentType?.isEmpty == false ? contentType : nil
         // A name whose extension is not a video's (photo.png, notes.txt), with no type given, is not taken for one.
         if given == nil, let ext, videoTypes[ext] == nil {
-            throw APIError(415, "UnsupportedMediaType", "'.\(ext)' is not a video file extension; give contentType if it is a video.")
+            throw APIError(
+                415, "UnsupportedMediaType",
+                "'.\(ext)' is not a video file extension; give contentType if it is a video.")
         }
         let type = given ?? ext.flatMap { videoTypes[$0] } ?? "video/mp4"
         guard type.lowercased().hasPrefix("video/") else {
-            throw APIError(415, "UnsupportedMediaType", "'\(type)' is not a video type; CineScale takes video/* uploads.")
+            throw APIError(
+                415, "UnsupportedMediaType", "'\(type)' is not a video type; CineScale takes video/* uploads.")
         }
         return (type, ext ?? videoTypes.first { $0.value == type.lowercased() }?.key ?? "mp4")
     }
@@ -349,14 +369,19 @@ public struct ProductAPI: Sendable {
     static func fileExtension(_ fileName: String?) -> String? {
         guard let name = fileName, let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
         let ext = name[name.index(after: dot)...].lowercased()
-        guard (1...8).contains(ext.count), ext.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return nil }
+        guard (1...8).contains(ext.count), ext.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            return nil
+        }
         return ext
     }
 
     /// Video ids name key prefixes: letters, digits, '-', '_' and '.', not starting with '.'.
     static func validate(_ id: String) throws {
         guard (1...128).contains(id.utf8.count), !id.hasPrefix("."),
-            id.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E })
+            id.utf8.allSatisfy({
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D
+                    || $0 == 0x5F || $0 == 0x2E
+            })
         else { throw APIError(400, "InvalidVideoId", "A video id is 1–128 letters, digits, '-', '_' or '.'.") }
     }
 
@@ -377,12 +402,16 @@ public struct ProductAPI: Sendable {
             throw APIError(401, "Unauthorized", "The API key is not valid (unknown, revoked or mistyped).")
         }
         if let limiter, let wait = limiter.take(key.id) {
-            var error = APIError(429, "TooManyRequests", "This key is over its rate of \(limiter.rate) requests a second; slow down.")
+            var error = APIError(
+                429, "TooManyRequests", "This key is over its rate of \(limiter.rate) requests a second; slow down.")
             error.retryAfter = max(1, Int(wait.rounded(.up)))
             throw error
         }
         guard key.allows(scope) else {
-            throw APIError(403, "Forbidden", "This key's scopes (\(key.scopes.map(\.rawValue).joined(separator: ", "))) do not include '\(scope.rawValue)'.")
+            throw APIError(
+                403, "Forbidden",
+                "This key's scopes (\(key.scopes.map(\.rawValue).joined(separator: ", "))) do not include '\(scope.rawValue)'."
+            )
         }
         return key
     }
@@ -397,7 +426,9 @@ public struct ProductAPI: Sendable {
         } catch let error as APIKeyError {
             throw APIError(400, "InvalidRequest", error.message)
         } catch {
-            throw APIError(400, "InvalidRequest", "The body must be JSON: {\"name\": \"…\", \"scopes\": [\"upload\", \"read\", \"delete\", \"admin\"]}.")
+            throw APIError(
+                400, "InvalidRequest",
+                "The body must be JSON: {\"name\": \"…\", \"scopes\": [\"upload\", \"read\", \"delete\", \"admin\"]}.")
         }
         let created: (key: APIKey, token: String)
         do {
@@ -405,10 +436,12 @@ public struct ProductAPI: Sendable {
         } catch let error as APIKeyError where error.code == .invalidArgument {
             throw APIError(400, "InvalidRequest", error.message)
         }
-        logger.info("api key created", metadata: [
-            "cinescale.key": .string(created.key.id), "cinescale.tenant": .string(admin.tenant),
-            "cinescale.by": .string(admin.id),
-        ])
+        logger.info(
+            "api key created",
+            metadata: [
+                "cinescale.key": .string(created.key.id), "cinescale.tenant": .string(admin.tenant),
+                "cinescale.by": .string(admin.id),
+            ])
         return try Self.json(CreatedKey(key: KeyView(created.key), token: created.token), status: .created)
     }
 
@@ -466,11 +499,14 @@ public struct ProductAPI: Sendable {
         if state == .transcoding || state == .ready { view.playable = objects.isPlayable }
         if state == .transcoding, objects.isPlayable { view.hls = "/stream/\(id)/master.m3u8" }
         if let status = objects.status {
-            if let error = status.error { view.error = .init(code: error.code, message: error.message, stage: status.stage) }
+            if let error = status.error {
+                view.error = .init(code: error.code, message: error.message, stage: status.stage)
+            }
             if state == .ready {
                 view.renditions = try (status.renditions ?? []).map { rendition in
                     VideoView.Rendition(
-                        name: rendition.name, width: rendition.width, height: rendition.height, bitRate: rendition.bitRate,
+                        name: rendition.name, width: rendition.width, height: rendition.height,
+                        bitRate: rendition.bitRate,
                         size: rendition.size, codecs: rendition.codecs, url: try signedURL(rendition.key, date: now),
                         stream: "/stream/\(id)/\(rendition.name)")
                 }
@@ -484,17 +520,23 @@ public struct ProductAPI: Sendable {
                     }
                 }
                 if let key = status.audioDownload {
-                    view.audioDownload = VideoView.Download(url: try signedURL(key, date: now), stream: "/stream/\(id)/audio.m4a")
+                    view.audioDownload = VideoView.Download(
+                        url: try signedURL(key, date: now), stream: "/stream/\(id)/audio.m4a")
                 }
-                if status.renditions?.contains(where: { $0.playlist != nil }) == true { view.dash = "/stream/\(id)/manifest.mpd" }
+                if status.renditions?.contains(where: { $0.playlist != nil }) == true {
+                    view.dash = "/stream/\(id)/manifest.mpd"
+                }
                 if let thumbnails = status.thumbnails {
                     view.thumbnails = VideoView.Thumbnails(
                         posters: try thumbnails.posters.map {
-                            VideoView.Poster(url: try signedURL($0.key, date: now), time: $0.time, width: $0.width, height: $0.height)
+                            VideoView.Poster(
+                                url: try signedURL($0.key, date: now), time: $0.time, width: $0.width, height: $0.height
+                            )
                         },
                         sprite: try thumbnails.sprite.map {
                             VideoView.Sprite(
-                                url: try signedURL($0.key, date: now), interval: $0.interval, columns: $0.columns, rows: $0.rows,
+                                url: try signedURL($0.key, date: now), interval: $0.interval, columns: $0.columns,
+                                rows: $0.rows,
                                 count: $0.count, tileWidth: $0.tileWidth, tileHeight: $0.tileHeight)
                         },
                         storyboard: thumbnails.sprite == nil ? nil : "/stream/\(id)/storyboard.vtt")
@@ -516,7 +558,8 @@ public struct ProductAPI: Sendable {
         let page: ListObjectsV2Page
         do {
             page = try await s3.listObjectsV2(
-                bucket: configuration.mediaBucket, prefix: "\(tenant)_", delimiter: "/", continuationToken: cursor, maxKeys: limit)
+                bucket: configuration.mediaBucket, prefix: "\(tenant)_", delimiter: "/", continuationToken: cursor,
+                maxKeys: limit)
         } catch let error as S3Error where cursor != nil && (400..<500).contains(error.statusCode) {
             throw APIError(400, "InvalidCursor", "cursor must be a nextCursor this API returned.")
         }
@@ -527,14 +570,18 @@ public struct ProductAPI: Sendable {
                     let objects = try await self.objects(id)
                     guard !objects.isEmpty else { return (index, nil) }
                     let (state, percent) = objects.state
-                    return (index, VideoSummary(videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName))
+                    return (
+                        index,
+                        VideoSummary(videoId: id, state: state, percent: percent, fileName: objects.upload?.fileName)
+                    )
                 }
             }
             var results = [VideoSummary?](repeating: nil, count: ids.count)
             for try await (index, summary) in group { results[index] = summary }
             return results.compactMap { $0 }
         }
-        return try Self.json(VideoList(videos: summaries, nextCursor: page.isTruncated ? page.nextContinuationToken : nil))
+        return try Self.json(
+            VideoList(videos: summaries, nextCursor: page.isTruncated ? page.nextContinuationToken : nil))
     }
 
     func deleteVideo(_ id: String) async throws -> Response {
@@ -543,13 +590,18 @@ public struct ProductAPI: Sendable {
         var sources: [SourceObject] = []
         if let source = objects.upload?.source { sources.append(source) }
         if let source = objects.status?.source { sources.append(source) }
-        if let source = objects.metadata?.source { sources.append(SourceObject(bucket: source.bucket, key: source.key)) }
+        if let source = objects.metadata?.source {
+            sources.append(SourceObject(bucket: source.bucket, key: source.key))
+        }
         var keys: [String] = []
-        for try await object in s3.listAllObjects(bucket: configuration.mediaBucket, prefix: "\(id)/") { keys.append(object.key) }
+        for try await object in s3.listAllObjects(bucket: configuration.mediaBucket, prefix: "\(id)/") {
+            keys.append(object.key)
+        }
         guard !keys.isEmpty || !sources.isEmpty else { throw APIError.notFound(id) }
         // A resumable upload still open: its parts go too (best effort; the janitor would abort them later).
         if let upload = objects.upload, let multipart = upload.multipart {
-            try? await s3.abortMultipartUpload(bucket: upload.source.bucket, key: upload.source.key, uploadId: multipart.uploadId)
+            try? await s3.abortMultipartUpload(
+                bucket: upload.source.bucket, key: upload.source.key, uploadId: multipart.uploadId)
         }
         // The source first: once it is gone, a retried probe cannot bring the outputs back.
         for source in Set(sources.map { "\($0.bucket)\n\($0.key)" }) {
@@ -561,13 +613,17 @@ public struct ProductAPI: Sendable {
             let end = min(start + 1000, keys.endIndex)
             let failures = try await s3.deleteObjects(bucket: configuration.mediaBucket, keys: Array(keys[start..<end]))
             if let failure = failures.first {
-                logger.error("delete failed", metadata: ["cinescale.key": .string(failure.key), "cinescale.error": .string(failure.message)])
+                logger.error(
+                    "delete failed",
+                    metadata: ["cinescale.key": .string(failure.key), "cinescale.error": .string(failure.message)])
                 throw APIError(502, "DeleteFailed", "Some of the video's objects could not be deleted; try again.")
             }
             start = end
         }
         if let tenant = Self.tenant(of: id) { try await emit("video.deleted", video: id, tenant: tenant, data: [:]) }
-        logger.info("video deleted", metadata: ["cinescale.video": .string(id), "cinescale.objects": .stringConvertible(keys.count)])
+        logger.info(
+            "video deleted",
+            metadata: ["cinescale.video": .string(id), "cinescale.objects": .stringConvertible(keys.count)])
         return Response(status: .noContent)
     }
 
@@ -603,7 +659,10 @@ public struct ProductAPI: Sendable {
             // a cue's text holds no `&` for WebVTT to mistake for a character reference.
             var image = "/stream/\(id)/storyboard.jpg"
             if let token = request.uri.queryParameters.get("token") {
-                image += "?token=" + (token.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? token)
+                image +=
+                    "?token="
+                    + (token.addingPercentEncoding(
+                        withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? token)
             }
             var response = Response(
                 status: .ok, headers: [.contentType: "text/vtt; charset=utf-8", .cacheControl: "no-store"],
@@ -611,33 +670,43 @@ public struct ProductAPI: Sendable {
             response.headers[.accessControlAllowOrigin] = "*"
             return response
         }
-                if name == "thumbnail.jpg" || name == "storyboard.jpg" {
+        if name == "thumbnail.jpg" || name == "storyboard.jpg" {
             let thumbnail = name == "thumbnail.jpg"
-            let grant = try await authorizePlayback(id, thumbnail ? .thumbnail : .storyboard, request: request, objects: objects)
+            let grant = try await authorizePlayback(
+                id, thumbnail ? .thumbnail : .storyboard, request: request, objects: objects)
             let status = try readyStatus(id, objects)
             let posters = status.thumbnails?.posters ?? []
             let key = thumbnail ? posters.dropFirst(posters.count / 2).first?.key : status.thumbnails?.sprite?.key
-            guard let key else { throw APIError(404, "NoSuchThumbnail", "Video '\(id)' has no \(thumbnail ? "poster" : "storyboard").") }
-            return Self.redirect(try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+            guard let key else {
+                throw APIError(404, "NoSuchThumbnail", "Video '\(id)' has no \(thumbnail ? "poster" : "storyboard").")
+            }
+            return Self.redirect(
+                try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
         }
         let grant = try await authorizePlayback(id, .video, request: request, objects: objects)
         let status = try readyStatus(id, objects)
         if name == "manifest.mpd" {
-            return try await dashManifest(id, status: status, grant: grant, token: request.uri.queryParameters.get("token").map { String($0) })
+            return try await dashManifest(
+                id, status: status, grant: grant, token: request.uri.queryParameters.get("token").map { String($0) })
         }
         if name == "audio.m4a" {
-            guard let key = status.audioDownload else { throw APIError(404, "NoSuchRendition", "Video '\(id)' has no audio.") }
-            return Self.redirect(try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+            guard let key = status.audioDownload else {
+                throw APIError(404, "NoSuchRendition", "Video '\(id)' has no audio.")
+            }
+            return Self.redirect(
+                try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
         }
         if name.hasSuffix(".vtt"), let caption = status.captions?.first(where: { $0.name == name.dropLast(4) }) {
-            return Self.redirect(try signedURL(caption.key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+            return Self.redirect(
+                try signedURL(caption.key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
         }
         let renditionName = name.hasSuffix(".mp4") ? String(name.dropLast(4)) : name
         guard let rendition = status.renditions?.first(where: { $0.name == renditionName }) else {
             let names = (status.renditions ?? []).map(\.name).joined(separator: ", ")
             throw APIError(400, "InvalidResolution", "'\(name)' is not a rendition of this video; it has: \(names).")
         }
-        return Self.redirect(try signedURL(rendition.key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+        return Self.redirect(
+            try signedURL(rendition.key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
     }
 
     static func redirect(_ location: String) -> Response {
@@ -655,7 +724,8 @@ public struct ProductAPI: Sendable {
             signature: request.uri.queryParameters.get("signature"), now: Date())
         {
         case .valid: break
-        case .expired: throw APIError(403, "ExpiredURL", "This playlist URL has expired; get the master playlist again.")
+        case .expired:
+            throw APIError(403, "ExpiredURL", "This playlist URL has expired; get the master playlist again.")
         case .invalid: throw APIError(403, "InvalidSignature", "This playlist URL is not signed correctly.")
         }
         let objects = try await objects(id)
@@ -669,13 +739,15 @@ public struct ProductAPI: Sendable {
         } else if status.state == "ready", let audio = status.audio?.first(where: { $0.name == rendition }) {
             key = audio.playlist
         } else if status.state == "ready" {
-            guard let entry = status.renditions?.first(where: { $0.name == rendition }), let playlist = entry.playlist else {
+            guard let entry = status.renditions?.first(where: { $0.name == rendition }), let playlist = entry.playlist
+            else {
                 throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
             }
             key = playlist
         } else {
             // A rung of the plan, or the audio track the chunks write (`audio-N`; its playlist exists or it is 404).
-            guard let chunks, chunks.plan.rungs.contains(where: { $0.name == rendition }) || Self.isAudioName(rendition) else {
+            guard let chunks, chunks.plan.rungs.contains(where: { $0.name == rendition }) || Self.isAudioName(rendition)
+            else {
                 throw APIError(400, "InvalidResolution", "'\(rendition)' is not a rendition of this video.")
             }
             key = VideoKeys.hlsPlaylist(id, rung: rendition)
@@ -699,7 +771,8 @@ public struct ProductAPI: Sendable {
                 return "\(hold)?\(signer.query(path: hold, expires: holdExpires))"
             }
             return try presigner.presignedURL(
-                method: "GET", bucket: configuration.mediaBucket, key: "\(directory)/\(path)", expires: expiry, date: now
+                method: "GET", bucket: configuration.mediaBucket, key: "\(directory)/\(path)", expires: expiry,
+                date: now
             ).absoluteString
         }
         return Self.playlist(rewritten)
@@ -712,7 +785,8 @@ public struct ProductAPI: Sendable {
 
     /// The DASH manifest of a ready video: the same segment objects as its HLS renditions, every URL presigned
     /// as the HLS media playlists' are (alive the stream expiry plus twice the duration, never past a token).
-    func dashManifest(_ id: String, status: VideoStatus, grant: PlaybackGrant, token: String?) async throws -> Response {
+    func dashManifest(_ id: String, status: VideoStatus, grant: PlaybackGrant, token: String?) async throws -> Response
+    {
         let now = Date()
         struct Read: Sendable {
             var directory: String
@@ -721,13 +795,17 @@ public struct ProductAPI: Sendable {
         func read(_ key: String) async throws -> Read {
             let text = try await playlistText(key)
             do {
-                return Read(directory: String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)]), playlist: try MediaPlaylist(parsing: text))
+                return Read(
+                    directory: String(key[..<(key.lastIndex(of: "/") ?? key.startIndex)]),
+                    playlist: try MediaPlaylist(parsing: text))
             } catch {
                 throw APIError(502, "InvalidPlaylist", "The stored playlist \(key) cannot be read.")
             }
         }
         let renditions = (status.renditions ?? []).filter { $0.playlist != nil }
-        guard !renditions.isEmpty else { throw APIError(404, "NoSuchPlaylist", "Video '\(id)' has no segmented output.") }
+        guard !renditions.isEmpty else {
+            throw APIError(404, "NoSuchPlaylist", "Video '\(id)' has no segmented output.")
+        }
         var videoPlaylists: [Read] = []
         for rendition in renditions { videoPlaylists.append(try await read(rendition.playlist!)) }
         var audioPlaylists: [Read] = []
@@ -741,7 +819,12 @@ public struct ProductAPI: Sendable {
             guard let map = read.playlist.mapURI else {
                 throw APIError(502, "InvalidPlaylist", "A stored playlist of video '\(id)' has no init section.")
             }
-            return (try url(read.directory, map), try read.playlist.segments.map { DASH.Segment(url: try url(read.directory, $0.uri), duration: $0.duration) })
+            return (
+                try url(read.directory, map),
+                try read.playlist.segments.map {
+                    DASH.Segment(url: try url(read.directory, $0.uri), duration: $0.duration)
+                }
+            )
         }
         let audioPeak = (status.audio ?? []).map(\.bandwidth).max() ?? 0
         var video: [DASH.Representation] = []
@@ -762,17 +845,22 @@ public struct ProductAPI: Sendable {
                 DASH.AudioSet(
                     language: track.language, label: track.label, isDefault: track.isDefault,
                     representation: DASH.Representation(
-                        id: track.name, bandwidth: max(1, track.bandwidth), codecs: track.codecs, sampleRate: track.sampleRate,
+                        id: track.name, bandwidth: max(1, track.bandwidth), codecs: track.codecs,
+                        sampleRate: track.sampleRate,
                         channels: track.channels, initialization: initialization, segments: list)))
         }
         // A caption file through the API's own route, relative to the manifest (a redirect to a fresh signed
         // URL, the token passed on): a BaseURL holding a presigned URL's `&` breaks FFmpeg's DASH reader, which
         // writes the resolved URL back into the document as markup.
-        let query = token.map {
-            "?token=" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? $0)
-        } ?? ""
+        let query =
+            token.map {
+                "?token="
+                    + ($0.addingPercentEncoding(
+                        withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? $0)
+            } ?? ""
         let text = (status.captions ?? []).map { caption in
-            DASH.TextTrack(id: caption.name, language: caption.language, label: caption.label, url: "\(caption.name).vtt\(query)")
+            DASH.TextTrack(
+                id: caption.name, language: caption.language, label: caption.label, url: "\(caption.name).vtt\(query)")
         }
         let manifest = DASH.manifest(duration: duration, video: video, audio: audio, text: text)
         var response = Response(
@@ -816,7 +904,8 @@ public struct ProductAPI: Sendable {
             if checks % 8 == 0 {
                 let status = try await optionalJSON(VideoStatus.self, VideoKeys.status(id))
                 if status == nil || status?.state == "failed" {
-                    throw APIError(404, "NoSuchSegment", "Video '\(id)' will not have this segment (it failed or was deleted).")
+                    throw APIError(
+                        404, "NoSuchSegment", "Video '\(id)' will not have this segment (it failed or was deleted).")
                 }
             }
             guard ContinuousClock.now < deadline else {
@@ -827,7 +916,8 @@ public struct ProductAPI: Sendable {
             try await Task.sleep(for: .milliseconds(200))
         }
         let now = Date()
-        return Self.redirect(try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
+        return Self.redirect(
+            try signedURL(key, date: now, expires: grant.lifetime(configuration.streamExpiry, now: now)))
     }
 
     /// The status of a video whose master playlist can be played (ready, or chunked with its first chunk up).
@@ -843,7 +933,9 @@ public struct ProductAPI: Sendable {
     static func relativePath(_ uri: String) throws -> String {
         guard !uri.isEmpty, !uri.hasPrefix("/"), !uri.contains("://"), !uri.contains("?"), !uri.contains("#"),
             !uri.split(separator: "/").contains("..")
-        else { throw APIError(502, "InvalidPlaylist", "The stored playlist names '\(uri)', which the API does not serve.") }
+        else {
+            throw APIError(502, "InvalidPlaylist", "The stored playlist names '\(uri)', which the API does not serve.")
+        }
         return uri
     }
 
@@ -866,7 +958,8 @@ public struct ProductAPI: Sendable {
 
     func signedURL(_ key: String, date: Date, expires: Int? = nil) throws -> String {
         try presigner.presignedURL(
-            method: "GET", bucket: configuration.mediaBucket, key: key, expires: expires ?? configuration.streamExpiry, date: date
+            method: "GET", bucket: configuration.mediaBucket, key: key, expires: expires ?? configuration.streamExpiry,
+            date: date
         ).absoluteString
     }
 

@@ -41,7 +41,8 @@ public struct ProductConfiguration: Sendable {
     public init(
         ingestBucket: String = "ingest", uploadPrefix: String = "uploads/", mediaBucket: String = "media",
         maxUploadBytes: Int64 = 20 << 30, uploadExpiry: Int = 3600,
-        resumableThreshold: Int64 = 64 << 20, resumablePartSize: Int64 = 8 << 20, resumableExpiry: Int = 86_400, streamExpiry: Int = 900, signingSecret: [UInt8],
+        resumableThreshold: Int64 = 64 << 20, resumablePartSize: Int64 = 8 << 20, resumableExpiry: Int = 86_400,
+        streamExpiry: Int = 900, signingSecret: [UInt8],
         segmentHoldSeconds: Int = 60, defaultPlaybackPolicy: PlaybackPolicy = .public, rateLimit: Double? = nil,
         rateBurst: Double = 100, corsOrigins: [String] = [], webhooksMayReachPrivateAddresses: Bool = false
     ) {

@@ -27,9 +27,11 @@ struct PartPlan: Sendable, Equatable {
     init(size: Int64, minimumPartSize: Int64) throws {
         guard size > 0 else { throw APIError(400, "InvalidRequest", "size must be a positive number of bytes.") }
         guard size <= Self.maximumObjectSize else {
-            throw APIError(413, "UploadTooLarge", "The file is \(size) bytes; an S3 object is at most \(Self.maximumObjectSize).")
+            throw APIError(
+                413, "UploadTooLarge", "The file is \(size) bytes; an S3 object is at most \(Self.maximumObjectSize).")
         }
-        let least = max(minimumPartSize, Self.minimumPartSize, (size + Int64(Self.maximumParts) - 1) / Int64(Self.maximumParts))
+        let least = max(
+            minimumPartSize, Self.minimumPartSize, (size + Int64(Self.maximumParts) - 1) / Int64(Self.maximumParts))
         let part = (least + Self.mebibyte - 1) / Self.mebibyte * Self.mebibyte
         // 5 TiB / 10 000 is 550 MB, far under 5 GiB: only a configured minimum could exceed it.
         guard part <= Self.maximumPartSize else {
@@ -60,7 +62,8 @@ struct UploadSessionID: Sendable, Equatable {
     var uploadID: String
 
     var string: String {
-        videoID + "." + Data(uploadID.utf8).base64EncodedString()
+        videoID + "."
+            + Data(uploadID.utf8).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
@@ -180,11 +183,13 @@ extension ProductAPI {
         }
         router.post("/uploads/:id/parts") { request, context in
             let key = try await authenticate(request, .upload)
-            return try await partURLs(request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
+            return try await partURLs(
+                request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
         }
         router.post("/uploads/:id/complete") { request, context in
             let key = try await authenticate(request, .upload)
-            return try await completeSession(request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
+            return try await completeSession(
+                request, try await session(context.parameters.get("id") ?? "", tenant: key.tenant))
         }
     }
 
@@ -193,11 +198,14 @@ extension ProductAPI {
     func isResumable(size: Int64?, asked: Bool?) throws -> Bool {
         switch asked {
         case true?:
-            guard size != nil else { throw APIError(400, "InvalidRequest", "A resumable upload needs the file's size.") }
+            guard size != nil else {
+                throw APIError(400, "InvalidRequest", "A resumable upload needs the file's size.")
+            }
             return true
         case false?:
             if let size, size > PartPlan.maximumPartSize {
-                throw APIError(400, "InvalidRequest", "One PUT takes at most 5 GiB; this file needs a resumable upload.")
+                throw APIError(
+                    400, "InvalidRequest", "One PUT takes at most 5 GiB; this file needs a resumable upload.")
             }
             return false
         case nil:
@@ -219,7 +227,8 @@ extension ProductAPI {
         }
         let now = Date()
         let expires = now.addingTimeInterval(Double(configuration.resumableExpiry))
-        let uploadID = try await s3.createMultipartUpload(bucket: configuration.ingestBucket, key: key, contentType: contentType)
+        let uploadID = try await s3.createMultipartUpload(
+            bucket: configuration.ingestBucket, key: key, contentType: contentType)
         let source = SourceObject(bucket: configuration.ingestBucket, key: key, size: plan.size)
         let record = UploadRecord(
             videoId: id, source: source, fileName: upload.fileName, contentType: contentType, size: plan.size,
@@ -234,18 +243,27 @@ extension ProductAPI {
         }
         try await emit(
             "video.created", video: id, tenant: tenant,
-            data: ["state": .string(VideoState.awaitingUpload.rawValue), "fileName": upload.fileName.map(JSONValue.string) ?? .null])
+            data: [
+                "state": .string(VideoState.awaitingUpload.rawValue),
+                "fileName": upload.fileName.map(JSONValue.string) ?? .null,
+            ])
         let session = UploadSessionID(videoID: id, uploadID: uploadID)
-        let (parts, urlsExpire) = try presignParts(Array(1...min(plan.partCount, Self.firstPartBatch)), key: key, plan: plan,
-                                                   uploadID: uploadID, sessionExpires: expires, now: now)
-        logger.info("resumable upload created", metadata: [
-            "cinescale.video": .string(id), "cinescale.key": .string(key), "cinescale.parts": .stringConvertible(plan.partCount),
-            "cinescale.part_size": .stringConvertible(plan.partSize),
-        ])
+        let (parts, urlsExpire) = try presignParts(
+            Array(1...min(plan.partCount, Self.firstPartBatch)), key: key, plan: plan,
+            uploadID: uploadID, sessionExpires: expires, now: now)
+        logger.info(
+            "resumable upload created",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.key": .string(key),
+                "cinescale.parts": .stringConvertible(plan.partCount),
+                "cinescale.part_size": .stringConvertible(plan.partSize),
+            ])
         return try Self.json(
             UploadSession(
-                videoId: id, sessionId: session.string, size: plan.size, partSize: plan.partSize, partCount: plan.partCount,
-                expiresAt: ISO8601.string(expires), parts: parts, urlsExpireAt: ISO8601.string(urlsExpire), source: source,
+                videoId: id, sessionId: session.string, size: plan.size, partSize: plan.partSize,
+                partCount: plan.partCount,
+                expiresAt: ISO8601.string(expires), parts: parts, urlsExpireAt: ISO8601.string(urlsExpire),
+                source: source,
                 status: "/videos/\(id)", session: "/uploads/\(session.string)"),
             status: .created)
     }
@@ -255,13 +273,17 @@ extension ProductAPI {
         _ numbers: [Int], key: String, plan: PartPlan, uploadID: String, sessionExpires: Date, now: Date
     ) throws -> ([PartURL], Date) {
         let lifetime = min(configuration.uploadExpiry, Int(sessionExpires.timeIntervalSince(now).rounded(.down)))
-        guard lifetime >= 1 else { throw APIError(410, "UploadExpired", "This upload session has expired; start a new upload.") }
+        guard lifetime >= 1 else {
+            throw APIError(410, "UploadExpired", "This upload session has expired; start a new upload.")
+        }
         let parts = try numbers.map { number in
             let length = plan.length(ofPart: number)
             let url = try presigner.presignedUploadPartURL(
-                bucket: configuration.ingestBucket, key: key, uploadId: uploadID, partNumber: number, contentLength: length,
+                bucket: configuration.ingestBucket, key: key, uploadId: uploadID, partNumber: number,
+                contentLength: length,
                 expires: lifetime, date: now)
-            return PartURL(partNumber: number, url: url.absoluteString, size: length, headers: ["Content-Length": String(length)])
+            return PartURL(
+                partNumber: number, url: url.absoluteString, size: length, headers: ["Content-Length": String(length)])
         }
         return (parts, now.addingTimeInterval(Double(lifetime)))
     }
@@ -304,7 +326,8 @@ extension ProductAPI {
     func goneSession(_ session: Session) async throws -> APIError? {
         if try await exists(bucket: session.record.source.bucket, key: session.record.source.key) { return nil }
         if Date() >= session.expires {
-            return APIError(410, "UploadExpired", "This upload session expired at \(session.record.expiresAt); start a new upload.")
+            return APIError(
+                410, "UploadExpired", "This upload session expired at \(session.record.expiresAt); start a new upload.")
         }
         return APIError(404, "NoSuchUpload", "Upload session '\(session.id.string)' was aborted.")
     }
@@ -312,7 +335,8 @@ extension ProductAPI {
     func sessionView(_ session: Session) async throws -> Response {
         var view = UploadSessionView(
             videoId: session.id.videoID, sessionId: session.id.string, state: "open", size: session.plan.size,
-            partSize: session.plan.partSize, partCount: session.plan.partCount, expiresAt: session.record.expiresAt, parts: [],
+            partSize: session.plan.partSize, partCount: session.plan.partCount, expiresAt: session.record.expiresAt,
+            parts: [],
             storedBytes: 0, missingParts: [])
         guard let stored = try await storedParts(session) else {
             if let gone = try await goneSession(session) { throw gone }
@@ -322,7 +346,9 @@ extension ProductAPI {
         }
         let good = Self.goodParts(stored, plan: session.plan)
         view.parts = good.values.sorted { $0.partNumber < $1.partNumber }.map {
-            .init(partNumber: $0.partNumber, size: Int64($0.size), etag: $0.etag, lastModified: $0.lastModified.map(ISO8601.string))
+            .init(
+                partNumber: $0.partNumber, size: Int64($0.size), etag: $0.etag,
+                lastModified: $0.lastModified.map(ISO8601.string))
         }
         view.storedBytes = view.parts.reduce(0) { $0 + $1.size }
         view.missingParts = (1...session.plan.partCount).filter { good[$0] == nil }
@@ -332,7 +358,9 @@ extension ProductAPI {
     /// Stored parts inside the plan with the length it gives them, by number.
     static func goodParts(_ stored: [PartSummary], plan: PartPlan) -> [Int: PartSummary] {
         var good: [Int: PartSummary] = [:]
-        for part in stored where (1...plan.partCount).contains(part.partNumber) && Int64(part.size) == plan.length(ofPart: part.partNumber) {
+        for part in stored
+        where (1...plan.partCount).contains(part.partNumber) && Int64(part.size) == plan.length(ofPart: part.partNumber)
+        {
             good[part.partNumber] = part
         }
         return good
@@ -351,11 +379,14 @@ extension ProductAPI {
             throw APIError(400, "InvalidRequest", "Ask for 1–\(Self.largestPartBatch) part numbers at a time.")
         }
         if let wrong = numbers.first(where: { !(1...session.plan.partCount).contains($0) }) {
-            throw APIError(400, "InvalidPartNumber", "Part \(wrong) is not a part of this upload: its parts are 1–\(session.plan.partCount).")
+            throw APIError(
+                400, "InvalidPartNumber",
+                "Part \(wrong) is not a part of this upload: its parts are 1–\(session.plan.partCount).")
         }
         let now = Date()
         guard now < session.expires else {
-            throw APIError(410, "UploadExpired", "This upload session expired at \(session.record.expiresAt); start a new upload.")
+            throw APIError(
+                410, "UploadExpired", "This upload session expired at \(session.record.expiresAt); start a new upload.")
         }
         let (parts, expires) = try presignParts(
             numbers, key: session.record.source.key, plan: session.plan, uploadID: session.id.uploadID,
@@ -379,11 +410,14 @@ extension ProductAPI {
             do {
                 asked = try JSONDecoder().decode(Asked.self, from: Data(body.readableBytesView))
             } catch {
-                throw APIError(400, "InvalidRequest", "The body is empty or JSON: {\"parts\": [{\"partNumber\": 1, \"etag\": \"…\"}, …]}.")
+                throw APIError(
+                    400, "InvalidRequest",
+                    "The body is empty or JSON: {\"parts\": [{\"partNumber\": 1, \"etag\": \"…\"}, …]}.")
             }
         }
         let done = CompletedUpload(
-            videoId: session.id.videoID, sessionId: session.id.string, size: session.plan.size, source: session.record.source,
+            videoId: session.id.videoID, sessionId: session.id.string, size: session.plan.size,
+            source: session.record.source,
             status: "/videos/\(session.id.videoID)")
         guard let stored = try await storedParts(session) else {
             // Completed before (a retried complete whose answer was lost): the same answer.
@@ -396,7 +430,8 @@ extension ProductAPI {
             let listed = missing.prefix(10).map(String.init).joined(separator: ", ") + (missing.count > 10 ? ", …" : "")
             throw APIError(
                 409, "IncompleteUpload",
-                "\(missing.count) of \(session.plan.partCount) parts are not stored (with their planned size) yet: \(listed).")
+                "\(missing.count) of \(session.plan.partCount) parts are not stored (with their planned size) yet: \(listed)."
+            )
         }
         if let named = asked.parts {
             guard named.map(\.partNumber).sorted() == Array(1...session.plan.partCount) else {
@@ -405,21 +440,27 @@ extension ProductAPI {
             for part in named {
                 let etag = (part.etag ?? part.ETag ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
                 guard etag == good[part.partNumber]?.etag else {
-                    throw APIError(400, "InvalidPart", "Part \(part.partNumber)'s ETag is not the stored part's: it was sent again or not at all.")
+                    throw APIError(
+                        400, "InvalidPart",
+                        "Part \(part.partNumber)'s ETag is not the stored part's: it was sent again or not at all.")
                 }
             }
         }
         let parts = (1...session.plan.partCount).map { CompletedPart(partNumber: $0, etag: good[$0]!.etag) }
         do {
             try await s3.completeMultipartUpload(
-                bucket: session.record.source.bucket, key: session.record.source.key, uploadId: session.id.uploadID, parts: parts)
+                bucket: session.record.source.bucket, key: session.record.source.key, uploadId: session.id.uploadID,
+                parts: parts)
         } catch let error as S3Error where error.isNoSuchUpload {
             // Another complete won the race.
             if let gone = try await goneSession(session) { throw gone }
         }
-        logger.info("resumable upload completed", metadata: [
-            "cinescale.video": .string(session.id.videoID), "cinescale.parts": .stringConvertible(session.plan.partCount),
-        ])
+        logger.info(
+            "resumable upload completed",
+            metadata: [
+                "cinescale.video": .string(session.id.videoID),
+                "cinescale.parts": .stringConvertible(session.plan.partCount),
+            ])
         return try Self.json(done)
     }
 
@@ -429,7 +470,9 @@ extension ProductAPI {
                 bucket: session.record.source.bucket, key: session.record.source.key, uploadId: session.id.uploadID)
         } catch let error as S3Error where error.isNoSuchUpload {
             if try await exists(bucket: session.record.source.bucket, key: session.record.source.key) {
-                throw APIError(409, "UploadCompleted", "This upload is complete; DELETE /videos/\(session.id.videoID) removes the video.")
+                throw APIError(
+                    409, "UploadCompleted",
+                    "This upload is complete; DELETE /videos/\(session.id.videoID) removes the video.")
             }
         }
         // The video had nothing but its upload record: it goes with the session.
@@ -482,15 +525,19 @@ public struct UploadJanitor: Service {
                 do {
                     try await s3.abortMultipartUpload(bucket: bucket, key: upload.key, uploadId: upload.uploadId)
                     aborted += 1
-                    logger.info("expired upload session aborted", metadata: [
-                        "cinescale.key": .string(upload.key), "cinescale.initiated": .string(ISO8601.string(initiated)),
-                    ])
+                    logger.info(
+                        "expired upload session aborted",
+                        metadata: [
+                            "cinescale.key": .string(upload.key),
+                            "cinescale.initiated": .string(ISO8601.string(initiated)),
+                        ])
                 } catch let error as S3Error where error.isNoSuchUpload {
                     continue  // completed or aborted meanwhile
                 }
             }
         } catch {
-            logger.warning("expired upload sessions cannot be swept", metadata: ["cinescale.error": .string("\(error)")])
+            logger.warning(
+                "expired upload sessions cannot be swept", metadata: ["cinescale.error": .string("\(error)")])
         }
         return aborted
     }

@@ -9,7 +9,8 @@ public struct StreamSigner: Sendable {
 
     public init(secret: [UInt8]) {
         // A key of its own, derived from the secret, so these signatures never double as anything else.
-        key = Array(HMAC<SHA256>.authenticationCode(for: Array("cinescale-stream-v1".utf8), using: SymmetricKey(data: secret)))
+        key = Array(
+            HMAC<SHA256>.authenticationCode(for: Array("cinescale-stream-v1".utf8), using: SymmetricKey(data: secret)))
     }
 
     /// The query string (`expires=…&signature=…`) for `path`, valid until `expires` (Unix seconds).
@@ -31,7 +32,8 @@ public struct StreamSigner: Sendable {
     }
 
     private func signature(path: String, expires: Int) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Array("GET\n\(path)\n\(expires)".utf8), using: SymmetricKey(data: key))
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Array("GET\n\(path)\n\(expires)".utf8), using: SymmetricKey(data: key))
         return Hex.encode(mac)
     }
 }

@@ -16,7 +16,8 @@ enum WebPage {
             status: .ok,
             headers: [
                 .contentType: "text/html; charset=utf-8", .cacheControl: "no-cache",
-                .contentSecurityPolicy: "default-src 'self'; media-src 'self' blob: http: https:; img-src 'self' http: https: data:; connect-src 'self' http: https:; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+                .contentSecurityPolicy:
+                    "default-src 'self'; media-src 'self' blob: http: https:; img-src 'self' http: https: data:; connect-src 'self' http: https:; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
             ],
             body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
     }

@@ -28,12 +28,15 @@ struct WebhookEvent: Encodable, Sendable {
 
 extension ProductAPI {
     /// Enqueues `type` for the tenant's endpoints that want it; durable before this returns.
-    func emit(_ type: String, video: String, tenant: String, data: [String: JSONValue], detail: String = "") async throws {
+    func emit(_ type: String, video: String, tenant: String, data: [String: JSONValue], detail: String = "")
+        async throws
+    {
         let now = Date()
         let event = WebhookEvent(
             id: WebhookEvent.id(type: type, video: video, detail: detail), type: type, createdAt: ISO8601.string(now),
             data: data.merging(["videoId": .string(video)]) { first, _ in first })
-        let added = try await webhooks.enqueue(tenant: tenant, eventID: event.id, type: type, body: try Self.encoded(event), at: now)
+        let added = try await webhooks.enqueue(
+            tenant: tenant, eventID: event.id, type: type, body: try Self.encoded(event), at: now)
         if added > 0 { webhookWakeup.signal() }
     }
 
@@ -51,12 +54,16 @@ extension ProductAPI {
         }
         let body = try await request.body.collect(upTo: 16 * 1024)
         guard let asked = try? JSONDecoder().decode(Asked.self, from: Data(body.readableBytesView)) else {
-            throw APIError(400, "InvalidRequest", "The body must be JSON: {\"url\": \"https://…\", \"events\": [\"video.ready\", …]}.")
+            throw APIError(
+                400, "InvalidRequest",
+                "The body must be JSON: {\"url\": \"https://…\", \"events\": [\"video.ready\", …]}.")
         }
         let unknown = asked.events.filter { !WebhookEndpoint.eventTypes.contains($0) }
         guard !asked.events.isEmpty, unknown.isEmpty else {
             throw APIError(
-                400, "InvalidRequest", "events are some of \(WebhookEndpoint.eventTypes.joined(separator: ", ")); unknown: \(unknown.prefix(5)).")
+                400, "InvalidRequest",
+                "events are some of \(WebhookEndpoint.eventTypes.joined(separator: ", ")); unknown: \(unknown.prefix(5))."
+            )
         }
         try await WebhookTarget.check(asked.url, allowPrivate: configuration.webhooksMayReachPrivateAddresses)
         let (id, secret) = WebhookEndpoint.generate()
@@ -93,7 +100,8 @@ extension ProductAPI {
 
     func resendDelivery(_ id: String, delivery: String, by admin: APIKey) async throws -> Response {
         guard try await webhooks.resend(delivery: delivery, endpoint: id, tenant: admin.tenant, at: Date()) else {
-            throw APIError(404, "NoSuchDelivery", "Webhook '\(id.prefix(64))' has no delivery '\(delivery.prefix(64))'.")
+            throw APIError(
+                404, "NoSuchDelivery", "Webhook '\(id.prefix(64))' has no delivery '\(delivery.prefix(64))'.")
         }
         webhookWakeup.signal()
         return Response(status: .accepted)
@@ -242,14 +250,20 @@ enum WebhookTarget {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
             scheme == "https" || scheme == "http", let host = components.host, !host.isEmpty, url.count <= 2048,
             components.user == nil, components.password == nil
-        else { throw APIError(400, "InvalidWebhookURL", "A webhook URL is http(s)://host[:port]/path, without credentials.") }
+        else {
+            throw APIError(
+                400, "InvalidWebhookURL", "A webhook URL is http(s)://host[:port]/path, without credentials.")
+        }
         guard !allowPrivate else { return }
         let addresses = try await resolve(host)
-        guard !addresses.isEmpty else { throw APIError(400, "InvalidWebhookURL", "The webhook's host does not resolve.") }
+        guard !addresses.isEmpty else {
+            throw APIError(400, "InvalidWebhookURL", "The webhook's host does not resolve.")
+        }
         if let blocked = addresses.first(where: isPrivate) {
             throw APIError(
                 400, "WebhookURLNotAllowed",
-                "The webhook's host resolves to \(blocked), a loopback, link-local or private address; the operator has not allowed those.")
+                "The webhook's host resolves to \(blocked), a loopback, link-local or private address; the operator has not allowed those."
+            )
         }
     }
 
@@ -266,8 +280,12 @@ enum WebhookTarget {
             var next: UnsafeMutablePointer<addrinfo>? = first
             while let info = next {
                 var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-                if getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
-                    addresses.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+                if getnameinfo(
+                    info.pointee.ai_addr, info.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0,
+                    NI_NUMERICHOST) == 0
+                {
+                    addresses.append(
+                        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
                 }
                 next = info.pointee.ai_next
             }
@@ -279,7 +297,8 @@ enum WebhookTarget {
         let lower = address.lowercased()
         if lower.contains(":") {
             if lower.hasPrefix("::ffff:") { return isPrivate(String(lower.dropFirst(7))) }
-            return lower == "::1" || lower == "::" || lower.hasPrefix("fe8") || lower.hasPrefix("fe9") || lower.hasPrefix("fea")
+            return lower == "::1" || lower == "::" || lower.hasPrefix("fe8") || lower.hasPrefix("fe9")
+                || lower.hasPrefix("fea")
                 || lower.hasPrefix("feb") || lower.hasPrefix("fc") || lower.hasPrefix("fd")
         }
         let octets = address.split(separator: ".").compactMap { Int($0) }
@@ -327,10 +346,15 @@ public final class WebhookSender: Service {
             if Date() >= nextPrune {
                 nextPrune = Date().addingTimeInterval(3600)
                 do {
-                    let pruned = try await store.pruneDeliveries(endedBefore: Date().addingTimeInterval(-Self.retention))
-                    if pruned > 0 { logger.info("webhook deliveries pruned", metadata: ["cinescale.count": .stringConvertible(pruned)]) }
+                    let pruned = try await store.pruneDeliveries(
+                        endedBefore: Date().addingTimeInterval(-Self.retention))
+                    if pruned > 0 {
+                        logger.info(
+                            "webhook deliveries pruned", metadata: ["cinescale.count": .stringConvertible(pruned)])
+                    }
                 } catch {
-                    logger.warning("webhook deliveries cannot be pruned", metadata: ["cinescale.error": .string("\(error)")])
+                    logger.warning(
+                        "webhook deliveries cannot be pruned", metadata: ["cinescale.error": .string("\(error)")])
                 }
             }
             let due: [(WebhookDelivery, WebhookEndpoint)]
@@ -366,7 +390,8 @@ public final class WebhookSender: Service {
             request.headers.add(name: "CineScale-Event-Id", value: delivery.eventID)
             request.headers.add(
                 name: WebhookSignature.header,
-                value: WebhookSignature.sign(body: delivery.body, secret: endpoint.secret, timestamp: Int(now.timeIntervalSince1970)))
+                value: WebhookSignature.sign(
+                    body: delivery.body, secret: endpoint.secret, timestamp: Int(now.timeIntervalSince1970)))
             request.body = .bytes(ByteBuffer(bytes: delivery.body))
             let response = try await client.execute(request, timeout: .seconds(10))
             status = Int(response.status.code)
@@ -384,17 +409,21 @@ public final class WebhookSender: Service {
             let next = now.addingTimeInterval(backoff)
             let expired = next.timeIntervalSince(delivery.createdAt) > Self.giveUpAfter
             attempt = WebhookAttempt(
-                state: expired ? .failed : .pending, status: status, error: failure ?? status.map { "HTTP \($0)" }, nextAttemptAt: next)
+                state: expired ? .failed : .pending, status: status, error: failure ?? status.map { "HTTP \($0)" },
+                nextAttemptAt: next)
         }
         do {
             try await store.record(attempt, delivery: delivery.id, at: now)
         } catch {
-            logger.warning("a webhook attempt could not be recorded", metadata: ["cinescale.error": .string("\(error)")])
+            logger.warning(
+                "a webhook attempt could not be recorded", metadata: ["cinescale.error": .string("\(error)")])
         }
-        logger.debug("webhook attempt", metadata: [
-            "cinescale.webhook": .string(endpoint.id), "cinescale.event": .string(delivery.eventID),
-            "cinescale.state": .string(attempt.state.rawValue), "cinescale.status": .stringConvertible(status ?? 0),
-        ])
+        logger.debug(
+            "webhook attempt",
+            metadata: [
+                "cinescale.webhook": .string(endpoint.id), "cinescale.event": .string(delivery.eventID),
+                "cinescale.state": .string(attempt.state.rawValue), "cinescale.status": .stringConvertible(status ?? 0),
+            ])
     }
 }
 
@@ -423,9 +452,12 @@ extension ProductAPI {
     /// `video.ready`, or `failed` → `video.failed` with the reason. Durable before it returns (the gateway answers
     /// the store only then); the deterministic event ids make the store's redeliveries harmless.
     public func observeStoreEvents(_ body: ByteBuffer) async throws {
-        guard let notification = try? JSONDecoder().decode(StoreNotification.self, from: Data(body.readableBytesView)) else { return }
+        guard let notification = try? JSONDecoder().decode(StoreNotification.self, from: Data(body.readableBytesView))
+        else { return }
         for record in notification.Records ?? [] where (record.eventName ?? "").contains("ObjectCreated") {
-            let key = (record.s3.object.key.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? record.s3.object.key)
+            let key =
+                (record.s3.object.key.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+                    ?? record.s3.object.key)
             if record.s3.bucket.name == configuration.ingestBucket, key.hasPrefix(configuration.uploadPrefix) {
                 let id = VideoKeys.videoID(forUpload: key)
                 guard let tenant = Self.tenant(of: id), (try? Self.validate(id)) != nil else { continue }
@@ -434,11 +466,14 @@ extension ProductAPI {
                 try await emit("video.uploaded", video: id, tenant: tenant, data: data)
                 continue
             }
-            guard record.s3.bucket.name == configuration.mediaBucket, let slash = key.firstIndex(of: "/") else { continue }
+            guard record.s3.bucket.name == configuration.mediaBucket, let slash = key.firstIndex(of: "/") else {
+                continue
+            }
             let id = String(key[..<slash])
             guard let tenant = Self.tenant(of: id), (try? Self.validate(id)) != nil else { continue }
             if key == ChunkKeys.record(id, index: 0) {
-                try await emit("video.playable", video: id, tenant: tenant, data: ["hls": .string("/stream/\(id)/master.m3u8")])
+                try await emit(
+                    "video.playable", video: id, tenant: tenant, data: ["hls": .string("/stream/\(id)/master.m3u8")])
             } else if key == VideoKeys.status(id) {
                 guard let status = try await optionalJSON(VideoStatus.self, key) else { continue }
                 switch status.state {
@@ -446,7 +481,9 @@ extension ProductAPI {
                     let hls = JSONValue.string("/stream/\(id)/master.m3u8")
                     try await emit("video.playable", video: id, tenant: tenant, data: ["hls": hls])
                     let renditions: [JSONValue] = (status.renditions ?? []).map { JSONValue.string($0.name) }
-                    let data: [String: JSONValue] = ["state": .string("ready"), "hls": hls, "renditions": .array(renditions)]
+                    let data: [String: JSONValue] = [
+                        "state": .string("ready"), "hls": hls, "renditions": .array(renditions),
+                    ]
                     try await emit("video.ready", video: id, tenant: tenant, data: data)
                 case "failed":
                     var data: [String: JSONValue] = ["state": .string("failed")]

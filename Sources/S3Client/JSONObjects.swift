@@ -7,7 +7,8 @@ extension S3Client {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         _ = try await putObject(
-            bucket: bucket, key: key, body: ByteBuffer(bytes: try encoder.encode(value)), contentType: "application/json")
+            bucket: bucket, key: key, body: ByteBuffer(bytes: try encoder.encode(value)),
+            contentType: "application/json")
     }
 
     /// Reads a JSON object.

@@ -357,7 +357,9 @@ public struct ListMultipartUploadsOutput: Sendable, Hashable {
     public var nextKeyMarker: String?
     public var nextUploadIdMarker: String?
 
-    public init(uploads: [MultipartUploadSummary], isTruncated: Bool, nextKeyMarker: String?, nextUploadIdMarker: String?) {
+    public init(
+        uploads: [MultipartUploadSummary], isTruncated: Bool, nextKeyMarker: String?, nextUploadIdMarker: String?
+    ) {
         self.uploads = uploads
         self.isTruncated = isTruncated
         self.nextKeyMarker = nextKeyMarker

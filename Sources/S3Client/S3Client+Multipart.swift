@@ -189,11 +189,13 @@ extension S3Client {
         func nonEmpty(_ value: String?) -> String? { value?.isEmpty == false ? value : nil }
         return ListMultipartUploadsOutput(
             uploads: uploads, isTruncated: root.bool("IsTruncated") ?? false,
-            nextKeyMarker: nonEmpty(root.string("NextKeyMarker")), nextUploadIdMarker: nonEmpty(root.string("NextUploadIdMarker")))
+            nextKeyMarker: nonEmpty(root.string("NextKeyMarker")),
+            nextUploadIdMarker: nonEmpty(root.string("NextUploadIdMarker")))
     }
 
     /// Every multipart upload in progress under `prefix`, following the key and upload-id markers.
-    public func listAllMultipartUploads(bucket: String, prefix: String? = nil) async throws -> [MultipartUploadSummary] {
+    public func listAllMultipartUploads(bucket: String, prefix: String? = nil) async throws -> [MultipartUploadSummary]
+    {
         var uploads: [MultipartUploadSummary] = []
         var keyMarker: String?
         var uploadIdMarker: String?

@@ -15,7 +15,9 @@ extension S3Client {
     /// `GetBucketNotificationConfiguration`: the XML document as the server returns it.
     public func getBucketNotificationConfiguration(bucket: String) async throws -> String {
         let response = try await send(
-            S3Operation("GetBucketNotificationConfiguration", "GET", bucket: bucket, query: [(name: "notification", value: "")]))
+            S3Operation(
+                "GetBucketNotificationConfiguration", "GET", bucket: bucket, query: [(name: "notification", value: "")])
+        )
         return String(buffer: response.body)
     }
 }

@@ -228,7 +228,9 @@ extension S3Client {
             let body = ByteBuffer(string: xml)
             var op = S3Operation(
                 "DeleteObjects", "POST", bucket: bucket, query: [("delete", "")],
-                headers: [("content-md5", Data(MD5.hash(body)).base64EncodedString()), ("content-type", "application/xml")],
+                headers: [
+                    ("content-md5", Data(MD5.hash(body)).base64EncodedString()), ("content-type", "application/xml"),
+                ],
                 body: body
             )
             op.mayEmbedError = true

@@ -33,7 +33,11 @@ public struct S3Event: Codable, Sendable, Equatable {
 
     private enum CodingKeys: String, CodingKey {
         case records = "Records"
-        case service = "Service", event = "Event", time = "Time", bucket = "Bucket", requestID = "RequestId"
+        case service = "Service"
+        case event = "Event"
+        case time = "Time"
+        case bucket = "Bucket"
+        case requestID = "RequestId"
         case hostID = "HostId"
     }
 
@@ -144,7 +148,9 @@ public struct S3Event: Codable, Sendable, Equatable {
 
         private enum CodingKeys: String, CodingKey {
             case eventVersion, eventSource, awsRegion, eventTime, eventName, userIdentity, requestParameters
-            case responseElements, s3, source, eventID = "eventId", opaqueData
+            case responseElements, s3, source
+            case eventID = "eventId"
+            case opaqueData
         }
 
         public init(from decoder: any Decoder) throws {
@@ -160,7 +166,8 @@ public struct S3Event: Codable, Sendable, Equatable {
             eventTime = date
             rawEventName = try container.decode(String.self, forKey: .eventName)
             userIdentity = try container.decodeIfPresent(Identity.self, forKey: .userIdentity)
-            requestParameters = (try? container.decodeIfPresent([String: String].self, forKey: .requestParameters)) ?? [:]
+            requestParameters =
+                (try? container.decodeIfPresent([String: String].self, forKey: .requestParameters)) ?? [:]
             responseElements = (try? container.decodeIfPresent([String: String].self, forKey: .responseElements)) ?? [:]
             s3 = try container.decode(Entity.self, forKey: .s3)
             source = try container.decodeIfPresent(Source.self, forKey: .source)
@@ -227,7 +234,9 @@ public struct S3Event: Codable, Sendable, Equatable {
         }
 
         private enum CodingKeys: String, CodingKey {
-            case schemaVersion = "s3SchemaVersion", configurationID = "configurationId", bucket, object
+            case schemaVersion = "s3SchemaVersion"
+            case configurationID = "configurationId"
+            case bucket, object
         }
 
         public init(from decoder: any Decoder) throws {
@@ -290,7 +299,9 @@ public struct S3Event: Codable, Sendable, Equatable {
         }
 
         private enum CodingKeys: String, CodingKey {
-            case key, size, eTag, versionID = "versionId", sequencer, contentType, userMetadata, metadata, tags
+            case key, size, eTag
+            case versionID = "versionId"
+            case sequencer, contentType, userMetadata, metadata, tags
         }
 
         private struct KeyValue: Codable {
@@ -332,7 +343,8 @@ public struct S3Event: Codable, Sendable, Equatable {
             try container.encodeIfPresent(contentType, forKey: .contentType)
             if !metadata.isEmpty { try container.encode(metadata, forKey: .userMetadata) }
             if !tags.isEmpty {
-                try container.encode(tags.sorted { $0.key < $1.key }.map { KeyValue(key: $0.key, val: $0.value) }, forKey: .tags)
+                try container.encode(
+                    tags.sorted { $0.key < $1.key }.map { KeyValue(key: $0.key, val: $0.value) }, forKey: .tags)
             }
         }
     }
@@ -386,7 +398,8 @@ public struct S3Event: Codable, Sendable, Equatable {
     /// `±hh:mm` offset), parsed by S3Wire. A time without a zone is refused: it would name no instant.
     static func parseTimestamp(_ text: String) -> Date? {
         let u = Array(text.utf8)
-        let zoned = u.last == UInt8(ascii: "Z") || u.last == UInt8(ascii: "z")
+        let zoned =
+            u.last == UInt8(ascii: "Z") || u.last == UInt8(ascii: "z")
             || (u.count >= 6 && (u[u.count - 6] == UInt8(ascii: "+") || u[u.count - 6] == UInt8(ascii: "-"))
                 && u[u.count - 3] == UInt8(ascii: ":"))
         return zoned ? S3Date.parseISO8601(text) : nil
@@ -421,7 +434,10 @@ extension S3Event {
         private enum RecordKeys: String, CodingKey { case eventSource, eventName, eventTime, s3 }
         private enum EntityKeys: String, CodingKey { case bucket, object }
         private enum BucketKeys: String, CodingKey { case name }
-        private enum ObjectKeys: String, CodingKey { case key, eTag, sequencer, versionID = "versionId" }
+        private enum ObjectKeys: String, CodingKey {
+            case key, eTag, sequencer
+            case versionID = "versionId"
+        }
 
         public init(from decoder: any Decoder) throws {
             let record = try decoder.container(keyedBy: RecordKeys.self)
@@ -430,7 +446,8 @@ extension S3Event {
             eventName = name.hasPrefix("s3:") ? String(name.dropFirst(3)) : name
             eventTime = try record.decodeIfPresent(String.self, forKey: .eventTime) ?? ""
             let s3 = try record.nestedContainer(keyedBy: EntityKeys.self, forKey: .s3)
-            bucket = try s3.nestedContainer(keyedBy: BucketKeys.self, forKey: .bucket).decode(String.self, forKey: .name)
+            bucket = try s3.nestedContainer(keyedBy: BucketKeys.self, forKey: .bucket).decode(
+                String.self, forKey: .name)
             let object = try s3.nestedContainer(keyedBy: ObjectKeys.self, forKey: .object)
             let rawKey = try object.decode(String.self, forKey: .key)
             key = eventSource == "ceph:s3" ? rawKey : S3Event.formDecodeKey(rawKey) ?? rawKey
@@ -448,7 +465,10 @@ extension S3Event {
         public var records: [Summary]
         public var isTestEvent: Bool
 
-        private enum CodingKeys: String, CodingKey { case records = "Records", event = "Event" }
+        private enum CodingKeys: String, CodingKey {
+            case records = "Records"
+            case event = "Event"
+        }
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)

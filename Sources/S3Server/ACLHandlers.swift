@@ -23,7 +23,8 @@ extension S3Responder {
         case "private", "bucket-owner-full-control", "bucket-owner-read": return nil
         case "public-read": return .publicRead
         case "authenticated-read", "public-read-write", "aws-exec-read", "log-delivery-write":
-            throw S3ServerError.notImplemented("x-amz-acl: \(value) (the store enforces the canned ACLs private and public-read)")
+            throw S3ServerError.notImplemented(
+                "x-amz-acl: \(value) (the store enforces the canned ACLs private and public-read)")
         default:
             throw S3ServerError.invalidArgument("Invalid canned ACL", name: "x-amz-acl", value: value)
         }
@@ -40,7 +41,8 @@ extension S3Responder {
             }
             return try cannedACL(s3) ?? .private
         }
-        guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "AccessControlPolicy" else {
+        guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "AccessControlPolicy"
+        else {
             throw S3ServerError.malformedXML
         }
         var acl = CannedACL.private
@@ -50,7 +52,8 @@ extension S3Responder {
             if let uri = grantee?.string("URI") {
                 guard uri == Self.allUsersGroup, permission == "READ" else {
                     throw S3ServerError.notImplemented(
-                        "a grant of \(permission) to \(uri) (the store enforces the canned ACLs private and public-read)")
+                        "a grant of \(permission) to \(uri) (the store enforces the canned ACLs private and public-read)"
+                    )
                 }
                 acl = .publicRead
             } else if permission != "FULL_CONTROL" {

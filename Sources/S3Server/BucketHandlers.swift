@@ -68,10 +68,14 @@ extension S3Responder {
         return Self.xmlResponse(xml.finish())
     }
 
-    func createBucket(_ s3: S3Request, bucket: String, payload: PayloadReader, principal: Principal) async throws -> Response {
+    func createBucket(_ s3: S3Request, bucket: String, payload: PayloadReader, principal: Principal) async throws
+        -> Response
+    {
         let body = try await payload.collect(limit: 64 * 1024)
         if body.readableBytes > 0 {
-            guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "CreateBucketConfiguration" else {
+            guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)),
+                root.name == "CreateBucketConfiguration"
+            else {
                 throw S3ServerError.malformedXML
             }
             if let location = root.string("LocationConstraint"), !location.isEmpty, location != configuration.region {
@@ -94,9 +98,11 @@ extension S3Responder {
             guard configuration.region != "us-east-1" else {
                 return Response(status: .ok, headers: [.location: "/\(bucket)"])
             }
-            throw S3ServerError(ObjectStoreError(
-                .bucketAlreadyOwnedByYou,
-                "Your previous request to create the named bucket succeeded and you already own it.", bucket: bucket))
+            throw S3ServerError(
+                ObjectStoreError(
+                    .bucketAlreadyOwnedByYou,
+                    "Your previous request to create the named bucket succeeded and you already own it.", bucket: bucket
+                ))
         }
         return Response(status: .ok, headers: [.location: "/\(bucket)"])
     }
@@ -128,19 +134,22 @@ extension S3Responder {
         var maxKeys = 1000
         if let value = s3.query["max-keys"] {
             guard let parsed = Int(value), parsed >= 0 else {
-                throw S3ServerError.invalidArgument("Provided max-keys not an integer or within integer range", name: "max-keys", value: value)
+                throw S3ServerError.invalidArgument(
+                    "Provided max-keys not an integer or within integer range", name: "max-keys", value: value)
             }
             maxKeys = min(parsed, 1000)
         }
         var urlEncoded = false
         if let encoding = s3.query["encoding-type"] {
             guard encoding == "url" else {
-                throw S3ServerError.invalidArgument("Invalid Encoding Method specified in Request", name: "encoding-type", value: encoding)
+                throw S3ServerError.invalidArgument(
+                    "Invalid Encoding Method specified in Request", name: "encoding-type", value: encoding)
             }
             urlEncoded = true
         }
         let delimiter = s3.query["delimiter"].flatMap { $0.isEmpty ? nil : $0 }
-        return ListParameters(prefix: s3.query["prefix"] ?? "", delimiter: delimiter, maxKeys: maxKeys, urlEncoded: urlEncoded)
+        return ListParameters(
+            prefix: s3.query["prefix"] ?? "", delimiter: delimiter, maxKeys: maxKeys, urlEncoded: urlEncoded)
     }
 
     func encodeListValue(_ value: String, _ parameters: ListParameters) -> String {
@@ -153,7 +162,8 @@ extension S3Responder {
         let token = s3.query["continuation-token"]
         if let token {
             guard let marker = ContinuationToken.decode(token) else {
-                throw S3ServerError.invalidArgument("The continuation token provided is incorrect", name: "continuation-token", value: token)
+                throw S3ServerError.invalidArgument(
+                    "The continuation token provided is incorrect", name: "continuation-token", value: token)
             }
             startAfter = marker
         }
@@ -212,7 +222,8 @@ extension S3Responder {
                     value: versionMarker)
             }
             guard versionMarker == "null" else {
-                throw S3ServerError.invalidArgument("Invalid version id specified", name: "version-id-marker", value: versionMarker)
+                throw S3ServerError.invalidArgument(
+                    "Invalid version id specified", name: "version-id-marker", value: versionMarker)
             }
         }
         let listing = try await store.listObjects(

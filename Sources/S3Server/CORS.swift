@@ -22,13 +22,17 @@ struct CORS: Sendable {
         }
         let requested = (request.headers[Self.requestHeaders] ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
-        let headersAllowed = configuration.allowedHeaders.contains("*")
+        let headersAllowed =
+            configuration.allowedHeaders.contains("*")
             || requested.allSatisfy { name in configuration.allowedHeaders.contains { $0.lowercased() == name } }
         guard configuration.allows(origin: origin),
-              configuration.allowedMethods.contains(method.uppercased()),
-              headersAllowed
+            configuration.allowedMethods.contains(method.uppercased()),
+            headersAllowed
         else {
-            throw S3ServerError("AccessForbidden", .forbidden, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.")
+            throw S3ServerError(
+                "AccessForbidden", .forbidden,
+                "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."
+            )
         }
         var headers: HTTPFields = [:]
         headers[Self.allowOrigin] = configuration.allowedOrigins.contains("*") ? "*" : origin

@@ -11,7 +11,7 @@ final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // The header stays in place: some clients sign it.
         if case .head(let head) = unwrapInboundIn(data),
-           let expect = head.headerFields[.expect], expect.lowercased() == "100-continue"
+            let expect = head.headerFields[.expect], expect.lowercased() == "100-continue"
         {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
         }

@@ -57,7 +57,8 @@ extension S3Responder {
         }
         let (part, _) = try await store.copyPart(
             from: ObjectLocation(bucket: source.bucket, key: source.key), range: range,
-            sourceConditions: copySourceConditions(s3), bucket: bucket, key: key, uploadId: uploadID, partNumber: number)
+            sourceConditions: copySourceConditions(s3), bucket: bucket, key: key, uploadId: uploadID, partNumber: number
+        )
         var xml = S3XMLWriter(root: "CopyPartResult")
         xml.element("LastModified", S3Date.iso8601(part.lastModified))
         xml.element("ETag", quoted(part.etag))
@@ -92,13 +93,14 @@ extension S3Responder {
         _ s3: S3Request, bucket: String, key: String, uploadID: String, payload: PayloadReader
     ) async throws -> Response {
         let body = try await payload.collect(limit: 4 * 1024 * 1024)
-        guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "CompleteMultipartUpload" else {
+        guard let root = try? S3XMLElement.parse(Data(body.readableBytesView)), root.name == "CompleteMultipartUpload"
+        else {
             throw S3ServerError.malformedXML
         }
         var parts: [CompletedPart] = []
         for element in root.children("Part") {
             guard let number = element.string("PartNumber").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
-                  let etag = element.string("ETag")
+                let etag = element.string("ETag")
             else {
                 throw S3ServerError.malformedXML
             }

@@ -148,11 +148,14 @@ extension S3Responder {
             guard let range = info.partRange(number) else {
                 if info.partCount != nil && info.partSizes == nil {
                     throw S3ServerError.invalidRequest(
-                        "The object's part sizes were not recorded (it was completed before the store kept them); read it with a Range header.")
+                        "The object's part sizes were not recorded (it was completed before the store kept them); read it with a Range header."
+                    )
                 }
                 throw S3ServerError(
                     "InvalidPartNumber", .rangeNotSatisfiable, "The requested partnumber is not satisfiable",
-                    details: [("PartNumberRequested", String(number)), ("ActualPartCount", String(info.partCount ?? 1))])
+                    details: [
+                        ("PartNumberRequested", String(number)), ("ActualPartCount", String(info.partCount ?? 1)),
+                    ])
             }
             partRange = range
         }
@@ -293,19 +296,22 @@ extension S3Responder {
     /// `x-amz-part-number-marker`.
     func getObjectAttributes(_ s3: S3Request, bucket: String, key: String, access: Access) async throws -> Response {
         let known: Set<String> = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
-        let asked = Set((s3.header("x-amz-object-attributes") ?? "").split(separator: ",").map {
-            $0.trimmingCharacters(in: .whitespaces)
-        }.filter { !$0.isEmpty })
+        let asked = Set(
+            (s3.header("x-amz-object-attributes") ?? "").split(separator: ",").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }.filter { !$0.isEmpty })
         guard !asked.isEmpty else {
             throw S3ServerError.invalidArgument(
                 "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty",
                 name: "x-amz-object-attributes")
         }
         if let unknown = asked.subtracting(known).sorted().first {
-            throw S3ServerError.invalidArgument("Invalid attribute name specified.", name: "x-amz-object-attributes", value: unknown)
+            throw S3ServerError.invalidArgument(
+                "Invalid attribute name specified.", name: "x-amz-object-attributes", value: unknown)
         }
         if let version = s3.query["versionId"], version != "null" {
-            throw S3ServerError("NoSuchVersion", .notFound, "The specified version does not exist.", details: [("VersionId", version)])
+            throw S3ServerError(
+                "NoSuchVersion", .notFound, "The specified version does not exist.", details: [("VersionId", version)])
         }
         let info = try await access.read { try await store.headObject(bucket: bucket, key: key) }
         try access.check(info)
@@ -354,13 +360,15 @@ extension S3Responder {
         case "COPY":
             if source.bucket == bucket && source.key == key {
                 throw S3ServerError.invalidRequest(
-                    "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+                    "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+                )
             }
             metadataDirective = .copy
         case "REPLACE":
             metadataDirective = .replace(try objectMetadata(from: s3))
         default:
-            throw S3ServerError.invalidArgument("Unknown metadata directive.", name: "x-amz-metadata-directive", value: directive)
+            throw S3ServerError.invalidArgument(
+                "Unknown metadata directive.", name: "x-amz-metadata-directive", value: directive)
         }
         let info = try await store.copyObject(
             from: ObjectLocation(bucket: source.bucket, key: source.key),
@@ -399,7 +407,8 @@ extension S3Responder {
         }
         var path = Substring(decoded)
         if path.hasPrefix("/") { path = path.dropFirst() }
-        guard let slash = path.firstIndex(of: "/"), slash != path.startIndex, path.index(after: slash) < path.endIndex else {
+        guard let slash = path.firstIndex(of: "/"), slash != path.startIndex, path.index(after: slash) < path.endIndex
+        else {
             throw S3ServerError.invalidArgument(
                 "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
                 name: "x-amz-copy-source", value: raw)
@@ -414,7 +423,8 @@ extension S3Responder {
         let data = Data(body.readableBytesView)
         if let md5 = s3.header("Content-MD5") {
             guard Data(base64Encoded: md5) == Data(Insecure.MD5.hash(data: data)) else {
-                throw S3ServerError("BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
+                throw S3ServerError(
+                    "BadDigest", .badRequest, "The Content-MD5 you specified did not match what we received.")
             }
         }
         guard let root = try? S3XMLElement.parse(data), root.name == "Delete" else { throw S3ServerError.malformedXML }
@@ -472,7 +482,10 @@ enum EncodedWord {
                 if byte == UInt8(ascii: "_") {
                     bytes.append(0x20)
                 } else if byte == UInt8(ascii: "="), utf8.distance(from: index, to: utf8.endIndex) >= 3,
-                    let hex = UInt8(String(decoding: utf8[utf8.index(after: index)...utf8.index(index, offsetBy: 2)], as: UTF8.self), radix: 16)
+                    let hex = UInt8(
+                        String(
+                            decoding: utf8[utf8.index(after: index)...utf8.index(index, offsetBy: 2)], as: UTF8.self),
+                        radix: 16)
                 {
                     bytes.append(hex)
                     index = utf8.index(index, offsetBy: 2)

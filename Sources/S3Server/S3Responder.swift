@@ -69,7 +69,9 @@ public struct S3Responder: HTTPResponder {
                     status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics!())))
             case "/healthz":
-                return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
             default: break
             }
         }
@@ -77,7 +79,8 @@ public struct S3Responder: HTTPResponder {
         var resource = request.uri.path
         var response: Response
         do {
-            let s3 = try S3Request(request: request, requestID: requestID, virtualHostDomain: configuration.virtualHostDomain)
+            let s3 = try S3Request(
+                request: request, requestID: requestID, virtualHostDomain: configuration.virtualHostDomain)
             resource = s3.resource
             let (auth, principal) = try authenticate(request, s3)
             let info = EventRequestInfo(
@@ -88,10 +91,12 @@ public struct S3Responder: HTTPResponder {
             }
         } catch {
             var s3Error = Self.s3Error(error, logger: logger)
-            logger.debug("request failed", metadata: [
-                "cinescale.method": .string(request.method.rawValue), "cinescale.resource": .string(resource),
-                "cinescale.error": .string(s3Error.description),
-            ])
+            logger.debug(
+                "request failed",
+                metadata: [
+                    "cinescale.method": .string(request.method.rawValue), "cinescale.resource": .string(resource),
+                    "cinescale.error": .string(s3Error.description),
+                ])
             s3Error.resource = resource
             s3Error.requestID = requestID
             response = try s3Error.response(from: request, context: context)
@@ -120,7 +125,8 @@ public struct S3Responder: HTTPResponder {
         }
         guard let user = users.user(accessKey: verified.accessKeyId) else {
             // Removed from the users between the signature check and here (a SIGHUP reload).
-            throw S3ServerError("InvalidAccessKeyId", .forbidden, "The AWS Access Key Id you provided does not exist in our records.")
+            throw S3ServerError(
+                "InvalidAccessKeyId", .forbidden, "The AWS Access Key Id you provided does not exist in our records.")
         }
         return (verified, .user(user))
     }
@@ -133,13 +139,15 @@ public struct S3Responder: HTTPResponder {
         let payload = PayloadReader(body: body, expectation: auth?.payload ?? .unsigned, headers: s3.headers)
         guard let bucket = s3.bucket else {
             guard s3.method == .get else { throw S3ServerError.methodNotAllowed(s3.method.rawValue) }
-            try require(principal.authorize(.listBuckets, bucket: nil, publicReadBuckets: configuration.publicReadBuckets))
+            try require(
+                principal.authorize(.listBuckets, bucket: nil, publicReadBuckets: configuration.publicReadBuckets))
             return try await listBuckets(s3, principal: principal)
         }
         let action = Self.action(of: s3)
         var access = Access(principal: principal)
         if action == .createBucket {
-            try require(principal.authorize(.createBucket, bucket: nil, publicReadBuckets: configuration.publicReadBuckets))
+            try require(
+                principal.authorize(.createBucket, bucket: nil, publicReadBuckets: configuration.publicReadBuckets))
         } else if let info = try? await store.bucketInfo(bucket) {
             // A bucket that does not exist is answered NoSuchBucket by the operation itself (to anyone, as S3 does).
             switch principal.authorize(action, bucket: info, publicReadBuckets: configuration.publicReadBuckets) {
@@ -148,7 +156,8 @@ public struct S3Responder: HTTPResponder {
             case .ifObjectIsPublic:
                 access.objectMustBePublic = true
                 access.mayList =
-                    principal.authorize(.listBucket, bucket: info, publicReadBuckets: configuration.publicReadBuckets) == .allowed
+                    principal.authorize(.listBucket, bucket: info, publicReadBuckets: configuration.publicReadBuckets)
+                    == .allowed
             }
         }
         guard let key = s3.key else {
@@ -206,21 +215,28 @@ public struct S3Responder: HTTPResponder {
     /// A copy's source must be readable by the request's principal: by its grants, or because it is public.
     func authorizeCopySource(_ source: (bucket: String, key: String), access: Access) async throws {
         guard let info = try? await store.bucketInfo(source.bucket) else { return }  // NoSuchBucket follows
-        switch access.principal.authorize(.readObject, bucket: info, publicReadBuckets: configuration.publicReadBuckets) {
+        switch access.principal.authorize(.readObject, bucket: info, publicReadBuckets: configuration.publicReadBuckets)
+        {
         case .allowed: return
         case .denied: throw S3ServerError.accessDenied
         case .ifObjectIsPublic:
             var sourceAccess = access
             sourceAccess.objectMustBePublic = true
-            let object = try await sourceAccess.read { try await store.headObject(bucket: source.bucket, key: source.key) }
+            let object = try await sourceAccess.read {
+                try await store.headObject(bucket: source.bucket, key: source.key)
+            }
             try sourceAccess.check(object)
         }
     }
 
-    func bucketOperation(_ s3: S3Request, bucket: String, payload: PayloadReader, access: Access) async throws -> Response {
-        let unsupported = ["policy", "lifecycle", "tagging", "website", "replication", "encryption",
-                           "logging", "requestPayment", "object-lock", "ownershipControls", "accelerate",
-                           "analytics", "inventory", "metrics", "intelligent-tiering", "publicAccessBlock"]
+    func bucketOperation(_ s3: S3Request, bucket: String, payload: PayloadReader, access: Access) async throws
+        -> Response
+    {
+        let unsupported = [
+            "policy", "lifecycle", "tagging", "website", "replication", "encryption",
+            "logging", "requestPayment", "object-lock", "ownershipControls", "accelerate",
+            "analytics", "inventory", "metrics", "intelligent-tiering", "publicAccessBlock",
+        ]
         if let name = unsupported.first(where: s3.has) {
             throw S3ServerError.notImplemented("?\(name)")
         }
@@ -232,7 +248,8 @@ public struct S3Responder: HTTPResponder {
                 throw S3ServerError.notImplemented("PUT ?\(s3.query.keys.sorted().joined(separator: "&"))")
             }
             guard !Self.reservedBucketNames.contains(bucket) else {
-                throw S3ServerError("InvalidBucketName", .badRequest, "The bucket name '\(bucket)' is reserved by the store.")
+                throw S3ServerError(
+                    "InvalidBucketName", .badRequest, "The bucket name '\(bucket)' is reserved by the store.")
             }
             return try await createBucket(s3, bucket: bucket, payload: payload, principal: access.principal)
         case .delete:
@@ -292,7 +309,9 @@ public struct S3Responder: HTTPResponder {
                 return try await listParts(s3, bucket: bucket, key: key, uploadID: uploadID)
             }
             if s3.has("acl") { return try await getObjectACL(bucket: bucket, key: key, access: access) }
-            if s3.has("attributes") { return try await getObjectAttributes(s3, bucket: bucket, key: key, access: access) }
+            if s3.has("attributes") {
+                return try await getObjectAttributes(s3, bucket: bucket, key: key, access: access)
+            }
             return try await getObject(s3, bucket: bucket, key: key, head: false, access: access)
         case .head:
             return try await getObject(s3, bucket: bucket, key: key, head: true, access: access)
@@ -310,7 +329,8 @@ public struct S3Responder: HTTPResponder {
             }
             if let uploadID = s3.query["uploadId"] {
                 try admit(bucket)
-                return try await completeMultipartUpload(s3, bucket: bucket, key: key, uploadID: uploadID, payload: payload)
+                return try await completeMultipartUpload(
+                    s3, bucket: bucket, key: key, uploadID: uploadID, payload: payload)
             }
             throw S3ServerError.methodNotAllowed("POST")
         default:
@@ -353,7 +373,9 @@ public struct S3Responder: HTTPResponder {
 
     // MARK: Responses
 
-    static func xmlResponse(_ document: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+    static func xmlResponse(_ document: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:])
+        -> Response
+    {
         var headers = headers
         headers[.contentType] = "application/xml"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: document)))

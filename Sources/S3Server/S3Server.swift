@@ -26,9 +26,10 @@ public enum S3Server {
             users: users)
         return Application(
             responder: responder,
-            server: .http1(configuration: .init(
-                additionalChannelHandlers: [ExpectContinueHandler()],
-                idleTimeout: .seconds(300))),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ExpectContinueHandler()],
+                    idleTimeout: .seconds(300))),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             onServerRunning: { channel in
                 await onRunning(channel.localAddress?.port ?? port)

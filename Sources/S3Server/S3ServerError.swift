@@ -72,11 +72,14 @@ extension S3ServerError {
         "MalformedXML", .badRequest,
         "The XML you provided was not well-formed or did not validate against our published schema.")
     static func notImplemented(_ what: String) -> Self {
-        .init("NotImplemented", .init(code: 501), "A header or query you provided implies functionality that is not implemented: \(what)")
+        .init(
+            "NotImplemented", .init(code: 501),
+            "A header or query you provided implies functionality that is not implemented: \(what)")
     }
     static func methodNotAllowed(_ method: String) -> Self {
-        .init("MethodNotAllowed", .methodNotAllowed, "The specified method is not allowed against this resource.",
-              details: [("Method", method), ("ResourceType", "OBJECT")])
+        .init(
+            "MethodNotAllowed", .methodNotAllowed, "The specified method is not allowed against this resource.",
+            details: [("Method", method), ("ResourceType", "OBJECT")])
     }
     static let preconditionFailed = S3ServerError(
         "PreconditionFailed", .preconditionFailed, "At least one of the pre-conditions you specified did not hold",
@@ -84,8 +87,9 @@ extension S3ServerError {
     static let missingContentLength = S3ServerError(
         "MissingContentLength", .init(code: 411), "You must provide the Content-Length HTTP header.")
     static func entityTooLarge(max: Int) -> Self {
-        .init("EntityTooLarge", .badRequest, "Your proposed upload exceeds the maximum allowed object size.",
-              details: [("MaxSizeAllowed", String(max))])
+        .init(
+            "EntityTooLarge", .badRequest, "Your proposed upload exceeds the maximum allowed object size.",
+            details: [("MaxSizeAllowed", String(max))])
     }
     static let accessDenied = S3ServerError("AccessDenied", .forbidden, "Access Denied")
     static let internalError = S3ServerError(

@@ -108,7 +108,8 @@ public struct SQSClient: Sendable {
 
     /// DeleteMessage.
     public func deleteMessage(queueURL: String, receiptHandle: String) async throws(SQSError) {
-        let _: Empty = try await call("DeleteMessage", DeleteMessageRequest(QueueUrl: queueURL, ReceiptHandle: receiptHandle))
+        let _: Empty = try await call(
+            "DeleteMessage", DeleteMessageRequest(QueueUrl: queueURL, ReceiptHandle: receiptHandle))
     }
 
     /// ChangeMessageVisibility: the message stays hidden for `visibilityTimeout` seconds (0–43200) from now.
@@ -175,14 +176,16 @@ public struct SQSClient: Sendable {
         do {
             body = Array(try JSONEncoder().encode(input))
         } catch {
-            throw SQSError(.invalidArgument, "\(operation): the request could not be encoded: \(error)", underlying: error)
+            throw SQSError(
+                .invalidArgument, "\(operation): the request could not be encoded: \(error)", underlying: error)
         }
         let request = try makeRequest(operation: operation, body: body, date: Date())
         let status: Int
         let headers: HTTPHeaders
         let answer: ByteBuffer
         do {
-            let response = try await httpClient.execute(request, timeout: (configuration.timeout + extraTime).timeAmount)
+            let response = try await httpClient.execute(
+                request, timeout: (configuration.timeout + extraTime).timeAmount)
             status = Int(response.status.code)
             headers = response.headers
             answer = try await response.body.collect(upTo: Self.maxResponseBytes)
@@ -190,11 +193,13 @@ public struct SQSClient: Sendable {
             throw SQSError(.invalidResponse, "\(operation): the answer is larger than \(Self.maxResponseBytes) bytes")
         } catch {
             throw SQSError(
-                .transport, "\(operation) to \(configuration.endpoint.absoluteString) failed: \(error)", underlying: error)
+                .transport, "\(operation) to \(configuration.endpoint.absoluteString) failed: \(error)",
+                underlying: error)
         }
         let requestID = headers.first(name: "x-amzn-RequestId")
         guard (200..<300).contains(status) else {
-            throw Self.serviceError(operation: operation, status: status, headers: headers, body: answer, requestID: requestID)
+            throw Self.serviceError(
+                operation: operation, status: status, headers: headers, body: answer, requestID: requestID)
         }
         let data = answer.readableBytes == 0 ? Data("{}".utf8) : Data(answer.readableBytesView)
         do {
@@ -212,7 +217,8 @@ public struct SQSClient: Sendable {
             let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
             let host = components.host, !host.isEmpty
         else {
-            throw SQSError(.invalidArgument, "the SQS endpoint must be an http or https URL, got '\(endpoint.absoluteString)'")
+            throw SQSError(
+                .invalidArgument, "the SQS endpoint must be an http or https URL, got '\(endpoint.absoluteString)'")
         }
         let defaultPort = scheme == "https" ? 443 : 80
         let hostName = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host

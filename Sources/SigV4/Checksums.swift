@@ -193,7 +193,8 @@ enum CRC {
                 let v = UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))
                 let one = UInt32(truncatingIfNeeded: v) ^ c
                 let two = UInt32(truncatingIfNeeded: v >> 32)
-                c = t[1792 + Int(one & 0xFF)] ^ t[1536 + Int((one >> 8) & 0xFF)]
+                c =
+                    t[1792 + Int(one & 0xFF)] ^ t[1536 + Int((one >> 8) & 0xFF)]
                     ^ t[1280 + Int((one >> 16) & 0xFF)] ^ t[1024 + Int(one >> 24)]
                     ^ t[768 + Int(two & 0xFF)] ^ t[512 + Int((two >> 8) & 0xFF)]
                     ^ t[256 + Int((two >> 16) & 0xFF)] ^ t[Int(two >> 24)]
@@ -218,7 +219,8 @@ enum CRC {
             var n = buf.count
             while n >= 8 {
                 c ^= UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))
-                c = t[1792 + Int(c & 0xFF)] ^ t[1536 + Int((c >> 8) & 0xFF)]
+                c =
+                    t[1792 + Int(c & 0xFF)] ^ t[1536 + Int((c >> 8) & 0xFF)]
                     ^ t[1280 + Int((c >> 16) & 0xFF)] ^ t[1024 + Int((c >> 24) & 0xFF)]
                     ^ t[768 + Int((c >> 32) & 0xFF)] ^ t[512 + Int((c >> 40) & 0xFF)]
                     ^ t[256 + Int((c >> 48) & 0xFF)] ^ t[Int(c >> 56)]

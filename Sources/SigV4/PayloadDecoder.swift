@@ -180,7 +180,8 @@ public struct PayloadDecoder: @unchecked Sendable {
 
     /// Hashes and emits decoded payload bytes.
     @inline(__always)
-    private mutating func consume(_ slice: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+    private mutating func consume(_ slice: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws
+    {
         guard slice.count > 0 else { return }
         decodedCount += slice.count
         if let declaredLength, decodedCount > declaredLength {

@@ -109,7 +109,9 @@ public enum S3URIEncoding {
 
     /// The SigV4 canonical query string of decoded items: names and values encoded, sorted by name then value.
     static func canonicalQuery(_ items: [(name: String, value: String)]) -> String {
-        var encoded = items.map { (Array(encode($0.name, encodeSlash: true).utf8), Array(encode($0.value, encodeSlash: true).utf8)) }
+        var encoded = items.map {
+            (Array(encode($0.name, encodeSlash: true).utf8), Array(encode($0.value, encodeSlash: true).utf8))
+        }
         encoded.sort { a, b in
             if a.0 != b.0 { return a.0.lexicographicallyPrecedes(b.0) }
             return a.1.lexicographicallyPrecedes(b.1)

@@ -225,8 +225,10 @@ public struct SigV4Signer: Sendable {
 
     /// `name=value` pairs, S3URIEncoding-encoded (slash encoded too), joined by '&', in the order given.
     public static func encodeQuery(_ items: [(name: String, value: String)]) -> String {
-        items.map { S3URIEncoding.encode($0.name, encodeSlash: true) + "=" + S3URIEncoding.encode($0.value, encodeSlash: true) }
-            .joined(separator: "&")
+        items.map {
+            S3URIEncoding.encode($0.name, encodeSlash: true) + "=" + S3URIEncoding.encode($0.value, encodeSlash: true)
+        }
+        .joined(separator: "&")
     }
 
     /// For clients that stream aws-chunked signed payloads: a chunk signer seeded with the request signature
@@ -249,13 +251,6 @@ public struct ChunkSigner: Sendable {
     let datetime: String
     let scope: String
     public private(set) var previousSignature: String
-
-    init(key: [UInt8], datetime: String, scope: String, previousSignature: String) {
-        self.key = key
-        self.datetime = datetime
-        self.scope = scope
-        self.previousSignature = previousSignature
-    }
 
     /// The chunk signature of `chunk` (advances the chain).
     public mutating func sign(chunk: some Collection<UInt8>) -> String {

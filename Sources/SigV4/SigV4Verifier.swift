@@ -139,7 +139,9 @@ public struct SigV4Verifier: Sendable {
         let headers = HeaderIndex(request.headers)
         if headers.contains("authorization") { return false }
         let query = S3URIEncoding.decodeQuery(request.rawQuery ?? "")
-        return !query.contains { v4QueryMarkers.contains($0.name) || $0.name == "AWSAccessKeyId" || $0.name == "Signature" }
+        return !query.contains {
+            v4QueryMarkers.contains($0.name) || $0.name == "AWSAccessKeyId" || $0.name == "Signature"
+        }
     }
 
     /// Verifies header SigV4 (Authorization: AWS4-HMAC-SHA256 ...), query SigV4 (X-Amz-Algorithm...), header
@@ -219,16 +221,26 @@ public struct SigV4Verifier: Sendable {
         }
         guard terminal == "aws4_request" else {
             throw SigV4Error(
-                code, "The Credential is mal-formed; incorrect terminal \"\(terminal)\". This endpoint uses \"aws4_request\".")
+                code,
+                "The Credential is mal-formed; incorrect terminal \"\(terminal)\". This endpoint uses \"aws4_request\"."
+            )
         }
         guard cred.date.utf8.count == 8, cred.date.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
-            throw SigV4Error(code, "The Credential is mal-formed; invalid date \"\(cred.date)\". This date is not in the format \"yyyyMMdd\".")
+            throw SigV4Error(
+                code,
+                "The Credential is mal-formed; invalid date \"\(cred.date)\". This date is not in the format \"yyyyMMdd\"."
+            )
         }
         guard cred.region == region else {
-            throw SigV4Error(code, "The authorization header is malformed; the region '\(cred.region)' is wrong; expecting '\(region)'")
+            throw SigV4Error(
+                code,
+                "The authorization header is malformed; the region '\(cred.region)' is wrong; expecting '\(region)'")
         }
         guard cred.service == service else {
-            throw SigV4Error(code, "The Credential is mal-formed; incorrect service \"\(cred.service)\". This endpoint belongs to \"\(service)\".")
+            throw SigV4Error(
+                code,
+                "The Credential is mal-formed; incorrect service \"\(cred.service)\". This endpoint belongs to \"\(service)\"."
+            )
         }
         return cred
     }
@@ -299,7 +311,9 @@ public struct SigV4Verifier: Sendable {
 
     /// "Credential=…, SignedHeaders=…, Signature=…" (any order, whitespace around the parts; the last of a
     /// repeated name wins; unknown names ignored).
-    static func authorizationFields(_ u: Substring.UTF8View) -> (credential: String?, signedHeaders: String?, signature: String?) {
+    static func authorizationFields(_ u: Substring.UTF8View) -> (
+        credential: String?, signedHeaders: String?, signature: String?
+    ) {
         var result: (credential: String?, signedHeaders: String?, signature: String?) = (nil, nil, nil)
         var start = u.startIndex
         while start < u.endIndex {
@@ -424,7 +438,8 @@ public struct SigV4Verifier: Sendable {
         guard datetime.prefix(8) == cred.date else {
             throw SigV4Error(
                 code,
-                "Invalid credential date \"\(cred.date)\". This date is not the same as X-Amz-Date: \"\(datetime.prefix(8))\".")
+                "Invalid credential date \"\(cred.date)\". This date is not the same as X-Amz-Date: \"\(datetime.prefix(8))\"."
+            )
         }
         let signedHeaders = Self.parseSignedHeaders(signedList)
         guard signedHeaders.contains("host") else {
@@ -444,7 +459,8 @@ public struct SigV4Verifier: Sendable {
             provided: signature)
         return VerifiedRequest(
             accessKeyId: cred.accessKeyId, scheme: .sigV4Query,
-            payload: try classify(payloadHash: payloadHash, signature: computed, datetime: datetime, cred: cred, key: key),
+            payload: try classify(
+                payloadHash: payloadHash, signature: computed, datetime: datetime, cred: cred, key: key),
             sessionToken: param("X-Amz-Security-Token") ?? headers.first("x-amz-security-token"))
     }
 
@@ -550,7 +566,8 @@ public struct SigV4Verifier: Sendable {
     ) throws(SigV4Error) -> VerifiedRequest {
         let credentials = authorization.dropFirst("AWS ".count)
         guard let colon = credentials.lastIndex(of: ":"), colon != credentials.startIndex else {
-            throw SigV4Error(.invalidArgument, "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature")
+            throw SigV4Error(
+                .invalidArgument, "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature")
         }
         let accessKeyId = String(credentials[..<colon]).httpTrimmed
         let provided = String(credentials[credentials.index(after: colon)...]).httpTrimmed
@@ -569,7 +586,8 @@ public struct SigV4Verifier: Sendable {
         for resource in Self.v2Resources(request) {
             candidates.append(
                 Self.v2StringToSign(
-                    method: method, contentMD5: md5, contentType: type, date: amzDate == nil ? (headers.first("date") ?? "") : "",
+                    method: method, contentMD5: md5, contentType: type,
+                    date: amzDate == nil ? (headers.first("date") ?? "") : "",
                     amz: amz, resource: resource))
             if let amzDate {
                 // The RESTAuthentication "Delete" example: x-amz-date's value in the Date position.
@@ -595,7 +613,8 @@ public struct SigV4Verifier: Sendable {
             let expiresRaw = param("Expires")
         else {
             throw SigV4Error(
-                .accessDenied, "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters")
+                .accessDenied,
+                "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters")
         }
         guard let expires = Int(expiresRaw.httpTrimmed) else {
             throw SigV4Error(.accessDenied, "Invalid date (should be seconds since epoch): \(expiresRaw)")
@@ -610,7 +629,8 @@ public struct SigV4Verifier: Sendable {
             if lower.hasPrefix("x-amz-") { amz[lower] = item.value.httpTrimmed }
         }
         let md5 = query.first { $0.name.asciiLowercased == "content-md5" }?.value ?? headers.first("content-md5") ?? ""
-        let type = query.first { $0.name.asciiLowercased == "content-type" }?.value ?? headers.first("content-type") ?? ""
+        let type =
+            query.first { $0.name.asciiLowercased == "content-type" }?.value ?? headers.first("content-type") ?? ""
         let candidates = Self.v2Resources(request).map {
             Self.v2StringToSign(
                 method: request.method.uppercased(), contentMD5: md5, contentType: type, date: expiresRaw.httpTrimmed,

@@ -51,7 +51,10 @@ extension String {
             if b.isHTTPWhitespace {
                 pendingSpace = !out.isEmpty
             } else {
-                if pendingSpace { out.append(0x20); pendingSpace = false }
+                if pendingSpace {
+                    out.append(0x20)
+                    pendingSpace = false
+                }
                 out.append(b)
             }
         }
@@ -108,9 +111,13 @@ enum AMZDate {
         let secs = t - days * 86400
         let c = UTCCalendar.civil(fromDays: days)
         var out = ""
-        pad(c.year, 4, into: &out); pad(c.month, 2, into: &out); pad(c.day, 2, into: &out)
+        pad(c.year, 4, into: &out)
+        pad(c.month, 2, into: &out)
+        pad(c.day, 2, into: &out)
         out += "T"
-        pad(secs / 3600, 2, into: &out); pad((secs / 60) % 60, 2, into: &out); pad(secs % 60, 2, into: &out)
+        pad(secs / 3600, 2, into: &out)
+        pad((secs / 60) % 60, 2, into: &out)
+        pad(secs % 60, 2, into: &out)
         out += "Z"
         return out
     }
@@ -164,7 +171,9 @@ enum AMZDate {
                 let m = months.firstIndex(of: parts[1].lowercased()), var y = Int(parts[2])
             else { return nil }
             if y < 100 { y += y < 70 ? 2000 : 1900 }
-            day = d; month = m + 1; year = y
+            day = d
+            month = m + 1
+            year = y
             tokens.removeFirst()
         }
         for tok in tokens {
@@ -180,7 +189,7 @@ enum AMZDate {
                 if tok.count == 4 { year = v } else if day == nil, tok.count <= 2 { day = v } else { return nil }
             } else if ["gmt", "utc", "ut", "z"].contains(tok.lowercased()) {
                 offset = 0
-            } else if (tok.hasPrefix("+") || tok.hasPrefix("-")), tok.count == 5, let v = Int(tok.dropFirst()) {
+            } else if tok.hasPrefix("+") || tok.hasPrefix("-"), tok.count == 5, let v = Int(tok.dropFirst()) {
                 let sign = tok.hasPrefix("-") ? -1 : 1
                 offset = sign * ((v / 100) * 3600 + (v % 100) * 60)
             } else {

@@ -76,7 +76,8 @@ public final class EventNotifier: Service, Sendable {
         var targets: [String: WebhookTarget] = [:]
         for target in settings.targets { targets[target.id] = target }
         self.targets = targets
-        metrics = NotificationMetrics(targets: settings.targets.map(\.id), limit: settings.maxQueued, registry: registry)
+        metrics = NotificationMetrics(
+            targets: settings.targets.map(\.id), limit: settings.maxQueued, registry: registry)
 
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
@@ -120,15 +121,19 @@ public final class EventNotifier: Service, Sendable {
             do {
                 initial.configurations[bucket] = try BucketNotificationConfiguration.parse(Data(xml.utf8), targets: ids)
             } catch {
-                logger.error("a bucket's notification rules name a target that is no longer configured; its events are not sent", metadata: [
-                    "cinescale.bucket": .string(bucket), "cinescale.error": .string(error.description),
-                ])
+                logger.error(
+                    "a bucket's notification rules name a target that is no longer configured; its events are not sent",
+                    metadata: [
+                        "cinescale.bucket": .string(bucket), "cinescale.error": .string(error.description),
+                    ])
             }
         }
         if orphaned > 0 {
-            logger.error("undelivered events for targets that are no longer configured are kept in the queue", metadata: [
-                "cinescale.count": .stringConvertible(orphaned),
-            ])
+            logger.error(
+                "undelivered events for targets that are no longer configured are kept in the queue",
+                metadata: [
+                    "cinescale.count": .stringConvertible(orphaned)
+                ])
         }
         let loaded = rows.count - orphaned
         if loaded > 0 {
@@ -158,7 +163,8 @@ public final class EventNotifier: Service, Sendable {
                 try db.execute(sql: "DELETE FROM bucket_notification WHERE bucket = ?", arguments: [bucket])
             } else {
                 try db.execute(
-                    sql: "INSERT INTO bucket_notification (bucket, xml) VALUES (?, ?) ON CONFLICT(bucket) DO UPDATE SET xml = excluded.xml",
+                    sql:
+                        "INSERT INTO bucket_notification (bucket, xml) VALUES (?, ?) ON CONFLICT(bucket) DO UPDATE SET xml = excluded.xml",
                     arguments: [bucket, xml])
             }
         }
@@ -179,7 +185,8 @@ public final class EventNotifier: Service, Sendable {
         metrics.refused.increment()
         throw NotificationError(
             "SlowDown", status: 503,
-            "Please reduce your request rate. \(pending) event notifications are waiting for delivery (limit \(settings.maxQueued)).")
+            "Please reduce your request rate. \(pending) event notifications are waiting for delivery (limit \(settings.maxQueued))."
+        )
     }
 
     /// The `ObjectStore` observer: queues the event durably for every matching target; returns once it is on
@@ -191,8 +198,12 @@ public final class EventNotifier: Service, Sendable {
         let request = EventRequestInfo.current
         let now = Date().timeIntervalSince1970
         let rows = matches.map { match in
-            (match.target, EventFormat.body(
-                event, ruleID: match.ruleID, region: settings.region, origin: settings.originEndpoint, request: request))
+            (
+                match.target,
+                EventFormat.body(
+                    event, ruleID: match.ruleID, region: settings.region, origin: settings.originEndpoint,
+                    request: request)
+            )
         }
         let ids = try await database.write { db in
             try rows.map { target, body in
@@ -313,9 +324,11 @@ public final class EventNotifier: Service, Sendable {
                     }
                     if wasUp {
                         metrics.up(target: target.id, false)
-                        logger.warning("webhook target unreachable; events are kept and retried", metadata: [
-                            "cinescale.target": .string(target.id), "cinescale.error": .string(failure),
-                        ])
+                        logger.warning(
+                            "webhook target unreachable; events are kept and retried",
+                            metadata: [
+                                "cinescale.target": .string(target.id), "cinescale.error": .string(failure),
+                            ])
                     }
                     if state.withLock({ $0.stopping }) { break }
                     try? await Task.sleep(for: delay)
@@ -348,9 +361,11 @@ public final class EventNotifier: Service, Sendable {
             metrics.depth(target: target.id, depth)
             if recovered {
                 metrics.up(target: target.id, true)
-                logger.info("webhook target reachable again; delivering queued events", metadata: [
-                    "cinescale.target": .string(target.id), "cinescale.pending": .stringConvertible(depth),
-                ])
+                logger.info(
+                    "webhook target reachable again; delivering queued events",
+                    metadata: [
+                        "cinescale.target": .string(target.id), "cinescale.pending": .stringConvertible(depth),
+                    ])
             }
         }
     }
@@ -420,11 +435,16 @@ struct NotificationMetrics: Sendable {
         var ups: [String: CoreMetrics.Gauge] = [:]
         for target in targets {
             let dims = [("target", target)]
-            depths[target] = CoreMetrics.Gauge(label: "cinescale_store_notification_queue_depth", dimensions: dims, factory: factory)
-            delivered[target] = CoreMetrics.Counter(label: "cinescale_store_notifications_delivered_total", dimensions: dims, factory: factory)
-            failures[target] = CoreMetrics.Counter(label: "cinescale_store_notification_failures_total", dimensions: dims, factory: factory)
-            latencies[target] = CoreMetrics.Timer(label: "cinescale_store_notification_delivery_seconds", dimensions: dims, factory: factory)
-            ups[target] = CoreMetrics.Gauge(label: "cinescale_store_notification_target_up", dimensions: dims, factory: factory)
+            depths[target] = CoreMetrics.Gauge(
+                label: "cinescale_store_notification_queue_depth", dimensions: dims, factory: factory)
+            delivered[target] = CoreMetrics.Counter(
+                label: "cinescale_store_notifications_delivered_total", dimensions: dims, factory: factory)
+            failures[target] = CoreMetrics.Counter(
+                label: "cinescale_store_notification_failures_total", dimensions: dims, factory: factory)
+            latencies[target] = CoreMetrics.Timer(
+                label: "cinescale_store_notification_delivery_seconds", dimensions: dims, factory: factory)
+            ups[target] = CoreMetrics.Gauge(
+                label: "cinescale_store_notification_target_up", dimensions: dims, factory: factory)
             ups[target]!.record(1)
         }
         self.depths = depths

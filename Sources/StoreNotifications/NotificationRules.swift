@@ -77,17 +77,21 @@ public struct BucketNotificationConfiguration: Sendable, Hashable {
         do {
             root = try S3XMLElement.parse(data)
         } catch {
-            throw NotificationError("MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.")
+            throw NotificationError(
+                "MalformedXML",
+                "The XML you provided was not well-formed or did not validate against our published schema.")
         }
         guard root.name == "NotificationConfiguration" else {
-            throw NotificationError("MalformedXML", "Expected a NotificationConfiguration document, got <\(root.name)>.")
+            throw NotificationError(
+                "MalformedXML", "Expected a NotificationConfiguration document, got <\(root.name)>.")
         }
         if root.child("TopicConfiguration") != nil || root.child("CloudFunctionConfiguration") != nil
             || root.child("LambdaFunctionConfiguration") != nil
         {
             throw NotificationError(
                 "InvalidArgument",
-                "A specified destination ARN does not exist or is not well-formed. Only QueueConfiguration with a webhook ARN (arn:minio:sqs::<id>:webhook) is supported.")
+                "A specified destination ARN does not exist or is not well-formed. Only QueueConfiguration with a webhook ARN (arn:minio:sqs::<id>:webhook) is supported."
+            )
         }
         var rules: [QueueRule] = []
         var ids: Set<String> = []
@@ -96,7 +100,8 @@ public struct BucketNotificationConfiguration: Sendable, Hashable {
             guard let target = QueueRule.targetID(arn: arn), targets.contains(target) else {
                 throw NotificationError(
                     "InvalidArgument",
-                    "A specified destination ARN does not exist or is not well-formed. Verify the destination ARN. (\(arn.isEmpty ? "no <Queue>" : arn); configured: \(targets.sorted().map { "arn:minio:sqs::\($0):webhook" }.joined(separator: ", ")))")
+                    "A specified destination ARN does not exist or is not well-formed. Verify the destination ARN. (\(arn.isEmpty ? "no <Queue>" : arn); configured: \(targets.sorted().map { "arn:minio:sqs::\($0):webhook" }.joined(separator: ", ")))"
+                )
             }
             let events = element.children("Event").map(\.text)
             guard !events.isEmpty else {
@@ -116,7 +121,8 @@ public struct BucketNotificationConfiguration: Sendable, Hashable {
                 case "suffix": rule.suffix = value
                 default:
                     throw NotificationError(
-                        "InvalidArgument", "FilterRule names must be 'prefix' or 'suffix', not '\(filter.string("Name") ?? "")'.")
+                        "InvalidArgument",
+                        "FilterRule names must be 'prefix' or 'suffix', not '\(filter.string("Name") ?? "")'.")
                 }
             }
             guard ids.insert(rule.id).inserted else {
@@ -138,7 +144,8 @@ public struct BucketNotificationConfiguration: Sendable, Hashable {
                 if !rule.prefix.isEmpty || !rule.suffix.isEmpty {
                     x.group("Filter") { f in
                         f.group("S3Key") { k in
-                            for (name, value) in [("prefix", rule.prefix), ("suffix", rule.suffix)] where !value.isEmpty {
+                            for (name, value) in [("prefix", rule.prefix), ("suffix", rule.suffix)] where !value.isEmpty
+                            {
                                 k.group("FilterRule") { r in
                                     r.element("Name", name)
                                     r.element("Value", value)

@@ -24,10 +24,14 @@ public struct WebhookTarget: Sendable, Hashable {
     public var arn: String { "arn:minio:sqs::\(id):webhook" }
 
     /// Parses `ID=URL` (the store command's `--notify-webhook`).
-    public static func parse(_ text: String, token: String?, batchSize: Int = 1) throws(NotificationError) -> WebhookTarget {
+    public static func parse(_ text: String, token: String?, batchSize: Int = 1) throws(NotificationError)
+        -> WebhookTarget
+    {
         let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
-        guard parts.count == 2, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }),
-            let url = URL(string: parts[1]), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+        guard parts.count == 2, !parts[0].isEmpty,
+            parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }),
+            let url = URL(string: parts[1]), let scheme = url.scheme?.lowercased(),
+            scheme == "http" || scheme == "https",
             url.host != nil
         else {
             throw NotificationError("InvalidArgument", "expected ID=http(s)://host[:port]/path, got '\(text)'")

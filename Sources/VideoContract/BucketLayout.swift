@@ -49,7 +49,9 @@ public enum ChunkKeys {
     public static func finish(_ id: String) -> String { "\(id)\(finishSuffix)" }
     public static func records(_ id: String) -> String { "\(id)/chunks/" }
     public static func record(_ id: String, index: Int) -> String { "\(id)/chunks/\(number(index)).json" }
-    public static func spritePart(_ id: String, index: Int) -> String { "\(id)/thumbnails/sprite-part-\(number(index)).jpg" }
+    public static func spritePart(_ id: String, index: Int) -> String {
+        "\(id)/thumbnails/sprite-part-\(number(index)).jpg"
+    }
     public static func segment(_ id: String, rung: String, name: String) -> String { "\(id)/hls/\(rung)/\(name)" }
     public static func initSection(_ id: String, rung: String) -> String { "\(id)/hls/\(rung)/init.mp4" }
 

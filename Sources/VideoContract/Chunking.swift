@@ -12,7 +12,9 @@ public struct EncodedAudioRecord: Codable, Sendable, Hashable {
     /// Wall-clock seconds of the encode (reading the source, decoding and encoding).
     public var seconds: Double
 
-    public init(key: String, packets: Int, sampleRate: Int, leadIn: Double, duration: Double, size: Int64, seconds: Double) {
+    public init(
+        key: String, packets: Int, sampleRate: Int, leadIn: Double, duration: Double, size: Int64, seconds: Double
+    ) {
         self.key = key
         self.packets = packets
         self.sampleRate = sampleRate
@@ -111,7 +113,8 @@ public struct TranscodePlan: Codable, Sendable, Hashable {
     /// `frameDuration` of the end (a container whose audio ends a few milliseconds after the last picture, as
     /// Opus's padding does) would make a segment, and a chunk, without a picture.
     public static func cut(
-        duration: Double, keyframeInterval: Double, firstSeconds: Double, chunkSeconds: Double, frameDuration: Double = 0.001
+        duration: Double, keyframeInterval: Double, firstSeconds: Double, chunkSeconds: Double,
+        frameDuration: Double = 0.001
     ) -> (segments: [Double], chunks: [Chunk]) {
         let first = min(max(firstSeconds, 0.5), keyframeInterval)
         // Segment boundaries: 0, first, first + interval, ... while a frame follows them.
@@ -192,7 +195,8 @@ public struct ChunkRecord: Codable, Sendable, Hashable {
         public var segments: [Segment]
 
         public init(
-            name: String, language: String?, label: String, channels: Int, sampleRate: Int, codecs: String, segments: [Segment]
+            name: String, language: String?, label: String, channels: Int, sampleRate: Int, codecs: String,
+            segments: [Segment]
         ) {
             self.name = name
             self.language = language
@@ -215,7 +219,8 @@ public struct ChunkRecord: Codable, Sendable, Hashable {
         public var tileHeight: Int
 
         public init(
-            key: String, firstTile: Int, count: Int, interval: Double, columns: Int, rows: Int, tileWidth: Int, tileHeight: Int
+            key: String, firstTile: Int, count: Int, interval: Double, columns: Int, rows: Int, tileWidth: Int,
+            tileHeight: Int
         ) {
             self.key = key
             self.firstTile = firstTile
@@ -249,7 +254,8 @@ public struct ChunkRecord: Codable, Sendable, Hashable {
 
     public init(
         videoId: String, index: Int, start: Double, end: Double?, frames: Int, audioPackets: Int, frameRate: Double,
-        rungs: [Rung], audio: Audio? = nil, posters: [VideoStatus.Poster], sprite: SpritePart?, videoDelay: Double? = nil,
+        rungs: [Rung], audio: Audio? = nil, posters: [VideoStatus.Poster], sprite: SpritePart?,
+        videoDelay: Double? = nil,
         seconds: Double, encodeSeconds: Double
     ) {
         self.audio = audio

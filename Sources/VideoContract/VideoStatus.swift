@@ -80,7 +80,8 @@ public struct VideoStatus: Codable, Sendable {
         public var tileWidth: Int
         public var tileHeight: Int
 
-        public init(key: String, interval: Double, columns: Int, rows: Int, count: Int, tileWidth: Int, tileHeight: Int) {
+        public init(key: String, interval: Double, columns: Int, rows: Int, count: Int, tileWidth: Int, tileHeight: Int)
+        {
             self.key = key
             self.interval = interval
             self.columns = columns
@@ -159,7 +160,8 @@ public struct VideoStatus: Codable, Sendable {
         public var averageBandwidth: Int
 
         public init(
-            name: String, language: String?, label: String, isDefault: Bool, channels: Int, sampleRate: Int, codecs: String,
+            name: String, language: String?, label: String, isDefault: Bool, channels: Int, sampleRate: Int,
+            codecs: String,
             playlist: String, bandwidth: Int, averageBandwidth: Int
         ) {
             self.name = name

@@ -11,7 +11,8 @@ public enum ISO8601Date {
         let seconds = (millis / 1000).rounded(.down)
         let t = UTCCalendar.Fields(Date(timeIntervalSince1970: seconds))
         let pad = UTCCalendar.pad
-        var out = "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2))T"
+        var out =
+            "\(pad(t.year, 4))-\(pad(t.month, 2))-\(pad(t.day, 2))T"
             + "\(pad(t.hour, 2)):\(pad(t.minute, 2)):\(pad(t.second, 2))"
         if milliseconds { out += "." + pad(Int(millis - seconds * 1000), 3) }
         return out + "Z"

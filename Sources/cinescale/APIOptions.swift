@@ -1,5 +1,5 @@
-import ArgumentParser
 import APIKeys
+import ArgumentParser
 import Foundation
 import Logging
 import ProductAPI
@@ -10,7 +10,10 @@ import VideoContract
 /// The product API's options, shared by `cinescale dev` (always on) and `cinescale gateway` (on when
 /// `--api-store` names the S3 endpoint the API reads: MinIO, Ceph RGW, AWS S3 or the embedded store).
 struct APIOptions: ParsableArguments {
-    @Option(help: "Seconds the signed URLs handed to viewers stay valid (renditions, thumbnails, playlists; HLS segments also get twice the video's duration).")
+    @Option(
+        help:
+            "Seconds the signed URLs handed to viewers stay valid (renditions, thumbnails, playlists; HLS segments also get twice the video's duration)."
+    )
     var streamExpiry: Int = 900
 
     @Option(help: "Seconds a presigned upload URL stays valid.")
@@ -19,7 +22,10 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Largest upload accepted, bytes.")
     var maxUploadBytes: Int64 = 20 << 30
 
-    @Option(help: "Uploads larger than this (bytes) get a resumable session (multipart, presigned part URLs) instead of one PUT.")
+    @Option(
+        help:
+            "Uploads larger than this (bytes) get a resumable session (multipart, presigned part URLs) instead of one PUT."
+    )
     var resumableThreshold: Int64 = 64 << 20
 
     @Option(help: "Smallest part of a resumable upload, bytes (raised to fit a file in 10 000 parts); 5 MiB to 5 GiB.")
@@ -40,13 +46,22 @@ struct APIOptions: ParsableArguments {
     @Option(help: "Requests an API key may make at once (the rate limit's burst).")
     var apiRateBurst: Double = 100
 
-    @Option(help: "An origin whose pages may call the API and fetch its playlists from a browser (CORS); repeat it; * for any.")
+    @Option(
+        help:
+            "An origin whose pages may call the API and fetch its playlists from a browser (CORS); repeat it; * for any."
+    )
     var apiCorsOrigin: [String] = []
 
-    @Flag(help: "Let webhook URLs resolve to loopback, link-local or private addresses (off: a tenant cannot make the gateway call internal services).")
+    @Flag(
+        help:
+            "Let webhook URLs resolve to loopback, link-local or private addresses (off: a tenant cannot make the gateway call internal services)."
+    )
     var webhooksMayReachPrivateAddresses = false
 
-    @Option(help: "Playback policy of a video whose upload chooses none: public, or signed (a playback token on every stream route).")
+    @Option(
+        help:
+            "Playback policy of a video whose upload chooses none: public, or signed (a playback token on every stream route)."
+    )
     var defaultPlaybackPolicy: String = "public"
 
     func validate() throws {
@@ -77,12 +92,15 @@ struct APIOptions: ParsableArguments {
         guard let storeURL = URL(string: store), let publicURL = URL(string: publicStore) else {
             throw ValidationError("the API's store URLs must be URLs: \(store), \(publicStore)")
         }
-        let s3 = S3Client(configuration: S3ClientConfiguration(endpoint: storeURL, region: region, credentials: credentials))
-        let presigner = S3Client(configuration: S3ClientConfiguration(endpoint: publicURL, region: region, credentials: credentials))
+        let s3 = S3Client(
+            configuration: S3ClientConfiguration(endpoint: storeURL, region: region, credentials: credentials))
+        let presigner = S3Client(
+            configuration: S3ClientConfiguration(endpoint: publicURL, region: region, credentials: credentials))
         return ProductAPI(
             configuration: ProductConfiguration(
                 ingestBucket: ingestBucket, mediaBucket: mediaBucket, maxUploadBytes: maxUploadBytes,
-                uploadExpiry: uploadExpiry, resumableThreshold: resumableThreshold, resumablePartSize: resumablePartSize,
+                uploadExpiry: uploadExpiry, resumableThreshold: resumableThreshold,
+                resumablePartSize: resumablePartSize,
                 resumableExpiry: uploadSessionExpiry, streamExpiry: streamExpiry,
                 signingSecret: Array((signingSecret ?? credentials.secretAccessKey).utf8),
                 defaultPlaybackPolicy: PlaybackPolicy(rawValue: defaultPlaybackPolicy) ?? .public,

@@ -47,12 +47,15 @@ struct DemoCommand: AsyncParsableCommand {
         } else {
             clip = root + "/sample.mp4"
             out.line("==> making a \(seconds) s sample clip (ffmpeg)")
-            try Self.run("ffmpeg", [
-                "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=\(seconds)",
-                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=\(seconds)",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
-                clip,
-            ])
+            try Self.run(
+                "ffmpeg",
+                [
+                    "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=\(seconds)",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=\(seconds)",
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-shortest",
+                    clip,
+                ])
         }
 
         out.line("==> starting cinescale dev (store, gateway, probe and transcode workers, API) in \(root)")
@@ -82,7 +85,8 @@ struct DemoCommand: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        let addresses = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: ready)))
+        let addresses = try JSONDecoder().decode(
+            [String: String].self, from: Data(contentsOf: URL(fileURLWithPath: ready)))
         let api = addresses["api"]!
         out.line("    API and web page: \(api)/    store: \(addresses["store"]!)")
 
@@ -92,7 +96,8 @@ struct DemoCommand: AsyncParsableCommand {
         let flow = UploadFlow(api: api, apiKey: apiKey, client: .shared, out: out)
         let started = Date()
         let video = try await flow.run(path: clip)
-        out.line(String(format: "==> processed in %.1f s (upload, probe, transcode)", Date().timeIntervalSince(started)))
+        out.line(
+            String(format: "==> processed in %.1f s (upload, probe, transcode)", Date().timeIntervalSince(started)))
         try await verify(video, api: api, out: out)
         flow.show(video)
 
@@ -114,7 +119,8 @@ struct DemoCommand: AsyncParsableCommand {
         let partial = try await HTTPClient.shared.execute(range, timeout: .seconds(30))
         let bytes = try await partial.body.collect(upTo: 1 << 20)
         guard partial.status == .partialContent, bytes.readableBytes == 65536 else {
-            throw ValidationError("Range GET of \(best.name): HTTP \(partial.status.code), \(bytes.readableBytes) bytes")
+            throw ValidationError(
+                "Range GET of \(best.name): HTTP \(partial.status.code), \(bytes.readableBytes) bytes")
         }
         let master = try await text(api + hls)
         guard let child = master.split(separator: "\n").last(where: { !$0.hasPrefix("#") && !$0.isEmpty }) else {
@@ -129,7 +135,9 @@ struct DemoCommand: AsyncParsableCommand {
         guard first.status == .ok, segmentBytes.readableBytes > 0 else {
             throw ValidationError("the first HLS segment: HTTP \(first.status.code)")
         }
-        out.line("==> playback checked: \(best.name) MP4 answers Range requests (206); HLS master → \(child.split(separator: "?")[0]) → first segment (\(segmentBytes.readableBytes) bytes), all over signed URLs")
+        out.line(
+            "==> playback checked: \(best.name) MP4 answers Range requests (206); HLS master → \(child.split(separator: "?")[0]) → first segment (\(segmentBytes.readableBytes) bytes), all over signed URLs"
+        )
     }
 
     func text(_ url: String) async throws -> String {
@@ -149,6 +157,8 @@ struct DemoCommand: AsyncParsableCommand {
             throw ValidationError("cannot run \(tool) (install it, or pass --file): \(error)")
         }
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw ValidationError("\(tool) failed (exit \(process.terminationStatus))") }
+        guard process.terminationStatus == 0 else {
+            throw ValidationError("\(tool) failed (exit \(process.terminationStatus))")
+        }
     }
 }

@@ -31,7 +31,10 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Port of the embedded S3 store (0 picks a free port).")
     var storePort: Int = 9000
 
-    @Option(help: "The store's URL as clients (browsers, players) reach it, for presigned URLs (default: http://HOST:STORE-PORT).")
+    @Option(
+        help:
+            "The store's URL as clients (browsers, players) reach it, for presigned URLs (default: http://HOST:STORE-PORT)."
+    )
     var publicStoreURL: String?
 
     @Option(help: "Directory of the probe and transcode executables (default: next to this one).")
@@ -46,7 +49,9 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Transcode workers for chunks after the first (each uses every core); one more runs first chunks.")
     var transcoders: Int = 1
 
-    @Option(help: "Cut each video into chunks of about this many seconds, one invocation each (0: one invocation per video).")
+    @Option(
+        help:
+            "Cut each video into chunks of about this many seconds, one invocation each (0: one invocation per video).")
     var chunkSeconds: Double = 32
 
     @OptionGroup var apiOptions: APIOptions
@@ -73,7 +78,8 @@ struct DevCommand: AsyncParsableCommand {
         let apiURL = "http://\(host):\(apiPort)"
         let publicStore = publicStoreURL ?? storeURL
         // The webhook token: stable per data directory, never printed.
-        let token = Hex.encode(SHA256.hash(data: Array("cinescale-dev-events\n\(credentials.secretAccessKey)\n\(root)".utf8)))
+        let token = Hex.encode(
+            SHA256.hash(data: Array("cinescale-dev-events\n\(credentials.secretAccessKey)\n\(root)".utf8)))
 
         // The store, its buckets, and the rules that turn uploads and metadata.json into events.
         // The gateway reads every record of a body, so a backlog (the gateway restarting) goes out in batches.
@@ -85,7 +91,8 @@ struct DevCommand: AsyncParsableCommand {
         // they stay the same across restarts and a new secret changes them.
         let functionsCredentials = Self.derivedCredentials("functions", from: credentials)
         let apiCredentials = Self.derivedCredentials("api", from: credentials)
-        var server = S3ServerConfiguration(credentials: [], region: region, cors: CORSConfiguration(allowedOrigins: ["*"]))
+        var server = S3ServerConfiguration(
+            credentials: [], region: region, cors: CORSConfiguration(allowedOrigins: ["*"]))
         server.users = [
             StoreUser.administrator(credentials),
             StoreUser(
@@ -100,7 +107,8 @@ struct DevCommand: AsyncParsableCommand {
             settings: EmbeddedStore.Settings(
                 dataDirectory: "\(root)/store", host: host, port: storePort,
                 server: server,
-                fsync: true, targets: [target], maxQueued: 100_000, createBuckets: [apiOptions.ingestBucket, apiOptions.mediaBucket]),
+                fsync: true, targets: [target], maxQueued: 100_000,
+                createBuckets: [apiOptions.ingestBucket, apiOptions.mediaBucket]),
             logger: logger, onRunning: { _ in await started.signal("store") })
         try await store.notifier.setConfiguration(
             BucketNotificationConfiguration(queues: [
@@ -114,14 +122,17 @@ struct DevCommand: AsyncParsableCommand {
             ("webhooks-status", "/status.json"), ("webhooks-playable", "/chunks/00000.json"),
         ]
         try await store.notifier.setConfiguration(
-            BucketNotificationConfiguration(queues: mediaRules.map { id, suffix in
-                QueueRule(id: id, arn: target.arn, events: ["s3:ObjectCreated:*"], suffix: suffix)
-            }), for: apiOptions.mediaBucket)
+            BucketNotificationConfiguration(
+                queues: mediaRules.map { id, suffix in
+                    QueueRule(id: id, arn: target.arn, events: ["s3:ObjectCreated:*"], suffix: suffix)
+                }), for: apiOptions.mediaBucket)
 
         // The gateway with the two functions, and the product API on the same port.
         let functions = functionsDir ?? Self.executableDirectory()
         for name in ["probe", "transcode"] where !FileManager.default.isExecutableFile(atPath: "\(functions)/\(name)") {
-            throw ValidationError("no \(name) executable in \(functions) (build it: swift build --product \(name), or pass --functions-dir)")
+            throw ValidationError(
+                "no \(name) executable in \(functions) (build it: swift build --product \(name), or pass --functions-dir)"
+            )
         }
         let functionEnvironment: [String: String] = [
             "AWS_ACCESS_KEY_ID": functionsCredentials.accessKeyId,
@@ -139,7 +150,8 @@ struct DevCommand: AsyncParsableCommand {
             "region": region,
             "functions": [
                 "probe": [
-                    "command": ["\(functions)/probe"], "timeout": 120, "concurrency": 2, "environment": functionEnvironment,
+                    "command": ["\(functions)/probe"], "timeout": 120, "concurrency": 2,
+                    "environment": functionEnvironment,
                     "retry": ["maxAttempts": 3], "nice": 5,
                 ],
                 // Plans and finishes (or, unchunked, whole videos).
@@ -174,7 +186,8 @@ struct DevCommand: AsyncParsableCommand {
             "queue": ["path": "\(root)/gateway/queue.sqlite"],
         ]
         let yaml = String(decoding: try JSONSerialization.data(withJSONObject: gatewayFile), as: UTF8.self)
-        var gatewayConfiguration = try GatewayConfiguration.load(yaml: yaml, baseDirectory: root, environment: environment)
+        var gatewayConfiguration = try GatewayConfiguration.load(
+            yaml: yaml, baseDirectory: root, environment: environment)
         gatewayConfiguration.host = host
         gatewayConfiguration.port = apiPort
         gatewayConfiguration.region = region
@@ -193,11 +206,12 @@ struct DevCommand: AsyncParsableCommand {
             logger: logger, additionalRoutes: { router in api.addRoutes(to: router) },
             eventObserver: { body in try await api.observeStoreEvents(body) })
 
-        let group = ServiceGroup(configuration: .init(
-            services: [parts.service].compactMap { $0 } + store.services + gateway.services
-                + [api.makeWebhookSender(), api.makeUploadJanitor()],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [parts.service].compactMap { $0 } + store.services + gateway.services
+                    + [api.makeWebhookSender(), api.makeUploadJanitor()],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         let readyFile = self.readyFile
         let portFile = processOptions.portFile
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -205,14 +219,18 @@ struct DevCommand: AsyncParsableCommand {
             tasks.addTask {
                 await started.wait("store")
                 _ = try await gateway.listeningPort()
-                logger.notice("CineScale is running", metadata: [
-                    "cinescale.api": .string(apiURL), "cinescale.store": .string(storeURL), "cinescale.data": .string(root),
-                    "cinescale.tenant": .string(Self.devTenant), "cinescale.api.key": .string(apiKey),
-                ])
+                logger.notice(
+                    "CineScale is running",
+                    metadata: [
+                        "cinescale.api": .string(apiURL), "cinescale.store": .string(storeURL),
+                        "cinescale.data": .string(root),
+                        "cinescale.tenant": .string(Self.devTenant), "cinescale.api.key": .string(apiKey),
+                    ])
                 try ProcessOptions.announce(port: apiPort, to: portFile)
                 if let readyFile {
                     let ready = ["api": apiURL, "store": storeURL, "apiKey": apiKey, "tenant": Self.devTenant]
-                    let data = try JSONSerialization.data(withJSONObject: ready, options: [.sortedKeys, .withoutEscapingSlashes])
+                    let data = try JSONSerialization.data(
+                        withJSONObject: ready, options: [.sortedKeys, .withoutEscapingSlashes])
                     try data.write(to: URL(fileURLWithPath: readyFile), options: .atomic)
                 }
             }
@@ -226,10 +244,14 @@ struct DevCommand: AsyncParsableCommand {
     static func devKey(_ keys: any APIKeyStore, file: String, logger: Logger) async throws -> String {
         if let data = FileManager.default.contents(atPath: file) {
             let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if let key = try await keys.authenticate(token: token), key.tenant == devTenant, key.allows(.admin) { return token }
+            if let key = try await keys.authenticate(token: token), key.tenant == devTenant, key.allows(.admin) {
+                return token
+            }
         }
         let created = try await keys.create(tenant: devTenant, name: "cinescale dev", scopes: [.admin])
-        guard FileManager.default.createFile(atPath: file + ".tmp", contents: Data(created.token.utf8), attributes: [.posixPermissions: 0o600]),
+        guard
+            FileManager.default.createFile(
+                atPath: file + ".tmp", contents: Data(created.token.utf8), attributes: [.posixPermissions: 0o600]),
             rename(file + ".tmp", file) == 0
         else { throw ValidationError("cannot write \(file)") }
         logger.info("created the dev tenant's admin key", metadata: ["cinescale.key": .string(created.key.id)])
@@ -237,7 +259,8 @@ struct DevCommand: AsyncParsableCommand {
     }
 
     static func executableDirectory() -> String {
-        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let path =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: path).deletingLastPathComponent().path
     }
 
@@ -245,7 +268,8 @@ struct DevCommand: AsyncParsableCommand {
     /// operator's secret and the part's name.
     static func derivedCredentials(_ part: String, from operatorCredentials: Credentials) -> Credentials {
         let key = SymmetricKey(data: Array(operatorCredentials.secretAccessKey.utf8))
-        let secret = Hex.encode(HMAC<SHA256>.authenticationCode(for: Array("cinescale-dev-store-user\n\(part)".utf8), using: key))
+        let secret = Hex.encode(
+            HMAC<SHA256>.authenticationCode(for: Array("cinescale-dev-store-user\n\(part)".utf8), using: key))
         return Credentials(accessKeyId: "cinescale-\(part)", secretAccessKey: String(secret.prefix(40)))
     }
 
@@ -279,7 +303,9 @@ enum FreePort {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr(host)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw ValidationError("cannot bind \(host) to pick a port") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -11,7 +11,9 @@ import ServiceLifecycle
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Run the invocation gateway: supervise function workers, serve the Lambda Invoke API (and, with --api-store, the product API).")
+        abstract:
+            "Run the invocation gateway: supervise function workers, serve the Lambda Invoke API (and, with --api-store, the product API)."
+    )
 
     @Option(help: "Functions file (YAML): executables, environment, timeout, concurrency, limits.")
     var config: String
@@ -22,13 +24,22 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Port of the Invoke API (0 picks a free port).")
     var port: Int = 9001
 
-    @Option(help: "Data directory; the invocation queue is <data-dir>/queue.sqlite unless the file sets queue.path (env CINESCALE_GATEWAY_DATA_DIR).")
+    @Option(
+        help:
+            "Data directory; the invocation queue is <data-dir>/queue.sqlite unless the file sets queue.path (env CINESCALE_GATEWAY_DATA_DIR)."
+    )
     var dataDir: String?
 
-    @Option(help: "Bearer token the event webhook (POST /events) requires (env CINESCALE_EVENT_TOKEN; overrides events.token).")
+    @Option(
+        help:
+            "Bearer token the event webhook (POST /events) requires (env CINESCALE_EVENT_TOKEN; overrides events.token)."
+    )
     var eventToken: String?
 
-    @Option(help: "Serve the product API and web page over this S3 endpoint (the store the functions use; env CINESCALE_API_STORE).")
+    @Option(
+        help:
+            "Serve the product API and web page over this S3 endpoint (the store the functions use; env CINESCALE_API_STORE)."
+    )
     var apiStore: String?
 
     @Option(help: "The store's URL as clients reach it, for presigned URLs (default: --api-store).")
@@ -53,20 +64,27 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("cannot read \(config): \(error.localizedDescription)")
         }
         let baseDirectory = URL(fileURLWithPath: config).deletingLastPathComponent().path
-        var configuration = try GatewayConfiguration.load(yaml: yaml, baseDirectory: baseDirectory, environment: environment)
+        var configuration = try GatewayConfiguration.load(
+            yaml: yaml, baseDirectory: baseDirectory, environment: environment)
         if check {
             try configuration.validate()
             for function in configuration.functions {
-                print("function \(function.name): \(function.command.joined(separator: " ")) (concurrency \(function.concurrency), variables \(function.environment.keys.sorted().joined(separator: ",")))")
+                print(
+                    "function \(function.name): \(function.command.joined(separator: " ")) (concurrency \(function.concurrency), variables \(function.environment.keys.sorted().joined(separator: ",")))"
+                )
             }
             for trigger in configuration.triggers {
                 print("trigger \(trigger.bucket) \(trigger.prefix)*\(trigger.suffix) → \(trigger.function)")
             }
             for source in configuration.sqsSources {
-                print("source sqs \(source.queueURL) (region \(source.region), endpoint \(source.endpoint.absoluteString), visibility \(source.visibilityTimeout) s, maxInFlight \(source.maxInFlight))")
+                print(
+                    "source sqs \(source.queueURL) (region \(source.region), endpoint \(source.endpoint.absoluteString), visibility \(source.visibilityTimeout) s, maxInFlight \(source.maxInFlight))"
+                )
             }
             for source in configuration.pollSources {
-                print("source poll \(source.endpoint.absoluteString) bucket \(source.bucket)\(source.prefix.isEmpty ? "" : " prefix \(source.prefix)") every \(source.interval) (region \(source.region), startFrom \(source.startFrom.rawValue))")
+                print(
+                    "source poll \(source.endpoint.absoluteString) bucket \(source.bucket)\(source.prefix.isEmpty ? "" : " prefix \(source.prefix)") every \(source.interval) (region \(source.region), startFrom \(source.startFrom.rawValue))"
+                )
             }
             return
         }
@@ -104,19 +122,22 @@ struct GatewayCommand: AsyncParsableCommand {
         // The shared queue, then the key store's connection pool, first: the group stops services in reverse
         // order, so the queue outlives the gateway (which writes the outcomes of the attempts it drains) and the
         // key store the servers that authenticate through it.
-        let group = ServiceGroup(configuration: .init(
-            services: [parts.service, keyService].compactMap { $0 } + gateway.services
-                + (api.map { [$0.makeWebhookSender(), $0.makeUploadJanitor()] } ?? []),
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [parts.service, keyService].compactMap { $0 } + gateway.services
+                    + (api.map { [$0.makeWebhookSender(), $0.makeUploadJanitor()] } ?? []),
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 let bound = try await gateway.listeningPort()
-                logger.info("gateway listening", metadata: [
-                    "cinescale.endpoint": .string("http://\(host):\(bound)"),
-                    "cinescale.functions": .string(functionNames),
-                ])
+                logger.info(
+                    "gateway listening",
+                    metadata: [
+                        "cinescale.endpoint": .string("http://\(host):\(bound)"),
+                        "cinescale.functions": .string(functionNames),
+                    ])
                 try ProcessOptions.announce(port: bound, to: portFile)
             }
             try await tasks.waitForAll()

@@ -26,7 +26,8 @@ struct GatewayQueue {
                 throw GatewayError(.invalidConfiguration, "queue.postgres: \(error.message)")
             }
             // One seen state for the fleet, on the queue's connection pool, unless the file names one of its own.
-            let pollState = configuration.pollStatePath == nil ? PostgresPollState(client: queue.client, logger: logger) : nil
+            let pollState =
+                configuration.pollStatePath == nil ? PostgresPollState(client: queue.client, logger: logger) : nil
             return GatewayQueue(queue: queue, pollState: pollState, service: queue)
         }
         guard let path = configuration.queue.path else {

@@ -10,7 +10,8 @@ import WireFormat
 struct InvocationsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "invocations",
-        abstract: "List, show and re-drive a gateway's asynchronous invocations (queued, running, failed, succeeded, dead).",
+        abstract:
+            "List, show and re-drive a gateway's asynchronous invocations (queued, running, failed, succeeded, dead).",
         subcommands: [List.self, Show.self, Redrive.self], defaultSubcommand: List.self)
 
     struct GatewayOptions: ParsableArguments {
@@ -22,17 +23,23 @@ struct InvocationsCommand: AsyncParsableCommand {
         func call(_ method: String, _ path: String, query: [(String, String)] = []) async throws -> (Int, Data) {
             let environment = ProcessInfo.processInfo.environment
             let base = gateway ?? environment["CINESCALE_GATEWAY_ENDPOINT"] ?? "http://127.0.0.1:9001"
-            guard let url = URL(string: base), let host = url.host else { throw ValidationError("invalid gateway endpoint \(base)") }
+            guard let url = URL(string: base), let host = url.host else {
+                throw ValidationError("invalid gateway endpoint \(base)")
+            }
             let authority = url.port.map { "\(host):\($0)" } ?? host
             let signer = SigV4Signer(
                 credentials: credentialOptions.credentials(environment: environment),
                 region: credentialOptions.resolvedRegion(environment: environment), service: "lambda")
             let headers = [(name: "host", value: authority)]
             let signed = signer.signedHeaders(
-                for: SigningRequest(method: method, path: path, query: query.map { (name: $0.0, value: $0.1) }, headers: headers),
+                for: SigningRequest(
+                    method: method, path: path, query: query.map { (name: $0.0, value: $0.1) }, headers: headers),
                 payload: .sha256([]), date: Date())
-            let queryString = query.map { "\(S3URIEncoding.encode($0.0, encodeSlash: true))=\(S3URIEncoding.encode($0.1, encodeSlash: true))" }.joined(separator: "&")
-            var request = HTTPClientRequest(url: base.trimmingSuffix("/") + path + (queryString.isEmpty ? "" : "?" + queryString))
+            let queryString = query.map {
+                "\(S3URIEncoding.encode($0.0, encodeSlash: true))=\(S3URIEncoding.encode($0.1, encodeSlash: true))"
+            }.joined(separator: "&")
+            var request = HTTPClientRequest(
+                url: base.trimmingSuffix("/") + path + (queryString.isEmpty ? "" : "?" + queryString))
             request.method = .init(rawValue: method)
             for (name, value) in signed { request.headers.add(name: name, value: value) }
             if method == "POST" { request.body = .bytes(ByteBuffer()) }
@@ -48,14 +55,17 @@ struct InvocationsCommand: AsyncParsableCommand {
         static func check(_ status: Int, _ data: Data) throws {
             guard (200..<300).contains(status) else {
                 let error = object(data)["error"] as? [String: Any]
-                let message = error?["message"] as? String ?? object(data)["message"] as? String
+                let message =
+                    error?["message"] as? String ?? object(data)["message"] as? String
                     ?? String(decoding: data, as: UTF8.self)
                 throw ValidationError("gateway answered \(status): \(message)")
             }
         }
 
         static func printJSON(_ object: Any) {
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) {
+            if let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            {
                 print(String(decoding: data, as: UTF8.self))
             }
         }
@@ -90,12 +100,15 @@ struct InvocationsCommand: AsyncParsableCommand {
                 return
             }
             let items = page["invocations"] as? [[String: Any]] ?? []
-            print(pad("ID", 36), pad("FUNCTION", 16), pad("STATE", 10), pad("ATTEMPTS", 8), pad("CREATED", 24),
-                  pad("DURATION", 10), "ERROR")
+            print(
+                pad("ID", 36), pad("FUNCTION", 16), pad("STATE", 10), pad("ATTEMPTS", 8), pad("CREATED", 24),
+                pad("DURATION", 10), "ERROR")
             for item in items {
-                let created = (item["createdAt"] as? Double).map { ISO8601Date.format(Date(timeIntervalSince1970: $0)) } ?? ""
+                let created =
+                    (item["createdAt"] as? Double).map { ISO8601Date.format(Date(timeIntervalSince1970: $0)) } ?? ""
                 let duration = (item["durationMs"] as? Double).map { String(format: "%.1f ms", $0) } ?? ""
-                let error = [item["errorType"] as? String, item["errorMessage"] as? String].compactMap { $0 }.joined(separator: ": ")
+                let error = [item["errorType"] as? String, item["errorMessage"] as? String].compactMap { $0 }.joined(
+                    separator: ": ")
                 print(
                     pad(item["id"] as? String ?? "", 36), pad(item["function"] as? String ?? "", 16),
                     pad(item["state"] as? String ?? "", 10),

@@ -49,16 +49,20 @@ struct KeysCommand: AsyncParsableCommand {
             case (let file?, nil, nil):
                 let yaml = try String(contentsOfFile: file, encoding: .utf8)
                 let directory = URL(fileURLWithPath: file).deletingLastPathComponent().path
-                var queue = try GatewayConfiguration.load(yaml: yaml, baseDirectory: directory, environment: environment).queue
+                var queue = try GatewayConfiguration.load(
+                    yaml: yaml, baseDirectory: directory, environment: environment
+                ).queue
                 if queue.path == nil, queue.postgres == nil {
                     let data = environment["CINESCALE_GATEWAY_DATA_DIR"] ?? "./.data/gateway"
                     queue.path = URL(fileURLWithPath: data).appendingPathComponent("queue.sqlite").path
                 }
                 return queue
             case (nil, let directory?, nil):
-                return QueueConfiguration(path: URL(fileURLWithPath: directory).appendingPathComponent("gateway/queue.sqlite").path)
+                return QueueConfiguration(
+                    path: URL(fileURLWithPath: directory).appendingPathComponent("gateway/queue.sqlite").path)
             case (nil, nil, let database?):
-                return database.hasPrefix("postgres") ? QueueConfiguration(postgres: database) : QueueConfiguration(path: database)
+                return database.hasPrefix("postgres")
+                    ? QueueConfiguration(postgres: database) : QueueConfiguration(path: database)
             default:
                 throw ValidationError("give one of --config, --data-dir and --database")
             }
@@ -125,9 +129,14 @@ struct KeysCommand: AsyncParsableCommand {
             let (tenant, name) = (self.tenant, self.name)
             let created = try await database.with { try await $0.create(tenant: tenant, name: name, scopes: scopes) }
             if json {
-                print(String(decoding: try KeysCommand.encoder.encode(Created(key: created.key, token: created.token)), as: UTF8.self))
+                print(
+                    String(
+                        decoding: try KeysCommand.encoder.encode(Created(key: created.key, token: created.token)),
+                        as: UTF8.self))
             } else {
-                print("key \(created.key.id) of tenant \(created.key.tenant) (\(created.key.scopes.map(\.rawValue).joined(separator: ",")))")
+                print(
+                    "key \(created.key.id) of tenant \(created.key.tenant) (\(created.key.scopes.map(\.rawValue).joined(separator: ",")))"
+                )
                 print(created.token)
             }
         }
@@ -158,13 +167,16 @@ struct KeysCommand: AsyncParsableCommand {
             }
             for key in keys {
                 let state = key.revokedAt.map { "revoked \(KeysCommand.iso($0))" } ?? "active"
-                print("\(key.id)  \(key.tenant)  \(key.scopes.map(\.rawValue).joined(separator: ","))  \(state)  \(key.name)")
+                print(
+                    "\(key.id)  \(key.tenant)  \(key.scopes.map(\.rawValue).joined(separator: ","))  \(state)  \(key.name)"
+                )
             }
         }
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a key: it stops working at once on every gateway.")
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a key: it stops working at once on every gateway.")
 
         @Argument(help: "The key's id (k…).")
         var id: String

@@ -30,10 +30,13 @@ struct PresignCommand: AsyncParsableCommand {
             throw ValidationError("expected s3://bucket/key")
         }
         let endpointString = endpoint ?? environment["CINESCALE_S3_ENDPOINT"] ?? "http://127.0.0.1:9000"
-        guard let endpointURL = URL(string: endpointString) else { throw ValidationError("invalid endpoint \(endpointString)") }
-        let client = S3Client(configuration: S3ClientConfiguration(
-            endpoint: endpointURL, region: credentialOptions.resolvedRegion(environment: environment),
-            credentials: credentialOptions.credentials(environment: environment)))
+        guard let endpointURL = URL(string: endpointString) else {
+            throw ValidationError("invalid endpoint \(endpointString)")
+        }
+        let client = S3Client(
+            configuration: S3ClientConfiguration(
+                endpoint: endpointURL, region: credentialOptions.resolvedRegion(environment: environment),
+                credentials: credentialOptions.credentials(environment: environment)))
         let url = try client.presignedURL(
             method: method.uppercased(), bucket: String(path[..<slash]), key: String(path[path.index(after: slash)...]),
             expires: expires)

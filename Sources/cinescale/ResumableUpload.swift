@@ -52,7 +52,9 @@ extension UploadFlow {
             return view.videoId
         }
         let stored = view.partCount - view.missingParts.count
-        out.line("video \(view.videoId): resuming session \(saved.sessionId): \(stored) of \(view.partCount) parts already stored (\(view.storedBytes) bytes); sending the \(view.missingParts.count) missing")
+        out.line(
+            "video \(view.videoId): resuming session \(saved.sessionId): \(stored) of \(view.partCount) parts already stored (\(view.storedBytes) bytes); sending the \(view.missingParts.count) missing"
+        )
         let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber
         var urls: [Int: PartURL] = [:]
         try await sendParts(
@@ -99,8 +101,11 @@ extension UploadFlow {
                 finished += 1
                 sentBytes += bytes
                 let fraction = progress.add(bytes)
-                if out.interactive { bar.update(fraction) } else {
-                    out.flushedLine("part stored: \(finished)/\(numbers.count) sent this run, \(Int(fraction * 100)) % of the file")
+                if out.interactive {
+                    bar.update(fraction)
+                } else {
+                    out.flushedLine(
+                        "part stored: \(finished)/\(numbers.count) sent this run, \(Int(fraction * 100)) % of the file")
                 }
                 next(&group)
             }
@@ -108,9 +113,10 @@ extension UploadFlow {
         bar.finish()
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        out.flushedLine(String(
-            format: "sent %d parts, %lld bytes in %.1f s (%.0f MB/s)", numbers.count, sentBytes, seconds,
-            Double(sentBytes) / 1e6 / max(seconds, 0.001)))
+        out.flushedLine(
+            String(
+                format: "sent %d parts, %lld bytes in %.1f s (%.0f MB/s)", numbers.count, sentBytes, seconds,
+                Double(sentBytes) / 1e6 / max(seconds, 0.001)))
     }
 
     /// One part: read from the file and PUT to its presigned URL; retried 5 times with backoff, a fresh URL
@@ -134,13 +140,16 @@ extension UploadFlow {
                 failure = "HTTP \(response.status.code) \(String(buffer: answer).prefix(300))"
                 if response.status == .forbidden {
                     let body = try JSONSerialization.data(withJSONObject: ["partNumbers": [part.partNumber]])
-                    let fresh: PartBatch = try await call("POST", "/uploads/\(sessionId)/parts", body: body, expect: 200)
+                    let fresh: PartBatch = try await call(
+                        "POST", "/uploads/\(sessionId)/parts", body: body, expect: 200)
                     if let url = fresh.parts.first { part = url }
                 }
             } catch {
                 failure = "\(error)"
             }
-            guard attempt < 5 else { throw Failure(description: "part \(part.partNumber) failed 5 times; last: \(failure)") }
+            guard attempt < 5 else {
+                throw Failure(description: "part \(part.partNumber) failed 5 times; last: \(failure)")
+            }
             out.flushedLine("part \(part.partNumber) failed (\(failure)); retrying")
             try await Task.sleep(for: .milliseconds(250 << attempt))
         }
@@ -202,7 +211,8 @@ struct UploadState {
 
     init(path: String, size: Int64, modified: Date, api: String) {
         let environment = ProcessInfo.processInfo.environment
-        let base = environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+        let base =
+            environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/state")
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let identity = "\(absolute)\n\(size)\n\(Int64((modified.timeIntervalSince1970 * 1000).rounded()))"
@@ -219,7 +229,8 @@ struct UploadState {
     }
 
     func save(_ saved: Saved) {
-        try? FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(
+            at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
         try? JSONEncoder().encode(saved).write(to: file, options: .atomic)
     }
 

@@ -56,7 +56,9 @@ struct StoreCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("notify-webhook"),
-        help: "A webhook target for bucket notifications, ID=URL (repeatable); rules name it as arn:minio:sqs::ID:webhook.")
+        help:
+            "A webhook target for bucket notifications, ID=URL (repeatable); rules name it as arn:minio:sqs::ID:webhook."
+    )
     var notifyWebhooks: [String] = []
 
     @Option(help: "Bearer token sent to the webhook targets (env CINESCALE_NOTIFY_TOKEN).")
@@ -88,31 +90,40 @@ struct StoreCommand: AsyncParsableCommand {
         } else if credentials.accessKeyId == CredentialOptions.defaultAccessKey
             && credentials.secretAccessKey == CredentialOptions.defaultSecretKey
         {
-            logger.warning("using the default development credentials; set CINESCALE_ACCESS_KEY and CINESCALE_SECRET_KEY")
+            logger.warning(
+                "using the default development credentials; set CINESCALE_ACCESS_KEY and CINESCALE_SECRET_KEY")
         }
         var floor = FreeSpaceFloor.standard
         if let minFreeSpace {
             guard let parsed = FreeSpaceFloor.parse(minFreeSpace) else {
-                throw ValidationError("--min-free-space: '\(minFreeSpace)' is not a size (512MiB, 2GB, 1048576) or a percentage (1%)")
+                throw ValidationError(
+                    "--min-free-space: '\(minFreeSpace)' is not a size (512MiB, 2GB, 1048576) or a percentage (1%)")
             }
             floor = parsed
         }
-        let cors: CORSConfiguration = corsOrigins == "none"
+        let cors: CORSConfiguration =
+            corsOrigins == "none"
             ? .disabled
-            : CORSConfiguration(allowedOrigins: corsOrigins.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+            : CORSConfiguration(
+                allowedOrigins: corsOrigins.split(separator: ",").map {
+                    String($0).trimmingCharacters(in: .whitespaces)
+                })
         var serverConfiguration = S3ServerConfiguration(
             credentials: [credentials], region: credentialOptions.resolvedRegion(environment: environment),
             publicReadBuckets: Set(publicReadBuckets), cors: cors, virtualHostDomain: virtualHostDomain)
         serverConfiguration.users = storeUsers
 
         guard notifyQueueLimit >= 1 else { throw ValidationError("--notify-queue-limit must be at least 1") }
-        guard (1...1000).contains(notifyBatchSize) else { throw ValidationError("--notify-batch-size must be 1 to 1000") }
+        guard (1...1000).contains(notifyBatchSize) else {
+            throw ValidationError("--notify-batch-size must be 1 to 1000")
+        }
         let token = notifyToken ?? environment["CINESCALE_NOTIFY_TOKEN"]
         var targets: [WebhookTarget] = []
         for text in notifyWebhooks {
             do {
                 targets.append(
-                    try WebhookTarget.parse(text, token: token.flatMap { $0.isEmpty ? nil : $0 }, batchSize: notifyBatchSize))
+                    try WebhookTarget.parse(
+                        text, token: token.flatMap { $0.isEmpty ? nil : $0 }, batchSize: notifyBatchSize))
             } catch {
                 throw ValidationError("--notify-webhook: \(error.message)")
             }
@@ -129,9 +140,12 @@ struct StoreCommand: AsyncParsableCommand {
                 createBuckets: (createBuckets ?? "").split(separator: ",").map(String.init), freeSpaceFloor: floor),
             logger: logger,
             onRunning: { port in
-                logger.info("store listening", metadata: [
-                    "cinescale.endpoint": .string("http://\(host):\(port)"), "cinescale.data": .string(dataDirectory),
-                ])
+                logger.info(
+                    "store listening",
+                    metadata: [
+                        "cinescale.endpoint": .string("http://\(host):\(port)"),
+                        "cinescale.data": .string(dataDirectory),
+                    ])
                 do {
                     try ProcessOptions.announce(port: port, to: portFile)
                 } catch {
@@ -193,7 +207,8 @@ enum StoreUsersFile {
                 do {
                     let users = try StoreUsersFile.load(path)
                     directory.replace(with: users)
-                    logger.notice("reloaded the store's users", metadata: ["cinescale.users": .stringConvertible(users.count)])
+                    logger.notice(
+                        "reloaded the store's users", metadata: ["cinescale.users": .stringConvertible(users.count)])
                 } catch {
                     logger.error(
                         "could not reload the store's users; the previous ones stay in force",

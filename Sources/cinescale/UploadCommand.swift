@@ -26,7 +26,8 @@ struct UploadCommand: AsyncParsableCommand {
             .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read \(file)") }
         guard let key = apiKey ?? ProcessInfo.processInfo.environment["CINESCALE_API_KEY"], !key.isEmpty else {
-            throw ValidationError("an API key is needed: --api-key or CINESCALE_API_KEY (cinescale dev prints one at start-up)")
+            throw ValidationError(
+                "an API key is needed: --api-key or CINESCALE_API_KEY (cinescale dev prints one at start-up)")
         }
         let flow = UploadFlow(api: api, apiKey: key, client: .shared, out: Terminal())
         do {

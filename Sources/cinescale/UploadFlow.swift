@@ -30,18 +30,24 @@ struct UploadFlow {
     /// run for the same file (same path, size and modification time): only the missing parts are sent.
     func run(path: String, parallel: Int = 4) async throws -> VideoView {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
-        guard let size = (attributes[.size] as? NSNumber)?.int64Value, size > 0 else { throw Failure(description: "\(path) is empty") }
+        guard let size = (attributes[.size] as? NSNumber)?.int64Value, size > 0 else {
+            throw Failure(description: "\(path) is empty")
+        }
         let modified = (attributes[.modificationDate] as? Date) ?? Date(timeIntervalSince1970: 0)
         let name = URL(fileURLWithPath: path).lastPathComponent
         let state = UploadState(path: path, size: size, modified: modified, api: api)
         if let saved = state.load() {
-            if let id = try await resume(saved, path: path, state: state, parallel: parallel) { return try await follow(id) }
+            if let id = try await resume(saved, path: path, state: state, parallel: parallel) {
+                return try await follow(id)
+            }
         }
         let body = try JSONSerialization.data(withJSONObject: ["fileName": name, "size": size])
         let answer: Data = try await call("POST", "/uploads", body: body, expect: 201)
         if let session = try? JSONDecoder().decode(Session.self, from: answer) {
             state.save(.init(api: api, sessionId: session.sessionId, videoId: session.videoId))
-            out.line("video \(session.videoId): uploading \(name) (\(Terminal.bytes(size))) as a resumable upload, \(session.partCount) parts of \(Terminal.bytes(session.partSize)), \(parallel) at a time")
+            out.line(
+                "video \(session.videoId): uploading \(name) (\(Terminal.bytes(size))) as a resumable upload, \(session.partCount) parts of \(Terminal.bytes(session.partSize)), \(parallel) at a time"
+            )
             out.line("session \(session.sessionId) (kept in \(state.file.path) until complete: run again to resume)")
             var urls = Dictionary(session.parts.map { ($0.partNumber, $0) }, uniquingKeysWith: { a, _ in a })
             let missing = Array(1...session.partCount)
@@ -66,7 +72,8 @@ struct UploadFlow {
         let stored = try await response.body.collect(upTo: 1 << 20)
         try? handle.close()
         guard response.status == .ok else {
-            throw Failure(description: "the store refused the upload: HTTP \(response.status.code) \(String(buffer: stored))")
+            throw Failure(
+                description: "the store refused the upload: HTTP \(response.status.code) \(String(buffer: stored))")
         }
         bar.finish()
         return try await follow(ticket.videoId)
@@ -100,7 +107,9 @@ struct UploadFlow {
         out.line("")
         out.line("ready: \(api)/videos/\(video.videoId)")
         for rendition in video.renditions ?? [] {
-            out.line("  \(rendition.name) \(rendition.width)x\(rendition.height) \(rendition.bitRate / 1000) kbit/s \(Terminal.bytes(rendition.size))")
+            out.line(
+                "  \(rendition.name) \(rendition.width)x\(rendition.height) \(rendition.bitRate / 1000) kbit/s \(Terminal.bytes(rendition.size))"
+            )
             out.line("    \(rendition.url)")
         }
         if let hls = video.hls { out.line("  HLS (every URI signed): \(api)\(hls)") }
@@ -202,7 +211,8 @@ struct Terminal: Sendable {
                 lastDraw = Date()
                 let width = 30
                 let filled = Int(clamped * Double(width))
-                let text = "\r\(name.padding(toLength: 8, withPad: " ", startingAt: 0)) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(String(format: "%3d", Int(clamped * 100))) % \(label)\u{1B}[K"
+                let text =
+                    "\r\(name.padding(toLength: 8, withPad: " ", startingAt: 0)) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(String(format: "%3d", Int(clamped * 100))) % \(label)\u{1B}[K"
                 FileHandle.standardError.write(Data(text.utf8))
             } else {
                 let decile = Int(clamped * 10)
@@ -219,6 +229,7 @@ struct Terminal: Sendable {
     }
 
     static func bytes(_ count: Int64) -> String {
-        count >= 1 << 20 ? String(format: "%.1f MB", Double(count) / 1e6) : String(format: "%.0f kB", Double(count) / 1e3)
+        count >= 1 << 20
+            ? String(format: "%.1f MB", Double(count) / 1e6) : String(format: "%.0f kB", Double(count) / 1e3)
     }
 }

@@ -128,7 +128,9 @@ private func check(_ request: FakeRequest, _ verifier: SigV4Verifier) -> String?
     let incoming = IncomingRequest(method: request.method, target: request.target, headers: request.headers)
     do {
         let verified = try verifier.verify(incoming, now: Date())
-        if case .sha256(let hex) = verified.payload, PayloadSignature.sha256(request.body).headerValue != hex.lowercased() {
+        if case .sha256(let hex) = verified.payload,
+            PayloadSignature.sha256(request.body).headerValue != hex.lowercased()
+        {
             return "payload hash mismatch"
         }
         return nil
@@ -162,7 +164,8 @@ private func readRequest(
     var headers: [(name: String, value: String)] = []
     for line in lines {
         guard let colon = line.firstIndex(of: ":") else { continue }
-        headers.append((String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+        headers.append(
+            (String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
     }
     let length = headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int($0.value) } ?? 0
     while buffer.readableBytes < length {

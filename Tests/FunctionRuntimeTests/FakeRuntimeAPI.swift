@@ -69,18 +69,22 @@ final class FakeRuntimeAPI: Sendable {
             let api = holder.withLock { $0 }!
             let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
             return Response(
-                status: api.record(Post(kind: .response, requestID: context.parameters.get("id"), headers: request.headers, body: body)))
+                status: api.record(
+                    Post(kind: .response, requestID: context.parameters.get("id"), headers: request.headers, body: body)
+                ))
         }
         router.post("\(base)/invocation/{id}/error") { request, context -> Response in
             let api = holder.withLock { $0 }!
             let body = try await request.body.collect(upTo: 1024 * 1024)
             return Response(
-                status: api.record(Post(kind: .error, requestID: context.parameters.get("id"), headers: request.headers, body: body)))
+                status: api.record(
+                    Post(kind: .error, requestID: context.parameters.get("id"), headers: request.headers, body: body)))
         }
         router.post("\(base)/init/error") { request, _ -> Response in
             let api = holder.withLock { $0 }!
             let body = try await request.body.collect(upTo: 1024 * 1024)
-            return Response(status: api.record(Post(kind: .initError, requestID: nil, headers: request.headers, body: body)))
+            return Response(
+                status: api.record(Post(kind: .initError, requestID: nil, headers: request.headers, body: body)))
         }
         // Cancelling the server at the end of a test makes Hummingbird log errors: keep it quiet.
         var logger = Logger(label: "test.runtime-api")

@@ -5,7 +5,8 @@ import Testing
 /// The `hello` executable built beside the test bundle (`swift build --build-tests` builds it).
 enum HelloBinary {
     static let path: String? = {
-        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent()
         for candidate in [directory, directory.deletingLastPathComponent()] {
             let path = candidate.appendingPathComponent("hello").path
             if FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -146,7 +147,8 @@ struct HelloFunctionTests {
 
     @Test("record appends each event as one fsync'd line, then returns it")
     func record() async throws {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("hello-record-\(UUID().uuidString).jsonl")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "hello-record-\(UUID().uuidString).jsonl")
         defer { try? FileManager.default.removeItem(at: file) }
         try await FakeRuntimeAPI.with { api in
             let hello = try HelloProcess(mode: "record", port: api.port, environment: ["HELLO_RECORD_FILE": file.path])
@@ -154,7 +156,8 @@ struct HelloFunctionTests {
             api.enqueue("r2", body: #"{"n":2}"#)
             let posts = await api.waitForPosts(2)
             #expect(posts.map(\.text) == ["{\"k\":\n \"v\"}", #"{"n":2}"#])
-            let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            let lines = try String(contentsOf: file, encoding: .utf8).split(
+                separator: "\n", omittingEmptySubsequences: false)
             #expect(lines == [#"{"k":  "v"}"#, #"{"n":2}"#, ""])
             hello.signal(SIGTERM)
             #expect(await hello.waitForExit()?.status == 0)

@@ -96,11 +96,12 @@ private final class WireRuntimeAPI: @unchecked Sendable {
             if let end = headerEnd() {
                 let head = String(decoding: buffer[..<end], as: UTF8.self)
                 let lines = head.components(separatedBy: "\r\n")
-                let length = lines.dropFirst().compactMap { line -> Int? in
-                    let parts = line.split(separator: ":", maxSplits: 1)
-                    guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
-                    return Int(parts[1].trimmingCharacters(in: .whitespaces))
-                }.first ?? 0
+                let length =
+                    lines.dropFirst().compactMap { line -> Int? in
+                        let parts = line.split(separator: ":", maxSplits: 1)
+                        guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
+                        return Int(parts[1].trimmingCharacters(in: .whitespaces))
+                    }.first ?? 0
                 if buffer.count >= end + 4 + length {
                     buffer.removeFirst(end + 4 + length)
                     return lines[0]
@@ -155,11 +156,12 @@ struct PipeliningTests {
     func pipelinedWhenAnnounced() async throws {
         let (requests, pipelined) = try await run(announce: true)
         #expect(pipelined == [true, true])
-        #expect(requests.map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == [
-            "GET /2018-06-01/runtime/invocation/next", "POST /2018-06-01/runtime/invocation/r1/response",
-            "GET /2018-06-01/runtime/invocation/next", "POST /2018-06-01/runtime/invocation/r2/response",
-            "GET /2018-06-01/runtime/invocation/next", "POST /2018-06-01/runtime/invocation/r3/response",
-        ])
+        #expect(
+            requests.map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == [
+                "GET /2018-06-01/runtime/invocation/next", "POST /2018-06-01/runtime/invocation/r1/response",
+                "GET /2018-06-01/runtime/invocation/next", "POST /2018-06-01/runtime/invocation/r2/response",
+                "GET /2018-06-01/runtime/invocation/next", "POST /2018-06-01/runtime/invocation/r3/response",
+            ])
     }
 
     @Test("without the announcement (AWS Lambda) each request waits for the previous answer")

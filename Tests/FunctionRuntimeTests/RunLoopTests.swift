@@ -71,7 +71,8 @@ struct RunLoopTests {
             // remainingTime counts down to the deadline from the header, whatever the machine's load.
             let expected = deadline.timeIntervalSinceNow
             let remaining = context.remainingTime
-            let remainingSeconds = Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18
+            let remainingSeconds =
+                Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18
             #expect(abs(remainingSeconds - expected) < 0.05)
             #expect(remaining <= .seconds(7))
             #expect(context.logger[metadataKey: "cinescale.request.id"] == "req-1")
@@ -106,9 +107,10 @@ struct RunLoopTests {
         try await FakeRuntimeAPI.with { api in
             api.enqueue("t1", body: #"{"name":"Ada","count":2}"#)
             let outcome = try await serve(api, invocations: 1) {
-                JSONByteHandler(ClosureFunctionHandler { (event: Greeting, _: FunctionContext) in
-                    Reply(message: String(repeating: "hi \(event.name) ", count: event.count))
-                })
+                JSONByteHandler(
+                    ClosureFunctionHandler { (event: Greeting, _: FunctionContext) in
+                        Reply(message: String(repeating: "hi \(event.name) ", count: event.count))
+                    })
             }
             #expect(outcome == .finished(invocations: 1))
             let reply = try JSONDecoder().decode(Reply.self, from: Data(api.posts[0].body.readableBytesView))
@@ -185,7 +187,10 @@ struct RunLoopTests {
             let outcome = try await serve(api, invocations: 1) { () throws -> ClosureByteHandler in
                 throw CustomFailure()
             }
-            #expect(outcome == .initFailed(ErrorReport(errorType: "Custom.Failure", errorMessage: "custom \"quoted\"\nmessage")))
+            #expect(
+                outcome
+                    == .initFailed(ErrorReport(errorType: "Custom.Failure", errorMessage: "custom \"quoted\"\nmessage"))
+            )
             let posts = api.posts
             #expect(posts.map(\.kind) == [.initError])
             #expect(posts[0].header("Lambda-Runtime-Function-Error-Type") == "Runtime.InitError")
@@ -323,9 +328,11 @@ func configurationFromEnvironment() throws {
         "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "AWS_LAMBDA_FUNCTION_NAME": "probe",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "LOG_LEVEL": "WARN", "AWS_LAMBDA_FUNCTION_VERSION": "3",
     ])
-    #expect(configuration == RuntimeConfiguration(
-        host: "127.0.0.1", port: 9001, functionName: "probe", functionVersion: "3", memoryLimitMB: 512,
-        logLevel: .warning))
+    #expect(
+        configuration
+            == RuntimeConfiguration(
+                host: "127.0.0.1", port: 9001, functionName: "probe", functionVersion: "3", memoryLimitMB: 512,
+                logLevel: .warning))
     let ipv6 = try RuntimeConfiguration.fromEnvironment(["AWS_LAMBDA_RUNTIME_API": "[::1]:80", "LOG_LEVEL": "debug"])
     #expect(ipv6.host == "::1" && ipv6.port == 80 && ipv6.logLevel == .debug)
     #expect(ipv6.memoryLimitMB == nil && ipv6.functionVersion == "$LATEST")

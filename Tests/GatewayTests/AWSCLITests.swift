@@ -4,7 +4,9 @@ import Testing
 
 /// The real aws-cli (from the project venv) against a live gateway: botocore signs Lambda requests without
 /// `x-amz-content-sha256` and double-encodes the path, which the store's S3 clients never do.
-@Suite("aws-cli", .serialized, .enabled(if: AWSCLI.path != nil && Python.available, "needs .venv/bin/aws and awslambdaric"))
+@Suite(
+    "aws-cli", .serialized, .enabled(if: AWSCLI.path != nil && Python.available, "needs .venv/bin/aws and awslambdaric")
+)
 struct AWSCLITests {
     @Test func invokeListAndGet() async throws {
         let dir = try HandlerDirectory()
@@ -20,8 +22,10 @@ struct AWSCLITests {
 
             let byARN = try await AWSCLI.run(
                 port: gw.port,
-                ["lambda", "invoke", "--function-name", "arn:aws:lambda:us-east-1:000000000000:function:echo",
-                 "--payload", "{\"action\":\"fail\"}", out])
+                [
+                    "lambda", "invoke", "--function-name", "arn:aws:lambda:us-east-1:000000000000:function:echo",
+                    "--payload", "{\"action\":\"fail\"}", out,
+                ])
             #expect(byARN.status == 0, "\(byARN.stderr)")
             #expect(byARN.stdout.contains("\"FunctionError\": \"Unhandled\""))
 
@@ -62,7 +66,8 @@ enum AWSCLI {
     /// per core) for seconds starved the tests running beside it.
     static func run(port: Int, _ arguments: [String], secret: String? = nil) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try runBlocking(port: port, arguments, secret: secret) }) }.start()
+            Thread { continuation.resume(with: Result { try runBlocking(port: port, arguments, secret: secret) }) }
+                .start()
         }
     }
 

@@ -172,7 +172,10 @@ struct AwslambdaricTests {
         let function = dir.function("env", environment: ["FROM_CONFIG": "yes"])
         try await LiveGateway.run(
             [function],
-            configure: { $0.inheritedEnvironment["MY_API_SECRET"] = "hidden"; $0.inheritedEnvironment["PLAIN"] = "seen" }
+            configure: {
+                $0.inheritedEnvironment["MY_API_SECRET"] = "hidden"
+                $0.inheritedEnvironment["PLAIN"] = "seen"
+            }
         ) { gw in
             let names = [
                 "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",

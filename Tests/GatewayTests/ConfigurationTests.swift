@@ -68,17 +68,23 @@ struct ConfigurationTests {
             queue: {path: data/q.sqlite, maxPending: 50, retention: 3600}
             """
         let c = try GatewayConfiguration.load(yaml: yaml, baseDirectory: "/srv/app")
-        #expect(c.functions[0].retry == RetryPolicy(
-            maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(30), maxEventAge: .seconds(600)))
-        #expect(c.triggers == [
-            TriggerRule(function: "probe", bucket: "ingest", prefix: "uploads/", suffix: ".mp4"),
-            TriggerRule(function: "probe", bucket: "media", events: ["s3:ObjectRemoved:*"]),
-        ])
+        #expect(
+            c.functions[0].retry
+                == RetryPolicy(
+                    maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(30),
+                    maxEventAge: .seconds(600)))
+        #expect(
+            c.triggers == [
+                TriggerRule(function: "probe", bucket: "ingest", prefix: "uploads/", suffix: ".mp4"),
+                TriggerRule(function: "probe", bucket: "media", events: ["s3:ObjectRemoved:*"]),
+            ])
         #expect(c.eventToken == "s3cr3t")
-        #expect(c.queue == QueueConfiguration(path: "/srv/app/data/q.sqlite", maxPending: 50, retention: .seconds(3600)))
+        #expect(
+            c.queue == QueueConfiguration(path: "/srv/app/data/q.sqlite", maxPending: 50, retention: .seconds(3600)))
         let upload = c.triggers[0]
         #expect(upload.matches(bucket: "ingest", eventName: "s3:ObjectCreated:Put", key: "uploads/a.mp4"))
-        #expect(upload.matches(bucket: "ingest", eventName: "ObjectCreated:CompleteMultipartUpload", key: "uploads/a.mp4"))
+        #expect(
+            upload.matches(bucket: "ingest", eventName: "ObjectCreated:CompleteMultipartUpload", key: "uploads/a.mp4"))
         #expect(!upload.matches(bucket: "ingest", eventName: "ObjectRemoved:Delete", key: "uploads/a.mp4"))
         #expect(!upload.matches(bucket: "ingest", eventName: "ObjectCreated:Put", key: "uploads/a.mov"))
         #expect(!upload.matches(bucket: "media", eventName: "ObjectCreated:Put", key: "uploads/a.mp4"))
@@ -112,14 +118,29 @@ struct ConfigurationTests {
         ("funtions: {}\n", "funtions: unknown field"),
         ("functions:\n  echo:\n    command: [x]\n    retry: {maxAttempts: 0}\n", "functions.echo.retry.maxAttempts:"),
         ("functions:\n  echo:\n    command: [x]\n    retry: {tries: 2}\n", "functions.echo.retry.tries: unknown field"),
-        ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: nope, bucket: b}\n", "triggers[0].function: no function named 'nope'"),
+        (
+            "functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: nope, bucket: b}\n",
+            "triggers[0].function: no function named 'nope'"
+        ),
         ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: echo}\n", "triggers[0].bucket: is required"),
-        ("functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: echo, bucket: b, events: [Put]}\n", "triggers[0].events:"),
+        (
+            "functions:\n  echo:\n    command: [x]\ntriggers:\n  - {function: echo, bucket: b, events: [Put]}\n",
+            "triggers[0].events:"
+        ),
         ("functions:\n  echo:\n    command: [x]\nqueue: {maxPending: 0}\n", "queue.maxPending:"),
-        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'mysql://u@h/d'}\n", "queue.postgres: expected postgres://"),
+        (
+            "functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'mysql://u@h/d'}\n",
+            "queue.postgres: expected postgres://"
+        ),
         ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://h/d'}\n", "names no user"),
-        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u@h/d?sslmode=maybe'}\n", "unknown sslmode"),
-        ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u:${NOPE}@h/d'}\n", "${NOPE}, which is not set"),
+        (
+            "functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u@h/d?sslmode=maybe'}\n",
+            "unknown sslmode"
+        ),
+        (
+            "functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u:${NOPE}@h/d'}\n",
+            "${NOPE}, which is not set"
+        ),
         ("functions:\n  echo:\n    command: [x]\nqueue: {postgres: 'postgres://u@h/d', lease: 0.5}\n", "queue.lease:"),
         ("functions: {echo: {command: [x]\n", "not valid YAML"),
     ])
@@ -160,7 +181,10 @@ struct ConfigurationTests {
             """
         let environment = ["STORE_SECRET": "s3cr3t", "AWS_SECRET_ACCESS_KEY": "not-this-one"]
         let configuration = try GatewayConfiguration.load(yaml: yaml, baseDirectory: "/srv", environment: environment)
-        #expect(configuration.functions[0].environment == ["AWS_SECRET_ACCESS_KEY": "s3cr3t", "MEDIA_BUCKET": "media", "LITERAL": "$HOME"])
+        #expect(
+            configuration.functions[0].environment == [
+                "AWS_SECRET_ACCESS_KEY": "s3cr3t", "MEDIA_BUCKET": "media", "LITERAL": "$HOME",
+            ])
         do {
             _ = try GatewayConfiguration.load(yaml: yaml, baseDirectory: "/srv", environment: [:])
             Issue.record("a missing ${STORE_SECRET} was accepted")
@@ -183,7 +207,8 @@ struct JSONValidatorTests {
 
     @Test func acceptsJSON() {
         for s in [
-            "{}", "[]", "0", "-0.5e+10", "\"x\"", "true", "null", " { \"a\" : [1, 2, {\"b\": null}], \"c\": \"\\u00e9\\n\" } ",
+            "{}", "[]", "0", "-0.5e+10", "\"x\"", "true", "null",
+            " { \"a\" : [1, 2, {\"b\": null}], \"c\": \"\\u00e9\\n\" } ",
             "[[[[]]]]", "\"héllo ✓ 😀\"", "{\"a\":{\"b\":{\"c\":[true,false]}}}",
         ] {
             #expect(Self.valid(s), "\(s)")
@@ -198,7 +223,8 @@ struct JSONValidatorTests {
             #expect(!Self.valid(s), "\(s)")
         }
         #expect(!([0x22, 0xFF, 0x22] as [UInt8]).withUnsafeBytes { (try? JSONValidator.validate($0)) != nil })
-        #expect(!([0x22, 0xED, 0xA0, 0x80, 0x22] as [UInt8]).withUnsafeBytes { (try? JSONValidator.validate($0)) != nil })
+        #expect(
+            !([0x22, 0xED, 0xA0, 0x80, 0x22] as [UInt8]).withUnsafeBytes { (try? JSONValidator.validate($0)) != nil })
     }
 
     @Test func deepNestingDoesNotCrash() {

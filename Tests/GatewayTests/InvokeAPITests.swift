@@ -27,9 +27,12 @@ struct InvokeAPITests {
     }
 
     @Test func additionalRoutesAreServed() async throws {
-        try await LiveGateway.run([Self.idle("idle")], additionalRoutes: { router in
-            router.get("/extra") { _, _ in "ok" }
-        }) { gw in
+        try await LiveGateway.run(
+            [Self.idle("idle")],
+            additionalRoutes: { router in
+                router.get("/extra") { _, _ in "ok" }
+            }
+        ) { gw in
             let reply = try await gw.send("GET", "/extra", credentials: nil)
             #expect(reply.status == 200)
             #expect(reply.text == "ok")
@@ -106,7 +109,8 @@ struct InvokeAPITests {
             #expect(list.status == 200)
             let functions = list.json?["Functions"] as? [[String: Any]]
             #expect(functions?.map { $0["FunctionName"] as? String } == ["alpha", "beta"])
-            #expect(functions?.first?["FunctionArn"] as? String == "arn:aws:lambda:us-east-1:000000000000:function:alpha")
+            #expect(
+                functions?.first?["FunctionArn"] as? String == "arn:aws:lambda:us-east-1:000000000000:function:alpha")
             #expect(functions?.first?["Timeout"] as? Int == 3)
 
             let get = try await gw.send("GET", "/2015-03-31/functions/beta")

@@ -9,10 +9,11 @@ import PollState
 import PostgresInvocationQueue
 import ServiceLifecycle
 import SigV4
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The project venv's Python with awslambdaric (created by the test script before `swift test`).
@@ -130,14 +131,14 @@ final class HandlerDirectory: Sendable {
 
     func gatedRecorder() throws -> Gate {
         try """
-            import os, time
-            import recorder
+        import os, time
+        import recorder
 
-            def handler(event, context):
-                while not os.path.exists(os.path.join(os.environ["RECORD_DIR"], "release")):
-                    time.sleep(0.02)
-                return recorder.handler(event, context)
-            """.write(toFile: path + "/gated.py", atomically: true, encoding: .utf8)
+        def handler(event, context):
+            while not os.path.exists(os.path.join(os.environ["RECORD_DIR"], "release")):
+                time.sleep(0.02)
+            return recorder.handler(event, context)
+        """.write(toFile: path + "/gated.py", atomically: true, encoding: .utf8)
         return Gate(path: path + "/release")
     }
 
@@ -170,7 +171,8 @@ struct LiveGateway: Sendable {
 
     static var logger: Logger {
         var logger = Logger(label: "test.gateway")
-        logger.logLevel = ProcessInfo.processInfo.environment["GATEWAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["GATEWAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         return logger
     }
 
@@ -186,7 +188,9 @@ struct LiveGateway: Sendable {
         configure(&configuration)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        if configuration.queue.path == nil { configuration.queue.path = scratch.appendingPathComponent("queue.sqlite").path }
+        if configuration.queue.path == nil {
+            configuration.queue.path = scratch.appendingPathComponent("queue.sqlite").path
+        }
         let parts = try Parts(configuration)
         let service = try GatewayService(
             configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState, logger: logger,
@@ -228,7 +232,8 @@ struct LiveGateway: Sendable {
             if let postgres = try configuration.queue.postgresConfiguration() {
                 let queue = try PostgresInvocationQueue(configuration: postgres, logger: LiveGateway.logger)
                 self.queue = queue
-                pollState = configuration.pollStatePath == nil
+                pollState =
+                    configuration.pollStatePath == nil
                     ? PostgresPollState(client: queue.client, logger: LiveGateway.logger) : nil
                 services = [queue]
             } else {
@@ -260,12 +265,16 @@ struct LiveGateway: Sendable {
         if let credentials {
             let signer = SigV4Signer(credentials: credentials, region: "us-east-1", service: "lambda")
             let parts = path.split(separator: "?", maxSplits: 1).map(String.init)
-            let query = (parts.count > 1 ? parts[1] : "").split(separator: "&").map { pair -> (name: String, value: String) in
-                let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            let query = (parts.count > 1 ? parts[1] : "").split(separator: "&").map {
+                pair -> (name: String, value: String) in
+                let kv = pair.split(separator: "=", maxSplits: 1).map {
+                    String($0).removingPercentEncoding ?? String($0)
+                }
                 return (name: kv[0], value: kv.count > 1 ? kv[1] : "")
             }
             headers += signer.signedHeaders(
-                for: SigningRequest(method: method, path: parts[0], query: query, headers: headers), payload: .sha256(body),
+                for: SigningRequest(method: method, path: parts[0], query: query, headers: headers),
+                payload: .sha256(body),
                 date: date)
         }
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
@@ -316,8 +325,6 @@ final class PidRecorder: Sendable {
     }
     var pids: Set<Int32> { pids_.withLock { $0 } }
 }
-
-import Synchronization
 
 /// True when no process is left in the group `pgid`.
 func processGroupIsGone(_ pgid: Int32) -> Bool {

@@ -21,7 +21,8 @@ struct PollSourceConfigurationTests {
         """
 
     func load(_ sources: String, environment: [String: String] = [:]) throws(GatewayError) -> GatewayConfiguration {
-        try GatewayConfiguration.load(yaml: Self.functions + "\n" + sources, baseDirectory: "/srv", environment: environment)
+        try GatewayConfiguration.load(
+            yaml: Self.functions + "\n" + sources, baseDirectory: "/srv", environment: environment)
     }
 
     func message(_ yaml: String, environment: [String: String] = ["K": "key", "S": "secret"]) -> String {
@@ -95,37 +96,59 @@ struct PollSourceConfigurationTests {
     @Test func errorsNameTheEntryAndTheField() {
         let head = "sources:\n  poll:\n"
         let ok = "      accessKey: ${K}\n      secretKey: ${S}\n"
-        #expect(message(head + "    - bucket: ingest\n" + ok) == "sources.poll[0].endpoint: is required (the S3 endpoint URL)")
-        #expect(message(head + "    - endpoint: ftp://x\n      bucket: ingest\n" + ok)
-            == "sources.poll[0].endpoint: expected an http(s) URL, got 'ftp://x'")
+        #expect(
+            message(head + "    - bucket: ingest\n" + ok)
+                == "sources.poll[0].endpoint: is required (the S3 endpoint URL)")
+        #expect(
+            message(head + "    - endpoint: ftp://x\n      bucket: ingest\n" + ok)
+                == "sources.poll[0].endpoint: expected an http(s) URL, got 'ftp://x'")
         #expect(message(head + "    - endpoint: http://s3\n" + ok) == "sources.poll[0].bucket: is required")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: a\n" + ok)
-            == "sources.poll[0].bucket: 'a' is not a bucket name (3-63 of a-z 0-9 . - _)")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n      interval: soon\n" + ok)
-            == "sources.poll[0].interval: expected a duration (5s, 500ms, 2m, or a number of seconds), got 'soon'")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n      interval: 10ms\n" + ok)
-            == "sources.poll[0].interval: must be between 100ms and 24h")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n      startFrom: yesterday\n" + ok)
-            == "sources.poll[0].startFrom: expected beginning or now, got 'yesterday'")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n      pathStyle: maybe\n" + ok)
-            == "sources.poll[0].pathStyle: expected true or false")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n      secret: x\n" + ok)
-            == "sources.poll[0].secret: unknown field (expected endpoint, bucket, prefix, interval, accessKey, secretKey, region, pathStyle, startFrom)")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n      prefix: [a]\n" + ok)
-            == "sources.poll[0].prefix: expected a value, got a list")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n      accessKey: ${NOPE}\n      secretKey: x\n")
-            == "sources.poll[0].accessKey: names ${NOPE}, which is not set in the gateway's environment")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n", environment: [:]).hasPrefix(
-            "sources.poll[0]: no credentials: set accessKey and secretKey"))
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: a\n" + ok)
+                == "sources.poll[0].bucket: 'a' is not a bucket name (3-63 of a-z 0-9 . - _)")
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: ingest\n      interval: soon\n" + ok)
+                == "sources.poll[0].interval: expected a duration (5s, 500ms, 2m, or a number of seconds), got 'soon'")
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: ingest\n      interval: 10ms\n" + ok)
+                == "sources.poll[0].interval: must be between 100ms and 24h")
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: ingest\n      startFrom: yesterday\n" + ok)
+                == "sources.poll[0].startFrom: expected beginning or now, got 'yesterday'")
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: ingest\n      pathStyle: maybe\n" + ok)
+                == "sources.poll[0].pathStyle: expected true or false")
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: ingest\n      secret: x\n" + ok)
+                == "sources.poll[0].secret: unknown field (expected endpoint, bucket, prefix, interval, accessKey, secretKey, region, pathStyle, startFrom)"
+        )
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: ingest\n      prefix: [a]\n" + ok)
+                == "sources.poll[0].prefix: expected a value, got a list")
+        #expect(
+            message(
+                head + "    - endpoint: http://s3\n      bucket: ingest\n      accessKey: ${NOPE}\n      secretKey: x\n"
+            )
+                == "sources.poll[0].accessKey: names ${NOPE}, which is not set in the gateway's environment")
+        #expect(
+            message(head + "    - endpoint: http://s3\n      bucket: ingest\n", environment: [:]).hasPrefix(
+                "sources.poll[0]: no credentials: set accessKey and secretKey"))
         // The second entry, path-qualified by its index.
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n" + ok + "    - endpoint: http://s3\n" + ok)
-            == "sources.poll[1].bucket: is required")
-        #expect(message(head + "    - endpoint: http://s3\n      bucket: ingest\n" + ok + "    - endpoint: http://s3\n      bucket: ingest\n" + ok)
-            == "sources.poll[1]: polls the same endpoint, bucket and prefix as an earlier entry")
-        #expect(message(head + "    endpoint: http://s3\n")
-            == "sources.poll: expected a list of buckets ({endpoint, bucket, interval, …})")
-        #expect(message(head + "    - http://s3\n")
-            == "sources.poll[0]: expected a mapping (endpoint, bucket, prefix, interval, accessKey, …)")
+        #expect(
+            message(
+                head + "    - endpoint: http://s3\n      bucket: ingest\n" + ok + "    - endpoint: http://s3\n" + ok)
+                == "sources.poll[1].bucket: is required")
+        #expect(
+            message(
+                head + "    - endpoint: http://s3\n      bucket: ingest\n" + ok
+                    + "    - endpoint: http://s3\n      bucket: ingest\n" + ok)
+                == "sources.poll[1]: polls the same endpoint, bucket and prefix as an earlier entry")
+        #expect(
+            message(head + "    endpoint: http://s3\n")
+                == "sources.poll: expected a list of buckets ({endpoint, bucket, interval, …})")
+        #expect(
+            message(head + "    - http://s3\n")
+                == "sources.poll[0]: expected a mapping (endpoint, bucket, prefix, interval, accessKey, …)")
         #expect(message("sources:\n  kafka: []") == "sources.kafka: unknown source (expected sqs or poll)")
     }
 
@@ -193,7 +216,10 @@ struct PollScanTests {
         #expect(PollScan.sequencer(of: v1).count == 32)
         // LastModified in milliseconds (1 790 000 000 500 = 0x1A0C4506DF4), then the ETag's hash.
         #expect(PollScan.sequencer(of: v1).prefix(16) == "000001A0C4506DF4")
-        #expect(PollScan.sequencer(of: v1).suffix(16) == "\(String(PollScan.fnv1a("9b2cf535f27731c974343645a3985328"), radix: 16, uppercase: true))".leftPadded(16))
+        #expect(
+            PollScan.sequencer(of: v1).suffix(16)
+                == "\(String(PollScan.fnv1a("9b2cf535f27731c974343645a3985328"), radix: 16, uppercase: true))"
+                .leftPadded(16))
         let v2 = object("k", "other", at: 1)
         #expect(PollScan.sequencer(of: v2) > PollScan.sequencer(of: v1))
         // Same time, other content: another sequencer.
@@ -214,7 +240,9 @@ struct PollScanTests {
     @Test func recordsGoThroughTheIntakeLikeANotificationsAndReemissionsKeepTheirDedupeKeys() throws {
         let upload = object("uploads/my clip.mp4", "9b2cf535f27731c974343645a3985328", size: 1234)
         let other = object("elsewhere/x.bin", "e2")
-        let records = [upload, other].map { PollScan.createdRecord($0, bucket: "ingest", region: "garage", now: Date()) }
+        let records = [upload, other].map {
+            PollScan.createdRecord($0, bucket: "ingest", region: "garage", now: Date())
+        }
         let body = ByteBuffer(string: PollScan.body(records))
         let intake = intake([TriggerRule(function: "rec", bucket: "ingest", prefix: "uploads/")])
         let batch = try intake.invocations(from: body, now: Date())
@@ -236,23 +264,31 @@ struct PollScanTests {
         #expect(object["sequencer"] as? String == PollScan.sequencer(of: upload))
         // The same version emitted again (a crash before its seen state was written): the same dedupe key.
         let again = try intake.invocations(
-            from: ByteBuffer(string: PollScan.body([PollScan.createdRecord(upload, bucket: "ingest", region: "garage", now: Date())])),
+            from: ByteBuffer(
+                string: PollScan.body([PollScan.createdRecord(upload, bucket: "ingest", region: "garage", now: Date())])
+            ),
             now: Date())
         #expect(again.invocations.map(\.dedupeKey) == batch.invocations.map(\.dedupeKey))
         // A new version: another.
         let changed = try intake.invocations(
-            from: ByteBuffer(string: PollScan.body([PollScan.createdRecord(
-                self.object("uploads/my clip.mp4", "new", at: 5), bucket: "ingest", region: "garage", now: Date())])),
+            from: ByteBuffer(
+                string: PollScan.body([
+                    PollScan.createdRecord(
+                        self.object("uploads/my clip.mp4", "new", at: 5), bucket: "ingest", region: "garage",
+                        now: Date())
+                ])),
             now: Date())
         #expect(changed.invocations.map(\.dedupeKey) != batch.invocations.map(\.dedupeKey))
     }
 
     @Test func removalsInvokeOnlyRulesThatAskForThem() throws {
         let removal = PollScan.removedRecord(
-            key: "uploads/a.mp4", seen: SeenObject(etag: "e", sequencer: "S"), bucket: "ingest", region: "r", now: Date())
+            key: "uploads/a.mp4", seen: SeenObject(etag: "e", sequencer: "S"), bucket: "ingest", region: "r",
+            now: Date())
         let body = ByteBuffer(string: PollScan.body([removal]))
-        #expect(try intake([TriggerRule(function: "rec", bucket: "ingest")]).invocations(from: body, now: Date())
-            .invocations.isEmpty)
+        #expect(
+            try intake([TriggerRule(function: "rec", bucket: "ingest")]).invocations(from: body, now: Date())
+                .invocations.isEmpty)
         let asked = try intake([TriggerRule(function: "rec", bucket: "ingest", events: ["s3:ObjectRemoved:*"])])
             .invocations(from: body, now: Date())
         #expect(asked.invocations.count == 1)
@@ -281,7 +317,8 @@ struct PollStateTests {
             try await state.record(source: "a", seen: [:], removed: [:])
             #expect(try await state.load(source: "a") == [:])  // scanned, empty
             try await state.record(
-                source: "a", seen: ["k1": .init(etag: "e1", sequencer: "s1"), "k2": .init(etag: "e2", sequencer: "s2")],
+                source: "a",
+                seen: ["k1": .init(etag: "e1", sequencer: "s1"), "k2": .init(etag: "e2", sequencer: "s2")],
                 removed: [:])
             try await state.record(source: "b", seen: ["k1": .init(etag: "other", sequencer: "x")], removed: [:])
             try await state.record(
@@ -330,7 +367,8 @@ struct PollEventSourceTests {
 
         /// `state`: the seen state (default: a SQLite file in `dir`); `bucket`: shared by several harnesses, as
         /// several gateways poll one bucket.
-        init(dir: ScratchDirectory? = nil, state: (any PollStateStore)? = nil, bucket: FakeBucket = FakeBucket()) throws {
+        init(dir: ScratchDirectory? = nil, state: (any PollStateStore)? = nil, bucket: FakeBucket = FakeBucket()) throws
+        {
             self.dir = try dir ?? ScratchDirectory()
             var configuration = GatewayConfiguration(
                 functions: [FunctionConfiguration(name: "rec", command: ["/bin/true"])],
@@ -420,7 +458,8 @@ struct PollEventSourceTests {
         // commit and the state's.
         for invocation in try await h.service.invocationQueue.list(InvocationFilter(limit: 100)) {
             h.service.invocationQueue.recordOutcome(
-                id: invocation.id, attempt: 1, startedAt: Date(), outcome: .succeeded, finishedAt: Date(), durationMs: 1)
+                id: invocation.id, attempt: 1, startedAt: Date(), outcome: .succeeded, finishedAt: Date(), durationMs: 1
+            )
         }
         try await h.service.invocationQueue.flush()
         let source = h.source()
@@ -462,7 +501,9 @@ struct PollEventSourceTests {
             group.addTask { await source.run() }
             defer { group.cancelAll() }
             let deadline = ContinuousClock.now + .seconds(30)
-            while h.service.metrics.emitText().contains("cinescale_gateway_poll_errors_total{source=\"ingest\",stage=\"list\"} 1") == false {
+            while h.service.metrics.emitText().contains(
+                "cinescale_gateway_poll_errors_total{source=\"ingest\",stage=\"list\"} 1") == false
+            {
                 guard ContinuousClock.now < deadline else { throw CancellationError() }
                 try await Task.sleep(for: .milliseconds(10))
             }
@@ -473,7 +514,9 @@ struct PollEventSourceTests {
         }
         #expect(try await h.queued() == ["ObjectCreated:Put videos/a.mp4"])
         let metrics = h.service.metrics.emitText()
-        #expect(metrics.contains("cinescale_gateway_poll_records_emitted_total{source=\"ingest\",event=\"ObjectCreated:Put\"} 1"))
+        #expect(
+            metrics.contains(
+                "cinescale_gateway_poll_records_emitted_total{source=\"ingest\",event=\"ObjectCreated:Put\"} 1"))
         #expect(metrics.contains("cinescale_gateway_poll_objects_seen{source=\"ingest\"} 1"))
         #expect(metrics.contains("cinescale_gateway_poll_scan_duration_seconds"))
     }

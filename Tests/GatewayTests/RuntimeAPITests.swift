@@ -21,7 +21,9 @@ struct RuntimeAPITests {
         var body: String
     }
 
-    static func call(_ port: Int, _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:])
+    static func call(
+        _ port: Int, _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]
+    )
         async throws -> RuntimeReply
     {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/2018-06-01/runtime/\(path)")
@@ -136,7 +138,8 @@ struct RuntimeAPITests {
             let port = try await Self.runtimePort(gw)
             let posted = try await Self.call(
                 port, "POST", "init/error",
-                body: "{\"errorMessage\":\"cannot load\",\"errorType\":\"Runtime.ImportModuleError\",\"stackTrace\":[]}",
+                body:
+                    "{\"errorMessage\":\"cannot load\",\"errorType\":\"Runtime.ImportModuleError\",\"stackTrace\":[]}",
                 headers: ["Lambda-Runtime-Function-Error-Type": "Runtime.ImportModuleError"])
             #expect(posted.status == 202)
         }

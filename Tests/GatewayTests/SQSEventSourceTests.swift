@@ -80,9 +80,10 @@ final class FakeQueue: SQSEventSourceClient {
                 s.messages[i].handle = "h\(s.handles)"
                 s.messages[i].receives += 1
                 s.messages[i].visibleAt = instant + .seconds(visibilityTimeout ?? 30)
-                got.append(SQSMessage(
-                    messageID: s.messages[i].id, receiptHandle: "h\(s.handles)", body: s.messages[i].body,
-                    attributes: ["ApproximateReceiveCount": "\(s.messages[i].receives)"]))
+                got.append(
+                    SQSMessage(
+                        messageID: s.messages[i].id, receiptHandle: "h\(s.handles)", body: s.messages[i].body,
+                        attributes: ["ApproximateReceiveCount": "\(s.messages[i].receives)"]))
             }
             return (false, got)
         }
@@ -100,7 +101,8 @@ final class FakeQueue: SQSEventSourceClient {
         if !found { throw SQSError(.service, "bad handle", serviceCode: "ReceiptHandleIsInvalid", statusCode: 400) }
     }
 
-    func changeMessageVisibility(queueURL: String, receiptHandle: String, visibilityTimeout: Int) async throws(SQSError) {
+    func changeMessageVisibility(queueURL: String, receiptHandle: String, visibilityTimeout: Int) async throws(SQSError)
+    {
         let found = state.withLock { s -> Bool in
             guard let i = s.messages.firstIndex(where: { $0.handle == receiptHandle }) else { return false }
             s.messages[i].visibleAt = now(s) + .seconds(visibilityTimeout)
@@ -114,7 +116,9 @@ final class FakeQueue: SQSEventSourceClient {
 /// The SQS event source over a fake queue and a live gateway with awslambdaric workers (IntegrationTests/recorder.py).
 @Suite("SQS event source, live", .enabled(if: Python.available, Python.skipMessage))
 struct SQSEventSourceTests {
-    func recorder(_ dir: HandlerDirectory, fail: Bool = false, sleep: Double = 0, concurrency: Int = 2) -> FunctionConfiguration {
+    func recorder(_ dir: HandlerDirectory, fail: Bool = false, sleep: Double = 0, concurrency: Int = 2)
+        -> FunctionConfiguration
+    {
         var function = dir.function(
             "rec", module: "recorder", timeout: .seconds(10), concurrency: concurrency,
             environment: ["RECORD_DIR": dir.path, "FAIL": fail ? "1" : "0", "SLEEP": "\(sleep)"])
@@ -137,7 +141,8 @@ struct SQSEventSourceTests {
             maxInFlight: maxInFlight)
         let source = SQSEventSource(
             configuration: configuration, client: queue, scheduler: gw.service.scheduler,
-            intake: EventIntake(configuration: gw.service.configuration), metrics: gw.service.metrics, eventObserver: observer,
+            intake: EventIntake(configuration: gw.service.configuration), metrics: gw.service.metrics,
+            eventObserver: observer,
             logger: LiveGateway.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await source.run() }
@@ -184,7 +189,9 @@ struct SQSEventSourceTests {
                 let sns = queue.send(envelope)
                 let test = queue.send(#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"ingest"}"#)
                 let garbage = queue.send("not an event")
-                let unmatched = queue.send(#"{"Records":["# + TriggerTests.awsRecord(bucket: "other", key: "x", etag: "e", sequencer: "1") + "]}")
+                let unmatched = queue.send(
+                    #"{"Records":["# + TriggerTests.awsRecord(bucket: "other", key: "x", etag: "e", sequencer: "1")
+                        + "]}")
                 try await waitUntil("the test event and the unmatched event deleted") {
                     Set(queue.deleted).isSuperset(of: [test, unmatched])
                 }
@@ -200,7 +207,9 @@ struct SQSEventSourceTests {
                     queue.extensions(of: plain) > extensions.plain && queue.extensions(of: sns) > extensions.sns
                 }
                 queue.advance(by: .seconds(3))
-                try await waitUntil("the garbage received again after its visibility timeout") { queue.receives(of: garbage) >= 2 }
+                try await waitUntil("the garbage received again after its visibility timeout") {
+                    queue.receives(of: garbage) >= 2
+                }
                 #expect(queue.receives(of: plain) == 1 && queue.receives(of: sns) == 1)
                 #expect(!queue.deleted.contains(plain) && !queue.deleted.contains(sns))  // still running
                 #expect(dir.runs().isEmpty)
@@ -232,9 +241,13 @@ struct SQSEventSourceTests {
             let queue = FakeQueue()
             try await withSource(gw, queue, visibilityTimeout: 1, observer: observer) { _ in
                 let message = queue.send(Self.event("videos/observed.mp4"))
-                try await waitUntil("the message deleted after a second, observed receive") { queue.deleted.contains(message) }
+                try await waitUntil("the message deleted after a second, observed receive") {
+                    queue.deleted.contains(message)
+                }
                 // Observed on each of its (at least two) receives: the failed first left the message in the queue.
-                #expect(seen.withLock { $0 }.count >= 2 && seen.withLock { $0 }.allSatisfy { $0.contains("videos/observed.mp4") })
+                #expect(
+                    seen.withLock { $0 }.count >= 2
+                        && seen.withLock { $0 }.allSatisfy { $0.contains("videos/observed.mp4") })
                 #expect(dir.runs().count == 1)  // the invocation itself ran once: the queue deduped the redelivery
             }
         }

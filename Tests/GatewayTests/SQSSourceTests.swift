@@ -16,7 +16,8 @@ struct SQSSourceTests {
         """
 
     func load(_ sources: String, environment: [String: String] = [:]) throws(GatewayError) -> GatewayConfiguration {
-        try GatewayConfiguration.load(yaml: Self.functions + "\n" + sources, baseDirectory: "/srv", environment: environment)
+        try GatewayConfiguration.load(
+            yaml: Self.functions + "\n" + sources, baseDirectory: "/srv", environment: environment)
     }
 
     func message(_ yaml: String, environment: [String: String] = [:]) -> String {
@@ -43,8 +44,10 @@ struct SQSSourceTests {
                   maxInFlight: 3
             region: ap-south-1
             """,
-            environment: ["AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "tok",
-                          "LS_KEY": "lskey"])
+            environment: [
+                "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "tok",
+                "LS_KEY": "lskey",
+            ])
         let sources = configuration.sqsSources
         #expect(sources.count == 2)
         let aws = sources[0]
@@ -65,33 +68,48 @@ struct SQSSourceTests {
 
     @Test func errorsNameTheSourceAndTheField() {
         let env = ["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"]
-        #expect(message("sources:\n  sqs:\n    - region: us-east-1", environment: env)
-            == "sources.sqs[0].queueUrl: is required (the queue's URL)")
-        #expect(message("sources:\n  sqs:\n    - queueUrl: uploads", environment: env)
-            == "sources.sqs[0].queueUrl: expected an http(s) queue URL, got 'uploads'")
-        #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n    - queueUrl: http://h/1/q\n      waitTimeSeconds: 21", environment: env)
-            == "sources.sqs[1].waitTimeSeconds: expected an integer between 0 and 20, got '21'")
-        #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      visibilityTimeout: soon", environment: env)
-            == "sources.sqs[0].visibilityTimeout: expected an integer between 1 and 43200, got 'soon'")
-        #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      maxInFlight: 0", environment: env)
-            == "sources.sqs[0].maxInFlight: expected an integer between 1 and 100000, got '0'")
-        #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      endpoint: localhost:4566", environment: env)
-            == "sources.sqs[0].endpoint: expected an http(s) URL, got 'localhost:4566'")
-        #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      batch: 10", environment: env)
-            .hasPrefix("sources.sqs[0].batch: unknown field"))
-        #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      secretAccessKey: ${NOPE}", environment: env)
-            == "sources.sqs[0].secretAccessKey: names ${NOPE}, which is not set in the gateway's environment")
+        #expect(
+            message("sources:\n  sqs:\n    - region: us-east-1", environment: env)
+                == "sources.sqs[0].queueUrl: is required (the queue's URL)")
+        #expect(
+            message("sources:\n  sqs:\n    - queueUrl: uploads", environment: env)
+                == "sources.sqs[0].queueUrl: expected an http(s) queue URL, got 'uploads'")
+        #expect(
+            message(
+                "sources:\n  sqs:\n    - queueUrl: http://h/1/q\n    - queueUrl: http://h/1/q\n      waitTimeSeconds: 21",
+                environment: env)
+                == "sources.sqs[1].waitTimeSeconds: expected an integer between 0 and 20, got '21'")
+        #expect(
+            message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      visibilityTimeout: soon", environment: env)
+                == "sources.sqs[0].visibilityTimeout: expected an integer between 1 and 43200, got 'soon'")
+        #expect(
+            message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      maxInFlight: 0", environment: env)
+                == "sources.sqs[0].maxInFlight: expected an integer between 1 and 100000, got '0'")
+        #expect(
+            message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      endpoint: localhost:4566", environment: env)
+                == "sources.sqs[0].endpoint: expected an http(s) URL, got 'localhost:4566'")
+        #expect(
+            message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      batch: 10", environment: env)
+                .hasPrefix("sources.sqs[0].batch: unknown field"))
+        #expect(
+            message("sources:\n  sqs:\n    - queueUrl: http://h/1/q\n      secretAccessKey: ${NOPE}", environment: env)
+                == "sources.sqs[0].secretAccessKey: names ${NOPE}, which is not set in the gateway's environment")
         #expect(message("sources:\n  sqs:\n    - queueUrl: http://h/1/q").hasPrefix("sources.sqs[0]: no credentials"))
-        #expect(message("sources:\n  kafka: []", environment: env) == "sources.kafka: unknown source (expected sqs or poll)")
+        #expect(
+            message("sources:\n  kafka: []", environment: env) == "sources.kafka: unknown source (expected sqs or poll)"
+        )
         #expect(message("sources:\n  sqs: http://h/1/q", environment: env) == "sources.sqs: expected a list of queues")
-        #expect(message("sources:\n  sqs:\n    - http://h/1/q", environment: env).hasPrefix("sources.sqs[0]: expected a mapping"))
+        #expect(
+            message("sources:\n  sqs:\n    - http://h/1/q", environment: env).hasPrefix(
+                "sources.sqs[0]: expected a mapping"))
     }
 
     @Test func classifiesBodies() throws {
         let event = #"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put"}]}"#
         #expect(SQSEventSource.classify(event) == .event(ByteBuffer(string: event)))
         // The first message of a new configuration (captured from LocalStack).
-        let test = #"{"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-25T15:02:49.761Z", "Bucket": "bls"}"#
+        let test =
+            #"{"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-25T15:02:49.761Z", "Bucket": "bls"}"#
         #expect(SQSEventSource.classify(test) == .testEvent)
         // SNS → SQS without raw message delivery: the event is the envelope's Message string.
         let envelope = try String(
@@ -101,15 +119,19 @@ struct SQSSourceTests {
             ]), as: UTF8.self)
         #expect(SQSEventSource.classify(envelope) == .event(ByteBuffer(string: event)))
         let testInEnvelope = try String(
-            decoding: JSONSerialization.data(withJSONObject: ["Type": "Notification", "MessageId": "1", "Message": test]),
+            decoding: JSONSerialization.data(withJSONObject: [
+                "Type": "Notification", "MessageId": "1", "Message": test,
+            ]),
             as: UTF8.self)
         #expect(SQSEventSource.classify(testInEnvelope) == .testEvent)
         #expect(SQSEventSource.classify("garbage") == .invalid("the body is not a JSON object"))
         #expect(SQSEventSource.classify("[1,2]") == .invalid("the body is not a JSON object"))
-        #expect(SQSEventSource.classify(#"{"Type":"Notification","MessageId":"1","Message":"not json"}"#)
-            == .invalid("the SNS notification's Message is not a JSON object"))
-        #expect(SQSEventSource.classify(#"{"Type":"Notification","MessageId":"1","Message":7}"#)
-            == .invalid("an SNS notification without a 'Message' string"))
+        #expect(
+            SQSEventSource.classify(#"{"Type":"Notification","MessageId":"1","Message":"not json"}"#)
+                == .invalid("the SNS notification's Message is not a JSON object"))
+        #expect(
+            SQSEventSource.classify(#"{"Type":"Notification","MessageId":"1","Message":7}"#)
+                == .invalid("an SNS notification without a 'Message' string"))
     }
 
     @Test func backoffDoublesUpToThirtySeconds() {

@@ -12,7 +12,8 @@ struct TriggerTests {
 
     /// A MinIO webhook body (event version 2.0, key escaped like Go's url.QueryEscape).
     static func minioBody(bucket: String, key: String, etag: String, sequencer: String, size: Int = 11) -> String {
-        let escaped = key.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-_.~ ")))!
+        let escaped = key.addingPercentEncoding(
+            withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-_.~ ")))!
             .replacingOccurrences(of: " ", with: "+")
         return """
             {"EventName":"s3:ObjectCreated:Put","Key":"\(bucket)/\(escaped)","Records":[{"eventVersion":"2.0",
@@ -42,7 +43,8 @@ struct TriggerTests {
         var function = dir.function(
             "rec", module: "recorder", concurrency: 2,
             environment: ["RECORD_DIR": dir.path, "FAIL": fail ? "1" : "0"])
-        function.retry = RetryPolicy(maxAttempts: attempts, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200))
+        function.retry = RetryPolicy(
+            maxAttempts: attempts, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200))
         return function
     }
 
@@ -61,13 +63,15 @@ struct TriggerTests {
         }
     }
 
-    func post(_ gw: LiveGateway, _ body: String, token: String? = TriggerTests.token) async throws -> LiveGateway.Reply {
+    func post(_ gw: LiveGateway, _ body: String, token: String? = TriggerTests.token) async throws -> LiveGateway.Reply
+    {
         var headers: [(name: String, value: String)] = [(name: "content-type", value: "application/json")]
         if let token { headers.append((name: "authorization", value: "Bearer \(token)")) }
         return try await gw.send("POST", "/events", headers: headers, body: Array(body.utf8), credentials: nil)
     }
 
-    func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
+    func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws
+    {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try await condition() { return }
@@ -77,16 +81,21 @@ struct TriggerTests {
         throw CancellationError()
     }
 
-    @Test(arguments: QueueBackend.allCases) func aMinIONotificationInvokesTheMatchingFunctionWithTheRecord(_ backend: QueueBackend) async throws {
+    @Test(arguments: QueueBackend.allCases) func aMinIONotificationInvokesTheMatchingFunctionWithTheRecord(
+        _ backend: QueueBackend
+    ) async throws {
         let setup = try await configure(backend)
         let dir = try HandlerDirectory()
         try await LiveGateway.run([recorder(dir)], configure: setup) { gw in
             let key = "videos/my clip+1.mp4"
-            let reply = try await post(gw, Self.minioBody(bucket: "ingest", key: key, etag: "abc123", sequencer: "1877A0B1C2D3E4F5"))
+            let reply = try await post(
+                gw, Self.minioBody(bucket: "ingest", key: key, etag: "abc123", sequencer: "1877A0B1C2D3E4F5"))
             #expect(reply.status == 200)
             #expect(reply.json?["queued"] as? Int == 1)
             // Not matching: other suffix, other prefix, other bucket.
-            for (bucket, other) in [("ingest", "videos/notes.txt"), ("ingest", "other/a.mp4"), ("media", "videos/a.mp4")] {
+            for (bucket, other) in [
+                ("ingest", "videos/notes.txt"), ("ingest", "other/a.mp4"), ("media", "videos/a.mp4"),
+            ] {
                 let ignored = try await post(gw, Self.minioBody(bucket: bucket, key: other, etag: "e", sequencer: "1"))
                 #expect(ignored.status == 200)
                 #expect(ignored.json?["queued"] as? Int == 0)
@@ -105,11 +114,15 @@ struct TriggerTests {
         }
     }
 
-    @Test(arguments: QueueBackend.allCases) func severalRecordsEachInvokeOnceAndDuplicatesHaveNoSecondEffect(_ backend: QueueBackend) async throws {
+    @Test(arguments: QueueBackend.allCases) func severalRecordsEachInvokeOnceAndDuplicatesHaveNoSecondEffect(
+        _ backend: QueueBackend
+    ) async throws {
         let setup = try await configure(backend)
         let dir = try HandlerDirectory()
         try await LiveGateway.run([recorder(dir)], configure: setup) { gw in
-            let records = (1...3).map { Self.awsRecord(bucket: "ingest", key: "videos/v\($0).mp4", etag: "e\($0)", sequencer: "0A\($0)") }
+            let records = (1...3).map {
+                Self.awsRecord(bucket: "ingest", key: "videos/v\($0).mp4", etag: "e\($0)", sequencer: "0A\($0)")
+            }
             let body = "{\"Records\":[\(records.joined(separator: ","))]}"
             let first = try await post(gw, body)
             #expect(first.json?["records"] as? Int == 3)
@@ -122,13 +135,17 @@ struct TriggerTests {
             try await Task.sleep(for: .milliseconds(300))
             #expect(dir.runs().count == 3)
             #expect(dir.effects().count == 3)
-            let keys = Set(dir.runs().compactMap { run -> String? in
-                let records = (run["event"] as? [String: Any])?["Records"] as? [[String: Any]]
-                return ((records?.first?["s3"] as? [String: Any])?["object"] as? [String: Any])?["key"] as? String
-            })
+            let keys = Set(
+                dir.runs().compactMap { run -> String? in
+                    let records = (run["event"] as? [String: Any])?["Records"] as? [[String: Any]]
+                    return ((records?.first?["s3"] as? [String: Any])?["object"] as? [String: Any])?["key"] as? String
+                })
             #expect(keys == ["videos/v1.mp4", "videos/v2.mp4", "videos/v3.mp4"])
             // A new version of the same key (new eTag and sequencer) is a new change.
-            let newer = try await post(gw, "{\"Records\":[\(Self.awsRecord(bucket: "ingest", key: "videos/v1.mp4", etag: "e9", sequencer: "0B1"))]}")
+            let newer = try await post(
+                gw,
+                "{\"Records\":[\(Self.awsRecord(bucket: "ingest", key: "videos/v1.mp4", etag: "e9", sequencer: "0B1"))]}"
+            )
             #expect(newer.json?["queued"] as? Int == 1)
             try await waitUntil("the fourth effect") { dir.effects().count == 4 }
         }
@@ -138,12 +155,21 @@ struct TriggerTests {
         let dir = try HandlerDirectory()
         var function = recorder(dir)
         function.environment["SLEEP"] = "0.5"
-        try await LiveGateway.run([function], configure: { c in configure(&c); c.queue.maxPending = 2 }) { gw in
-            let records = (1...5).map { Self.awsRecord(bucket: "ingest", key: "videos/b\($0).mp4", etag: "e\($0)", sequencer: "0C\($0)") }
+        try await LiveGateway.run(
+            [function],
+            configure: { c in
+                configure(&c)
+                c.queue.maxPending = 2
+            }
+        ) { gw in
+            let records = (1...5).map {
+                Self.awsRecord(bucket: "ingest", key: "videos/b\($0).mp4", etag: "e\($0)", sequencer: "0C\($0)")
+            }
             let batch = try await post(gw, "{\"Records\":[\(records.joined(separator: ","))]}")
             #expect(batch.status == 200)
             #expect(batch.json?["queued"] as? Int == 5)
-            let one = "{\"Records\":[\(Self.awsRecord(bucket: "ingest", key: "videos/late.mp4", etag: "l", sequencer: "0D1"))]}"
+            let one =
+                "{\"Records\":[\(Self.awsRecord(bucket: "ingest", key: "videos/late.mp4", etag: "l", sequencer: "0D1"))]}"
             let refused = try await post(gw, one)
             #expect(refused.status == 503)
             #expect((refused.json?["error"] as? [String: Any])?["code"] as? String == "SlowDown")
@@ -168,7 +194,8 @@ struct TriggerTests {
             let badRecord = try await post(gw, "{\"Records\":[{\"eventName\":\"ObjectCreated:Put\"}]}")
             #expect(badRecord.status == 400)
             let test = try await post(
-                gw, #"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-25T10:00:00.000Z","Bucket":"ingest"}"#)
+                gw,
+                #"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-25T10:00:00.000Z","Bucket":"ingest"}"#)
             #expect(test.status == 200)
             #expect(test.json?["records"] as? Int == 0)
             try await Task.sleep(for: .milliseconds(200))
@@ -176,15 +203,19 @@ struct TriggerTests {
         }
     }
 
-    @Test(arguments: QueueBackend.allCases) func aFunctionThatAlwaysFailsGetsExactlyItsAttemptsThenOneDeadLetter(_ backend: QueueBackend) async throws {
+    @Test(arguments: QueueBackend.allCases) func aFunctionThatAlwaysFailsGetsExactlyItsAttemptsThenOneDeadLetter(
+        _ backend: QueueBackend
+    ) async throws {
         let setup = try await configure(backend)
         let dir = try HandlerDirectory()
         try await LiveGateway.run([recorder(dir, fail: true, attempts: 3)], configure: setup) { gw in
-            let reply = try await post(gw, Self.minioBody(bucket: "ingest", key: "videos/bad.mp4", etag: "e", sequencer: "1"))
+            let reply = try await post(
+                gw, Self.minioBody(bucket: "ingest", key: "videos/bad.mp4", etag: "e", sequencer: "1"))
             #expect(reply.json?["queued"] as? Int == 1)
             var dead: [[String: Any]] = []
             try await waitUntil("a dead letter") {
-                dead = try await gw.send("GET", "/invocations?state=dead").json?["invocations"] as? [[String: Any]] ?? []
+                dead =
+                    try await gw.send("GET", "/invocations?state=dead").json?["invocations"] as? [[String: Any]] ?? []
                 return !dead.isEmpty
             }
             try await Task.sleep(for: .milliseconds(400))
@@ -212,11 +243,14 @@ struct TriggerTests {
             #expect(try await gw.send("GET", "/invocations?state=sideways").status == 400)
             let metrics = try await gw.send("GET", "/metrics", credentials: nil)
             #expect(metrics.text.contains(#"cinescale_gateway_async_attempts_total{function="rec",outcome="dead"} 2"#))
-            #expect(metrics.text.contains(#"cinescale_gateway_async_attempts_total{function="rec",outcome="failed"} 4"#))
+            #expect(
+                metrics.text.contains(#"cinescale_gateway_async_attempts_total{function="rec",outcome="failed"} 4"#))
         }
     }
 
-    @Test(arguments: QueueBackend.allCases) func eventInvokesAreQueuedDurablyAndListed(_ backend: QueueBackend) async throws {
+    @Test(arguments: QueueBackend.allCases) func eventInvokesAreQueuedDurablyAndListed(_ backend: QueueBackend)
+        async throws
+    {
         let setup = try await configure(backend)
         let dir = try HandlerDirectory()
         try await LiveGateway.run([recorder(dir)], configure: setup) { gw in
@@ -247,7 +281,8 @@ struct TriggerTests {
             let now = Date()
             let invocations = (1...5).map { n in
                 QueuedInvocation(
-                    id: "crash-\(n)", function: "rec", source: "s3", dedupeKey: "k\(n)", payload: Data("{\"n\":\(n)}".utf8),
+                    id: "crash-\(n)", function: "rec", source: "s3", dedupeKey: "k\(n)",
+                    payload: Data("{\"n\":\(n)}".utf8),
                     maxAttempts: 3, createdAt: now, expiresAt: now.addingTimeInterval(3600), nextAttemptAt: now)
             }
             _ = try await queue.enqueue(invocations)
@@ -255,14 +290,18 @@ struct TriggerTests {
             queue.recordStart(id: "crash-2", attempt: 1, at: now)
             try await queue.database.flush()
         }
-        try await LiveGateway.run([recorder(dir)], configure: { c in
-            configure(&c)
-            c.queue.path = path
-        }) { gw in
+        try await LiveGateway.run(
+            [recorder(dir)],
+            configure: { c in
+                configure(&c)
+                c.queue.path = path
+            }
+        ) { gw in
             try await waitUntil("five effects") { dir.effects().count == 5 }
             #expect(dir.effects() == Set((1...5).map { "crash-\($0)" }))
             try await waitUntil("all succeeded") {
-                let items = try await gw.send("GET", "/invocations?state=succeeded").json?["invocations"] as? [[String: Any]]
+                let items =
+                    try await gw.send("GET", "/invocations?state=succeeded").json?["invocations"] as? [[String: Any]]
                 return items?.count == 5
             }
             let items = try #require(try await gw.send("GET", "/invocations").json?["invocations"] as? [[String: Any]])
@@ -284,7 +323,8 @@ struct TriggerTests {
             let now = Date()
             let invocations = (1...5).map { n in
                 QueuedInvocation(
-                    id: "crash-\(n)", function: "rec", source: "s3", dedupeKey: "k\(n)", payload: Data("{\"n\":\(n)}".utf8),
+                    id: "crash-\(n)", function: "rec", source: "s3", dedupeKey: "k\(n)",
+                    payload: Data("{\"n\":\(n)}".utf8),
                     maxAttempts: 3, createdAt: now, expiresAt: now.addingTimeInterval(3600),
                     nextAttemptAt: now.addingTimeInterval(n <= 2 ? 0 : 0.001))
             }
@@ -294,18 +334,22 @@ struct TriggerTests {
             await pool.value
         }
         let started = ContinuousClock.now
-        try await LiveGateway.run([recorder(dir)], configure: { c in
-            configure(&c)
-            c.queue.postgres = url
-            c.queue.lease = .seconds(3)
-        }) { gw in
+        try await LiveGateway.run(
+            [recorder(dir)],
+            configure: { c in
+                configure(&c)
+                c.queue.postgres = url
+                c.queue.lease = .seconds(3)
+            }
+        ) { gw in
             try await waitUntil("three effects") { dir.effects().count >= 3 }
             try await waitUntil("five effects") { dir.effects().count == 5 }
             // The leased two waited for their lease (3 s from the claim) to expire.
             #expect(ContinuousClock.now - started >= .seconds(2))
             #expect(dir.effects() == Set((1...5).map { "crash-\($0)" }))
             try await waitUntil("all succeeded") {
-                let items = try await gw.send("GET", "/invocations?state=succeeded").json?["invocations"] as? [[String: Any]]
+                let items =
+                    try await gw.send("GET", "/invocations?state=succeeded").json?["invocations"] as? [[String: Any]]
                 return items?.count == 5
             }
             let items = try #require(try await gw.send("GET", "/invocations").json?["invocations"] as? [[String: Any]])

@@ -58,16 +58,17 @@ struct PlaylistTests {
                 bandwidth: 1_200_000, averageBandwidth: nil, width: 640, height: 360, codecs: "avc1.64001f",
                 frameRate: 25, uri: "360p/index.m3u8"),
         ])
-        #expect(text == """
-            #EXTM3U
-            #EXT-X-VERSION:7
-            #EXT-X-INDEPENDENT-SEGMENTS
-            #EXT-X-STREAM-INF:BANDWIDTH=600000,AVERAGE-BANDWIDTH=480000,RESOLUTION=426x240,CODECS="avc1.64001e,mp4a.40.2",FRAME-RATE=29.970
-            240p/index.m3u8
-            #EXT-X-STREAM-INF:BANDWIDTH=1200000,RESOLUTION=640x360,CODECS="avc1.64001f",FRAME-RATE=25.000
-            360p/index.m3u8
+        #expect(
+            text == """
+                #EXTM3U
+                #EXT-X-VERSION:7
+                #EXT-X-INDEPENDENT-SEGMENTS
+                #EXT-X-STREAM-INF:BANDWIDTH=600000,AVERAGE-BANDWIDTH=480000,RESOLUTION=426x240,CODECS="avc1.64001e,mp4a.40.2",FRAME-RATE=29.970
+                240p/index.m3u8
+                #EXT-X-STREAM-INF:BANDWIDTH=1200000,RESOLUTION=640x360,CODECS="avc1.64001f",FRAME-RATE=25.000
+                360p/index.m3u8
 
-            """)
+                """)
     }
 
     @Test func everyURIIsRewritten() {
@@ -75,15 +76,17 @@ struct PlaylistTests {
         #expect(rewritten.contains("#EXT-X-MAP:URI=\"https://cdn/v/init.mp4?sig=1\"\n"))
         #expect(rewritten.contains("\nhttps://cdn/v/seg-00002.m4s?sig=1\n"))
         #expect(!rewritten.contains("\nseg-"))
-        let master = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"audio/en.m3u8\"\n"
+        let master =
+            "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"audio/en.m3u8\"\n"
             + "#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nv/index.m3u8\n"
-        #expect(Playlist.rewritingURIs(master) { "/s/" + $0 } == """
-            #EXTM3U
-            #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="en",URI="/s/audio/en.m3u8"
-            #EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO="a"
-            /s/v/index.m3u8
+        #expect(
+            Playlist.rewritingURIs(master) { "/s/" + $0 } == """
+                #EXTM3U
+                #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="en",URI="/s/audio/en.m3u8"
+                #EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO="a"
+                /s/v/index.m3u8
 
-            """)
+                """)
     }
 
     @Test func codecStringsComeFromTheEncodersConfiguration() {
@@ -112,10 +115,14 @@ struct SubtitleRenditionTests {
                 SubtitleRendition(name: "Say \"hi\"", language: nil, uri: "subs-2/index.m3u8"),
             ])
         let lines = text.split(separator: "\n").map(String.init)
-        #expect(lines.contains(
-            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",LANGUAGE=\"eng\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-1/index.m3u8\""))
-        #expect(lines.contains(
-            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Say 'hi'\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-2/index.m3u8\""))
+        #expect(
+            lines.contains(
+                "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",LANGUAGE=\"eng\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-1/index.m3u8\""
+            ))
+        #expect(
+            lines.contains(
+                "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Say 'hi'\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-2/index.m3u8\""
+            ))
         let variants = lines.filter { $0.hasPrefix("#EXT-X-STREAM-INF:") }
         #expect(variants.count == 2 && variants.allSatisfy { $0.hasSuffix(",SUBTITLES=\"subs\"") })
         // Without tracks, nothing changes.
@@ -127,29 +134,42 @@ struct SubtitleRenditionTests {
 
     @Test func aTrackIsAddedToAWrittenMaster() {
         let before = Playlist.master([Self.variant])
-        let one = Playlist.addingSubtitles(before, SubtitleRendition(name: "English", language: "en", uri: "subs-1/index.m3u8"))
-        let two = Playlist.addingSubtitles(one, SubtitleRendition(name: "Deutsch", language: "de", uri: "subs-2/index.m3u8"))
-        #expect(two == Playlist.master(
-            [Self.variant],
-            subtitles: [
-                SubtitleRendition(name: "English", language: "en", uri: "subs-1/index.m3u8"),
-                SubtitleRendition(name: "Deutsch", language: "de", uri: "subs-2/index.m3u8"),
-            ]))
+        let one = Playlist.addingSubtitles(
+            before, SubtitleRendition(name: "English", language: "en", uri: "subs-1/index.m3u8"))
+        let two = Playlist.addingSubtitles(
+            one, SubtitleRendition(name: "Deutsch", language: "de", uri: "subs-2/index.m3u8"))
+        #expect(
+            two
+                == Playlist.master(
+                    [Self.variant],
+                    subtitles: [
+                        SubtitleRendition(name: "English", language: "en", uri: "subs-1/index.m3u8"),
+                        SubtitleRendition(name: "Deutsch", language: "de", uri: "subs-2/index.m3u8"),
+                    ]))
     }
 
     @Test func aSubtitlePlaylistIsOneSegmentOfTheWholeDuration() throws {
         let text = Playlist.subtitleMedia(uri: "captions.vtt", duration: 12.04)
         #expect(text.contains("#EXT-X-TARGETDURATION:13\n") && text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"))
         let playlist = try MediaPlaylist(parsing: text)
-        #expect(playlist.segments.map(\.uri) == ["captions.vtt"] && playlist.segments[0].duration == 12.04 && playlist.isComplete)
+        #expect(
+            playlist.segments.map(\.uri) == ["captions.vtt"] && playlist.segments[0].duration == 12.04
+                && playlist.isComplete)
     }
 
     @Test func subRipBecomesWebVTT() throws {
-        let srt = "\u{FEFF}1\r\n00:00:01,000 --> 00:00:02,500\r\nHello\r\nworld\r\n\r\n2\r\n01:00:03,250 --> 01:00:04,000\r\n-->\r\n"
+        let srt =
+            "\u{FEFF}1\r\n00:00:01,000 --> 00:00:02,500\r\nHello\r\nworld\r\n\r\n2\r\n01:00:03,250 --> 01:00:04,000\r\n-->\r\n"
         let (format, cues) = try WebVTT.parse(srt)
         #expect(format == "srt")
-        #expect(cues == [WebVTT.Cue(start: 1, end: 2.5, text: "Hello\nworld"), WebVTT.Cue(start: 3603.25, end: 3604, text: "-->")])
-        #expect(WebVTT.document(cues) == "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nHello\nworld\n\n01:00:03.250 --> 01:00:04.000\n->\n")
+        #expect(
+            cues == [
+                WebVTT.Cue(start: 1, end: 2.5, text: "Hello\nworld"),
+                WebVTT.Cue(start: 3603.25, end: 3604, text: "-->"),
+            ])
+        #expect(
+            WebVTT.document(cues)
+                == "WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nHello\nworld\n\n01:00:03.250 --> 01:00:04.000\n->\n")
         let vtt = try WebVTT.parse("WEBVTT\n\nNOTE a comment\n\nid-1\n00:01.000 --> 00:02.000 align:start\nHi\n")
         #expect(vtt.format == "webvtt" && vtt.cues == [WebVTT.Cue(start: 1, end: 2, text: "Hi")])
     }
@@ -162,7 +182,9 @@ struct SubtitleRenditionTests {
     }
 
     @Test func assDialogueTextLosesItsOverridesAndKeepsItsBreaks() {
-        #expect(WebVTT.textOfASSDialogue("0,0,Default,,0,0,0,,{\\b1}Gras{\\b0} et\\Nsur, deux lignes.") == "Gras et\nsur, deux lignes.")
+        #expect(
+            WebVTT.textOfASSDialogue("0,0,Default,,0,0,0,,{\\b1}Gras{\\b0} et\\Nsur, deux lignes.")
+                == "Gras et\nsur, deux lignes.")
         #expect(WebVTT.textOfASSDialogue("Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,a\\hb\\nc") == "a b\nc")
     }
 }

@@ -56,11 +56,14 @@ final class Stores: Sendable {
     let directory: String
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-queue-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-queue-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    func invocation(_ id: String, dedupe: String? = nil, now: Date = Date(), function: String = "probe") -> QueuedInvocation {
+    func invocation(_ id: String, dedupe: String? = nil, now: Date = Date(), function: String = "probe")
+        -> QueuedInvocation
+    {
         QueuedInvocation(
             id: id, function: function, source: "s3", dedupeKey: dedupe, payload: Data("{\"n\":\"\(id)\"}".utf8),
             maxAttempts: 3, createdAt: now, expiresAt: now.addingTimeInterval(3600), nextAttemptAt: now)
@@ -81,11 +84,20 @@ final class Stores: Sendable {
         try await withStores(backend) { stores in
             let queue = try stores.open()
             let now = Date(timeIntervalSince1970: 1_800_000_000.25)
-            let first = try await queue.enqueue([invocation("a", dedupe: "k1", now: now), invocation("b", dedupe: "k2", now: now)])
-            #expect(first == [.inserted(invocation("a", dedupe: "k1", now: now)), .inserted(invocation("b", dedupe: "k2", now: now))])
+            let first = try await queue.enqueue([
+                invocation("a", dedupe: "k1", now: now), invocation("b", dedupe: "k2", now: now),
+            ])
+            #expect(
+                first == [
+                    .inserted(invocation("a", dedupe: "k1", now: now)),
+                    .inserted(invocation("b", dedupe: "k2", now: now)),
+                ])
             let again = try await queue.enqueue([invocation("c", dedupe: "k1"), invocation("d")])
             #expect(again[0] == .duplicate(existingID: "a"))
-            guard case .inserted = again[1] else { Issue.record("d was not inserted"); return }
+            guard case .inserted = again[1] else {
+                Issue.record("d was not inserted")
+                return
+            }
             let all = try await queue.list(InvocationFilter())
             #expect(Set(all.map(\.id)) == ["a", "b", "d"])
             // What was written is what is read back (payload bytes, times to the microsecond).
@@ -94,7 +106,9 @@ final class Stores: Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases) func concurrentEnqueuesAreAllDurableAndDeduplicated(_ backend: Backend) async throws {
+    @Test(arguments: Backend.allCases) func concurrentEnqueuesAreAllDurableAndDeduplicated(_ backend: Backend)
+        async throws
+    {
         try await withStores(backend) { stores in
             let queue = try stores.open()
             // 400 writers, 200 distinct keys: every key lands once, whichever writer won.
@@ -123,12 +137,15 @@ final class Stores: Sendable {
         try await withStores(backend) { stores in
             let queue = try stores.open()
             let now = Date()
-            _ = try await queue.enqueue([invocation("x", now: now), invocation("y", now: now), invocation("z", now: now)])
+            _ = try await queue.enqueue([
+                invocation("x", now: now), invocation("y", now: now), invocation("z", now: now),
+            ])
             if let leased = queue as? any LeasedInvocationQueue {
                 #expect(try await leased.claim(["probe": 3], now: now).count == 3)
             }
             for id in ["x", "y", "z"] { queue.recordStart(id: id, attempt: 1, at: now) }
-            try await record(queue, "x", .failed(errorType: "Boom", message: "first", retryAt: now.addingTimeInterval(5)))
+            try await record(
+                queue, "x", .failed(errorType: "Boom", message: "first", retryAt: now.addingTimeInterval(5)))
             try await record(queue, "y", .dead(errorType: "Boom", message: "last"))
             try await record(queue, "z", .returned(retryAt: now))
 

@@ -10,24 +10,30 @@ import Testing
     /// 6 s of picture, English AAC (the default), French MP3 (encoded to AAC), a mov_text subtitle track.
     static func twoAudioSource() async throws -> String {
         let srt = try SubtitleTests.write(SubtitleTests.srt(SubtitleTests.english), "two-audio.srt")
-        return try await Clips.make("two-audio.mkv", [
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=6",
-            "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=44100:duration=6",
-            "-i", srt,
-            "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25",
-            "-c:a:0", "aac", "-c:a:1", "libmp3lame", "-c:s", "srt",
-            "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fre", "-metadata:s:a:1", "title=Commentaire",
-            "-metadata:s:s:0", "language=eng",
-        ])
+        return try await Clips.make(
+            "two-audio.mkv",
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=6",
+                "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=44100:duration=6",
+                "-i", srt,
+                "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s",
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25",
+                "-c:a:0", "aac", "-c:a:1", "libmp3lame", "-c:s", "srt",
+                "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fre", "-metadata:s:a:1",
+                "title=Commentaire",
+                "-metadata:s:s:0", "language=eng",
+            ])
     }
 
     static func streams(_ path: String, _ extra: [String] = []) async throws -> [[String: Any]] {
-        let probe = try await Clips.run("ffprobe", [
-            "-v", "error", "-allowed_extensions", "ALL"] + extra + [
-            "-show_entries", "stream=codec_type,codec_name,duration:stream_tags=language", "-of", "json", path,
-        ])
+        let probe = try await Clips.run(
+            "ffprobe",
+            [
+                "-v", "error", "-allowed_extensions", "ALL",
+            ] + extra + [
+                "-show_entries", "stream=codec_type,codec_name,duration:stream_tags=language", "-of", "json", path,
+            ])
         return (try JSONSerialization.jsonObject(with: probe) as? [String: Any])?["streams"] as? [[String: Any]] ?? []
     }
 
@@ -43,11 +49,16 @@ import Testing
         #expect(result.audio.map(\.isMain) == [true, false])
         #expect(result.skippedAudio.isEmpty)
         let master = try String(contentsOfFile: "\(result.hlsDirectory)/master.m3u8", encoding: .utf8)
-        #expect(master.contains(
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"eng\",LANGUAGE=\"eng\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"1\",URI=\"audio-1/index.m3u8\""))
-        #expect(master.contains(
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"Commentaire\",LANGUAGE=\"fre\",DEFAULT=NO,AUTOSELECT=YES,CHANNELS=\"1\",URI=\"audio-2/index.m3u8\""))
-        #expect(master.contains("AUDIO=\"audio\"") && master.contains("CODECS=\"avc1.") && master.contains(",mp4a.40.2\""))
+        #expect(
+            master.contains(
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"eng\",LANGUAGE=\"eng\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"1\",URI=\"audio-1/index.m3u8\""
+            ))
+        #expect(
+            master.contains(
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"Commentaire\",LANGUAGE=\"fre\",DEFAULT=NO,AUTOSELECT=YES,CHANNELS=\"1\",URI=\"audio-2/index.m3u8\""
+            ))
+        #expect(
+            master.contains("AUDIO=\"audio\"") && master.contains("CODECS=\"avc1.") && master.contains(",mp4a.40.2\""))
         #expect(result.subtitles.count == 1)
 
         // The rung's segments: the picture only. Each audio rendition: its track, 6 s long, its language.
@@ -59,7 +70,8 @@ import Testing
             #expect(audio.first?["codec_name"] as? String == "aac")
             let header = try await Self.streams("\(result.hlsDirectory)/\(name)/init.mp4")
             #expect((header.first?["tags"] as? [String: Any])?["language"] as? String == language)
-            let playlist = try MediaPlaylist(parsing: try String(contentsOfFile: "\(result.hlsDirectory)/\(name)/index.m3u8", encoding: .utf8))
+            let playlist = try MediaPlaylist(
+                parsing: try String(contentsOfFile: "\(result.hlsDirectory)/\(name)/index.m3u8", encoding: .utf8))
             #expect(abs(playlist.duration - 6) < 0.1, "\(name): \(playlist.duration) s")
         }
         // The master as a player reads it: the picture and both audio tracks, by language.
@@ -98,7 +110,9 @@ import Testing
 @Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["CINESCALE_MEASURE"] != nil))
 struct AudioCostMeasurement {
     @Test func extraTracksAgainstTheLadder() async throws {
-        let cues = (0..<30).map { WebVTT.Cue(start: Double($0) * 2 + 0.2, end: Double($0) * 2 + 1.8, text: "Cue number \($0).") }
+        let cues = (0..<30).map {
+            WebVTT.Cue(start: Double($0) * 2 + 0.2, end: Double($0) * 2 + 1.8, text: "Cue number \($0).")
+        }
         let srt = try SubtitleTests.write(SubtitleTests.srt(cues), "measure-audio.srt")
         let inputs = [
             "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
@@ -110,7 +124,9 @@ struct AudioCostMeasurement {
         // The second track MP3, so it is decoded and encoded (the costlier case; AAC would be carried).
         let full = try await Clips.make(
             "measure-two-audio.mkv",
-            inputs + ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s"] + codecs + ["-c:a:1", "libmp3lame", "-c:s", "srt"])
+            inputs + ["-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s"] + codecs + [
+                "-c:a:1", "libmp3lame", "-c:s", "srt",
+            ])
         let ladder = Array(Rung.defaultLadder.prefix(3))
         func timed(_ work: () async throws -> Void) async rethrows -> Double {
             let start = ContinuousClock.now
@@ -130,11 +146,19 @@ struct AudioCostMeasurement {
             var two = 0.0
             // Alternate which side goes first.
             if round % 2 == 1 {
-                one = try await timed { _ = try await Transcoder.transcode(input: plain, ladder: ladder, directory: base + "/a") }
-                two = try await timed { _ = try await Transcoder.transcode(input: full, ladder: ladder, directory: base + "/b") }
+                one = try await timed {
+                    _ = try await Transcoder.transcode(input: plain, ladder: ladder, directory: base + "/a")
+                }
+                two = try await timed {
+                    _ = try await Transcoder.transcode(input: full, ladder: ladder, directory: base + "/b")
+                }
             } else {
-                two = try await timed { _ = try await Transcoder.transcode(input: full, ladder: ladder, directory: base + "/b") }
-                one = try await timed { _ = try await Transcoder.transcode(input: plain, ladder: ladder, directory: base + "/a") }
+                two = try await timed {
+                    _ = try await Transcoder.transcode(input: full, ladder: ladder, directory: base + "/b")
+                }
+                one = try await timed {
+                    _ = try await Transcoder.transcode(input: plain, ladder: ladder, directory: base + "/a")
+                }
             }
             // The chunked finish's separate pass over the same source (the other track only).
             let pass = try await timed {
@@ -144,10 +168,17 @@ struct AudioCostMeasurement {
             }
             ratios.append(two / one)
             passes.append(pass / one)
-            lines.append(String(format: "round %d: ladder, one audio track %.2f s; two tracks + subtitles %.2f s (%.3f×); separate pass %.3f s (%.2f %% of the ladder)", round, one, two, two / one, pass, pass / one * 100))
+            lines.append(
+                String(
+                    format:
+                        "round %d: ladder, one audio track %.2f s; two tracks + subtitles %.2f s (%.3f×); separate pass %.3f s (%.2f %% of the ladder)",
+                    round, one, two, two / one, pass, pass / one * 100))
             try? FileManager.default.removeItem(atPath: base)
         }
-        lines.append(String(format: "median: whole transcode %.3f× the one-track ladder; the chunked finish's pass %.2f %% of it", ratios.sorted()[1], passes.sorted()[1] * 100))
+        lines.append(
+            String(
+                format: "median: whole transcode %.3f× the one-track ladder; the chunked finish's pass %.2f %% of it",
+                ratios.sorted()[1], passes.sorted()[1] * 100))
         print(lines.joined(separator: "\n"))
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import HLS
-@testable import MediaKit
+import Synchronization
 import Testing
+
+@testable import MediaKit
 
 /// Clips made by the `ffmpeg` CLI (the test oracle, installed by scripts/test), compared with `ffprobe`.
 enum Clips {
@@ -61,16 +63,19 @@ enum Clips {
     }
 
     static func video() async throws -> String {
-        try await make("clip.mp4", [
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
-            "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "high", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-ac", "2", "-metadata:s:a:0", "language=eng", "-movflags", "+faststart",
-        ])
+        try await make(
+            "clip.mp4",
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3",
+                "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+                "-c:a", "aac", "-ac", "2", "-metadata:s:a:0", "language=eng", "-movflags", "+faststart",
+            ])
     }
 
     static func ffprobe(_ path: String) async throws -> [String: Any] {
-        let data = try await run("ffprobe", ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path])
+        let data = try await run(
+            "ffprobe", ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", path])
         return try JSONSerialization.jsonObject(with: data) as! [String: Any]
     }
 }
@@ -107,15 +112,20 @@ struct MediaProbeTests {
     }
 
     @Test func rotationAndAspectRatioComeFromTheContainer() async throws {
-        let encoded = try await Clips.make("aspect.mp4", [
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
-            "-aspect", "16:9",
-        ])
+        let encoded = try await Clips.make(
+            "aspect.mp4",
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=1", "-c:v", "libx264", "-preset",
+                "ultrafast",
+                "-aspect", "16:9",
+            ])
         // A rotation tag is written as a display matrix when the stream is copied.
-        let rotated = try await Clips.make("rotated.mp4", ["-i", encoded, "-c", "copy", "-metadata:s:v:0", "rotate=90"])
+        let rotated = try await Clips.make(
+            "rotated.mp4", ["-i", encoded, "-c", "copy", "-metadata:s:v:0", "rotate=90"])
         let info = try await MediaProbe.probe(try FileSource(path: rotated))
         let data = try await Clips.run("ffprobe", ["-v", "error", "-print_format", "json", "-show_streams", rotated])
-        let stream = ((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["streams"] as? [[String: Any]])?.first
+        let stream = ((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["streams"] as? [[String: Any]])?
+            .first
         let sideData = (stream?["side_data_list"] as? [[String: Any]])?.first
         #expect(info.video?.rotation == sideData?["rotation"] as? Int)
         #expect(info.video?.rotation != 0)
@@ -124,10 +134,13 @@ struct MediaProbeTests {
     }
 
     @Test func rangedReadsFetchLittleOfAFaststartFile() async throws {
-        let path = try await Clips.make("big.mp4", [
-            "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset", "ultrafast",
-            "-b:v", "20M", "-movflags", "+faststart",
-        ])
+        let path = try await Clips.make(
+            "big.mp4",
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=10", "-c:v", "libx264", "-preset",
+                "ultrafast",
+                "-b:v", "20M", "-movflags", "+faststart",
+            ])
         let file = try FileSource(path: path)
         let source = ChunkedRangeSource(size: file.size, chunkSize: 128 * 1024) { range in
             var bytes = [UInt8](repeating: 0, count: range.count)
@@ -152,12 +165,17 @@ struct MediaProbeTests {
         let path = Clips.directory + "/" + name
         switch name {
         case "empty.mp4": _ = FileManager.default.createFile(atPath: path, contents: Data())
-        case "garbage.mp4": _ = FileManager.default.createFile(atPath: path, contents: Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }))
+        case "garbage.mp4":
+            _ = FileManager.default.createFile(
+                atPath: path, contents: Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7919) }))
         case "truncated.mp4":
             // The header of a file whose moov is at the end, cut before it.
-            let full = try await Clips.make("moov-at-end.mp4", [
-                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "libx264", "-preset", "ultrafast",
-            ])
+            let full = try await Clips.make(
+                "moov-at-end.mp4",
+                [
+                    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "libx264", "-preset",
+                    "ultrafast",
+                ])
             let data = try Data(contentsOf: URL(fileURLWithPath: full))
             _ = FileManager.default.createFile(atPath: path, contents: data.prefix(data.count / 2))
         case "huge-header.mp4":
@@ -166,7 +184,8 @@ struct MediaProbeTests {
             let header = "YUV4MPEG2 W16384 H16384 F25:1 Ip A1:1 C420jpeg\nFRAME\n"
             _ = FileManager.default.createFile(atPath: path, contents: Data(header.utf8) + Data(count: 4096))
         case "image.mp4":
-            let png = try await Clips.make("still.png", ["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1"])
+            let png = try await Clips.make(
+                "still.png", ["-f", "lavfi", "-i", "testsrc2=size=320x240", "-frames:v", "1"])
             try? FileManager.default.removeItem(atPath: path)
             try FileManager.default.copyItem(atPath: png, toPath: path)
         default:
@@ -218,16 +237,19 @@ struct TranscoderTests {
     }
 
     @Test func decodesOnceAndWritesFaststartMP4sCheckedWithFFprobe() async throws {
-        let source = try await Clips.make("ladder-source.mp4", [
-            "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30:duration=5",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=5",
-            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
-        ])
+        let source = try await Clips.make(
+            "ladder-source.mp4",
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30:duration=5",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=5",
+                "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
+            ])
         let directory = Clips.directory + "/ladder-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let seen = ProgressLog()
         let result = try await Transcoder.transcode(
-            input: source, ladder: Rung.defaultLadder, settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 2),
+            input: source, ladder: Rung.defaultLadder,
+            settings: EncodingSettings(preset: "ultrafast", keyframeInterval: 2),
             thumbnails: ThumbnailSettings(posterHeight: 360, tileHeight: 72, columns: 4, maxTiles: 10),
             directory: directory, progress: { seen.add($0) })
         let renditions = result.renditions
@@ -258,15 +280,19 @@ struct TranscoderTests {
             let duration = Double((probe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
             #expect(abs(duration - 5) < 0.2)
             // moov before mdat: the index comes first.
-            let head = try FileHandle(forReadingFrom: URL(fileURLWithPath: rendition.path)).read(upToCount: 64 * 1024) ?? Data()
+            let head =
+                try FileHandle(forReadingFrom: URL(fileURLWithPath: rendition.path)).read(upToCount: 64 * 1024)
+                ?? Data()
             let moov = head.range(of: Data("moov".utf8))
             let mdat = head.range(of: Data("mdat".utf8))
             #expect(moov != nil && (mdat == nil || moov!.lowerBound < mdat!.lowerBound))
             // Keyframes every 2 s in every rung (aligned).
-            let frames = try await Clips.run("ffprobe", [
-                "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time",
-                "-of", "csv=p=0", rendition.path,
-            ])
+            let frames = try await Clips.run(
+                "ffprobe",
+                [
+                    "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time",
+                    "-of", "csv=p=0", rendition.path,
+                ])
             let keyframes = String(decoding: frames, as: UTF8.self).split(separator: "\n").compactMap { line in
                 line.split(separator: ",").first.flatMap { Double($0) }
             }
@@ -281,12 +307,16 @@ struct TranscoderTests {
             #expect(hls.segments == 3)
             // avc1.PPCCLL with the profile and level ffprobe reports (ultrafast with B-frames: Main, 4d 40).
             let level = try #require(video["level"] as? Int)
-            let profile = ["Main": "4d40", "High": "6400", "Constrained Baseline": "42c0"][video["profile"] as? String ?? ""]
+            let profile = ["Main": "4d40", "High": "6400", "Constrained Baseline": "42c0"][
+                video["profile"] as? String ?? ""]
             #expect(hls.codecs == "avc1.\(profile ?? "?")\(level < 16 ? "0" : "")\(String(level, radix: 16)),mp4a.40.2")
             #expect(hls.bandwidth >= hls.averageBandwidth && hls.averageBandwidth > 10_000)
             let hlsProbe = try await Clips.ffprobe(hls.directory + "/index.m3u8")
             let hlsStreams = try #require(hlsProbe["streams"] as? [[String: Any]])
-            #expect(hlsStreams.contains { $0["codec_name"] as? String == "h264" && $0["height"] as? Int == rendition.height })
+            #expect(
+                hlsStreams.contains {
+                    $0["codec_name"] as? String == "h264" && $0["height"] as? Int == rendition.height
+                })
             // The picture alone: the audio is a rendition of its own (below).
             #expect(!hlsStreams.contains { $0["codec_type"] as? String == "audio" })
             let hlsDuration = Double((hlsProbe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
@@ -299,18 +329,23 @@ struct TranscoderTests {
         #expect(audioStreams.map { $0["codec_name"] as? String } == ["aac"])
         let master = try String(contentsOfFile: result.hlsDirectory + "/master.m3u8", encoding: .utf8)
         #expect(master.components(separatedBy: "#EXT-X-STREAM-INF:").count == 3)
-        #expect(master.contains("RESOLUTION=426x240,CODECS=\"\(renditions[0].hls.codecs)\",FRAME-RATE=30.000,AUDIO=\"audio\"\n240p/index.m3u8\n"))
+        #expect(
+            master.contains(
+                "RESOLUTION=426x240,CODECS=\"\(renditions[0].hls.codecs)\",FRAME-RATE=30.000,AUDIO=\"audio\"\n240p/index.m3u8\n"
+            ))
         #expect(master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\","))
         #expect(master.contains("BANDWIDTH=\(renditions[1].hls.bandwidth),"))
         #expect(result.damagedPackets == 0)
     }
 
     @Test func audioThatIsNotAACIsEncodedToAACOnce() async throws {
-        let source = try await Clips.make("mp3-audio.mkv", [
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
-            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libmp3lame", "-ac", "1", "-shortest",
-        ])
+        let source = try await Clips.make(
+            "mp3-audio.mkv",
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=3",
+                "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libmp3lame", "-ac", "1", "-shortest",
+            ])
         let directory = Clips.directory + "/mp3-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let result = try await Transcoder.transcode(
@@ -320,10 +355,13 @@ struct TranscoderTests {
         let audioRendition = try #require(result.audio.first)
         for path in [rendition.path, audioRendition.directory + "/index.m3u8"] {
             let probe = try await Clips.ffprobe(path)
-            let audio = try #require((probe["streams"] as? [[String: Any]])?.first { $0["codec_type"] as? String == "audio" })
+            let audio = try #require(
+                (probe["streams"] as? [[String: Any]])?.first { $0["codec_type"] as? String == "audio" })
             #expect(audio["codec_name"] as? String == "aac", "\(path)")
             #expect(audio["sample_rate"] as? String == "44100" && audio["channels"] as? Int == 1)
-            let seconds = Double(audio["duration"] as? String ?? "") ?? Double((probe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
+            let seconds =
+                Double(audio["duration"] as? String ?? "") ?? Double(
+                    (probe["format"] as? [String: Any])?["duration"] as? String ?? "0") ?? 0
             #expect(abs(seconds - 3) < 0.2, "\(path): audio lasts \(seconds) s")
         }
         #expect(rendition.hls.codecs.hasSuffix(",mp4a.40.2"))
@@ -333,11 +371,13 @@ struct TranscoderTests {
     /// file: every picture is encoded, and the audio is kept whole.
     @Test(arguments: [("audio-longer.mp4", 1.0, 4.0), ("audio-longer.mkv", 1.0, 3.0), ("audio-shorter.mp4", 4.0, 1.0)])
     func audioLongerOrShorterThanThePicture(name: String, video: Double, audio: Double) async throws {
-        let source = try await Clips.make(name, [
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=\(video)",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=\(audio)",
-            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-        ])
+        let source = try await Clips.make(
+            name,
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=\(video)",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=\(audio)",
+                "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+            ])
         let directory = Clips.directory + "/shape-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let result = try await Transcoder.transcode(
@@ -357,10 +397,13 @@ struct TranscoderTests {
     /// header is all it reads); the transcoder must refuse it rather than publish grey frames or a cut video.
     @Test(arguments: ["garbage-after-header", "truncated-media"])
     func damagedMediaDataIsRefused(kind: String) async throws {
-        let source = try await Clips.make("damage-source.mp4", [
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8", "-c:v", "libx264", "-preset", "ultrafast",
-            "-movflags", "+faststart",
-        ])
+        let source = try await Clips.make(
+            "damage-source.mp4",
+            [
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8", "-c:v", "libx264", "-preset",
+                "ultrafast",
+                "-movflags", "+faststart",
+            ])
         var data = try Data(contentsOf: URL(fileURLWithPath: source))
         let mdat = try #require(data.range(of: Data("mdat".utf8))).upperBound
         switch kind {
@@ -391,5 +434,3 @@ final class ProgressLog: Sendable {
     func add(_ v: Double) { values.withLock { $0.append(v) } }
     var last: Double? { values.withLock { $0.last } }
 }
-
-import Synchronization

@@ -57,17 +57,28 @@ import Testing
 
     static func mp4WithMovText() async throws -> String {
         let srt = try write(srt(english), "english.srt")
-        return try await Clips.make("subtitled.mp4", videoInputs + ["-i", srt, "-map", "0:v", "-map", "1:a", "-map", "2:s"]
-            + videoCodecs + ["-c:s", "mov_text", "-metadata:s:s:0", "language=eng", "-metadata:s:s:0", "title=English"])
+        return try await Clips.make(
+            "subtitled.mp4",
+            videoInputs + ["-i", srt, "-map", "0:v", "-map", "1:a", "-map", "2:s"]
+                + videoCodecs + [
+                    "-c:s", "mov_text", "-metadata:s:s:0", "language=eng", "-metadata:s:s:0", "title=English",
+                ])
     }
 
     static func mkvWithSubRipAndASS() async throws -> String {
         let srt = try write(srt(english), "english-mkv.srt")
         let ass = try write(ass, "french.ass")
-        return try await Clips.make("subtitled.mkv", videoInputs + ["-i", srt, "-i", ass,
-            "-map", "0:v", "-map", "1:a", "-map", "2:s", "-map", "3:s"] + videoCodecs
-            + ["-c:s:0", "srt", "-c:s:1", "ass", "-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fre",
-               "-metadata:s:s:1", "title=Français"])
+        return try await Clips.make(
+            "subtitled.mkv",
+            videoInputs + [
+                "-i", srt, "-i", ass,
+                "-map", "0:v", "-map", "1:a", "-map", "2:s", "-map", "3:s",
+            ] + videoCodecs
+                + [
+                    "-c:s:0", "srt", "-c:s:1", "ass", "-metadata:s:s:0", "language=eng", "-metadata:s:s:1",
+                    "language=fre",
+                    "-metadata:s:s:1", "title=Français",
+                ])
     }
 
     /// The cues of a WebVTT file as ffmpeg reads it (its webvtt demuxer, written back out as WebVTT).
@@ -76,10 +87,14 @@ import Testing
         return try WebVTT.parse(String(decoding: out, as: UTF8.self)).cues
     }
 
-    static func expectSame(_ got: [WebVTT.Cue], _ expected: [WebVTT.Cue], sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectSame(
+        _ got: [WebVTT.Cue], _ expected: [WebVTT.Cue], sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(got.map(\.text) == expected.map(\.text), sourceLocation: sourceLocation)
         for (a, b) in zip(got, expected) {
-            #expect(abs(a.start - b.start) <= 0.010 && abs(a.end - b.end) <= 0.010, "\(a) vs \(b)", sourceLocation: sourceLocation)
+            #expect(
+                abs(a.start - b.start) <= 0.010 && abs(a.end - b.end) <= 0.010, "\(a) vs \(b)",
+                sourceLocation: sourceLocation)
         }
     }
 
@@ -95,20 +110,28 @@ import Testing
         #expect(track.language == "eng" && track.label == "eng" && track.cues == 3)
         Self.expectSame(try await Self.cuesAsFFmpegReads("\(result.hlsDirectory)/\(track.vtt)"), Self.english)
         let master = try String(contentsOfFile: "\(result.hlsDirectory)/master.m3u8", encoding: .utf8)
-        #expect(master.contains(
-            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"eng\",LANGUAGE=\"eng\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-1/index.m3u8\""))
+        #expect(
+            master.contains(
+                "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"eng\",LANGUAGE=\"eng\",DEFAULT=NO,AUTOSELECT=YES,URI=\"subs-1/index.m3u8\""
+            ))
         #expect(master.contains("SUBTITLES=\"subs\""))
         let playlist = try String(contentsOfFile: "\(result.hlsDirectory)/\(track.playlist)", encoding: .utf8)
-        #expect(playlist.contains("#EXT-X-TARGETDURATION:6\n") && playlist.contains("captions.vtt") && playlist.contains("#EXT-X-ENDLIST"))
+        #expect(
+            playlist.contains("#EXT-X-TARGETDURATION:6\n") && playlist.contains("captions.vtt")
+                && playlist.contains("#EXT-X-ENDLIST"))
         // ffprobe reads the master with its subtitle rendition.
         // FFmpeg 5.1's hls demuxer reads subtitle renditions only with `-strict experimental` (otherwise it logs
         // "Can't support the subtitle" and leaves them out); a local file's .vtt is also outside its default
         // allowed_extensions (URLs over HTTP are not checked).
-        let probe = try await Clips.run("ffprobe", [
-            "-v", "error", "-strict", "experimental", "-allowed_extensions", "ALL", "-show_entries", "stream=codec_type,codec_name:stream_tags=language", "-of", "json",
-            "\(result.hlsDirectory)/master.m3u8",
-        ])
-        let streams = (try JSONSerialization.jsonObject(with: probe) as? [String: Any])?["streams"] as? [[String: Any]] ?? []
+        let probe = try await Clips.run(
+            "ffprobe",
+            [
+                "-v", "error", "-strict", "experimental", "-allowed_extensions", "ALL", "-show_entries",
+                "stream=codec_type,codec_name:stream_tags=language", "-of", "json",
+                "\(result.hlsDirectory)/master.m3u8",
+            ])
+        let streams =
+            (try JSONSerialization.jsonObject(with: probe) as? [String: Any])?["streams"] as? [[String: Any]] ?? []
         let subtitle = streams.first { $0["codec_type"] as? String == "subtitle" }
         #expect(subtitle?["codec_name"] as? String == "webvtt")
         #expect((subtitle?["tags"] as? [String: Any])?["language"] as? String == "eng")
@@ -145,14 +168,17 @@ import Testing
 @Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["CINESCALE_MEASURE"] != nil))
 struct SubtitleCostMeasurement {
     @Test func subtitleExtractionAgainstTheLadder() async throws {
-        let cues = (0..<30).map { WebVTT.Cue(start: Double($0) * 2 + 0.2, end: Double($0) * 2 + 1.8, text: "Cue number \($0).") }
+        let cues = (0..<30).map {
+            WebVTT.Cue(start: Double($0) * 2 + 0.2, end: Double($0) * 2 + 1.8, text: "Cue number \($0).")
+        }
         let srt = try SubtitleTests.write(SubtitleTests.srt(cues), "measure.srt")
         let inputs = [
             "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=60", "-i", srt,
         ]
         let codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]
-        let with = try await Clips.make("measure-subs.mkv", inputs + ["-map", "0:v", "-map", "1:a", "-map", "2:s"] + codecs + ["-c:s", "srt"])
+        let with = try await Clips.make(
+            "measure-subs.mkv", inputs + ["-map", "0:v", "-map", "1:a", "-map", "2:s"] + codecs + ["-c:s", "srt"])
         let without = try await Clips.make("measure-nosubs.mkv", inputs + ["-map", "0:v", "-map", "1:a"] + codecs)
         let ladder = Array(Rung.defaultLadder.prefix(3))
         func timed<T>(_ work: () async throws -> T) async rethrows -> (T, Duration) {
@@ -163,12 +189,22 @@ struct SubtitleCostMeasurement {
         var lines: [String] = []
         for round in 1...2 {
             let base = "\(Clips.directory)/measure-\(round)-\(UUID().uuidString)"
-            for path in [base + "/a", base + "/b"] { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
-            let (plain, plainTime) = try await timed { try await Transcoder.transcode(input: without, ladder: ladder, directory: base + "/a") }
-            let (subbed, subbedTime) = try await timed { try await Transcoder.transcode(input: with, ladder: ladder, directory: base + "/b") }
-            let (tracks, extractTime) = try await timed { try await Subtitles.extract(source: try FileSource(path: with)) }
+            for path in [base + "/a", base + "/b"] {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            }
+            let (plain, plainTime) = try await timed {
+                try await Transcoder.transcode(input: without, ladder: ladder, directory: base + "/a")
+            }
+            let (subbed, subbedTime) = try await timed {
+                try await Transcoder.transcode(input: with, ladder: ladder, directory: base + "/b")
+            }
+            let (tracks, extractTime) = try await timed {
+                try await Subtitles.extract(source: try FileSource(path: with))
+            }
             #expect(plain.subtitles.isEmpty && subbed.subtitles.count == 1 && tracks.first?.cues.count == 30)
-            lines.append("round \(round): ladder without the track \(plainTime), with it (decoded in the same loop) \(subbedTime); separate pass \(extractTime)")
+            lines.append(
+                "round \(round): ladder without the track \(plainTime), with it (decoded in the same loop) \(subbedTime); separate pass \(extractTime)"
+            )
             try? FileManager.default.removeItem(atPath: base)
         }
         print(lines.joined(separator: "\n"))

@@ -7,7 +7,8 @@ import Testing
     @Test func bucketNameRules() async throws {
         try await withStore { store, _ in
             let invalid = [
-                "ab", String(repeating: "a", count: 64), "Upper", "-start", "end-", ".dot", "dot.", "a..b", "under_score",
+                "ab", String(repeating: "a", count: 64), "Upper", "-start", "end-", ".dot", "dot.", "a..b",
+                "under_score",
                 "192.168.1.1", "xn--punycode", "sp ace", "sl/ash", "..", "ümlaut", "name-s3alias",
             ]
             for name in invalid {

@@ -21,7 +21,8 @@ import Testing
                 from: location, bucket: "b01", key: "dst", uploadId: id, partNumber: 2)
             #expect(second.size == 5000)
             await expectError(.invalidRange) {
-                try await store.copyPart(from: location, range: 10...5000, bucket: "b01", key: "dst", uploadId: id, partNumber: 3)
+                try await store.copyPart(
+                    from: location, range: 10...5000, bucket: "b01", key: "dst", uploadId: id, partNumber: 3)
             }
             await expectError(.preconditionFailed) {
                 try await store.copyPart(
@@ -29,11 +30,15 @@ import Testing
                     key: "dst", uploadId: id, partNumber: 3)
             }
             await expectError(.noSuchUpload) {
-                try await store.copyPart(from: location, bucket: "b01", key: "dst", uploadId: String(repeating: "0", count: 32), partNumber: 1)
+                try await store.copyPart(
+                    from: location, bucket: "b01", key: "dst", uploadId: String(repeating: "0", count: 32),
+                    partNumber: 1)
             }
             let info = try await store.completeMultipartUpload(
                 bucket: "b01", key: "dst", uploadId: id,
-                parts: [CompletedPart(partNumber: 1, etag: first.etag), CompletedPart(partNumber: 2, etag: second.etag)])
+                parts: [
+                    CompletedPart(partNumber: 1, etag: first.etag), CompletedPart(partNumber: 2, etag: second.etag),
+                ])
             #expect(info.partSizes == [2048, 5000])
             #expect(try await readAll(store, bucket: "b01", key: "dst").1 == Array(data[0..<2048]) + data)
         }
@@ -51,7 +56,9 @@ import Testing
             id = try await store.createMultipartUpload(bucket: "b01", key: "k")
             let one = try await uploadPart(store, key: "k", uploadId: id, number: 1, data: pattern(1024, seed: 1))
             let two = try await uploadPart(store, key: "k", uploadId: id, number: 2, data: pattern(10, seed: 2))
-            parts = [CompletedPart(partNumber: 1, etag: one.etag), CompletedPart(partNumber: 2, etag: "\"\(two.etag)\"")]
+            parts = [
+                CompletedPart(partNumber: 1, etag: one.etag), CompletedPart(partNumber: 2, etag: "\"\(two.etag)\""),
+            ]
             first = try await store.completeMultipartUpload(bucket: "b01", key: "k", uploadId: id, parts: parts)
             let again = try await store.completeMultipartUpload(bucket: "b01", key: "k", uploadId: id, parts: parts)
             #expect(again.etag == first.etag && again.size == 1034 && again.partSizes == [1024, 10])
@@ -60,7 +67,8 @@ import Testing
         let again = try await store.completeMultipartUpload(bucket: "b01", key: "k", uploadId: id, parts: parts)
         #expect(again.etag == first.etag)
         await expectError(.noSuchUpload) {
-            try await store.completeMultipartUpload(bucket: "b01", key: "k", uploadId: id, parts: Array(parts.prefix(1)))
+            try await store.completeMultipartUpload(
+                bucket: "b01", key: "k", uploadId: id, parts: Array(parts.prefix(1)))
         }
         await expectError(.noSuchUpload) {
             try await store.completeMultipartUpload(bucket: "b01", key: "other", uploadId: id, parts: parts)
@@ -73,12 +81,14 @@ import Testing
             let id = try await store.createMultipartUpload(bucket: "b01", key: "k")
             var parts: [CompletedPart] = []
             for (number, size) in [(1, 1024), (2, 2000), (3, 5)] {
-                let part = try await uploadPart(store, key: "k", uploadId: id, number: number, data: pattern(size, seed: UInt64(number)))
+                let part = try await uploadPart(
+                    store, key: "k", uploadId: id, number: number, data: pattern(size, seed: UInt64(number)))
                 parts.append(CompletedPart(partNumber: number, etag: part.etag))
             }
             try await store.completeMultipartUpload(bucket: "b01", key: "k", uploadId: id, parts: parts)
             let info = try await store.headObject(bucket: "b01", key: "k")
-            #expect(info.partRange(1) == 0..<1024 && info.partRange(2) == 1024..<3024 && info.partRange(3) == 3024..<3029)
+            #expect(
+                info.partRange(1) == 0..<1024 && info.partRange(2) == 1024..<3024 && info.partRange(3) == 3024..<3029)
             #expect(info.partRange(0) == nil && info.partRange(4) == nil)
             let single = try await store.putObject(bucket: "b01", key: "s", body: buffer("abc"))
             #expect(single.partRange(1) == 0..<3 && single.partRange(2) == nil)
@@ -95,7 +105,8 @@ import Testing
             await expectError(.bucketAlreadyExists) { try await store.createBucket("mine", owner: "bob") }
             try await store.setBucketACL("mine", .publicRead)
             let put = try await store.putObject(
-                bucket: "mine", key: "o", body: buffer(pattern(3000, seed: 3)), metadata: ObjectMetadata(contentType: "a/b"))
+                bucket: "mine", key: "o", body: buffer(pattern(3000, seed: 3)),
+                metadata: ObjectMetadata(contentType: "a/b"))
             try await store.setObjectACL(bucket: "mine", key: "o", .publicRead)
             let after = try await store.headObject(bucket: "mine", key: "o")
             #expect(after.metadata.acl == .publicRead && after.etag == put.etag && after.metadata.contentType == "a/b")
@@ -143,7 +154,8 @@ import Testing
             try await store.beginPart(bucket: "b01", key: "m", uploadId: id, partNumber: 1, expectedSize: 10)
         }
         await expectError(.storageFull) {
-            try await store.copyObject(from: ObjectLocation(bucket: "b01", key: "kept"), to: ObjectLocation(bucket: "b01", key: "c"))
+            try await store.copyObject(
+                from: ObjectLocation(bucket: "b01", key: "kept"), to: ObjectLocation(bucket: "b01", key: "c"))
         }
         #expect(try await readAll(store, bucket: "b01", key: "kept").1 == Array("kept".utf8))
         #expect(try await store.listObjects(bucket: "b01").objects.map(\.key) == ["kept"])

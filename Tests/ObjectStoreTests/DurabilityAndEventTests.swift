@@ -21,21 +21,26 @@ import Testing
             }
             uploadId = try await store.createMultipartUpload(
                 bucket: "two", key: "big", metadata: ObjectMetadata(contentType: "video/mp4"))
-            partETag = try await uploadPart(store, bucket: "two", key: "big", uploadId: uploadId, number: 1, data: pattern(100, seed: 1)).etag
+            partETag = try await uploadPart(
+                store, bucket: "two", key: "big", uploadId: uploadId, number: 1, data: pattern(100, seed: 1)
+            ).etag
             // An upload in progress when the process "dies": snapshot its temp file, which a
             // crash would leave behind, then let the store go (releasing the directory lock).
             let interrupted = try await store.beginPut(bucket: "one", key: "interrupted")
             try await interrupted.write(buffer("half"))
             let temps = dir.files(under: dir.root + "/tmp")
             #expect(temps.count == 1)
-            try FileManager.default.copyItem(atPath: dir.root + "/tmp/" + temps[0], toPath: dir.root + "/tmp/crashed.tmp")
+            try FileManager.default.copyItem(
+                atPath: dir.root + "/tmp/" + temps[0], toPath: dir.root + "/tmp/crashed.tmp")
             await expectError(.internalError) { try await makeStore(dir) }  // locked while in use
             await interrupted.abort()
         }
         // Debris from a crash at other points.
         try Data("junk".utf8).write(to: URL(fileURLWithPath: dir.root + "/tmp/leftover.tmp"))
-        try FileManager.default.createDirectory(atPath: dir.root + "/tmp/newbucket-x/objects", withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: dir.root + "/multipart/half-created", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: dir.root + "/tmp/newbucket-x/objects", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: dir.root + "/multipart/half-created", withIntermediateDirectories: true)
 
         let store = try await makeStore(dir)
         #expect(dir.files(under: dir.root + "/tmp").isEmpty)
@@ -70,9 +75,13 @@ extension DurabilityTests {
         let awkward = "q\"uote\\back\u{1}\n\t\r é 😀 \u{2028} </x>"
         let full = ObjectMetadata(
             contentType: "text/plain; charset=\"utf-8\"", userMetadata: ["a": awkward, "b": "", "é\"": "x"],
-            contentEncoding: "gzip", contentDisposition: "attachment; filename=\"\(awkward)\"", cacheControl: "no-cache",
-            contentLanguage: "en", expires: "Thu, 01 Dec 1994 16:00:00 GMT", checksums: ["CRC32": "AAAAAA==", "SHA256": awkward])
-        let cases: [(String, ObjectMetadata)] = [("full", full), ("empty", ObjectMetadata()), (awkward, ObjectMetadata(contentType: awkward))]
+            contentEncoding: "gzip", contentDisposition: "attachment; filename=\"\(awkward)\"",
+            cacheControl: "no-cache",
+            contentLanguage: "en", expires: "Thu, 01 Dec 1994 16:00:00 GMT",
+            checksums: ["CRC32": "AAAAAA==", "SHA256": awkward])
+        let cases: [(String, ObjectMetadata)] = [
+            ("full", full), ("empty", ObjectMetadata()), (awkward, ObjectMetadata(contentType: awkward)),
+        ]
         let uploadId: String
         do {
             let store = try await makeStore(dir, fsync: false)
@@ -81,7 +90,8 @@ extension DurabilityTests {
                 try await store.putObject(bucket: "bkt", key: key, body: buffer(key), metadata: metadata)
             }
             uploadId = try await store.createMultipartUpload(bucket: "bkt", key: awkward, metadata: full)
-            _ = try await uploadPart(store, bucket: "bkt", key: awkward, uploadId: uploadId, number: 7, data: pattern(10, seed: 2))
+            _ = try await uploadPart(
+                store, bucket: "bkt", key: awkward, uploadId: uploadId, number: 7, data: pattern(10, seed: 2))
         }
         // Directories that are not the store's own: start-up must not take them for object directories.
         for junk in ["zz/zz", "-1/00", "+1/00", "AB/CD", "abc/d"] {
@@ -115,7 +125,8 @@ extension DurabilityTests {
         try await withStore(minimumPartSize: 10, observer: log.observer) { store, _ in
             try await store.createBucket("b01")
             let put = try await store.putObject(bucket: "b01", key: "a", body: buffer("hello"))
-            try await store.copyObject(from: ObjectLocation(bucket: "b01", key: "a"), to: ObjectLocation(bucket: "b01", key: "b"))
+            try await store.copyObject(
+                from: ObjectLocation(bucket: "b01", key: "a"), to: ObjectLocation(bucket: "b01", key: "b"))
             let id = try await store.createMultipartUpload(bucket: "b01", key: "c")
             let part = try await uploadPart(store, key: "c", uploadId: id, number: 1, data: pattern(20, seed: 1))
             let completed = try await store.completeMultipartUpload(
@@ -163,7 +174,9 @@ extension DurabilityTests {
         try await withStore(observer: log.observer) { store, _ in
             try await store.createBucket("b01")
             log.failing.withLock { $0 = true }
-            await expectError(.serviceUnavailable) { try await store.putObject(bucket: "b01", key: "k", body: buffer("v")) }
+            await expectError(.serviceUnavailable) {
+                try await store.putObject(bucket: "b01", key: "k", body: buffer("v"))
+            }
             #expect(try await readAll(store, bucket: "b01", key: "k").1 == Array("v".utf8))
             await expectError(.serviceUnavailable) { try await store.deleteObject(bucket: "b01", key: "k") }
             await expectError(.noSuchKey) { try await store.headObject(bucket: "b01", key: "k") }

@@ -91,7 +91,8 @@ struct ReferenceListing: Equatable {
                                 bucket: "list", prefix: prefix, delimiter: delimiter, startAfter: startAfter,
                                 maxKeys: maxKeys)
                             let expected = ReferenceListing(
-                                sortedKeys: sortedKeys, prefix: prefix, delimiter: delimiter, startAfter: startAfter, maxKeys: maxKeys)
+                                sortedKeys: sortedKeys, prefix: prefix, delimiter: delimiter, startAfter: startAfter,
+                                maxKeys: maxKeys)
                             #expect(
                                 ReferenceListing(listing) == expected,
                                 "prefix=\(prefix) delimiter=\(String(describing: delimiter)) startAfter=\(String(describing: startAfter)) maxKeys=\(maxKeys)"

@@ -30,7 +30,8 @@ func multipartETag(_ parts: [[UInt8]]) -> String {
             let p1 = pattern(3000, seed: 1)
             var p2 = pattern(2048, seed: 2)
             let p3 = pattern(10, seed: 3)
-            let i1 = try await uploadPart(store, key: "movie.mp4", uploadId: id, number: 1, data: p1, contentMD5: md5Base64(p1))
+            let i1 = try await uploadPart(
+                store, key: "movie.mp4", uploadId: id, number: 1, data: p1, contentMD5: md5Base64(p1))
             _ = try await uploadPart(store, key: "movie.mp4", uploadId: id, number: 2, data: p2)
             p2 = pattern(2500, seed: 22)  // re-upload replaces
             let i2 = try await uploadPart(store, key: "movie.mp4", uploadId: id, number: 2, data: p2)
@@ -43,7 +44,8 @@ func multipartETag(_ parts: [[UInt8]]) -> String {
             #expect(all.parts.map(\.etag) == [i1.etag, i2.etag, i3.etag])
             #expect(!all.isTruncated)
             #expect(all.upload.metadata == metadata)
-            let page = try await store.listParts(bucket: "b01", key: "movie.mp4", uploadId: id, partNumberMarker: 1, maxParts: 1)
+            let page = try await store.listParts(
+                bucket: "b01", key: "movie.mp4", uploadId: id, partNumberMarker: 1, maxParts: 1)
             #expect(page.parts.map(\.partNumber) == [2])
             #expect(page.isTruncated && page.nextPartNumberMarker == 2)
 
@@ -65,7 +67,9 @@ func multipartETag(_ parts: [[UInt8]]) -> String {
             #expect(bytes == p1 + p2 + p3)
             #expect(stored == info)
 
-            await expectError(.noSuchUpload) { try await store.listParts(bucket: "b01", key: "movie.mp4", uploadId: id) }
+            await expectError(.noSuchUpload) {
+                try await store.listParts(bucket: "b01", key: "movie.mp4", uploadId: id)
+            }
             await expectError(.noSuchUpload) {
                 try await store.completeMultipartUpload(
                     bucket: "b01", key: "movie.mp4", uploadId: id, parts: [CompletedPart(partNumber: 1, etag: i1.etag)])
@@ -76,7 +80,8 @@ func multipartETag(_ parts: [[UInt8]]) -> String {
 
             // Copying a multipart object yields a plain MD5 ETag.
             let copy = try await store.copyObject(
-                from: ObjectLocation(bucket: "b01", key: "movie.mp4"), to: ObjectLocation(bucket: "b01", key: "copy.mp4"))
+                from: ObjectLocation(bucket: "b01", key: "movie.mp4"),
+                to: ObjectLocation(bucket: "b01", key: "copy.mp4"))
             #expect(copy.etag == md5Hex(p1 + p2 + p3))
             #expect(copy.partCount == nil)
         }
@@ -94,7 +99,8 @@ func multipartETag(_ parts: [[UInt8]]) -> String {
 
             func complete(_ parts: [(Int, String)]) async throws -> ObjectInfo {
                 try await store.completeMultipartUpload(
-                    bucket: "b01", key: "k", uploadId: id, parts: parts.map { CompletedPart(partNumber: $0.0, etag: $0.1) })
+                    bucket: "b01", key: "k", uploadId: id,
+                    parts: parts.map { CompletedPart(partNumber: $0.0, etag: $0.1) })
             }
             await expectError(.invalidPartOrder) { try await complete([(3, b3.etag), (2, b2.etag)]) }
             await expectError(.invalidPartOrder) { try await complete([(2, b2.etag), (2, b2.etag)]) }
@@ -114,7 +120,9 @@ func multipartETag(_ parts: [[UInt8]]) -> String {
             await expectError(.noSuchUpload) {
                 try await store.beginPart(bucket: "b01", key: "k", uploadId: "../../etc", partNumber: 1)
             }
-            await expectError(.invalidArgument) { try await store.beginPart(bucket: "b01", key: "k", uploadId: id, partNumber: 0) }
+            await expectError(.invalidArgument) {
+                try await store.beginPart(bucket: "b01", key: "k", uploadId: id, partNumber: 0)
+            }
             await expectError(.invalidArgument) {
                 try await store.beginPart(bucket: "b01", key: "k", uploadId: id, partNumber: 10_001)
             }
@@ -153,9 +161,13 @@ func multipartETag(_ parts: [[UInt8]]) -> String {
             let pending = try await store.beginPart(bucket: "b01", key: "k", uploadId: id, partNumber: 2)
             try await pending.write(buffer("late"))
 
-            await expectError(.noSuchUpload) { try await store.abortMultipartUpload(bucket: "b01", key: "other", uploadId: id) }
+            await expectError(.noSuchUpload) {
+                try await store.abortMultipartUpload(bucket: "b01", key: "other", uploadId: id)
+            }
             try await store.abortMultipartUpload(bucket: "b01", key: "k", uploadId: id)
-            await expectError(.noSuchUpload) { try await store.abortMultipartUpload(bucket: "b01", key: "k", uploadId: id) }
+            await expectError(.noSuchUpload) {
+                try await store.abortMultipartUpload(bucket: "b01", key: "k", uploadId: id)
+            }
             await expectError(.noSuchUpload) { try await store.listParts(bucket: "b01", key: "k", uploadId: id) }
             // A part that was in flight during the abort is refused and leaves nothing.
             await expectError(.noSuchUpload) { try await pending.commit() }

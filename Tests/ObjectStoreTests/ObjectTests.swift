@@ -120,7 +120,8 @@ import Testing
             var head = try await reader.read(offset: 0, length: 10)
             #expect(head.readBytes(length: 10) == Array(v1[0..<10]))
 
-            try await store.putObject(bucket: "b01", key: "k", body: buffer(v2), metadata: ObjectMetadata(contentType: "v2"))
+            try await store.putObject(
+                bucket: "b01", key: "k", body: buffer(v2), metadata: ObjectMetadata(contentType: "v2"))
             #expect(reader.info == first)
             #expect(try await readAll(reader, chunk: 4096) == v1)
 
@@ -241,7 +242,8 @@ import Testing
             let created = try await store.putObject(
                 bucket: "b01", key: "k", body: buffer("v1"), conditions: WriteConditions(ifNoneMatch: "*"))
             await expectError(.preconditionFailed) {
-                try await store.putObject(bucket: "b01", key: "k", body: buffer("v2"), conditions: WriteConditions(ifNoneMatch: "*"))
+                try await store.putObject(
+                    bucket: "b01", key: "k", body: buffer("v2"), conditions: WriteConditions(ifNoneMatch: "*"))
             }
             await expectError(.preconditionFailed) {
                 try await store.putObject(
@@ -249,11 +251,13 @@ import Testing
             }
             await expectError(.noSuchKey) {
                 try await store.putObject(
-                    bucket: "b01", key: "missing", body: buffer("v2"), conditions: WriteConditions(ifMatch: created.etag))
+                    bucket: "b01", key: "missing", body: buffer("v2"),
+                    conditions: WriteConditions(ifMatch: created.etag))
             }
             #expect(try await readAll(store, bucket: "b01", key: "k").1 == Array("v1".utf8))
             let updated = try await store.putObject(
-                bucket: "b01", key: "k", body: buffer("v2"), conditions: WriteConditions(ifMatch: "\"\(created.etag)\""))
+                bucket: "b01", key: "k", body: buffer("v2"), conditions: WriteConditions(ifMatch: "\"\(created.etag)\"")
+            )
             #expect(try await readAll(store, bucket: "b01", key: "k").1 == Array("v2".utf8))
             // The old ETag no longer matches.
             await expectError(.preconditionFailed) {
@@ -268,7 +272,8 @@ import Testing
                     group.addTask {
                         do {
                             try await store.putObject(
-                                bucket: "b01", key: "race", body: buffer("\(i)"), conditions: WriteConditions(ifNoneMatch: "*"))
+                                bucket: "b01", key: "race", body: buffer("\(i)"),
+                                conditions: WriteConditions(ifNoneMatch: "*"))
                             return true
                         } catch {
                             return false

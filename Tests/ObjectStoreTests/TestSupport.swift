@@ -28,7 +28,9 @@ final class TestDirectory: Sendable {
         var result: [String] = []
         while let item = enumerator.nextObject() as? String {
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path + "/" + item, isDirectory: &isDirectory), !isDirectory.boolValue {
+            if FileManager.default.fileExists(atPath: path + "/" + item, isDirectory: &isDirectory),
+                !isDirectory.boolValue
+            {
                 result.append(item)
             }
         }

@@ -48,7 +48,9 @@ public enum TestPostgres {
     }
 
     private static func startCluster() throws -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-test-pg-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cinescale-test-pg-\(UUID().uuidString)"
+        ).path
         let port = try freePort()
         // posix_spawn + waitpid: Foundation's Process.waitUntilExit can hang off the main thread on Linux.
         // The cluster stops itself once this process is gone, however it ends.
@@ -108,7 +110,9 @@ public enum TestPostgres {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw TestPostgresError(message: "bind() failed") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -10,13 +10,23 @@ struct ProductAPITests {
         let signer = StreamSigner(secret: Array("secret".utf8))
         let now = Date(timeIntervalSince1970: 1_000_000)
         let query = signer.query(path: "/stream/v1/240p/index.m3u8", expires: 1_000_060)
-        let parts = Dictionary(uniqueKeysWithValues: query.split(separator: "&").map {
-            let kv = $0.split(separator: "=", maxSplits: 1)
-            return (String(kv[0]), String(kv[1]))
-        })
-        #expect(signer.verify(path: "/stream/v1/240p/index.m3u8", expires: parts["expires"], signature: parts["signature"], now: now) == .valid)
-        #expect(signer.verify(path: "/stream/v1/360p/index.m3u8", expires: parts["expires"], signature: parts["signature"], now: now) == .invalid)
-        #expect(signer.verify(path: "/stream/v1/240p/index.m3u8", expires: "1000061", signature: parts["signature"], now: now) == .invalid)
+        let parts = Dictionary(
+            uniqueKeysWithValues: query.split(separator: "&").map {
+                let kv = $0.split(separator: "=", maxSplits: 1)
+                return (String(kv[0]), String(kv[1]))
+            })
+        #expect(
+            signer.verify(
+                path: "/stream/v1/240p/index.m3u8", expires: parts["expires"], signature: parts["signature"], now: now)
+                == .valid)
+        #expect(
+            signer.verify(
+                path: "/stream/v1/360p/index.m3u8", expires: parts["expires"], signature: parts["signature"], now: now)
+                == .invalid)
+        #expect(
+            signer.verify(
+                path: "/stream/v1/240p/index.m3u8", expires: "1000061", signature: parts["signature"], now: now)
+                == .invalid)
         #expect(
             signer.verify(
                 path: "/stream/v1/240p/index.m3u8", expires: parts["expires"], signature: parts["signature"],
@@ -24,7 +34,10 @@ struct ProductAPITests {
         #expect(signer.verify(path: "/stream/v1/240p/index.m3u8", expires: nil, signature: nil, now: now) == .invalid)
         // Another secret signs differently.
         let other = StreamSigner(secret: Array("other".utf8))
-        #expect(other.verify(path: "/stream/v1/240p/index.m3u8", expires: parts["expires"], signature: parts["signature"], now: now) == .invalid)
+        #expect(
+            other.verify(
+                path: "/stream/v1/240p/index.m3u8", expires: parts["expires"], signature: parts["signature"], now: now)
+                == .invalid)
     }
 
     /// The plan's cut: a 2 s first segment, the 4 s grid from there, chunks of whole segments; no boundary
@@ -35,17 +48,20 @@ struct ProductAPITests {
         #expect(cut.chunks.map(\.segments) == [1, 8, 7])
         #expect(cut.chunks.map(\.start) == [0, 2, 34] && cut.chunks.map(\.end) == [2, 34, nil])
         #expect(cut.chunks.map(\.firstSegment) == [0, 1, 9])
-        let padded = TranscodePlan.cut(duration: 9.007, keyframeInterval: 2, firstSeconds: 1, chunkSeconds: 4, frameDuration: 0.1)
+        let padded = TranscodePlan.cut(
+            duration: 9.007, keyframeInterval: 2, firstSeconds: 1, chunkSeconds: 4, frameDuration: 0.1)
         #expect(padded.segments.count == 5 && abs(padded.segments.last! - 2.007) < 1e-9)
         #expect(padded.chunks.map(\.segments) == [1, 2, 2])
-        let exact = TranscodePlan.cut(duration: 9.2, keyframeInterval: 2, firstSeconds: 1, chunkSeconds: 4, frameDuration: 0.1)
+        let exact = TranscodePlan.cut(
+            duration: 9.2, keyframeInterval: 2, firstSeconds: 1, chunkSeconds: 4, frameDuration: 0.1)
         #expect(exact.segments.count == 6)
     }
 
     @Test func theStateFollowsTheLatestObjectThePipelineWrote() {
         let source = SourceObject(bucket: "ingest", key: "uploads/v.mp4")
         let upload = UploadRecord(
-            videoId: "v", source: source, fileName: nil, contentType: "video/mp4", size: nil, createdAt: "", expiresAt: "")
+            videoId: "v", source: source, fileName: nil, contentType: "video/mp4", size: nil, createdAt: "",
+            expiresAt: "")
         var objects = VideoObjects(upload: upload, metadata: nil, status: nil, sourceExists: false)
         #expect(objects.state.0 == .awaitingUpload)
         objects.sourceExists = true
@@ -56,14 +72,19 @@ struct ProductAPITests {
         #expect(objects.state == (.transcoding, 42))
         objects.status = VideoStatus(videoId: "v", state: "ready", percent: 100)
         #expect(objects.state == (.ready, 100))
-        objects.status = VideoStatus(videoId: "v", state: "failed", stage: "probe", error: .init(code: "NoVideoStream", message: "…"))
+        objects.status = VideoStatus(
+            videoId: "v", state: "failed", stage: "probe", error: .init(code: "NoVideoStream", message: "…"))
         #expect(objects.state.0 == .failed)
         #expect(VideoObjects(upload: nil, metadata: nil, status: nil, sourceExists: false).isEmpty)
     }
 
     @Test func namesFromClientsAreChecked() throws {
-        for good in ["en", "eng", "pt-BR", "zh-Hant-TW", "es-419"] { #expect(ProductAPI.isLanguageTag(good), "\(good)") }
-        for bad in ["", "e", "en-", "en_US", "1en", "en-toolongsubtag", "fr\"", "日本"] { #expect(!ProductAPI.isLanguageTag(bad), "\(bad)") }
+        for good in ["en", "eng", "pt-BR", "zh-Hant-TW", "es-419"] {
+            #expect(ProductAPI.isLanguageTag(good), "\(good)")
+        }
+        for bad in ["", "e", "en-", "en_US", "1en", "en-toolongsubtag", "fr\"", "日本"] {
+            #expect(!ProductAPI.isLanguageTag(bad), "\(bad)")
+        }
         #expect(ProductAPI.fileExtension("Holiday.MOV") == "mov")
         #expect(ProductAPI.fileExtension("noext") == nil)
         #expect(ProductAPI.fileExtension(".hidden") == nil)
@@ -145,21 +166,23 @@ struct MultipartParserTests {
 @Suite struct StoryboardTests {
     @Test func cuesNameEachTileOfTheSprite() {
         let sprite = VideoStatus.Sprite(
-            key: "v/thumbnails/sprite.jpg", interval: 2.5, columns: 2, rows: 2, count: 3, tileWidth: 160, tileHeight: 90)
+            key: "v/thumbnails/sprite.jpg", interval: 2.5, columns: 2, rows: 2, count: 3, tileWidth: 160, tileHeight: 90
+        )
         let vtt = Storyboard.webVTT(sprite, image: "/stream/v/storyboard.jpg?token=abc")
-        #expect(vtt == """
-            WEBVTT
+        #expect(
+            vtt == """
+                WEBVTT
 
-            00:00:00.000 --> 00:00:02.500
-            /stream/v/storyboard.jpg?token=abc#xywh=0,0,160,90
+                00:00:00.000 --> 00:00:02.500
+                /stream/v/storyboard.jpg?token=abc#xywh=0,0,160,90
 
-            00:00:02.500 --> 00:00:05.000
-            /stream/v/storyboard.jpg?token=abc#xywh=160,0,160,90
+                00:00:02.500 --> 00:00:05.000
+                /stream/v/storyboard.jpg?token=abc#xywh=160,0,160,90
 
-            00:00:05.000 --> 00:00:07.500
-            /stream/v/storyboard.jpg?token=abc#xywh=0,90,160,90
+                00:00:05.000 --> 00:00:07.500
+                /stream/v/storyboard.jpg?token=abc#xywh=0,90,160,90
 
-            """)
+                """)
         #expect(Storyboard.timestamp(3723.4567) == "01:02:03.457")
     }
 }

@@ -24,7 +24,9 @@ struct ResumablePlanTests {
         #expect(one.partSize == 8 * Self.mib && one.partCount == 1 && one.length(ofPart: 1) == 1)
         let gigabyte = try PartPlan(size: 1_000_000_000, minimumPartSize: 8 * Self.mib)
         #expect(gigabyte.partSize == 8 * Self.mib && gigabyte.partCount == 120)
-        #expect(gigabyte.length(ofPart: 119) == 8 * Self.mib && gigabyte.length(ofPart: 120) == 1_000_000_000 - 119 * 8 * Self.mib)
+        #expect(
+            gigabyte.length(ofPart: 119) == 8 * Self.mib
+                && gigabyte.length(ofPart: 120) == 1_000_000_000 - 119 * 8 * Self.mib)
         // 100 GiB: 8 MiB would need 12 800 parts; ⌈100 GiB / 10 000⌉ rounded up to whole MiB is 11 MiB.
         let large = try PartPlan(size: 100 << 30, minimumPartSize: 8 * Self.mib)
         #expect(large.partSize == 11 * Self.mib && large.partCount == 9_310)
@@ -35,7 +37,10 @@ struct ResumablePlanTests {
         // Never under S3's 5 MiB, whatever is configured.
         #expect(try PartPlan(size: 100 * Self.mib, minimumPartSize: 1).partSize == 5 * Self.mib)
 
-        for size: Int64 in [1, 5 * Self.mib, 8 * Self.mib - 1, 8 * Self.mib, 8 * Self.mib + 1, 80_000 * Self.mib + 7, 1 << 40, (5 << 40) - 1] {
+        for size: Int64 in [
+            1, 5 * Self.mib, 8 * Self.mib - 1, 8 * Self.mib, 8 * Self.mib + 1, 80_000 * Self.mib + 7, 1 << 40,
+            (5 << 40) - 1,
+        ] {
             let plan = try PartPlan(size: size, minimumPartSize: 8 * Self.mib)
             #expect(plan.partCount <= 10_000 && plan.partSize >= 8 * Self.mib && plan.partSize % Self.mib == 0)
             #expect(plan.partSize <= 5 << 30)
@@ -44,7 +49,9 @@ struct ResumablePlanTests {
             #expect(plan.partSize * Int64(plan.partCount - 1) + last == size, "\(size)")
         }
         #expect(throws: APIError.self) { try PartPlan(size: 0, minimumPartSize: 8 * Self.mib) }
-        let tooLarge = #expect(throws: APIError.self) { try PartPlan(size: (5 << 40) + 1, minimumPartSize: 8 * Self.mib) }
+        let tooLarge = #expect(throws: APIError.self) {
+            try PartPlan(size: (5 << 40) + 1, minimumPartSize: 8 * Self.mib)
+        }
         #expect(tooLarge?.status == 413 && tooLarge?.code == "UploadTooLarge")
     }
 
@@ -57,7 +64,10 @@ struct ResumablePlanTests {
         }
         let dotted = UploadSessionID(videoID: "a.b_c", uploadID: "x")
         #expect(UploadSessionID(dotted.string) == dotted)
-        for bad in ["", "acme_1", "acme_1.", ".eA", "acme_1.eA==", "acme_1.e", "ac/me.eA", "acme_1.e!A", String(repeating: "a", count: 1030) + ".eA"] {
+        for bad in [
+            "", "acme_1", "acme_1.", ".eA", "acme_1.eA==", "acme_1.e", "ac/me.eA", "acme_1.e!A",
+            String(repeating: "a", count: 1030) + ".eA",
+        ] {
             #expect(UploadSessionID(bad) == nil, "\(bad)")
         }
     }
@@ -75,11 +85,14 @@ struct ResumableRouteTests {
         _ tune: (inout ProductConfiguration) -> Void = { _ in },
         _ body: @Sendable (ProductAPI, S3Client, SQLiteAPIKeyStore) async throws -> Void
     ) async throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-resumable-\(UUID().uuidString)").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "cinescale-resumable-\(UUID().uuidString)"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: root) }
         var logger = Logger(label: "test.resumable")
         logger.logLevel = .warning
-        let store = try await ObjectStore(configuration: ObjectStoreConfiguration(root: "\(root)/store", fsync: false), logger: logger)
+        let store = try await ObjectStore(
+            configuration: ObjectStoreConfiguration(root: "\(root)/store", fsync: false), logger: logger)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = S3Server.makeApplication(
             store: store, configuration: S3ServerConfiguration(credentials: [credentials]), port: 0, logger: logger,
@@ -95,7 +108,8 @@ struct ResumableRouteTests {
             guard let port = await iterator.next() else { throw CancellationError() }
             do {
                 let s3 = S3Client(
-                    configuration: S3ClientConfiguration(endpoint: URL(string: "http://127.0.0.1:\(port)")!, credentials: credentials))
+                    configuration: S3ClientConfiguration(
+                        endpoint: URL(string: "http://127.0.0.1:\(port)")!, credentials: credentials))
                 try await s3.createBucket(fixed.ingestBucket)
                 try await s3.createBucket(fixed.mediaBucket)
                 let keys = try SQLiteAPIKeyStore(path: "\(root)/keys.sqlite")
@@ -143,7 +157,8 @@ struct ResumableRouteTests {
             try await Self.application(api).test(.router) { client in
                 // Small files still get one PUT; `resumable` forces either.
                 let small = try await client.execute(
-                    uri: "/uploads", method: .post, headers: auth, body: ByteBuffer(string: #"{"fileName":"s.mp4","size":1000}"#))
+                    uri: "/uploads", method: .post, headers: auth,
+                    body: ByteBuffer(string: #"{"fileName":"s.mp4","size":1000}"#))
                 #expect(small.status == .created && Self.json(small.body)["uploadUrl"] != nil)
                 let forced = try await client.execute(
                     uri: "/uploads", method: .post, headers: auth,
@@ -151,7 +166,8 @@ struct ResumableRouteTests {
                 #expect(forced.status == .created && Self.json(forced.body)["partCount"] as? Int == 1)
 
                 let created = try await client.execute(
-                    uri: "/uploads", method: .post, headers: auth, body: ByteBuffer(string: #"{"fileName":"big.mp4","size":\#(size)}"#))
+                    uri: "/uploads", method: .post, headers: auth,
+                    body: ByteBuffer(string: #"{"fileName":"big.mp4","size":\#(size)}"#))
                 #expect(created.status == .created)
                 let session = Self.json(created.body)
                 let sessionID = try #require(session["sessionId"] as? String)
@@ -162,7 +178,9 @@ struct ResumableRouteTests {
                 #expect(parts.map { $0["partNumber"] as? Int } == [1, 2, 3])
                 #expect(parts.map { $0["size"] as? Int } == [5 * Self.mib, 5 * Self.mib, 2 * Self.mib + 5])
                 let urls = parts.compactMap { $0["url"] as? String }
-                func slice(_ number: Int) -> [UInt8] { Array(file[((number - 1) * 5 * Self.mib)..<min(size, number * 5 * Self.mib)]) }
+                func slice(_ number: Int) -> [UInt8] {
+                    Array(file[((number - 1) * 5 * Self.mib)..<min(size, number * 5 * Self.mib)])
+                }
                 // The multipart upload is at the key one PUT would have used.
                 let source = try #require(session["source"] as? [String: Any])
                 #expect(source["key"] as? String == "uploads/\(videoID).mp4")
@@ -179,42 +197,57 @@ struct ResumableRouteTests {
                     #expect(view["missingParts"] as? [Int] == [2])
                     #expect(view["storedBytes"] as? Int == 7 * Self.mib + 5)
                 }
-                try await client.execute(uri: "/uploads/\(sessionID)/complete", method: .post, headers: auth) { response in
+                try await client.execute(uri: "/uploads/\(sessionID)/complete", method: .post, headers: auth) {
+                    response in
                     #expect(response.status == .conflict && Self.code(response.body) == "IncompleteUpload")
                 }
                 for (body, code) in [
                     (#"{"partNumbers":[4]}"#, "InvalidPartNumber"), (#"{"partNumbers":[0]}"#, "InvalidPartNumber"),
                     (#"{"partNumbers":[]}"#, "InvalidRequest"), ("nonsense", "InvalidRequest"),
                 ] {
-                    try await client.execute(uri: "/uploads/\(sessionID)/parts", method: .post, headers: auth, body: ByteBuffer(string: body)) {
+                    try await client.execute(
+                        uri: "/uploads/\(sessionID)/parts", method: .post, headers: auth, body: ByteBuffer(string: body)
+                    ) {
                         #expect($0.status == .badRequest && Self.code($0.body) == code, "\(body)")
                     }
                 }
                 let minted = try await client.execute(
-                    uri: "/uploads/\(sessionID)/parts", method: .post, headers: auth, body: ByteBuffer(string: #"{"partNumbers":[2,2]}"#))
-                let fresh = try #require((Self.json(minted.body)["parts"] as? [[String: Any]])?.compactMap { $0["url"] as? String })
+                    uri: "/uploads/\(sessionID)/parts", method: .post, headers: auth,
+                    body: ByteBuffer(string: #"{"partNumbers":[2,2]}"#))
+                let fresh = try #require(
+                    (Self.json(minted.body)["parts"] as? [[String: Any]])?.compactMap { $0["url"] as? String })
                 #expect(fresh.count == 1)
                 #expect(try await Self.put(fresh[0], slice(2)) == 200)
 
                 // Another tenant does not see the session; a read-only key may not touch it.
-                try await client.execute(uri: "/uploads/\(sessionID)", method: .get, headers: [.authorization: "Bearer \(other)"]) {
+                try await client.execute(
+                    uri: "/uploads/\(sessionID)", method: .get, headers: [.authorization: "Bearer \(other)"]
+                ) {
                     #expect($0.status == .notFound && Self.code($0.body) == "NoSuchUpload")
                 }
                 // A forged pairing of this video with another upload id is unknown too.
                 let forged = UploadSessionID(videoID: videoID, uploadID: "not-its-upload").string
-                try await client.execute(uri: "/uploads/\(forged)", method: .get, headers: auth) { #expect($0.status == .notFound) }
+                try await client.execute(uri: "/uploads/\(forged)", method: .get, headers: auth) {
+                    #expect($0.status == .notFound)
+                }
 
                 try await client.execute(
                     uri: "/uploads/\(sessionID)/complete", method: .post, headers: auth,
-                    body: ByteBuffer(string: #"{"parts":[{"partNumber":1,"etag":"x"},{"partNumber":2,"etag":"y"},{"partNumber":3,"etag":"z"}]}"#)
+                    body: ByteBuffer(
+                        string:
+                            #"{"parts":[{"partNumber":1,"etag":"x"},{"partNumber":2,"etag":"y"},{"partNumber":3,"etag":"z"}]}"#
+                    )
                 ) { #expect($0.status == .badRequest && Self.code($0.body) == "InvalidPart") }
-                try await client.execute(uri: "/uploads/\(sessionID)/complete", method: .post, headers: auth) { response in
+                try await client.execute(uri: "/uploads/\(sessionID)/complete", method: .post, headers: auth) {
+                    response in
                     #expect(response.status == .ok && Self.json(response.body)["state"] as? String == "completed")
                 }
                 let stored = try await s3.getObject(bucket: "ingest", key: "uploads/\(videoID).mp4")
                 #expect(Array(buffer: stored.body) == file && stored.head.contentType == "video/mp4")
                 // Completing again answers the same (a client whose answer was lost retries); the session reads completed.
-                try await client.execute(uri: "/uploads/\(sessionID)/complete", method: .post, headers: auth) { #expect($0.status == .ok) }
+                try await client.execute(uri: "/uploads/\(sessionID)/complete", method: .post, headers: auth) {
+                    #expect($0.status == .ok)
+                }
                 try await client.execute(uri: "/uploads/\(sessionID)", method: .get, headers: auth) {
                     #expect(Self.json($0.body)["state"] as? String == "completed")
                 }
@@ -226,20 +259,29 @@ struct ResumableRouteTests {
                 }
 
                 // Aborted: the parts and the video go.
-                let second = Self.json(try await client.execute(
-                    uri: "/uploads", method: .post, headers: auth, body: ByteBuffer(string: #"{"fileName":"b.mp4","size":\#(size)}"#)).body)
+                let second = Self.json(
+                    try await client.execute(
+                        uri: "/uploads", method: .post, headers: auth,
+                        body: ByteBuffer(string: #"{"fileName":"b.mp4","size":\#(size)}"#)
+                    ).body)
                 let secondID = try #require(second["sessionId"] as? String)
-                try await client.execute(uri: "/uploads/\(secondID)", method: .delete, headers: auth) { #expect($0.status == .noContent) }
+                try await client.execute(uri: "/uploads/\(secondID)", method: .delete, headers: auth) {
+                    #expect($0.status == .noContent)
+                }
                 try await client.execute(uri: "/uploads/\(secondID)", method: .get, headers: auth) {
                     #expect($0.status == .notFound && Self.code($0.body) == "NoSuchUpload")
                 }
-                try await client.execute(uri: "/videos/\(second["videoId"] as? String ?? "")", method: .get, headers: auth) {
+                try await client.execute(
+                    uri: "/videos/\(second["videoId"] as? String ?? "")", method: .get, headers: auth
+                ) {
                     #expect($0.status == .notFound)
                 }
                 #expect(try await s3.listAllMultipartUploads(bucket: "ingest").count == 1)  // the forced one above
                 // Deleting the video of an open session aborts its multipart upload too.
                 let forcedVideo = try #require(Self.json(forced.body)["videoId"] as? String)
-                try await client.execute(uri: "/videos/\(forcedVideo)", method: .delete, headers: auth) { #expect($0.status == .noContent) }
+                try await client.execute(uri: "/videos/\(forcedVideo)", method: .delete, headers: auth) {
+                    #expect($0.status == .noContent)
+                }
                 #expect(try await s3.listAllMultipartUploads(bucket: "ingest").isEmpty)
             }
         }
@@ -256,7 +298,9 @@ struct ResumableRouteTests {
                     (#"{"resumable":false,"size":6442450944}"#, .badRequest, "InvalidRequest"),
                     (#"{"size":21474836481}"#, .contentTooLarge, "UploadTooLarge"),
                 ] {
-                    try await client.execute(uri: "/uploads", method: .post, headers: auth, body: ByteBuffer(string: body)) {
+                    try await client.execute(
+                        uri: "/uploads", method: .post, headers: auth, body: ByteBuffer(string: body)
+                    ) {
                         #expect($0.status == status && Self.code($0.body) == code, "\(body)")
                     }
                 }
@@ -266,7 +310,8 @@ struct ResumableRouteTests {
                     }
                 }
                 for (method, path) in [
-                    (HTTPRequest.Method.get, "/uploads/acme_1.eA"), (.delete, "/uploads/acme_1.eA"), (.post, "/uploads/acme_1.eA/parts"),
+                    (HTTPRequest.Method.get, "/uploads/acme_1.eA"), (.delete, "/uploads/acme_1.eA"),
+                    (.post, "/uploads/acme_1.eA/parts"),
                     (.post, "/uploads/acme_1.eA/complete"),
                 ] {
                     try await client.execute(uri: path, method: method, headers: [.authorization: "Bearer \(reader)"]) {
@@ -285,7 +330,8 @@ struct ResumableRouteTests {
                 for _ in 0..<2 {
                     try await client.execute(
                         uri: "/uploads", method: .post, headers: [.authorization: "Bearer \(token)"],
-                        body: ByteBuffer(string: #"{"fileName":"a.mp4","size":20000000}"#)) { #expect($0.status == .created) }
+                        body: ByteBuffer(string: #"{"fileName":"a.mp4","size":20000000}"#)
+                    ) { #expect($0.status == .created) }
                 }
             }
             let other = try await s3.createMultipartUpload(bucket: "ingest", key: "elsewhere/x.mp4")

@@ -19,16 +19,20 @@ struct RouteTests {
     let keys: SQLiteAPIKeyStore
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-routes-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-routes-\(UUID().uuidString)").path
         keys = try SQLiteAPIKeyStore(path: "\(directory)/keys.sqlite")
     }
 
-    func app(_ configuration: ProductConfiguration = ProductConfiguration(signingSecret: Array("secret".utf8))) -> some ApplicationProtocol {
+    func app(_ configuration: ProductConfiguration = ProductConfiguration(signingSecret: Array("secret".utf8)))
+        -> some ApplicationProtocol
+    {
         var retry = S3RetryPolicy.default
         retry.maxAttempts = 1
         let s3 = S3Client(
             configuration: S3ClientConfiguration(
-                endpoint: URL(string: "http://127.0.0.1:9")!, credentials: Credentials(accessKeyId: "a", secretAccessKey: "b"),
+                endpoint: URL(string: "http://127.0.0.1:9")!,
+                credentials: Credentials(accessKeyId: "a", secretAccessKey: "b"),
                 timeout: .seconds(2), retry: retry))
         let api = ProductAPI(
             configuration: configuration, s3: s3, presigner: s3, keys: keys,
@@ -49,7 +53,8 @@ struct RouteTests {
         let reader = try await keys.create(tenant: "acme", name: "reader", scopes: [.read]).token
         try await app().test(.router) { client in
             for (method, path) in [
-                (HTTPRequest.Method.get, "/videos"), (.get, "/videos/acme_1"), (.delete, "/videos/acme_1"), (.post, "/uploads"),
+                (HTTPRequest.Method.get, "/videos"), (.get, "/videos/acme_1"), (.delete, "/videos/acme_1"),
+                (.post, "/uploads"),
                 (.post, "/upload"), (.get, "/keys"), (.post, "/keys"), (.delete, "/keys/k1"), (.get, "/playback-keys"),
                 (.post, "/videos/acme_1/captions?language=en&label=English"),
             ] {
@@ -74,7 +79,8 @@ struct RouteTests {
                 }
             }
             // Another tenant's video id is unknown, exactly as one that does not exist would be.
-            try await client.execute(uri: "/videos/other_0123", method: .get, headers: Self.bearer(reader)) { response in
+            try await client.execute(uri: "/videos/other_0123", method: .get, headers: Self.bearer(reader)) {
+                response in
                 #expect(response.status == .notFound)
                 #expect(Self.error(response.body)["code"] == "NoSuchVideo")
             }
@@ -86,23 +92,32 @@ struct RouteTests {
         let elsewhere = try await keys.create(tenant: "other", name: "", scopes: [.admin]).key
         try await app().test(.router) { client in
             let created = try await client.execute(
-                uri: "/keys", method: .post, headers: Self.bearer(admin), body: ByteBuffer(string: #"{"name":"ci","scopes":["upload","read"]}"#))
+                uri: "/keys", method: .post, headers: Self.bearer(admin),
+                body: ByteBuffer(string: #"{"name":"ci","scopes":["upload","read"]}"#))
             #expect(created.status == .created)
             let body = try JSONSerialization.jsonObject(with: Data(created.body.readableBytesView)) as? [String: Any]
             let token = try #require(body?["token"] as? String)
             let id = try #require((body?["key"] as? [String: Any])?["id"] as? String)
             try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(admin)) { response in
                 let text = String(buffer: response.body)
-                #expect(response.status == .ok && text.contains(id) && !text.contains(token) && !text.contains(elsewhere.id))
+                #expect(
+                    response.status == .ok && text.contains(id) && !text.contains(token) && !text.contains(elsewhere.id)
+                )
             }
-            try await client.execute(uri: "/keys", method: .post, headers: Self.bearer(admin), body: ByteBuffer(string: "{}")) {
+            try await client.execute(
+                uri: "/keys", method: .post, headers: Self.bearer(admin), body: ByteBuffer(string: "{}")
+            ) {
                 #expect($0.status == .badRequest)
             }
             try await client.execute(uri: "/keys/\(elsewhere.id)", method: .delete, headers: Self.bearer(admin)) {
                 #expect($0.status == .notFound)
             }
-            try await client.execute(uri: "/keys/\(id)", method: .delete, headers: Self.bearer(admin)) { #expect($0.status == .noContent) }
-            try await client.execute(uri: "/videos", method: .get, headers: Self.bearer(token)) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/keys/\(id)", method: .delete, headers: Self.bearer(admin)) {
+                #expect($0.status == .noContent)
+            }
+            try await client.execute(uri: "/videos", method: .get, headers: Self.bearer(token)) {
+                #expect($0.status == .unauthorized)
+            }
         }
     }
 
@@ -129,7 +144,9 @@ struct RouteTests {
         let configuration = ProductConfiguration(signingSecret: Array("s".utf8), rateLimit: 0.001, rateBurst: 3)
         try await app(configuration).test(.router) { client in
             for _ in 0..<3 {
-                try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(busy)) { #expect($0.status == .ok) }
+                try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(busy)) {
+                    #expect($0.status == .ok)
+                }
             }
             try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(busy)) { response in
                 #expect(response.status == .tooManyRequests && Self.error(response.body)["code"] == "TooManyRequests")
@@ -137,7 +154,9 @@ struct RouteTests {
                 let retryAfter = response.headers[.retryAfter].flatMap { Int($0) } ?? 0
                 #expect((900...1000).contains(retryAfter), "\(retryAfter)")
             }
-            try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(calm)) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/keys", method: .get, headers: Self.bearer(calm)) {
+                #expect($0.status == .ok)
+            }
         }
         let limiter = RateLimiter(rate: 10, burst: 1)
         let start = ContinuousClock.now
@@ -154,10 +173,14 @@ struct RouteTests {
                 #expect(response.headers[.accessControlAllowOrigin] == "https://app.example")
                 #expect(response.headers[.accessControlAllowHeaders]?.contains("Authorization") == true)
             }
-            try await client.execute(uri: "/videos", method: .get, headers: [.origin: "https://app.example"]) { response in
-                #expect(response.status == .unauthorized && response.headers[.accessControlAllowOrigin] == "https://app.example")
+            try await client.execute(uri: "/videos", method: .get, headers: [.origin: "https://app.example"]) {
+                response in
+                #expect(
+                    response.status == .unauthorized
+                        && response.headers[.accessControlAllowOrigin] == "https://app.example")
             }
-            try await client.execute(uri: "/videos", method: .get, headers: [.origin: "https://evil.example"]) { response in
+            try await client.execute(uri: "/videos", method: .get, headers: [.origin: "https://evil.example"]) {
+                response in
                 #expect(response.headers[.accessControlAllowOrigin] == nil)
             }
         }
@@ -167,13 +190,15 @@ struct RouteTests {
         let admin = try await keys.create(tenant: "acme", name: "", scopes: [.admin]).token
         try await app().test(.router) { client in
             for (url, code) in [
-                ("http://127.0.0.1:8080/hook", "WebhookURLNotAllowed"), ("http://169.254.169.254/latest/meta-data", "WebhookURLNotAllowed"),
+                ("http://127.0.0.1:8080/hook", "WebhookURLNotAllowed"),
+                ("http://169.254.169.254/latest/meta-data", "WebhookURLNotAllowed"),
                 ("http://10.1.2.3/x", "WebhookURLNotAllowed"), ("http://[::1]:9/x", "WebhookURLNotAllowed"),
                 ("http://localhost/x", "WebhookURLNotAllowed"), ("ftp://example.com/x", "InvalidWebhookURL"),
                 ("https://user:pw@example.com/x", "InvalidWebhookURL"),
             ] {
                 let body = ByteBuffer(string: #"{"url":"\#(url)","events":["video.ready"]}"#)
-                try await client.execute(uri: "/webhooks", method: .post, headers: Self.bearer(admin), body: body) { response in
+                try await client.execute(uri: "/webhooks", method: .post, headers: Self.bearer(admin), body: body) {
+                    response in
                     #expect(response.status == .badRequest && Self.error(response.body)["code"] == code, "\(url)")
                 }
             }
@@ -189,12 +214,15 @@ struct RouteTests {
                 #expect($0.status == .created)
             }
         }
-        for address in ["127.0.0.1", "10.0.0.1", "172.20.1.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1",
-            "fe80::1", "fd00::1", "::ffff:127.0.0.1"]
-        {
+        for address in [
+            "127.0.0.1", "10.0.0.1", "172.20.1.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1",
+            "fe80::1", "fd00::1", "::ffff:127.0.0.1",
+        ] {
             #expect(WebhookTarget.isPrivate(address), "\(address)")
         }
-        for address in ["93.184.216.34", "172.32.0.1", "8.8.8.8", "2606:4700::1111"] { #expect(!WebhookTarget.isPrivate(address), "\(address)") }
+        for address in ["93.184.216.34", "172.32.0.1", "8.8.8.8", "2606:4700::1111"] {
+            #expect(!WebhookTarget.isPrivate(address), "\(address)")
+        }
     }
 
     /// The sender's wakeup: a signal given before a wait ends it at once; a wait without one lasts its timeout

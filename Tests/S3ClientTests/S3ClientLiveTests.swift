@@ -333,7 +333,8 @@ struct LiveTests {
             let second = try await client.createMultipartUpload(bucket: bucket, key: "up/b")
             let other = try await client.createMultipartUpload(bucket: bucket, key: "elsewhere")
             for number in 1...3 {
-                _ = try await client.uploadPart(bucket: bucket, key: "up/a", uploadId: first, partNumber: number, body: small)
+                _ = try await client.uploadPart(
+                    bucket: bucket, key: "up/a", uploadId: first, partNumber: number, body: small)
             }
             let listed = try await client.listAllMultipartUploads(bucket: bucket, prefix: "up/")
             #expect(Set(listed.map(\.uploadId)) == [first, second])
@@ -342,7 +343,8 @@ struct LiveTests {
             var marker: Int?
             var pages: [[Int]] = []
             repeat {
-                let page = try await client.listParts(bucket: bucket, key: "up/a", uploadId: first, partNumberMarker: marker, maxParts: 1)
+                let page = try await client.listParts(
+                    bucket: bucket, key: "up/a", uploadId: first, partNumberMarker: marker, maxParts: 1)
                 pages.append(page.parts.map(\.partNumber))
                 marker = page.isTruncated ? page.nextPartNumberMarker : nil
             } while marker != nil && pages.count < 10

@@ -165,7 +165,8 @@ struct SigningTests {
         #expect(try verifier.verify(incoming("8388608"), now: date).accessKeyId == "AK")
         #expect(throws: (any Error).self) { try verifier.verify(incoming("8388607"), now: date) }
         #expect(throws: S3ClientError.self) {
-            try client.presignedUploadPartURL(bucket: "ingest", key: "k", uploadId: "u", partNumber: 10_001, expires: 60)
+            try client.presignedUploadPartURL(
+                bucket: "ingest", key: "k", uploadId: "u", partNumber: 10_001, expires: 60)
         }
     }
 
@@ -621,8 +622,10 @@ struct XMLBodyTests {
         #expect(out.uploads[0].initiated == S3Date.parseISO8601("2010-11-10T20:48:33.000Z"))
         #expect(out.isTruncated && out.nextKeyMarker == "my-movie.m2ts")
         #expect(out.nextUploadIdMarker == "YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ")
-        let empty = try S3Client.parseListMultipartUploads(S3XML.parse(
-            "<ListMultipartUploadsResult><Bucket>b</Bucket><NextKeyMarker></NextKeyMarker><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"))
+        let empty = try S3Client.parseListMultipartUploads(
+            S3XML.parse(
+                "<ListMultipartUploadsResult><Bucket>b</Bucket><NextKeyMarker></NextKeyMarker><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>"
+            ))
         #expect(empty.uploads.isEmpty && !empty.isTruncated && empty.nextKeyMarker == nil)
         #expect(throws: S3ClientError.self) { try S3Client.parseListMultipartUploads(S3XML.parse("<Error/>")) }
     }

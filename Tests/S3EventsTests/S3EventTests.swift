@@ -28,8 +28,9 @@ enum S3Fixtures {
     static func date(_ year: Int, _ month: Int, _ day: Int, _ hour: Int, _ minute: Int, _ second: Int) -> Date {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        return calendar.date(from: DateComponents(
-            year: year, month: month, day: day, hour: hour, minute: minute, second: second))!
+        return calendar.date(
+            from: DateComponents(
+                year: year, month: month, day: day, hour: hour, minute: minute, second: second))!
     }
 }
 
@@ -68,7 +69,8 @@ struct S3EventTests {
 
     @Test("Ceph RGW keys are not URL-encoded: '+' and '%' stay as they are")
     func cephRawKey() throws {
-        let body = S3Fixtures.cephRGW16Put.replacingOccurrences(of: #""key":"warmup/lat2""#, with: #""key":"a+b%2B c.mp4""#)
+        let body = S3Fixtures.cephRGW16Put.replacingOccurrences(
+            of: #""key":"warmup/lat2""#, with: #""key":"a+b%2B c.mp4""#)
         let object = try #require(try S3Fixtures.decode(body).records.first).s3.object
         #expect(object.key == "a+b%2B c.mp4")
     }
@@ -113,7 +115,9 @@ struct S3EventTests {
         #expect(record.rawEventName == "s3:ObjectCreated:Put")
         #expect(record.eventName == "ObjectCreated:Put")
         #expect(record.awsRegion == "")
-        #expect(abs(record.eventTime.timeIntervalSince(S3Fixtures.date(2026, 11, 25, 10, 0, 0).addingTimeInterval(0.123))) < 0.000_01)
+        #expect(
+            abs(record.eventTime.timeIntervalSince(S3Fixtures.date(2026, 11, 25, 10, 0, 0).addingTimeInterval(0.123)))
+                < 0.000_01)
         #expect(record.s3.object.rawKey == "dir%2Fa%2Bb.mp4")
         #expect(record.s3.object.key == "dir/a+b.mp4")
         #expect(record.s3.object.size == 1234)
@@ -132,7 +136,8 @@ struct S3EventTests {
             ("caf%C3%A9/%E2%9C%93.mov", "café/✓.mov"), ("plain/key.mp4", "plain/key.mp4"), ("100%25", "100%"),
         ])
     func awsKeys(encoded: String, decoded: String) throws {
-        let body = S3Fixtures.localStackPut.replacingOccurrences(of: #""key": "llat1/00000""#, with: #""key": "\#(encoded)""#)
+        let body = S3Fixtures.localStackPut.replacingOccurrences(
+            of: #""key": "llat1/00000""#, with: #""key": "\#(encoded)""#)
         let object = try #require(try S3Fixtures.decode(body).records.first).s3.object
         #expect(object.key == decoded)
         #expect(object.rawKey == encoded)

@@ -1,12 +1,14 @@
 import Foundation
 import ObjectStore
-@testable import S3Server
 import Testing
+
+@testable import S3Server
 
 /// Who may do what: the decisions behind `--users`, bucket owners and canned ACLs.
 @Suite struct AuthorizationTests {
     let functions = StoreUser(
-        name: "functions", accessKey: "F", secretKey: "functions-secret", buckets: ["ingest": .read, "media": .readwrite])
+        name: "functions", accessKey: "F", secretKey: "functions-secret",
+        buckets: ["ingest": .read, "media": .readwrite])
     let alice = StoreUser(name: "alice", accessKey: "A", secretKey: "alice-secret", createBuckets: true)
     let admin = StoreUser(name: "admin", accessKey: "K", secretKey: "admin-secret", admin: true)
 
@@ -14,7 +16,9 @@ import Testing
         BucketInfo(name: name, creationDate: Date(), owner: owner, acl: acl)
     }
 
-    func decide(_ principal: Principal, _ action: S3Action, _ info: BucketInfo?, open: Set<String> = []) -> Authorization {
+    func decide(_ principal: Principal, _ action: S3Action, _ info: BucketInfo?, open: Set<String> = [])
+        -> Authorization
+    {
         principal.authorize(action, bucket: info, publicReadBuckets: open)
     }
 

@@ -27,7 +27,9 @@ struct ErrorDocumentTests {
             #expect(head.status == 404 && head.body.isEmpty && head.headers["x-amz-error-code"] == "NoSuchKey")
 
             let bucket = try await s.send("GET", "/nobucket/key")
-            #expect(bucket.status == 404 && bucket.errorCode == "NoSuchBucket" && Self.element("BucketName", bucket.text) == "nobucket")
+            #expect(
+                bucket.status == 404 && bucket.errorCode == "NoSuchBucket"
+                    && Self.element("BucketName", bucket.text) == "nobucket")
 
             let denied = try await s.send("GET", "/media/no/such.mp4", sign: false)
             #expect(denied.status == 403 && denied.errorCode == "AccessDenied")
@@ -40,11 +42,15 @@ struct ErrorDocumentTests {
             #expect(noOrigin.status == 400 && noOrigin.errorCode == "BadRequest")
             #expect(Self.element("RequestId", noOrigin.text) == noOrigin.headers["x-amz-request-id"])
             let refused = try await s.send(
-                "OPTIONS", "/media/a.mp4", headers: [("origin", "https://evil.example"), ("access-control-request-method", "GET")],
+                "OPTIONS", "/media/a.mp4",
+                headers: [("origin", "https://evil.example"), ("access-control-request-method", "GET")],
                 sign: false)
-            #expect(refused.status == 403 && refused.errorCode == "AccessForbidden" && Self.element("Resource", refused.text) == "/media/a.mp4")
+            #expect(
+                refused.status == 403 && refused.errorCode == "AccessForbidden"
+                    && Self.element("Resource", refused.text) == "/media/a.mp4")
             let allowed = try await s.send(
-                "OPTIONS", "/media/a.mp4", headers: [("origin", "https://app.example"), ("access-control-request-method", "GET")],
+                "OPTIONS", "/media/a.mp4",
+                headers: [("origin", "https://app.example"), ("access-control-request-method", "GET")],
                 sign: false)
             #expect(allowed.status == 200 && allowed.headers["access-control-allow-origin"] == "https://app.example")
         }

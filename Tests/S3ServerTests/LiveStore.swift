@@ -22,11 +22,13 @@ struct LiveStore: Sendable {
         configure: (inout S3ServerConfiguration) -> Void = { _ in },
         _ body: @Sendable (LiveStore) async throws -> T
     ) async throws -> T {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-s3-\(UUID().uuidString)").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-s3-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: root) }
         var logger = Logger(label: "test.store")
         logger.logLevel = .warning
-        let store = try await ObjectStore(configuration: ObjectStoreConfiguration(root: root, fsync: false), logger: logger)
+        let store = try await ObjectStore(
+            configuration: ObjectStoreConfiguration(root: root, fsync: false), logger: logger)
         var configuration = S3ServerConfiguration(credentials: [credentials])
         configure(&configuration)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)

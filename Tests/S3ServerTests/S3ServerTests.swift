@@ -31,7 +31,8 @@ struct S3ServerTests {
             #expect(try await s.send("PUT", "/media").status == 200)
             let data = randomBytes(70_000)
             let put = try await s.send(
-                "PUT", "/media/videos/a b/c+d~e.mp4", headers: [("content-type", "video/mp4"), ("x-amz-meta-video-id", "v42")],
+                "PUT", "/media/videos/a b/c+d~e.mp4",
+                headers: [("content-type", "video/mp4"), ("x-amz-meta-video-id", "v42")],
                 body: data)
             #expect(put.status == 200)
             let etag = put.headers["etag"]
@@ -153,11 +154,13 @@ struct S3ServerTests {
 
             let badPath = "/bkt3/tampered.bin"
             let badRequest = SigningRequest(
-                method: "PUT", path: badPath, query: [], headers: headers + [(name: "host", value: "127.0.0.1:\(s.port)")])
+                method: "PUT", path: badPath, query: [],
+                headers: headers + [(name: "host", value: "127.0.0.1:\(s.port)")])
             let badSigned = signer.signedHeaders(for: badRequest, payload: .streamingSigned, date: date)
             let badAuthorization = try #require(badSigned.first { $0.name.lowercased() == "authorization" }?.value)
             _ = badAuthorization
-            let bad = try await s.send("PUT", badPath, headers: headers + badSigned, sign: false, rawBody: body(tamper: true))
+            let bad = try await s.send(
+                "PUT", badPath, headers: headers + badSigned, sign: false, rawBody: body(tamper: true))
             #expect(bad.status == 403)
             #expect(bad.errorCode == "SignatureDoesNotMatch")
             #expect(try await s.send("HEAD", badPath).status == 404)
@@ -219,7 +222,8 @@ struct S3ServerTests {
             #expect(unknown.status == 403)
             #expect(unknown.errorCode == "InvalidAccessKeyId")
             let wrongSecret = try await s.send(
-                "GET", "/bkt6", credentials: Credentials(accessKeyId: LiveStore.credentials.accessKeyId, secretAccessKey: "x"))
+                "GET", "/bkt6",
+                credentials: Credentials(accessKeyId: LiveStore.credentials.accessKeyId, secretAccessKey: "x"))
             #expect(wrongSecret.status == 403)
             #expect(wrongSecret.errorCode == "SignatureDoesNotMatch")
             let skewed = try await s.send("GET", "/bkt6", date: Date().addingTimeInterval(-3600))
@@ -231,18 +235,22 @@ struct S3ServerTests {
     @Test func malformedBodiesGetS3Errors() async throws {
         try await LiveStore.run { s in
             _ = try await s.send("PUT", "/bkt7")
-            let delete = try await s.send("POST", "/bkt7", query: [("delete", "")], body: Array("<Delete><Object>".utf8))
+            let delete = try await s.send(
+                "POST", "/bkt7", query: [("delete", "")], body: Array("<Delete><Object>".utf8))
             #expect(delete.status == 400)
             #expect(delete.errorCode == "MalformedXML")
             let upload = try await s.send("POST", "/bkt7/k", query: [("uploads", "")])
             #expect(upload.status == 200)
-            let uploadID = try #require(upload.text.components(separatedBy: "<UploadId>").last?.components(separatedBy: "</UploadId>").first)
+            let uploadID = try #require(
+                upload.text.components(separatedBy: "<UploadId>").last?.components(separatedBy: "</UploadId>").first)
             let complete = try await s.send(
                 "POST", "/bkt7/k", query: [("uploadId", uploadID)], body: Array("<CompleteMultipartUpload><Part>".utf8))
             #expect(complete.errorCode == "MalformedXML")
-            let wrongPart = try await s.send("PUT", "/bkt7/k", query: [("partNumber", "0"), ("uploadId", uploadID)], body: [1])
+            let wrongPart = try await s.send(
+                "PUT", "/bkt7/k", query: [("partNumber", "0"), ("uploadId", uploadID)], body: [1])
             #expect(wrongPart.errorCode == "InvalidArgument")
-            let noUpload = try await s.send("PUT", "/bkt7/k", query: [("partNumber", "1"), ("uploadId", "missing")], body: [1])
+            let noUpload = try await s.send(
+                "PUT", "/bkt7/k", query: [("partNumber", "1"), ("uploadId", "missing")], body: [1])
             #expect(noUpload.status == 404)
             #expect(noUpload.errorCode == "NoSuchUpload")
             let notImplemented = try await s.send("GET", "/bkt7", query: [("policy", "")])
@@ -268,7 +276,9 @@ struct S3ServerTests {
             var contents: [String] = []
             var pages = 0
             repeat {
-                var query: [(name: String, value: String)] = [("list-type", "2"), ("delimiter", "/"), ("max-keys", "2")]
+                var query: [(name: String, value: String)] = [
+                    ("list-type", "2"), ("delimiter", "/"), ("max-keys", "2"),
+                ]
                 if let token { query.append(("continuation-token", token)) }
                 let page = try await s.send("GET", "/bkt8", query: query)
                 #expect(page.status == 200)
@@ -287,7 +297,8 @@ struct S3ServerTests {
     }
 
     @Test func corsPreflightAndRestrictedOrigins() async throws {
-        try await LiveStore.run(configure: { $0.cors = CORSConfiguration(allowedOrigins: ["http://app.example"]) }) { s in
+        try await LiveStore.run(configure: { $0.cors = CORSConfiguration(allowedOrigins: ["http://app.example"]) }) {
+            s in
             let ok = try await s.send(
                 "OPTIONS", "/bkt9/k",
                 headers: [("origin", "http://app.example"), ("access-control-request-method", "PUT")], sign: false)
@@ -306,7 +317,8 @@ struct S3ServerTests {
             _ = try await s.send("PUT", "/vhost/key.txt", body: Array("hello".utf8))
             let signer = SigV4Signer(credentials: LiveStore.credentials, region: "us-east-1")
             let host = "vhost.s3.localhost:\(s.port)"
-            let request = SigningRequest(method: "GET", path: "/key.txt", query: [], headers: [(name: "host", value: host)])
+            let request = SigningRequest(
+                method: "GET", path: "/key.txt", query: [], headers: [(name: "host", value: host)])
             let signed = signer.signedHeaders(for: request, payload: .sha256([]), date: Date())
             let reply = try await s.send("GET", "/key.txt", headers: [("host", host)] + signed, sign: false)
             #expect(reply.status == 200, "\(reply.text)")

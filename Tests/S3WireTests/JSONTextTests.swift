@@ -9,8 +9,14 @@ import Testing
     }
 
     @Test func findsTheRawElementsOfATopLevelArray() {
-        #expect(elements(#"{"EventName":"s3:x","Key":"b/k","Records":[{"a":1},{"b":"]}\"{"} ]}"#) == [#"{"a":1}"#, #"{"b":"]}\"{"}"#])
-        #expect(elements(#" { "Records" : [ 1 , "two" , [3,[4]] , null , {"x":{"y":[]}} ] } "#) == ["1", #""two""#, "[3,[4]]", "null", #"{"x":{"y":[]}}"#])
+        #expect(
+            elements(#"{"EventName":"s3:x","Key":"b/k","Records":[{"a":1},{"b":"]}\"{"} ]}"#) == [
+                #"{"a":1}"#, #"{"b":"]}\"{"}"#,
+            ])
+        #expect(
+            elements(#" { "Records" : [ 1 , "two" , [3,[4]] , null , {"x":{"y":[]}} ] } "#) == [
+                "1", #""two""#, "[3,[4]]", "null", #"{"x":{"y":[]}}"#,
+            ])
         #expect(elements(#"{"Records":[]}"#) == [])
         // Only the top level counts; the first occurrence wins.
         #expect(elements(#"{"inner":{"Records":[1]},"Records":[2],"Records":[3]}"#) == ["2"])

@@ -7,11 +7,13 @@ struct S3DateTests {
     /// RFC 7231 section 7.1.1.1's example, 1994-11-06T08:49:37Z.
     static let rfc7231Example = Date(timeIntervalSince1970: 784_111_777)
 
-    @Test("the three RFC 7231 HTTP-date formats", arguments: [
-        "Sun, 06 Nov 1994 08:49:37 GMT",  // IMF-fixdate
-        "Sunday, 06-Nov-94 08:49:37 GMT",  // RFC 850
-        "Sun Nov  6 08:49:37 1994",  // asctime
-    ])
+    @Test(
+        "the three RFC 7231 HTTP-date formats",
+        arguments: [
+            "Sun, 06 Nov 1994 08:49:37 GMT",  // IMF-fixdate
+            "Sunday, 06-Nov-94 08:49:37 GMT",  // RFC 850
+            "Sun Nov  6 08:49:37 1994",  // asctime
+        ])
     func httpDateFormats(_ text: String) {
         #expect(S3Date.parseHTTP(text) == Self.rfc7231Example)
     }
@@ -53,8 +55,9 @@ struct S3DateTests {
         #expect(S3Date.iso8601(Date(timeIntervalSince1970: 4_107_542_400)) == "2100-03-01T00:00:00.000Z")
         // The fraction of this double is 0.39299988…: still .393, the millisecond it was made from.
         #expect(S3Date.iso8601(Date(timeIntervalSince1970: 1_764_082_974.393)) == "2025-11-25T15:02:54.393Z")
-        #expect(S3Date.parseISO8601(S3Date.iso8601(Date(timeIntervalSince1970: 1_764_082_974.393)))
-            == Date(timeIntervalSince1970: 1_764_082_974.393))
+        #expect(
+            S3Date.parseISO8601(S3Date.iso8601(Date(timeIntervalSince1970: 1_764_082_974.393)))
+                == Date(timeIntervalSince1970: 1_764_082_974.393))
     }
 
     @Test func parseISO8601() {

@@ -27,7 +27,9 @@ struct XMLTests {
                 + #"<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#
                 + "<Name>b&amp;b</Name><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
                 + "<Contents><Key>k</Key></Contents></ListBucketResult>")
-        #expect(S3XMLWriter(root: "Error", namespace: false).finish() == #"<?xml version="1.0" encoding="UTF-8"?><Error></Error>"#)
+        #expect(
+            S3XMLWriter(root: "Error", namespace: false).finish()
+                == #"<?xml version="1.0" encoding="UTF-8"?><Error></Error>"#)
     }
 
     @Test func writeThenParseRoundTrip() throws {
@@ -59,7 +61,9 @@ struct XMLTests {
         #expect(root.descendant("Owner", "Missing") == nil)
     }
 
-    @Test("malformed documents throw", arguments: ["", "   ", "<a><b></a>", "<a>", "<a/><b/>", "not xml", "<a>&bogus;</a>"])
+    @Test(
+        "malformed documents throw",
+        arguments: ["", "   ", "<a><b></a>", "<a>", "<a/><b/>", "not xml", "<a>&bogus;</a>"])
     func malformed(_ text: String) {
         #expect(throws: S3XMLError.self) { try S3XMLElement.parse(text) }
     }

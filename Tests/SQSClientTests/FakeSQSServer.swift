@@ -8,7 +8,8 @@ extension FakeRequest {
 
 extension FakeResponse {
     static func json(_ status: Int, _ text: String, headers: [(name: String, value: String)] = []) -> FakeResponse {
-        FakeResponse(status: status, headers: [("Content-Type", "application/x-amz-json-1.0")] + headers, body: Array(text.utf8))
+        FakeResponse(
+            status: status, headers: [("Content-Type", "application/x-amz-json-1.0")] + headers, body: Array(text.utf8))
     }
 }
 

@@ -3,8 +3,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import SigV4
 import SQSClient
+import SigV4
 import Testing
 
 /// The wire format and the failure paths of the SQS client, against a scripted server that checks SigV4
@@ -29,10 +29,12 @@ struct SQSClientTests {
         try await withFakeSQS({ _ in .json(200, answer) }) { endpoint, recorder in
             let messages = try await client(endpoint).receiveMessages(
                 queueURL: Self.queueURL, maxMessages: 7, waitTimeSeconds: 1, visibilityTimeout: 45)
-            #expect(messages == [
-                SQSMessage(messageID: "m-1", receiptHandle: "rh-1", body: #"{"Records":[]}"#,
-                           attributes: ["ApproximateReceiveCount": "3"])
-            ])
+            #expect(
+                messages == [
+                    SQSMessage(
+                        messageID: "m-1", receiptHandle: "rh-1", body: #"{"Records":[]}"#,
+                        attributes: ["ApproximateReceiveCount": "3"])
+                ])
             #expect(messages.first?.approximateReceiveCount == 3)
             #expect(recorder.failures == [])
             let request = try #require(recorder.requests.first)
@@ -56,9 +58,10 @@ struct SQSClientTests {
             try await sqs.changeMessageVisibility(queueURL: Self.queueURL, receiptHandle: "rh-2", visibilityTimeout: 60)
             #expect(recorder.failures == [])
             let requests = recorder.requests
-            #expect(requests.map { $0.header("X-Amz-Target") } == [
-                "AmazonSQS.DeleteMessage", "AmazonSQS.ChangeMessageVisibility",
-            ])
+            #expect(
+                requests.map { $0.header("X-Amz-Target") } == [
+                    "AmazonSQS.DeleteMessage", "AmazonSQS.ChangeMessageVisibility",
+                ])
             #expect(requests[0].json?["ReceiptHandle"] as? String == "rh-1")
             #expect(requests[1].json?["VisibilityTimeout"] as? Int == 60)
         }
@@ -90,7 +93,8 @@ struct SQSClientTests {
                 : FakeResponse(status: 503, headers: [("x-amzn-ErrorType", "ServiceUnavailable:Server")])
         }) { endpoint, _ in
             let sqs = client(endpoint)
-            await #expect { try await sqs.deleteMessage(queueURL: Self.queueURL, receiptHandle: "x") } throws: { error in
+            await #expect { try await sqs.deleteMessage(queueURL: Self.queueURL, receiptHandle: "x") } throws: {
+                error in
                 (error as? SQSError)?.isReceiptHandleInvalid == true
             }
             await #expect {
@@ -103,7 +107,8 @@ struct SQSClientTests {
     }
 
     @Test func anAnswerThatIsNotJSONIsAnInvalidResponse() async throws {
-        try await withFakeSQS({ _ in FakeResponse(status: 200, body: Array("<html>proxy</html>".utf8)) }) { endpoint, _ in
+        try await withFakeSQS({ _ in FakeResponse(status: 200, body: Array("<html>proxy</html>".utf8)) }) {
+            endpoint, _ in
             await #expect {
                 _ = try await client(endpoint).receiveMessages(queueURL: Self.queueURL, waitTimeSeconds: 0)
             } throws: { ($0 as? SQSError)?.code == .invalidResponse }
@@ -117,7 +122,9 @@ struct SQSClientTests {
             } throws: { ($0 as? SQSError).map { $0.code == .transport && $0.isRetryable } ?? false }
         }
         // A port nothing listens on (bound, then closed).
-        let socket = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let socket = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(
+            host: "127.0.0.1", port: 0
+        ).get()
         let port = socket.localAddress!.port!
         try await socket.close()
         await #expect {
@@ -151,15 +158,20 @@ struct SQSClientTests {
                 ($0 as? SQSError)?.code == .invalidArgument
             }
             await #expect {
-                try await sqs.changeMessageVisibility(queueURL: Self.queueURL, receiptHandle: "x", visibilityTimeout: 43_201)
+                try await sqs.changeMessageVisibility(
+                    queueURL: Self.queueURL, receiptHandle: "x", visibilityTimeout: 43_201)
             } throws: { ($0 as? SQSError)?.code == .invalidArgument }
             #expect(recorder.requests.isEmpty)
         }
     }
 
     @Test func endpointOfAQueueURL() {
-        #expect(SQSClientConfiguration.endpoint(forQueueURL: Self.queueURL)?.absoluteString == "https://sqs.eu-west-1.amazonaws.com")
-        #expect(SQSClientConfiguration.endpoint(forQueueURL: "http://127.0.0.1:4566/000000000000/q")?.absoluteString == "http://127.0.0.1:4566")
+        #expect(
+            SQSClientConfiguration.endpoint(forQueueURL: Self.queueURL)?.absoluteString
+                == "https://sqs.eu-west-1.amazonaws.com")
+        #expect(
+            SQSClientConfiguration.endpoint(forQueueURL: "http://127.0.0.1:4566/000000000000/q")?.absoluteString
+                == "http://127.0.0.1:4566")
         #expect(SQSClientConfiguration.endpoint(forQueueURL: "uploads") == nil)
         #expect(SQSClientConfiguration.endpoint(forQueueURL: "ftp://host/q") == nil)
     }

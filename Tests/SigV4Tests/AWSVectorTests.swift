@@ -184,7 +184,9 @@ import Testing
         #expect(chunks.sign(chunk: Self.chunk2) == "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497")
         #expect(chunks.sign(chunk: [UInt8]()) == "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9")
         var framer = signer.chunkSigner(seedSignature: seed, date: may24)
-        #expect(framer.frame(chunk: Self.chunk1) + framer.frame(chunk: Self.chunk2) + framer.frame(chunk: []) == Self.signedBody)
+        #expect(
+            framer.frame(chunk: Self.chunk1) + framer.frame(chunk: Self.chunk2) + framer.frame(chunk: [])
+                == Self.signedBody)
     }
 
     @Test(arguments: [nil, 1, 2, 3] as [UInt64?])
@@ -266,10 +268,13 @@ import Testing
         // As the documentation lists it: no blank line after the trailer signature.
         _ = try decodeBody(verified.payload, headers: headers, body: Array(Self.trailerBody.dropLast(2)))
         // A blank line between the final chunk and the trailers is tolerated.
-        let prefix = Self.frame(Self.chunk1, "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2")
+        let prefix =
+            Self.frame(Self.chunk1, "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2")
             + Self.frame(Self.chunk2, "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7")
-        let finalChunk = Array("0;chunk-signature=2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992\r\n".utf8)
-        let sigLine = Array("x-amz-trailer-signature:d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435\r\n".utf8)
+        let finalChunk = Array(
+            "0;chunk-signature=2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992\r\n".utf8)
+        let sigLine = Array(
+            "x-amz-trailer-signature:d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435\r\n".utf8)
         _ = try decodeBody(
             verified.payload, headers: headers,
             body: prefix + finalChunk + Array("\r\nx-amz-checksum-crc32c:sOO8/Q==\r\n".utf8) + sigLine, seed: 3)
@@ -289,7 +294,8 @@ import Testing
         let signer = SigV4Signer(credentials: exampleCredentials, region: "us-east-1")
         var chain = signer.chunkSigner(
             seedSignature: "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e", date: may24)
-        let body = chain.frame(chunk: Self.chunk1) + chain.frame(chunk: Self.chunk2)
+        let body =
+            chain.frame(chunk: Self.chunk1) + chain.frame(chunk: Self.chunk2)
             + chain.frameFinalChunkBeforeTrailer()
             + chain.frameTrailer([("x-amz-checksum-crc32c", Checksums.base64(.crc32c, Array("other".utf8)))])
         expectError(.badDigest, "The CRC32C you specified did not match the calculated checksum.") {

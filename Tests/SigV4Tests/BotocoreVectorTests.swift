@@ -76,7 +76,8 @@ import Testing
         let verifier = exampleVerifier(region: "eu-west-3")
         let verified = try verifier.verify(request, now: Self.when)
         #expect(verified.sha256Hex == "a9425c416f534025a4e2422bd14adba4ec3d4a68d10c3329be8df612964d2b6e")
-        let (data, result) = try decodeBody(verified.payload, headers: Self.putHeaders, body: patternData(1000), seed: 5)
+        let (data, result) = try decodeBody(
+            verified.payload, headers: Self.putHeaders, body: patternData(1000), seed: 5)
         #expect(data == patternData(1000))
         #expect(result.checksums["x-amz-checksum-crc32"] == "ovknYw==")
 
@@ -99,7 +100,9 @@ import Testing
         ).first { $0.name == "authorization" }!.value
         #expect(signature(ofAuthorization: auth) == "6f9b98921a8f6a81db57d773c48bbf78d6052e458217db7ea00492706ed6af1d")
         // Wrong region configured: AuthorizationHeaderMalformed.
-        expectError(.authorizationHeaderMalformed) { _ = try exampleVerifier(region: "us-east-1").verify(request, now: Self.when) }
+        expectError(.authorizationHeaderMalformed) {
+            _ = try exampleVerifier(region: "us-east-1").verify(request, now: Self.when)
+        }
     }
 
     @Test func listObjectsV2WithEncodedQuery() throws {

@@ -51,7 +51,9 @@ import Testing
         for offset in [200, 10_300] {
             var bad = body
             bad[offset] ^= 0x01
-            expectError(.signatureDoesNotMatch) { _ = try decodeBody(v.payload, headers: request.headers, body: bad, seed: 1) }
+            expectError(.signatureDoesNotMatch) {
+                _ = try decodeBody(v.payload, headers: request.headers, body: bad, seed: 1)
+            }
         }
         // Corrupt a chunk signature digit.
         var badSig = body
@@ -118,7 +120,9 @@ import Testing
 @Suite struct UnsignedTrailerDecoding {
     let now = utc(2025, 3, 3)
 
-    func upload(_ alg: ChecksumAlgorithm, data: [UInt8], chunk: Int, checksum: String? = nil, extension ext: String = "")
+    func upload(
+        _ alg: ChecksumAlgorithm, data: [UInt8], chunk: Int, checksum: String? = nil, extension ext: String = ""
+    )
         throws -> (VerifiedRequest, [(name: String, value: String)], [UInt8])
     {
         let signer = SigV4Signer(credentials: exampleCredentials, region: "us-east-1")
@@ -127,7 +131,8 @@ import Testing
             ("x-amz-decoded-content-length", String(data.count)), ("x-amz-sdk-checksum-algorithm", alg.rawValue),
         ]
         let added = signer.signedHeaders(
-            for: SigningRequest(method: "PUT", path: "/b/k", headers: headers), payload: .streamingUnsignedTrailer, date: now)
+            for: SigningRequest(method: "PUT", path: "/b/k", headers: headers), payload: .streamingUnsignedTrailer,
+            date: now)
         var body = [UInt8]()
         for start in stride(from: 0, to: data.count, by: chunk) {
             let piece = data[start..<min(start + chunk, data.count)]
@@ -167,7 +172,9 @@ import Testing
         let (v, headers, _) = try upload(.crc32, data: data, chunk: 4)
         let prefix = Array("b\r\nhello world\r\n0\r\n".utf8)
         // Declared trailer missing.
-        expectError(.invalidRequest) { _ = try decodeBody(v.payload, headers: headers, body: prefix + Array("\r\n".utf8)) }
+        expectError(.invalidRequest) {
+            _ = try decodeBody(v.payload, headers: headers, body: prefix + Array("\r\n".utf8))
+        }
         // Undeclared checksum trailer.
         let sha = "x-amz-checksum-sha256:\(Checksums.base64(.sha256, data))\r\n"
         expectError(.invalidRequest) {
@@ -180,7 +187,9 @@ import Testing
         _ = try decodeBody(v.payload, headers: headers, body: good)
         expectError(.incompleteBody) { _ = try decodeBody(v.payload, headers: headers, body: Array(good.dropLast(2))) }
         // Line without colon
-        expectError(.invalidRequest) { _ = try decodeBody(v.payload, headers: headers, body: prefix + Array("garbage\r\n\r\n".utf8)) }
+        expectError(.invalidRequest) {
+            _ = try decodeBody(v.payload, headers: headers, body: prefix + Array("garbage\r\n\r\n".utf8))
+        }
         // Bare LF line endings are tolerated.
         let lf = Array("b\nhello world\n0\nx-amz-checksum-crc32:\(Checksums.base64(.crc32, data))\n\n".utf8)
         _ = try decodeBody(v.payload, headers: headers, body: lf)
@@ -204,8 +213,11 @@ import Testing
         #expect(Checksums.base64(.sha256, data) == "qUJcQW9TQCWk4kIr0UrbpOw9SmjRDDMpvo32EpZNK24=")
         // Not checksums: ignored.
         _ = try decodeBody(
-            .unsigned, headers: [("x-amz-checksum-algorithm", "CRC32"), ("x-amz-checksum-type", "FULL_OBJECT")], body: data)
-        expectError(.invalidRequest) { _ = try decodeBody(.unsigned, headers: [("x-amz-checksum-crc32", "AAAA")], body: data) }
+            .unsigned, headers: [("x-amz-checksum-algorithm", "CRC32"), ("x-amz-checksum-type", "FULL_OBJECT")],
+            body: data)
+        expectError(.invalidRequest) {
+            _ = try decodeBody(.unsigned, headers: [("x-amz-checksum-crc32", "AAAA")], body: data)
+        }
     }
 
     @Test func contentMD5() throws {
@@ -228,7 +240,9 @@ import Testing
         let (out, result) = try decodeBody(.sha256(hex: hex.uppercased()), headers: [], body: data, seed: 2)
         #expect(out == data)
         #expect(result.sha256Hex == hex)
-        expectError(.xAmzContentSHA256Mismatch) { _ = try decodeBody(.sha256(hex: hex), headers: [], body: data + data) }
+        expectError(.xAmzContentSHA256Mismatch) {
+            _ = try decodeBody(.sha256(hex: hex), headers: [], body: data + data)
+        }
         let (_, extra) = try decodeBody(.unsigned, headers: [], body: data, extraChecksums: [.crc32c])
         #expect(extra.checksums == ["x-amz-checksum-crc32c": Checksums.base64(.crc32c, data)])
     }
@@ -316,11 +330,13 @@ import Testing
         _ = try decodeBody(.awsChunked(signedContext), headers: headers, body: signedBody)
         // Unsigned trailer body
         let trailerHeaders: [(name: String, value: String)] = [("x-amz-trailer", "x-amz-checksum-crc32c")]
-        let unsignedBody = AWSChunkedEncoding.frameUnsigned(chunk: data[0..<3000])
+        let unsignedBody =
+            AWSChunkedEncoding.frameUnsigned(chunk: data[0..<3000])
             + AWSChunkedEncoding.frameUnsigned(chunk: data[3000...])
             + AWSChunkedEncoding.unsignedEnd(trailers: [("x-amz-checksum-crc32c", Checksums.base64(.crc32c, data))])
         let unsignedContext = AWSChunkedContext(
-            mode: .unsignedWithTrailer, seedSignature: "", date: now, region: "us-east-1", secretAccessKey: exampleSecret)
+            mode: .unsignedWithTrailer, seedSignature: "", date: now, region: "us-east-1",
+            secretAccessKey: exampleSecret)
         _ = try decodeBody(.awsChunked(unsignedContext), headers: trailerHeaders, body: unsignedBody, seed: 1)
 
         let cases: [(PayloadExpectation, [(name: String, value: String)], [UInt8])] = [

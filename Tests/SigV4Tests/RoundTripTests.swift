@@ -91,7 +91,8 @@ import Testing
     }
 
     @Test func tamperingIsRejected() throws {
-        let base = signed(method: "PUT", key: "movie.mp4", query: [("partNumber", "1")],
+        let base = signed(
+            method: "PUT", key: "movie.mp4", query: [("partNumber", "1")],
             extraHeaders: [("x-amz-meta-x", "1")], payload: .sha256(Array("body".utf8)))
         _ = try verifier.verify(base, now: now)
 
@@ -121,8 +122,12 @@ import Testing
         badQuery.rawQuery = "partNumber=2"
         expectError(.signatureDoesNotMatch) { _ = try verifier.verify(badQuery, now: now) }
         // Signed header
-        expectError(.signatureDoesNotMatch) { _ = try verifier.verify(mutateHeader("x-amz-meta-x") { _ in "2" }, now: now) }
-        expectError(.signatureDoesNotMatch) { _ = try verifier.verify(mutateHeader("host") { _ in "evil:9000" }, now: now) }
+        expectError(.signatureDoesNotMatch) {
+            _ = try verifier.verify(mutateHeader("x-amz-meta-x") { _ in "2" }, now: now)
+        }
+        expectError(.signatureDoesNotMatch) {
+            _ = try verifier.verify(mutateHeader("host") { _ in "evil:9000" }, now: now)
+        }
         // Payload hash
         let badHash = mutateHeader("x-amz-content-sha256") { _ in PayloadSignature.emptySHA256 }
         expectError(.signatureDoesNotMatch) { _ = try verifier.verify(badHash, now: now) }
@@ -143,7 +148,9 @@ import Testing
         expectError(.authorizationHeaderMalformed) { _ = try otherRegion.verify(base, now: now) }
         // Body
         let v = try verifier.verify(base, now: now)
-        expectError(.xAmzContentSHA256Mismatch) { _ = try decodeBody(v.payload, headers: base.headers, body: Array("bodY".utf8)) }
+        expectError(.xAmzContentSHA256Mismatch) {
+            _ = try decodeBody(v.payload, headers: base.headers, body: Array("bodY".utf8))
+        }
         _ = try decodeBody(v.payload, headers: base.headers, body: Array("body".utf8), seed: 1)
     }
 
@@ -174,16 +181,21 @@ import Testing
         // host must be signed
         var unsignedHost = request
         unsignedHost.headers = request.headers.map {
-            $0.name == "authorization" ? ($0.name, $0.value.replacingOccurrences(of: "SignedHeaders=host;", with: "SignedHeaders=")) : $0
+            $0.name == "authorization"
+                ? ($0.name, $0.value.replacingOccurrences(of: "SignedHeaders=host;", with: "SignedHeaders=")) : $0
         }
         expectError(.authorizationHeaderMalformed) { _ = try verifier.verify(unsignedHost, now: now) }
         // Garbage authorization
         var garbage = request
-        garbage.headers = request.headers.map { $0.name == "authorization" ? ($0.name, "AWS4-HMAC-SHA256 nonsense") : $0 }
+        garbage.headers = request.headers.map {
+            $0.name == "authorization" ? ($0.name, "AWS4-HMAC-SHA256 nonsense") : $0
+        }
         expectError(.authorizationHeaderMalformed) { _ = try verifier.verify(garbage, now: now) }
         garbage.headers = request.headers.map { $0.name == "authorization" ? ($0.name, "Bearer abc") : $0 }
         expectError(.invalidArgument) { _ = try verifier.verify(garbage, now: now) }
-        garbage.headers = request.headers.map { $0.name == "authorization" ? ($0.name, "AWS4-ECDSA-P256-SHA256 Credential=x") : $0 }
+        garbage.headers = request.headers.map {
+            $0.name == "authorization" ? ($0.name, "AWS4-ECDSA-P256-SHA256 Credential=x") : $0
+        }
         let e = expectError(.notImplemented) { _ = try verifier.verify(garbage, now: now) }
         #expect(e?.httpStatus == 501)
         // Malformed x-amz-content-sha256
@@ -210,8 +222,10 @@ import Testing
     let now = utc(2025, 6, 1, 8, 0, 0)
     let signer = SigV4Signer(credentials: exampleCredentials, region: "us-east-1")
 
-    func presigned(key: String, expires: Int, method: String = "GET", date: Date? = nil,
-                   query: [(name: String, value: String)] = [], signer: SigV4Signer? = nil) throws -> IncomingRequest {
+    func presigned(
+        key: String, expires: Int, method: String = "GET", date: Date? = nil,
+        query: [(name: String, value: String)] = [], signer: SigV4Signer? = nil
+    ) throws -> IncomingRequest {
         let path = S3URIEncoding.encodePath("/bucket/" + key)
         let items = try (signer ?? self.signer).presignedQuery(
             for: SigningRequest(method: method, path: path, query: query, headers: [("host", "media.local")]),
@@ -237,7 +251,8 @@ import Testing
         // Dated in the future beyond the allowed skew.
         let future = try presigned(key: "a.mp4", expires: 60, date: now.addingTimeInterval(901))
         expectError(.accessDenied, "Request is not valid yet") { _ = try exampleVerifier().verify(future, now: now) }
-        _ = try exampleVerifier().verify(try presigned(key: "a.mp4", expires: 60, date: now.addingTimeInterval(900)), now: now)
+        _ = try exampleVerifier().verify(
+            try presigned(key: "a.mp4", expires: 60, date: now.addingTimeInterval(900)), now: now)
     }
 
     @Test func expiresBounds() throws {
@@ -252,7 +267,8 @@ import Testing
         _ = try signer.presignedQuery(for: request, expires: 604_800, date: now)
         // A URL whose X-Amz-Expires was raised past a week is refused before the signature is checked.
         var tooLong = try presigned(key: "k", expires: 604_800)
-        tooLong.rawQuery = tooLong.rawQuery!.replacingOccurrences(of: "X-Amz-Expires=604800", with: "X-Amz-Expires=604801")
+        tooLong.rawQuery = tooLong.rawQuery!.replacingOccurrences(
+            of: "X-Amz-Expires=604800", with: "X-Amz-Expires=604801")
         expectError(.authorizationQueryParametersError) { _ = try exampleVerifier().verify(tooLong, now: now) }
         var zero = try presigned(key: "k", expires: 60)
         zero.rawQuery = zero.rawQuery!.replacingOccurrences(of: "X-Amz-Expires=60", with: "X-Amz-Expires=0")
@@ -267,9 +283,13 @@ import Testing
             f(&r)
             return r
         }
-        let longer = edit { $0.rawQuery = $0.rawQuery!.replacingOccurrences(of: "X-Amz-Expires=600", with: "X-Amz-Expires=6000") }
+        let longer = edit {
+            $0.rawQuery = $0.rawQuery!.replacingOccurrences(of: "X-Amz-Expires=600", with: "X-Amz-Expires=6000")
+        }
         expectError(.signatureDoesNotMatch) { _ = try exampleVerifier().verify(longer, now: now) }
-        expectError(.signatureDoesNotMatch) { _ = try exampleVerifier().verify(edit { $0.rawPath = "/bucket/other.mp4" }, now: now) }
+        expectError(.signatureDoesNotMatch) {
+            _ = try exampleVerifier().verify(edit { $0.rawPath = "/bucket/other.mp4" }, now: now)
+        }
         expectError(.signatureDoesNotMatch) { _ = try exampleVerifier().verify(edit { $0.method = "GET" }, now: now) }
         expectError(.signatureDoesNotMatch) {
             _ = try exampleVerifier().verify(edit { $0.rawQuery! += "&extra=1" }, now: now)
@@ -278,10 +298,14 @@ import Testing
             _ = try exampleVerifier().verify(edit { $0.headers = [("Host", "other.local")] }, now: now)
         }
         let moved = edit {
-            $0.rawQuery = $0.rawQuery!.replacingOccurrences(of: "X-Amz-Date=20250601T080000Z", with: "X-Amz-Date=20250601T080001Z")
+            $0.rawQuery = $0.rawQuery!.replacingOccurrences(
+                of: "X-Amz-Date=20250601T080000Z", with: "X-Amz-Date=20250601T080001Z")
         }
         expectError(.signatureDoesNotMatch) { _ = try exampleVerifier().verify(moved, now: now) }
-        let missing = edit { $0.rawQuery = $0.rawQuery!.components(separatedBy: "&").filter { !$0.hasPrefix("X-Amz-Date=") }.joined(separator: "&") }
+        let missing = edit {
+            $0.rawQuery = $0.rawQuery!.components(separatedBy: "&").filter { !$0.hasPrefix("X-Amz-Date=") }.joined(
+                separator: "&")
+        }
         expectError(.authorizationQueryParametersError) { _ = try exampleVerifier().verify(missing, now: now) }
         // Both header and query authentication.
         let both = edit { $0.headers.append(("Authorization", "AWS4-HMAC-SHA256 Credential=x")) }
@@ -291,7 +315,8 @@ import Testing
 
     @Test func sessionToken() throws {
         let withToken = SigV4Signer(
-            credentials: Credentials(accessKeyId: exampleAccessKey, secretAccessKey: exampleSecret, sessionToken: "tok/en+="),
+            credentials: Credentials(
+                accessKeyId: exampleAccessKey, secretAccessKey: exampleSecret, sessionToken: "tok/en+="),
             region: "us-east-1")
         let request = try presigned(key: "k", expires: 60, signer: withToken)
         #expect(request.rawQuery!.contains("X-Amz-Security-Token=tok%2Fen%2B%3D"))

@@ -23,11 +23,14 @@ import Testing
             <Event>s3:ObjectCreated:Copy</Event></QueueConfiguration></NotificationConfiguration>
             """
         let configuration = try parse(xml)
-        #expect(configuration.queues == [
-            QueueRule(id: "queue-1", arn: "arn:minio:sqs::gw:webhook", events: ["s3:ObjectCreated:*", "s3:ObjectRemoved:Delete"],
-                      prefix: "videos/", suffix: ".mp4"),
-            QueueRule(id: "all", arn: "arn:minio:sqs:us-east-1:gw:webhook", events: ["s3:ObjectCreated:Copy"]),
-        ])
+        #expect(
+            configuration.queues == [
+                QueueRule(
+                    id: "queue-1", arn: "arn:minio:sqs::gw:webhook",
+                    events: ["s3:ObjectCreated:*", "s3:ObjectRemoved:Delete"],
+                    prefix: "videos/", suffix: ".mp4"),
+                QueueRule(id: "all", arn: "arn:minio:sqs:us-east-1:gw:webhook", events: ["s3:ObjectCreated:Copy"]),
+            ])
         #expect(try parse(configuration.xml()) == configuration)
         let rule = configuration.queues[0]
         #expect(rule.matches(eventName: "s3:ObjectCreated:Put", key: "videos/a.mp4"))
@@ -41,12 +44,30 @@ import Testing
     }
 
     @Test(arguments: [
-        ("<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::other:webhook</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>", "InvalidArgument"),
-        ("<NotificationConfiguration><QueueConfiguration><Queue>arn:aws:sqs:us-east-1:1:q</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>", "InvalidArgument"),
-        ("<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::gw:webhook</Queue><Event>s3:ObjectAccessed:Get</Event></QueueConfiguration></NotificationConfiguration>", "InvalidArgument"),
-        ("<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::gw:webhook</Queue></QueueConfiguration></NotificationConfiguration>", "InvalidArgument"),
-        ("<NotificationConfiguration><TopicConfiguration><Topic>arn:aws:sns:us-east-1:1:t</Topic><Event>s3:ObjectCreated:*</Event></TopicConfiguration></NotificationConfiguration>", "InvalidArgument"),
-        ("<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::gw:webhook</Queue><Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>middle</Name><Value>x</Value></FilterRule></S3Key></Filter></QueueConfiguration></NotificationConfiguration>", "InvalidArgument"),
+        (
+            "<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::other:webhook</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>",
+            "InvalidArgument"
+        ),
+        (
+            "<NotificationConfiguration><QueueConfiguration><Queue>arn:aws:sqs:us-east-1:1:q</Queue><Event>s3:ObjectCreated:*</Event></QueueConfiguration></NotificationConfiguration>",
+            "InvalidArgument"
+        ),
+        (
+            "<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::gw:webhook</Queue><Event>s3:ObjectAccessed:Get</Event></QueueConfiguration></NotificationConfiguration>",
+            "InvalidArgument"
+        ),
+        (
+            "<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::gw:webhook</Queue></QueueConfiguration></NotificationConfiguration>",
+            "InvalidArgument"
+        ),
+        (
+            "<NotificationConfiguration><TopicConfiguration><Topic>arn:aws:sns:us-east-1:1:t</Topic><Event>s3:ObjectCreated:*</Event></TopicConfiguration></NotificationConfiguration>",
+            "InvalidArgument"
+        ),
+        (
+            "<NotificationConfiguration><QueueConfiguration><Queue>arn:minio:sqs::gw:webhook</Queue><Event>s3:ObjectCreated:*</Event><Filter><S3Key><FilterRule><Name>middle</Name><Value>x</Value></FilterRule></S3Key></Filter></QueueConfiguration></NotificationConfiguration>",
+            "InvalidArgument"
+        ),
         ("<NotificationConfiguration><QueueConfiguration>", "MalformedXML"),
         ("<CORSConfiguration/>", "MalformedXML"),
     ])
@@ -70,7 +91,8 @@ import Testing
         let event = ObjectStoreEvent(
             kind: .put, bucket: "ingest", key: "videos/a b.mp4", size: 1234, etag: "abc", sequencer: "18EB5CD488EC09B3",
             time: Date(timeIntervalSince1970: 1_700_000_000.25), metadata: metadata)
-        let request = EventRequestInfo(principalID: "AK", sourceIP: "", requestID: "R1", userAgent: "ua", host: "127.0.0.1:9000")
+        let request = EventRequestInfo(
+            principalID: "AK", sourceIP: "", requestID: "R1", userAgent: "ua", host: "127.0.0.1:9000")
         let data = EventFormat.body(event, ruleID: "rule", region: "", origin: "", request: request)
         let top = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(top["EventName"] as? String == "s3:ObjectCreated:Put")
@@ -88,7 +110,8 @@ import Testing
         #expect(object["sequencer"] as? String == "18EB5CD488EC09B3")
         #expect(object["contentType"] as? String == "video/mp4")
         #expect((object["userMetadata"] as? [String: String])?["X-Amz-Meta-title"] == "x")
-        #expect((record["responseElements"] as? [String: String])?["x-minio-origin-endpoint"] == "http://127.0.0.1:9000")
+        #expect(
+            (record["responseElements"] as? [String: String])?["x-minio-origin-endpoint"] == "http://127.0.0.1:9000")
         #expect((record["userIdentity"] as? [String: String])?["principalId"] == "AK")
     }
 }
@@ -97,7 +120,8 @@ extension EventFormatTests {
     @Test func aBatchIsOneRecordsArrayOfTheEventsInOrderAndALoneEventStaysMinIOs() throws {
         let bodies = ["videos/a\"b.mp4", "videos/[1].mp4", "videos/c.mp4"].enumerated().map { n, key in
             EventFormat.body(
-                ObjectStoreEvent(kind: .put, bucket: "ingest", key: key, size: n, etag: "e\(n)", sequencer: "\(n)", time: Date()),
+                ObjectStoreEvent(
+                    kind: .put, bucket: "ingest", key: key, size: n, etag: "e\(n)", sequencer: "\(n)", time: Date()),
                 ruleID: "r", region: "", origin: "", request: nil)
         }
         let items = bodies.enumerated().map { EventNotifier.Pending(id: Int64($0), body: $1, enqueuedAt: .now) }
@@ -121,7 +145,8 @@ extension EventFormatTests {
 
 @Suite struct EventQueueTests {
     @Test func eventsAndRulesSurviveAReopenAndAFullQueueRefusesWrites() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("notify-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -129,15 +154,19 @@ extension EventFormatTests {
             targets: [WebhookTarget(id: "gw", endpoint: URL(string: "http://127.0.0.1:9/events")!)],
             queuePath: directory + "/queue.sqlite", maxQueued: 3)
         do {
-            let notifier = try EventNotifier(settings: settings, registry: PrometheusCollectorRegistry(), logger: logger)
+            let notifier = try EventNotifier(
+                settings: settings, registry: PrometheusCollectorRegistry(), logger: logger)
             try notifier.admit(bucket: "ingest")
             try await notifier.setConfiguration(
-                BucketNotificationConfiguration(queues: [QueueRule(id: "r", arn: "arn:minio:sqs::gw:webhook", events: ["s3:ObjectCreated:*"], prefix: "v/")]),
+                BucketNotificationConfiguration(queues: [
+                    QueueRule(id: "r", arn: "arn:minio:sqs::gw:webhook", events: ["s3:ObjectCreated:*"], prefix: "v/")
+                ]),
                 for: "ingest")
             for n in 0..<4 {
-                try await notifier.record(ObjectStoreEvent(
-                    kind: .put, bucket: "ingest", key: n == 3 ? "other/\(n)" : "v/\(n)", size: 1, etag: "e",
-                    sequencer: "\(n)", time: Date()))
+                try await notifier.record(
+                    ObjectStoreEvent(
+                        kind: .put, bucket: "ingest", key: n == 3 ? "other/\(n)" : "v/\(n)", size: 1, etag: "e",
+                        sequencer: "\(n)", time: Date()))
             }
             #expect(notifier.pendingCount == 3)  // the key outside the prefix made no event
             #expect(throws: NotificationError.self) { try notifier.admit(bucket: "ingest") }

@@ -10,11 +10,11 @@
 import Dispatch
 import Foundation
 import FunctionRuntime
+import MediaFunctionSupport
 import MediaKit
 import NIOCore
-import S3Events
 import S3Client
-import MediaFunctionSupport
+import S3Events
 import Synchronization
 import VideoContract
 
@@ -83,19 +83,23 @@ struct ProbeHandler: FunctionHandler {
                 videoId: videoID, state: "failed", stage: "probe",
                 error: .init(code: error.code.rawValue, message: error.message), source: sourceInfo)
             try await s3.putJSON(status, bucket: configuration.environment.mediaBucket, key: VideoKeys.status(videoID))
-            context.logger.warning("upload refused", metadata: [
-                "cinescale.video": .string(videoID), "cinescale.error": .string(error.description),
-            ])
+            context.logger.warning(
+                "upload refused",
+                metadata: [
+                    "cinescale.video": .string(videoID), "cinescale.error": .string(error.description),
+                ])
             throw ProbeRefused(error: error, videoID: videoID)
         }
         let metadata = VideoMetadata<MediaInfo>(
             videoId: videoID, source: sourceInfo, media: info,
             probe: .init(requests: source.requests, bytesRead: source.bytesFetched))
         try await s3.putJSON(metadata, bucket: configuration.environment.mediaBucket, key: VideoKeys.metadata(videoID))
-        context.logger.info("probed", metadata: [
-            "cinescale.video": .string(videoID), "cinescale.bytes.read": .stringConvertible(source.bytesFetched),
-            "cinescale.size": .stringConvertible(head.size),
-        ])
+        context.logger.info(
+            "probed",
+            metadata: [
+                "cinescale.video": .string(videoID), "cinescale.bytes.read": .stringConvertible(source.bytesFetched),
+                "cinescale.size": .stringConvertible(head.size),
+            ])
         return videoID
     }
 }

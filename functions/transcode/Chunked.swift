@@ -32,7 +32,8 @@ extension TranscodeHandler {
             return Done(videoId: id, step: "plan", skipped: "duplicate")
         }
         guard let info = metadata.media, let video = info.video, let height = video.height, info.duration > 0 else {
-            let error = MediaError(.unreadableMedia, "metadata.json describes no video stream with a size and a duration")
+            let error = MediaError(
+                .unreadableMedia, "metadata.json describes no video stream with a size and a duration")
             try await fail(id, error, context: context)
             throw TranscodeFailed(error: error, videoID: id)
         }
@@ -45,10 +46,11 @@ extension TranscodeHandler {
             // AudioTrack carries it); any other audio, surround AAC included (downmixed to stereo), is encoded to
             // AAC once, here (an encoder per chunk would prime every chunk with silence), and the chunks mux that
             // encode's packets.
-            let carried = info.audio.map {
-                $0.codec == "aac" && (info.container.contains("mp4") || info.container.contains("matroska"))
-                    && ($0.channels ?? 2) <= 2
-            } ?? true
+            let carried =
+                info.audio.map {
+                    $0.codec == "aac" && (info.container.contains("mp4") || info.container.contains("matroska"))
+                        && ($0.channels ?? 2) <= 2
+                } ?? true
             let cut = TranscodePlan.cut(
                 duration: info.duration, keyframeInterval: configuration.settings.keyframeInterval,
                 firstSeconds: chunking.firstSeconds, chunkSeconds: chunking.chunkSeconds,
@@ -80,12 +82,15 @@ extension TranscodeHandler {
             }
         }
         for index in 1..<queued {
-            try await s3.createJSON(ChunkJob(videoId: id, index: index), bucket: mediaBucket, key: ChunkKeys.job(id, index: index))
+            try await s3.createJSON(
+                ChunkJob(videoId: id, index: index), bucket: mediaBucket, key: ChunkKeys.job(id, index: index))
         }
-        context.logger.info("planned", metadata: [
-            "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(plan.chunks.count),
-            "cinescale.segments": .stringConvertible(plan.segmentDurations.count),
-        ])
+        context.logger.info(
+            "planned",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(plan.chunks.count),
+                "cinescale.segments": .stringConvertible(plan.segmentDurations.count),
+            ])
         return Done(videoId: id, step: "plan", renditions: plan.rungs.map(\.name), chunk: plan.chunks.count)
     }
 
@@ -94,7 +99,9 @@ extension TranscodeHandler {
     func encodeAudio(plan: TranscodePlan, context: FunctionContext) async throws -> Bool {
         let id = plan.videoId
         let recordKey = ChunkKeys.encodedAudioRecord(id)
-        if try await s3.optionalJSON(EncodedAudioRecord.self, bucket: mediaBucket, key: recordKey) != nil { return true }
+        if try await s3.optionalJSON(EncodedAudioRecord.self, bucket: mediaBucket, key: recordKey) != nil {
+            return true
+        }
         let started = ContinuousClock.now
         let scratch = URL(fileURLWithPath: configuration.workDirectory)
             .appendingPathComponent("audio-\(context.requestID)").path
@@ -122,10 +129,12 @@ extension TranscodeHandler {
             try? await s3.deleteObject(bucket: mediaBucket, key: recordKey)
             return false
         }
-        context.logger.info("audio encoded once", metadata: [
-            "cinescale.video": .string(id), "cinescale.packets": .stringConvertible(encoded.packets),
-            "cinescale.seconds": .string(Self.seconds(record.seconds)),
-        ])
+        context.logger.info(
+            "audio encoded once",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.packets": .stringConvertible(encoded.packets),
+                "cinescale.seconds": .string(Self.seconds(record.seconds)),
+            ])
         return true
     }
 
@@ -134,7 +143,8 @@ extension TranscodeHandler {
     func runChunk(id: String, index: Int, context: FunctionContext) async throws -> Done {
         let started = ContinuousClock.now
         // A deleted video has no plan: its queued chunks end here without work.
-        guard let plan = try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) else {
+        guard let plan = try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id))
+        else {
             context.logger.info("chunk cancelled: the video is gone", metadata: ["cinescale.video": .string(id)])
             return Done(videoId: id, step: "chunk", chunk: index, skipped: "cancelled")
         }
@@ -144,7 +154,8 @@ extension TranscodeHandler {
         if let status = try await s3.optionalJSON(VideoStatus.self, bucket: mediaBucket, key: VideoKeys.status(id)),
             status.state == "ready" || status.state == "failed"
         {
-            return Done(videoId: id, step: "chunk", chunk: index, skipped: status.state == "ready" ? "duplicate" : "failed")
+            return Done(
+                videoId: id, step: "chunk", chunk: index, skipped: status.state == "ready" ? "duplicate" : "failed")
         }
         let planned = plan.chunks[index]
         let scratch = URL(fileURLWithPath: configuration.workDirectory)
@@ -156,12 +167,14 @@ extension TranscodeHandler {
         // Audio encoded once for the whole video: a later chunk muxes that encode's packets for its range.
         var audio: ChunkAudioSource?
         if plan.encodedAudio == true, index > 0 {
-            guard let encoded = try await s3.optionalJSON(
-                EncodedAudioRecord.self, bucket: mediaBucket, key: ChunkKeys.encodedAudioRecord(id))
+            guard
+                let encoded = try await s3.optionalJSON(
+                    EncodedAudioRecord.self, bucket: mediaBucket, key: ChunkKeys.encodedAudioRecord(id))
             else {
                 // Chunks after the first are queued only once the record is written: this is a race with a
                 // delete, or a store that lost it; the retry policy decides.
-                throw TranscodeFailed(error: MediaError(.sourceUnavailable, "the encoded audio is not there"), videoID: id)
+                throw TranscodeFailed(
+                    error: MediaError(.sourceUnavailable, "the encoded audio is not there"), videoID: id)
             }
             audio = ChunkAudioSource(source: encodedAudioSource(id, size: encoded.size), leadIn: encoded.leadIn)
         }
@@ -170,8 +183,11 @@ extension TranscodeHandler {
         do {
             result = try await Transcoder.transcodeChunk(
                 source: source,
-                chunk: ChunkRange(index: index, start: planned.start, end: planned.end, firstSegment: planned.firstSegment),
-                ladder: plan.rungs.map { Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate) },
+                chunk: ChunkRange(
+                    index: index, start: planned.start, end: planned.end, firstSegment: planned.firstSegment),
+                ladder: plan.rungs.map {
+                    Rung(name: $0.name, height: $0.height, crf: $0.crf, maxBitRate: $0.maxBitRate)
+                },
                 settings: EncodingSettings(preset: plan.preset, keyframeInterval: plan.keyframeInterval),
                 thumbnails: ThumbnailSettings(), audio: audio, directory: scratch)
         } catch {
@@ -238,7 +254,8 @@ extension TranscodeHandler {
             let key = ChunkKeys.spritePart(id, index: index)
             uploads.append(Upload(key: key, path: sprite.path, contentType: "image/jpeg"))
             spritePart = ChunkRecord.SpritePart(
-                key: key, firstTile: sprite.firstTile, count: sprite.count, interval: sprite.interval, columns: sprite.columns,
+                key: key, firstTile: sprite.firstTile, count: sprite.count, interval: sprite.interval,
+                columns: sprite.columns,
                 rows: sprite.rows, tileWidth: sprite.tileWidth, tileHeight: sprite.tileHeight)
         }
         try await upload(uploads)
@@ -251,7 +268,8 @@ extension TranscodeHandler {
 
         let record = ChunkRecord(
             videoId: id, index: index, start: planned.start, end: planned.end, frames: result.frames,
-            audioPackets: result.audioPackets, frameRate: result.frameRate, rungs: rungs, audio: audioRecord, posters: posters,
+            audioPackets: result.audioPackets, frameRate: result.frameRate, rungs: rungs, audio: audioRecord,
+            posters: posters,
             sprite: spritePart, videoDelay: result.videoDelay,
             seconds: Self.seconds(since: started), encodeSeconds: encodeSeconds)
         try await s3.putJSON(record, bucket: mediaBucket, key: ChunkKeys.record(id, index: index))
@@ -264,13 +282,17 @@ extension TranscodeHandler {
         }
         let recorded = try await recordCount(id)
         if recorded >= plan.chunks.count {
-            let created = try await s3.createJSON(ChunkJob(videoId: id, index: -1), bucket: mediaBucket, key: ChunkKeys.finish(id))
+            let created = try await s3.createJSON(
+                ChunkJob(videoId: id, index: -1), bucket: mediaBucket, key: ChunkKeys.finish(id))
             if created { context.logger.info("last chunk done: finishing", metadata: ["cinescale.video": .string(id)]) }
         }
-        context.logger.info("chunk encoded", metadata: [
-            "cinescale.video": .string(id), "cinescale.chunk": .stringConvertible(index),
-            "cinescale.frames": .stringConvertible(result.frames), "cinescale.seconds": .string(Self.seconds(record.seconds)),
-        ])
+        context.logger.info(
+            "chunk encoded",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.chunk": .stringConvertible(index),
+                "cinescale.frames": .stringConvertible(result.frames),
+                "cinescale.seconds": .string(Self.seconds(record.seconds)),
+            ])
         return Done(videoId: id, step: "chunk", renditions: rungs.map(\.name), chunk: index)
     }
 
@@ -301,14 +323,17 @@ extension TranscodeHandler {
         }
         var variants: [Variant] = []
         for output in lead.rungs {
-            let segments = output.segments.map { ChunkRecord.Segment(name: $0.name, duration: $0.duration, size: $0.size) }
+            let segments = output.segments.map {
+                ChunkRecord.Segment(name: $0.name, duration: $0.duration, size: $0.size)
+            }
             let text = Playlist.media(segments: planned(segments), mapURI: "init.mp4")
             try await putText(text, key: VideoKeys.hlsPlaylist(plan.videoId, rung: output.rung.name))
             let measured = peak(segments) + peak(audio?.segments ?? [])
             let ceiling = Int(Double(output.rung.maxBitRate) * 1.1) + 192_000
             variants.append(
                 Variant(
-                    bandwidth: max(measured, ceiling), averageBandwidth: nil, width: output.width, height: output.height,
+                    bandwidth: max(measured, ceiling), averageBandwidth: nil, width: output.width,
+                    height: output.height,
                     codecs: output.codecs, frameRate: lead.frameRate, uri: "\(output.rung.name)/index.m3u8"))
         }
         try await putText(Playlist.master(variants, audio: audioRenditions), key: VideoKeys.hlsMaster(plan.videoId))
@@ -359,7 +384,8 @@ extension TranscodeHandler {
     // MARK: Finish
 
     func finish(id: String, context: FunctionContext) async throws -> Done {
-        guard let plan = try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id)) else {
+        guard let plan = try await s3.optionalJSON(TranscodePlan.self, bucket: mediaBucket, key: ChunkKeys.plan(id))
+        else {
             return Done(videoId: id, step: "finish", skipped: "cancelled")
         }
         if let status = try await s3.optionalJSON(VideoStatus.self, bucket: mediaBucket, key: VideoKeys.status(id)),
@@ -369,8 +395,9 @@ extension TranscodeHandler {
         }
         var records: [ChunkRecord] = []
         for chunk in plan.chunks {
-            guard let record = try await s3.optionalJSON(
-                ChunkRecord.self, bucket: mediaBucket, key: ChunkKeys.record(id, index: chunk.index))
+            guard
+                let record = try await s3.optionalJSON(
+                    ChunkRecord.self, bucket: mediaBucket, key: ChunkKeys.record(id, index: chunk.index))
             else {
                 throw TranscodeFailed(
                     error: MediaError(.transcodeFailed, "chunk \(chunk.index) has no record yet"), videoID: id)
@@ -396,7 +423,8 @@ extension TranscodeHandler {
         if let main = records[0].audio {
             let segments = records.flatMap { $0.audio?.segments ?? [] }
             guard Set(segments.map(\.name)).count == segments.count else {
-                let error = MediaError(.transcodeFailed, "the chunks' audio segments overlap: \(segments.map(\.name).prefix(8))…")
+                let error = MediaError(
+                    .transcodeFailed, "the chunks' audio segments overlap: \(segments.map(\.name).prefix(8))…")
                 try await fail(id, error, context: context)
                 throw TranscodeFailed(error: error, videoID: id)
             }
@@ -414,17 +442,21 @@ extension TranscodeHandler {
             let rates = Playlist.bitRates(of: try MediaPlaylist(parsing: text), size: { sizes[$0] })
             audioTracks.append(
                 VideoStatus.AudioTrack(
-                    name: main.name, language: main.language, label: main.label, isDefault: true, channels: main.channels,
-                    sampleRate: main.sampleRate, codecs: main.codecs, playlist: VideoKeys.hlsPlaylist(id, rung: main.name),
+                    name: main.name, language: main.language, label: main.label, isDefault: true,
+                    channels: main.channels,
+                    sampleRate: main.sampleRate, codecs: main.codecs,
+                    playlist: VideoKeys.hlsPlaylist(id, rung: main.name),
                     bandwidth: rates?.peak ?? 0, averageBandwidth: rates?.average ?? 0))
             let m4a = "\(scratch)/audio.m4a"
             do {
-                _ = try await Assembly.progressiveMP4(initSection: audioFiles!.initSection, segments: audioFiles!.segments, output: m4a)
+                _ = try await Assembly.progressiveMP4(
+                    initSection: audioFiles!.initSection, segments: audioFiles!.segments, output: m4a)
             } catch {
                 try await fail(id, error, context: context)
                 throw TranscodeFailed(error: error, videoID: id)
             }
-            try await s3.uploadFile(bucket: mediaBucket, key: VideoKeys.audioDownload(id), path: m4a, contentType: "audio/mp4")
+            try await s3.uploadFile(
+                bucket: mediaBucket, key: VideoKeys.audioDownload(id), path: m4a, contentType: "audio/mp4")
             try? FileManager.default.removeItem(atPath: m4a)
             audioDownload = VideoKeys.audioDownload(id)
         }
@@ -442,7 +474,8 @@ extension TranscodeHandler {
             let expected = (0..<segments.count).map(ChunkKeys.segmentName)
             guard segments.map(\.name) == expected else {
                 let error = MediaError(
-                    .transcodeFailed, "the chunks' \(first.name) segments do not join: \(segments.map(\.name).prefix(8))…")
+                    .transcodeFailed,
+                    "the chunks' \(first.name) segments do not join: \(segments.map(\.name).prefix(8))…")
                 try await fail(id, error, context: context)
                 throw TranscodeFailed(error: error, videoID: id)
             }
@@ -484,7 +517,8 @@ extension TranscodeHandler {
             variants.append(
                 Variant(
                     bandwidth: bandwidth, averageBandwidth: rates.map { $0.average + audioAverage }, width: first.width,
-                    height: first.height, codecs: codecs, frameRate: records[0].frameRate, uri: "\(first.name)/index.m3u8"))
+                    height: first.height, codecs: codecs, frameRate: records[0].frameRate,
+                    uri: "\(first.name)/index.m3u8"))
         }
         let captions = try await uploadSubtitles(try await subtitleTracks, plan: plan, scratch: scratch)
         try await putText(
@@ -495,17 +529,22 @@ extension TranscodeHandler {
                         name: $0.label, language: $0.language, uri: "\($0.name)/index.m3u8", isDefault: $0.isDefault,
                         channels: $0.channels)
                 },
-                subtitles: captions.map { SubtitleRendition(name: $0.label, language: $0.language, uri: "\($0.name)/index.m3u8") }),
+                subtitles: captions.map {
+                    SubtitleRendition(name: $0.label, language: $0.language, uri: "\($0.name)/index.m3u8")
+                }),
             key: VideoKeys.hlsMaster(id))
 
         var thumbnails = VideoStatus.Thumbnails(posters: records.flatMap(\.posters).sorted { $0.time < $1.time })
         let parts = records.compactMap(\.sprite)
         if let layout = parts.first {
-            try await download(parts.map { Download(key: $0.key, path: "\(scratch)/\(($0.key as NSString).lastPathComponent)") })
+            try await download(
+                parts.map { Download(key: $0.key, path: "\(scratch)/\(($0.key as NSString).lastPathComponent)") })
             let spritePath = "\(scratch)/sprite.jpg"
             try await Assembly.sprite(
                 parts: parts.map {
-                    Assembly.SpritePart(path: "\(scratch)/\(($0.key as NSString).lastPathComponent)", firstTile: $0.firstTile, count: $0.count)
+                    Assembly.SpritePart(
+                        path: "\(scratch)/\(($0.key as NSString).lastPathComponent)", firstTile: $0.firstTile,
+                        count: $0.count)
                 },
                 columns: layout.columns, tileWidth: layout.tileWidth, tileHeight: layout.tileHeight, output: spritePath)
             let key = "\(id)/thumbnails/sprite.jpg"
@@ -521,10 +560,12 @@ extension TranscodeHandler {
                 hls: VideoKeys.hlsMaster(id), thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions,
                 audio: audioTracks.isEmpty ? nil : audioTracks, audioDownload: audioDownload),
             bucket: mediaBucket, key: VideoKeys.status(id))
-        context.logger.info("finished", metadata: [
-            "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(records.count),
-            "cinescale.renditions": .string(renditions.map(\.name).joined(separator: ",")),
-        ])
+        context.logger.info(
+            "finished",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.chunks": .stringConvertible(records.count),
+                "cinescale.renditions": .string(renditions.map(\.name).joined(separator: ",")),
+            ])
         return Done(videoId: id, step: "finish", renditions: renditions.map(\.name))
     }
 
@@ -535,16 +576,20 @@ extension TranscodeHandler {
         let started = ContinuousClock.now
         do {
             let tracks = try await Subtitles.extract(source: try await rangedSource(plan.source))
-            context.logger.info("subtitles extracted", metadata: [
-                "cinescale.video": .string(plan.videoId), "cinescale.tracks": .stringConvertible(tracks.count),
-                "cinescale.cues": .stringConvertible(tracks.reduce(0) { $0 + $1.cues.count }),
-                "cinescale.seconds": .string(Self.seconds(Self.seconds(since: started))),
-            ])
+            context.logger.info(
+                "subtitles extracted",
+                metadata: [
+                    "cinescale.video": .string(plan.videoId), "cinescale.tracks": .stringConvertible(tracks.count),
+                    "cinescale.cues": .stringConvertible(tracks.reduce(0) { $0 + $1.cues.count }),
+                    "cinescale.seconds": .string(Self.seconds(Self.seconds(since: started))),
+                ])
             return tracks
         } catch let error as MediaError where error.code != .sourceUnavailable {
-            context.logger.warning("subtitles not extracted", metadata: [
-                "cinescale.video": .string(plan.videoId), "cinescale.error": .string(error.message),
-            ])
+            context.logger.warning(
+                "subtitles not extracted",
+                metadata: [
+                    "cinescale.video": .string(plan.videoId), "cinescale.error": .string(error.message),
+                ])
             return []
         }
     }
@@ -562,18 +607,23 @@ extension TranscodeHandler {
         let outputs: [AudioOutput]
         do {
             let (written, skipped) = try await Transcoder.audioRenditions(
-                source: try await rangedSource(plan.source), hlsDirectory: directory, segmentSeconds: plan.keyframeInterval,
+                source: try await rangedSource(plan.source), hlsDirectory: directory,
+                segmentSeconds: plan.keyframeInterval,
                 videoDelay: videoDelay)
             outputs = written
             if !skipped.isEmpty {
-                context.logger.warning("audio tracks left out", metadata: [
-                    "cinescale.video": .string(id), "cinescale.tracks": .string(skipped.joined(separator: "; ")),
-                ])
+                context.logger.warning(
+                    "audio tracks left out",
+                    metadata: [
+                        "cinescale.video": .string(id), "cinescale.tracks": .string(skipped.joined(separator: "; ")),
+                    ])
             }
         } catch let error as MediaError where error.code != .sourceUnavailable {
-            context.logger.warning("other audio tracks not written", metadata: [
-                "cinescale.video": .string(id), "cinescale.error": .string(error.message),
-            ])
+            context.logger.warning(
+                "other audio tracks not written",
+                metadata: [
+                    "cinescale.video": .string(id), "cinescale.error": .string(error.message),
+                ])
             return []
         }
         var uploads: [Upload] = []
@@ -582,10 +632,13 @@ extension TranscodeHandler {
             let playlist = "\(output.directory)/index.m3u8"
             try Data(text.utf8).write(to: URL(fileURLWithPath: playlist))
             uploads.append(
-                Upload(key: ChunkKeys.initSection(id, rung: output.name), path: "\(output.directory)/init.mp4", contentType: "audio/mp4"))
+                Upload(
+                    key: ChunkKeys.initSection(id, rung: output.name), path: "\(output.directory)/init.mp4",
+                    contentType: "audio/mp4"))
             uploads += output.segments.map {
                 Upload(
-                    key: ChunkKeys.segment(id, rung: output.name, name: $0.name), path: "\(output.directory)/\($0.name)",
+                    key: ChunkKeys.segment(id, rung: output.name, name: $0.name),
+                    path: "\(output.directory)/\($0.name)",
                     contentType: "audio/iso.segment")
             }
         }
@@ -597,21 +650,27 @@ extension TranscodeHandler {
                     key: VideoKeys.hlsPlaylist(id, rung: $0.name), path: "\($0.directory)/index.m3u8",
                     contentType: "application/vnd.apple.mpegurl")
             })
-        context.logger.info("other audio tracks written", metadata: [
-            "cinescale.video": .string(id), "cinescale.tracks": .stringConvertible(outputs.count),
-            "cinescale.seconds": .string(Self.seconds(Self.seconds(since: started))),
-        ])
+        context.logger.info(
+            "other audio tracks written",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.tracks": .stringConvertible(outputs.count),
+                "cinescale.seconds": .string(Self.seconds(Self.seconds(since: started))),
+            ])
         return outputs.map { output in
             let rates = output.bitRates
             return VideoStatus.AudioTrack(
-                name: output.name, language: output.language, label: output.label, isDefault: false, channels: output.channels,
-                sampleRate: output.sampleRate, codecs: output.codecs, playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
+                name: output.name, language: output.language, label: output.label, isDefault: false,
+                channels: output.channels,
+                sampleRate: output.sampleRate, codecs: output.codecs,
+                playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
                 bandwidth: rates.peak, averageBandwidth: rates.average)
         }
     }
 
     /// Writes and uploads each track's WebVTT file and playlist; the status entries naming them.
-    func uploadSubtitles(_ tracks: [SubtitleTrack], plan: TranscodePlan, scratch: String) async throws -> [VideoStatus.Caption] {
+    func uploadSubtitles(_ tracks: [SubtitleTrack], plan: TranscodePlan, scratch: String) async throws -> [VideoStatus
+        .Caption]
+    {
         guard !tracks.isEmpty else { return [] }
         let id = plan.videoId
         let outputs = try Subtitles.write(tracks, hlsDirectory: "\(scratch)/subs", duration: plan.duration)
@@ -630,7 +689,8 @@ extension TranscodeHandler {
         return outputs.map { output in
             VideoStatus.Caption(
                 name: output.name, language: output.language, label: output.label,
-                key: VideoKeys.captionVTT(id, name: output.name), playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
+                key: VideoKeys.captionVTT(id, name: output.name),
+                playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
                 origin: "source")
         }
     }
@@ -640,11 +700,14 @@ extension TranscodeHandler {
     func fail(_ id: String, _ error: MediaError, context: FunctionContext) async throws {
         try await s3.putJSON(
             VideoStatus(
-                videoId: id, state: "failed", stage: "transcode", error: .init(code: error.code.rawValue, message: error.message)),
+                videoId: id, state: "failed", stage: "transcode",
+                error: .init(code: error.code.rawValue, message: error.message)),
             bucket: mediaBucket, key: VideoKeys.status(id))
-        context.logger.warning("transcode failed", metadata: [
-            "cinescale.video": .string(id), "cinescale.error": .string(error.description),
-        ])
+        context.logger.warning(
+            "transcode failed",
+            metadata: [
+                "cinescale.video": .string(id), "cinescale.error": .string(error.description),
+            ])
     }
 
     func putText(_ text: String, key: String) async throws {
@@ -679,7 +742,9 @@ extension TranscodeHandler {
         }
     }
 
-    static func eightAtATime<T: Sendable>(_ items: [T], _ work: @escaping @Sendable (T) async throws -> Void) async throws {
+    static func eightAtATime<T: Sendable>(_ items: [T], _ work: @escaping @Sendable (T) async throws -> Void)
+        async throws
+    {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var pending = items[...]
             func next() {

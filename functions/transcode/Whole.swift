@@ -18,7 +18,8 @@ extension TranscodeHandler {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
 
-        try await s3.putJSON(VideoStatus(videoId: id, state: "transcoding", percent: 0), bucket: media, key: VideoKeys.status(id))
+        try await s3.putJSON(
+            VideoStatus(videoId: id, state: "transcoding", percent: 0), bucket: media, key: VideoKeys.status(id))
         let sourcePath = scratch + "/source"
         try await s3.downloadObject(bucket: metadata.source.bucket, key: metadata.source.key, to: sourcePath)
 
@@ -32,7 +33,8 @@ extension TranscodeHandler {
                 if percent > reported && percent < 100 {
                     reported = percent
                     try? await s3.putJSON(
-                        VideoStatus(videoId: id, state: "transcoding", percent: percent), bucket: media, key: VideoKeys.status(id))
+                        VideoStatus(videoId: id, state: "transcoding", percent: percent), bucket: media,
+                        key: VideoKeys.status(id))
                 }
             }
         }
@@ -68,7 +70,8 @@ extension TranscodeHandler {
         let captions = result.subtitles.map { output in
             VideoStatus.Caption(
                 name: output.name, language: output.language, label: output.label,
-                key: VideoKeys.captionVTT(id, name: output.name), playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
+                key: VideoKeys.captionVTT(id, name: output.name),
+                playlist: VideoKeys.hlsPlaylist(id, rung: output.name),
                 origin: "source")
         }
         let audio = result.audio.map { output in
@@ -76,27 +79,34 @@ extension TranscodeHandler {
             return VideoStatus.AudioTrack(
                 name: output.name, language: output.language, label: output.label, isDefault: output.isMain,
                 channels: output.channels, sampleRate: output.sampleRate, codecs: output.codecs,
-                playlist: VideoKeys.hlsPlaylist(id, rung: output.name), bandwidth: rates.peak, averageBandwidth: rates.average)
+                playlist: VideoKeys.hlsPlaylist(id, rung: output.name), bandwidth: rates.peak,
+                averageBandwidth: rates.average)
         }
         if !result.skippedAudio.isEmpty {
-            context.logger.warning("audio tracks left out", metadata: [
-                "cinescale.video": .string(id), "cinescale.tracks": .string(result.skippedAudio.joined(separator: "; ")),
-            ])
+            context.logger.warning(
+                "audio tracks left out",
+                metadata: [
+                    "cinescale.video": .string(id),
+                    "cinescale.tracks": .string(result.skippedAudio.joined(separator: "; ")),
+                ])
         }
         // The audio-only download: the ladder's audio rendition as one progressive M4A.
         var audioDownload: String?
         if let main = result.audio.first(where: \.isMain) {
             let m4a = scratch + "/audio.m4a"
             _ = try await Assembly.progressiveMP4(
-                initSection: main.directory + "/init.mp4", segments: main.segments.map { main.directory + "/" + $0.name }, output: m4a)
-            try await s3.uploadFile(bucket: media, key: VideoKeys.audioDownload(id), path: m4a, contentType: "audio/mp4")
+                initSection: main.directory + "/init.mp4",
+                segments: main.segments.map { main.directory + "/" + $0.name }, output: m4a)
+            try await s3.uploadFile(
+                bucket: media, key: VideoKeys.audioDownload(id), path: m4a, contentType: "audio/mp4")
             audioDownload = VideoKeys.audioDownload(id)
         }
         var thumbnails = VideoStatus.Thumbnails()
         for (index, poster) in (result.thumbnails?.posters ?? []).enumerated() {
             let key = "\(id)/thumbnails/poster-\(index + 1).jpg"
             try await s3.uploadFile(bucket: media, key: key, path: poster.path, contentType: "image/jpeg")
-            thumbnails.posters.append(VideoStatus.Poster(key: key, time: poster.time, width: poster.width, height: poster.height))
+            thumbnails.posters.append(
+                VideoStatus.Poster(key: key, time: poster.time, width: poster.width, height: poster.height))
         }
         if let sprite = result.thumbnails?.sprite {
             let key = "\(id)/thumbnails/sprite.jpg"
@@ -111,9 +121,12 @@ extension TranscodeHandler {
                 thumbnails: thumbnails, captions: captions.isEmpty ? nil : captions, audio: audio.isEmpty ? nil : audio,
                 audioDownload: audioDownload),
             bucket: media, key: VideoKeys.status(id))
-        context.logger.info("transcoded", metadata: [
-            "cinescale.video": .string(id), "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
-        ])
+        context.logger.info(
+            "transcoded",
+            metadata: [
+                "cinescale.video": .string(id),
+                "cinescale.renditions": .string(infos.map(\.name).joined(separator: ",")),
+            ])
         return Done(videoId: id, renditions: infos.map(\.name))
     }
 }
@@ -124,10 +137,12 @@ extension TranscodeHandler {
     func uploadHLS(from directory: String, to prefix: String, bucket: String) async throws {
         let files = (FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []).filter { file in
             var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: directory + "/" + file, isDirectory: &isDirectory) && !isDirectory.boolValue
+            return FileManager.default.fileExists(atPath: directory + "/" + file, isDirectory: &isDirectory)
+                && !isDirectory.boolValue
         }
         guard files.contains("master.m3u8") else {
-            throw TranscodeFailed(error: MediaError(.transcodeFailed, "no HLS master playlist in \(directory)"), videoID: prefix)
+            throw TranscodeFailed(
+                error: MediaError(.transcodeFailed, "no HLS master playlist in \(directory)"), videoID: prefix)
         }
         let media = files.filter { !$0.hasSuffix(".m3u8") }
         let playlists = files.filter { $0.hasSuffix(".m3u8") && $0 != "master.m3u8" }
@@ -135,7 +150,8 @@ extension TranscodeHandler {
         for batch in [media, playlists, files.filter { $0 == "master.m3u8" }] {
             try await Self.eightAtATime(batch) { file in
                 _ = try await s3.uploadFile(
-                    bucket: bucket, key: prefix + file, path: directory + "/" + file, contentType: Self.contentType(file))
+                    bucket: bucket, key: prefix + file, path: directory + "/" + file,
+                    contentType: Self.contentType(file))
             }
         }
     }
@@ -148,4 +164,3 @@ extension TranscodeHandler {
         return "video/mp4"
     }
 }
-

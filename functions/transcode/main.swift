@@ -20,8 +20,8 @@ import Foundation
 import FunctionRuntime
 import MediaFunctionSupport
 import MediaKit
-import S3Events
 import S3Client
+import S3Events
 import Synchronization
 import VideoContract
 
@@ -44,7 +44,8 @@ struct TranscodeConfiguration: Sendable {
         if let text = environment.variables["LADDER"] {
             let heights = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !heights.isEmpty, heights.allSatisfy({ $0 >= 16 && $0 <= 4320 }) else {
-                throw MediaFunctionConfigurationError(message: "LADDER must list heights like 240,360,720, got '\(text)'")
+                throw MediaFunctionConfigurationError(
+                    message: "LADDER must list heights like 240,360,720, got '\(text)'")
             }
             ladder = heights.map { height in
                 Rung.defaultLadder.first { $0.height == height }
