@@ -89,7 +89,9 @@ struct APIRouteTests {
         thumbnails: Bool = true, captions: Int = 0, master: String? = nil
     ) async throws {
         try await put(s3, "\(id)/upload.json", uploadRecord(id, policy: policy, origins: origins))
-        try await put(s3, "\(id)/metadata.json", #"{"videoId":"\#(id)","media":{"duration":8}}"#)
+        try await put(
+            s3, "\(id)/metadata.json",
+            #"{"videoId":"\#(id)","source":{"bucket":"ingest","key":"uploads/\#(id).mp4"},"media":{"duration":8}}"#)
         let caption = (0..<captions).map {
             #"{"name":"subs-\#($0 + 1)","label":"L\#($0)","key":"\#(id)/hls/subs-\#($0 + 1)/captions.vtt","playlist":"\#(id)/hls/subs-\#($0 + 1)/index.m3u8","origin":"upload"}"#
         }
@@ -271,7 +273,10 @@ struct APIRouteTests {
             #expect(try await call(.get, "/videos/acme_a1").json["state"] as? String == "awaiting-upload")
             try await Self.put(s3, "uploads/acme_a1.mp4", "bytes", bucket: "ingest")
             #expect(try await call(.get, "/videos/acme_a1").json["state"] as? String == "probing")
-            try await Self.put(s3, "acme_a1/metadata.json", #"{"videoId":"acme_a1","media":{"duration":8}}"#)
+            try await Self.put(
+                s3, "acme_a1/metadata.json",
+                #"{"videoId":"acme_a1","source":{"bucket":"ingest","key":"uploads/acme_a1.mp4"},"media":{"duration":8}}"#
+            )
             let transcoding = try await call(.get, "/videos/acme_a1").json
             #expect(transcoding["state"] as? String == "transcoding" && transcoding["percent"] as? Int == 0)
             try await Self.put(
