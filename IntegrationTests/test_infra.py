@@ -485,7 +485,7 @@ def test_aws_functions_run_the_executables_with_the_variables_they_read():
         assert "WORK_DIR" in variables_read_by("transcode") and variables["WORK_DIR"] == "/tmp" == variables["TMPDIR"]
     storage = {name: parameters[functions[name][1]["EphemeralStorage"]["Size"]["Ref"]] for name in family}
     assert storage["transcode"]["MaxValue"] == 10240 and storage["transcode"]["Default"] >= 4096
-    transcoder = open(os.path.join(ROOT, "Sources", "MediaKit", "Transcoder.swift")).read()
+    transcoder = open(os.path.join(ROOT, "Sources", "MediaKit", "Ladder.swift")).read()  # Rung.defaultLadder
     ceilings = {int(h): int(r.replace("_", "")) for h, r in
                 re.findall(r'Rung\(name: "\d+p", height: (\d+), maxBitRate: ([\d_]+)\)', transcoder)}
     ladder = [int(h) for h in parameters["Ladder"]["Default"].split(",")]
