@@ -314,6 +314,10 @@ struct TriggerTests {
     @Test func attemptsOfAGatewayThatDiedAreTakenOverFromTheSharedQueue() async throws {
         let dir = try HandlerDirectory()
         let url = try #require(try await QueueBackend.postgres.freshPostgresURL())
+        // Just before the dead gateway's claim: its leases end 3 s after the database made them, so no later
+        // than that plus 3 s can the two be taken over (measured from here, not from the survivor's start, which
+        // a loaded machine may reach well after the claim).
+        var claiming = ContinuousClock.now
         do {
             var configuration = try PostgresQueueConfiguration(url: url)
             configuration.owner = "gateway-that-died"
@@ -329,23 +333,26 @@ struct TriggerTests {
                     nextAttemptAt: now.addingTimeInterval(n <= 2 ? 0 : 0.001))
             }
             _ = try await queue.enqueue(invocations)
+            claiming = ContinuousClock.now
             #expect(try await queue.claim(["rec": 2], now: now).map(\.id) == ["crash-1", "crash-2"])
             pool.cancel()
             await pool.value
         }
-        let started = ContinuousClock.now
+        let claimed = claiming
         try await LiveGateway.run(
             [recorder(dir)],
             configure: { c in
                 configure(&c)
                 c.queue.postgres = url
-                c.queue.lease = .seconds(3)
+                // The dead gateway's leases (3 s, above) are what expire; this one's are long, so a loaded
+                // machine renewing late never lets it lose (and run again) an attempt of its own.
+                c.queue.lease = .seconds(60)
             }
         ) { gw in
             try await waitUntil("three effects") { dir.effects().count >= 3 }
             try await waitUntil("five effects") { dir.effects().count == 5 }
             // The leased two waited for their lease (3 s from the claim) to expire.
-            #expect(ContinuousClock.now - started >= .seconds(2))
+            #expect(ContinuousClock.now - claimed >= .seconds(2.9))
             #expect(dir.effects() == Set((1...5).map { "crash-\($0)" }))
             try await waitUntil("all succeeded") {
                 let items =
