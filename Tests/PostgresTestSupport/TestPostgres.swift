@@ -35,7 +35,13 @@ public enum TestPostgres {
         if let url = ProcessInfo.processInfo.environment["CINESCALE_TEST_POSTGRES_URL"], !url.isEmpty { return url }
         let task = server.withLock { current -> Task<String, any Error> in
             if let current { return current }
-            let task = Task { try startCluster() }
+            // initdb and the server's start take seconds (tens on a loaded machine): waited for on a thread of
+            // its own, not on the test process's cooperative pool (one thread per core), which it would starve.
+            let task = Task {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
+                    Thread { continuation.resume(with: Result { try startCluster() }) }.start()
+                }
+            }
             current = task
             return task
         }
