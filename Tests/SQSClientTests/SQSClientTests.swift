@@ -13,7 +13,9 @@ import Testing
 struct SQSClientTests {
     static let queueURL = "https://sqs.eu-west-1.amazonaws.com/123456789012/uploads"
 
-    func client(_ endpoint: URL, timeout: Duration = .seconds(5)) -> SQSClient {
+    /// The scripted server answers at once; the generous timeout only bounds a hang (a loaded machine once took
+    /// over 5 s to run an answer through the test process's starved cooperative pool).
+    func client(_ endpoint: URL, timeout: Duration = .seconds(60)) -> SQSClient {
         SQSClient(
             configuration: SQSClientConfiguration(
                 endpoint: endpoint, region: "eu-west-1",
@@ -128,14 +130,17 @@ struct SQSClientTests {
         let port = socket.localAddress!.port!
         try await socket.close()
         await #expect {
-            _ = try await client(URL(string: "http://127.0.0.1:\(port)")!).receiveMessages(
+            // AsyncHTTPClient retries a refused connection until the request's deadline: a short one here.
+            _ = try await client(URL(string: "http://127.0.0.1:\(port)")!, timeout: .seconds(2)).receiveMessages(
                 queueURL: Self.queueURL, waitTimeSeconds: 0)
         } throws: { ($0 as? SQSError)?.code == .transport }
     }
 
     @Test func aStalledServerTimesOutAfterTheWaitPlusTheTimeout() async throws {
+        // The server stalls for two minutes: an answer before then can only be the client giving up. No upper
+        // bound tighter than that, which a loaded machine's late timer would break.
         try await withFakeSQS({ _ in
-            try? await Task.sleep(for: .seconds(10))
+            try? await Task.sleep(for: .seconds(120))
             return .json(200, "{}")
         }) { endpoint, _ in
             let started = ContinuousClock.now
@@ -144,7 +149,7 @@ struct SQSClientTests {
                     queueURL: Self.queueURL, waitTimeSeconds: 1)
             } throws: { ($0 as? SQSError)?.code == .transport }
             let elapsed = ContinuousClock.now - started
-            #expect(elapsed >= .milliseconds(1300) && elapsed < .seconds(8))
+            #expect(elapsed >= .milliseconds(1300) && elapsed < .seconds(120))
         }
     }
 
