@@ -117,7 +117,7 @@ let gateway = try GatewayService(
         ],
         port: 0, credentials: [credentials], inheritedEnvironment: ProcessInfo.processInfo.environment,
         queue: QueueConfiguration(path: queuePath)),
-    invocationQueue: try SQLiteInvocationQueue(path: queuePath), logger: logger)
+    invocationQueue: .local(try SQLiteInvocationQueue(path: queuePath)), logger: logger)
 defer { try? FileManager.default.removeItem(at: queueDirectory) }
 let group = ServiceGroup(
     configuration: .init(

@@ -111,3 +111,65 @@ final class Countdown: Sendable {
         if zero { reachedZero.fire() }
     }
 }
+
+/// Wakes one waiting task; a `fire()` with no waiter is remembered until the next `wait`.
+final class WakeSignal: Sendable {
+    private struct State {
+        var fired = false
+        var waiter: CheckedContinuation<Void, Never>?
+        var generation: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    func fire() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            s.fired = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns after `fire()` or `timeout`, whichever first (or at once if fired since the last wait).
+    func wait(timeout: Duration) async {
+        let generation = state.withLock { s -> UInt64? in
+            if s.fired {
+                s.fired = false
+                return nil
+            }
+            s.generation += 1
+            return s.generation
+        }
+        guard let generation else { return }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.expire(generation)
+        }
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.fired || s.generation != generation {
+                    s.fired = false
+                    return true
+                }
+                s.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        timer.cancel()
+    }
+
+    private func expire(_ generation: UInt64) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard s.generation == generation else { return nil }
+            s.generation += 1
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+}

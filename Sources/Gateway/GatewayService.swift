@@ -41,18 +41,19 @@ public final class GatewayService: FunctionInvoker {
     private let recovered = AsyncValue<Bool>()
     private let started = Atomic<Bool>(false)
 
-    /// A gateway over `invocationQueue`, built by the composition root: a `SQLiteInvocationQueue` at
-    /// `configuration.queue.path`, or a `PostgresInvocationQueue` shared with other gateways (then a service of the
-    /// same group, listed before this one so that it stops after it). With poll sources, their seen state is
-    /// `pollState` when given (the shared queue's `PostgresPollState`); else the SQLite file
-    /// `configuration.pollStatePath`, else `poll.sqlite` beside `queue.path`.
+    /// A gateway over `invocationQueue`, built by the composition root: `.local`, a `SQLiteInvocationQueue` at
+    /// `configuration.queue.path`, or `.shared`, a `PostgresInvocationQueue` shared with other gateways (then a
+    /// service of the same group, listed before this one so that it stops after it); the scheduler follows from
+    /// which. With poll sources, their seen state is `pollState` when given (the shared queue's
+    /// `PostgresPollState`); else the SQLite file `configuration.pollStatePath`, else `poll.sqlite` beside
+    /// `queue.path`.
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
     ///   - eventObserver: sees every store notification body `POST /events` accepts, after its invocations are
     ///     committed and before the store is answered (the product API's webhooks).
     public init(
-        configuration: GatewayConfiguration, invocationQueue: any DurableInvocationQueue,
+        configuration: GatewayConfiguration, invocationQueue: InvocationQueueKind,
         pollState: (any PollStateStore)? = nil, logger: Logger,
         additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in },
         eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil
@@ -61,7 +62,7 @@ public final class GatewayService: FunctionInvoker {
         self.configuration = configuration
         self.logger = logger
         self.core = GatewayCore(configuration: configuration, logger: logger)
-        self.invocationQueue = invocationQueue
+        self.invocationQueue = invocationQueue.queue
         metrics = GatewayMetrics(functions: configuration.functions.map(\.name))
         scheduler = AsyncScheduler(
             queue: invocationQueue, core: core, metrics: metrics, maxPending: configuration.queue.maxPending,

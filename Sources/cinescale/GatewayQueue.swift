@@ -9,7 +9,7 @@ import ServiceLifecycle
 /// `GatewayService`: the invocation queue (SQLite, or PostgreSQL shared with other gateways) and, with the
 /// shared queue, the poll sources' seen state in the same database.
 struct GatewayQueue {
-    let queue: any DurableInvocationQueue
+    let queue: InvocationQueueKind
     /// nil: the gateway keeps its poll sources' seen state in a SQLite file.
     let pollState: (any PollStateStore)?
     /// The shared queue (its connection pool and outcome writes): list it in the command's group before the
@@ -28,14 +28,14 @@ struct GatewayQueue {
             // One seen state for the fleet, on the queue's connection pool, unless the file names one of its own.
             let pollState =
                 configuration.pollStatePath == nil ? PostgresPollState(client: queue.client, logger: logger) : nil
-            return GatewayQueue(queue: queue, pollState: pollState, service: queue)
+            return GatewayQueue(queue: .shared(queue), pollState: pollState, service: queue)
         }
         guard let path = configuration.queue.path else {
             throw GatewayError(
                 .invalidConfiguration, "queue.path: is required (the durable invocation queue's SQLite file)")
         }
         do {
-            return GatewayQueue(queue: try SQLiteInvocationQueue(path: path), pollState: nil, service: nil)
+            return GatewayQueue(queue: .local(try SQLiteInvocationQueue(path: path)), pollState: nil, service: nil)
         } catch {
             throw GatewayError(.invalidConfiguration, "queue.path: \(error.description)", underlying: error)
         }

@@ -245,7 +245,8 @@ struct AwslambdaricTests {
             inheritedEnvironment: ProcessInfo.processInfo.environment, shutdownGracePeriod: .seconds(1),
             queue: QueueConfiguration(path: dir.path + "/queue.sqlite"))
         let service = try GatewayService(
-            configuration: configuration, invocationQueue: try SQLiteInvocationQueue(path: dir.path + "/queue.sqlite"),
+            configuration: configuration,
+            invocationQueue: .local(try SQLiteInvocationQueue(path: dir.path + "/queue.sqlite")),
             logger: LiveGateway.logger)
         let group = ServiceGroup(configuration: .init(services: service.services, logger: LiveGateway.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -224,20 +224,20 @@ struct LiveGateway: Sendable {
     /// PostgreSQL queue — a service to run before (and stop after) the gateway — with the poll sources' seen
     /// state in its database unless `pollStatePath` names a file.
     struct Parts {
-        let queue: any DurableInvocationQueue
+        let queue: InvocationQueueKind
         let pollState: (any PollStateStore)?
         let services: [any Service]
 
         init(_ configuration: GatewayConfiguration) throws {
             if let postgres = try configuration.queue.postgresConfiguration() {
                 let queue = try PostgresInvocationQueue(configuration: postgres, logger: LiveGateway.logger)
-                self.queue = queue
+                self.queue = .shared(queue)
                 pollState =
                     configuration.pollStatePath == nil
                     ? PostgresPollState(client: queue.client, logger: LiveGateway.logger) : nil
                 services = [queue]
             } else {
-                queue = try SQLiteInvocationQueue(path: try #require(configuration.queue.path))
+                queue = .local(try SQLiteInvocationQueue(path: try #require(configuration.queue.path)))
                 pollState = nil
                 services = []
             }

@@ -380,7 +380,7 @@ struct PollEventSourceTests {
             configuration.pollStatePath = self.dir.path + "/poll.sqlite"
             service = try GatewayService(
                 configuration: configuration,
-                invocationQueue: try SQLiteInvocationQueue(path: self.dir.path + "/queue.sqlite"),
+                invocationQueue: .local(try SQLiteInvocationQueue(path: self.dir.path + "/queue.sqlite")),
                 logger: LiveGateway.logger)
             self.state = try state ?? SQLitePollState(path: self.dir.path + "/poll.sqlite")
             self.bucket = bucket
