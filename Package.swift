@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FunctionRuntime", targets: ["FunctionRuntime"]),
         .library(name: "S3Events", targets: ["S3Events"]),
         .library(name: "Gateway", targets: ["Gateway"]),
+        .library(name: "EventSources", targets: ["EventSources"]),
         .library(name: "MediaKit", targets: ["MediaKit"]),
         .library(name: "HLS", targets: ["HLS"]),
         .library(name: "InvocationQueue", targets: ["InvocationQueue"]),
@@ -179,6 +180,7 @@ let package = Package(
                 "PostgresAPIKeys",
                 "VideoContract",
                 "Gateway",
+                "EventSources",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
                 "PollState",
@@ -297,19 +299,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The invocation gateway: worker supervision, Runtime API server, dispatch, Invoke API, event sources
-        // (webhook, SQS, bucket polling). Its queue (and the poll sources' shared seen state) is handed in by the
-        // composition root: no PostgreSQL driver here.
+        // The invocation gateway: its configuration file (one YAML loader), worker supervision, Runtime API server,
+        // dispatch, Invoke API, the event webhook and the `EventSink` other sources commit through. Its queue is
+        // handed in by the composition root: no PostgreSQL driver, no SQS or S3 client here.
         .target(
             name: "Gateway",
             dependencies: [
                 "SigV4",
                 "WireFormat",
-                "SQSClient",
-                "S3Client",
                 "S3Wire",
                 "InvocationQueue",
-                "PollState",
                 "S3Events",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -326,12 +325,52 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Event sources beside the gateway core, built by the composition root over the gateway's `EventSink`:
+        // SQS queues (Lambda's SQS event-source semantics) and polled buckets (for stores without notifications);
+        // their `sources:` section of the gateway file.
+        .target(
+            name: "EventSources",
+            dependencies: [
+                "Gateway",
+                "SigV4",
+                "SQSClient",
+                "S3Client",
+                "S3Wire",
+                "S3Events",
+                "InvocationQueue",
+                "PollState",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EventSourcesTests",
+            dependencies: [
+                "EventSources",
+                "Gateway",
+                "PollState",
+                "S3Client",
+                "InvocationQueue",
+                "PostgresInvocationQueue",
+                "PostgresTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
-                "PollState",
-                "S3Client",
+                // The live SQS source suite runs over this target's LiveGateway (real workers).
+                "EventSources",
+                "SQSClient",
                 "InvocationQueue",
                 "PostgresInvocationQueue",
                 "PostgresTestSupport",

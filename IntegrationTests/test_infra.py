@@ -93,24 +93,23 @@ def dev_wiring():
             end -= 1
         return start, end
 
-    gateway = entries(text.index("[", text.index("=", text.index("let gatewayFile: [String: Any] = ["))))
-    assert {'"functions"', '"triggers"'} <= set(gateway)
+    # The typed configuration DevCommand builds: `function("name", "executable", timeout: …, …)` per function and
+    # `TriggerRule(function: …, bucket: apiOptions.<x>Bucket, prefix|suffix: …)` per trigger.
+    body = text[text.index("let gatewayConfiguration = GatewayConfiguration("):]
     functions = {}
-    for name, (_, at) in entries(gateway['"functions"'][1]).items():
-        fields = {k.strip('"'): v for k, (v, _) in entries(at).items()}
-        functions[literal(name)] = {
-            "executable": re.fullmatch(r'\["\\\(functions\)/(\w+)"\]', fields["command"]).group(1),
-            "timeout": number(fields["timeout"]), "concurrency": number(fields["concurrency"]),
-            "retry": {"maxAttempts": number(re.fullmatch(r'\["maxAttempts": (.+)\]', fields["retry"]).group(1))},
-            "nice": number(fields.get("nice", "0")), "idle": fields.get("idle", "false") == "true",
-            "environment": fields["environment"]}
+    for name, executable, timeout, concurrency, environment, attempts, nice, idle in re.findall(
+            r'function\(\s*"([\w-]+)", "(\w+)", timeout: (.+?),\s*concurrency: (.+?),\s*environment: (\w+),'
+            r'\s*maxAttempts: (.+?),\s*nice: (\d+)(?:, idle: (true|false))?\)', body):
+        functions[name] = {
+            "executable": executable, "timeout": number(timeout), "concurrency": number(concurrency),
+            "retry": {"maxAttempts": number(attempts)}, "nice": number(nice), "idle": idle == "true",
+            "environment": environment}
+    assert functions, "no function(...) in DevCommand.swift"
     triggers = set()
-    at = gateway['"triggers"'][1]
-    for start, end in source.split(at + 1, source.close(at) - 1):
-        rule = {k.strip('"'): v for k, (v, _) in entries(text.index("[", start)).items()}
-        kind = "prefix" if "prefix" in rule else "suffix"
-        bucket = re.fullmatch(r"apiOptions\.(\w+)Bucket", rule["bucket"]).group(1)
-        triggers.add((literal(rule["function"]), bucket, kind, literal(rule[kind])))
+    for function, bucket, kind, value in re.findall(
+            r'TriggerRule\(\s*function: "([\w-]+)", bucket: apiOptions\.(\w+)Bucket, (prefix|suffix): '
+            r'("[^"]*"|ChunkKeys\.\w+)\)', body):
+        triggers.add((function, bucket, kind, literal(value)))
 
     # The chunking variables dev gives the transcode functions (when --chunk-seconds is not 0, its default).
     assert defaults["chunkSeconds"] > 0

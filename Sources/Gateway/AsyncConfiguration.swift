@@ -1,6 +1,5 @@
 import Foundation
 import InvocationQueue
-import Yams
 
 /// How a function's asynchronous invocations are retried, like Lambda's `MaximumRetryAttempts` and
 /// `MaximumEventAgeInSeconds`: after `maxAttempts` failed attempts, or once the event is older than
@@ -45,40 +44,36 @@ public struct RetryPolicy: Sendable, Hashable {
             throw .configuration("\(path).maxEventAge", "must be at least 1 second", function: function)
         }
     }
+}
 
-    static func parse(_ node: Node, path: String, function: String) throws(GatewayError) -> RetryPolicy {
-        guard case .mapping(let fields) = node else {
-            throw .configuration(
-                path, "expected a mapping (maxAttempts, backoff, maxBackoff, maxEventAge)", function: function)
-        }
-        var policy = RetryPolicy()
-        for (k, value) in fields {
-            let field = try GatewayConfiguration.scalarKey(k, path: path)
+extension RetryPolicy: Decodable {
+    /// `functions.<name>.retry`.
+    public init(from decoder: any Decoder) throws {
+        let path = decoder.configurationPath
+        let function = ConfigurationPath.function(path)
+        let fields = try decoder.configurationFields(
+            notAMapping: "expected a mapping (maxAttempts, backoff, maxBackoff, maxEventAge)", function: function)
+        self.init()
+        for field in fields.keys {
+            let value = try fields.value(field)
             func seconds() throws(GatewayError) -> Duration {
-                guard let s = value.scalar.flatMap({ Double($0.string) }), s >= 0, s <= 31_536_000 else {
-                    throw .configuration(
-                        "\(path).\(field)", "expected a number of seconds, got \(GatewayConfiguration.describe(value))",
-                        function: function)
+                guard let s = value.text.flatMap({ Double($0) }), s >= 0, s <= 31_536_000 else {
+                    throw fields.error(field, "expected a number of seconds, got \(value)")
                 }
                 return .milliseconds(Int64((s * 1000).rounded()))
             }
             switch field {
             case "maxAttempts":
-                guard let n = value.scalar.flatMap({ Int($0.string) }) else {
-                    throw .configuration("\(path).maxAttempts", "expected an integer", function: function)
-                }
-                policy.maxAttempts = n
-            case "backoff": policy.initialBackoff = try seconds()
-            case "maxBackoff": policy.maxBackoff = try seconds()
-            case "maxEventAge": policy.maxEventAge = try seconds()
+                guard let n = value.text.flatMap({ Int($0) }) else { throw fields.error(field, "expected an integer") }
+                maxAttempts = n
+            case "backoff": initialBackoff = try seconds()
+            case "maxBackoff": maxBackoff = try seconds()
+            case "maxEventAge": maxEventAge = try seconds()
             default:
-                throw .configuration(
-                    "\(path).\(field)", "unknown field (expected maxAttempts, backoff, maxBackoff or maxEventAge)",
-                    function: function)
+                throw fields.error(field, "unknown field (expected maxAttempts, backoff, maxBackoff or maxEventAge)")
             }
         }
-        try policy.validate(path: path, function: function)
-        return policy
+        try validate(path: path, function: function ?? "")
     }
 }
 
@@ -132,56 +127,47 @@ public struct TriggerRule: Sendable, Hashable {
             }
         }
     }
+}
 
-    static func parseList(_ node: Node) throws(GatewayError) -> [TriggerRule] {
-        guard case .sequence(let items) = node else {
-            throw .configuration("triggers", "expected a list of {function, bucket, events, prefix, suffix}")
-        }
-        var rules: [TriggerRule] = []
-        for (index, item) in items.enumerated() {
-            let path = "triggers[\(index)]"
-            guard case .mapping(let fields) = item else { throw .configuration(path, "expected a mapping") }
-            var function: String?
-            var bucket: String?
-            var rule = TriggerRule(function: "", bucket: "")
-            for (k, value) in fields {
-                let field = try GatewayConfiguration.scalarKey(k, path: path)
-                func string() throws(GatewayError) -> String {
-                    guard let s = value.scalar?.string else {
-                        throw .configuration("\(path).\(field)", "expected a string")
-                    }
-                    return s
-                }
-                switch field {
-                case "function": function = try string()
-                case "bucket": bucket = try string()
-                case "prefix": rule.prefix = try string()
-                case "suffix": rule.suffix = try string()
-                case "events":
-                    switch value {
-                    case .scalar(let s): rule.events = [s.string]
-                    case .sequence(let names):
-                        rule.events = []
-                        for name in names {
-                            guard let s = name.scalar?.string else {
-                                throw .configuration("\(path).events", "expected a list of event names")
-                            }
-                            rule.events.append(s)
-                        }
-                    default: throw .configuration("\(path).events", "expected a list of event names")
-                    }
-                default:
-                    throw .configuration(
-                        "\(path).\(field)", "unknown field (expected function, bucket, events, prefix or suffix)")
-                }
+extension TriggerRule: Decodable {
+    /// `triggers[i]`.
+    public init(from decoder: any Decoder) throws {
+        let fields = try decoder.configurationFields(notAMapping: "expected a mapping")
+        var function: String?
+        var bucket: String?
+        self.init(function: "", bucket: "")
+        for field in fields.keys {
+            let value = try fields.value(field)
+            func string() throws(GatewayError) -> String {
+                guard let text = value.text else { throw fields.error(field, "expected a string") }
+                return text
             }
-            guard let function else { throw .configuration("\(path).function", "is required") }
-            guard let bucket else { throw .configuration("\(path).bucket", "is required") }
-            rule.function = function
-            rule.bucket = bucket
-            rules.append(rule)
+            switch field {
+            case "function": function = try string()
+            case "bucket": bucket = try string()
+            case "prefix": prefix = try string()
+            case "suffix": suffix = try string()
+            case "events":
+                switch value {
+                case .scalar(let text): events = [text]
+                case .list:
+                    events = try fields.decoder(field).configurationItems(notAList: "expected a list of event names")
+                        .map { item in
+                            guard let text = try ConfigurationValue(from: item).text else {
+                                throw fields.error(field, "expected a list of event names")
+                            }
+                            return text
+                        }
+                case .mapping: throw fields.error(field, "expected a list of event names")
+                }
+            default:
+                throw fields.error(field, "unknown field (expected function, bucket, events, prefix or suffix)")
+            }
         }
-        return rules
+        guard let function else { throw fields.error("function", "is required") }
+        guard let bucket else { throw fields.error("bucket", "is required") }
+        self.function = function
+        self.bucket = bucket
     }
 }
 
@@ -243,77 +229,47 @@ public struct QueueConfiguration: Sendable, Hashable {
             throw .configuration("queue.postgres", error.message)
         }
     }
+}
 
-    static func parse(_ node: Node, base: String, environment: [String: String] = [:]) throws(GatewayError)
-        -> QueueConfiguration
-    {
-        guard case .mapping(let fields) = node else {
-            throw .configuration("queue", "expected a mapping (path or postgres, maxPending, retention)")
-        }
-        var queue = QueueConfiguration()
-        for (k, value) in fields {
-            let field = try GatewayConfiguration.scalarKey(k, path: "queue")
+extension QueueConfiguration: Decodable {
+    /// `queue`. `${NAME}` in `postgres` was replaced before decoding (`GatewayConfiguration.substitutions`).
+    public init(from decoder: any Decoder) throws {
+        let context = decoder.configurationContext
+        let fields = try decoder.configurationFields(
+            notAMapping: "expected a mapping (path or postgres, maxPending, retention)")
+        self.init()
+        for field in fields.keys {
+            let value = try fields.value(field)
             switch field {
             case "path":
-                guard let s = value.scalar?.string, !s.isEmpty else {
-                    throw .configuration("queue.path", "expected a path")
-                }
-                queue.path = GatewayConfiguration.resolve(s, base: base)
+                guard let text = value.text, !text.isEmpty else { throw fields.error(field, "expected a path") }
+                path = context.resolve(text)
             case "maxPending":
-                guard let n = value.scalar.flatMap({ Int($0.string) }) else {
-                    throw .configuration("queue.maxPending", "expected an integer")
-                }
-                queue.maxPending = n
+                guard let n = value.text.flatMap({ Int($0) }) else { throw fields.error(field, "expected an integer") }
+                maxPending = n
             case "retention":
-                guard let s = value.scalar.flatMap({ Double($0.string) }), s > 0 else {
-                    throw .configuration("queue.retention", "expected a number of seconds")
+                guard let s = value.text.flatMap({ Double($0) }), s > 0 else {
+                    throw fields.error(field, "expected a number of seconds")
                 }
-                queue.retention = .milliseconds(Int64(s * 1000))
+                retention = .milliseconds(Int64(s * 1000))
             case "postgres":
-                guard let s = value.scalar?.string, !s.isEmpty else {
-                    throw .configuration("queue.postgres", "expected a postgres:// URL")
+                guard let text = value.text, !text.isEmpty else {
+                    throw fields.error(field, "expected a postgres:// URL")
                 }
-                // `${NAME}` anywhere in the URL is the gateway's variable NAME (the password stays out of the file).
-                queue.postgres = try Self.substitute(s, environment: environment, field: "queue.postgres")
+                postgres = text
             case "lease":
-                guard let s = value.scalar.flatMap({ Double($0.string) }), s > 0 else {
-                    throw .configuration("queue.lease", "expected a number of seconds")
+                guard let s = value.text.flatMap({ Double($0) }), s > 0 else {
+                    throw fields.error(field, "expected a number of seconds")
                 }
-                queue.lease = .milliseconds(Int64(s * 1000))
+                lease = .milliseconds(Int64(s * 1000))
             case "maxConnections":
-                guard let n = value.scalar.flatMap({ Int($0.string) }) else {
-                    throw .configuration("queue.maxConnections", "expected an integer")
-                }
-                queue.maxConnections = n
+                guard let n = value.text.flatMap({ Int($0) }) else { throw fields.error(field, "expected an integer") }
+                maxConnections = n
             default:
-                throw .configuration(
-                    "queue.\(field)",
-                    "unknown field (expected path, postgres, lease, maxConnections, maxPending or retention)")
+                throw fields.error(
+                    field, "unknown field (expected path, postgres, lease, maxConnections, maxPending or retention)")
             }
         }
-        try queue.validate()
-        return queue
-    }
-
-    /// Replaces every `${NAME}` in `text` with the gateway's variable NAME, percent-encoded for a URL's
-    /// password unless `escape` is false.
-    static func substitute(_ text: String, environment: [String: String], field: String, escape: Bool = true)
-        throws(GatewayError) -> String
-    {
-        var result = ""
-        var rest = Substring(text)
-        while let open = rest.range(of: "${") {
-            result += rest[..<open.lowerBound]
-            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
-                throw .configuration(field, "unterminated ${ in the value")
-            }
-            let name = String(rest[open.upperBound..<close])
-            guard let value = environment[name] else {
-                throw .configuration(field, "names ${\(name)}, which is not set in the gateway's environment")
-            }
-            result += escape ? value.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? value : value
-            rest = rest[rest.index(after: close)...]
-        }
-        return result + rest
+        try validate()
     }
 }

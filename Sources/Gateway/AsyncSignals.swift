@@ -1,7 +1,8 @@
 import Synchronization
 
 /// A one-shot event: `fire()` once, `wait()` returns once fired (or when the waiting task is cancelled).
-final class AsyncEvent: Sendable {
+/// Public for the event sources (a poll source's first scan).
+public final class AsyncEvent: Sendable {
     private struct State {
         var fired = false
         var nextID = 0
@@ -10,11 +11,11 @@ final class AsyncEvent: Sendable {
 
     private let state = Mutex(State())
 
-    init() {}
+    public init() {}
 
-    var isFired: Bool { state.withLock { $0.fired } }
+    public var isFired: Bool { state.withLock { $0.fired } }
 
-    func fire() {
+    public func fire() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             guard !s.fired else { return [] }
             s.fired = true
@@ -25,7 +26,7 @@ final class AsyncEvent: Sendable {
     }
 
     /// Returns when the event fires or the task is cancelled, whichever comes first.
-    func wait() async {
+    public func wait() async {
         let id = state.withLock { s -> Int in
             s.nextID += 1
             return s.nextID
@@ -46,7 +47,7 @@ final class AsyncEvent: Sendable {
     }
 
     /// Sleeps for `duration` unless the event fires first. Returns true when the event fired.
-    func sleep(for duration: Duration) async -> Bool {
+    public func sleep(for duration: Duration) async -> Bool {
         if isFired { return true }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: duration) }

@@ -1,6 +1,5 @@
 import Foundation
 import SigV4
-import Yams
 
 /// One function the gateway serves: the worker command and its limits.
 public struct FunctionConfiguration: Sendable, Hashable {
@@ -152,14 +151,6 @@ public struct GatewayConfiguration: Sendable {
     public var eventToken: String?
     /// The durable queue of asynchronous invocations.
     public var queue: QueueConfiguration
-    /// SQS queues polled for object-store events (`sources.sqs`), next to the webhook.
-    public var sqsSources: [SQSSourceConfiguration] = []
-    /// Buckets listed for new and changed objects (`sources.poll`), for stores without usable notifications.
-    public var pollSources: [PollSourceConfiguration] = []
-    /// The SQLite file of the poll sources' seen state (key → ETag per source), honoured with either queue.
-    /// `nil` (the default): with the PostgreSQL queue, tables in its database that every gateway of the fleet
-    /// shares; with the SQLite queue, `poll.sqlite` beside `queue.path`.
-    public var pollStatePath: String?
 
     public init(
         functions: [FunctionConfiguration], region: String = "us-east-1", accountId: String = "000000000000",
@@ -258,226 +249,13 @@ public struct GatewayConfiguration: Sendable {
     /// whose body is not an S3 event is logged and left to the queue's redrive policy.
     ///
     /// Relative paths are resolved against `baseDirectory`. `environment` is what workers inherit (secrets
-    /// removed). Errors name the function and the field (`functions.echo.timeout: ...`).
+    /// removed). Errors name the function and the field (`functions.echo.timeout: ...`). The event sources'
+    /// section (`sources:`) is read from the same file by their own configuration (target EventSources).
     public static func load(
         yaml: String, baseDirectory: String, environment: [String: String] = [:]
     ) throws(GatewayError) -> GatewayConfiguration {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: yaml)
-        } catch {
-            throw GatewayError(.invalidConfiguration, "the gateway file is not valid YAML: \(error)", underlying: error)
-        }
-        guard let root, case .mapping(let top) = root else {
-            throw .configuration("(top level)", "expected a mapping with a 'functions' key")
-        }
-        let base = URL(fileURLWithPath: baseDirectory).standardizedFileURL.path
-        var configuration = GatewayConfiguration(functions: [], inheritedEnvironment: environment)
-        var functions: [FunctionConfiguration] = []
-        var sources: Node?
-        for (keyNode, value) in top {
-            let key = try scalarKey(keyNode, path: "(top level)")
-            switch key {
-            case "functions":
-                if case .scalar(let s) = value, s.string.isEmpty || s.string == "~" || s.string == "null" { continue }
-                guard case .mapping(let entries) = value else {
-                    throw .configuration("functions", "expected a mapping of function name to settings")
-                }
-                for (nameNode, settings) in entries {
-                    let name = try scalarKey(nameNode, path: "functions")
-                    functions.append(
-                        try parseFunction(name: name, node: settings, base: base, gatewayEnvironment: environment))
-                }
-            case "region":
-                guard let region = value.scalar?.string, !region.isEmpty else {
-                    throw .configuration("region", "expected a region name")
-                }
-                configuration.region = region
-            case "triggers":
-                configuration.triggers = try TriggerRule.parseList(value)
-            case "events":
-                guard case .mapping(let fields) = value else { throw .configuration("events", "expected a mapping") }
-                for (k, v) in fields {
-                    let field = try scalarKey(k, path: "events")
-                    guard field == "token" else {
-                        throw .configuration("events.\(field)", "unknown field (expected token)")
-                    }
-                    guard let token = v.scalar?.string, !token.isEmpty else {
-                        throw .configuration("events.token", "expected a non-empty string")
-                    }
-                    configuration.eventToken = token
-                }
-            case "queue":
-                configuration.queue = try QueueConfiguration.parse(value, base: base, environment: environment)
-            case "sources":
-                sources = value  // parsed below: its default region is `region`, wherever that is in the file
-            default:
-                throw .configuration(
-                    key, "unknown field (expected functions, region, triggers, events, queue or sources)")
-            }
-        }
-        if let sources {
-            (configuration.sqsSources, configuration.pollSources) = try parseSources(
-                sources, environment: environment, defaultRegion: configuration.region)
-        }
-        var seen: Set<String> = []
-        for function in functions where !seen.insert(function.name).inserted {
-            throw .configuration("functions.\(function.name)", "defined twice", function: function.name)
-        }
-        configuration.functions = functions.sorted { $0.name < $1.name }
-        try configuration.validateTriggers()
-        return configuration
-    }
-
-    /// Parses `sources:` (a mapping with an `sqs` and a `poll` list). `environment` is the gateway's (`${NAME}`
-    /// values, default credentials); `defaultRegion` is the gateway's region.
-    static func parseSources(_ node: Node, environment: [String: String], defaultRegion: String) throws(GatewayError)
-        -> (sqs: [SQSSourceConfiguration], poll: [PollSourceConfiguration])
-    {
-        if case .scalar(let s) = node, s.string.isEmpty || s.string == "~" || s.string == "null" { return ([], []) }
-        guard case .mapping(let fields) = node else {
-            throw .configuration("sources", "expected a mapping (sqs, poll)")
-        }
-        var sqs: [SQSSourceConfiguration] = []
-        var poll: [PollSourceConfiguration] = []
-        for (k, value) in fields {
-            let field = try scalarKey(k, path: "sources")
-            switch field {
-            case "sqs":
-                sqs = try SQSSourceConfiguration.parseList(
-                    value, environment: environment, defaultRegion: defaultRegion)
-            case "poll":
-                poll = try PollSourceConfiguration.parseList(
-                    value, environment: environment, defaultRegion: defaultRegion)
-            default:
-                throw .configuration("sources.\(field)", "unknown source (expected sqs or poll)")
-            }
-        }
-        return (sqs, poll)
-    }
-
-    static func scalarKey(_ node: Node, path: String) throws(GatewayError) -> String {
-        guard case .scalar(let scalar) = node else { throw .configuration(path, "keys must be plain strings") }
-        return scalar.string
-    }
-
-    private static func parseFunction(name: String, node: Node, base: String, gatewayEnvironment: [String: String])
-        throws(GatewayError)
-        -> FunctionConfiguration
-    {
-        let prefix = "functions.\(name)"
-        guard FunctionConfiguration.isValidName(name) else {
-            throw .configuration(prefix, "invalid function name (expected 1-64 of A-Z a-z 0-9 - _)", function: name)
-        }
-        guard case .mapping(let fields) = node else {
-            throw .configuration(prefix, "expected a mapping of settings", function: name)
-        }
-        var function = FunctionConfiguration(name: name, command: [], workingDirectory: base)
-        var sawCommand = false
-        for (keyNode, value) in fields {
-            let field = try scalarKey(keyNode, path: prefix)
-            let path = "\(prefix).\(field)"
-            func fail(_ message: String) -> GatewayError { .configuration(path, message, function: name) }
-            func integer(min: Int) throws(GatewayError) -> Int {
-                guard let scalar = value.scalar, let n = Int(scalar.string.replacingOccurrences(of: "_", with: "")),
-                    n >= min
-                else { throw fail("expected an integer ≥ \(min), got \(describe(value))") }
-                return n
-            }
-            switch field {
-            case "command":
-                sawCommand = true
-                switch value {
-                case .sequence(let items):
-                    var parts: [String] = []
-                    for item in items {
-                        guard case .scalar(let s) = item else { throw fail("expected a list of strings") }
-                        parts.append(s.string)
-                    }
-                    function.command = parts
-                case .scalar(let s):
-                    function.command = [s.string]
-                default:
-                    throw fail("expected a list: [executable, arguments...]")
-                }
-                guard let executable = function.command.first, !executable.isEmpty else {
-                    throw fail("must name an executable")
-                }
-            case "environment":
-                guard case .mapping(let variables) = value else { throw fail("expected a mapping of NAME: value") }
-                for (k, v) in variables {
-                    let variable = try scalarKey(k, path: path)
-                    guard !variable.isEmpty, !variable.contains("="), !variable.utf8.contains(0) else {
-                        throw fail("invalid variable name '\(variable)'")
-                    }
-                    guard case .scalar(let s) = v else { throw fail("the value of \(variable) must be a scalar") }
-                    // `${NAME}` passes one of the gateway's own variables on explicitly — how secrets (which
-                    // workers never inherit) reach a function without being written in this file.
-                    let text = s.string
-                    if text.hasPrefix("${"), text.hasSuffix("}"), text.count > 3 {
-                        let source = String(text.dropFirst(2).dropLast())
-                        guard let passed = gatewayEnvironment[source] else {
-                            throw fail("\(variable) names ${\(source)}, which is not set in the gateway's environment")
-                        }
-                        function.environment[variable] = passed
-                    } else {
-                        function.environment[variable] = text
-                    }
-                }
-            case "timeout":
-                guard let scalar = value.scalar, let seconds = Double(scalar.string), seconds > 0, seconds <= 86_400
-                else { throw fail("expected a positive number of seconds, got \(describe(value))") }
-                function.timeout = .milliseconds(Int64((seconds * 1000).rounded()))
-            case "concurrency":
-                function.concurrency = try integer(min: 1)
-            case "memory":
-                function.memoryMB = try integer(min: 1)
-            case "maxPayloadBytes":
-                function.maxPayloadBytes = try integer(min: 1)
-            case "maxResponseBytes":
-                function.maxResponseBytes = try integer(min: 1)
-            case "maxQueued":
-                function.maxQueued = try integer(min: 0)
-            case "handler":
-                guard let scalar = value.scalar, !scalar.string.isEmpty else { throw fail("expected a string") }
-                function.handler = scalar.string
-            case "workingDirectory":
-                guard let scalar = value.scalar, !scalar.string.isEmpty else { throw fail("expected a path") }
-                function.workingDirectory = resolve(scalar.string, base: base)
-            case "retry":
-                function.retry = try RetryPolicy.parse(value, path: path, function: name)
-            case "nice":
-                function.nice = try integer(min: 0)
-            case "idle":
-                guard let flag = value.scalar.flatMap({ Bool($0.string) }) else { throw fail("expected true or false") }
-                function.idle = flag
-            default:
-                throw fail(
-                    "unknown field (expected command, environment, timeout, concurrency, memory, maxPayloadBytes, maxResponseBytes, maxQueued, handler, workingDirectory, retry, nice or idle)"
-                )
-            }
-        }
-        guard sawCommand else { throw .configuration("\(prefix).command", "is required", function: name) }
-        if function.command[0].contains("/") {
-            function.command[0] = resolve(function.command[0], base: base)
-        }
-        try function.validate()
-        return function
-    }
-
-    static func resolve(_ path: String, base: String) -> String {
-        if path.hasPrefix("/") { return path }
-        return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: base, isDirectory: true))
-            .standardizedFileURL.path
-    }
-
-    static func describe(_ node: Node) -> String {
-        switch node {
-        case .scalar(let s): "'\(s.string)'"
-        case .mapping: "a mapping"
-        case .sequence: "a list"
-        case .alias: "an alias"
-        }
+        try ConfigurationFile(yaml: yaml, baseDirectory: baseDirectory, environment: environment)
+            .decode(GatewayConfiguration.self)
     }
 
     /// Validates every function (for configurations built in code).
@@ -491,8 +269,6 @@ public struct GatewayConfiguration: Sendable {
         }
         try validateTriggers()
         try queue.validate()
-        for (index, source) in sqsSources.enumerated() { try source.validate(path: "sources.sqs[\(index)]") }
-        for (index, source) in pollSources.enumerated() { try source.validate(path: "sources.poll[\(index)]") }
     }
 
     /// Every trigger names a configured function.
@@ -509,6 +285,152 @@ public struct GatewayConfiguration: Sendable {
     func function(named name: String) -> FunctionConfiguration? { functions.first { $0.name == name } }
 
     func arn(of function: String) -> String { "arn:aws:lambda:\(region):\(accountId):function:\(function)" }
+}
+
+// MARK: Decoding the gateway file
+
+extension GatewayConfiguration: ConfigurationSection {
+    /// A function's environment passes the gateway's variables on by name (`${NAME}`, the whole value: how secrets,
+    /// which workers never inherit, reach a function without being written in the file); the shared queue's URL
+    /// takes them anywhere (its password), percent-encoded.
+    public static let substitutions = [
+        Substitution(["functions", .anyKey, "environment", .anyKey], .wholeValueOfVariable),
+        Substitution(["queue", "postgres"], .anywhere(percentEncoded: true)),
+    ]
+
+    /// The file's top level, in its order; `sources` is the event sources' (decoded by their own section).
+    public init(from decoder: any Decoder) throws {
+        let context = decoder.configurationContext
+        self.init(functions: [], inheritedEnvironment: context.environment)
+        let file = try decoder.configurationFields(notAMapping: "expected a mapping with a 'functions' key")
+        var functions: [FunctionConfiguration] = []
+        for key in file.keys {
+            switch key {
+            case "functions":
+                if try file.value(key).isNull { continue }
+                let entries = try file.decoder(key).configurationFields(
+                    notAMapping: "expected a mapping of function name to settings")
+                for name in entries.keys { functions.append(try entries.decode(FunctionConfiguration.self, name)) }
+            case "region":
+                guard let region = try file.text(key), !region.isEmpty else {
+                    throw file.error(key, "expected a region name")
+                }
+                self.region = region
+            case "triggers":
+                triggers = try file.decoder(key).configurationItems(
+                    notAList: "expected a list of {function, bucket, events, prefix, suffix}"
+                ).map { item in try TriggerRule(from: item) }
+            case "events":
+                let fields = try file.decoder(key).configurationFields(notAMapping: "expected a mapping")
+                for field in fields.keys {
+                    guard field == "token" else { throw fields.error(field, "unknown field (expected token)") }
+                    guard let token = try fields.text(field), !token.isEmpty else {
+                        throw fields.error(field, "expected a non-empty string")
+                    }
+                    eventToken = token
+                }
+            case "queue":
+                queue = try file.decode(QueueConfiguration.self, key)
+            case "sources":
+                continue  // the event sources' section
+            default:
+                throw file.error(key, "unknown field (expected functions, region, triggers, events, queue or sources)")
+            }
+        }
+        var seen: Set<String> = []
+        for function in functions where !seen.insert(function.name).inserted {
+            throw GatewayError.configuration("functions.\(function.name)", "defined twice", function: function.name)
+        }
+        self.functions = functions.sorted { $0.name < $1.name }
+        try validateTriggers()
+    }
+}
+
+extension FunctionConfiguration: Decodable {
+    /// `functions.<name>`: the name is the key, relative paths are the file's base directory's.
+    public init(from decoder: any Decoder) throws {
+        let context = decoder.configurationContext
+        let name = decoder.codingPath.last?.stringValue ?? ""
+        let prefix = decoder.configurationPath
+        guard FunctionConfiguration.isValidName(name) else {
+            throw GatewayError.configuration(
+                prefix, "invalid function name (expected 1-64 of A-Z a-z 0-9 - _)", function: name)
+        }
+        let fields = try decoder.configurationFields(notAMapping: "expected a mapping of settings", function: name)
+        self.init(name: name, command: [], workingDirectory: context.baseDirectory)
+        var sawCommand = false
+        for field in fields.keys {
+            let value = try fields.value(field)
+            func fail(_ message: String) -> GatewayError { fields.error(field, message) }
+            func integer(min: Int) throws(GatewayError) -> Int {
+                guard let text = value.text, let n = Int(text.replacingOccurrences(of: "_", with: "")), n >= min else {
+                    throw fail("expected an integer ≥ \(min), got \(value)")
+                }
+                return n
+            }
+            switch field {
+            case "command":
+                sawCommand = true
+                switch value {
+                case .list:
+                    let items = try fields.decoder(field).configurationItems(notAList: "expected a list of strings")
+                    command = try items.map { item in
+                        guard let text = try ConfigurationValue(from: item).text else {
+                            throw fail("expected a list of strings")
+                        }
+                        return text
+                    }
+                case .scalar(let text):
+                    command = [text]
+                case .mapping:
+                    throw fail("expected a list: [executable, arguments...]")
+                }
+                guard let executable = command.first, !executable.isEmpty else { throw fail("must name an executable") }
+            case "environment":
+                let variables = try fields.decoder(field).configurationFields(
+                    notAMapping: "expected a mapping of NAME: value", function: name)
+                for variable in variables.keys {
+                    guard !variable.isEmpty, !variable.contains("="), !variable.utf8.contains(0) else {
+                        throw fail("invalid variable name '\(variable)'")
+                    }
+                    // `${NAME}` was replaced by the gateway's NAME before decoding (see `substitutions`).
+                    guard let text = try variables.text(variable) else {
+                        throw fail("the value of \(variable) must be a scalar")
+                    }
+                    environment[variable] = text
+                }
+            case "timeout":
+                guard let text = value.text, let seconds = Double(text), seconds > 0, seconds <= 86_400 else {
+                    throw fail("expected a positive number of seconds, got \(value)")
+                }
+                timeout = .milliseconds(Int64((seconds * 1000).rounded()))
+            case "concurrency": concurrency = try integer(min: 1)
+            case "memory": memoryMB = try integer(min: 1)
+            case "maxPayloadBytes": maxPayloadBytes = try integer(min: 1)
+            case "maxResponseBytes": maxResponseBytes = try integer(min: 1)
+            case "maxQueued": maxQueued = try integer(min: 0)
+            case "handler":
+                guard let text = value.text, !text.isEmpty else { throw fail("expected a string") }
+                handler = text
+            case "workingDirectory":
+                guard let text = value.text, !text.isEmpty else { throw fail("expected a path") }
+                workingDirectory = context.resolve(text)
+            case "retry":
+                retry = try fields.decode(RetryPolicy.self, field)
+            case "nice": nice = try integer(min: 0)
+            case "idle":
+                guard let flag = value.text.flatMap({ Bool($0) }) else { throw fail("expected true or false") }
+                idle = flag
+            default:
+                throw fail(
+                    "unknown field (expected command, environment, timeout, concurrency, memory, maxPayloadBytes, maxResponseBytes, maxQueued, handler, workingDirectory, retry, nice or idle)"
+                )
+            }
+        }
+        guard sawCommand else { throw GatewayError.configuration("\(prefix).command", "is required", function: name) }
+        if command[0].contains("/") { command[0] = context.resolve(command[0]) }
+        try validate()
+    }
 }
 
 extension Duration {

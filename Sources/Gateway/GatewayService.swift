@@ -4,16 +4,16 @@ import InvocationQueue
 import Logging
 import NIOCore
 import NIOPosix
-import PollState
 import ServiceLifecycle
 import Synchronization
 
 /// The gateway: one Runtime API listener per worker slot (127.0.0.1, free ports), the supervised worker
-/// processes, the asynchronous scheduler, the public Invoke API server, the event sources. Its long-running
-/// parts are `services`, for the command's one `ServiceGroup`: at graceful shutdown the gateway stops handing
-/// out work and SIGTERMs every worker at once, then its parts stop in turn — sources, public server, scheduler
-/// (draining), workers (SIGKILL for stragglers after the grace period, all reaped), Runtime API listeners.
-/// Cancellation kills the workers at once.
+/// processes, the asynchronous scheduler, the public Invoke API server with the event webhook. Event sources
+/// that poll (SQS, buckets: target EventSources) are built by the composition root over `eventSink` and run
+/// among its parts (`services(eventSources:)`). Its long-running parts are services for the command's one
+/// `ServiceGroup`: at graceful shutdown the gateway stops handing out work and SIGTERMs every worker at once,
+/// then its parts stop in turn — sources, public server, scheduler (draining), workers (SIGKILL for stragglers
+/// after the grace period, all reaped), Runtime API listeners. Cancellation kills the workers at once.
 public final class GatewayService: FunctionInvoker {
     public let configuration: GatewayConfiguration
     /// The Invoke API routes, to mount on another router as well if wanted.
@@ -26,10 +26,9 @@ public final class GatewayService: FunctionInvoker {
     let core: GatewayCore
     let scheduler: AsyncScheduler
     let operatorAPI: OperatorAPI
-    /// `sources.sqs`: queues polled for object-store events.
-    let sqsSources: [SQSEventSource]
-    /// `sources.poll`: buckets listed for new and changed objects.
-    let pollSources: [PollEventSource]
+    /// What event sources hand their events to.
+    public let eventSink: EventSink
+    private let pruneHolds: PruneHolds
     let logger: Logger
     let supervisor: WorkerSupervisor
     /// The public Invoke API server (with the routes added by `additionalRoutes`), pinned to one event loop.
@@ -38,29 +37,29 @@ public final class GatewayService: FunctionInvoker {
     /// The Runtime API ports (`[function][slot]`), once every listener is bound.
     private let runtimePorts = AsyncValue<[[Int]]>()
     /// Set once the queue's pending invocations are scheduled: nothing new is accepted before.
-    private let recovered = AsyncValue<Bool>()
+    private let recovered: AsyncValue<Bool>
     private let started = Atomic<Bool>(false)
 
     /// A gateway over `invocationQueue`, built by the composition root: `.local`, a `SQLiteInvocationQueue` at
     /// `configuration.queue.path`, or `.shared`, a `PostgresInvocationQueue` shared with other gateways (then a
     /// service of the same group, listed before this one so that it stops after it); the scheduler follows from
-    /// which. With poll sources, their seen state is `pollState` when given (the shared queue's
-    /// `PostgresPollState`); else the SQLite file `configuration.pollStatePath`, else `poll.sqlite` beside
-    /// `queue.path`.
+    /// which.
     ///
     /// - Parameters:
     ///   - additionalRoutes: adds routes to the public server's router (next to the Invoke API).
-    ///   - eventObserver: sees every store notification body `POST /events` accepts, after its invocations are
-    ///     committed and before the store is answered (the product API's webhooks).
+    ///   - eventObserver: sees every store notification body `POST /events` accepts (and every body an event
+    ///     source commits through `eventSink`), after its invocations are committed and before the store is
+    ///     answered (the product API's webhooks).
     public init(
-        configuration: GatewayConfiguration, invocationQueue: InvocationQueueKind,
-        pollState: (any PollStateStore)? = nil, logger: Logger,
+        configuration: GatewayConfiguration, invocationQueue: InvocationQueueKind, logger: Logger,
         additionalRoutes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in },
         eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil
     ) throws(GatewayError) {
         try configuration.validate()
         self.configuration = configuration
         self.logger = logger
+        let (recovered, pruneHolds) = (AsyncValue<Bool>(), PruneHolds())
+        (self.recovered, self.pruneHolds) = (recovered, pruneHolds)
         self.core = GatewayCore(configuration: configuration, logger: logger)
         self.invocationQueue = invocationQueue.queue
         metrics = GatewayMetrics(functions: configuration.functions.map(\.name))
@@ -71,43 +70,6 @@ public final class GatewayService: FunctionInvoker {
         operatorAPI = OperatorAPI(
             core: core, scheduler: scheduler, intake: EventIntake(configuration: configuration), invokeAPI: invokeAPI,
             metrics: metrics, token: configuration.eventToken, eventObserver: eventObserver, logger: logger)
-        let (scheduler, metrics) = (scheduler, metrics)
-        sqsSources = configuration.sqsSources.map { source in
-            SQSEventSource(
-                configuration: source, scheduler: scheduler, intake: EventIntake(configuration: configuration),
-                metrics: metrics, eventObserver: eventObserver, logger: logger)
-        }
-        if configuration.pollSources.isEmpty {
-            pollSources = []
-        } else {
-            let state: any PollStateStore
-            if let pollState {
-                state = pollState
-            } else {
-                guard
-                    let path = configuration.pollStatePath
-                        ?? configuration.queue.path.map({
-                            URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("poll.sqlite")
-                                .path
-                        })
-                else {
-                    throw .configuration(
-                        "sources.poll", "needs a file for its seen state: set queue.path or the gateway's pollStatePath"
-                    )
-                }
-                do {
-                    state = try SQLitePollState(path: path)
-                } catch {
-                    throw GatewayError(.invalidConfiguration, "sources.poll: \(error.description)", underlying: error)
-                }
-            }
-            pollSources = configuration.pollSources.map { source in
-                PollEventSource(
-                    configuration: source, state: state, scheduler: scheduler,
-                    intake: EventIntake(configuration: configuration), metrics: metrics, eventObserver: eventObserver,
-                    logger: logger)
-            }
-        }
         supervisor = WorkerSupervisor(configuration: configuration, dispatchers: core.ordered, logger: logger)
 
         // The public Invoke API, event webhook and operator routes, on one event loop: a request is parsed,
@@ -136,6 +98,9 @@ public final class GatewayService: FunctionInvoker {
             eventLoopGroupProvider: .shared(publicLoop),
             logger: serverLogger)
         publicServer = PinnedService(base: publicApp, executor: EventLoopTaskExecutor(publicLoop), name: "invoke-api")
+        eventSink = EventSink(
+            intake: EventIntake(configuration: configuration), scheduler: scheduler, metrics: metrics,
+            observer: eventObserver, recovered: recovered, pruneHolds: pruneHolds)
     }
 
     // MARK: Public API
@@ -168,59 +133,45 @@ public final class GatewayService: FunctionInvoker {
 
     // MARK: Services
 
-    /// The gateway's long-running parts, to run in the command's `ServiceGroup` in this order (after whatever
-    /// they use, such as the shared queue's service; the group stops them in reverse order):
+    /// The gateway's long-running parts, without event sources: `services(eventSources: [])`.
+    public var services: [any Service] { services(eventSources: []) }
+
+    /// The gateway's long-running parts with `eventSources` among them, to run in the command's `ServiceGroup` in
+    /// this order (after whatever they use, such as the shared queue's service; the group stops them in reverse
+    /// order):
     /// - `runtime`: the Runtime API listeners, bound before any worker starts, and the worker supervisor; stops
     ///   last, once every worker is reaped.
     /// - `scheduler`: recovers the queue's pending invocations, then starts due attempts; at shutdown, drains
     ///   them (the grace period and 2 s more).
     /// - `invoke-api`: the public server, up once the queue is recovered; at shutdown it finishes the requests
     ///   in flight (their workers are being stopped).
-    /// - `sqs:<queue>`, `poll:<bucket>`: the event sources, from recovery until shutdown (messages still held
-    ///   come back after their visibility timeout; records not yet recorded as seen are emitted again).
-    /// - `prune`: deletes finished invocations past their retention, hourly.
+    /// - `eventSources` (`sqs:<queue>`, `poll:<bucket>`, built over `eventSink`): from recovery (they wait for
+    ///   `eventSink.ready()`) until shutdown.
+    /// - `prune`: deletes finished invocations past their retention, hourly (the first time once the sources'
+    ///   `holdPruning` waits have returned).
     /// - `shutdown`: signalled first, it stops the scheduler from starting attempts and the workers (SIGTERM)
     ///   at once, so that no part waits for a worker the others would keep busy.
     /// Each runs once.
-    public var services: [any Service] {
+    public func services(eventSources: [any Service]) -> [any Service] {
         let scheduler = self.scheduler
         let supervisor = self.supervisor
-        let recovered = self.recovered
         return [
             GatewayPart("runtime") { try await self.runWorkers() },
             GatewayPart("scheduler") { try await self.runScheduler() },
             GatewayPart("invoke-api") { try await self.runPublicServer() },
         ]
-            + sqsSources.map { source in
-                GatewayPart("sqs:\(source.configuration.queueName)") {
-                    // Stops receiving at graceful shutdown; messages still held come back after their visibility
-                    // timeout.
-                    _ = try await recovered.get()
-                    await cancelWhenGracefulShutdown { await source.run() }
-                }
-            }
-            + pollSources.map { source in
-                GatewayPart("poll:\(source.configuration.bucket)") {
-                    // Stops scanning at graceful shutdown; records not yet recorded as seen are emitted again (and
-                    // deduplicated) at the next start.
-                    _ = try await recovered.get()
-                    await cancelWhenGracefulShutdown { await source.run() }
-                }
-            }
+            + eventSources
             + [
                 GatewayPart("prune") {
                     [
                         queue = invocationQueue, retention = configuration.queue.retention, logger = logger,
-                        pollSources = pollSources
+                        pruneHolds = pruneHolds
                     ] in
                     await Self.pruneFinished(queue: queue, retention: retention, logger: logger) {
                         // After a crash between a poll source's commit to the queue and its seen-state write, its
                         // first scan emits those records again: they must still find their invocations (and
                         // their dedupe keys), however long the gateway was down. At most an hour late.
-                        let deadline = ContinuousClock.now + .seconds(3600)
-                        for source in pollSources {
-                            _ = await source.scanned.sleep(for: max(.zero, deadline - .now))
-                        }
+                        await pruneHolds.wait(until: ContinuousClock.now + .seconds(3600))
                     }
                 },
                 GatewayPart("shutdown") {

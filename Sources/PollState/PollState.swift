@@ -44,7 +44,7 @@ extension PollStateStore {
 /// `poll.sqlite` beside the gateway's queue file by default.
 ///
 /// A file of its own rather than a table in the queue's, so the queue's schema stays the queue's. Used with the
-/// SQLite queue, and with the shared PostgreSQL one only when `GatewayConfiguration.pollStatePath` names a file
+/// SQLite queue, and with the shared PostgreSQL one only when `EventSourcesConfiguration.pollStatePath` names a file
 /// (then this gateway's state is its own: see `PostgresPollState` for why the fleet should share one).
 public final class SQLitePollState: PollStateStore {
     let database: DurableDatabase

@@ -146,52 +146,49 @@ struct DevCommand: AsyncParsableCommand {
             // Each video keeps one chunk per bulk worker (and one more) queued, so videos interleave.
             transcodeEnvironment["CHUNK_WINDOW"] = String(max(1, transcoders) + 1)
         }
-        let gatewayFile: [String: Any] = [
-            "region": region,
-            "functions": [
-                "probe": [
-                    "command": ["\(functions)/probe"], "timeout": 120, "concurrency": 2,
-                    "environment": functionEnvironment,
-                    "retry": ["maxAttempts": 3], "nice": 5,
-                ],
-                // Plans and finishes (or, unchunked, whole videos).
-                "transcode": [
-                    "command": ["\(functions)/transcode"], "timeout": 3600, "concurrency": max(2, transcoders),
-                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 2],
-                    // Every idle core, after the store, the gateway and the API.
-                    "nice": 10,
-                ],
+        // The gateway's configuration, built as the typed struct a gateway file decodes to.
+        let functionPath = URL(fileURLWithPath: functions).standardizedFileURL.path
+        func function(
+            _ name: String, _ executable: String, timeout: Int, concurrency: Int, environment: [String: String],
+            maxAttempts: Int, nice: Int, idle: Bool = false
+        ) -> FunctionConfiguration {
+            FunctionConfiguration(
+                name: name, command: ["\(functionPath)/\(executable)"], environment: environment,
+                timeout: .seconds(timeout), concurrency: concurrency, workingDirectory: root,
+                retry: RetryPolicy(maxAttempts: maxAttempts), nice: nice, idle: idle)
+        }
+        let gatewayConfiguration = GatewayConfiguration(
+            functions: [
+                function(
+                    "probe", "probe", timeout: 120, concurrency: 2, environment: functionEnvironment,
+                    maxAttempts: 3, nice: 5),
+                // Plans and finishes (or, unchunked, whole videos). Every idle core, after the store, the gateway
+                // and the API.
+                function(
+                    "transcode", "transcode", timeout: 3600, concurrency: max(2, transcoders),
+                    environment: transcodeEnvironment, maxAttempts: 2, nice: 10),
                 // Each video's first chunk on a worker of its own, at the priority of the servers, and the bulk
                 // chunks under SCHED_IDLE (only on CPU time nothing else wants): a new upload becomes playable
                 // while a long video's chunks keep both cores busy. Against nice-19 bulk chunks a 2 s lead
                 // still took three times as long as alone (EEVDF lets each nice-19 thread finish its slice
                 // before the lead's woken threads run); see FunctionConfiguration.idle.
-                "transcode-lead": [
-                    "command": ["\(functions)/transcode"], "timeout": 900, "concurrency": 1,
-                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 3], "nice": 0,
-                ],
-                "transcode-chunk": [
-                    "command": ["\(functions)/transcode"], "timeout": 900, "concurrency": max(1, transcoders),
-                    "environment": transcodeEnvironment, "retry": ["maxAttempts": 3], "nice": 19, "idle": true,
-                ],
+                function(
+                    "transcode-lead", "transcode", timeout: 900, concurrency: 1, environment: transcodeEnvironment,
+                    maxAttempts: 3, nice: 0),
+                function(
+                    "transcode-chunk", "transcode", timeout: 900, concurrency: max(1, transcoders),
+                    environment: transcodeEnvironment, maxAttempts: 3, nice: 19, idle: true),
             ],
-            "triggers": [
-                ["function": "probe", "bucket": apiOptions.ingestBucket, "prefix": "uploads/"],
-                ["function": "transcode", "bucket": apiOptions.mediaBucket, "suffix": "/metadata.json"],
-                ["function": "transcode-lead", "bucket": apiOptions.mediaBucket, "suffix": ChunkKeys.leadSuffix],
-                ["function": "transcode-chunk", "bucket": apiOptions.mediaBucket, "suffix": ChunkKeys.chunkSuffix],
-                ["function": "transcode", "bucket": apiOptions.mediaBucket, "suffix": ChunkKeys.finishSuffix],
+            region: region, host: host, port: apiPort, credentials: [credentials], inheritedEnvironment: environment,
+            triggers: [
+                TriggerRule(function: "probe", bucket: apiOptions.ingestBucket, prefix: "uploads/"),
+                TriggerRule(function: "transcode", bucket: apiOptions.mediaBucket, suffix: "/metadata.json"),
+                TriggerRule(function: "transcode-lead", bucket: apiOptions.mediaBucket, suffix: ChunkKeys.leadSuffix),
+                TriggerRule(function: "transcode-chunk", bucket: apiOptions.mediaBucket, suffix: ChunkKeys.chunkSuffix),
+                TriggerRule(function: "transcode", bucket: apiOptions.mediaBucket, suffix: ChunkKeys.finishSuffix),
             ],
-            "events": ["token": token],
-            "queue": ["path": "\(root)/gateway/queue.sqlite"],
-        ]
-        let yaml = String(decoding: try JSONSerialization.data(withJSONObject: gatewayFile), as: UTF8.self)
-        var gatewayConfiguration = try GatewayConfiguration.load(
-            yaml: yaml, baseDirectory: root, environment: environment)
-        gatewayConfiguration.host = host
-        gatewayConfiguration.port = apiPort
-        gatewayConfiguration.region = region
-        gatewayConfiguration.credentials = [credentials]
+            eventToken: token, queue: QueueConfiguration(path: "\(root)/gateway/queue.sqlite"))
+        try gatewayConfiguration.validate()
 
         // The API's keys beside the queue; the dev tenant's admin key is kept in the data directory (mode 0600),
         // so it stays the same across restarts (the web page remembers it), and made anew if it was revoked.
@@ -202,8 +199,8 @@ struct DevCommand: AsyncParsableCommand {
             signingSecret: credentials.secretAccessKey, logger: logger)
         let parts = try GatewayQueue.open(gatewayConfiguration, logger: logger)
         let gateway = try GatewayService(
-            configuration: gatewayConfiguration, invocationQueue: parts.queue, pollState: parts.pollState,
-            logger: logger, additionalRoutes: { router in api.addRoutes(to: router) },
+            configuration: gatewayConfiguration, invocationQueue: parts.queue, logger: logger,
+            additionalRoutes: { router in api.addRoutes(to: router) },
             eventObserver: { body in try await api.observeStoreEvents(body) })
 
         let group = ServiceGroup(

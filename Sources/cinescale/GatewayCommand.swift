@@ -1,4 +1,5 @@
 import ArgumentParser
+import EventSources
 import Foundation
 import Gateway
 import Logging
@@ -64,10 +65,13 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("cannot read \(config): \(error.localizedDescription)")
         }
         let baseDirectory = URL(fileURLWithPath: config).deletingLastPathComponent().path
-        var configuration = try GatewayConfiguration.load(
-            yaml: yaml, baseDirectory: baseDirectory, environment: environment)
+        // One file, two parts: the gateway core's and the event sources' (`sources:`).
+        let file = try ConfigurationFile(yaml: yaml, baseDirectory: baseDirectory, environment: environment)
+        var configuration = try file.decode(GatewayConfiguration.self)
+        let sources = try file.decode(EventSourcesConfiguration.self)
         if check {
             try configuration.validate()
+            try sources.validate()
             for function in configuration.functions {
                 print(
                     "function \(function.name): \(function.command.joined(separator: " ")) (concurrency \(function.concurrency), variables \(function.environment.keys.sorted().joined(separator: ",")))"
@@ -76,12 +80,12 @@ struct GatewayCommand: AsyncParsableCommand {
             for trigger in configuration.triggers {
                 print("trigger \(trigger.bucket) \(trigger.prefix)*\(trigger.suffix) → \(trigger.function)")
             }
-            for source in configuration.sqsSources {
+            for source in sources.sqs {
                 print(
                     "source sqs \(source.queueURL) (region \(source.region), endpoint \(source.endpoint.absoluteString), visibility \(source.visibilityTimeout) s, maxInFlight \(source.maxInFlight))"
                 )
             }
-            for source in configuration.pollSources {
+            for source in sources.poll {
                 print(
                     "source poll \(source.endpoint.absoluteString) bucket \(source.bucket)\(source.prefix.isEmpty ? "" : " prefix \(source.prefix)") every \(source.interval) (region \(source.region), startFrom \(source.startFrom.rawValue))"
                 )
@@ -112,10 +116,14 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         var observer: (@Sendable (ByteBuffer) async throws -> Void)?
         if let api { observer = { body in try await api.observeStoreEvents(body) } }
-        let parts = try GatewayQueue.open(configuration, logger: logger)
+        let parts = try GatewayQueue.open(configuration, sources: sources, logger: logger)
         let gateway = try GatewayService(
-            configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState, logger: logger,
+            configuration: configuration, invocationQueue: parts.queue, logger: logger,
             additionalRoutes: { router in api?.addRoutes(to: router) }, eventObserver: observer)
+        // The SQS and poll sources, over the gateway's event sink; run among its parts.
+        let eventSources = try EventSources(
+            configuration: sources, queue: configuration.queue, sink: gateway.eventSink, pollState: parts.pollState,
+            logger: logger)
         let portFile = processOptions.portFile
         let host = configuration.host
         let functionNames = configuration.functions.map(\.name).joined(separator: ",")
@@ -124,7 +132,8 @@ struct GatewayCommand: AsyncParsableCommand {
         // key store the servers that authenticate through it.
         let group = ServiceGroup(
             configuration: .init(
-                services: [parts.service, keyService].compactMap { $0 } + gateway.services
+                services: [parts.service, keyService].compactMap { $0 }
+                    + gateway.services(eventSources: eventSources.services)
                     + (api.map { [$0.makeWebhookSender(), $0.makeUploadJanitor()] } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))

@@ -1,3 +1,4 @@
+import EventSources
 import Gateway
 import InvocationQueue
 import Logging
@@ -10,13 +11,16 @@ import ServiceLifecycle
 /// shared queue, the poll sources' seen state in the same database.
 struct GatewayQueue {
     let queue: InvocationQueueKind
-    /// nil: the gateway keeps its poll sources' seen state in a SQLite file.
+    /// For `EventSources`; nil: the poll sources keep their seen state in a SQLite file.
     let pollState: (any PollStateStore)?
     /// The shared queue (its connection pool and outcome writes): list it in the command's group before the
     /// gateway and whatever else uses it, so that it stops after them.
     let service: (any Service)?
 
-    static func open(_ configuration: GatewayConfiguration, logger: Logger) throws(GatewayError) -> GatewayQueue {
+    static func open(
+        _ configuration: GatewayConfiguration, sources: EventSourcesConfiguration = EventSourcesConfiguration(),
+        logger: Logger
+    ) throws(GatewayError) -> GatewayQueue {
         try configuration.validate()
         if let postgres = try configuration.queue.postgresConfiguration() {
             let queue: PostgresInvocationQueue
@@ -27,7 +31,7 @@ struct GatewayQueue {
             }
             // One seen state for the fleet, on the queue's connection pool, unless the file names one of its own.
             let pollState =
-                configuration.pollStatePath == nil ? PostgresPollState(client: queue.client, logger: logger) : nil
+                sources.pollStatePath == nil ? PostgresPollState(client: queue.client, logger: logger) : nil
             return GatewayQueue(queue: .shared(queue), pollState: pollState, service: queue)
         }
         guard let path = configuration.queue.path else {

@@ -62,3 +62,13 @@ struct AsyncSchedulerTests {
         #expect(scheduler.pendingCount == 3)
     }
 }
+
+/// A temporary directory removed afterwards.
+final class ScratchDirectory: Sendable {
+    let path: String
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("cinescale-gw-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}

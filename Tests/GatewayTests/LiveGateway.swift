@@ -5,7 +5,6 @@ import Hummingbird
 import InvocationQueue
 import Logging
 import NIOCore
-import PollState
 import PostgresInvocationQueue
 import ServiceLifecycle
 import SigV4
@@ -193,7 +192,7 @@ struct LiveGateway: Sendable {
         }
         let parts = try Parts(configuration)
         let service = try GatewayService(
-            configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState, logger: logger,
+            configuration: configuration, invocationQueue: parts.queue, logger: logger,
             additionalRoutes: additionalRoutes)
         let group = ServiceGroup(configuration: .init(services: parts.services + service.services, logger: logger))
         let seen = PidRecorder()
@@ -221,24 +220,18 @@ struct LiveGateway: Sendable {
     }
 
     /// The gateway's queue as `cinescale`'s composition root builds it: SQLite at `queue.path`, or the shared
-    /// PostgreSQL queue — a service to run before (and stop after) the gateway — with the poll sources' seen
-    /// state in its database unless `pollStatePath` names a file.
+    /// PostgreSQL queue — a service to run before (and stop after) the gateway.
     struct Parts {
         let queue: InvocationQueueKind
-        let pollState: (any PollStateStore)?
         let services: [any Service]
 
         init(_ configuration: GatewayConfiguration) throws {
             if let postgres = try configuration.queue.postgresConfiguration() {
                 let queue = try PostgresInvocationQueue(configuration: postgres, logger: LiveGateway.logger)
                 self.queue = .shared(queue)
-                pollState =
-                    configuration.pollStatePath == nil
-                    ? PostgresPollState(client: queue.client, logger: LiveGateway.logger) : nil
                 services = [queue]
             } else {
                 queue = .local(try SQLiteInvocationQueue(path: try #require(configuration.queue.path)))
-                pollState = nil
                 services = []
             }
         }

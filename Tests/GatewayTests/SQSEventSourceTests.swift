@@ -1,3 +1,4 @@
+import EventSources
 import Foundation
 import InvocationQueue
 import Logging
@@ -6,6 +7,7 @@ import SQSClient
 import Synchronization
 import Testing
 
+@testable import EventSources
 @testable import Gateway
 
 /// An in-memory SQS queue with visibility timeouts and receipt handles, as the event source sees SQS.
@@ -140,9 +142,7 @@ struct SQSEventSourceTests {
             credentials: LiveGateway.credentials, waitTimeSeconds: 1, visibilityTimeout: visibilityTimeout,
             maxInFlight: maxInFlight)
         let source = SQSEventSource(
-            configuration: configuration, client: queue, scheduler: gw.service.scheduler,
-            intake: EventIntake(configuration: gw.service.configuration), metrics: gw.service.metrics,
-            eventObserver: observer,
+            configuration: configuration, client: queue, sink: gw.service.eventSink.observing(observer),
             logger: LiveGateway.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await source.run() }

@@ -1,8 +1,9 @@
 import Foundation
+import Gateway
 import NIOCore
 import Testing
 
-@testable import Gateway
+@testable import EventSources
 
 @Suite("SQS event source")
 struct SQSSourceTests {
@@ -15,9 +16,13 @@ struct SQSSourceTests {
             bucket: ingest
         """
 
-    func load(_ sources: String, environment: [String: String] = [:]) throws(GatewayError) -> GatewayConfiguration {
-        try GatewayConfiguration.load(
+    /// The whole file, as the composition root reads it: the gateway's part, then the sources'.
+    func load(_ sources: String, environment: [String: String] = [:]) throws(GatewayError) -> EventSourcesConfiguration
+    {
+        let file = try ConfigurationFile(
             yaml: Self.functions + "\n" + sources, baseDirectory: "/srv", environment: environment)
+        _ = try file.decode(GatewayConfiguration.self)
+        return try file.decode(EventSourcesConfiguration.self)
     }
 
     func message(_ yaml: String, environment: [String: String] = [:]) -> String {
@@ -48,7 +53,7 @@ struct SQSSourceTests {
                 "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "tok",
                 "LS_KEY": "lskey",
             ])
-        let sources = configuration.sqsSources
+        let sources = configuration.sqs
         #expect(sources.count == 2)
         let aws = sources[0]
         #expect(aws.region == "eu-west-1")  // from the queue URL

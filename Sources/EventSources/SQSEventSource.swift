@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CoreMetrics
 import Foundation
+import Gateway
 import InvocationQueue
 import Logging
 import NIOCore
@@ -21,8 +22,8 @@ extension SQSClient: SQSEventSourceClient {}
 
 /// Polls one SQS queue for object-store events, like Lambda's SQS event source mapping: long-polls
 /// (ReceiveMessage), turns each message — an S3 event notification, bare or in an SNS envelope — into
-/// invocations with `EventIntake` (the webhook's trigger rules and dedupe keys), commits them to the durable
-/// queue, keeps the message invisible (ChangeMessageVisibility every half visibility timeout) until each of its
+/// invocations with the gateway's `EventSink` (the webhook's trigger rules and dedupe keys), commits them to the
+/// durable queue, keeps the message invisible (ChangeMessageVisibility every half visibility timeout) until each of its
 /// invocations has succeeded or been dead-lettered, then deletes it.
 ///
 /// - `s3:TestEvent` messages are deleted without invoking anything.
@@ -37,15 +38,14 @@ final class SQSEventSource: Sendable {
     let configuration: SQSSourceConfiguration
     /// nil: an `SQSClient` over an `HTTPClient` of its own, made and shut down by `run()`.
     private let injectedClient: (any SQSEventSourceClient)?
-    let scheduler: AsyncScheduler
-    let intake: EventIntake
-    let metrics: GatewayMetrics
-    /// Sees every event body whose invocations are committed, before the message is let go (as `POST /events`'s
-    /// observer does): a failure releases the message, which comes back.
-    let eventObserver: (@Sendable (ByteBuffer) async throws -> Void)?
+    /// The gateway: intake, queue, and the event observer, which sees every event body whose invocations are
+    /// committed before the message is let go (as `POST /events`'s does): a failure releases the message, which
+    /// comes back.
+    let sink: EventSink
     let logger: Logger
     private let inFlight = Mutex(0)
-    private let slotFreed = WakeSignal()
+    /// A message let go frees a slot (the newest signal is kept until the polling loop waits for one).
+    private let slotFreed: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
     private let counters: Counters
 
     /// Longest wait between two polls after errors.
@@ -58,21 +58,17 @@ final class SQSEventSource: Sendable {
     }
 
     init(
-        configuration: SQSSourceConfiguration, client: (any SQSEventSourceClient)? = nil, scheduler: AsyncScheduler,
-        intake: EventIntake, metrics: GatewayMetrics,
-        eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil,
+        configuration: SQSSourceConfiguration, client: (any SQSEventSourceClient)? = nil, sink: EventSink,
         logger: Logger
     ) {
-        self.eventObserver = eventObserver
         self.configuration = configuration
         self.injectedClient = client
-        self.scheduler = scheduler
-        self.intake = intake
-        self.metrics = metrics
+        self.sink = sink
+        slotFreed = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         var logger = logger
         logger[metadataKey: "cinescale.sqs.queue"] = .string(configuration.queueName)
         self.logger = logger
-        let factory = PrometheusMetricsFactory(registry: metrics.registry)
+        let factory = PrometheusMetricsFactory(registry: sink.registry)
         func messages(_ outcome: String) -> CoreMetrics.Counter {
             CoreMetrics.Counter(
                 label: "cinescale_gateway_sqs_messages_total",
@@ -118,12 +114,14 @@ final class SQSEventSource: Sendable {
                 "cinescale.sqs.endpoint": .string(configuration.endpoint.absoluteString),
                 "cinescale.sqs.max_in_flight": .stringConvertible(configuration.maxInFlight),
             ])
+        var slotsFreed = slotFreed.stream.makeAsyncIterator()
         await withDiscardingTaskGroup { group in
             var failures = 0
             while !Task.isCancelled {
                 let free = configuration.maxInFlight - heldCount
                 guard free > 0 else {
-                    await slotFreed.wait(timeout: .seconds(1))
+                    // Until a held message is let go (nil: cancelled).
+                    _ = await slotsFreed.next()
                     continue
                 }
                 let messages: [SQSMessage]
@@ -165,7 +163,7 @@ final class SQSEventSource: Sendable {
                         await self.handle(message, receivedAt: receivedAt, client)
                         self.inFlight.withLock { $0 -= 1 }
                         self.counters.held.record(self.heldCount)
-                        self.slotFreed.fire()
+                        self.slotFreed.continuation.yield()
                     }
                 }
                 // Short polling of an empty queue must not spin.
@@ -240,25 +238,23 @@ final class SQSEventSource: Sendable {
         }
         let batch: EventIntake.Batch
         do throws(GatewayError) {
-            batch = try intake.invocations(from: body, now: Date())
+            batch = try sink.invocations(from: body)
         } catch {
             reject(message, error.message, logger: logger)
             return
         }
-        metrics.eventNotifications.increment()
-        metrics.eventRecords.increment(by: Int64(batch.records))
         var heartbeat = Heartbeat(visibilityTimeout: configuration.visibilityTimeout, extendedAt: receivedAt)
         var ids: [String] = []
         if !batch.invocations.isEmpty {
             // Admission: past the queue's bound, hold the message (extending its visibility) until there is room,
             // rather than let it come back and count towards its maxReceiveCount.
-            let admitted = await scheduler.admitWhenRoom(
+            let admitted = await sink.admitWhenRoom(
                 batch.invocations.count, logger: logger, waiting: "holding the SQS message",
                 meanwhile: { await extendIfDue(message, &heartbeat, client, logger: logger) })
             guard admitted else { return release(message, "stopped or lost while waiting for room", logger: logger) }
             let results: [EnqueueResult]
             do {
-                results = try await scheduler.enqueue(batch.invocations)
+                results = try await sink.enqueue(batch.invocations)
             } catch {
                 logger.error(
                     "could not commit the SQS message's events to the queue; it will be received again",
@@ -280,9 +276,9 @@ final class SQSEventSource: Sendable {
                     "cinescale.invocations": .string(ids.joined(separator: ",")),
                 ])
         }
-        if let eventObserver {
+        if sink.hasObserver {
             do {
-                try await eventObserver(body)
+                try await sink.observe(body)
             } catch {
                 logger.error(
                     "an event observer failed; the SQS message will be received again",
@@ -305,7 +301,7 @@ final class SQSEventSource: Sendable {
             for (index, id) in pending.enumerated() {
                 do {
                     // Gone (pruned after retention) counts as finished.
-                    if let invocation = try await scheduler.queue.get(id: id),
+                    if let invocation = try await sink.invocation(id: id),
                         invocation.state != .succeeded, invocation.state != .dead
                     {
                         still.append(id)

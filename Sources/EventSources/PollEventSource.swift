@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CoreMetrics
 import Foundation
+import Gateway
 import InvocationQueue
 import Logging
 import NIOCore
@@ -26,7 +27,7 @@ extension S3Client: PollObjectLister {
 /// Triggers on any S3 store, without its notifications: lists one bucket (ListObjectsV2, every page) every
 /// `interval`, compares the listing by key and ETag with what it has already seen, and turns each new or
 /// changed object into the `ObjectCreated:Put` record a notification would have carried. The records go through
-/// the webhook's `EventIntake` (trigger rules, dedupe keys), are committed to the durable queue, and are seen
+/// the gateway's `EventSink` (the webhook's trigger rules and dedupe keys), are committed to the durable queue, and are seen
 /// by the event observer (the API's webhooks), exactly as an SQS message's are.
 ///
 /// - The seen state (key → ETag and sequencer) is durable (`PollStateStore`) and written only after the
@@ -49,12 +50,10 @@ final class PollEventSource: Sendable {
     /// nil: an `S3Client` over an `HTTPClient` of its own, made and shut down by `run()`.
     private let injectedLister: (any PollObjectLister)?
     let state: any PollStateStore
-    let scheduler: AsyncScheduler
-    let intake: EventIntake
-    let metrics: GatewayMetrics
-    let eventObserver: (@Sendable (ByteBuffer) async throws -> Void)?
+    /// The gateway: intake, queue, event observer.
+    let sink: EventSink
     let logger: Logger
-    /// Fired once a scan (the first after start) has been committed.
+    /// Fired once a scan (the first after start) has been committed; the gateway's first pruning waits for it.
     let scanned = AsyncEvent()
     private let counters: Counters
 
@@ -71,20 +70,16 @@ final class PollEventSource: Sendable {
 
     init(
         configuration: PollSourceConfiguration, lister: (any PollObjectLister)? = nil, state: any PollStateStore,
-        scheduler: AsyncScheduler, intake: EventIntake, metrics: GatewayMetrics,
-        eventObserver: (@Sendable (ByteBuffer) async throws -> Void)? = nil, logger: Logger
+        sink: EventSink, logger: Logger
     ) {
         self.configuration = configuration
         self.injectedLister = lister
         self.state = state
-        self.scheduler = scheduler
-        self.intake = intake
-        self.metrics = metrics
-        self.eventObserver = eventObserver
+        self.sink = sink
         var logger = logger
         logger[metadataKey: "cinescale.poll.source"] = .string(configuration.name)
         self.logger = logger
-        let factory = PrometheusMetricsFactory(registry: metrics.registry)
+        let factory = PrometheusMetricsFactory(registry: sink.registry)
         let source = ("source", configuration.name)
         func records(_ event: String) -> CoreMetrics.Counter {
             CoreMetrics.Counter(
@@ -286,27 +281,25 @@ final class PollEventSource: Sendable {
         let body = ByteBuffer(string: PollScan.body(records))
         let batch: EventIntake.Batch
         do throws(GatewayError) {
-            batch = try intake.invocations(from: body, now: Date())
+            batch = try sink.invocations(from: body)
         } catch {
             throw .commit("could not read the records made from the listing", error)
         }
-        metrics.eventNotifications.increment()
-        metrics.eventRecords.increment(by: Int64(batch.records))
         if !batch.invocations.isEmpty {
             // Admission: past the queue's bound, wait for room (the bucket keeps the objects meanwhile).
-            guard await scheduler.admitWhenRoom(batch.invocations.count, logger: logger, waiting: "waiting for room")
+            guard await sink.admitWhenRoom(batch.invocations.count, logger: logger, waiting: "waiting for room")
             else {
                 throw .cancelled
             }
             do {
-                _ = try await scheduler.enqueue(batch.invocations)
+                _ = try await sink.enqueue(batch.invocations)
             } catch {
                 throw .commit("could not commit the records' invocations to the queue", error)
             }
         }
-        if let eventObserver {
+        if sink.hasObserver {
             do {
-                try await eventObserver(body)
+                try await sink.observe(body)
             } catch {
                 throw .commit("an event observer failed", error)
             }

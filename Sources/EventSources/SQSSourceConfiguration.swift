@@ -1,7 +1,7 @@
 import Foundation
+import Gateway
 import SQSClient
 import SigV4
-import Yams
 
 /// One SQS queue the gateway polls for object-store events (`sources.sqs[i]` in the gateway file): S3 event
 /// notifications (2.1, or wrapped in an SNS envelope) become invocations by the same trigger rules and with the
@@ -80,67 +80,42 @@ public struct SQSSourceConfiguration: Sendable, Hashable {
         guard labels.count >= 4, labels[0] == "sqs", labels[2] == "amazonaws" else { return nil }
         return String(labels[1])
     }
+}
 
-    /// Parses `sources.sqs` (a list). `environment` is the gateway's: `${NAME}` values are read from it, and
-    /// credentials default to its AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+extension SQSSourceConfiguration {
+    static let fields = [
+        "queueUrl", "region", "endpoint", "accessKeyId", "secretAccessKey", "sessionToken", "waitTimeSeconds",
+        "visibilityTimeout", "maxInFlight",
+    ]
+
+    /// `sources.sqs[i]`. `${NAME}` values were replaced before decoding (`EventSourcesConfiguration.substitutions`);
+    /// credentials default to the gateway's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN;
     /// `defaultRegion` is the gateway's region.
-    static func parseList(_ node: Node, environment: [String: String], defaultRegion: String) throws(GatewayError)
-        -> [SQSSourceConfiguration]
-    {
-        guard case .sequence(let items) = node else {
-            throw .configuration("sources.sqs", "expected a list of queues")
-        }
-        var sources: [SQSSourceConfiguration] = []
-        for (index, item) in items.enumerated() {
-            sources.append(
-                try parse(item, path: "sources.sqs[\(index)]", environment: environment, defaultRegion: defaultRegion))
-        }
-        return sources
-    }
-
-    static func parse(_ node: Node, path: String, environment: [String: String], defaultRegion: String)
-        throws(GatewayError) -> SQSSourceConfiguration
-    {
-        guard case .mapping(let fields) = node else {
-            throw .configuration(path, "expected a mapping (queueUrl, region, endpoint, credentials, …)")
-        }
+    init(from decoder: any Decoder, defaultRegion: String) throws {
+        let environment = decoder.configurationContext.environment
+        let path = decoder.configurationPath
+        let fields = try decoder.configurationFields(
+            notAMapping: "expected a mapping (queueUrl, region, endpoint, credentials, …)")
         var values: [String: String] = [:]
-        let known = [
-            "queueUrl", "region", "endpoint", "accessKeyId", "secretAccessKey", "sessionToken", "waitTimeSeconds",
-            "visibilityTimeout", "maxInFlight",
-        ]
-        for (k, v) in fields {
-            let field = try GatewayConfiguration.scalarKey(k, path: path)
-            guard known.contains(field) else {
-                throw .configuration("\(path).\(field)", "unknown field (expected \(known.joined(separator: ", ")))")
+        for field in fields.keys {
+            guard Self.fields.contains(field) else {
+                throw fields.error(field, "unknown field (expected \(Self.fields.joined(separator: ", ")))")
             }
-            guard case .scalar(let scalar) = v else {
-                throw .configuration("\(path).\(field)", "expected a value, got \(GatewayConfiguration.describe(v))")
-            }
-            // `${NAME}`: one of the gateway's variables, so that secrets stay out of the file.
-            let text = scalar.string
-            if text.hasPrefix("${"), text.hasSuffix("}"), text.count > 3 {
-                let name = String(text.dropFirst(2).dropLast())
-                guard let passed = environment[name] else {
-                    throw .configuration(
-                        "\(path).\(field)", "names ${\(name)}, which is not set in the gateway's environment")
-                }
-                values[field] = passed
-            } else {
-                values[field] = text
-            }
+            let value = try fields.value(field)
+            guard let text = value.text else { throw fields.error(field, "expected a value, got \(value)") }
+            values[field] = text
         }
         guard let queueURL = values["queueUrl"], !queueURL.isEmpty else {
-            throw .configuration("\(path).queueUrl", "is required (the queue's URL)")
+            throw GatewayError.configuration("\(path).queueUrl", "is required (the queue's URL)")
         }
-        guard endpoint(of: queueURL) != nil else {
-            throw .configuration("\(path).queueUrl", "expected an http(s) queue URL, got '\(queueURL)'")
+        guard Self.endpoint(of: queueURL) != nil else {
+            throw GatewayError.configuration("\(path).queueUrl", "expected an http(s) queue URL, got '\(queueURL)'")
         }
         var endpointOverride: URL?
         if let text = values["endpoint"] {
             guard let url = URL(string: text), let scheme = url.scheme?.lowercased(),
                 scheme == "http" || scheme == "https", url.host?.isEmpty == false
-            else { throw .configuration("\(path).endpoint", "expected an http(s) URL, got '\(text)'") }
+            else { throw GatewayError.configuration("\(path).endpoint", "expected an http(s) URL, got '\(text)'") }
             endpointOverride = url
         }
         func integer(_ field: String, _ range: ClosedRange<Int>, default value: Int) throws(GatewayError) -> Int {
@@ -155,23 +130,22 @@ public struct SQSSourceConfiguration: Sendable, Hashable {
         let accessKey = values["accessKeyId"] ?? environment["AWS_ACCESS_KEY_ID"]
         let secretKey = values["secretAccessKey"] ?? environment["AWS_SECRET_ACCESS_KEY"]
         guard let accessKey, !accessKey.isEmpty, let secretKey, !secretKey.isEmpty else {
-            throw .configuration(
+            throw GatewayError.configuration(
                 path,
                 "no credentials: set accessKeyId and secretAccessKey (e.g. \"${AWS_ACCESS_KEY_ID}\"), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the gateway's environment"
             )
         }
         let sessionToken =
             values["sessionToken"] ?? (values["accessKeyId"] == nil ? environment["AWS_SESSION_TOKEN"] : nil)
-        let region = values["region"] ?? awsRegion(of: queueURL) ?? defaultRegion
-        let source = SQSSourceConfiguration(
+        let region = values["region"] ?? Self.awsRegion(of: queueURL) ?? defaultRegion
+        self.init(
             queueURL: queueURL, region: region, endpoint: endpointOverride,
             credentials: Credentials(
                 accessKeyId: accessKey, secretAccessKey: secretKey,
                 sessionToken: sessionToken.flatMap { $0.isEmpty ? nil : $0 }),
-            waitTimeSeconds: try integer("waitTimeSeconds", 0...20, default: defaultWaitTimeSeconds),
-            visibilityTimeout: try integer("visibilityTimeout", 1...43_200, default: defaultVisibilityTimeout),
-            maxInFlight: try integer("maxInFlight", 1...100_000, default: defaultMaxInFlight))
-        try source.validate(path: path)
-        return source
+            waitTimeSeconds: try integer("waitTimeSeconds", 0...20, default: Self.defaultWaitTimeSeconds),
+            visibilityTimeout: try integer("visibilityTimeout", 1...43_200, default: Self.defaultVisibilityTimeout),
+            maxInFlight: try integer("maxInFlight", 1...100_000, default: Self.defaultMaxInFlight))
+        try validate(path: path)
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
+import Gateway
 import SigV4
-import Yams
 
 /// One bucket the gateway lists periodically for new and changed objects (`sources.poll[i]` in the gateway
 /// file), for stores whose notifications cannot be used (Garage: none; RustFS: reported not to fire; any store a
@@ -106,93 +106,75 @@ public struct PollSourceConfiguration: Sendable, Hashable {
         else { return nil }
         return .milliseconds(Int64((value * scale * 1000).rounded()))
     }
+}
 
-    /// Parses `sources.poll` (a list). `${NAME}` values are read from `environment`, and credentials default
-    /// to its AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. `defaultRegion` is the gateway's region.
-    static func parseList(_ node: Node, environment: [String: String], defaultRegion: String) throws(GatewayError)
-        -> [PollSourceConfiguration]
-    {
-        guard case .sequence(let items) = node else {
-            throw .configuration("sources.poll", "expected a list of buckets ({endpoint, bucket, interval, …})")
-        }
-        var sources: [PollSourceConfiguration] = []
-        var ids: Set<String> = []
-        for (index, item) in items.enumerated() {
-            let path = "sources.poll[\(index)]"
-            let source = try parse(item, path: path, environment: environment, defaultRegion: defaultRegion)
-            guard ids.insert(source.stateID).inserted else {
-                throw .configuration(path, "polls the same endpoint, bucket and prefix as an earlier entry")
-            }
-            sources.append(source)
-        }
-        return sources
-    }
-
+extension PollSourceConfiguration {
     static let fields = [
         "endpoint", "bucket", "prefix", "interval", "accessKey", "secretKey", "region", "pathStyle", "startFrom",
     ]
 
-    static func parse(_ node: Node, path: String, environment: [String: String], defaultRegion: String)
-        throws(GatewayError) -> PollSourceConfiguration
-    {
-        guard case .mapping(let mapping) = node else {
-            throw .configuration(path, "expected a mapping (endpoint, bucket, prefix, interval, accessKey, …)")
-        }
+    /// `sources.poll[i]`. `${NAME}` anywhere in a value was replaced before decoding
+    /// (`EventSourcesConfiguration.substitutions`); credentials default to the gateway's AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY; `defaultRegion` is the gateway's region.
+    init(from decoder: any Decoder, defaultRegion: String) throws {
+        let environment = decoder.configurationContext.environment
+        let path = decoder.configurationPath
+        let mapping = try decoder.configurationFields(
+            notAMapping: "expected a mapping (endpoint, bucket, prefix, interval, accessKey, …)")
         var values: [String: String] = [:]
-        for (k, v) in mapping {
-            let field = try GatewayConfiguration.scalarKey(k, path: path)
-            guard fields.contains(field) else {
-                throw .configuration("\(path).\(field)", "unknown field (expected \(fields.joined(separator: ", ")))")
+        for field in mapping.keys {
+            guard Self.fields.contains(field) else {
+                throw mapping.error(field, "unknown field (expected \(Self.fields.joined(separator: ", ")))")
             }
-            guard case .scalar(let scalar) = v else {
-                throw .configuration("\(path).\(field)", "expected a value, got \(GatewayConfiguration.describe(v))")
-            }
-            // `${NAME}`: one of the gateway's variables, so that secrets stay out of the file.
-            values[field] = try QueueConfiguration.substitute(
-                scalar.string, environment: environment, field: "\(path).\(field)", escape: false)
+            let value = try mapping.value(field)
+            guard let text = value.text else { throw mapping.error(field, "expected a value, got \(value)") }
+            values[field] = text
         }
         guard let endpointText = values["endpoint"], !endpointText.isEmpty else {
-            throw .configuration("\(path).endpoint", "is required (the S3 endpoint URL)")
+            throw GatewayError.configuration("\(path).endpoint", "is required (the S3 endpoint URL)")
         }
         guard let endpoint = URL(string: endpointText), let scheme = endpoint.scheme?.lowercased(),
             scheme == "http" || scheme == "https", endpoint.host?.isEmpty == false
-        else { throw .configuration("\(path).endpoint", "expected an http(s) URL, got '\(endpointText)'") }
-        guard let bucket = values["bucket"], !bucket.isEmpty else {
-            throw .configuration("\(path).bucket", "is required")
+        else {
+            throw GatewayError.configuration("\(path).endpoint", "expected an http(s) URL, got '\(endpointText)'")
         }
-        var interval = defaultInterval
+        guard let bucket = values["bucket"], !bucket.isEmpty else {
+            throw GatewayError.configuration("\(path).bucket", "is required")
+        }
+        var interval = Self.defaultInterval
         if let text = values["interval"] {
-            guard let parsed = parseDuration(text) else {
-                throw .configuration(
+            guard let parsed = Self.parseDuration(text) else {
+                throw GatewayError.configuration(
                     "\(path).interval", "expected a duration (5s, 500ms, 2m, or a number of seconds), got '\(text)'")
             }
             interval = parsed
         }
         var pathStyle = true
         if let text = values["pathStyle"] {
-            guard let flag = Bool(text) else { throw .configuration("\(path).pathStyle", "expected true or false") }
+            guard let flag = Bool(text) else {
+                throw GatewayError.configuration("\(path).pathStyle", "expected true or false")
+            }
             pathStyle = flag
         }
         var startFrom = StartFrom.beginning
         if let text = values["startFrom"] {
             guard let parsed = StartFrom(rawValue: text) else {
-                throw .configuration("\(path).startFrom", "expected beginning or now, got '\(text)'")
+                throw GatewayError.configuration("\(path).startFrom", "expected beginning or now, got '\(text)'")
             }
             startFrom = parsed
         }
         let accessKey = values["accessKey"] ?? environment["AWS_ACCESS_KEY_ID"]
         let secretKey = values["secretKey"] ?? environment["AWS_SECRET_ACCESS_KEY"]
         guard let accessKey, !accessKey.isEmpty, let secretKey, !secretKey.isEmpty else {
-            throw .configuration(
+            throw GatewayError.configuration(
                 path,
                 "no credentials: set accessKey and secretKey (e.g. \"${S3_SECRET_KEY}\"), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the gateway's environment"
             )
         }
-        let source = PollSourceConfiguration(
+        self.init(
             endpoint: endpoint, bucket: bucket, prefix: values["prefix"] ?? "", interval: interval,
             credentials: Credentials(accessKeyId: accessKey, secretAccessKey: secretKey),
             region: values["region"] ?? defaultRegion, pathStyle: pathStyle, startFrom: startFrom)
-        try source.validate(path: path)
-        return source
+        try validate(path: path)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Gateway
 import InvocationQueue
 import Logging
 import PollState
@@ -8,7 +9,7 @@ import PostgresTestSupport
 import S3Client
 import Testing
 
-@testable import Gateway
+@testable import EventSources
 
 /// The poll sources' seen state in the shared queue's PostgreSQL database (a throwaway cluster, a database per
 /// test): the store's contract, and what several gateways writing it at once must not do to each other.
@@ -26,7 +27,7 @@ struct PostgresPollStateTests {
         return try await withThrowingTaskGroup(of: Void.self) { group in
             for client in clients { group.addTask { await client.run() } }
             defer { group.cancelAll() }
-            return try await body(clients.map { PostgresPollState(client: $0, logger: LiveGateway.logger) })
+            return try await body(clients.map { PostgresPollState(client: $0, logger: testLogger) })
         }
     }
 
@@ -147,41 +148,62 @@ struct PostgresPollStateTests {
 @Suite("Poll event source: which seen state")
 struct PollStateChoiceTests {
     static func configuration(queue: QueueConfiguration) -> GatewayConfiguration {
-        var configuration = GatewayConfiguration(
+        GatewayConfiguration(
             functions: [FunctionConfiguration(name: "rec", command: ["/bin/true"])],
             triggers: [TriggerRule(function: "rec", bucket: "ingest")], queue: queue)
-        configuration.pollSources = [
-            PollSourceConfiguration(
-                endpoint: URL(string: "http://127.0.0.1:1")!, bucket: "ingest",
-                credentials: .init(accessKeyId: "k", secretAccessKey: "s"), region: "us-east-1")
-        ]
-        return configuration
     }
 
-    /// The composition root's rule (`cinescale`'s GatewayQueue, mirrored by `LiveGateway.Parts`) and the
-    /// gateway's: the state handed in, else a SQLite file (named, or beside the queue's).
+    static let sources = EventSourcesConfiguration(poll: [
+        PollSourceConfiguration(
+            endpoint: URL(string: "http://127.0.0.1:1")!, bucket: "ingest",
+            credentials: .init(accessKeyId: "k", secretAccessKey: "s"), region: "us-east-1")
+    ])
+
+    /// The composition root's rule (`cinescale`'s GatewayQueue: the shared queue's state unless the sources name
+    /// a file) and the sources': the state handed in, else a SQLite file (named, or beside the queue's).
     @Test func theSharedQueuesGatewaysShareTheirSeenStateUnlessAFileIsNamed() throws {
-        func gateway(_ configuration: GatewayConfiguration) throws -> GatewayService {
-            let parts = try LiveGateway.Parts(configuration)
-            return try GatewayService(
-                configuration: configuration, invocationQueue: parts.queue, pollState: parts.pollState,
-                logger: LiveGateway.logger)
+        func sources(_ gateway: GatewayConfiguration, _ sources: EventSourcesConfiguration = Self.sources) throws
+            -> EventSources
+        {
+            let queue: InvocationQueueKind
+            var pollState: (any PollStateStore)?
+            if let postgres = try gateway.queue.postgresConfiguration() {
+                let shared = try PostgresInvocationQueue(configuration: postgres, logger: testLogger)
+                queue = .shared(shared)
+                if sources.pollStatePath == nil {
+                    pollState = PostgresPollState(client: shared.client, logger: testLogger)
+                }
+            } else {
+                queue = .local(try SQLiteInvocationQueue(path: try #require(gateway.queue.path)))
+            }
+            let service = try GatewayService(configuration: gateway, invocationQueue: queue, logger: testLogger)
+            return try EventSources(
+                configuration: sources, queue: gateway.queue, sink: service.eventSink, pollState: pollState,
+                logger: testLogger)
         }
         let dir = try ScratchDirectory()
         var queue = QueueConfiguration(path: dir.path + "/queue.sqlite")
         queue.postgres = "postgres://cinescale@127.0.0.1:1/cinescale?sslmode=disable"  // never connected here
-        let shared = try gateway(Self.configuration(queue: queue))
-        #expect(shared.pollSources.first?.state is PostgresPollState)
+        let shared = try sources(Self.configuration(queue: queue))
+        #expect(shared.poll.first?.state is PostgresPollState)
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/poll.sqlite"))
 
-        var named = Self.configuration(queue: queue)
+        var named = Self.sources
         named.pollStatePath = dir.path + "/own.sqlite"
-        let own = try gateway(named)
-        #expect(own.pollSources.first?.state is SQLitePollState)
+        let own = try sources(Self.configuration(queue: queue), named)
+        #expect(own.poll.first?.state is SQLitePollState)
         #expect(FileManager.default.fileExists(atPath: dir.path + "/own.sqlite"))
 
-        let single = try gateway(Self.configuration(queue: QueueConfiguration(path: dir.path + "/q2.sqlite")))
-        #expect(single.pollSources.first?.state is SQLitePollState)
+        let single = try sources(Self.configuration(queue: QueueConfiguration(path: dir.path + "/q2.sqlite")))
+        #expect(single.poll.first?.state is SQLitePollState)
         #expect(FileManager.default.fileExists(atPath: dir.path + "/poll.sqlite"))
     }
+}
+
+/// The tests' logger: quiet unless `GATEWAY_TEST_LOG` names a level.
+var testLogger: Logger {
+    var logger = Logger(label: "test.event-sources")
+    logger.logLevel =
+        ProcessInfo.processInfo.environment["GATEWAY_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+    return logger
 }

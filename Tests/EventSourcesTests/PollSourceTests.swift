@@ -1,4 +1,5 @@
 import Foundation
+import Gateway
 import InvocationQueue
 import Logging
 import NIOCore
@@ -7,7 +8,7 @@ import S3Client
 import Synchronization
 import Testing
 
-@testable import Gateway
+@testable import EventSources
 
 @Suite("Poll event source: configuration")
 struct PollSourceConfigurationTests {
@@ -20,9 +21,13 @@ struct PollSourceConfigurationTests {
             bucket: ingest
         """
 
-    func load(_ sources: String, environment: [String: String] = [:]) throws(GatewayError) -> GatewayConfiguration {
-        try GatewayConfiguration.load(
+    /// The whole file, as the composition root reads it: the gateway's part, then the sources'.
+    func load(_ sources: String, environment: [String: String] = [:]) throws(GatewayError) -> EventSourcesConfiguration
+    {
+        let file = try ConfigurationFile(
             yaml: Self.functions + "\n" + sources, baseDirectory: "/srv", environment: environment)
+        _ = try file.decode(GatewayConfiguration.self)
+        return try file.decode(EventSourcesConfiguration.self)
     }
 
     func message(_ yaml: String, environment: [String: String] = ["K": "key", "S": "secret"]) -> String {
@@ -58,8 +63,8 @@ struct PollSourceConfigurationTests {
                 "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "GARAGE_HOST": "10.0.0.7",
                 "GARAGE_KEY": "GK1", "GARAGE_SECRET": "pa$$/word+",
             ])
-        #expect(configuration.sqsSources.count == 1)
-        let sources = configuration.pollSources
+        #expect(configuration.sqs.count == 1)
+        let sources = configuration.poll
         #expect(sources.count == 2)
         let plain = sources[0]
         #expect(plain.endpoint.absoluteString == "http://127.0.0.1:3900")
@@ -154,13 +159,13 @@ struct PollSourceConfigurationTests {
 
     @Test func validateChecksSourcesBuiltInCode() throws {
         var configuration = try load("")
-        configuration.pollSources = [
+        configuration.poll = [
             PollSourceConfiguration(
                 endpoint: URL(string: "http://s3")!, bucket: "ingest", interval: .seconds(0),
                 credentials: .init(accessKeyId: "k", secretAccessKey: "s"), region: "us-east-1")
         ]
         #expect(throws: GatewayError.self) { try configuration.validate() }
-        configuration.pollSources[0].interval = .seconds(1)
+        configuration.poll[0].interval = .seconds(1)
         try configuration.validate()
     }
 }
@@ -370,18 +375,17 @@ struct PollEventSourceTests {
         init(dir: ScratchDirectory? = nil, state: (any PollStateStore)? = nil, bucket: FakeBucket = FakeBucket()) throws
         {
             self.dir = try dir ?? ScratchDirectory()
-            var configuration = GatewayConfiguration(
+            let configuration = GatewayConfiguration(
                 functions: [FunctionConfiguration(name: "rec", command: ["/bin/true"])],
                 triggers: [
                     TriggerRule(function: "rec", bucket: "ingest", prefix: "videos/"),
                     TriggerRule(function: "rec", bucket: "ingest", events: ["s3:ObjectRemoved:*"], prefix: "videos/"),
                 ],
                 queue: QueueConfiguration(path: self.dir.path + "/queue.sqlite"))
-            configuration.pollStatePath = self.dir.path + "/poll.sqlite"
             service = try GatewayService(
                 configuration: configuration,
                 invocationQueue: .local(try SQLiteInvocationQueue(path: self.dir.path + "/queue.sqlite")),
-                logger: LiveGateway.logger)
+                logger: testLogger)
             self.state = try state ?? SQLitePollState(path: self.dir.path + "/poll.sqlite")
             self.bucket = bucket
         }
@@ -392,10 +396,10 @@ struct PollEventSourceTests {
                     endpoint: URL(string: "http://127.0.0.1:1")!, bucket: "ingest", prefix: prefix,
                     interval: .milliseconds(100), credentials: .init(accessKeyId: "k", secretAccessKey: "s"),
                     region: "us-east-1", startFrom: startFrom),
-                lister: bucket, state: state, scheduler: service.scheduler,
-                intake: EventIntake(configuration: service.configuration), metrics: service.metrics,
-                eventObserver: { body in self.observed.withLock { $0.append(String(buffer: body)) } },
-                logger: LiveGateway.logger)
+                lister: bucket, state: state,
+                sink: service.eventSink.observing { body in self.observed.withLock { $0.append(String(buffer: body)) }
+                },
+                logger: testLogger)
         }
 
         /// (key, eventName) of every queued invocation.
