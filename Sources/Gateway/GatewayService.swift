@@ -25,7 +25,8 @@ public final class GatewayService: FunctionInvoker {
     public let metrics: GatewayMetrics
     let core: GatewayCore
     let scheduler: AsyncScheduler
-    let operatorAPI: OperatorAPI
+    /// The public routes (Invoke API, event webhook, operator routes), built from the core and the scheduler.
+    let routes: GatewayRoutes
     /// `sources.sqs`: queues polled for object-store events.
     let sqsSources: [SQSEventSource]
     /// `sources.poll`: buckets listed for new and changed objects.
@@ -66,10 +67,10 @@ public final class GatewayService: FunctionInvoker {
         scheduler = AsyncScheduler(
             queue: invocationQueue, core: core, metrics: metrics, maxPending: configuration.queue.maxPending,
             logger: logger)
-        invokeAPI = InvokeAPI(core: core, scheduler: scheduler, logger: logger)
-        operatorAPI = OperatorAPI(
-            core: core, scheduler: scheduler, intake: EventIntake(configuration: configuration), invokeAPI: invokeAPI,
-            metrics: metrics, token: configuration.eventToken, eventObserver: eventObserver, logger: logger)
+        routes = GatewayRoutes(
+            core: core, invoker: core, scheduler: scheduler, metrics: metrics, eventObserver: eventObserver,
+            logger: logger)
+        invokeAPI = routes.invokeAPI
         let (scheduler, metrics) = (scheduler, metrics)
         sqsSources = configuration.sqsSources.map { source in
             SQSEventSource(
@@ -114,8 +115,7 @@ public final class GatewayService: FunctionInvoker {
         var serverLogger = logger
         if logger.logLevel > .trace { serverLogger.logLevel = max(logger.logLevel, .warning) }
         let router = Router(context: BasicRequestContext.self)
-        invokeAPI.addRoutes(to: router)
-        operatorAPI.addRoutes(to: router)
+        routes.addRoutes(to: router)
         additionalRoutes(router)
         let (publicPort, host, functionCount) = (publicPort, configuration.host, core.ordered.count)
         let publicLoop = MultiThreadedEventLoopGroup.singleton.next()
