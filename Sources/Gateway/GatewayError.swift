@@ -1,6 +1,13 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
 /// An error of the gateway: configuration, invocation intake, authentication or process supervision.
 ///
-/// Errors a Lambda client sees carry the Lambda error type (`x-amzn-ErrorType`) and HTTP status of their code.
+/// Errors a Lambda client sees carry the Lambda error type (`x-amzn-ErrorType`) and HTTP status of their code;
+/// ``InvokeAPIError`` writes them, ``OperatorAPIError`` writes them for the gateway's own routes.
 public struct GatewayError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Value: Hashable, Sendable {
@@ -74,6 +81,15 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
             }
         }
 
+        /// A failure of the gateway's own rather than an answer to the request: a client is told only
+        /// "internal error" and a request id; the whole error is logged under that id.
+        var isServerFault: Bool {
+            switch value {
+            case .invalidConfiguration, .spawnFailed, .serverFailed: true
+            default: false
+            }
+        }
+
         public var description: String {
             switch value {
             case .invalidConfiguration: "invalidConfiguration"
@@ -126,5 +142,200 @@ extension GatewayError {
 
     static func stopping(function: String?) -> GatewayError {
         GatewayError(.shuttingDown, "The gateway is shutting down.", function: function)
+    }
+}
+
+// MARK: - Error answers
+
+/// An error answer of the Lambda Invoke API, and the one place that format is written, as Lambda writes it:
+/// the status and `x-amzn-ErrorType` of the error's code, `{"Type":"User"|"Service","message":…}` (a throttle
+/// adds `"Reason"` and `Retry-After: 1`), and `x-amzn-RequestId`. A failure of the gateway's own
+/// (``GatewayError/Code/isServerFault``, or any error that is not a `GatewayError`) says only
+/// `"internal error"` and its request id (`"requestId"`, and the header); ``InvokeAPIErrorMiddleware`` logs
+/// the whole error under the same id. The Invoke API's routes throw `GatewayError`s; Hummingbird's router
+/// renders this (``response(from:context:)``).
+struct InvokeAPIError: HTTPResponseError, Sendable {
+    let error: GatewayError
+    /// Lambda sends one with every answer.
+    let requestID: String
+
+    init(_ error: GatewayError, requestID: String = LambdaFormat.requestID()) {
+        self.error = error
+        self.requestID = requestID
+    }
+
+    var status: HTTPResponse.Status { HTTPResponse.Status(code: error.code.httpStatus) }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [
+            .contentType: "application/json", InvokeAPI.requestIDName: requestID,
+            InvokeAPI.errorTypeName: error.code.lambdaErrorType,
+        ]
+        var body = "{"
+        if error.code == .tooManyRequests {
+            body += #""Reason":"ReservedFunctionConcurrentInvocationLimitExceeded","#
+            headers[.retryAfter] = "1"
+        }
+        body += status.code >= 500 ? #""Type":"Service","message":"# : #""Type":"User","message":"#
+        if error.code.isServerFault {
+            body += #""internal error","requestId":"# + LambdaFormat.quote(requestID)
+        } else {
+            body += LambdaFormat.quote(error.message)
+        }
+        body += "}"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+extension InvokeAPIError {
+    /// What a Lambda client is told of an error an Invoke API route threw: a `GatewayError` as its code says
+    /// (an authentication refusal logged at notice), anything else a failure of the gateway's own, logged in
+    /// full. (The routes read their bodies themselves, so Hummingbird throws no client error of its own here.)
+    init(answering error: any Error, request: Request, logger: Logger) {
+        if let answer = error as? InvokeAPIError {
+            self = answer
+            return
+        }
+        let gatewayError =
+            error as? GatewayError ?? GatewayError(.serverFailed, "unexpected error", underlying: error)
+        self.init(gatewayError)
+        if gatewayError.code.isServerFault {
+            logger.error(
+                "invoke API request failed",
+                metadata: [
+                    "cinescale.request.id": .string(requestID), "cinescale.method": .string(request.method.rawValue),
+                    "cinescale.path": .string(request.uri.path),
+                    "cinescale.error": .string(String(reflecting: gatewayError)),
+                ])
+        } else if gatewayError.code == .invalidSignature || gatewayError.code == .unrecognizedClient {
+            logger.notice(
+                "invoke API request refused",
+                metadata: [
+                    "cinescale.request.id": .string(requestID), "cinescale.error": .string(gatewayError.description),
+                ])
+        }
+    }
+}
+
+/// Wraps the Invoke API's routes: whatever they throw becomes an ``InvokeAPIError``. A group's middleware:
+/// the router it is mounted on serves other APIs with their own error formats.
+struct InvokeAPIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch {
+            throw InvokeAPIError(answering: error, request: request, logger: logger)
+        }
+    }
+}
+
+/// An error answer of the gateway's own routes (the event webhook, the operator view of the queue), and the
+/// one place that format is written: `{"error":{"code":…,"message":…}}`, the product API's format, with a
+/// `requestId` (also `X-Request-Id`) for a failure of the gateway's own, whose log line carries the same id.
+/// Routes throw it (or a `GatewayError`, a ``DependencyFailure``); ``OperatorErrorMiddleware`` makes
+/// anything else one.
+struct OperatorAPIError: HTTPResponseError, Sendable {
+    var status: HTTPResponse.Status
+    var code: String
+    var message: String
+    /// Set for failures of the gateway's own: the id its log line carries.
+    var requestID: String?
+    /// Seconds, for answers worth retrying.
+    var retryAfter: Int?
+
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String, retryAfter: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryAfter = retryAfter
+    }
+
+    static let requestIDName = HTTPField.Name("X-Request-Id")!
+
+    private struct Body: Encodable {
+        struct Inner: Encodable {
+            var code: String
+            var message: String
+            var requestId: String?
+        }
+        var error: Inner
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        if let requestID { headers[Self.requestIDName] = requestID }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = try encoder.encode(Body(error: .init(code: code, message: message, requestId: requestID)))
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// A part the gateway's own routes depend on failed (the durable queue, the product API's event observer):
+/// answered with the route's status, code and words and a request id; the part's own error is logged in
+/// full under that id, never sent.
+struct DependencyFailure: Error {
+    var status: HTTPResponse.Status
+    var code: String
+    var message: String
+    var underlying: any Error
+}
+
+extension OperatorAPIError {
+    /// What a client of the gateway's own routes is told of an error a route threw: an `OperatorAPIError` as
+    /// it is; a `GatewayError` by its Lambda type and status (a refused signature, a full queue); a
+    /// ``DependencyFailure`` in its own words; a client error Hummingbird raised keeps its status. Anything
+    /// else is a failure of the gateway's own: 500 "internal error" and a request id, logged in full.
+    init(answering error: any Error, request: Request, logger: Logger) {
+        if let answer = error as? OperatorAPIError {
+            self = answer
+            return
+        }
+        if let error = error as? GatewayError, !error.code.isServerFault {
+            self.init(HTTPResponse.Status(code: error.code.httpStatus), error.code.lambdaErrorType, error.message)
+            if error.code == .tooManyRequests { retryAfter = 1 }
+            return
+        }
+        if let error = error as? any HTTPResponseError, error.status.code < 500 {
+            let phrase = error.status.reasonPhrase
+            self.init(error.status, phrase.filter { !$0.isWhitespace }, "\(phrase).")
+            return
+        }
+        let requestID = LambdaFormat.requestID()
+        var cause: any Error = error
+        if let failure = error as? DependencyFailure {
+            self.init(failure.status, failure.code, failure.message)
+            cause = failure.underlying
+        } else {
+            self.init(.internalServerError, "InternalError", "internal error")
+        }
+        self.requestID = requestID
+        logger.error(
+            "request failed",
+            metadata: [
+                "cinescale.request.id": .string(requestID), "cinescale.method": .string(request.method.rawValue),
+                "cinescale.path": .string(request.uri.path), "cinescale.error": .string(String(reflecting: cause)),
+            ])
+    }
+}
+
+/// Wraps the gateway's own routes: whatever they throw becomes an ``OperatorAPIError``.
+struct OperatorErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch {
+            throw OperatorAPIError(answering: error, request: request, logger: logger)
+        }
     }
 }

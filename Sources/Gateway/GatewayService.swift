@@ -25,7 +25,8 @@ public final class GatewayService: FunctionInvoker {
     public let metrics: GatewayMetrics
     let core: GatewayCore
     let scheduler: AsyncScheduler
-    let operatorAPI: OperatorAPI
+    /// The public routes (Invoke API, event webhook, operator routes), built from the core and the scheduler.
+    let routes: GatewayRoutes
     /// What event sources hand their events to.
     public let eventSink: EventSink
     private let pruneHolds: PruneHolds
@@ -66,10 +67,10 @@ public final class GatewayService: FunctionInvoker {
         scheduler = AsyncScheduler(
             queue: invocationQueue, core: core, metrics: metrics, maxPending: configuration.queue.maxPending,
             logger: logger)
-        invokeAPI = InvokeAPI(core: core, scheduler: scheduler, logger: logger)
-        operatorAPI = OperatorAPI(
-            core: core, scheduler: scheduler, intake: EventIntake(configuration: configuration), invokeAPI: invokeAPI,
-            metrics: metrics, token: configuration.eventToken, eventObserver: eventObserver, logger: logger)
+        routes = GatewayRoutes(
+            core: core, invoker: core, scheduler: scheduler, metrics: metrics, eventObserver: eventObserver,
+            logger: logger)
+        invokeAPI = routes.invokeAPI
         supervisor = WorkerSupervisor(configuration: configuration, dispatchers: core.ordered, logger: logger)
 
         // The public Invoke API, event webhook and operator routes, on one event loop: a request is parsed,
@@ -77,8 +78,7 @@ public final class GatewayService: FunctionInvoker {
         var serverLogger = logger
         if logger.logLevel > .trace { serverLogger.logLevel = max(logger.logLevel, .warning) }
         let router = Router(context: BasicRequestContext.self)
-        invokeAPI.addRoutes(to: router)
-        operatorAPI.addRoutes(to: router)
+        routes.addRoutes(to: router)
         additionalRoutes(router)
         let (publicPort, host, functionCount) = (publicPort, configuration.host, core.ordered.count)
         let publicLoop = MultiThreadedEventLoopGroup.singleton.next()

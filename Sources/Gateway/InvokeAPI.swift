@@ -8,14 +8,18 @@ import SigV4
 
 /// The Lambda Invoke API subset (`aws lambda invoke/list-functions/get-function --endpoint-url`), every
 /// request SigV4-authenticated (service `lambda`). Mount it on any Hummingbird router with `addRoutes(to:)`.
+/// Its routes throw `GatewayError`s; ``InvokeAPIError`` writes every error answer.
 public struct InvokeAPI: Sendable {
     let core: GatewayCore
-    let scheduler: AsyncScheduler
+    /// Runs `RequestResponse` invocations: the core (its dispatchers), or a fake in the route tests.
+    let invoker: any FunctionInvoker
+    let scheduler: any InvocationScheduling
     let verifier: SigV4Verifier
     let logger: Logger
 
-    init(core: GatewayCore, scheduler: AsyncScheduler, logger: Logger) {
+    init(core: GatewayCore, invoker: any FunctionInvoker, scheduler: any InvocationScheduling, logger: Logger) {
         self.core = core
+        self.invoker = invoker
         self.scheduler = scheduler
         self.logger = logger
         var secrets: [String: String] = [:]
@@ -37,82 +41,80 @@ public struct InvokeAPI: Sendable {
     static let defaultPayloadLimit = FunctionConfiguration.defaultMaxPayloadBytes
 
     /// Adds `POST /2015-03-31/functions/{name}/invocations`, `GET /2015-03-31/functions/` and
-    /// `GET /2015-03-31/functions/{name}`.
+    /// `GET /2015-03-31/functions/{name}`, in a group whose middleware writes every error in Lambda's format.
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        let router = router.group().add(middleware: InvokeAPIErrorMiddleware<Context>(logger: logger))
         router.post("/2015-03-31/functions/:name/invocations") { request, context in
-            await self.invoke(request, name: context.parameters.get("name") ?? "")
+            try await self.invoke(request, name: context.parameters.get("name") ?? "")
         }
         router.get("/2015-03-31/functions") { request, _ in
-            await self.listFunctions(request)
+            try await self.listFunctions(request)
         }
         router.get("/2015-03-31/functions/:name") { request, context in
-            await self.getFunction(request, name: context.parameters.get("name") ?? "")
+            try await self.getFunction(request, name: context.parameters.get("name") ?? "")
         }
     }
 
     // MARK: Invoke
 
-    func invoke(_ request: Request, name rawName: String) async -> Response {
-        let requestID = LambdaFormat.requestID()
-        do throws(GatewayError) {
-            let (function, qualifier) = Self.parseName(rawName)
-            let qualifierParam = request.uri.queryParameters.get("Qualifier")
-            let limit = core.dispatchers[function]?.configuration.maxPayloadBytes ?? Self.defaultPayloadLimit
-            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
-                throw GatewayError.tooLarge(limit: limit, function: function)
-            }
-            let received: ByteBuffer
-            do {
-                received = try await request.body.collect(upTo: limit)
-            } catch is NIOTooManyBytesError {
-                throw GatewayError.tooLarge(limit: limit, function: function)
-            } catch {
-                throw GatewayError(.invalidRequestContent, "Could not read the request body.", function: function)
-            }
-            let body = try authenticate(request, body: received)
-            guard core.dispatchers[function] != nil else {
-                throw GatewayError.notFound(arn: core.configuration.arn(of: function), function: function)
-            }
-            for q in [qualifier, qualifierParam].compactMap({ $0 }) where q != "$LATEST" {
-                throw GatewayError.notFound(arn: core.configuration.arn(of: function) + ":" + q, function: function)
-            }
-            let type = request.headers[Self.invocationTypeName] ?? "RequestResponse"
-            switch type {
-            case "RequestResponse":
-                let result = try await core.invoke(function: function, payload: body, requestID: requestID)
-                var headers: HTTPFields = [
-                    .contentType: "application/json", Self.requestIDName: result.requestID,
-                    Self.executedVersionName: "$LATEST",
-                ]
-                if let functionError = result.functionError { headers[Self.functionErrorName] = functionError }
-                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: result.payload))
-            case "Event":
-                // Durable before 202, then run with the function's retry policy (see AsyncScheduler).
-                let (dispatcher, payload) = try core.prepare(function: function, payload: body)
-                try scheduler.admit(1)
-                let policy = dispatcher.configuration.retry
-                let now = Date()
-                let invocation = QueuedInvocation(
-                    id: requestID, function: function, source: "invoke", dedupeKey: nil,
-                    payload: Data(payload.readableBytesView), maxAttempts: policy.maxAttempts, createdAt: now,
-                    expiresAt: now.addingTimeInterval(policy.maxEventAge.seconds), nextAttemptAt: now)
-                do {
-                    _ = try await scheduler.enqueue([invocation])
-                } catch {
-                    logger.error("could not commit an Event invocation", metadata: ["cinescale.error": "\(error)"])
-                    throw GatewayError(.serverFailed, "The invocation queue could not commit the invocation.")
-                }
-                return Response(status: .accepted, headers: [Self.requestIDName: requestID])
-            case "DryRun":
-                return Response(status: .noContent, headers: [Self.requestIDName: requestID])
-            default:
-                throw GatewayError(
-                    .invalidParameterValue,
-                    "1 validation error detected: Value '\(type)' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
-                    function: function)
-            }
+    func invoke(_ request: Request, name rawName: String) async throws -> Response {
+        let (function, qualifier) = Self.parseName(rawName)
+        let qualifierParam = request.uri.queryParameters.get("Qualifier")
+        let limit = core.dispatchers[function]?.configuration.maxPayloadBytes ?? Self.defaultPayloadLimit
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw GatewayError.tooLarge(limit: limit, function: function)
+        }
+        let received: ByteBuffer
+        do {
+            received = try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw GatewayError.tooLarge(limit: limit, function: function)
         } catch {
-            return errorResponse(error, requestID: requestID)
+            throw GatewayError(.invalidRequestContent, "Could not read the request body.", function: function)
+        }
+        let body = try authenticate(request, body: received)
+        guard core.dispatchers[function] != nil else {
+            throw GatewayError.notFound(arn: core.configuration.arn(of: function), function: function)
+        }
+        for q in [qualifier, qualifierParam].compactMap({ $0 }) where q != "$LATEST" {
+            throw GatewayError.notFound(arn: core.configuration.arn(of: function) + ":" + q, function: function)
+        }
+        let type = request.headers[Self.invocationTypeName] ?? "RequestResponse"
+        switch type {
+        case "RequestResponse":
+            let result = try await invoker.invoke(function: function, payload: body, requestID: nil)
+            var headers: HTTPFields = [
+                .contentType: "application/json", Self.requestIDName: result.requestID,
+                Self.executedVersionName: "$LATEST",
+            ]
+            if let functionError = result.functionError { headers[Self.functionErrorName] = functionError }
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: result.payload))
+        case "Event":
+            // Durable before 202, then run with the function's retry policy (see AsyncScheduler).
+            let (dispatcher, payload) = try core.prepare(function: function, payload: body)
+            try scheduler.admit(1)
+            let requestID = LambdaFormat.requestID()
+            let policy = dispatcher.configuration.retry
+            let now = Date()
+            let invocation = QueuedInvocation(
+                id: requestID, function: function, source: "invoke", dedupeKey: nil,
+                payload: Data(payload.readableBytesView), maxAttempts: policy.maxAttempts, createdAt: now,
+                expiresAt: now.addingTimeInterval(policy.maxEventAge.seconds), nextAttemptAt: now)
+            do {
+                _ = try await scheduler.enqueue([invocation])
+            } catch {
+                throw GatewayError(
+                    .serverFailed, "the invocation queue could not commit an Event invocation", function: function,
+                    underlying: error)
+            }
+            return Response(status: .accepted, headers: [Self.requestIDName: requestID])
+        case "DryRun":
+            return Response(status: .noContent, headers: [Self.requestIDName: LambdaFormat.requestID()])
+        default:
+            throw GatewayError(
+                .invalidParameterValue,
+                "1 validation error detected: Value '\(type)' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+                function: function)
         }
     }
 
@@ -129,33 +131,22 @@ public struct InvokeAPI: Sendable {
 
     // MARK: ListFunctions / GetFunction
 
-    func listFunctions(_ request: Request) async -> Response {
-        let requestID = LambdaFormat.requestID()
-        do throws(GatewayError) {
-            _ = try authenticate(request, body: ByteBuffer())
-            let functions = core.ordered.map { functionConfiguration($0) }
-            return json(["Functions": functions], requestID: requestID)
-        } catch {
-            return errorResponse(error, requestID: requestID)
-        }
+    func listFunctions(_ request: Request) async throws -> Response {
+        _ = try authenticate(request, body: ByteBuffer())
+        let functions = core.ordered.map { functionConfiguration($0) }
+        return json(["Functions": functions])
     }
 
-    func getFunction(_ request: Request, name rawName: String) async -> Response {
-        let requestID = LambdaFormat.requestID()
-        do throws(GatewayError) {
-            _ = try authenticate(request, body: ByteBuffer())
-            let (name, _) = Self.parseName(rawName)
-            guard let dispatcher = core.dispatchers[name] else {
-                throw GatewayError.notFound(arn: core.configuration.arn(of: name), function: name)
-            }
-            return json(
-                [
-                    "Configuration": functionConfiguration(dispatcher),
-                    "Code": ["RepositoryType": "S3", "Location": ""],
-                ], requestID: requestID)
-        } catch {
-            return errorResponse(error, requestID: requestID)
+    func getFunction(_ request: Request, name rawName: String) async throws -> Response {
+        _ = try authenticate(request, body: ByteBuffer())
+        let (name, _) = Self.parseName(rawName)
+        guard let dispatcher = core.dispatchers[name] else {
+            throw GatewayError.notFound(arn: core.configuration.arn(of: name), function: name)
         }
+        return json([
+            "Configuration": functionConfiguration(dispatcher),
+            "Code": ["RepositoryType": "S3", "Location": ""],
+        ])
     }
 
     private func functionConfiguration(_ dispatcher: FunctionDispatcher) -> [String: Any] {
@@ -192,10 +183,10 @@ public struct InvokeAPI: Sendable {
         return String(LambdaFormat.timestamp(epochMilliseconds: ms).dropLast()) + "+0000"
     }
 
-    private func json(_ object: [String: Any], requestID: String) -> Response {
+    private func json(_ object: [String: Any]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return Response(
-            status: .ok, headers: [.contentType: "application/json", Self.requestIDName: requestID],
+            status: .ok, headers: [.contentType: "application/json", Self.requestIDName: LambdaFormat.requestID()],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
 
@@ -287,33 +278,5 @@ public struct InvokeAPI: Sendable {
         default:
             GatewayError(.invalidSignature, error.message, underlying: error)
         }
-    }
-
-    // MARK: Errors
-
-    func errorResponse(_ error: GatewayError, requestID: String) -> Response {
-        let status = error.code.httpStatus
-        var body = "{"
-        if error.code == .tooManyRequests {
-            body += "\"Reason\":\"ReservedFunctionConcurrentInvocationLimitExceeded\","
-        }
-        body += "\"Type\":\(status >= 500 ? "\"Service\"" : "\"User\""),\"message\":"
-        body +=
-            LambdaFormat.quote(status >= 500 && error.code == .serverFailed ? "Internal error" : error.message) + "}"
-        if error.code == .serverFailed || error.code == .invalidSignature || error.code == .unrecognizedClient {
-            logger.notice(
-                "invoke API request refused",
-                metadata: [
-                    "cinescale.request.id": .string(requestID), "cinescale.error": .string(error.description),
-                ])
-        }
-        var headers: HTTPFields = [
-            .contentType: "application/json", Self.requestIDName: requestID,
-            Self.errorTypeName: error.code.lambdaErrorType,
-        ]
-        if error.code == .tooManyRequests { headers[.retryAfter] = "1" }
-        return Response(
-            status: HTTPResponse.Status(code: status), headers: headers,
-            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
 }

@@ -13,9 +13,11 @@ import WireFormat
 ///   `POST /invocations/{id}/redrive`: the operator view of the queue and the dead-letter queue
 ///   (SigV4-signed like the Invoke API).
 /// - `GET /metrics` (Prometheus text) and `GET /healthz`.
+///
+/// Their routes throw; ``OperatorAPIError`` writes every error answer.
 struct OperatorAPI: Sendable {
     let core: GatewayCore
-    let scheduler: AsyncScheduler
+    let scheduler: any InvocationScheduling
     let intake: EventIntake
     let invokeAPI: InvokeAPI
     let metrics: GatewayMetrics
@@ -29,41 +31,46 @@ struct OperatorAPI: Sendable {
     static let maxEventBytes = 6 << 20
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        router.post("/events") { request, _ in await self.receiveEvents(request) }
-        router.get("/invocations") { request, _ in await self.listInvocations(request) }
-        router.get("/invocations/:id") { request, context in
-            await self.getInvocation(request, id: context.parameters.get("id") ?? "")
-        }
-        router.post("/invocations/:id/redrive") { request, context in
-            await self.redrive(request, id: context.parameters.get("id") ?? "")
-        }
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: self.metrics.emit())))
         }
         router.get("/healthz") { _, _ in self.health() }
+        // The routes that can fail, in a group whose middleware writes every error (OperatorAPIError).
+        let router = router.group().add(middleware: OperatorErrorMiddleware<Context>(logger: logger))
+        router.post("/events") { request, _ in try await self.receiveEvents(request) }
+        router.get("/invocations") { request, _ in try await self.listInvocations(request) }
+        router.get("/invocations/:id") { request, context in
+            try await self.getInvocation(request, id: context.parameters.get("id") ?? "")
+        }
+        router.post("/invocations/:id/redrive") { request, context in
+            try await self.redrive(request, id: context.parameters.get("id") ?? "")
+        }
     }
 
     // MARK: Events
 
-    func receiveEvents(_ request: Request) async -> Response {
+    func receiveEvents(_ request: Request) async throws -> Response {
         if let token {
             // The header (MinIO, our store), or a `token` query parameter for stores whose webhook cannot send
             // headers (Ceph RGW's push-endpoint is a bare URL).
             let sent =
                 request.headers[.authorization] ?? request.uri.queryParameters.get("token").map { "Bearer \($0)" } ?? ""
             guard ConstantTime.equal(sent, "Bearer \(token)") else {
-                return Self.error(
-                    401, "Unauthorized", "A valid 'Authorization: Bearer <token>' header (or ?token=) is required.")
+                throw OperatorAPIError(
+                    .unauthorized, "Unauthorized",
+                    "A valid 'Authorization: Bearer <token>' header (or ?token=) is required."
+                )
             }
         }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxEventBytes)
-        } catch {
-            return Self.error(
-                413, "RequestEntityTooLarge", "An event notification may be at most \(Self.maxEventBytes) bytes.")
+        } catch is NIOTooManyBytesError {
+            throw OperatorAPIError(
+                .contentTooLarge, "RequestEntityTooLarge",
+                "An event notification may be at most \(Self.maxEventBytes) bytes.")
         }
         let batch: EventIntake.Batch
         do throws(GatewayError) {
@@ -72,47 +79,49 @@ struct OperatorAPI: Sendable {
             metrics.eventRecords.increment(by: Int64(batch.records))
             if !batch.invocations.isEmpty { try scheduler.admit(batch.invocations.count) }
         } catch {
+            // A store retries a 503 and takes SlowDown as its own back-pressure answer.
             if error.code == .tooManyRequests {
-                var response = Self.error(503, "SlowDown", error.message)
-                response.headers[.retryAfter] = "1"
-                return response
+                throw OperatorAPIError(.serviceUnavailable, "SlowDown", error.message, retryAfter: 1)
             }
             logger.notice("event notification refused", metadata: ["cinescale.error": .string(error.message)])
-            return Self.error(400, "InvalidEvent", error.message)
+            throw OperatorAPIError(.badRequest, "InvalidEvent", error.message)
         }
+        let results: [EnqueueResult]
         do {
-            let results = try await scheduler.enqueue(batch.invocations)
-            let queued = results.filter { if case .inserted = $0 { true } else { false } }.count
-            if let eventObserver {
-                do {
-                    try await eventObserver(body)
-                } catch {
-                    logger.error("an event observer failed", metadata: ["cinescale.error": "\(error)"])
-                    return Self.error(503, "ObserverUnavailable", "The events could not be recorded; retry.")
-                }
-            }
-            let text = #"{"records":\#(batch.records),"queued":\#(queued),"duplicates":\#(results.count - queued)}"#
-            return Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+            results = try await scheduler.enqueue(batch.invocations)
         } catch {
-            logger.error("could not commit events to the queue", metadata: ["cinescale.error": "\(error)"])
-            return Self.error(503, "QueueUnavailable", "The invocation queue could not commit the events; retry.")
+            throw DependencyFailure(
+                status: .serviceUnavailable, code: "QueueUnavailable",
+                message: "The invocation queue could not commit the events; retry.", underlying: error)
         }
+        let queued = results.filter { if case .inserted = $0 { true } else { false } }.count
+        if let eventObserver {
+            do {
+                try await eventObserver(body)
+            } catch {
+                throw DependencyFailure(
+                    status: .serviceUnavailable, code: "ObserverUnavailable",
+                    message: "The events could not be recorded; retry.", underlying: error)
+            }
+        }
+        let text = #"{"records":\#(batch.records),"queued":\#(queued),"duplicates":\#(results.count - queued)}"#
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 
     // MARK: Invocations
 
-    func listInvocations(_ request: Request) async -> Response {
-        if let refused = authenticate(request) { return refused }
+    func listInvocations(_ request: Request) async throws -> Response {
+        try authenticate(request)
         let query = request.uri.queryParameters
         var filter = InvocationFilter()
         if let states = query.get("state") {
             for name in states.split(separator: ",") {
                 let normalized = name == "dead-lettered" ? "dead" : String(name)
                 guard let state = QueuedInvocation.State(rawValue: normalized) else {
-                    return Self.error(
-                        400, "InvalidParameterValue",
+                    throw OperatorAPIError(
+                        .badRequest, "InvalidParameterValue",
                         "Unknown state '\(name)' (expected queued, running, failed, succeeded or dead).")
                 }
                 filter.states.insert(state)
@@ -121,75 +130,83 @@ struct OperatorAPI: Sendable {
         filter.function = query.get("function")
         if let limit = query.get("limit") {
             guard let n = Int(limit), (1...1000).contains(n) else {
-                return Self.error(400, "InvalidParameterValue", "limit must be between 1 and 1000.")
+                throw OperatorAPIError(.badRequest, "InvalidParameterValue", "limit must be between 1 and 1000.")
             }
             filter.limit = n
         }
         if let before = query.get("before") {
             guard let seconds = Double(before) else {
-                return Self.error(
-                    400, "InvalidParameterValue", "before must be a Unix time in seconds (createdAt of the last item).")
+                throw OperatorAPIError(
+                    .badRequest, "InvalidParameterValue",
+                    "before must be a Unix time in seconds (createdAt of the last item).")
             }
             filter.createdBefore = Date(timeIntervalSince1970: seconds)
         }
-        do {
-            let items = try await scheduler.queue.list(filter)
-            var page: [String: Any] = ["invocations": items.map(Self.describe)]
-            if items.count == filter.limit, let last = items.last {
-                page["nextBefore"] = last.createdAt.timeIntervalSince1970
-            }
-            return Self.json(200, page)
-        } catch {
-            return Self.error(500, "QueueUnavailable", "The invocation queue could not be read: \(error)")
+        let items = try await reading { try await scheduler.queue.list(filter) }
+        var page: [String: Any] = ["invocations": items.map(Self.describe)]
+        if items.count == filter.limit, let last = items.last {
+            page["nextBefore"] = last.createdAt.timeIntervalSince1970
         }
+        return Self.json(page)
     }
 
-    func getInvocation(_ request: Request, id: String) async -> Response {
-        if let refused = authenticate(request) { return refused }
-        do {
-            guard let invocation = try await scheduler.queue.get(id: id) else {
-                return Self.error(404, "ResourceNotFoundException", "No invocation with id '\(id)'.")
-            }
-            return Self.json(200, Self.describe(invocation))
-        } catch {
-            return Self.error(500, "QueueUnavailable", "The invocation queue could not be read: \(error)")
+    func getInvocation(_ request: Request, id: String) async throws -> Response {
+        try authenticate(request)
+        guard let invocation = try await reading({ try await scheduler.queue.get(id: id) }) else {
+            throw Self.noInvocation(id)
         }
+        return Self.json(Self.describe(invocation))
     }
 
-    func redrive(_ request: Request, id: String) async -> Response {
-        if let refused = authenticate(request) { return refused }
+    func redrive(_ request: Request, id: String) async throws -> Response {
+        try authenticate(request)
+        guard let existing = try await reading({ try await scheduler.queue.get(id: id) }) else {
+            throw Self.noInvocation(id)
+        }
+        guard existing.state == .dead else {
+            throw OperatorAPIError(
+                .conflict, "InvalidState", "Invocation '\(id)' is \(existing.state.rawValue), not dead-lettered.")
+        }
+        guard let dispatcher = core.dispatchers[existing.function] else {
+            throw OperatorAPIError(
+                .conflict, "ResourceNotFoundException",
+                "Function '\(existing.function)' is not configured on this gateway.")
+        }
+        try scheduler.admit(1)
+        let policy = dispatcher.configuration.retry
+        let redriven: QueuedInvocation?
         do {
-            guard let existing = try await scheduler.queue.get(id: id) else {
-                return Self.error(404, "ResourceNotFoundException", "No invocation with id '\(id)'.")
-            }
-            guard existing.state == .dead, let dispatcher = core.dispatchers[existing.function] else {
-                if existing.state != .dead {
-                    return Self.error(
-                        409, "InvalidState", "Invocation '\(id)' is \(existing.state.rawValue), not dead-lettered.")
-                }
-                return Self.error(
-                    409, "ResourceNotFoundException",
-                    "Function '\(existing.function)' is not configured on this gateway.")
-            }
-            try scheduler.admit(1)
-            let policy = dispatcher.configuration.retry
-            guard
-                let invocation = try await scheduler.queue.redrive(
-                    id: id, now: Date(), maxAttempts: policy.maxAttempts, maxEventAge: policy.maxEventAge.seconds)
-            else {
-                return Self.error(409, "InvalidState", "Invocation '\(id)' is no longer dead-lettered.")
-            }
-            scheduler.schedule([invocation])
-            logger.info(
-                "dead letter re-driven",
-                metadata: [
-                    "cinescale.request.id": .string(id), "cinescale.function": .string(invocation.function),
-                ])
-            return Self.json(200, Self.describe(invocation))
-        } catch let error as GatewayError {
-            return Self.error(error.code.httpStatus, error.code.lambdaErrorType, error.message)
+            redriven = try await scheduler.queue.redrive(
+                id: id, now: Date(), maxAttempts: policy.maxAttempts, maxEventAge: policy.maxEventAge.seconds)
         } catch {
-            return Self.error(500, "QueueUnavailable", "The invocation queue could not be updated: \(error)")
+            throw DependencyFailure(
+                status: .internalServerError, code: "QueueUnavailable",
+                message: "The invocation queue could not be updated.", underlying: error)
+        }
+        guard let invocation = redriven else {
+            throw OperatorAPIError(.conflict, "InvalidState", "Invocation '\(id)' is no longer dead-lettered.")
+        }
+        scheduler.schedule([invocation])
+        logger.info(
+            "dead letter re-driven",
+            metadata: [
+                "cinescale.request.id": .string(id), "cinescale.function": .string(invocation.function),
+            ])
+        return Self.json(Self.describe(invocation))
+    }
+
+    static func noInvocation(_ id: String) -> OperatorAPIError {
+        OperatorAPIError(.notFound, "ResourceNotFoundException", "No invocation with id '\(id)'.")
+    }
+
+    /// A read of the durable queue; its failure is the queue's (500 QueueUnavailable), not the request's.
+    private func reading<T>(_ read: () async throws -> T) async throws -> T {
+        do {
+            return try await read()
+        } catch {
+            throw DependencyFailure(
+                status: .internalServerError, code: "QueueUnavailable",
+                message: "The invocation queue could not be read.", underlying: error)
         }
     }
 
@@ -206,18 +223,16 @@ struct OperatorAPI: Sendable {
             ]
         }
         let healthy = core.ordered.allSatisfy { $0.status().state == .active }
-        return Self.json(healthy ? 200 : 503, ["status": healthy ? "ok" : "degraded", "functions": functions])
+        return Self.json(
+            ["status": healthy ? "ok" : "degraded", "functions": functions],
+            status: healthy ? .ok : .serviceUnavailable)
     }
 
     // MARK: Helpers
 
-    private func authenticate(_ request: Request) -> Response? {
-        do throws(GatewayError) {
-            _ = try invokeAPI.authenticate(request, body: ByteBuffer())
-            return nil
-        } catch {
-            return Self.error(error.code.httpStatus, error.code.lambdaErrorType, error.message)
-        }
+    /// The operator routes are SigV4-signed like the Invoke API (an empty body).
+    private func authenticate(_ request: Request) throws(GatewayError) {
+        _ = try invokeAPI.authenticate(request, body: ByteBuffer())
     }
 
     static func describe(_ i: QueuedInvocation) -> [String: Any] {
@@ -237,17 +252,12 @@ struct OperatorAPI: Sendable {
         return object
     }
 
-    static func json(_ status: Int, _ object: [String: Any]) -> Response {
+    static func json(_ object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
         let data =
             (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{}".utf8)
         return Response(
-            status: HTTPResponse.Status(code: status), headers: [.contentType: "application/json"],
+            status: status, headers: [.contentType: "application/json"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
     }
-
-    static func error(_ status: Int, _ code: String, _ message: String) -> Response {
-        json(status, ["error": ["code": code, "message": message]])
-    }
-
 }
