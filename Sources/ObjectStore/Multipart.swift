@@ -57,6 +57,26 @@ extension ObjectStore {
         return entry
     }
 
+    /// Makes `change` to the upload's entry (setting it nil removes it), unless another operation got there
+    /// first: `NoSuchUpload` once it is gone, `OperationAborted` while it is being completed.
+    func claimUpload(
+        bucket: String, key: String, uploadId: String, _ change: (inout UploadEntry?) -> Void
+    ) throws {
+        try uploads.withLock { map in
+            guard let current = map[uploadId] else {
+                throw ObjectStoreError(
+                    .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
+                    uploadId: uploadId)
+            }
+            guard !current.completing else {
+                throw ObjectStoreError(
+                    .operationAborted, "A conflicting operation is currently in progress against this upload.",
+                    bucket: bucket, key: key, uploadId: uploadId)
+            }
+            change(&map[uploadId])
+        }
+    }
+
     /// Starts an UploadPart (part numbers 1...10000). Re-uploading a part number replaces it.
     /// `expectedSize` (the request's length, 0 when unknown) is checked against the free-space floor first.
     public func beginPart(
@@ -245,19 +265,7 @@ extension ObjectStore {
     /// `OperationAborted` while it is being completed.
     public func abortMultipartUpload(bucket: String, key: String, uploadId: String) async throws {
         _ = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
-        try uploads.withLock { map in
-            guard let current = map[uploadId] else {
-                throw ObjectStoreError(
-                    .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
-                    uploadId: uploadId)
-            }
-            guard !current.completing else {
-                throw ObjectStoreError(
-                    .operationAborted, "A conflicting operation is currently in progress against this upload.",
-                    bucket: bucket, key: key, uploadId: uploadId)
-            }
-            map[uploadId] = nil
-        }
+        try claimUpload(bucket: bucket, key: key, uploadId: uploadId) { $0 = nil }
         do {
             try await removeUploadDirectory(uploadId)
         } catch {

@@ -38,19 +38,7 @@ extension ObjectStore {
             return earlier
         }
         let entry = try lookupUpload(bucket: bucket, key: key, uploadId: uploadId)
-        try uploads.withLock { map in
-            guard let current = map[uploadId] else {
-                throw ObjectStoreError(
-                    .noSuchUpload, "The specified multipart upload does not exist.", bucket: bucket, key: key,
-                    uploadId: uploadId)
-            }
-            guard !current.completing else {
-                throw ObjectStoreError(
-                    .operationAborted, "A conflicting operation is currently in progress against this upload.",
-                    bucket: bucket, key: key, uploadId: uploadId)
-            }
-            map[uploadId]?.completing = true
-        }
+        try claimUpload(bucket: bucket, key: key, uploadId: uploadId) { $0?.completing = true }
 
         let paths = self.paths
         let pool = threadPool
