@@ -57,14 +57,8 @@ extension TranscodeHandler {
                 try await fail(id, error, context: context)
                 throw TranscodeFailed(error: error, videoID: id)
             }
-            let directory = "\(scratch)/\(main.name)"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            var downloads = [Download(key: ChunkKeys.initSection(id, rung: main.name), path: "\(directory)/init.mp4")]
-            downloads += segments.map {
-                Download(key: ChunkKeys.segment(id, rung: main.name, name: $0.name), path: "\(directory)/\($0.name)")
-            }
-            try await download(downloads)
-            audioFiles = ("\(directory)/init.mp4", segments.map { "\(directory)/\($0.name)" })
+            let files = try await downloadRendition(id, name: main.name, segments: segments, scratch: scratch)
+            audioFiles = (files.initSection, files.segments)
             let text = Playlist.media(segments: segments.map { ($0.name, $0.duration) }, mapURI: "init.mp4")
             try await putText(text, key: VideoKeys.hlsPlaylist(id, rung: main.name))
             let sizes = Dictionary(uniqueKeysWithValues: segments.map { ($0.name, $0.size) })
@@ -111,26 +105,19 @@ extension TranscodeHandler {
             let sizes = Dictionary(uniqueKeysWithValues: segments.map { ($0.name, $0.size) })
             let rates = Playlist.bitRates(of: try MediaPlaylist(parsing: text), size: { sizes[$0] })
             // The progressive MP4 from the same segments, by stream copy.
-            let directory = "\(scratch)/\(first.name)"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            var downloads = [Download(key: ChunkKeys.initSection(id, rung: first.name), path: "\(directory)/init.mp4")]
-            downloads += segments.map {
-                Download(key: ChunkKeys.segment(id, rung: first.name, name: $0.name), path: "\(directory)/\($0.name)")
-            }
-            try await download(downloads)
+            let files = try await downloadRendition(id, name: first.name, segments: segments, scratch: scratch)
             let mp4Path = "\(scratch)/\(first.name).mp4"
             let joined: (size: Int64, duration: Double)
             do {
                 joined = try await Assembly.progressiveMP4(
-                    initSection: "\(directory)/init.mp4", segments: segments.map { "\(directory)/\($0.name)" },
-                    audio: audioFiles, output: mp4Path)
+                    initSection: files.initSection, segments: files.segments, audio: audioFiles, output: mp4Path)
             } catch {
                 try await fail(id, error, context: context)
                 throw TranscodeFailed(error: error, videoID: id)
             }
             let mp4Key = VideoKeys.mp4(id, rung: first.name)
             try await s3.uploadFile(bucket: mediaBucket, key: mp4Key, path: mp4Path, contentType: "video/mp4")
-            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: files.directory)
             try? FileManager.default.removeItem(atPath: mp4Path)
             try await putText(text, key: VideoKeys.hlsPlaylist(id, rung: first.name))
             let duration = joined.duration > 0 ? joined.duration : plan.duration
@@ -195,6 +182,21 @@ extension TranscodeHandler {
                 "cinescale.renditions": .string(renditions.map(\.name).joined(separator: ",")),
             ])
         return Done(videoId: id, step: "finish", renditions: renditions.map(\.name))
+    }
+
+    /// Downloads a rendition's init section (the first chunk's) and `segments` (every chunk's, in order) into
+    /// `scratch/<name>/`: the directory and the files' paths.
+    func downloadRendition(
+        _ id: String, name: String, segments: [ChunkRecord.Segment], scratch: String
+    ) async throws -> (directory: String, initSection: String, segments: [String]) {
+        let directory = "\(scratch)/\(name)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var downloads = [Download(key: ChunkKeys.initSection(id, rung: name), path: "\(directory)/init.mp4")]
+        downloads += segments.map {
+            Download(key: ChunkKeys.segment(id, rung: name, name: $0.name), path: "\(directory)/\($0.name)")
+        }
+        try await download(downloads)
+        return (directory, "\(directory)/init.mp4", segments.map { "\(directory)/\($0.name)" })
     }
 
     /// The source's text subtitle tracks (none when the plan saw no subtitle stream). A source that cannot be
