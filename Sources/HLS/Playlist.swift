@@ -123,17 +123,30 @@ public enum Playlist {
     /// Peak and average bit rates of a media playlist's segments, given each segment's size in bytes
     /// (`size(uri)`; nil when unknown, which makes the whole answer nil).
     public static func bitRates(of playlist: MediaPlaylist, size: (String) -> Int64?) -> (peak: Int, average: Int)? {
-        var peak = 0.0
-        var bytes: Int64 = 0
+        var segments: [(duration: Double, size: Int64)] = []
+        segments.reserveCapacity(playlist.segments.count)
         for segment in playlist.segments {
             guard let length = size(segment.uri) else { return nil }
-            bytes += length
+            segments.append((segment.duration, length))
+        }
+        return bitRates(segments)
+    }
+
+    /// Peak and average bit rates of segments of `duration` seconds and `size` bytes, rounded up: the peak over
+    /// the segments of a second or more (every one when there is only one), never below the average. Nil when
+    /// they last no time. What a variant's `BANDWIDTH` and `AVERAGE-BANDWIDTH` say.
+    public static func bitRates(_ segments: [(duration: Double, size: Int64)]) -> (peak: Int, average: Int)? {
+        var peak = 0.0
+        var bytes: Int64 = 0
+        var duration = 0.0
+        for segment in segments {
+            bytes += segment.size
+            duration += segment.duration
             // A segment under a second (the last one, usually) says little about the peak rate.
-            if segment.duration >= 1 || playlist.segments.count == 1 {
-                peak = max(peak, Double(length) * 8 / max(segment.duration, 0.001))
+            if segment.duration >= 1 || segments.count == 1 {
+                peak = max(peak, Double(segment.size) * 8 / max(segment.duration, 0.001))
             }
         }
-        let duration = playlist.duration
         guard duration > 0 else { return nil }
         let average = Double(bytes) * 8 / duration
         return (Int(max(peak, average).rounded(.up)), Int(average.rounded(.up)))

@@ -24,15 +24,9 @@ public struct AudioOutput: Sendable, Hashable, Codable {
     /// What a player's menu shows: the track's title, else its language, else its place.
     public var label: String { title ?? language ?? "Audio \(position)" }
 
-    /// Peak and average bit rate of the segments (peak over segments of a second or more).
+    /// Peak and average bit rate of the segments (HLS's measure: the peak over segments of a second or more).
     public var bitRates: (peak: Int, average: Int) {
-        let duration = segments.reduce(0) { $0 + $1.duration }
-        let bytes = segments.reduce(Int64(0)) { $0 + $1.size }
-        let average = duration > 0 ? Int((Double(bytes) * 8 / duration).rounded(.up)) : 0
-        let peak =
-            segments.filter { $0.duration >= 1 || segments.count == 1 }
-            .map { Int((Double($0.size) * 8 / max($0.duration, 0.001)).rounded(.up)) }.max() ?? average
-        return (max(peak, average), average)
+        Playlist.bitRates(segments.map { ($0.duration, $0.size) }) ?? (0, 0)
     }
 
     public func rendition(uri: String? = nil) -> AudioRendition {

@@ -92,7 +92,7 @@ extension TranscodeJob {
             var hls = try hlsRendition(output)
             hls.bandwidth += audioPeak
             hls.averageBandwidth += audioAverage
-            hls.codecs = Self.variantCodecs(video: hls.codecs, audio: audioOutputs)
+            hls.codecs = Transcoder.variantCodecs(video: hls.codecs, audio: audioOutputs.map(\.codecs))
             renditions.append(
                 Rendition(
                     rung: output.rung, width: Int(output.width), height: Int(output.height), path: output.path,
@@ -209,14 +209,6 @@ extension TranscodeJob {
         return HLSRendition(
             directory: output.hlsDirectory, segments: playlist.segments.count, bandwidth: rates.peak,
             averageBandwidth: rates.average, codecs: codecs(of: output), frameRate: av_q2d(frameRate))
-    }
-
-    /// A variant's CODECS: its picture's and every audio rendition's (RFC 8216 4.3.4.2: every format of every
-    /// rendition a variant may play), each once.
-    public static func variantCodecs(video: String, audio: [AudioOutput]) -> String {
-        var codecs = [String(video.split(separator: ",").first ?? Substring(video))]
-        for track in audio where !codecs.contains(track.codecs) { codecs.append(track.codecs) }
-        return codecs.joined(separator: ",")
     }
 
     /// RFC 6381 codecs of a rung: `avc1.PPCCLL` from its encoder's SPS, and the audio's.

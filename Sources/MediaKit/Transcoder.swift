@@ -13,6 +13,14 @@ public enum Transcoder {
         return ladder.min { $0.height < $1.height }.map { [$0] } ?? []
     }
 
+    /// A variant's CODECS: its picture's (the first of `video`'s) and every audio rendition's (RFC 8216
+    /// 4.3.4.2: every format of every rendition a variant may play), each once.
+    public static func variantCodecs(video: String, audio: [String]) -> String {
+        var codecs = [String(video.split(separator: ",").first ?? Substring(video))]
+        for track in audio where !codecs.contains(track) { codecs.append(track) }
+        return codecs.joined(separator: ",")
+    }
+
     /// Even width for `height` keeping `aspect` (display width / height), never above the source's.
     static func size(height: Int, sourceWidth: Int, sourceHeight: Int, aspect: Double) -> (Int, Int) {
         let h = min(height, sourceHeight) & ~1

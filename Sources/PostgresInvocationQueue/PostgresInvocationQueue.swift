@@ -43,7 +43,7 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
     /// The connection pool `run()` runs. Tables that live beside the queue and are used only while the queue
     /// runs (the poll sources' seen state) share it rather than opening a pool of their own.
     public let client: PostgresClient
-    private let logger: Logger
+    let logger: Logger
     private let writes = OutcomeWrites()
     private let schema = SchemaGate()
 
@@ -60,8 +60,9 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
         client = PostgresClient(configuration: clientConfiguration, backgroundLogger: background)
     }
 
-    /// Runs the connection pool and makes the outcome writes `recordOutcome` submits (each in a child task)
-    /// until graceful shutdown or cancellation; run it once. In a `ServiceGroup` it is told to shut down only
+    /// Runs the connection pool, creates the schema once an operation needs it (`migrate()`) and makes the
+    /// outcome writes `recordOutcome` submits (each in a child task) until graceful shutdown or cancellation;
+    /// run it once. In a `ServiceGroup` it is told to shut down only
     /// once the services listed after it have stopped — the gateway flushes its outcomes before it returns — so
     /// nothing is left to write by then: it takes no more writes and the pool closes (a write submitted that
     /// late is still attempted, and its `done` told if it fails). Cancelled, it abandons the writes not yet
@@ -70,6 +71,8 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
         await withDiscardingTaskGroup { group in
             // Stops at graceful shutdown or cancellation.
             group.addTask { await self.client.run() }
+            // Stops at graceful shutdown or cancellation, failing the callers still waiting for the schema.
+            group.addTask { await self.schema.serve { try await self.createSchema() } }
             await withGracefulShutdownHandler {
                 for await _ in writes.submitted {
                     for write in writes.take() {
@@ -78,6 +81,7 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
                 }
             } onGracefulShutdown: {
                 self.writes.close()
+                self.schema.close()
             }
             for write in writes.stop() {
                 if Task.isCancelled {
@@ -90,56 +94,12 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
     }
 
     /// Creates the table and indexes if missing (serialised between gateways by an advisory lock). Every
-    /// operation waits for it; a failure is reported to the operation and retried by the next one.
+    /// operation waits for it; a failure is reported to the operation and retried by the next one. `run()`'s
+    /// loop makes it: a caller before `run()` waits until it runs, one after it has stopped (the schema never
+    /// made) is told so.
     public func migrate() async throws {
-        try await schema.ensure {
-            try await self.client.withTransaction(logger: self.logger) { connection in
-                try await connection.query("SELECT pg_advisory_xact_lock(8231741)", logger: self.logger)
-                for statement in Self.schemaStatements {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
-                }
-            }
-        }
+        try await schema.ensure()
     }
-
-    static let schemaStatements = [
-        """
-        CREATE TABLE IF NOT EXISTS cinescale_invocation (
-            id TEXT PRIMARY KEY,
-            function TEXT NOT NULL,
-            source TEXT NOT NULL,
-            dedupe_key TEXT UNIQUE,
-            payload BYTEA NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            max_attempts INTEGER NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            expires_at DOUBLE PRECISION NOT NULL,
-            next_attempt_at DOUBLE PRECISION NOT NULL,
-            started_at DOUBLE PRECISION,
-            finished_at DOUBLE PRECISION,
-            duration_ms DOUBLE PRECISION,
-            error_type TEXT,
-            error_message TEXT,
-            lease_owner TEXT,
-            lease_until DOUBLE PRECISION,
-            takeovers INTEGER NOT NULL DEFAULT 0
-        )
-        """,
-        """
-        CREATE INDEX IF NOT EXISTS cinescale_invocation_due ON cinescale_invocation (function, next_attempt_at)
-            WHERE state IN ('queued', 'failed')
-        """,
-        """
-        CREATE INDEX IF NOT EXISTS cinescale_invocation_leased ON cinescale_invocation (function, lease_until)
-            WHERE state = 'running'
-        """,
-        "CREATE INDEX IF NOT EXISTS cinescale_invocation_created ON cinescale_invocation (created_at)",
-        """
-        CREATE INDEX IF NOT EXISTS cinescale_invocation_finished ON cinescale_invocation (finished_at)
-            WHERE state IN ('succeeded', 'dead')
-        """,
-    ]
 
     // MARK: Writes
 
@@ -479,114 +439,6 @@ public final class PostgresInvocationQueue: LeasedInvocationQueue, Service {
             finishedAt: try date("finished_at"), durationMs: try r["duration_ms"].decode(Double?.self),
             errorType: try r["error_type"].decode(String?.self),
             errorMessage: try r["error_message"].decode(String?.self))
-    }
-}
-
-/// Runs the schema creation once; callers wait for it, and a failed attempt is retried by the next caller.
-private final class SchemaGate: Sendable {
-    private let state = Mutex<Task<Void, any Error>?>(nil)
-
-    func ensure(_ create: @escaping @Sendable () async throws -> Void) async throws {
-        let task = state.withLock { current -> Task<Void, any Error> in
-            if let current { return current }
-            let task = Task { try await create() }
-            current = task
-            return task
-        }
-        do {
-            try await task.value
-        } catch {
-            state.withLock { current in if current == task { current = nil } }
-            throw error
-        }
-    }
-}
-
-/// The outcome writes `recordOutcome` submits, made by the queue's run loop in child tasks of its own (none
-/// outlives the queue), and what `flush()` waits for: every write submitted so far made or abandoned.
-private final class OutcomeWrites: Sendable {
-    struct Write: Sendable {
-        /// Makes the write, then calls `finished()`.
-        let make: @Sendable () async -> Void
-        /// Reports the write as not made (the queue stopped), then calls `finished()`.
-        let abandon: @Sendable () -> Void
-    }
-
-    private struct State {
-        var waiting: [Write] = []
-        /// Submitted, not yet finished.
-        var unfinished = 0
-        var stopped = false
-        var flushes: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = Mutex(State())
-    /// One element whenever writes are waiting (at most one buffered: the run loop takes them all at once).
-    let submitted: AsyncStream<Void>
-    private let signal: AsyncStream<Void>.Continuation
-
-    init() {
-        (submitted, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-    }
-
-    /// Hands `write` to the run loop; abandons it at once if the loop has stopped.
-    func submit(_ write: Write) {
-        let accepted = state.withLock { state -> Bool in
-            state.unfinished += 1
-            guard !state.stopped else { return false }
-            state.waiting.append(write)
-            return true
-        }
-        if accepted {
-            signal.yield()
-        } else {
-            write.abandon()
-        }
-    }
-
-    /// The writes submitted since the last call.
-    func take() -> [Write] {
-        state.withLock { state in
-            defer { state.waiting = [] }
-            return state.waiting
-        }
-    }
-
-    /// Ends `submitted` once what it holds has been read (graceful shutdown).
-    func close() {
-        signal.finish()
-    }
-
-    /// Refuses later writes (they are abandoned) and returns those not yet taken.
-    func stop() -> [Write] {
-        signal.finish()
-        return state.withLock { state in
-            state.stopped = true
-            defer { state.waiting = [] }
-            return state.waiting
-        }
-    }
-
-    func finished() {
-        let flushes = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.unfinished -= 1
-            guard state.unfinished == 0 else { return [] }
-            defer { state.flushes = [] }
-            return state.flushes
-        }
-        for flush in flushes { flush.resume() }
-    }
-
-    /// Returns once every write submitted so far is made or abandoned.
-    func flush() async {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> Bool in
-                guard state.unfinished > 0 else { return true }
-                state.flushes.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
     }
 }
 

@@ -49,6 +49,15 @@ struct PlaylistTests {
         #expect(Playlist.bitRates(of: playlist) { _ in nil } == nil)
     }
 
+    @Test func bitRatesOfSegmentsCountAShortSegmentOnlyAlone() throws {
+        // The 0.5 s tail's 1.6 Mb/s is not the peak; the average never exceeds it.
+        let rates = try #require(Playlist.bitRates([(4, 300_000), (4, 200_000), (0.5, 100_000)]))
+        #expect(rates.peak == 600_000)
+        #expect(rates.average == Int((Double(600_000 * 8) / 8.5).rounded(.up)))
+        #expect(try #require(Playlist.bitRates([(0.5, 100_000)])).peak == 1_600_000)
+        #expect(Playlist.bitRates([]) == nil)
+    }
+
     @Test func masterPlaylistsCarryWhatPlayersChooseBy() {
         let text = Playlist.master([
             Variant(

@@ -290,6 +290,30 @@ final class Stores: Sendable {
         }
     }
 
+    @Test func postgresSchemaIsMadeByTheRunLoop() async throws {
+        try await withStores(.postgres) { stores in
+            let configuration = try PostgresQueueConfiguration(url: try #require(stores.url))
+            var logger = Logger(label: "test.queue")
+            logger.logLevel = .critical
+            // Used before it runs: the enqueue waits until `run()` has made the schema.
+            let queue = try PostgresInvocationQueue(configuration: configuration, logger: logger)
+            let early = invocation("early")
+            let enqueued = Task { try await queue.enqueue([early]) }
+            try await Task.sleep(for: .milliseconds(200))
+            let running = Task { await queue.run() }
+            #expect(try await enqueued.value.count == 1)
+            #expect(try await queue.get(id: "early")?.state == .queued)
+            running.cancel()
+            await running.value
+            // Stopped before anything needed the schema: a later caller is told, not left waiting.
+            let stopped = try PostgresInvocationQueue(configuration: configuration, logger: logger)
+            let ran = Task { await stopped.run() }
+            ran.cancel()
+            await ran.value
+            await #expect(throws: PostgresQueueError.self) { try await stopped.migrate() }
+        }
+    }
+
     @Test func aFailingWriteDoesNotSinkItsBatch() async throws {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in try db.execute(sql: "CREATE TABLE t (v INTEGER NOT NULL)") }

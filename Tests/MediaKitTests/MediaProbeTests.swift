@@ -223,6 +223,13 @@ struct TranscoderTests {
         #expect(Transcoder.rungs(for: 144, ladder: ladder).map(\.height) == [240])
     }
 
+    @Test func aVariantsCodecsAreItsPictureAndEveryAudioRenditionOnce() {
+        #expect(
+            Transcoder.variantCodecs(video: "avc1.64001f,mp4a.40.2", audio: ["mp4a.40.2", "mp4a.40.5", "mp4a.40.2"])
+                == "avc1.64001f,mp4a.40.2,mp4a.40.5")
+        #expect(Transcoder.variantCodecs(video: "avc1.640028", audio: []) == "avc1.640028")
+    }
+
     @Test func cascadeScalesEachRungFromALargerRungAtLeastTwiceItsHeight() {
         let stages = [240, 360, 720, 1080].map { height in
             RungStage(
