@@ -418,7 +418,7 @@ struct PollEventSourceTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await source.run() }
                 defer { group.cancelAll() }
-                let deadline = ContinuousClock.now + .seconds(30)
+                let deadline = ContinuousClock.now + .seconds(120)
                 // A scan is complete once the listing after it has started.
                 while bucket.lists.withLock({ $0 }) < start + scans + 1 {
                     guard ContinuousClock.now < deadline else { throw CancellationError() }
@@ -504,7 +504,7 @@ struct PollEventSourceTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await source.run() }
             defer { group.cancelAll() }
-            let deadline = ContinuousClock.now + .seconds(30)
+            let deadline = ContinuousClock.now + .seconds(120)
             while h.service.metrics.emitText().contains(
                 "cinescale_gateway_poll_errors_total{source=\"ingest\",stage=\"list\"} 1") == false
             {

@@ -154,7 +154,7 @@ final class FakeRuntimeAPI: Sendable {
     var delivered: [String] { state.withLock { $0.delivered } }
 
     /// Waits until at least `count` posts arrived (or `timeout` passed).
-    func waitForPosts(_ count: Int, timeout: Duration = .seconds(20)) async -> [Post] {
+    func waitForPosts(_ count: Int, timeout: Duration = .seconds(60)) async -> [Post] {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
@@ -181,7 +181,7 @@ final class FakeRuntimeAPI: Sendable {
     }
 
     /// Waits until `count` invocations were handed out by `/next`.
-    func waitForDelivered(_ count: Int, timeout: Duration = .seconds(20)) async -> Bool {
+    func waitForDelivered(_ count: Int, timeout: Duration = .seconds(60)) async -> Bool {
         let start = ContinuousClock.now
         while ContinuousClock.now - start < timeout {
             if delivered.count >= count { return true }

@@ -48,7 +48,7 @@ final class HelloProcess: @unchecked Sendable {
     }
 
     /// Waits for the process to exit; kills it and returns nil after `timeout`.
-    func waitForExit(timeout: Duration = .seconds(20)) async -> (status: Int32, reason: Process.TerminationReason)? {
+    func waitForExit(timeout: Duration = .seconds(60)) async -> (status: Int32, reason: Process.TerminationReason)? {
         let stream = exit
         let result = await withTaskGroup(of: (Int32, Process.TerminationReason)?.self) { group in
             group.addTask {

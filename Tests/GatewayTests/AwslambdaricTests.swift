@@ -158,7 +158,7 @@ struct AwslambdaricTests {
                 "events", "{\"action\":\"write\",\"path\":\"\(marker)\",\"tag\":\"e1\"}", type: "Event")
             #expect(reply.status == 202)
             #expect(reply.body.isEmpty)
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(60)
             while !FileManager.default.fileExists(atPath: marker) && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
             }

@@ -295,7 +295,7 @@ struct LiveGateway: Sendable {
 
     /// Polls the status until `condition` holds (or fails after `timeout`).
     func waitFor(
-        _ function: String, timeout: Duration = .seconds(10), _ what: String,
+        _ function: String, timeout: Duration = .seconds(60), _ what: String,
         _ condition: (FunctionStatus) -> Bool
     ) async throws -> FunctionStatus {
         let deadline = ContinuousClock.now + timeout

@@ -151,7 +151,7 @@ struct SQSEventSourceTests {
         }
     }
 
-    func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws {
+    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if condition() { return }
@@ -277,7 +277,7 @@ struct SQSEventSourceTests {
             let ids = (0..<6).map { queue.send(Self.event("videos/\($0).mp4", etag: "e\($0)")) }
             try await withSource(gw, queue, maxInFlight: 2) { source in
                 var most = 0
-                let deadline = ContinuousClock.now + .seconds(30)
+                let deadline = ContinuousClock.now + .seconds(120)
                 while Set(queue.deleted) != Set(ids), ContinuousClock.now < deadline {
                     most = max(most, source.heldCount)
                     try await Task.sleep(for: .milliseconds(10))
@@ -299,16 +299,16 @@ struct SQSEventSourceTests {
                 // Attempts at 0, after 0.5-1 s, after a further 1-2 s: it tries again, but never more than 4
                 // times in the 2.5 s after the first attempt (a loaded machine may start the source late, so
                 // the window opens at the first attempt, not at the start).
-                try await waitUntil("a first receive", timeout: .seconds(10)) { calls() >= 1 }
+                try await waitUntil("a first receive", timeout: .seconds(60)) { calls() >= 1 }
                 let first = ContinuousClock.now
-                try await waitUntil("a retry after the failure", timeout: .seconds(10)) { calls() >= 2 }
+                try await waitUntil("a retry after the failure", timeout: .seconds(60)) { calls() >= 2 }
                 let left = .milliseconds(2500) - (ContinuousClock.now - first)
                 if left > .zero { try await Task.sleep(for: left) }
                 #expect(calls() <= 4, "\(calls()) receive calls")
                 // Back up: the next poll (within 4 s more) takes the message.
                 queue.state.withLock { $0.failReceives = false }
                 let id = queue.send(#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#)
-                try await waitUntil("received after recovery", timeout: .seconds(10)) { queue.deleted.contains(id) }
+                try await waitUntil("received after recovery", timeout: .seconds(60)) { queue.deleted.contains(id) }
             }
         }
     }

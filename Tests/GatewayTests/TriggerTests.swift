@@ -70,7 +70,7 @@ struct TriggerTests {
         return try await gw.send("POST", "/events", headers: headers, body: Array(body.utf8), credentials: nil)
     }
 
-    func waitUntil(_ what: String, timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws
+    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async throws
     {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

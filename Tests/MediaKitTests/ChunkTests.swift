@@ -370,7 +370,7 @@ struct ChunkTests {
         }
         #expect(stages.count == 2)
         // The stages' threads release them as they end, just after the job returned: wait for that.
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(120)
         while stages.contains(where: { $0.value != nil }), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
