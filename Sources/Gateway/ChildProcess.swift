@@ -1,3 +1,20 @@
+// Hand-written rather than swiftlang/swift-subprocess (1.0.2, the version on this machine; it builds here with
+// Swift 6.3.1, tools 6.2, macOS 13), checked against its Linux sources (issue 18, part 5). It keeps process groups
+// (`PlatformOptions.processGroupID = 0`), stdin from /dev/null, inherited stdout/stderr, closefrom(3), the signal
+// mask; it is not slower. But on Linux:
+// - its `TerminationStatus.signaled` drops the core-dump bit: "signal: aborted (core dumped)" in Lambda's words
+//   would be lost.
+// - it reaps the leader itself once `run`'s closure returns: the rest of the group can be killed while the leader's
+//   zombie still holds the pid only by a closure that waits (waitid WNOWAIT, on a thread of its own) as `reap()`
+//   below does, so the reaper thread would stay anyway.
+// - no `nice` or SCHED_IDLE hook (`preSpawnProcessConfigurator` is Darwin and Windows only) and `run` spawns on
+//   whatever thread the calling task is on: workers would be exec'd through /usr/bin/nice and chrt --idle.
+// - it starts a process only inside an async, scoped `run { execution in … }`, where FunctionDispatcher.launch
+//   spawns synchronously under its lock (so a stop cannot miss a worker just started): the launch would move.
+// Spawn → exit of /bin/true, 200 alternating rounds, release build, on the shared 2-core machine (medians of three
+// runs, load 6-16): here 0.63, 1.68, 3.87 ms, swift-subprocess 0.73, 0.94, 3.29 ms; at nice 10, here (a niced
+// thread spawns) 3.4, 6.5, 6.7 ms, through /usr/bin/nice -n 10 5.6, 1.7, 4.1 ms.
+
 import Foundation
 import Synchronization
 

@@ -160,6 +160,21 @@ struct MultipartParserTests {
             _ = try huge.feed(Array("--b\r\n".utf8) + [UInt8](repeating: 65, count: 20_000))
         }
     }
+
+    /// What multipart-kit 4.7.1 could not tell (see the comment atop MultipartParser.swift): where the form ended.
+    @Test func onlyTheClosingDelimiterEndsTheForm() throws {
+        let part = "--b\r\nContent-Disposition: form-data; name=\"file\"\r\nno colon here\r\n\r\nxyz\r\n--b"
+        for (tail, done) in [("--\r\n", true), ("--", true), ("\r\nContent-Dis", false), ("-", false), ("", false)] {
+            var parser = MultipartParser(boundary: "b")
+            let events = try parser.feed(Array((part + tail).utf8))
+            #expect(parser.isDone == done, "\(tail.debugDescription)")
+            // The line without a colon is skipped, not an error.
+            #expect(events.first == .partStart(["content-disposition": "form-data; name=\"file\""]))
+            #expect(events.contains(.data(Array("xyz".utf8))))
+        }
+        var oneHyphen = MultipartParser(boundary: "b")
+        #expect(throws: MultipartParser.Failure.self) { _ = try oneHyphen.feed(Array((part + "-x").utf8)) }
+    }
 }
 
 /// The WebVTT storyboard: one cue per sprite tile, row by row, each naming its rectangle.
