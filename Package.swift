@@ -310,6 +310,7 @@ let package = Package(
                 "S3Wire",
                 "InvocationQueue",
                 "S3Events",
+                "EventLoopExecutor",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -513,10 +514,18 @@ let package = Package(
         ),
         // Handler protocols, context, the Lambda Runtime API client loop. No project target, no event types
         // (as in lambda-runtime v2, where they live in a package of their own).
+        // Swift concurrency jobs run on a NIO event loop (a TaskExecutor), for the function runtime's loop and the
+        // gateway's pinned public server. NIOCore only.
+        .target(
+            name: "EventLoopExecutor",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "FunctionRuntime",
             dependencies: [
                 "WireFormat",
+                "EventLoopExecutor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

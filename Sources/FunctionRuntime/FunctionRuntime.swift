@@ -1,4 +1,5 @@
 import Dispatch
+import EventLoopExecutor
 import Foundation
 import Logging
 import NIOCore
@@ -256,22 +257,6 @@ public final class ShutdownCoordinator: Sendable {
         state.withLock { state in
             state.invoking = false
             return state.stopRequested
-        }
-    }
-}
-
-/// Runs jobs on a NIO event loop, so that the run loop and the connection share one thread.
-final class EventLoopTaskExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
-
-    init(_ eventLoop: any EventLoop) {
-        self.eventLoop = eventLoop
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        eventLoop.execute {
-            job.runSynchronously(on: self.asUnownedTaskExecutor())
         }
     }
 }
