@@ -15,6 +15,8 @@ import Testing
 /// a temporary directory: each answer the routes give, errors included, with their status, code and headers.
 /// The pipeline's objects (upload records, metadata.json, status.json, playlists) are written as the JSON and
 /// text the functions write. (The resumable session routes are covered in ResumableUploadTests.swift.)
+/// Longer than 500 lines on purpose: one suite over one set of fixtures, a test per route and answer, read top
+/// to bottom in the order of docs/openapi.yaml.
 @Suite("Product API: every route and its answers")
 struct APIRouteTests {
     /// What a route answered, its JSON read.
