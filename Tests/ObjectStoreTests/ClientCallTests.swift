@@ -145,7 +145,7 @@ import Testing
         }
         var configuration = ObjectStoreConfiguration(root: dir.root, fsync: false, minimumPartSize: 1024)
         configuration.freeSpaceFloor = .fraction(1)
-        let store = try await ObjectStore(configuration: configuration, logger: testLogger())
+        let store = try await openStore(configuration)
         await expectError(.storageFull) { try await store.putObject(bucket: "b01", key: "new", body: buffer("x")) }
         await expectError(.storageFull) { try await store.createBucket("b02") }
         await expectError(.storageFull) { try await store.createMultipartUpload(bucket: "b01", key: "m2") }

@@ -66,7 +66,25 @@ func makeStore(
 ) async throws -> ObjectStore {
     var configuration = ObjectStoreConfiguration(root: dir.root, fsync: fsync, minimumPartSize: minimumPartSize)
     if let maximumObjectSize { configuration.maximumObjectSize = maximumObjectSize }
-    return try await ObjectStore(configuration: configuration, logger: testLogger(), observer: observer)
+    return try await openStore(configuration, observer: observer)
+}
+
+/// Opens a store, waiting while one the test has just dropped still holds the directory's lock: its last reference
+/// can outlive the test's scope by a moment (the thread-pool job that resumed the caller lets go of its closure
+/// after), which a loaded machine once stretched past the reopen of a "restart".
+func openStore(_ configuration: ObjectStoreConfiguration, observer: ObjectStoreObserver? = nil) async throws
+    -> ObjectStore
+{
+    let deadline = ContinuousClock.now + .seconds(60)
+    while true {
+        do {
+            return try await ObjectStore(configuration: configuration, logger: testLogger(), observer: observer)
+        } catch let error as ObjectStoreError
+            where error.message.contains("in use by another ObjectStore") && ContinuousClock.now < deadline
+        {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
 }
 
 /// Runs `body` with a store in a fresh directory, removing the directory afterwards.
