@@ -151,7 +151,7 @@ extension GatewayError {
 /// the status and `x-amzn-ErrorType` of the error's code, `{"Type":"User"|"Service","message":…}` (a throttle
 /// adds `"Reason"` and `Retry-After: 1`), and `x-amzn-RequestId`. A failure of the gateway's own
 /// (``GatewayError/Code/isServerFault``, or any error that is not a `GatewayError`) says only
-/// `"internal error"` and its request id (`"requestId"`, and the header); ``InvokeAPIErrorMiddleware`` logs
+/// `"internal error"` and its request id (`"requestId"`, and the header); ``ErrorAnswerMiddleware`` logs
 /// the whole error under the same id. The Invoke API's routes throw `GatewayError`s; Hummingbird's router
 /// renders this (``response(from:context:)``).
 struct InvokeAPIError: HTTPResponseError, Sendable {
@@ -217,9 +217,18 @@ extension InvokeAPIError {
     }
 }
 
-/// Wraps the Invoke API's routes: whatever they throw becomes an ``InvokeAPIError``. A group's middleware:
-/// the router it is mounted on serves other APIs with their own error formats.
-struct InvokeAPIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+/// An error format of a group of routes: what it makes of anything they throw.
+protocol RouteErrorAnswer: Error {
+    init(answering error: any Error, request: Request, logger: Logger)
+}
+
+extension InvokeAPIError: RouteErrorAnswer {}
+extension OperatorAPIError: RouteErrorAnswer {}
+
+/// Wraps a group of routes: whatever they throw becomes an `Answer` (``InvokeAPIError`` for the Invoke API,
+/// ``OperatorAPIError`` for the gateway's own routes). A group's middleware: the router it is mounted on serves
+/// other APIs with their own error formats.
+struct ErrorAnswerMiddleware<Context: RequestContext, Answer: RouteErrorAnswer>: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
@@ -228,7 +237,7 @@ struct InvokeAPIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            throw InvokeAPIError(answering: error, request: request, logger: logger)
+            throw Answer(answering: error, request: request, logger: logger)
         }
     }
 }
@@ -236,7 +245,7 @@ struct InvokeAPIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 /// An error answer of the gateway's own routes (the event webhook, the operator view of the queue), and the
 /// one place that format is written: `{"error":{"code":…,"message":…}}`, the product API's format, with a
 /// `requestId` (also `X-Request-Id`) for a failure of the gateway's own, whose log line carries the same id.
-/// Routes throw it (or a `GatewayError`, a ``DependencyFailure``); ``OperatorErrorMiddleware`` makes
+/// Routes throw it (or a `GatewayError`, a ``DependencyFailure``); ``ErrorAnswerMiddleware`` makes
 /// anything else one.
 struct OperatorAPIError: HTTPResponseError, Sendable {
     var status: HTTPResponse.Status
@@ -322,20 +331,5 @@ extension OperatorAPIError {
                 "cinescale.request.id": .string(requestID), "cinescale.method": .string(request.method.rawValue),
                 "cinescale.path": .string(request.uri.path), "cinescale.error": .string(String(reflecting: cause)),
             ])
-    }
-}
-
-/// Wraps the gateway's own routes: whatever they throw becomes an ``OperatorAPIError``.
-struct OperatorErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    let logger: Logger
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
-        -> Response
-    {
-        do {
-            return try await next(request, context)
-        } catch {
-            throw OperatorAPIError(answering: error, request: request, logger: logger)
-        }
     }
 }

@@ -43,7 +43,7 @@ public struct InvokeAPI: Sendable {
     /// Adds `POST /2015-03-31/functions/{name}/invocations`, `GET /2015-03-31/functions/` and
     /// `GET /2015-03-31/functions/{name}`, in a group whose middleware writes every error in Lambda's format.
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        let router = router.group().add(middleware: InvokeAPIErrorMiddleware<Context>(logger: logger))
+        let router = router.group().add(middleware: ErrorAnswerMiddleware<Context, InvokeAPIError>(logger: logger))
         router.post("/2015-03-31/functions/:name/invocations") { request, context in
             try await self.invoke(request, name: context.parameters.get("name") ?? "")
         }

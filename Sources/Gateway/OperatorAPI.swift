@@ -38,7 +38,7 @@ struct OperatorAPI: Sendable {
         }
         router.get("/healthz") { _, _ in self.health() }
         // The routes that can fail, in a group whose middleware writes every error (OperatorAPIError).
-        let router = router.group().add(middleware: OperatorErrorMiddleware<Context>(logger: logger))
+        let router = router.group().add(middleware: ErrorAnswerMiddleware<Context, OperatorAPIError>(logger: logger))
         router.post("/events") { request, _ in try await self.receiveEvents(request) }
         router.get("/invocations") { request, _ in try await self.listInvocations(request) }
         router.get("/invocations/:id") { request, context in
